@@ -1,0 +1,348 @@
+"""`mai-sr` command line: argument parsing only.
+
+Each subcommand parses its arguments and calls one documented library function; heavy
+modules are imported inside the handlers so `mai-sr --help` and `mai-sr <cmd> --help` never
+import TensorFlow, and model-running commands (eval, bench, lint, score, upscale) never do.
+A :class:`~mai_sr.errors.MaiSrError` becomes a one-line error and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from mai_sr import __version__
+from mai_sr.errors import MaiSrError
+
+PROG = "mai-sr"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage dump) and exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+# ---------------------------------------------------------------- argument types
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = positive_int(text) if text.strip() != "0" else 0
+    return value
+
+
+def size_hw(text: str) -> tuple[int, int]:
+    """'360x640' -> (360, 640): height x width, as the challenge writes LR sizes."""
+    parts = text.lower().split("x")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 360x640, got {text!r}")
+    try:
+        h, w = (int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 360x640, got {text!r}") from None
+    if h <= 0 or w <= 0:
+        raise argparse.ArgumentTypeError(f"sizes must be > 0, got {text!r}")
+    return h, w
+
+
+def csv_list(text: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("expected a comma-separated list")
+    return items
+
+
+MODEL_NAMES = ("abpn", "scsrn", "ncnet", "xcat")
+RUNNERS = ("local", "adb", "synap")
+
+
+# ---------------------------------------------------------------- handlers
+# Each handler imports its library module lazily and does nothing but call it and print.
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def cmd_train(args) -> int:
+    from mai_sr.train import TrainConfig, train_from_config
+
+    config = TrainConfig.from_cli(vars(args))
+    run_dir = train_from_config(config, resume=args.resume, quiet=args.quiet)
+    print(f"run: {run_dir}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from mai_sr.export import export
+
+    paths = export(args.output, run=args.run, model=args.model, weights=args.weights,
+                   pretrained=args.pretrained, shape=args.shape, dynamic=args.dynamic,
+                   precision=args.precision, calib=args.calib, calib_n=args.calib_n)
+    for p in paths:
+        print(p)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from mai_sr.evaluate import evaluate_cli
+
+    return evaluate_cli(model=args.model, pretrained=args.pretrained, data=args.data,
+                        y_channel=args.y, crop=args.crop, save_dir=args.save_dir,
+                        csv_path=args.csv, as_json=args.json, quiet=args.quiet)
+
+
+def cmd_bench(args) -> int:
+    from mai_sr.device import bench_cli
+
+    return bench_cli(args)
+
+
+def cmd_push(args) -> int:
+    from mai_sr.device.adb import push_cli
+
+    return push_cli(args)
+
+
+def cmd_synap(args) -> int:
+    from mai_sr.device.synap import convert
+
+    out = convert(args.model, target=args.target, out_dir=args.out_dir, meta=args.meta)
+    print(out.summary())
+    return 0
+
+
+def cmd_lint(args) -> int:
+    from mai_sr.export.lint import lint_cli
+
+    return lint_cli(args.model, as_json=args.json, strict=args.strict)
+
+
+def cmd_profile(args) -> int:
+    from mai_sr.profile import format_profile, profile_model
+
+    prof = profile_model(args.model, size=args.size, deploy=not args.train_graph)
+    if args.json:
+        _print_json(prof.to_dict())
+    else:
+        print(format_profile(prof))
+    return 0
+
+
+def cmd_score(args) -> int:
+    from mai_sr.score import score_cli
+
+    return score_cli(psnr=args.psnr, runtime_ms=args.runtime_ms, csv_path=args.csv,
+                     runtime_from=args.runtime_from, as_json=args.json)
+
+
+def cmd_report(args) -> int:
+    from mai_sr.report import make_report
+
+    out = make_report(args.inputs, data=args.data, runners=args.runner, out_dir=args.out,
+                      quiet=args.quiet)
+    print(f"report: {out}")
+    return 0
+
+
+def cmd_upscale(args) -> int:
+    from mai_sr.upscale import upscale_paths
+
+    written = upscale_paths(args.input, args.output, model=args.model,
+                            pretrained=args.pretrained, tile=args.tile, quiet=args.quiet)
+    for p in written:
+        print(p)
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+
+
+def _add_adb_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("adb (Android device via benchmark_model)")
+    g.add_argument("--adb", metavar="PATH", help="adb executable (default: $ADB, PATH, or adbutils' bundled adb)")
+    g.add_argument("--serial", help="device serial; 'all' benchmarks every attached device")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Quantized x3 super-resolution for mobile NPUs: "
+                     "train, QAT, export INT8 TFLite, lint, evaluate, benchmark, score.",
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    # train ------------------------------------------------------------------
+    p = sub.add_parser("train", help="train FP32 then (with --qat) quantization-aware")
+    p.add_argument("--model", choices=MODEL_NAMES, default=None, help="architecture (default abpn)")
+    p.add_argument("--data", default=None, help="builtin | DIR[,DIR] of HR images (default builtin)")
+    p.add_argument("--val", default=None, help="validation folder (default: held-out training images)")
+    p.add_argument("--steps", type=positive_int, default=None, help="FP32 training steps")
+    p.add_argument("--patch", type=positive_int, default=None, help="LR patch size (HR = 3x)")
+    p.add_argument("--batch", type=positive_int, default=None)
+    p.add_argument("--lr", type=positive_float, default=None)
+    p.add_argument("--schedule", choices=("cosine", "step"), default=None)
+    p.add_argument("--loss", choices=("l1", "l2", "charbonnier"), default=None)
+    p.add_argument("--out", default=None, help="run directory (default runs/<model>-<time>)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--qat", action="store_true", help="add stage 2: quantization-aware training")
+    p.add_argument("--qat-steps", type=positive_int, default=None)
+    p.add_argument("--qat-lr", type=positive_float, default=None)
+    p.add_argument("--from", dest="from_run", default=None, help="finished FP32 run: do only QAT")
+    p.add_argument("--resume", action="store_true", help="continue --out from its last checkpoint")
+    p.add_argument("--no-weight-clip", action="store_true", help="disable weight clipping (Z6)")
+    p.add_argument("--distribute", choices=("none", "mirrored", "multiworker"), default=None)
+    p.add_argument("--val-every", type=positive_int, default=None)
+    p.add_argument("--ckpt-every", type=positive_int, default=None)
+    p.add_argument("--quiet", action="store_true", help="no progress bar; plain log lines")
+    p.set_defaults(func=cmd_train)
+
+    # export -----------------------------------------------------------------
+    p = sub.add_parser("export", help="export INT8 (or fp16/fp32) TFLite")
+    p.add_argument("output", help="output .tflite path (fixed shape); --dynamic adds *_none.tflite")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--run", help="run directory from `mai-sr train`")
+    src.add_argument("--pretrained", choices=MODEL_NAMES, help="a shipped pretrained model")
+    p.add_argument("--model", choices=MODEL_NAMES, help="architecture, with --weights")
+    p.add_argument("--weights", help="Keras deploy weights file, with --model")
+    p.add_argument("--shape", type=size_hw, default=(360, 640), help="LR input HxW (default 360x640)")
+    p.add_argument("--dynamic", action="store_true", help="also write a dynamic-shape *_none.tflite")
+    p.add_argument("--precision", choices=("int8", "fp16", "fp32"), default="int8")
+    p.add_argument("--calib", help="folder of images for post-training calibration (default builtin)")
+    p.add_argument("--calib-n", type=positive_int, default=100)
+    p.set_defaults(func=cmd_export)
+
+    # eval -------------------------------------------------------------------
+    p = sub.add_parser("eval", help="PSNR/SSIM of a TFLite model (LiteRT, no TensorFlow)")
+    p.add_argument("model", nargs="?", help=".tflite file")
+    p.add_argument("--pretrained", choices=MODEL_NAMES)
+    p.add_argument("--data", type=csv_list, default=["builtin"], help="DIR[,DIR] or builtin")
+    p.add_argument("--y", action="store_true", help="on BT.601 luma instead of RGB")
+    p.add_argument("--crop", type=non_negative_int, default=None, help="border crop (default = scale)")
+    p.add_argument("--save-dir", help="write the upscaled images here")
+    p.add_argument("--csv", help="write per-image rows here")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    # bench ------------------------------------------------------------------
+    p = sub.add_parser("bench", help="time a TFLite model on a runner")
+    p.add_argument("model", nargs="?", help=".tflite file")
+    p.add_argument("--pretrained", choices=MODEL_NAMES)
+    p.add_argument("--runner", choices=RUNNERS, default="local")
+    p.add_argument("--threads", type=positive_int, default=2)
+    p.add_argument("--runs", type=positive_int, default=None, help="minimum timed runs")
+    p.add_argument("--warmup", type=non_negative_int, default=None, help="warmup runs")
+    p.add_argument("--min-seconds", type=positive_float, default=None, help="minimum timed seconds")
+    p.add_argument("--json", action="store_true")
+    _add_adb_options(p)
+    g = p.add_argument_group("adb benchmark options")
+    g.add_argument("--benchmark-binary", help="benchmark_model built for the device ABI")
+    g.add_argument("--delegate", choices=("nnapi", "cpu", "xnnpack", "gpu"), default="nnapi")
+    g.add_argument("--nnapi-accelerator", help="NNAPI accelerator name")
+    g.add_argument("--op-profiling", action="store_true", help="--enable_op_profiling=true")
+    g.add_argument("--memory", action="store_true", help="--report_peak_memory_footprint=true")
+    p.set_defaults(func=cmd_bench)
+
+    # push -------------------------------------------------------------------
+    p = sub.add_parser("push", help="copy a model to AI Benchmark's custom-model slot on a device")
+    p.add_argument("model", nargs="?", help=".tflite file")
+    p.add_argument("--pretrained", choices=MODEL_NAMES)
+    _add_adb_options(p)
+    p.set_defaults(func=cmd_push)
+
+    # synap ------------------------------------------------------------------
+    p = sub.add_parser("synap", help="SyNAP toolkit simulator (VS680 NPU): convert")
+    ssub = p.add_subparsers(dest="synap_command", metavar="SUBCOMMAND", parser_class=_Parser)
+    ssub.required = True
+    c = ssub.add_parser("convert", help="validate and compile a TFLite model (simulated)")
+    c.add_argument("--model", required=True, help=".tflite file")
+    c.add_argument("--target", default="VS680", help="target SoC (VS680 only)")
+    c.add_argument("--out-dir", required=True)
+    c.add_argument("--meta", help="SyNAP meta.yaml (accepted, recorded)")
+    c.set_defaults(func=cmd_synap)
+
+    # lint -------------------------------------------------------------------
+    p = sub.add_parser("lint", help="check a TFLite model against what the NPU accepts")
+    p.add_argument("model", help=".tflite file")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--strict", action="store_true", help="exit 1 on warnings")
+    p.set_defaults(func=cmd_lint)
+
+    # profile ----------------------------------------------------------------
+    p = sub.add_parser("profile", help="params, MACs, activations, #conv, memory of a model")
+    p.add_argument("--model", choices=MODEL_NAMES, required=True)
+    p.add_argument("--size", type=size_hw, default=(256, 256), help="LR input HxW (default 256x256)")
+    p.add_argument("--train-graph", action="store_true", help="profile the training graph")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_profile)
+
+    # score ------------------------------------------------------------------
+    p = sub.add_parser("score", help="challenge score 2^(2*PSNR) / (C*runtime)")
+    p.add_argument("--psnr", type=float, help="PSNR in dB")
+    p.add_argument("--runtime-ms", type=positive_float, help="runtime in ms")
+    p.add_argument("--runtime-from", help="bench --json output to take the runtime from")
+    p.add_argument("--csv", help="CSV with psnr and runtime_ms columns: score every row")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_score)
+
+    # report -----------------------------------------------------------------
+    p = sub.add_parser("report", help="leaderboard, plots and HTML for runs and models")
+    p.add_argument("inputs", nargs="+", help="run directories or .tflite files")
+    p.add_argument("--data", type=csv_list, default=["builtin"])
+    p.add_argument("--runner", type=csv_list, default=["local", "synap"])
+    p.add_argument("--out", default="report")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_report)
+
+    # upscale ----------------------------------------------------------------
+    p = sub.add_parser("upscale", help="upscale images x3 with a TFLite model (any size, tiled)")
+    p.add_argument("input", help="image file or folder")
+    p.add_argument("output", help="output file or folder")
+    p.add_argument("--model", help=".tflite file")
+    p.add_argument("--pretrained", choices=MODEL_NAMES)
+    p.add_argument("--tile", type=positive_int, default=None, help="LR tile size (default: model's)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_upscale)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `mai-sr` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except MaiSrError as exc:
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

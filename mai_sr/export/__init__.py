@@ -1,0 +1,1 @@
+"""Export to TFLite and lint (filled by the export issue)."""

@@ -1,0 +1,1 @@
+"""Model registry (filled by the models issue)."""

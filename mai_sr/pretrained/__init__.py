@@ -1,0 +1,1 @@
+"""Shipped pretrained INT8 models (filled by the pretrained issue)."""

@@ -1,0 +1,1 @@
+"""Quantization-aware training (filled by the training issue)."""

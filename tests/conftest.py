@@ -1,0 +1,22 @@
+"""Shared test fixtures.
+
+Real images live in ../shared/data beside the checkout (never copied into the project).
+Set MAI_SR_DATA to point elsewhere.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("MAI_SR_DATA", ROOT.parent / "shared" / "data")).resolve()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Folder holding Set5, Set14, B100, T91, BSD200."""
+    if not (SHARED_DATA / "Set14").is_dir():
+        pytest.fail(f"real data not found at {SHARED_DATA}: put ../shared/data beside the checkout "
+                    "or set MAI_SR_DATA")
+    return SHARED_DATA
