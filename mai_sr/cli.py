@@ -97,7 +97,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from mai_sr.export import export
+    from mai_sr.export.convert import export
 
     paths = export(args.output, run=args.run, model=args.model, weights=args.weights,
                    pretrained=args.pretrained, shape=args.shape, dynamic=args.dynamic,
