@@ -1,1 +1,111 @@
-"""Model registry (filled by the models issue)."""
+"""Model registry: ``create_model(name, scale=3, deploy=False, **overrides)``.
+
+Each model lives in its own module with a ``build(scale, **config)`` function, a ``DEFAULTS``
+dict (the training graph) and a ``DEPLOY`` dict (what ``deploy=True`` changes). Overrides
+win over both, so ``create_model("abpn", deploy=True, clip="after_d2s")`` builds the slow
+published head on purpose.
+
+All models take RGB in [0, 255] (no normalisation), any H x W, and return (3H, 3W, 3) in
+[0, 255]. Importing this package imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from mai_sr._tf import keras
+from mai_sr.errors import MaiSrError
+from mai_sr.models import abpn, ncnet, scsrn, xcat
+from mai_sr.models.blocks import (CUSTOM_OBJECTS, ClipByValue, Collapsible, ConcatAnchor,
+                                  DepthToSpace, NearestConvAnchor, layer_inputs)
+
+__all__ = ["create_model", "collapse", "list_models", "custom_objects", "model_config"]
+
+
+# name -> module with build(scale, **config), DEFAULTS and DEPLOY
+_REGISTRY = {"abpn": abpn, "ncnet": ncnet, "scsrn": scsrn, "xcat": xcat}
+
+
+def list_models() -> list[str]:
+    """Registered model names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def model_config(name: str, deploy: bool = False, **overrides) -> dict[str, Any]:
+    """The resolved configuration ``create_model`` would build with (JSON-friendly)."""
+    if name not in _REGISTRY:
+        raise MaiSrError(f"unknown model {name!r}; choose from {', '.join(list_models())}")
+    module = _REGISTRY[name]
+    unknown = sorted(set(overrides) - set(module.DEFAULTS))
+    if unknown:
+        raise MaiSrError(f"model {name}: unknown option(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(sorted(module.DEFAULTS))}")
+    return {**module.DEFAULTS, **(module.DEPLOY if deploy else {}), **overrides}
+
+
+def create_model(name: str, scale: int = 3, deploy: bool = False, **overrides) -> keras.Model:
+    """Build model ``name`` (see :func:`list_models`) at ``scale``.
+
+    ``deploy=False`` gives the training graph (re-parameterizable blocks expanded),
+    ``deploy=True`` the inference graph (plain convs, nearest-conv anchor, clip before
+    depth-to-space). Overrides are keys of the model's ``DEFAULTS``, e.g. ``weight_clip=1.0``
+    (a :class:`~mai_sr.models.blocks.ClipWeights` kernel constraint on every trainable conv)
+    or ``input_size=(360, 640)`` (a fixed input shape instead of any H x W).
+    """
+    config = model_config(name, deploy, **overrides)
+    try:
+        return _REGISTRY[name].build(scale=scale, **config)
+    except ValueError as exc:  # a bad option value, e.g. block="foo"
+        raise MaiSrError(f"model {name}: {exc}") from None
+
+
+def custom_objects() -> dict[str, type]:
+    """The custom layer/constraint classes, for ``keras.models.load_model``."""
+    return dict(CUSTOM_OBJECTS)
+
+
+def _deploy_layer(layer):
+    """The deploy-graph replacement of one training-graph layer (weights set later)."""
+    if isinstance(layer, Collapsible):
+        return layer.deploy_layer()
+    if isinstance(layer, ConcatAnchor):
+        return NearestConvAnchor(layer.scale, name=layer.name)
+    return layer.__class__.from_config(layer.get_config())
+
+
+def _clip_after_d2s(model: keras.Model) -> dict:
+    """{depth_to_space layer: clip layer} for each clip fed only by a depth-to-space."""
+    producer = {id(layer.output): layer for layer in model.layers}
+    uses = Counter(id(t) for layer in model.layers
+                   if not isinstance(layer, keras.layers.InputLayer) for t in layer_inputs(layer))
+    pairs = {}
+    for layer in model.layers:
+        if isinstance(layer, ClipByValue):
+            source = producer[id(layer.input)]
+            if isinstance(source, DepthToSpace) and uses[id(source.output)] == 1:
+                pairs[source] = layer
+    return pairs
+
+
+def collapse(model: keras.Model) -> keras.Model:
+    """Convert a (trained) training graph into the deploy graph with the same outputs.
+
+    Every re-parameterizable block becomes one Conv2D holding its collapsed kernel and bias;
+    a concat anchor becomes the nearest-conv anchor; a clip after depth-to-space moves
+    before it. Other layers are copied with their weights. Works on models built by
+    :func:`create_model` or loaded from disk; the input model is not changed.
+    """
+    # depth_to_space only permutes values, so swapping it with the clip that follows it
+    # gives the same output and clips 9x fewer values.
+    swap = _clip_after_d2s(model)
+    swap.update({clip: d2s for d2s, clip in swap.items()})
+    deployed = keras.models.clone_model(
+        model, clone_function=lambda layer: _deploy_layer(swap.get(layer, layer)))
+    for layer in model.layers:
+        if not layer.weights or isinstance(layer, ConcatAnchor):
+            continue
+        target = deployed.get_layer(layer.name)
+        target.set_weights(list(layer.collapse()) if isinstance(layer, Collapsible)
+                           else layer.get_weights())
+    return deployed

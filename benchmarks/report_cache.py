@@ -1,0 +1,150 @@
+"""Does `mai-sr report` redo only new work? Time a cold report and a rerun with nothing changed.
+
+The models are the four architectures: trained runs from ``runs/`` when there are some (the
+newest run of each architecture; the report exports a run that has no ``export/`` yet), else
+random-weight deploy graphs exported here (``mai-sr export --model NAME --weights W
+--dynamic``, post-training quantization on 8 crops of the data), which exercises the same
+code but makes the PSNRs meaningless. Export time is not measured.
+
+Both reports run the real command line in a fresh process (``python -m mai_sr.cli report
+... --runner local,synap``, default benchmark settings). The first writes into an empty
+output folder; the second, with the same arguments, finds every evaluation, benchmark, lint,
+crop and figure in ``<out>/cache``. Target: rerun < 10% of the first run's wall time.
+
+    python benchmarks/report_cache.py [--data ../shared/data/Set14] [--runs runs]
+        [--shape 360x640] [--keep DIR]
+
+Prints both times and the ratio, writes ``benchmarks/results/report_cache.json`` and rewrites
+the table between the ``bench:report_cache`` markers in the README's ``report`` section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULT = ROOT / "benchmarks" / "results" / "report_cache.json"
+README = ROOT / "README.md"
+MARK_BEGIN, MARK_END = "<!-- bench:report_cache -->", "<!-- /bench:report_cache -->"
+ARCHITECTURES = ("abpn", "scsrn", "ncnet", "xcat")
+TARGET = 0.10
+SHARED = Path(os.environ.get("MAI_SR_DATA", ROOT.parent / "shared" / "data"))
+
+
+def trained_runs(runs_dir: Path) -> list[Path]:
+    """The newest run of each architecture under `runs_dir` with finished FP32 weights."""
+    from mai_sr.train import FP32_DEPLOY_WEIGHTS, read_run_config
+
+    newest: dict[str, Path] = {}
+    for run in sorted(p for p in runs_dir.glob("*") if p.is_dir() and not p.is_symlink()):
+        if (run / "config.json").is_file() and (run / FP32_DEPLOY_WEIGHTS).is_file():
+            arch = read_run_config(run).get("model")
+            if arch in ARCHITECTURES and (arch not in newest or
+                                          run.stat().st_mtime > newest[arch].stat().st_mtime):
+                newest[arch] = run
+    return [newest[a] for a in ARCHITECTURES if a in newest]
+
+
+def export_random(work: Path, shape: tuple[int, int], calib: str) -> list[Path]:
+    """Fixed + dynamic INT8 files of each architecture with Keras' random initial weights."""
+    from mai_sr.export.convert import export
+    from mai_sr.models import create_model
+
+    files = []
+    for arch in ARCHITECTURES:
+        weights = work / f"{arch}.weights.h5"
+        create_model(arch, deploy=True).save_weights(str(weights))
+        files.append(export(work / f"{arch}.tflite", model=arch, weights=str(weights),
+                            shape=shape, dynamic=True, calib=calib, calib_n=8)[0])
+    return files
+
+
+def timed_report(inputs: list[str], data: str, out: Path) -> float:
+    """Wall seconds of one `mai-sr report` in a new process (startup included)."""
+    cmd = [sys.executable, "-m", "mai_sr.cli", "report", *inputs, "--data", data,
+           "--runner", "local,synap", "--out", str(out), "--quiet"]
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    return time.perf_counter() - start
+
+
+def _table_of(markdown: str) -> str:
+    return "".join(line + "\n" for line in markdown.splitlines() if line.startswith("|"))
+
+
+def rewrite_readme(block: str) -> None:
+    from mai_sr.fileio import write_text
+
+    text = README.read_text()
+    if MARK_BEGIN not in text or MARK_END not in text:
+        print(f"README: no {MARK_BEGIN} ... {MARK_END} markers; table not written")
+        return
+    pattern = re.compile(re.escape(MARK_BEGIN) + ".*?" + re.escape(MARK_END), re.S)
+    write_text(README, pattern.sub(lambda _: f"{MARK_BEGIN}\n{block}{MARK_END}", text))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default=str(SHARED / "Set14"), help="evaluation images")
+    parser.add_argument("--runs", default=str(ROOT / "runs"), help="training runs folder")
+    parser.add_argument("--shape", default="360x640", help="LR HxW of random-weight exports")
+    parser.add_argument("--keep", help="report folder to keep (default: a temp folder)")
+    args = parser.parse_args()
+    from mai_sr.fileio import write_json
+    from mai_sr.litert import read_sidecar
+
+    with tempfile.TemporaryDirectory(prefix="report_cache_") as tmp:
+        work = Path(tmp)
+        runs = trained_runs(Path(args.runs)) if Path(args.runs).is_dir() else []
+        if runs:
+            inputs, kind = [str(r) for r in runs], "trained runs"
+        else:
+            h, w = (int(v) for v in args.shape.lower().split("x"))
+            print(f"no trained runs in {args.runs}: exporting random-weight models at {h}x{w}")
+            inputs = [str(p) for p in export_random(work, (h, w), args.data)]
+            kind = f"random-weight exports ({h}x{w} fixed + dynamic), PTQ"
+        out = Path(args.keep) if args.keep else work / "report"
+        if out.exists() and any(out.iterdir()):
+            parser.error(f"--keep {out}: must be empty or absent (the first run must be cold)")
+        first = timed_report(inputs, args.data, out)
+        rerun = timed_report(inputs, args.data, out)
+        markdown = (out / "leaderboard.md").read_text()
+        shapes = [read_sidecar(p).get("input_shape") for p in inputs if p.endswith(".tflite")]
+
+    ratio = rerun / first
+    verdict = "PASS" if ratio < TARGET else "FAIL"
+    print(f"first report: {first:.1f} s, rerun (nothing changed): {rerun:.2f} s, "
+          f"ratio {ratio:.3f} (target < {TARGET}): {verdict}")
+    record = {
+        "first_s": round(first, 2), "rerun_s": round(rerun, 3), "ratio": round(ratio, 4),
+        "target_ratio": TARGET, "pass": ratio < TARGET, "models": kind,
+        "inputs": [Path(i).name for i in inputs], "input_shapes": shapes,
+        "data": Path(args.data).name, "runners": ["local", "synap"],
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                    "python": platform.python_version()},
+        "date": datetime.date.today().isoformat(), "leaderboard_md": markdown,
+    }
+    write_json(RESULT, record)
+    block = (f"Measured by `python benchmarks/report_cache.py` on {record['date']} "
+             f"({os.cpu_count()} cores, shared): {kind}, evaluated on {record['data']}, "
+             f"runners local + synap.\n\n"
+             f"| report | wall time |\n|---|---:|\n| first (cold cache) | {first:.1f} s |\n"
+             f"| rerun, nothing changed | {rerun:.2f} s |\n"
+             f"| ratio (target < {TARGET:.0%}) | {ratio:.1%} |\n\n"
+             f"The leaderboard that run wrote (`leaderboard.md`):\n\n{_table_of(markdown)}\n")
+    rewrite_readme(block)
+    print(_table_of(markdown))
+    return 0 if ratio < TARGET else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

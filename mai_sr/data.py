@@ -1,0 +1,349 @@
+"""Image data: HR/LR pairs for evaluation (NumPy) and a tf.data training pipeline.
+
+Sources (the ``source`` argument of :func:`iter_pairs` / :func:`load_pairs`):
+
+- ``"builtin"``: the colour photographs that ship inside the scikit-image wheel
+  (:data:`BUILTIN_PHOTOS`), loaded through ``skimage.data`` without network access;
+- a folder of HR images (``.png``, ``.jpg``, ``.jpeg``, ``.bmp``), searched recursively and
+  sorted by relative path so every run sees the same order;
+- several folders, as ``"DIR,DIR"`` or a list;
+- the DIV2K layout: ``DIV2K_train_HR/`` (or its parent folder), with or without the sibling
+  ``DIV2K_train_LR_bicubic/X3/NNNNx3.png``. Provided LR files are used when that folder exists.
+
+Every pair holds the HR image cropped at the bottom/right to a multiple of the scale, and an
+LR image exactly ``1/scale`` of that size: Pillow's antialiased bicubic
+(``Image.resize(..., Image.BICUBIC, reducing_gap=None)``), unless DIV2K provides it.
+Greyscale, palette and RGBA images become RGB. Images whose LR side is smaller than
+``min_lr_size`` are skipped with a warning naming them. A file that cannot be decoded, a
+missing folder, or a folder without images raises :class:`~mai_sr.errors.MaiSrError`.
+
+Usage::
+
+    python -c "import mai_sr.data as d; pairs = d.load_pairs('../shared/data/Set14'); print(len(pairs), pairs[0].hr.shape, pairs[0].lr.shape)"
+
+Training uses :func:`make_train_dataset`, which imports TensorFlow lazily: importing this
+module never imports TensorFlow, so evaluation stays TF-free.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from mai_sr.errors import MaiSrError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+# Colour photographs bundled in the scikit-image 0.26 wheel (no pooch download needed).
+# `cat` is the same picture as `chelsea`; `colorwheel` and `logo` are graphics, not photos.
+BUILTIN_PHOTOS = ("astronaut", "chelsea", "coffee", "hubble_deep_field",
+                  "immunohistochemistry", "motorcycle_left", "motorcycle_right", "retina",
+                  "rocket")
+
+# Per-sample intensity factors of XCAT's augmentation (seed 004, section 4.17).
+INTENSITY_FACTORS = (1.0, 0.7, 0.5)
+
+_DIV2K_HR = re.compile(r"^DIV2K_(?P<split>[A-Za-z0-9]+)_HR$")
+
+
+@dataclass(frozen=True, eq=False)
+class ImagePair:
+    """One image: ``hr`` (uint8 HxWx3, sides multiples of the scale) and ``lr`` (HR/scale)."""
+
+    name: str
+    hr: np.ndarray
+    lr: np.ndarray
+
+
+# ---------------------------------------------------------------- single images
+
+
+def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image file to uint8 HxWx3 RGB (EXIF orientation applied).
+
+    Greyscale, palette, RGBA and 16-bit images become 8-bit RGB (alpha is dropped).
+    A missing or undecodable file raises MaiSrError naming it.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()  # decode now, so a truncated file fails here, not later
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                # 16-bit greyscale: keep the top 8 bits instead of Pillow's clipping.
+                im = Image.fromarray((np.asarray(im, dtype=np.uint32) >> 8).astype(np.uint8))
+            rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except FileNotFoundError:
+        raise MaiSrError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise MaiSrError(f"{path}: not a readable image ({reason})") from None
+    return np.ascontiguousarray(rgb)
+
+
+def crop_to_scale(img: np.ndarray, scale: int = 3) -> np.ndarray:
+    """Crop the bottom/right so both sides are multiples of `scale`."""
+    h, w = img.shape[0] - img.shape[0] % scale, img.shape[1] - img.shape[1] % scale
+    return img[:h, :w]
+
+
+def _resize(img: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+    # reducing_gap=None: the exact antialiased filter, no two-step JPEG-style shortcut.
+    out = Image.fromarray(img).resize(size_wh, Image.BICUBIC, reducing_gap=None)
+    return np.asarray(out, dtype=np.uint8)
+
+
+def bicubic_downscale(hr: np.ndarray, scale: int = 3) -> np.ndarray:
+    """LR image from an HR one: crop to a multiple of `scale`, then antialiased bicubic 1/scale."""
+    hr = crop_to_scale(hr, scale)
+    return _resize(hr, (hr.shape[1] // scale, hr.shape[0] // scale))
+
+
+def bicubic_upscale(lr: np.ndarray, scale: int = 3) -> np.ndarray:
+    """Bicubic ×`scale` upscaling (the challenge's baseline)."""
+    return _resize(lr, (lr.shape[1] * scale, lr.shape[0] * scale))
+
+
+# ---------------------------------------------------------------- sources
+# A source resolves to a list of entries: (name, load_hr, lr_path or None). Loading is lazy so
+# iter_pairs holds one image at a time, but every path/folder error is raised up front.
+
+
+@dataclass(frozen=True)
+class _Entry:
+    name: str
+    load_hr: Callable[[], np.ndarray]
+    lr_path: Path | None = None
+
+
+def _builtin_photo(name: str) -> np.ndarray:
+    import skimage.data
+
+    if name.startswith("motorcycle_"):
+        left, right, _disparity = skimage.data.stereo_motorcycle()
+        img = left if name.endswith("left") else right
+    else:
+        img = getattr(skimage.data, name)()
+    img = np.asarray(img)
+    # A greyscale picture in this list would silently weaken colour training: refuse it.
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3 or \
+            np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 1], img[..., 2]):
+        raise MaiSrError(f"builtin:{name}: not a colour uint8 photo in this scikit-image")
+    return np.ascontiguousarray(img)
+
+
+def _builtin_entries() -> list[_Entry]:
+    return [_Entry(name, lambda n=name: _builtin_photo(n)) for name in BUILTIN_PHOTOS]
+
+
+def _image_files(folder: Path) -> list[Path]:
+    files = [p for p in folder.rglob("*")
+             if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+             and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+    return sorted(files, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def _folder_entries(folder: Path, scale: int) -> list[_Entry]:
+    """Plain folder, DIV2K HR folder, or a DIV2K root holding DIV2K_*_HR folders."""
+    if _DIV2K_HR.match(folder.name):
+        return _div2k_entries(folder, scale)
+    div2k_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and _DIV2K_HR.match(p.name))
+    if div2k_dirs:
+        return [e for d in div2k_dirs for e in _div2k_entries(d, scale)]
+    files = _image_files(folder)
+    if not files:
+        raise MaiSrError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+    return [_Entry(p.relative_to(folder).with_suffix("").as_posix(), lambda p=p: read_image_rgb(p))
+            for p in files]
+
+
+def _div2k_entries(hr_dir: Path, scale: int) -> list[_Entry]:
+    """DIV2K_<split>_HR/NNNN.png, with LR from DIV2K_<split>_LR_bicubic/X<scale>/NNNNx<scale>.png."""
+    files = _image_files(hr_dir)
+    if not files:
+        raise MaiSrError(f"{hr_dir}: no images in this DIV2K HR folder")
+    split = _DIV2K_HR.match(hr_dir.name).group("split")
+    lr_dir = hr_dir.parent / f"DIV2K_{split}_LR_bicubic" / f"X{scale}"
+    entries = []
+    for p in files:
+        lr_path = None
+        if lr_dir.is_dir():
+            lr_path = lr_dir / f"{p.stem}x{scale}{p.suffix}"
+            if not lr_path.is_file():
+                raise MaiSrError(f"{lr_path}: missing LR file for {p} (the LR folder exists)")
+        entries.append(_Entry(p.stem, lambda p=p: read_image_rgb(p), lr_path))
+    return entries
+
+
+def _split_source(source) -> list[str]:
+    if isinstance(source, (str, os.PathLike)):
+        items = [s.strip() for s in str(source).split(",")]
+    else:
+        items = [str(s).strip() for s in source]
+    items = [s for s in items if s]
+    if not items:
+        raise MaiSrError("data source: empty (give 'builtin', a folder, or DIR,DIR)")
+    return items
+
+
+def _resolve(source, scale: int) -> list[_Entry]:
+    entries: list[_Entry] = []
+    for item in _split_source(source):
+        if item == "builtin":
+            entries += _builtin_entries()
+            continue
+        folder = Path(item).expanduser()
+        if not folder.is_dir():
+            what = "is a file, not a folder" if folder.exists() else "no such folder"
+            raise MaiSrError(f"{folder}: {what} (expected 'builtin' or a folder of images)")
+        entries += _folder_entries(folder, scale)
+    return entries
+
+
+def _make_pair(entry: _Entry, scale: int) -> ImagePair:
+    hr = crop_to_scale(entry.load_hr(), scale)
+    if entry.lr_path is None:
+        lr = bicubic_downscale(hr, scale) if min(hr.shape[:2]) > 0 else hr[:0, :0]
+    else:
+        lr = read_image_rgb(entry.lr_path)
+        if lr.shape[0] * scale != hr.shape[0] or lr.shape[1] * scale != hr.shape[1]:
+            raise MaiSrError(f"{entry.lr_path}: LR is {lr.shape[1]}x{lr.shape[0]}, expected "
+                             f"{hr.shape[1] // scale}x{hr.shape[0] // scale} (HR/{scale})")
+    return ImagePair(entry.name, hr, lr)
+
+
+def iter_pairs(source, scale: int = 3, min_lr_size: int | None = None) -> Iterator[ImagePair]:
+    """Yield :class:`ImagePair` for every image of `source`, one image in memory at a time.
+
+    `source`: "builtin", a folder, "DIR,DIR", a list of those, or a DIV2K folder.
+    Images whose LR height or width is below `min_lr_size` (default: 1 pixel) are skipped
+    with a warning naming them. Bad folders raise MaiSrError here, before iteration starts.
+    """
+    if scale < 1:
+        raise MaiSrError(f"scale: must be >= 1, got {scale}")
+    entries = _resolve(source, scale)
+    return _iter_entries(entries, scale, max(1, min_lr_size or 1))
+
+
+def _iter_entries(entries: list[_Entry], scale: int, min_lr: int) -> Iterator[ImagePair]:
+    for entry in entries:
+        pair = _make_pair(entry, scale)
+        if min(pair.lr.shape[:2]) < min_lr:
+            warnings.warn(f"skipping {entry.name}: LR {pair.lr.shape[1]}x{pair.lr.shape[0]} is "
+                          f"smaller than {min_lr}x{min_lr}", stacklevel=3)
+            continue
+        yield pair
+
+
+def load_pairs(source, scale: int = 3, min_lr_size: int | None = None) -> list[ImagePair]:
+    """All pairs of `source` as a list (see :func:`iter_pairs`); error if none is usable."""
+    pairs = list(iter_pairs(source, scale=scale, min_lr_size=min_lr_size))
+    if not pairs:
+        raise MaiSrError(f"{source}: no image has an LR side of at least {min_lr_size} pixels")
+    return pairs
+
+
+# ---------------------------------------------------------------- training pipeline
+
+
+def make_train_dataset(pairs: Sequence[ImagePair], *, patch: int = 64, batch: int = 16,
+                       scale: int = 3, seed: int = 0, start_step: int = 0,
+                       intensity_aug: bool = False):
+    """Infinite ``tf.data.Dataset`` of ``(lr, hr)`` float32 batches with values in [0, 255].
+
+    Shapes: lr ``(batch, patch, patch, 3)``, hr ``(batch, scale*patch, scale*patch, 3)``.
+    Each sample is a random image (uniform over images), a random LR patch position with the
+    HR patch at ``scale`` times that position, one of the 8 flips/90° rotations applied to
+    both, and with `intensity_aug` both multiplied by 1, 0.7 or 0.5 (XCAT).
+
+    Batch ``k`` is a pure function of ``(seed, k)``: all randomness comes from stateless ops
+    seeded by ``(seed, k)``, and the stream starts at ``Dataset.counter(start_step)``. So a run
+    resumed with ``start_step=k`` sees exactly the batches an uninterrupted run would have.
+
+    The decoded images are held once in memory as two flat uint8 tensors (all HR pixels, all
+    LR pixels); a batch is two gathers whose indices already encode crop, flip and rotation.
+    Pairs whose LR side is smaller than `patch` are skipped with a warning.
+    """
+    from mai_sr._tf import tf
+
+    if patch < 1 or batch < 1 or start_step < 0:
+        raise MaiSrError(f"patch, batch must be >= 1 and start_step >= 0 "
+                         f"(got {patch}, {batch}, {start_step})")
+    usable = []
+    for p in pairs:
+        if p.lr.shape[0] * scale != p.hr.shape[0] or p.lr.shape[1] * scale != p.hr.shape[1]:
+            raise MaiSrError(f"{p.name}: HR {p.hr.shape[:2]} is not {scale}x LR {p.lr.shape[:2]}")
+        if min(p.lr.shape[:2]) < patch:
+            warnings.warn(f"skipping {p.name}: LR {p.lr.shape[1]}x{p.lr.shape[0]} is smaller "
+                          f"than the {patch}x{patch} patch", stacklevel=2)
+            continue
+        usable.append(p)
+    if not usable:
+        raise MaiSrError(f"no training image has an LR side of at least {patch} pixels")
+
+    lr_shapes = np.array([p.lr.shape[:2] for p in usable], dtype=np.int64)
+    hr_pixels = np.array([p.hr.shape[0] * p.hr.shape[1] for p in usable], dtype=np.int64)
+    lr_pixels = lr_shapes[:, 0] * lr_shapes[:, 1]
+    # Flat pixel buffers ([N_pixels, 3]) and where each image starts in them.
+    hr_flat = tf.constant(np.concatenate([p.hr.reshape(-1, 3) for p in usable]))
+    lr_flat = tf.constant(np.concatenate([p.lr.reshape(-1, 3) for p in usable]))
+    hr_start = tf.constant(np.concatenate([[0], np.cumsum(hr_pixels)[:-1]]))
+    lr_start = tf.constant(np.concatenate([[0], np.cumsum(lr_pixels)[:-1]]))
+    lr_h = tf.constant(lr_shapes[:, 0])
+    lr_w = tf.constant(lr_shapes[:, 1])
+    factors = tf.constant(INTENSITY_FACTORS, dtype=tf.float32)
+    n_images = len(usable)
+
+    def gather_patches(flat, start, width, y0, x0, size, transpose, flip_h, flip_v):
+        """Patches (B, size, size, 3) at (y0, x0) of row-major images, with a dihedral transform.
+
+        Output pixel (i, j) reads source (r, c) = (j, i) if transposed else (i, j), then
+        r -> size-1-r if flip_v and c -> size-1-c if flip_h. The flat index
+        start + (y0 + r) * width + x0 + c splits into a term in i and a term in j.
+        """
+        k = tf.range(size, dtype=tf.int64)[None, :]                 # (1, size)
+        rev = size - 1 - k
+        v_term = width[:, None] * tf.where(flip_v[:, None], rev, k)  # source row r, x width
+        h_term = tf.where(flip_h[:, None], rev, k)                  # source column c
+        t = transpose[:, None]
+        term_i = tf.where(t, h_term, v_term)                        # (B, size)
+        term_j = tf.where(t, v_term, h_term)
+        base = start + y0 * width + x0                              # (B,)
+        index = base[:, None, None] + term_i[:, :, None] + term_j[:, None, :]
+        return tf.gather(flat, index)                               # (B, size, size, 3)
+
+    def make_batch(step):
+        seeds = tf.random.experimental.stateless_split(
+            tf.stack([tf.constant(seed, tf.int64), step]), num=5)
+        image = tf.random.stateless_uniform([batch], seeds[0], 0, n_images, dtype=tf.int64)
+        h, w = tf.gather(lr_h, image), tf.gather(lr_w, image)
+        # Uniform positions in [0, side - patch]; float64 keeps the floor exact for any size.
+        uy = tf.random.stateless_uniform([batch], seeds[1], dtype=tf.float64)
+        ux = tf.random.stateless_uniform([batch], seeds[2], dtype=tf.float64)
+        y0 = tf.cast(tf.floor(uy * tf.cast(h - patch + 1, tf.float64)), tf.int64)
+        x0 = tf.cast(tf.floor(ux * tf.cast(w - patch + 1, tf.float64)), tf.int64)
+        flips = tf.random.stateless_uniform([3, batch], seeds[3], 0, 2, dtype=tf.int32) > 0
+        lr = gather_patches(lr_flat, tf.gather(lr_start, image), w, y0, x0, patch,
+                            flips[0], flips[1], flips[2])
+        hr = gather_patches(hr_flat, tf.gather(hr_start, image), w * scale, y0 * scale,
+                            x0 * scale, patch * scale, flips[0], flips[1], flips[2])
+        lr, hr = tf.cast(lr, tf.float32), tf.cast(hr, tf.float32)
+        if intensity_aug:
+            which = tf.random.stateless_uniform([batch], seeds[4], 0, len(INTENSITY_FACTORS),
+                                                dtype=tf.int32)
+            f = tf.gather(factors, which)[:, None, None, None]
+            lr, hr = lr * f, hr * f
+        return lr, hr
+
+    options = tf.data.Options()
+    options.deterministic = True
+    ds = tf.data.Dataset.counter(start=start_step, dtype=tf.int64)
+    ds = ds.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)

@@ -1,0 +1,627 @@
+"""A SIMULATOR of the Synaptics VS680 NPU and its SyNAP toolkit - not the real thing.
+
+Nothing here runs on, or was measured on, a VS680. `convert` mirrors
+`synap convert --model m.tflite --target VS680 --out-dir D [--meta meta.yaml]`: it checks the
+model the way the challenge server did (seed 004 section 2.3: "the inference time ... or an
+error log if the network contained incompatible operations and/or improper quantization")
+and writes `model.synap` (a zip holding the .tflite, the compiled plan as JSON and the meta
+file) and `model_info.txt` (each layer, its execution unit and its *estimated* time).
+`SynapRunner` (``mai-sr bench --runner synap``) returns the estimate as a
+:class:`~mai_sr.results.BenchResult` with ``simulated=True`` and prints it the way
+``synap_cli`` prints its timings.
+
+Accepted quantization (SyNAP manual, "NPU Operators"): either asym-u8 everywhere (uint8
+activations and uint8 per-tensor weights) or asym-i8 activations with symmetric int8 weights
+(per-channel or per-tensor, zero points 0) - not a mix. uint8 <-> int8 QUANTIZE ops at the
+graph inputs and outputs are allowed (every full-integer TFLite export with uint8 IO has
+them). Float or int16 tensors and ops outside :data:`mai_sr.export.lint.VS680_UNITS` are
+rejected; int32 shape bookkeeping (SHAPE and ops on its output) falls back to the CPU.
+
+Cost model
+----------
+The graph is compiled into layers the way the NPU compiler groups ops:
+
+* a clip-like op (MINIMUM/MAXIMUM with a constant, RELU*) directly after an NN-engine op
+  whose output it alone reads is fused into that op, like SyNAP's
+  "ConvolutionReluPoolingLayer": it costs nothing;
+* a requantizing QUANTIZE is folded into its producer (a layer can write any output scale)
+  and an input QUANTIZE into the graph input;
+* a CONCATENATION read only by convolutions is folded into them: conv(concat(a, b)) =
+  conv_a(a) + conv_b(b), accumulated in the MAC array, so the copy is never made (exact,
+  because concat inputs share one quantization). A concat feeding anything else is a TP copy.
+
+Every remaining layer runs on its unit (NN engine, TP = tensor processor, PPU, or the host
+CPU; table in :mod:`mai_sr.export.lint`) and costs
+
+    t = MACs_padded / R_nn * (1 + p_mis * misaligned)   compute on the NN engine
+      + bytes_dram / B                                  off-chip traffic
+      + vectors / R_vec                                 TP/PPU/elementwise work
+      + t_layer                                         per-layer launch and sync
+      + t_switch * [unit differs from previous layer's]  context switch NN <-> TP <-> PPU
+      + CPU fallback: elements / R_cpu + 2 * t_cpu_sync  (fixed, not fitted)
+
+* MACs are counted with input and output channels padded to the NN engine's 16-channel
+  granularity; `misaligned` is 1 when a conv's channel counts are not multiples of 16. Seed
+  004 section 4.16 (Rtsisr2022): the model "is in general more efficiently executed on NPUs
+  when the number of channels is a multiple of 16" - worse than padding alone would make it.
+  Peak: 7 TOPS INT8 (seed 004 section 2.3) = 3.5 TMAC/s.
+* Off-chip traffic: graph inputs and outputs, and every tensor that cannot stay in on-chip
+  memory. A tensor stays on chip only between NN layers in a chain: it has one reader, a
+  convolution (tile-by-tile layer fusion). A tensor read by an ADD, the TP, the PPU or two
+  layers is written to DRAM once and read back by each reader. Skip connections and
+  anchors therefore cost DRAM round trips, which is why a plain conv chain is fast.
+* Vectors: elementwise and data-movement work is done on 16-channel vectors, one per pixel
+  per 16 channels of every tensor read and written, so thin tensors waste lanes.
+* Why a clip after DEPTH_TO_SPACE is visibly costlier than before it (recipe item 6): before
+  D2S the clip is fused into the ADD/conv producing the 27-channel LR tensor (free). After
+  D2S it reads the 3-channel HR tensor, which comes from the TP, so it cannot fuse: MINIMUM
+  runs on the PPU and RELU on the TP as separate layers, each a DRAM round trip of the full
+  1920x1080x3 output, each on 9x more pixels whose 3 channels fill 3 of 16 lanes (4.5x the
+  vectors of the 27-channel LR tensor), plus two unit switches.
+
+The constants in :data:`COSTS` are fitted (least squares on log runtime, bounded >= 0) to
+published VS680 runtimes at 640x360 INT8 (seed 004, Table 1): our four deploy graphs (ABPN
+36.9 ms, NCNet 29.8, XCAT 30.2, SCSRN 19.2) and small reconstructions of other Table 1
+architectures from section 4 (LCVG, BOE, NJUST and the ABPN-form entries). They are stored
+here and not refitted at run time; ``benchmarks/synap_calibration.py`` refits them and
+writes ``benchmarks/results/synap_calibration.json``. Treat the output as an estimate with
+the residuals shown in the README, not as a measurement.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import zipfile
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from mai_sr import __version__
+from mai_sr.errors import MaiSrError
+from mai_sr.export.lint import CLIP_OPS, VS680_UNITS, vs680_unit
+from mai_sr.export.tflite_graph import DTYPE_BYTES, Op, TFLiteGraph, read_graph
+from mai_sr.fileio import atomic_path, write_text
+from mai_sr.results import BenchResult
+
+SIMULATED = "SIMULATED"
+TARGETS = ("VS680",)
+CHALLENGE_HW = (360, 640)        # LR input of the challenge's runtime measurement
+PEAK_MACS_PER_S = 3.5e12         # 7 TOPS INT8 (seed 004 section 2.3), 2 ops per MAC
+LANES = 16                       # channels per NN-engine block / TP-PPU vector
+DEVICE = {"name": "Synaptics VS680 (simulated)", "soc": "VS680",
+          "npu": "VeriSilicon NPU, up to 7 TOPS INT8 (seed 004)", "simulated": True}
+
+NN_CONVS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV"})
+NN_ELEMENTWISE = frozenset({"ADD", "SUB"})
+
+
+@dataclass(frozen=True)
+class CostConstants:
+    """The cost model's constants (see module docstring). Effective figures, not peaks."""
+
+    nn_efficiency: float          # R_nn = efficiency * PEAK_MACS_PER_S
+    misaligned_penalty: float     # p_mis
+    dram_gb_per_s: float          # B
+    vector_ns: float              # 1 / R_vec, per 16-lane vector
+    layer_ms: float               # t_layer
+    switch_ms: float              # t_switch
+    # Not fitted (Table 1 has no CPU-fallback runtimes): one Cortex-A73 core doing simple
+    # int8 work, and one NPU <-> CPU hand-over (cache flush + wake-up) each way.
+    cpu_elements_per_s: float = 2.0e8
+    cpu_sync_ms: float = 1.0
+
+    def coefficients(self) -> tuple[float, ...]:
+        """Multipliers of `Layer.features()`: time = features . coefficients."""
+        return (1 / self.nn_efficiency, self.misaligned_penalty / self.nn_efficiency,
+                1 / self.dram_gb_per_s, self.vector_ns, self.layer_ms, self.switch_ms)
+
+    @classmethod
+    def from_coefficients(cls, c, **fixed) -> "CostConstants":
+        """Inverse of :meth:`coefficients` (what the calibration fits)."""
+        return cls(nn_efficiency=1 / c[0], misaligned_penalty=c[1] / c[0],
+                   dram_gb_per_s=1 / c[2], vector_ns=c[3], layer_ms=c[4], switch_ms=c[5],
+                   **fixed)
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+# Fitted by benchmarks/synap_calibration.py (see benchmarks/results/synap_calibration.json).
+COSTS = CostConstants(nn_efficiency=1.0, misaligned_penalty=1.5, dram_gb_per_s=2.0,
+                      vector_ns=0.0, layer_ms=0.0, switch_ms=0.0)
+
+# The fitted terms, in the order of `Layer.features()` and `CostConstants.coefficients()`.
+FEATURES = ("nn_compute", "misaligned", "dram", "vectors", "layer", "switch")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One compiled layer: its ops (first = head), unit and the work the cost model prices."""
+
+    index: int
+    name: str                 # output tensor name, as SyNAP names layers after tensors
+    ops: tuple[str, ...]      # e.g. ("ADD", "MINIMUM", "RELU"): fused ops after the head
+    op_indices: tuple[int, ...]
+    unit: str                 # "NN", "TP", "PPU" or "CPU"
+    macs: int = 0             # padded to LANES channels
+    misaligned: bool = False
+    bytes_read: int = 0       # DRAM
+    bytes_written: int = 0
+    vectors: int = 0
+    cpu_elements: int = 0
+    switch: bool = False      # unit differs from the previous layer's
+    ms: float = 0.0
+
+    def features(self) -> tuple[float, ...]:
+        """Milliseconds per unit coefficient, in FEATURES order (see CostConstants)."""
+        compute = self.macs / PEAK_MACS_PER_S * 1e3
+        return (compute, compute if self.misaligned else 0.0,
+                (self.bytes_read + self.bytes_written) / 1e6,  # MB at 1 GB/s
+                self.vectors / 1e6,                              # ms at 1 ns per vector
+                1.0, 1.0 if self.switch else 0.0)
+
+    def cost_ms(self, costs: CostConstants) -> float:
+        t = sum(f * c for f, c in zip(self.features(), costs.coefficients()))
+        if self.unit == "CPU":
+            t += self.cpu_elements / costs.cpu_elements_per_s * 1e3 + 2 * costs.cpu_sync_ms
+        return t
+
+    def row(self) -> dict[str, Any]:
+        """The BenchResult `layers` entry."""
+        return {"name": self.name, "op": "+".join(self.ops), "unit": self.unit,
+                "ms": round(self.ms, 4), "macs": self.macs, "byte_rd": self.bytes_read,
+                "byte_wr": self.bytes_written, "vectors": self.vectors}
+
+
+# ------------------------------------------------------------------ validation
+
+
+def _interior_activations(graph: TFLiteGraph):
+    edges = set(graph.inputs) | set(graph.outputs)
+    return [t for t in graph.tensors if not t.is_constant and t.index not in edges
+            and t.index in graph.producers]
+
+
+def check_model(graph: TFLiteGraph) -> list[str]:
+    """Reasons the simulated toolkit refuses `graph` (empty list: accepted).
+
+    Each line names the layer (op index and type) and the tensor, like the challenge
+    server's error log.
+    """
+    errors: list[str] = []
+
+    def where(op: Op) -> str:
+        return f"layer {op.index} {op.type}"
+
+    for op in graph.ops:
+        unit = vs680_unit(graph, op)
+        if unit is None:
+            name = op.custom_code or op.type
+            errors.append(f"{where(op)}: operation {name} is not supported by the VS680 NPU "
+                          f"(output tensor '{graph.tensors[op.outputs[0]].name}')")
+        for t in graph.op_inputs(op) + graph.op_outputs(op):
+            if t.is_float:
+                errors.append(f"{where(op)}: tensor '{t.name}' is {t.dtype}; the challenge "
+                              "accepts fully quantized (INT8) models only")
+                break
+            if t.dtype == "int16":
+                errors.append(f"{where(op)}: tensor '{t.name}' is int16 (16-bit quantization "
+                              "is not supported)")
+                break
+            if t.dtype in ("uint8", "int8") and not t.is_constant \
+                    and not t.quantization.is_quantized:
+                errors.append(f"{where(op)}: tensor '{t.name}' ({t.dtype}) has no "
+                              "quantization parameters")
+                break
+    errors += _check_scheme(graph)
+    return errors
+
+
+def _check_scheme(graph: TFLiteGraph) -> list[str]:
+    """asym-u8 everywhere, or asym-i8 activations with symmetric int8 weights; no mixing."""
+    errors = []
+    act_types = {t.dtype for t in _interior_activations(graph)} & {"uint8", "int8"}
+    if len(act_types) > 1:
+        u8 = next(t for t in _interior_activations(graph) if t.dtype == "uint8")
+        i8 = next(t for t in _interior_activations(graph) if t.dtype == "int8")
+        errors.append(f"mixed quantization: activation '{u8.name}' is uint8 but '{i8.name}' "
+                      "is int8; use one scheme (asym-u8, or asym-i8 with pc-sym-i8 weights)")
+        return errors
+    scheme = next(iter(act_types), None)
+    for op in graph.ops:
+        if op.type not in NN_CONVS | {"FULLY_CONNECTED"} or len(op.inputs) < 2:
+            continue
+        w = graph.tensors[op.inputs[1]]  # weights: input 1 of convs, FC and TRANSPOSE_CONV
+        if w.is_float or not w.quantization.is_quantized:
+            continue  # reported as float / unquantized above
+        if scheme == "int8":
+            if w.dtype != "int8":
+                errors.append(f"layer {op.index} {op.type}: weights '{w.name}' are {w.dtype} "
+                              "but activations are int8 (mixed quantization)")
+            elif not w.quantization.symmetric:
+                errors.append(f"layer {op.index} {op.type}: int8 weights '{w.name}' are "
+                              "asymmetric (zero point != 0); pc-sym-i8 weights are required")
+        elif scheme == "uint8":
+            if w.dtype != "uint8":
+                errors.append(f"layer {op.index} {op.type}: weights '{w.name}' are {w.dtype} "
+                              "but activations are uint8 (mixed quantization)")
+            elif w.quantization.per_channel:
+                errors.append(f"layer {op.index} {op.type}: uint8 weights '{w.name}' are "
+                              "per-channel; asym-u8 needs per-tensor weights")
+    return errors
+
+
+# ------------------------------------------------------------------ compilation
+
+
+def _is_clip(graph: TFLiteGraph, op: Op) -> bool:
+    if op.type not in CLIP_OPS:
+        return False
+    if op.type in ("MINIMUM", "MAXIMUM"):  # a clip only against a constant bound
+        return sum(not t.is_constant for t in graph.op_inputs(op)) == 1
+    return True
+
+
+def _pad(c: int) -> int:
+    return -(-c // LANES) * LANES
+
+
+def _vectors(shape) -> int:
+    if len(shape) == 4:
+        return shape[0] * shape[1] * shape[2] * math.ceil(shape[3] / LANES)
+    return math.ceil(math.prod(shape) / LANES)
+
+
+def compile_plan(graph: TFLiteGraph, input_hw: tuple[int, int] | None = None,
+                 costs: CostConstants = COSTS) -> list[Layer]:
+    """Group ops into layers, price each with `costs` (see module docstring).
+
+    `input_hw` defaults to the model's own input size, or 360x640 for dynamic models.
+    """
+    if input_hw is None and graph.is_dynamic:
+        input_hw = CHALLENGE_HW
+    shapes = graph.shapes(input_hw)
+    consumers = graph.consumers
+
+    def nbytes(index: int) -> int:
+        return math.prod(shapes[index]) * DTYPE_BYTES.get(graph.tensors[index].dtype, 1)
+
+    def non_const_inputs(op: Op) -> list[int]:
+        return [i for i in op.inputs if i >= 0 and not graph.tensors[i].is_constant]
+
+    # Aliases: tensors that are another tensor in memory (folded QUANTIZE / CONCATENATION).
+    alias: dict[int, tuple[int, ...]] = {}
+    layer_of: dict[int, int] = {}         # op index -> index into `groups`
+    groups: list[list[Op]] = []
+    for op in graph.ops:
+        ins = non_const_inputs(op)
+        single_reader = len(ins) == 1 and len(consumers.get(ins[0], [])) == 1
+        producer = graph.producers.get(ins[0]) if len(ins) == 1 else None
+        producer_unit = (vs680_unit(graph, groups[layer_of[producer.index]][0])
+                         if producer is not None and producer.index in layer_of else None)
+        if op.type == "QUANTIZE" and ins and ins[0] in graph.inputs:
+            alias[op.outputs[0]] = (ins[0],)  # input requantization folded into the input
+            continue
+        if single_reader and producer is not None and producer.index in layer_of and (
+                op.type == "QUANTIZE" or (_is_clip(graph, op) and producer_unit == "NN")):
+            layer_of[op.index] = layer_of[producer.index]
+            groups[layer_of[op.index]].append(op)
+            continue
+        if op.type == "CONCATENATION" and consumers.get(op.outputs[0]) and all(
+                c.type in ("CONV_2D", "DEPTHWISE_CONV_2D") for c in consumers[op.outputs[0]]) \
+                and op.outputs[0] not in graph.outputs:
+            alias[op.outputs[0]] = tuple(ins)  # folded into the convolutions reading it
+            continue
+        layer_of[op.index] = len(groups)
+        groups.append([op])
+
+    def resolve(index: int) -> tuple[int, ...]:
+        if index in alias:
+            return tuple(j for i in alias[index] for j in resolve(i))
+        return (index,)
+
+    # Which layers read each (resolved) tensor.
+    group_inputs = []
+    for ops in groups:
+        produced = {o for op in ops for o in op.outputs}
+        reads = []
+        for op in ops:
+            for i in non_const_inputs(op):
+                for j in resolve(i):
+                    if j not in produced and j not in reads:
+                        reads.append(j)
+        group_inputs.append(reads)
+    readers: dict[int, list[int]] = {}
+    for g, reads in enumerate(group_inputs):
+        for t in reads:
+            readers.setdefault(t, []).append(g)
+
+    def unit_of(g: int) -> str:
+        return vs680_unit(graph, groups[g][0]) or "CPU"
+
+    def on_chip(t: int, g: int) -> bool:
+        """Tensor t written by NN layer g stays on chip: one reader, a convolution."""
+        rs = readers.get(t, [])
+        return (unit_of(g) == "NN" and t not in graph.outputs and len(rs) == 1
+                and groups[rs[0]][0].type in NN_CONVS)
+
+    layers: list[Layer] = []
+    for g, ops in enumerate(groups):
+        head, unit = ops[0], unit_of(g)
+        outs = [o for o in ops[-1].outputs if o >= 0]
+        bytes_read = sum(graph.tensors[i].data_bytes for op in ops for i in op.inputs
+                         if i >= 0 and graph.tensors[i].is_constant)
+        for t in group_inputs[g]:
+            producer = graph.producers.get(t)
+            if producer is None or producer.index not in layer_of \
+                    or not on_chip(t, layer_of[producer.index]):
+                bytes_read += nbytes(t)
+        bytes_written = sum(nbytes(t) for t in outs if not on_chip(t, g))
+        macs, misaligned, vectors, cpu = 0, False, 0, 0
+        if head.type in NN_CONVS and unit == "NN":
+            w = graph.tensors[head.inputs[1]].shape
+            out = shapes[head.outputs[0]]
+            if head.type == "DEPTHWISE_CONV_2D":
+                macs = out[1] * out[2] * w[1] * w[2] * _pad(w[3])
+                misaligned = bool(w[3] % LANES)
+            else:
+                cin, cout = w[3], w[0]
+                pixels = math.prod(shapes[head.inputs[2]][1:3]) if head.type == "TRANSPOSE_CONV" \
+                    else out[1] * out[2]
+                macs = pixels * w[1] * w[2] * _pad(cin) * _pad(cout)
+                misaligned = bool(cin % LANES or cout % LANES)
+        elif unit == "CPU":
+            cpu = sum(math.prod(shapes[t]) for t in group_inputs[g] + outs)
+        else:  # TP, PPU, NN elementwise, convs pushed to the TP
+            vectors = sum(_vectors(shapes[t]) for t in group_inputs[g] + outs)
+        name = graph.tensors[outs[0]].name if outs else head.type
+        layer = Layer(index=len(layers), name=name, ops=tuple(op.type for op in ops),
+                      op_indices=tuple(op.index for op in ops), unit=unit, macs=macs,
+                      misaligned=misaligned, bytes_read=bytes_read,
+                      bytes_written=bytes_written, vectors=vectors, cpu_elements=cpu,
+                      switch=bool(layers) and layers[-1].unit != unit)
+        layers.append(layer)
+    return [replace(layer, ms=layer.cost_ms(costs)) for layer in layers]
+
+
+# ------------------------------------------------------------------ conversion
+
+
+@dataclass
+class SynapConversion:
+    """The result of a (simulated) `synap convert`."""
+
+    model: Path
+    target: str
+    out_dir: Path
+    input_shape: tuple[int, ...]
+    layers: list[Layer]
+    files: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total_ms(self) -> float:
+        return sum(layer.ms for layer in self.layers)
+
+    def unit_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for layer in self.layers:
+            counts[layer.unit] = counts.get(layer.unit, 0) + 1
+        return counts
+
+    def summary(self) -> str:
+        units = ", ".join(f"{u} {n}" for u, n in sorted(self.unit_counts().items()))
+        lines = [f"SyNAP {self.target} toolkit ({SIMULATED} by mai-sr, not the Synaptics tool): "
+                 f"converted {self.model}",
+                 f"  {len(self.layers)} layers ({units}), input "
+                 f"{'x'.join(str(d) for d in self.input_shape)}",
+                 f"  estimated inference time: {self.total_ms:.2f} ms (cost model, not a "
+                 "measurement)"]
+        lines += [f"  note: {n}" for n in self.notes]
+        lines += [f"  wrote {p}" for p in self.files]
+        return "\n".join(lines)
+
+
+def _input_shape(graph: TFLiteGraph) -> tuple[int, ...]:
+    first = graph.input_tensors[0]
+    if graph.is_dynamic:
+        return (1, *CHALLENGE_HW, first.shape[-1])
+    return (1, *first.shape[1:])
+
+
+def _plan(model_path) -> tuple[TFLiteGraph, list[Layer], list[str]]:
+    graph = read_graph(model_path)
+    errors = check_model(graph)
+    if errors:
+        return graph, [], errors
+    if len(graph.inputs) != 1 or len(graph.input_tensors[0].shape) != 4:
+        return graph, [], [f"expected one NHWC image input, got {len(graph.inputs)} input(s)"]
+    return graph, compile_plan(graph), []
+
+
+def format_layers(layers: list[Layer] | list[dict]) -> str:
+    """A per-layer table in the style of SyNAP's `network_profile` (times are estimates)."""
+    rows = [layer.row() if isinstance(layer, Layer) else layer for layer in layers]
+    out = [f"Per-layer timing ({SIMULATED} estimate, not a measurement):",
+           "| lyr |  time_us |        macs |  byte_rd |  byte_wr | ot  | name"]
+    for i, r in enumerate(rows):
+        out.append(f"| {i:3d} | {r['ms'] * 1000:8.0f} | {r.get('macs') or 0:11d} | "
+                   f"{r.get('byte_rd') or 0:8d} | {r.get('byte_wr') or 0:8d} | "
+                   f"{(r.get('unit') or '--'):3s} | {r['op']} {r['name']}")
+    return "\n".join(out)
+
+
+def model_info_text(graph: TFLiteGraph, layers: list[Layer], target: str,
+                    meta: Path | None) -> str:
+    """The `model_info.txt` of a conversion: IO tensors, then one line per layer."""
+
+    def tensor_lines(tensors):
+        lines = []
+        for t in tensors:
+            q = t.quantization
+            lines += [f"  - name: {t.name}",
+                      f"    shape: [{', '.join(str(d) for d in t.shape_signature)}]",
+                      "    layout: nhwc", f"    type: {t.dtype}",
+                      f"    quantization: {q.describe()}"
+                      + (f" scale={q.scales[0]:.6g} zero_point={q.zero_points[0]}"
+                         if q.is_quantized and not q.per_channel else "")]
+        return lines
+
+    total = sum(layer.ms for layer in layers)
+    lines = [f"# SyNAP model info - {SIMULATED} by mai-sr {__version__} "
+             "(a cost model of the VS680 NPU, not produced by the Synaptics toolkit)",
+             f"model: {graph.path.name}", f"target: {target}",
+             f"meta: {meta.name if meta else 'none'}",
+             f"input_shape: [{', '.join(str(d) for d in _input_shape(graph))}]",
+             "inputs:", *tensor_lines(graph.input_tensors),
+             "outputs:", *tensor_lines(graph.output_tensors),
+             "layers:",
+             "  # lyr  unit  est_ms    macs          ops                        name"]
+    for layer in layers:
+        lines.append(f"  {layer.index:5d}  {layer.unit:4s}  {layer.ms:7.3f}  "
+                     f"{layer.macs:12d}  {'+'.join(layer.ops):26s} {layer.name}")
+    lines.append(f"estimated_inference_ms: {total:.3f}")
+    return "\n".join(lines) + "\n"
+
+
+def _error_log(model: Path, target: str, errors: list[str]) -> str:
+    lines = [f"SyNAP toolkit {SIMULATED} by mai-sr {__version__} - target {target}",
+             f"model: {model}", "conversion FAILED:"]
+    lines += [f"E: {e}" for e in errors]
+    lines.append(f"{len(errors)} error(s); the model was not converted")
+    return "\n".join(lines) + "\n"
+
+
+def convert(model_path, *, target: str = "VS680", out_dir, meta=None) -> SynapConversion:
+    """Simulated `synap convert`: validate `model_path`, write model.synap + model_info.txt.
+
+    A refused model raises MaiSrError (one line: the first problem and how many more) after
+    writing the full list to `out_dir/error.log`. See the module docstring.
+    """
+    model_path, out_dir = Path(model_path), Path(out_dir)
+    if target.upper() not in TARGETS:
+        raise MaiSrError(f"--target {target}: only {', '.join(TARGETS)} is simulated")
+    target = target.upper()
+    meta_path = Path(meta) if meta else None
+    if meta_path is not None and not meta_path.is_file():
+        raise MaiSrError(f"--meta {meta_path}: no such file")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise MaiSrError(f"--out-dir {out_dir}: exists and is not a directory")
+    graph, layers, errors = _plan(model_path)
+    if errors:
+        log = write_text(out_dir / "error.log", _error_log(model_path, target, errors))
+        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise MaiSrError(f"{model_path}: SyNAP {target} conversion failed ({SIMULATED}): "
+                         f"{errors[0]}{more}; see {log}")
+
+    info = model_info_text(graph, layers, target, meta_path)
+    plan = {"simulated": True, "simulator": f"mai-sr {__version__}", "target": target,
+            "model": model_path.name, "input_shape": list(_input_shape(graph)),
+            "cost_constants": COSTS.to_dict(),
+            "estimated_ms": sum(layer.ms for layer in layers),
+            "layers": [asdict(layer) for layer in layers]}
+    bundle = io.BytesIO()
+    with zipfile.ZipFile(bundle, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("model.tflite", model_path.read_bytes())
+        z.writestr("plan.json", json.dumps(plan, indent=2))
+        z.writestr("model_info.txt", info)
+        if meta_path is not None:
+            z.writestr("meta.yaml", meta_path.read_bytes())
+    with atomic_path(out_dir / "model.synap") as tmp:
+        tmp.write_bytes(bundle.getvalue())
+    info_path = write_text(out_dir / "model_info.txt", info)
+    stale_log = out_dir / "error.log"
+    if stale_log.exists():
+        stale_log.unlink()  # from an earlier failed conversion of this out_dir
+    notes = []
+    if graph.is_dynamic:
+        notes.append("dynamic input shape: estimated at the challenge's 1x360x640x3")
+    return SynapConversion(model=model_path, target=target, out_dir=out_dir,
+                           input_shape=_input_shape(graph), layers=layers,
+                           files=[out_dir / "model.synap", info_path], notes=notes)
+
+
+# ------------------------------------------------------------------ runner
+
+
+def load_ms(file_bytes: int) -> float:
+    """Rough model load time (read + parse at ~100 MB/s, plus a fixed 2 ms); not fitted."""
+    return 2.0 + file_bytes / 100e6 * 1e3
+
+
+def init_ms(layers: list[Layer]) -> float:
+    """Rough network init time (buffer allocation, 0.05 ms per layer + 1 ms); not fitted."""
+    return 1.0 + 0.05 * len(layers)
+
+
+class SynapRunner:
+    """`mai-sr bench --runner synap`: the VS680 cost-model estimate as a BenchResult.
+
+    ``simulated=True``; all runs are identical (a model, not a measurement), so min, median,
+    max and mean agree and the standard deviation is 0.
+    """
+
+    name = "synap"
+
+    def __init__(self, min_runs: int | None = None, **_ignored):
+        self.runs = min_runs or 10
+
+    def bench(self, model_path) -> BenchResult:
+        path = Path(model_path)
+        graph, layers, errors = _plan(path)
+        if errors:
+            more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+            raise MaiSrError(f"{path}: rejected by the SyNAP VS680 simulator: {errors[0]}{more}")
+        total = sum(layer.ms for layer in layers)
+        npu = [layer for layer in layers if layer.unit != "CPU"]
+        shape = "x".join(str(d) for d in _input_shape(graph))
+        notes = [f"{SIMULATED}: Synaptics VS680 NPU cost model fitted to seed 004 Table 1; "
+                 "an estimate, not a measurement",
+                 f"input {shape}"]
+        if graph.is_dynamic:
+            notes.append("dynamic input shape: estimated at the challenge's 1x360x640x3")
+        return BenchResult(
+            runner=self.name, model=str(path), avg_ms=total,
+            device={**DEVICE, "simulator": f"mai-sr {__version__}", "input_shape": shape},
+            init_ms=init_ms(layers), first_ms=total, warmup_avg_ms=total, median_ms=total,
+            min_ms=total, max_ms=total, std_ms=0.0, count=self.runs,
+            delegate={"name": "SyNAP (simulated)", "fully_delegated": len(npu) == len(layers),
+                      "delegated_nodes": sum(len(layer.ops) for layer in npu),
+                      "total_nodes": len(graph.ops)},
+            layers=[layer.row() for layer in layers], simulated=True, notes=notes)
+
+    def format_result(self, result: BenchResult) -> str:
+        return format_synap_cli(result)
+
+
+def format_synap_cli(result: BenchResult) -> str:
+    """`synap_cli -r N random`-style text for a simulated BenchResult, plus the layer table."""
+    size = os.path.getsize(result.model) if os.path.exists(result.model) else 0
+    runs = result.count or 1
+    lines = [f"SyNAP VS680 NPU - {SIMULATED} by mai-sr (cost model; not run on hardware)",
+             f"Model: {result.model}", f"Input: {result.device.get('input_shape', '?')}", ""]
+    lines += [f"Predict #{i}: {result.avg_ms:.2f} ms" for i in range(runs)]
+    lines += ["",
+              f"Inference timings (ms):  load: {load_ms(size):.2f}  init: "
+              f"{result.init_ms or 0:.2f}  min: {result.min_ms:.2f}  median: "
+              f"{result.median_ms:.2f}  max: {result.max_ms:.2f}  stddev: "
+              f"{result.std_ms:.2f}  mean: {result.avg_ms:.2f}",
+              "", format_layers(result.layers)]
+    return "\n".join(lines)
+
+
+def estimate_ms(model_path, costs: CostConstants = COSTS) -> float:
+    """Estimated VS680 inference time of a valid INT8 model (library shortcut)."""
+    path = Path(model_path)
+    graph, layers, errors = _plan(path)
+    if errors:
+        raise MaiSrError(f"{path}: rejected by the SyNAP VS680 simulator: {errors[0]}")
+    return sum(layer.cost_ms(costs) for layer in layers)
+
+
+__all__ = ["COSTS", "CostConstants", "FEATURES", "Layer", "SynapConversion", "SynapRunner",
+           "VS680_UNITS", "check_model", "compile_plan", "convert", "estimate_ms",
+           "format_layers", "format_synap_cli", "model_info_text"]

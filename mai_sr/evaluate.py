@@ -1,0 +1,134 @@
+"""`mai-sr eval`: PSNR/SSIM of a TFLite model on image folders (LiteRT, no TensorFlow).
+
+Each HR image is cropped to a multiple of the scale and bicubic-downscaled to the LR input
+(:mod:`mai_sr.data`); the model's output and the bicubic upscale of the same LR image are
+both scored against the HR image (:mod:`mai_sr.metrics`: RGB by default, BT.601 luma with
+`y_channel`, a border crop equal to the scale unless `crop` is given). A dynamic-shape model
+runs every image whole; a fixed-shape one runs tiles of its input size (exact, see
+:mod:`mai_sr.litert`).
+
+Usage::
+
+    mai-sr eval model_none.tflite --data ../shared/data/Set14,../shared/data/B100 --csv rows.csv
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+from tqdm import tqdm
+
+from mai_sr.data import bicubic_upscale, iter_pairs
+from mai_sr.errors import MaiSrError
+from mai_sr.fileio import write_text
+from mai_sr.litert import TFLiteSR, model_path_from_args
+from mai_sr.metrics import psnr, ssim
+from mai_sr.results import EvalResult, ImageScore
+from mai_sr.upscale import write_image
+
+CSV_COLUMNS = ("dataset", "image", "height", "width", "psnr", "ssim", "bicubic_psnr",
+               "bicubic_ssim")
+
+
+def _sources(data) -> list[str]:
+    items = str(data).split(",") if isinstance(data, (str, os.PathLike)) else list(data)
+    items = [str(s).strip() for s in items if str(s).strip()]
+    if not items:
+        raise MaiSrError("--data: empty (give 'builtin' or folders of HR images)")
+    return items
+
+
+def dataset_name(source: str) -> str:
+    """'builtin', or a folder's own name (`../shared/data/Set14` -> `Set14`)."""
+    return source if source == "builtin" else Path(source).resolve().name
+
+
+def _score(name: str, sr, bicubic, hr, crop: int, y_channel: bool) -> ImageScore:
+    try:
+        return ImageScore(name=name,
+                          psnr=psnr(sr, hr, crop=crop, y_channel=y_channel),
+                          ssim=ssim(sr, hr, crop=crop, y_channel=y_channel),
+                          bicubic_psnr=psnr(bicubic, hr, crop=crop, y_channel=y_channel),
+                          bicubic_ssim=ssim(bicubic, hr, crop=crop, y_channel=y_channel),
+                          height=hr.shape[0], width=hr.shape[1])
+    except MaiSrError as exc:
+        raise MaiSrError(f"{name}: {exc}") from None
+
+
+def evaluate_tflite(model_path: str | os.PathLike, data, *, y_channel: bool = False,
+                    crop: int | None = None, save_dir: str | os.PathLike | None = None,
+                    quiet: bool = False, require_int8: bool = True,
+                    threads: int = 2) -> list[EvalResult]:
+    """Score a TFLite SR model on each dataset of `data`; one :class:`EvalResult` per dataset.
+
+    `data`: a list of sources (or a comma-separated string), each 'builtin' or a folder of
+    HR images as :func:`mai_sr.data.iter_pairs` accepts. `crop` defaults to the model's
+    scale. `save_dir` receives the SR images as ``<save_dir>/<dataset>/<image>.png``.
+    `require_int8` (the default: this is INT8 eval) refuses float models.
+    """
+    model = TFLiteSR(model_path, threads, require_int8=require_int8)
+    crop = model.scale if crop is None else crop
+    if crop < 0:
+        raise MaiSrError(f"--crop: must be >= 0, got {crop}")
+    results = []
+    for source in _sources(data):
+        name = dataset_name(source)
+        rows = []
+        for pair in tqdm(iter_pairs(source, scale=model.scale), desc=name, unit="img",
+                         disable=quiet):
+            sr = model.upscale(pair.lr)
+            bicubic = bicubic_upscale(pair.lr, model.scale)
+            rows.append(_score(pair.name, sr, bicubic, pair.hr, crop, y_channel))
+            if save_dir is not None:
+                write_image(Path(save_dir) / name / f"{pair.name}.png", sr)
+        if not rows:
+            raise MaiSrError(f"{source}: no image large enough to evaluate")
+        results.append(EvalResult(model=model.path.name, dataset=name, images=tuple(rows),
+                                  y_channel=y_channel, crop=crop))
+    return results
+
+
+def results_csv(results: list[EvalResult]) -> str:
+    """One CSV row per image of every result (columns :data:`CSV_COLUMNS`)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for result in results:
+        for img in result.images:
+            writer.writerow([result.dataset, img.name, img.height, img.width,
+                             f"{img.psnr:.4f}", f"{img.ssim:.5f}",
+                             f"{img.bicubic_psnr:.4f}", f"{img.bicubic_ssim:.5f}"])
+    return out.getvalue()
+
+
+def format_results(results: list[EvalResult]) -> str:
+    """A plain-text table: one row per dataset with the mean scores and the bicubic baseline."""
+    first = results[0]
+    channel = "Y (BT.601)" if first.y_channel else "RGB"
+    lines = [f"{first.model}: PSNR/SSIM on {channel}, border crop {first.crop}",
+             f"{'dataset':<16} {'images':>6} {'PSNR':>8} {'SSIM':>7} {'bicubic PSNR':>13} "
+             f"{'bicubic SSIM':>13}"]
+    for r in results:
+        lines.append(f"{r.dataset:<16} {len(r.images):>6} {r.psnr:>8.3f} {r.ssim:>7.4f} "
+                     f"{r.bicubic_psnr:>13.3f} {r.bicubic_ssim:>13.4f}")
+    return "\n".join(lines)
+
+
+def evaluate_cli(model, pretrained, data, y_channel, crop, save_dir, csv_path, as_json,
+                 quiet) -> int:
+    """`mai-sr eval`: evaluate, print the table (or JSON), write the per-image CSV; exit 0."""
+    results = evaluate_tflite(model_path_from_args(model, pretrained), data,
+                              y_channel=y_channel, crop=crop, save_dir=save_dir, quiet=quiet)
+    if csv_path:
+        write_text(csv_path, results_csv(results))
+    if as_json:
+        print(json.dumps([r.to_dict() for r in results], indent=2, sort_keys=True))
+    else:
+        print(format_results(results))
+        if csv_path:
+            print(f"per-image rows: {csv_path}")
+    return 0

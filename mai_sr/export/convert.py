@@ -1,0 +1,280 @@
+"""Export a model to TFLite: ``mai-sr export model.tflite --run RUN``.
+
+INT8 (the default) is full-integer TFLite (``TFLITE_BUILTINS_INT8``) with uint8 input and
+output, both with scale 1 and zero point 0: raw pixels in, raw pixels out. It is always
+converted from the fake-quant Keras model of :func:`mai_sr.qat.quantize_model`, whose
+fake-quant ops become the tensors' quantization parameters one for one:
+
+- a run with a QAT stage exports its QAT model as trained (quantization-aware training);
+- anything else (a run without ``--qat``, ``--model X --weights F``, ``--pretrained X``) is
+  quantized after training (PTQ): the same fake-quant graph, with every activation range set
+  to the min/max over ``--calib-n`` real LR crops of ``--calib`` (default: the builtin
+  photos); weights get per-channel symmetric ranges from their values. Using the fake-quant
+  graph rather than TFLite's own calibrator keeps the input and output at exactly
+  [0, 255] and gives each tensor one range, so both kinds of export have the same graph.
+
+``fp16`` (float16 weights, float32 compute and IO) and ``fp32`` export the FP32 deploy model.
+
+The fixed-shape file (default 1x360x640x3 -> 1x1080x1920x3, the challenge's timing setup)
+is written to OUTPUT; ``--dynamic`` adds ``<stem>_none.tflite`` beside it (any H x W, for
+fidelity runs). Every file gets a provenance record (model, scale, precision, shapes, source,
+run config hash, toolkit versions), stored twice: in the TFLite metadata under the name
+``mai_sr_provenance`` and in a sidecar ``<file>.json`` that also holds the file's SHA-256.
+All conversions run before anything is written, and files are written atomically, so a
+failed export leaves no partial ``.tflite`` and never damages an existing one.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from mai_sr import __version__, fileio
+from mai_sr._tf import keras, tf
+from mai_sr.errors import MaiSrError
+
+PRECISIONS = ("int8", "fp16", "fp32")
+METADATA_NAME = "mai_sr_provenance"
+CALIB_CROP = 96  # LR side of a calibration crop (whole image when smaller)
+SCALE = 3
+
+
+# ---------------------------------------------------------------- conversion
+
+
+def is_quantized(model) -> bool:
+    """True for a tfmot QAT (fake-quant) model."""
+    return any(type(layer).__name__.startswith("Quantize") for layer in model.layers)
+
+
+def _converter_samples(shape):
+    """Inputs for the converter's INT8 mode, which insists on a representative dataset.
+
+    Every tensor of our fake-quant graphs already has its range, so these values do not
+    change the result (a test converts with different samples and compares every scale).
+    """
+    h, w = shape if shape is not None else (16, 16)
+    ramp = np.linspace(0.0, 255.0, h * w * 3, dtype=np.float32).reshape(1, h, w, 3)
+    yield [ramp]
+
+
+def convert_keras(model, shape, precision: str, representative=None) -> bytes:
+    """TFLite flatbuffer of `model` for LR input `shape` (H, W), or any H x W if None.
+
+    int8: `model` is a QAT model (converted as is), or a float deploy model plus
+    `representative`, an iterable of float LR batches in [0, 255] used to calibrate it
+    (see the module docstring). fp16/fp32: `model` is a float model.
+    """
+    if precision not in PRECISIONS:
+        raise MaiSrError(f"--precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if precision == "int8" and not is_quantized(model):
+        if representative is None:
+            raise MaiSrError("int8 export of a float model needs calibration data (--calib)")
+        from mai_sr.qat.quantize import calibrate, quantize_model
+
+        model = quantize_model(model)
+        calibrate(model, representative)
+    if precision != "int8" and is_quantized(model):
+        raise MaiSrError(f"{precision} export needs the float model, got a QAT model")
+    h, w = shape if shape is not None else (None, None)
+    inp = keras.Input((h, w, 3), batch_size=1, name="lr")
+    fixed = keras.Model(inp, model(inp, training=False))
+    converter = tf.lite.TFLiteConverter.from_keras_model(fixed)
+    if precision == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.representative_dataset = lambda: _converter_samples(shape)
+        converter.inference_input_type = tf.uint8
+        converter.inference_output_type = tf.uint8
+    elif precision == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    with warnings.catch_warnings():
+        # uint8 input "statistics" are the fixed [0, 255] fake-quant range; nothing missing.
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+        try:
+            return converter.convert()
+        except Exception as exc:  # the converter raises many types, all with long text
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise MaiSrError(f"TFLite conversion failed ({precision}): {first}") from exc
+
+
+def add_metadata(tflite_bytes: bytes, name: str, payload: bytes) -> bytes:
+    """`tflite_bytes` with a Metadata entry `name` whose buffer holds `payload`."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(tflite_bytes))
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(payload, dtype=np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name = name
+    entry.buffer = len(model.buffers) - 1
+    model.metadata = [*(model.metadata or []), entry]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+# ---------------------------------------------------------------- calibration data
+
+
+def calibration_batches(source, n: int, crop: int = CALIB_CROP, seed: int = 0) -> list:
+    """`n` LR crops (float32, (1, h, w, 3), [0, 255]) from the images of `source`.
+
+    Crops are `crop` x `crop` (the whole LR image when it is smaller), each from an image
+    and position drawn with a fixed seed, so an export is reproducible.
+    """
+    from mai_sr.data import load_pairs
+
+    pairs = load_pairs(source or "builtin", scale=SCALE)
+    rng = np.random.default_rng(seed)
+    crops = []
+    for _ in range(n):
+        lr = pairs[rng.integers(len(pairs))].lr
+        ch, cw = min(crop, lr.shape[0]), min(crop, lr.shape[1])
+        y, x = rng.integers(lr.shape[0] - ch + 1), rng.integers(lr.shape[1] - cw + 1)
+        crops.append(lr[None, y:y + ch, x:x + cw].astype(np.float32))
+    return crops
+
+
+# ---------------------------------------------------------------- sources
+
+
+def _load_weights_into(name: str, path: Path):
+    """A deploy model of `name` with `path`'s weights: float deploy weights, or QAT ones."""
+    from mai_sr.models import create_model
+    from mai_sr.qat.quantize import quantize_model
+
+    if not path.is_file():
+        raise MaiSrError(f"--weights: {path} not found")
+    deploy = create_model(name, scale=SCALE, deploy=True)
+    try:
+        deploy.load_weights(str(path))
+        return deploy, "float"
+    except Exception:  # not float deploy weights: try the QAT layout before giving up
+        pass
+    quantized = quantize_model(deploy)
+    try:
+        quantized.load_weights(str(path))
+    except Exception as exc:
+        raise MaiSrError(f"{path}: not deploy-graph or QAT weights of {name} "
+                         f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    return quantized, "qat"
+
+
+def _load_source(run, model, weights, pretrained, precision: str) -> tuple:
+    """(keras model, model name, provenance source dict) for the export arguments."""
+    given = [flag for flag, value in (("--run", run), ("--pretrained", pretrained),
+                                      ("--model/--weights", model or weights)) if value]
+    if len(given) != 1:
+        raise MaiSrError("give one source: --run RUN, --model NAME --weights FILE, or "
+                         "--pretrained NAME" + (f" (got {', '.join(given)})" if given else ""))
+    if run is not None:
+        from mai_sr.train import QAT_WEIGHTS, load_run_model, read_run_config
+
+        run = Path(run)
+        config = read_run_config(run)
+        stage = "qat" if precision == "int8" and (run / QAT_WEIGHTS).is_file() else "fp32"
+        source = {"run": str(run.resolve()), "stage": stage,
+                  "run_config_sha256": fileio.sha256_json(config)}
+        return load_run_model(run, stage), config["model"], source
+    if pretrained is not None:
+        from mai_sr.pretrained import pretrained_path
+
+        path = pretrained_path(pretrained, "weights")
+        loaded, kind = _load_weights_into(pretrained, path)
+        return loaded, pretrained, {"pretrained": pretrained, "weights": path.name,
+                                    "weights_kind": kind, "weights_sha256": fileio.sha256_file(path)}
+    if not (model and weights):
+        raise MaiSrError("--model and --weights go together (deploy-graph weights of that model)")
+    path = Path(weights)
+    loaded, kind = _load_weights_into(model, path)
+    return loaded, model, {"weights": str(path.resolve()), "weights_kind": kind,
+                           "weights_sha256": fileio.sha256_file(path)}
+
+
+# ---------------------------------------------------------------- export
+
+
+def dynamic_path(output: Path) -> Path:
+    """``model.tflite`` -> ``model_none.tflite`` (the challenge repos' name)."""
+    return output.with_name(f"{output.stem}_none{output.suffix}")
+
+
+def export(output, *, run=None, model=None, weights=None, pretrained=None, shape=(360, 640),
+           dynamic=False, precision="int8", calib=None, calib_n=100) -> list[Path]:
+    """Write the fixed-shape TFLite file to `output` (and ``*_none.tflite`` with `dynamic`).
+
+    Source: `run` (a `mai-sr train` run directory; its QAT model when it has one),
+    `model` + `weights` (deploy-graph weights, float or QAT), or `pretrained` (a model name
+    shipped in ``mai_sr/pretrained``). `shape` is the LR (H, W) of the fixed file.
+    Returns the paths of the written .tflite files (sidecars ``<file>.json`` beside them).
+    """
+    output = Path(output)
+    if output.suffix != ".tflite":
+        raise MaiSrError(f"{output}: the output file name must end in .tflite")
+    if precision not in PRECISIONS:
+        raise MaiSrError(f"--precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
+    h, w = (int(v) for v in shape)
+    if h <= 0 or w <= 0:
+        raise MaiSrError(f"--shape: sizes must be > 0, got {h}x{w}")
+    if calib_n <= 0:
+        raise MaiSrError(f"--calib-n: must be > 0, got {calib_n}")
+
+    keras_model, name, source = _load_source(run, model, weights, pretrained, precision)
+    record = {"model": name, "scale": SCALE, "precision": precision, "source": source,
+              "toolkit": _versions()}
+    if precision == "int8":
+        record["io"] = {"dtype": "uint8", "scale": 1.0, "zero_point": 0}
+        if is_quantized(keras_model):
+            record["quantization"] = "qat"
+        else:
+            from mai_sr.qat.quantize import calibrate, quantize_model
+
+            crops = calibration_batches(calib, calib_n)
+            keras_model = quantize_model(keras_model)
+            calibrate(keras_model, tqdm(crops, desc="calibrating", unit="crop", leave=False))
+            record["quantization"] = "ptq"
+            record["calibration"] = {"data": str(calib or "builtin"), "crops": calib_n,
+                                     "crop": CALIB_CROP}
+    else:
+        record["io"] = {"dtype": "float32"}
+
+    targets = [(output, (h, w))] + ([(dynamic_path(output), None)] if dynamic else [])
+    files = []
+    for path, fixed in tqdm(targets, desc="converting", unit="file", leave=False):
+        info = {**record, "input_shape": [1, *(fixed or (None, None)), 3],
+                "output_shape": [1, *((fixed[0] * SCALE, fixed[1] * SCALE) if fixed
+                                      else (None, None)), 3]}
+        data = convert_keras(keras_model, fixed, precision)
+        data = add_metadata(data, METADATA_NAME, json.dumps(info, sort_keys=True).encode())
+        files.append((path, data, info))
+    for path, data, info in files:  # everything converted: now write
+        fileio.write_bytes(path, data)
+        fileio.write_json(path.with_name(path.name + ".json"),
+                          {**info, "file": path.name, "sha256": fileio.sha256_file(path)})
+    return [path for path, _, _ in files]
+
+
+def _versions() -> dict:
+    import tensorflow_model_optimization as tfmot
+
+    return {"mai_sr": __version__, "tensorflow": tf.__version__, "tf_keras": keras.__version__,
+            "tfmot": tfmot.__version__}
+
+
+def read_metadata(path) -> dict | None:
+    """The provenance record stored in a .tflite file's metadata, or None (uses `tflite`)."""
+    import tflite
+
+    data = Path(path).read_bytes()
+    model = tflite.Model.GetRootAsModel(data, 0)
+    for i in range(model.MetadataLength()):
+        entry = model.Metadata(i)
+        if entry.Name().decode() == METADATA_NAME:
+            return json.loads(model.Buffers(entry.Buffer()).DataAsNumpy().tobytes())
+    return None

@@ -1,0 +1,384 @@
+"""`mai-sr lint`: check a TFLite model against what the VS680 NPU and NNAPI accept.
+
+No TensorFlow: the graph comes from :func:`mai_sr.export.tflite_graph.read_graph`.
+
+Every op gets a row (type, tensor types, quantization, kernel) and a verdict for the two
+targets. Findings have a severity:
+
+ERROR (exit code 2; the model will not run fully accelerated, or not at all)
+  * ``float-op``: an op reads or writes float32/float16 tensors (weights included);
+  * ``int16``: a tensor is int16 (16x8 quantization; the VS680 NN engine runs 8-bit only);
+  * ``unsupported-vs680`` / ``unsupported-nnapi``: the op is not in the target's INT8 op list
+    (:data:`VS680_UNITS`, :data:`NNAPI_OPS`), or it computes on int32 shape data (CPU);
+  * ``unquantized``: an 8-bit activation tensor has no quantization parameters;
+  * ``io-dtype``: a graph input or output is not uint8/int8.
+
+WARNING (exit code 1 with ``--strict``; it runs, but slower than it should)
+  * ``clip-after-d2s``: MINIMUM/MAXIMUM/RELU* reading DEPTH_TO_SPACE's output (directly or via
+    other clip ops). Seed 004 section 3.1, recipe item 6: place the clip before depth-to-space;
+    teams BOE and GenMedia measured it faster (sections 4.5, 4.8). Before D2S it fuses into the
+    producing conv/add; after, it is a separate pass over a 3-channel tensor.
+  * ``kernel``: a convolution or pool kernel above 3x3 (recipe item 2).
+  * ``resize``: RESIZE_BILINEAR / RESIZE_NEAREST_NEIGHBOR (PPU on the VS680, CPU fallback under
+    NNAPI on many drivers; recipe item 5 replaces nearest upsampling by a 1x1 convolution).
+  * ``channels``: a convolution outputs a channel count that is not a multiple of 4. The NPU
+    processes channels in groups, so the remainder is padding work. Exempt: the channel counts
+    an x3 RGB model cannot avoid, i.e. the image's own channel count (3) and that count times
+    block_size^2 of a DEPTH_TO_SPACE in the graph (27 for x3): the pre-D2S conv and the
+    nearest-convolution anchor. Multiples of 4 that are not multiples of 16 get a NOTE only
+    (section 4.16: "more efficiently executed on NPUs when the number of channels is a
+    multiple of 16"; ABPN's 28 channels are the challenge baseline, not a defect).
+  * ``quantize-interior``: QUANTIZE/DEQUANTIZE anywhere but at the graph edges (a requantize
+    or float round-trip inside the network).
+
+NOTE (never changes the exit code): ``channels16``, ``dynamic-shape``.
+
+Op lists and their sources:
+  * :data:`VS680_UNITS` - Synaptics SyNAP manual, "NPU Operators" (npu_operators.md in
+    github.com/synaptics-synap/doc): the execution engine of each operator for asym-u8 and
+    asym-i8/pc-sym-i8 tensors. NN = neural-network engine, TP = tensor processor, PPU =
+    parallel processing unit. TFLite builtins are mapped to the SyNAP operator names there
+    (e.g. DEPTH_TO_SPACE -> DEPTH2SPACE on TP, MINIMUM -> PPU, RESIZE_* -> RESIZE on PPU).
+  * :data:`NNAPI_OPS` - the TFLite builtins the TFLite NNAPI delegate maps to NNAPI operations
+    for 8-bit quantized tensors (``NNAPIDelegateKernel::Validate`` in
+    tensorflow/lite/delegates/nnapi/nnapi_delegate.cc, with the Android NNAPI operation list;
+    signed int8 needs Android 11 / NNAPI 1.3).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mai_sr.export.tflite_graph import TFLiteGraph, read_graph
+
+ERROR, WARNING, NOTE = "error", "warning", "note"
+
+# TFLite builtin -> SyNAP execution unit for 8-bit tensors (SyNAP manual, "NPU Operators").
+# Convolutions with stride != 1 or kernels above 15x15 leave the NN engine for the TP
+# (same page); see `vs680_unit`.
+VS680_UNITS: dict[str, str] = {
+    # basic operations
+    "CONV_2D": "NN", "DEPTHWISE_CONV_2D": "NN", "TRANSPOSE_CONV": "NN",
+    "FULLY_CONNECTED": "TP",
+    # elementwise
+    "ADD": "NN", "SUB": "NN",
+    "MUL": "PPU", "DIV": "PPU", "MAXIMUM": "PPU", "MINIMUM": "PPU", "POW": "PPU",
+    "FLOOR_DIV": "PPU", "BATCH_MATMUL": "PPU", "SELECT": "PPU", "SELECT_V2": "PPU",
+    "ADD_N": "PPU", "LESS": "PPU", "LESS_EQUAL": "PPU", "GREATER": "PPU",
+    "GREATER_EQUAL": "PPU", "EQUAL": "PPU", "NOT_EQUAL": "PPU", "LOGICAL_AND": "PPU",
+    "LOGICAL_OR": "PPU", "LOGICAL_NOT": "PPU",
+    # activations
+    "RELU": "TP", "RELU6": "TP", "RELU_N1_TO_1": "TP", "RELU_0_TO_1": "TP",
+    "LEAKY_RELU": "TP", "PRELU": "TP", "LOGISTIC": "TP", "TANH": "TP", "ABS": "TP",
+    "HARD_SWISH": "TP", "NEG": "TP", "LOG": "TP", "GELU": "TP", "ELU": "TP",
+    "EXP": "PPU", "SQRT": "PPU", "RSQRT": "PPU", "SQUARE": "PPU", "SIN": "PPU",
+    "SOFTMAX": "PPU", "LOG_SOFTMAX": "PPU",
+    # normalization
+    "L2_NORMALIZATION": "PPU", "LOCAL_RESPONSE_NORMALIZATION": "TP",
+    # reshape / data movement
+    "CONCATENATION": "TP", "SPLIT": "TP", "SPLIT_V": "TP", "SLICE": "TP",
+    "STRIDED_SLICE": "TP", "PACK": "TP", "UNPACK": "TP", "RESHAPE": "TP", "SQUEEZE": "TP",
+    "EXPAND_DIMS": "TP", "TRANSPOSE": "TP", "DEPTH_TO_SPACE": "TP", "SPACE_TO_DEPTH": "TP",
+    "BATCH_TO_SPACE_ND": "TP", "SPACE_TO_BATCH_ND": "TP", "PAD": "TP", "PADV2": "TP",
+    "REVERSE_V2": "TP", "QUANTIZE": "TP", "DEQUANTIZE": "TP",
+    "MEAN": "PPU", "SUM": "PPU", "REDUCE_MAX": "PPU", "REDUCE_MIN": "PPU",
+    "REDUCE_PROD": "PPU", "ARG_MAX": "PPU", "ARG_MIN": "PPU",
+    # pooling and misc
+    "AVERAGE_POOL_2D": "NN", "MAX_POOL_2D": "NN",
+    "RESIZE_BILINEAR": "PPU", "RESIZE_NEAREST_NEIGHBOR": "PPU",
+    "GATHER": "PPU", "GATHER_ND": "PPU", "SCATTER_ND": "PPU", "TILE": "PPU", "CAST": "PPU",
+    "FLOOR": "PPU", "CEIL": "PPU", "ROUND": "PPU", "EMBEDDING_LOOKUP": "PPU",
+}
+
+# Ops the SyNAP runtime can leave to the host CPU: shape bookkeeping on int32 tensors.
+CPU_FALLBACK_OPS = frozenset({"SHAPE", "RANK", "FILL", "RANGE", "ZEROS_LIKE", "BROADCAST_ARGS",
+                              "BROADCAST_TO"})
+
+# TFLite builtins the NNAPI delegate accepts with 8-bit quantized tensors (see module doc).
+NNAPI_OPS = frozenset({
+    "ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM", "CONV_2D", "DEPTHWISE_CONV_2D",
+    "TRANSPOSE_CONV", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D", "L2_POOL_2D",
+    "CONCATENATION", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "RESHAPE", "SQUEEZE", "EXPAND_DIMS",
+    "TRANSPOSE", "PAD", "PADV2", "MIRROR_PAD", "SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND",
+    "STRIDED_SLICE", "SLICE", "SPLIT", "SPLIT_V", "PACK", "UNPACK", "GATHER", "TILE",
+    "RELU", "RELU6", "RELU_N1_TO_1", "LEAKY_RELU", "PRELU", "LOGISTIC", "TANH", "HARD_SWISH",
+    "ELU", "ABS", "NEG", "EXP", "LOG", "SQRT", "RSQRT", "SIN", "POW", "SOFTMAX",
+    "LOG_SOFTMAX", "L2_NORMALIZATION", "LOCAL_RESPONSE_NORMALIZATION", "MEAN", "SUM",
+    "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD", "ARG_MAX", "ARG_MIN", "RESIZE_BILINEAR",
+    "RESIZE_NEAREST_NEIGHBOR", "QUANTIZE", "DEQUANTIZE", "CAST", "SELECT", "SELECT_V2",
+    "LESS", "LESS_EQUAL", "GREATER", "GREATER_EQUAL", "EQUAL", "NOT_EQUAL", "LOGICAL_AND",
+    "LOGICAL_OR", "LOGICAL_NOT", "TOPK_V2", "REVERSE_V2", "FLOOR", "SQUARED_DIFFERENCE",
+})
+
+CLIP_OPS = frozenset({"MINIMUM", "MAXIMUM", "RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1"})
+KERNEL_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "AVERAGE_POOL_2D",
+                        "MAX_POOL_2D", "L2_POOL_2D"})
+CHANNEL_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV"})
+QUANT_OPS = frozenset({"QUANTIZE", "DEQUANTIZE"})
+INT8_IO = frozenset({"uint8", "int8"})
+
+
+def vs680_unit(graph: TFLiteGraph, op) -> str | None:
+    """Where the VS680 runs `op`: "NN", "TP", "PPU", "CPU" (host fallback) or None (rejected).
+
+    Convolutions leave the NN engine for the slower TP when stride != 1 or the kernel
+    exceeds 15x15 (SyNAP manual, note under "Basic Operations"). Ops producing int32 shape
+    data run on the host CPU; float variants run on the PPU.
+    """
+    if op.type in CPU_FALLBACK_OPS:
+        return "CPU"
+    unit = VS680_UNITS.get(op.type)
+    if unit is None:
+        return None
+    outputs = graph.op_outputs(op)
+    if outputs and all(t.dtype in ("int32", "int64") for t in outputs):
+        return "CPU"
+    if any(t.is_float and not t.is_constant for t in graph.op_inputs(op) + outputs):
+        return "PPU"  # the manual lists fp32/fp16 variants of most ops on the PPU only
+    if op.type in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        if (op.stride and op.stride != (1, 1)) or (op.kernel and max(op.kernel) > 15):
+            return "TP"
+    return unit
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One lint result. `op` is the op index, or None for graph-level findings."""
+
+    severity: str
+    code: str
+    message: str
+    op: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"severity": self.severity, "code": self.code, "message": self.message,
+                "op": self.op}
+
+
+@dataclass(frozen=True)
+class OpRow:
+    """The per-op line of the report."""
+
+    index: int
+    type: str
+    inputs: tuple[str, ...]    # "uint8[1,24,32,3]" per non-constant input
+    outputs: tuple[str, ...]
+    weights: str               # dtype of the weights, "" if none
+    quantization: str          # of the weights if any, else of the first output
+    kernel: str                # "3x3", "" if none
+    vs680: str                 # unit ("NN"...) or "-" when rejected
+    nnapi: bool
+    verdict: str               # "ok", "warning" or "error"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "type": self.type, "inputs": list(self.inputs),
+                "outputs": list(self.outputs), "weights": self.weights,
+                "quantization": self.quantization, "kernel": self.kernel, "vs680": self.vs680,
+                "nnapi": self.nnapi, "verdict": self.verdict}
+
+
+@dataclass
+class LintReport:
+    """Everything `mai-sr lint` found in one model."""
+
+    path: Path
+    rows: list[OpRow]
+    findings: list[Finding] = field(default_factory=list)
+
+    def count(self, severity: str) -> int:
+        return sum(f.severity == severity for f in self.findings)
+
+    @property
+    def errors(self) -> int:
+        return self.count(ERROR)
+
+    @property
+    def warnings(self) -> int:
+        return self.count(WARNING)
+
+    def exit_code(self, strict: bool = False) -> int:
+        """0 clean, 1 warnings (only with `strict`), 2 errors."""
+        if self.errors:
+            return 2
+        return 1 if strict and self.warnings else 0
+
+    def summary(self) -> str:
+        units: dict[str, int] = {}
+        for row in self.rows:
+            units[row.vs680] = units.get(row.vs680, 0) + 1
+        unit_text = ", ".join(f"{u} {n}" for u, n in sorted(units.items()))
+        verdict = "FAIL" if self.errors else ("WARN" if self.warnings else "OK")
+        return (f"{self.path}: {verdict}: {len(self.rows)} ops, {self.errors} error(s), "
+                f"{self.warnings} warning(s), {self.count(NOTE)} note(s) "
+                f"(VS680 units: {unit_text or 'none'})")
+
+    def format_table(self) -> str:
+        """One row per op, then findings, then the summary line."""
+        head = ("#", "op", "inputs", "outputs", "weights", "quant", "kernel", "VS680", "NNAPI",
+                "verdict")
+        lines = [[str(r.index), r.type, " ".join(r.inputs), " ".join(r.outputs), r.weights,
+                  r.quantization, r.kernel, r.vs680, "yes" if r.nnapi else "no", r.verdict]
+                 for r in self.rows]
+        widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h)
+                  for i, h in enumerate(head)]
+        out = ["  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip()]
+        out += ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines]
+        if self.findings:
+            out.append("")
+            for f in self.findings:
+                where = f"op {f.op}: " if f.op is not None else ""
+                out.append(f"{f.severity.upper():7s} [{f.code}] {where}{f.message}")
+        out.append("")
+        out.append(self.summary())
+        return "\n".join(out)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": str(self.path), "ops": [r.to_dict() for r in self.rows],
+                "findings": [f.to_dict() for f in self.findings], "errors": self.errors,
+                "warnings": self.warnings, "notes": self.count(NOTE)}
+
+
+# ------------------------------------------------------------------ checks
+
+
+def _tensor_text(t) -> str:
+    return f"{t.dtype}[{','.join(str(d) for d in t.shape_signature)}]"
+
+
+def _after_d2s(graph: TFLiteGraph, op) -> bool:
+    """Does `op` read DEPTH_TO_SPACE's output, directly or through other clip-like ops?"""
+    seen = set()
+    stack = [i for i in op.inputs if i >= 0 and not graph.tensors[i].is_constant]
+    while stack:
+        producer = graph.producers.get(stack.pop())
+        if producer is None or producer.index in seen:
+            continue
+        seen.add(producer.index)
+        if producer.type == "DEPTH_TO_SPACE":
+            return True
+        if producer.type in CLIP_OPS:
+            stack.extend(i for i in producer.inputs
+                         if i >= 0 and not graph.tensors[i].is_constant)
+    return False
+
+
+def _inherent_channels(graph: TFLiteGraph) -> set[int]:
+    """Channel counts an RGB x`b` SR model cannot avoid: image channels and image * b^2."""
+    image = {t.shape[-1] for t in graph.input_tensors + graph.output_tensors if t.shape}
+    blocks = {op.options.get("block_size", 1) for op in graph.ops if op.type == "DEPTH_TO_SPACE"}
+    return image | {c * b * b for c in image for b in blocks}
+
+
+def _is_edge_quant(graph: TFLiteGraph, op) -> bool:
+    return (any(i in graph.inputs for i in op.inputs)
+            or any(o in graph.outputs for o in op.outputs))
+
+
+def _op_findings(graph: TFLiteGraph, op, inherent: set[int]) -> list[Finding]:
+    found: list[Finding] = []
+    ins, outs = graph.op_inputs(op), graph.op_outputs(op)
+
+    def add(severity, code, message):
+        found.append(Finding(severity, code, message, op.index))
+
+    float_tensors = [t for t in ins + outs if t.is_float]
+    if float_tensors:
+        t = float_tensors[0]
+        add(ERROR, "float-op", f"{op.type} computes in {t.dtype} (tensor '{t.name}'); "
+                               "the NPU runs INT8 only")
+    for t in ins + outs:
+        if t.dtype == "int16":
+            add(ERROR, "int16", f"{op.type} tensor '{t.name}' is int16 (16x8 quantization is "
+                                "not supported)")
+            break
+    unit = vs680_unit(graph, op)
+    if unit is None:
+        add(ERROR, "unsupported-vs680", f"{op.type} is not supported by the VS680 NPU")
+    elif unit == "CPU":
+        add(ERROR, "unsupported-vs680", f"{op.type} on int32 shape data runs on the host CPU, "
+                                        "not the NPU")
+    if op.type not in NNAPI_OPS:
+        add(ERROR, "unsupported-nnapi", f"{op.type} is not supported by the NNAPI delegate")
+    for t in ins + outs:
+        if t.dtype in INT8_IO and not t.is_constant and not t.quantization.is_quantized:
+            add(ERROR, "unquantized", f"{t.dtype} tensor '{t.name}' has no quantization "
+                                      "parameters")
+            break
+
+    if op.type in CLIP_OPS and _after_d2s(graph, op):
+        add(WARNING, "clip-after-d2s", f"{op.type} after DEPTH_TO_SPACE: move the clip before "
+                                       "depth-to-space (seed 004 recipe item 6)")
+    if op.type in KERNEL_OPS and op.kernel and max(op.kernel) > 3:
+        add(WARNING, "kernel", f"{op.kernel[0]}x{op.kernel[1]} kernel; keep kernels at 3x3 or "
+                               "below (recipe item 2)")
+    if op.type.startswith("RESIZE"):
+        add(WARNING, "resize", f"{op.type} runs on the PPU (VS680) and often falls back to the "
+                               "CPU under NNAPI; use a nearest-neighbour 1x1 convolution")
+    if op.type in CHANNEL_OPS and outs and outs[0].channels is not None:
+        c = outs[0].channels
+        if c not in inherent and c % 4:
+            add(WARNING, "channels", f"{c} output channels, not a multiple of 4: the NPU pads "
+                                     f"to {-(-c // 4) * 4}")
+        elif c not in inherent and c % 16:
+            add(NOTE, "channels16", f"{c} output channels; multiples of 16 map best onto the "
+                                    "NPU (seed 004 section 4.16)")
+    if op.type in QUANT_OPS and not _is_edge_quant(graph, op):
+        add(WARNING, "quantize-interior", f"{op.type} inside the graph (only graph inputs and "
+                                          "outputs should be (de)quantized)")
+    return found
+
+
+def _row(graph: TFLiteGraph, op, findings: list[Finding]) -> OpRow:
+    ins = [t for t in graph.op_inputs(op) if not t.is_constant]
+    weights = [t for t in graph.op_inputs(op) if t.is_constant and len(t.shape) >= 2]
+    quant_of = weights[0] if weights else (graph.op_outputs(op) or [None])[0]
+    severities = {f.severity for f in findings}
+    unit = vs680_unit(graph, op)
+    return OpRow(
+        index=op.index, type=op.type, inputs=tuple(_tensor_text(t) for t in ins),
+        outputs=tuple(_tensor_text(t) for t in graph.op_outputs(op)),
+        weights=weights[0].dtype if weights else "",
+        quantization=quant_of.quantization.describe() if quant_of is not None else "none",
+        kernel=f"{op.kernel[0]}x{op.kernel[1]}" if op.kernel else "",
+        vs680=unit or "-", nnapi=op.type in NNAPI_OPS,
+        verdict=ERROR if ERROR in severities else (WARNING if WARNING in severities else "ok"))
+
+
+def lint_graph(graph: TFLiteGraph) -> LintReport:
+    """Lint an already-parsed graph (see module docstring for the rules)."""
+    findings: list[Finding] = []
+    for t in graph.input_tensors + graph.output_tensors:
+        if t.dtype not in INT8_IO:
+            role = "input" if t.index in graph.inputs else "output"
+            findings.append(Finding(ERROR, "io-dtype", f"graph {role} '{t.name}' is {t.dtype}; "
+                                                       "use uint8 (or int8) model IO"))
+    if graph.is_dynamic:
+        findings.append(Finding(NOTE, "dynamic-shape", "dynamic input shape (fidelity model); "
+                                "NPU runtimes are measured on a fixed 1x360x640x3 export"))
+    inherent = _inherent_channels(graph)
+    rows = []
+    for op in graph.ops:
+        op_found = _op_findings(graph, op, inherent)
+        findings.extend(op_found)
+        rows.append(_row(graph, op, op_found))
+    return LintReport(path=graph.path, rows=rows, findings=findings)
+
+
+def lint_model(path) -> LintReport:
+    """Read the .tflite at `path` and lint it. Unreadable files raise MaiSrError."""
+    return lint_graph(read_graph(path))
+
+
+def lint_cli(path, as_json: bool = False, strict: bool = False) -> int:
+    """`mai-sr lint`: print the table (or JSON) and return the exit code (0/1/2)."""
+    report = lint_model(path)
+    if as_json:
+        data = report.to_dict()
+        data["exit_code"] = report.exit_code(strict)
+        print(json.dumps(data, indent=2))
+    else:
+        print(report.format_table())
+    return report.exit_code(strict)

@@ -1,0 +1,48 @@
+"""ABPN, the anchor-based plain net (Du et al., MAI 2021 winner; the MAI 2022 baseline).
+
+Published form (DESIGN.md "Models"; the authors' TF code): six 3x3 convs with ReLU
+(3 -> 28, four 28 -> 28, 28 -> 27), a linear 3x3 conv 27 -> 27, plus the anchor
+``concat([x] * 9)``, then depth_to_space(3) and a clip to [0, 255] *after* it: 42,539
+parameters, 53 KB as INT8, 36.9 ms on the VS680 NPU (seed 004, Table 1).
+
+Deploy form (``deploy=True``): the same convs and weights, but the anchor is a frozen 1x1
+"nearest convolution" (one CONV_2D instead of a 9-input CONCATENATION) and the clip runs on
+the 27-channel LR tensor before depth-to-space (9x fewer values; the MAI 2022 recipe,
+seed 004 sec. 3.1). Both changes are exact, so the outputs are identical (tested).
+``create_model("abpn", deploy=True, clip="after_d2s")`` or ``anchor="concat"`` rebuilds the
+slow variants, e.g. for lint tests.
+
+The body can also be trained with re-parameterizable blocks (``block="repconv"`` or
+``"clb"``), which :func:`mai_sr.models.collapse` turns back into these plain convs.
+"""
+
+from __future__ import annotations
+
+from mai_sr._tf import keras
+from mai_sr.models.blocks import conv_block, make_anchor, sr_head, sr_input, weight_constraint
+
+# The published architecture; deploy=True changes only what DEPLOY lists.
+DEFAULTS = dict(channels=28, body=4, block="conv", anchor="concat", clip="after_d2s",
+                weight_clip=None, input_size=None)
+DEPLOY = dict(block="conv", anchor="nearest_conv", clip="before_d2s")
+
+
+def build_anchor_net(*, name: str, scale: int, channels: int, body: int, block: str,
+                     anchor: str, clip: str, weight_clip, input_size) -> keras.Model:
+    """ABPN/NCNet body: conv 3 -> C, ``body`` convs C -> C, conv C -> 3s^2 (all ReLU), a
+    linear conv 3s^2 -> 3s^2, + anchor, then the clip/depth-to-space head."""
+    out_channels = 3 * scale * scale
+    constraint = weight_constraint(weight_clip)
+    widths = [channels] * (body + 1) + [out_channels]
+    inp = sr_input(input_size)
+    x = inp
+    for i, width in enumerate(widths, start=1):
+        x = conv_block(block, width, f"conv{i}", "relu", constraint)(x)
+    x = conv_block(block, out_channels, f"conv{len(widths) + 1}", None, constraint)(x)
+    x = keras.layers.Add(name="add_anchor")([x, make_anchor(anchor, inp, scale)])
+    return keras.Model(inp, sr_head(x, scale, clip), name=name)
+
+
+def build(scale: int = 3, **config) -> keras.Model:
+    """ABPN with ``DEFAULTS`` (published form) updated by ``config``."""
+    return build_anchor_net(name="abpn", scale=scale, **config)

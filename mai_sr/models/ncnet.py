@@ -1,0 +1,25 @@
+"""NCNet, the nearest convolution network (Luo et al., team MegSR, seed 004 sec. 4.10).
+
+ABPN's body at 32 channels: seven 3x3 convs (3 -> 32, four 32 -> 32, 32 -> 27 with ReLU,
+27 -> 27 linear) = 52,279 trainable parameters, plus the frozen nearest-convolution anchor
+(a 1x1 conv 3 -> 27 without bias, 81 fixed weights: output channel k copies input channel
+k % 3, TF's depth_to_space order). Published: 65 KB INT8, 29.94 dB, 29.8 ms on the VS680 NPU
+(seed 004, Table 1).
+
+NCNet already uses the nearest-conv anchor when training, so its training and deploy graphs
+are the same; the clip sits before depth-to-space (the MAI 2022 recipe).
+"""
+
+from __future__ import annotations
+
+from mai_sr._tf import keras
+from mai_sr.models.abpn import build_anchor_net
+
+DEFAULTS = dict(channels=32, body=4, block="conv", anchor="nearest_conv", clip="before_d2s",
+                weight_clip=None, input_size=None)
+DEPLOY = dict(block="conv")
+
+
+def build(scale: int = 3, **config) -> keras.Model:
+    """NCNet with ``DEFAULTS`` updated by ``config``."""
+    return build_anchor_net(name="ncnet", scale=scale, **config)

@@ -1,0 +1,44 @@
+"""SCSRN, the skip-concatenated SR network (team Z6, MAI 2022 winner; seed 004 sec. 4.1).
+
+No code was published; this is our reading of the report text and its Fig. 3:
+
+- "two 3x3 convolution layers, five Re-Parameterizable blocks and a skip connection
+  (concatenation of input image and intermediate feature map directly)", 32 channels,
+  depth-to-space at the end, clip before depth-to-space. So: conv 3 -> 32 (ReLU), five rep
+  blocks 32 -> 32 (ReLU), concatenate [LR input, features] (35 channels), conv 35 -> 27
+  (linear), clip [0, 255], depth_to_space(3). Seven convs in the deploy graph.
+- The concatenated input replaces ABPN's anchor: the last conv sees the raw image and can
+  learn the anchor itself (one CONCATENATION op instead of a 9-copy anchor + ADD).
+- Rep block: the report does not detail it; we use :class:`~mai_sr.models.blocks.RepConv`
+  (3x3 + 1x1 + identity, RepVGG-style), collapsed to one 3x3 conv for inference.
+  ``block="clb"`` trains with collapsible linear blocks instead.
+- Size check: 55,668 parameters, i.e. about 56 KB of int8 weights plus biases and per-channel
+  quantization parameters, close to the published 67 KB INT8 file (Table 1: 30.03 dB,
+  19.2 ms on the VS680 NPU). A third plain conv (35 -> 32 -> 27) would give ~65 K
+  parameters and overshoot.
+- Weight clipping (Z6 clip the skewed first-layer weights because TFLite quantizes weights
+  symmetrically): ``weight_clip=<max |w|>`` puts a ClipWeights constraint on every conv
+  kernel; off by default because the report gives no value.
+"""
+
+from __future__ import annotations
+
+from mai_sr._tf import keras
+from mai_sr.models.blocks import conv_block, sr_head, sr_input, weight_constraint
+
+DEFAULTS = dict(channels=32, blocks=5, block="repconv", clip="before_d2s", weight_clip=None,
+                input_size=None)
+DEPLOY = dict(block="conv")
+
+
+def build(scale: int = 3, *, channels: int, blocks: int, block: str, clip: str, weight_clip,
+          input_size) -> keras.Model:
+    """SCSRN with ``DEFAULTS`` updated by the keyword arguments."""
+    constraint = weight_constraint(weight_clip)
+    inp = sr_input(input_size)
+    x = conv_block("conv", channels, "conv1", "relu", constraint)(inp)
+    for i in range(blocks):
+        x = conv_block(block, channels, f"block{i + 1}", "relu", constraint)(x)
+    x = keras.layers.Concatenate(name="skip_concat")([inp, x])
+    x = conv_block("conv", 3 * scale * scale, "conv_out", None, constraint)(x)
+    return keras.Model(inp, sr_head(x, scale, clip), name="scsrn")

@@ -1,0 +1,51 @@
+"""XCAT (team Aselsan Research, Ayazoglu & Bilecen, ECCVW 2022; seed 004 sec. 4.17).
+
+No code was published; this is our reading of the report and the paper's abstract:
+
+- Heterogeneous group-convolution blocks (HXBlocks, inspired by XLSR's GConv blocks): the
+  input channels are split *unequally* and each group has its own kernel size. We split 24
+  channels as (12, 3x3), (8, 3x3), (4, 1x1); each group keeps its width.
+- Cross concatenation: each block's output is circularly shifted along channels (by 4
+  here, the smallest group), so the next block's groups see channels of different groups;
+  it replaces XLSR's 1x1 mixing convs.
+- Nearest-neighbour anchor as a fixed, untrainable 1x1 conv 3 -> 27 added before
+  depth-to-space; a clipped ReLU at the end, which is exactly a clip to [0, 255]; we put it
+  before depth-to-space like the other models.
+- Layout: conv 3x3 3 -> 24 (ReLU), three HXBlocks (ReLU), conv 3x3 24 -> 27 (linear),
+  + anchor, clip, depth_to_space(3).
+- Deploy graph: each HXBlock becomes one dense 3x3 Conv2D with a block-diagonal kernel whose
+  output channels are pre-rolled (:meth:`~mai_sr.models.blocks.HXBlock.collapse`, exact).
+  Slicing channels per group would need SPLIT/STRIDED_SLICE and the shift a ROLL or
+  GATHER, which NPUs run poorly or not at all, and TFLite's grouped CONV_2D needs equal
+  groups and is badly supported by NNAPI drivers. The price: the dense kernels store and
+  multiply the zeros (5,208 deploy parameters per block vs 1,912 trained ones). We chose
+  the width (24) so the *deploy* INT8 file is near the published 30 KB (Table 1: 29.67 dB,
+  30.2 ms). QAT on the deploy graph may move the zeros; that changes nothing at runtime.
+"""
+
+from __future__ import annotations
+
+from mai_sr._tf import keras
+from mai_sr.models.blocks import HXBlock, conv_block, make_anchor, sr_head, sr_input, \
+    weight_constraint
+
+DEFAULTS = dict(groups=((12, 3), (8, 3), (4, 1)), shift=4, blocks=3, block="hx",
+                anchor="nearest_conv", clip="before_d2s", weight_clip=None, input_size=None)
+DEPLOY = dict(block="conv")
+
+
+def build(scale: int = 3, *, groups, shift: int, blocks: int, block: str, anchor: str,
+          clip: str, weight_clip, input_size) -> keras.Model:
+    """XCAT with ``DEFAULTS`` updated by the keyword arguments."""
+    constraint = weight_constraint(weight_clip)
+    channels = sum(c for c, _ in groups)
+    inp = sr_input(input_size)
+    x = conv_block("conv", channels, "conv1", "relu", constraint)(inp)
+    for i in range(blocks):
+        name = f"hxblock{i + 1}"
+        layer = (HXBlock(groups, shift, "relu", constraint, name=name) if block == "hx"
+                 else conv_block(block, channels, name, "relu", constraint))
+        x = layer(x)
+    x = conv_block("conv", 3 * scale * scale, "conv_out", None, constraint)(x)
+    x = keras.layers.Add(name="add_anchor")([x, make_anchor(anchor, inp, scale)])
+    return keras.Model(inp, sr_head(x, scale, clip), name="xcat")

@@ -1,0 +1,230 @@
+"""Quantizers and QuantizeConfigs: exactly what gets fake-quantized, layer by layer.
+
+In the tfmot style, each :class:`QuantizeConfig` says which weights, activations and
+outputs of a layer carry a fake-quantization op during QAT. The TFLite converter turns
+every fake-quant op into the quantization parameters of one tensor, so these configs decide
+the INT8 graph:
+
+=============================  =============================================================
+layer                          what is quantized
+=============================  =============================================================
+Conv2D                         kernel per output channel, symmetric [-127, 127] (TFLite's
+                               scheme); output (after its fused ReLU) with a moving-average
+                               range, unless a clip, ReLU layer or concat consumes it: then
+                               the output inherits that consumer's range (no second range).
+NearestConvAnchor (frozen)     output fixed to [0, 255], the pixel range it copies, so the
+                               anchor and the input share one scale (1.0). Its kernel is
+                               not fake-quantized: its 0/1 weights quantize exactly anyway
+                               (1.0 is 127 x 1/127 per channel), which a test checks.
+Add, ReLU layer                output with a moving-average range (none if it feeds a clip).
+Clip to [0, 255]               output fixed to [0, 255]: scale 1, zero point 0 as uint8.
+                               A moving-average range here learned [-0.7, 186] in a short
+                               QAT run and cost 4 dB; a fixed range cannot drift.
+DepthToSpace, concat anchor    nothing: they move values, so their output keeps the range
+                               of their input (TFLite requires the same scale anyway).
+Concatenate                    one range for all inputs and the output: fixed [0, 255] if an
+                               input is the image (skip concatenation), else moving average.
+model input                    fixed [0, 255] (raw uint8 pixels: scale 1, zero point 0).
+=============================  =============================================================
+
+Two quantizers differ from tfmot's defaults on purpose:
+
+* :class:`PerChannelWeightQuantizer` computes the weight range from the current kernel
+  every call (training or not), with no state. tfmot's `LastValueQuantizer` stores the
+  range seen at the last *training* step, so after the final optimizer update (or after
+  weight clipping, or in a model that was never trained) its inference range is stale.
+* :class:`MovingAverageRangeQuantizer` starts its exponential moving average from the first
+  training batch's range. tfmot's `MovingAverageQuantizer` starts from [-6, 6] and with
+  decay 0.999 needs thousands of steps to reach a range like [0, 255]; a short QAT run ends
+  with ranges that clip the signal.
+"""
+
+from __future__ import annotations
+
+from mai_sr._tf import tf, keras
+import tensorflow_model_optimization as tfmot
+
+Quantizer = tfmot.quantization.keras.quantizers.Quantizer
+QuantizeConfig = tfmot.quantization.keras.QuantizeConfig
+FixedQuantizer = tfmot.quantization.keras.quantizers.FixedQuantizer
+
+PIXEL_RANGE = (0.0, 255.0)
+
+
+def fixed_quantizer(value_range) -> FixedQuantizer:
+    """An 8-bit quantizer with a fixed range (for [0, 255]: scale 1, zero point 0)."""
+    lo, hi = (float(v) for v in value_range)
+    return FixedQuantizer(num_bits=8, init_min=lo, init_max=hi, narrow_range=False)
+
+
+def _same_config(a, b) -> bool:
+    return type(a) is type(b) and a.get_config() == b.get_config()
+
+
+class PerChannelWeightQuantizer(Quantizer):
+    """Symmetric per-output-channel 8-bit weight quantizer, range from the current kernel.
+
+    Levels are [-127, 127] x max|w_c|/127 for output channel c (the last kernel axis), the
+    scheme the TFLite converter uses for CONV_2D weights. No variables: the range always
+    matches the weights.
+    """
+
+    def build(self, tensor_shape, name, layer):
+        return {}
+
+    def __call__(self, inputs, training, weights, **kwargs):
+        axes = list(range(len(inputs.shape) - 1))
+        # A zero channel would give an empty range; any positive bound quantizes it to 0.
+        bound = tf.maximum(tf.reduce_max(tf.abs(inputs), axis=axes), 1e-8)
+        return tf.quantization.fake_quant_with_min_max_vars_per_channel(
+            inputs, -bound, bound, num_bits=8, narrow_range=True)
+
+    def get_config(self):
+        return {}
+
+    def __eq__(self, other):
+        return _same_config(self, other)
+
+
+class MovingAverageRangeQuantizer(Quantizer):
+    """Per-tensor asymmetric 8-bit quantizer with an EMA range started from the first batch.
+
+    Training: range <- decay * range + (1 - decay) * [min(batch, 0), max(batch, 0)], except
+    on the first training call, which takes the batch's range as is. Inference uses the
+    stored range.
+    """
+
+    def __init__(self, decay: float = 0.999):
+        self.decay = float(decay)
+
+    def build(self, tensor_shape, name, layer):
+        def var(suffix, value):
+            # MEAN: under tf.distribute each replica sees its own batch; the assignment in
+            # replica context then averages them instead of failing.
+            return layer.add_weight(f"{name}_{suffix}", shape=(), trainable=False,
+                                    initializer=keras.initializers.Constant(value),
+                                    aggregation=tf.VariableAggregation.MEAN)
+
+        return {"min_var": var("min", PIXEL_RANGE[0]), "max_var": var("max", PIXEL_RANGE[1]),
+                "seen_var": var("seen", 0.0)}
+
+    def __call__(self, inputs, training, weights, **kwargs):
+        min_var, max_var, seen = weights["min_var"], weights["max_var"], weights["seen_var"]
+        if training:
+            batch_min = tf.minimum(tf.reduce_min(inputs), 0.0)
+            batch_max = tf.maximum(tf.reduce_max(inputs), 0.0)
+            # seen is 0 before the first batch and 1 after: the EMA starts from batch 1.
+            keep = self.decay * seen
+            lo = min_var.assign(keep * min_var + (1.0 - keep) * batch_min)
+            hi = max_var.assign(keep * max_var + (1.0 - keep) * batch_max)
+            with tf.control_dependencies([lo, hi]):
+                seen.assign(1.0)
+                return tf.quantization.fake_quant_with_min_max_vars(inputs, lo, hi, num_bits=8)
+        return tf.quantization.fake_quant_with_min_max_vars(inputs, min_var, max_var, num_bits=8)
+
+    def get_config(self):
+        return {"decay": self.decay}
+
+    def __eq__(self, other):
+        return _same_config(self, other)
+
+
+def _range_or_none(value_range):
+    return None if value_range is None else [float(v) for v in value_range]
+
+
+def _output_quantizer(value_range):
+    """Fixed quantizer for a known range, else a moving-average one."""
+    if value_range is None:
+        return MovingAverageRangeQuantizer()
+    return fixed_quantizer(value_range)
+
+
+class ConvQuantizeConfig(QuantizeConfig):
+    """Conv2D: kernel per channel; output after the fused activation.
+
+    quantize_output=False leaves the output to a ReLU layer that follows (TFLite fuses it
+    into the conv, so the ReLU's range is the conv's). output_range fixes the output range
+    (a conv feeding the clip takes the clip's range); None means a moving-average range.
+    """
+
+    def __init__(self, quantize_output: bool = True, output_range=None):
+        self.quantize_output = bool(quantize_output)
+        self.output_range = _range_or_none(output_range)
+
+    def get_weights_and_quantizers(self, layer):
+        return [(layer.kernel, PerChannelWeightQuantizer())]
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        (layer.kernel,) = quantize_weights
+
+    def get_activations_and_quantizers(self, layer):
+        if not self.quantize_output:
+            return []
+        return [(layer.activation, _output_quantizer(self.output_range))]
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        if self.quantize_output:
+            (layer.activation,) = quantize_activations
+
+    def get_output_quantizers(self, layer):
+        return []
+
+    def get_config(self):
+        return {"quantize_output": self.quantize_output, "output_range": self.output_range}
+
+
+class OutputQuantizeConfig(QuantizeConfig):
+    """A weightless layer whose output gets one range: fixed if given, else moving average.
+
+    Used for clips and the frozen anchor ([0, 255]), Add, a ReLU layer, and Concatenate.
+    """
+
+    def __init__(self, output_range=None):
+        self.output_range = _range_or_none(output_range)
+
+    def get_weights_and_quantizers(self, layer):
+        return []
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        pass
+
+    def get_activations_and_quantizers(self, layer):
+        return []
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        pass
+
+    def get_output_quantizers(self, layer):
+        return [_output_quantizer(self.output_range)]
+
+    def get_config(self):
+        return {"output_range": self.output_range}
+
+
+class PassThroughQuantizeConfig(QuantizeConfig):
+    """Nothing quantized: the output keeps its input's range (DepthToSpace, concat anchor),
+    or takes its consumer's (an Add that feeds the clip)."""
+
+    def get_weights_and_quantizers(self, layer):
+        return []
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        pass
+
+    def get_activations_and_quantizers(self, layer):
+        return []
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        pass
+
+    def get_output_quantizers(self, layer):
+        return []
+
+    def get_config(self):
+        return {}
+
+
+CUSTOM_OBJECTS = {cls.__name__: cls for cls in (
+    PerChannelWeightQuantizer, MovingAverageRangeQuantizer, ConvQuantizeConfig,
+    OutputQuantizeConfig, PassThroughQuantizeConfig)}

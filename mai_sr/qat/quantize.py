@@ -1,0 +1,248 @@
+"""QAT on the deploy graph: annotate every layer with an explicit QuantizeConfig, then apply.
+
+`quantize_model(deploy_model)` returns a tfmot QAT model whose fake-quant ops are exactly
+the tensor ranges of the INT8 TFLite file the exporter writes:
+
+* the input is quantized to the fixed range [0, 255] (raw uint8 pixels: scale 1, zero 0);
+* the clip before depth-to-space has the fixed range [0, 255], so the output is uint8 with
+  scale 1 and zero point 0, and the layer feeding the clip (the anchor Add) has no range of
+  its own (in TFLite it shares the clip's: MINIMUM/MAXIMUM keep the scale);
+* depth-to-space and the concat anchor move values and add no range;
+* a Concatenate has one range for its inputs and output (fixed [0, 255] when the image is
+  one of its inputs, the skip concatenation of SCSRN), so the converter never has to insert
+  a requantize op in front of it;
+* a layer whose output only feeds a ReLU layer, a clip or a concat is not quantized itself.
+
+What each layer class gets is data (:data:`LAYER_ROLES`); the configs themselves live in
+:mod:`mai_sr.qat.configs`. tfmot's default layout transforms are not used: their Conv+ReLU
+rule drops the kernel quantization of the conv, and their concat rule patches configs in
+place in a way that does not survive saving. The only transform here inserts the fixed
+[0, 255] input quantizer.
+
+Typical use (Training engineer's stage 2)::
+
+    qat = quantize_model(deploy)          # deploy = mai_sr.models.collapse(trained)
+    calibrate(qat, some_lr_batches)       # optional: ranges from data before training
+    ... train qat with a low learning rate, calling apply_weight_clip(qat) after each step
+    qat.save_weights("qat/deploy.weights.h5")
+    # reload: quantize_model(create_model(name, deploy=True)).load_weights(...)
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from mai_sr._tf import keras
+import tensorflow_model_optimization as tfmot
+from tensorflow_model_optimization.python.core.quantization.keras.quantize_layer import QuantizeLayer
+from tensorflow_model_optimization.python.core.quantization.keras import utils as tfmot_utils
+
+from mai_sr.errors import MaiSrError
+from mai_sr.qat.configs import (CUSTOM_OBJECTS, PIXEL_RANGE, ConvQuantizeConfig,
+                                OutputQuantizeConfig, PassThroughQuantizeConfig, fixed_quantizer)
+
+transforms = tfmot.quantization.keras.graph_transformations.transforms
+model_transformer = tfmot.quantization.keras.graph_transformations.model_transformer
+
+# Layer class name -> role. "move": rearranges values (keeps its input's range); "clip": a
+# clip whose bounds are the range; "anchor": frozen nearest-conv copy of the image;
+# "activation": a standalone ReLU (its producer is not quantized; with max_value it is a clip).
+LAYER_ROLES = {
+    "InputLayer": "input",
+    "Conv2D": "conv",
+    "NearestConvAnchor": "anchor",
+    "Add": "add",
+    "ReLU": "activation",
+    "Concatenate": "concat",
+    "ClipByValue": "clip",
+    "DepthToSpace": "move",
+    "ConcatAnchor": "move",
+    "RepeatAnchor": "move",
+}
+FUSED = "fused"  # output range is that of the ReLU layer consuming it
+
+
+def quantize_scope():
+    """Context manager for loading or cloning QAT models (tfmot + our configs + our layers)."""
+    from mai_sr.models import custom_objects
+
+    return tfmot.quantization.keras.quantize_scope({**CUSTOM_OBJECTS, **custom_objects(),
+                                                   "QuantizeLayer": QuantizeLayer})
+
+
+def _clip_bounds(layer) -> tuple[float, float]:
+    config = layer.get_config()
+    for lo_key, hi_key in (("min_value", "max_value"), ("clip_value_min", "clip_value_max"),
+                           ("low", "high"), ("minimum", "maximum")):
+        if lo_key in config and hi_key in config:
+            return float(config[lo_key]), float(config[hi_key])
+    return PIXEL_RANGE
+
+
+def _role(layer) -> str:
+    name = type(layer).__name__
+    role = LAYER_ROLES.get(name)
+    if role == "activation" and layer.get_config().get("max_value") is not None:
+        return "clip"
+    if role is None:
+        raise MaiSrError(f"quantize_model: layer {layer.name!r} ({name}) has no QuantizeConfig; "
+                         f"supported layer classes: {', '.join(sorted(LAYER_ROLES))}")
+    return role
+
+
+def _graph(model) -> tuple[list, dict[str, list[str]], dict[str, list[str]]]:
+    """Layers in topological order, and name -> producer names / consumer names."""
+    producers: dict[str, list[str]] = {}
+    consumers: dict[str, list[str]] = {layer.name: [] for layer in model.layers}
+    for spec in model.get_config()["layers"]:
+        names = []
+        for node in spec["inbound_nodes"]:
+            names += [entry[0] for entry in node] if isinstance(node, list) else []
+        producers[spec["config"]["name"]] = names
+        for name in names:
+            consumers[name].append(spec["config"]["name"])
+    return model.layers, producers, consumers
+
+
+def plan_quantization(model) -> dict[str, object]:
+    """Layer name -> the QuantizeConfig `quantize_model` gives it (input layers excluded).
+
+    Exposed so tests and docs can see the whole plan for a model without applying it.
+    """
+    layers, producers, consumers = _graph(model)
+    roles = {layer.name: _role(layer) for layer in layers}
+    fixed: dict[str, tuple[float, float] | None] = {}  # tensors whose range is known a priori
+    for layer in layers:  # model.layers is topologically sorted
+        role = roles[layer.name]
+        known = [fixed[p] for p in producers[layer.name] if fixed.get(p) is not None]
+        if role == "input":
+            fixed[layer.name] = PIXEL_RANGE
+        elif role == "clip":
+            fixed[layer.name] = _clip_bounds(layer)
+        elif role in ("anchor", "move") and known:
+            fixed[layer.name] = known[0]
+        elif role == "concat" and known:
+            fixed[layer.name] = (min(r[0] for r in known), max(r[1] for r in known))
+        else:
+            fixed[layer.name] = None
+
+    def from_consumers(name: str):
+        """FUSED if every consumer is a ReLU layer (TFLite fuses it: no range of its own);
+        a range if every consumer is a clip or concat with that fixed range (the converter
+        does not propagate ranges backwards, so the producer must carry it); else None."""
+        wanted = set()
+        for c in consumers[name]:
+            if roles[c] == "activation":
+                wanted.add(FUSED)
+            elif roles[c] == "move":
+                wanted.add(from_consumers(c))
+            elif roles[c] in ("clip", "concat"):
+                wanted.add(fixed[c])
+            else:
+                wanted.add(None)
+        return wanted.pop() if len(wanted) == 1 else None
+
+    plan = {}
+    for layer in layers:
+        role, name = roles[layer.name], layer.name
+        if role == "input":
+            continue
+        wanted = from_consumers(name)
+        if role in ("anchor", "clip", "concat"):
+            plan[name] = OutputQuantizeConfig(fixed[name])
+        elif role == "move":
+            plan[name] = PassThroughQuantizeConfig()
+        elif role == "conv":
+            plan[name] = ConvQuantizeConfig(quantize_output=wanted is not FUSED,
+                                            output_range=None if wanted is FUSED else wanted)
+        elif wanted is FUSED:
+            plan[name] = PassThroughQuantizeConfig()
+        else:
+            plan[name] = OutputQuantizeConfig(wanted)
+    return plan
+
+
+class _FixedInputQuantize(transforms.Transform):
+    """InputLayer -> InputLayer + QuantizeLayer with the fixed pixel range [0, 255]."""
+
+    def pattern(self):
+        return transforms.LayerPattern("InputLayer")
+
+    def replacement(self, match_layer):
+        quant = QuantizeLayer(fixed_quantizer(PIXEL_RANGE))
+        config = tfmot_utils.serialize_layer(quant, use_legacy_format=True)
+        config["name"] = quant.name
+        return transforms.LayerNode(config, input_layers=[match_layer])
+
+    def custom_objects(self):
+        return {"QuantizeLayer": QuantizeLayer, "FixedQuantizer": type(fixed_quantizer(PIXEL_RANGE))}
+
+
+class _Layout(tfmot.quantization.keras.QuantizeLayoutTransform):
+    def apply(self, model, layer_quantize_map):
+        return model_transformer.ModelTransformer(
+            model, [_FixedInputQuantize()], set(layer_quantize_map), layer_quantize_map).transform()
+
+
+class PixelRangeScheme(tfmot.quantization.keras.QuantizeScheme):
+    """tfmot scheme: our layout (fixed input range) + the default registry (unused: every
+    layer is annotated with an explicit config)."""
+
+    def get_layout_transformer(self):
+        return _Layout()
+
+    def get_quantize_registry(self):
+        return tfmot.quantization.keras.default_8bit.Default8BitQuantizeRegistry()
+
+
+def quantize_model(deploy_model) -> keras.Model:
+    """QAT model of a deploy graph: fake-quant ops where the INT8 TFLite tensors have ranges.
+
+    The weights are copied from `deploy_model` (which is left untouched). Layers are wrapped
+    as `quant_<name>`; see :func:`plan_quantization` for what each one gets. Raises
+    MaiSrError for a layer class without a QuantizeConfig.
+    """
+    plan = plan_quantization(deploy_model)
+
+    def annotate(layer):
+        return tfmot.quantization.keras.quantize_annotate_layer(layer, plan[layer.name])
+
+    with quantize_scope():
+        annotated = keras.models.clone_model(deploy_model, clone_function=annotate)
+        annotated.set_weights(deploy_model.get_weights())
+        return tfmot.quantization.keras.quantize_apply(annotated, scheme=PixelRangeScheme())
+
+
+def range_variables(qat_model) -> dict[str, tuple]:
+    """Moving-average range variables by quantizer: prefix -> (min, max, seen)."""
+    by_name = {v.name.split(":")[0]: v for v in qat_model.weights}
+    return {name[:-len("_seen")]: (by_name[name[:-len("_seen")] + "_min"],
+                                   by_name[name[:-len("_seen")] + "_max"], var)
+            for name, var in by_name.items() if name.endswith("_seen")}
+
+
+def calibrate(qat_model, batches: Iterable) -> int:
+    """Set every moving-average activation range to the min/max over `batches`.
+
+    This is post-training calibration in the fake-quant graph: no weight changes, each
+    range becomes [min, max] of its tensor over all batches of LR images (float, [0, 255]),
+    the statistic TFLite's own calibrator uses. The fixed ranges (input, anchor, clip) stay.
+    Used for PTQ export, and optionally before a short QAT run. Returns the batch count.
+    """
+    ranges = range_variables(qat_model)
+    lows: dict[str, float] = {}
+    highs: dict[str, float] = {}
+    n = 0
+    for batch in batches:
+        for _, _, seen in ranges.values():
+            seen.assign(0.0)  # the next training-mode call takes this batch's range as is
+        qat_model(batch, training=True)
+        for key, (lo, hi, _) in ranges.items():
+            lows[key] = min(lows.get(key, 0.0), float(lo.numpy()))
+            highs[key] = max(highs.get(key, 0.0), float(hi.numpy()))
+        n += 1
+    for key, (lo, hi, _) in ranges.items():
+        if key in lows:
+            lo.assign(lows[key])
+            hi.assign(highs[key])
+    return n

@@ -1,0 +1,153 @@
+"""The challenge score: ``Final Score = 2^(2*PSNR) / (C * runtime_ms)`` (seed 004, section 2.5).
+
+Derivation of C
+---------------
+The paper gives the formula but not C. Each scored row of Table 1 (25 rows: the 24 teams
+with a runtime and the ABPN baseline; see :mod:`mai_sr.published`) implies its own
+``C_i = 2^(2*PSNR_i) / (runtime_i * score_i)``. Over the 25 rows these span
+2.8107e15 .. 2.8222e15 (log2 C_i = 51.3201 .. 51.3257), i.e. +-0.2%. That spread is the
+printing precision, not a disagreement: PSNR is printed to 0.01 dB (+-0.005 dB moves the
+score by +-0.69%) and runtime to 0.1 ms (+-0.05 ms moves it by up to +-0.33% at 15 ms).
+
+No single C reproduces every row to +-0.02 from the *rounded* inputs: ECNUSR needs
+C >= 2.8195e15 and TCLResearchEurope needs C <= 2.8139e15. So C is the least-squares fit in
+log space, the geometric mean of the C_i::
+
+    log2 C = mean_i(2*PSNR_i - log2(runtime_i * score_i)) = 51.32213
+    C      = 2.81515e15
+
+Residuals (score from the rounded PSNR and runtime minus the published score): at most
+0.052 in absolute value (ECNUSR +0.052, Antins.cv +0.032, TCLResearchEurope -0.030, NJUST
++0.024; the other 21 rows within +-0.02), and 0.4% relative at most. Every row is
+reproduced to +-0.02 by some PSNR and runtime inside their printed rounding
+(tests/test_score.py checks both statements). Z6 (30.03 dB, 19.2 ms) scores 22.24 here
+against the published 22.22.
+
+Scores only compare within one C: the constant normalises the VS680 runtimes of the
+challenge, so scores from other devices rank models but are not challenge scores.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from mai_sr.errors import MaiSrError
+
+LOG2_C = 51.32213
+C = 2.81515e15  # 2 ** LOG2_C, rounded to 6 significant digits
+
+
+def _check_number(name: str, value, positive: bool = False) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise MaiSrError(f"{name}: expected a number, got {value!r}") from None
+    if not math.isfinite(value) or (positive and value <= 0):
+        need = "a finite number > 0" if positive else "a finite number"
+        raise MaiSrError(f"{name}: must be {need}, got {value!r}")
+    return value
+
+
+def final_score(psnr: float, runtime_ms: float) -> float:
+    """``2^(2*psnr) / (C * runtime_ms)``; psnr in dB, runtime in milliseconds."""
+    psnr = _check_number("psnr", psnr)
+    runtime_ms = _check_number("runtime_ms", runtime_ms, positive=True)
+    return 2.0 ** (2.0 * psnr) / (C * runtime_ms)
+
+
+def _runtimes_from(path: str) -> list[tuple[str, float]]:
+    """(label, avg_ms) of every BenchResult in a `mai-sr bench --json` file (dict or list)."""
+    from mai_sr.results import BenchResult
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise MaiSrError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MaiSrError(f"{path}: not a bench JSON file ({type(exc).__name__})") from None
+    items = data if isinstance(data, list) else [data]
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or "avg_ms" not in item:
+            raise MaiSrError(f"{path}: entry {i} has no avg_ms (expected `mai-sr bench --json` "
+                             "output)")
+        bench = BenchResult.from_dict(item)
+        if bench.avg_ms is None:
+            raise MaiSrError(f"{path}: entry {i} has no runtime ({bench.error or 'avg_ms is null'})")
+        label = bench.device.get("name") or bench.device.get("serial") or bench.runner
+        out.append((f"{label}:{Path(str(bench.model)).name}",
+                    _check_number(f"{path}: avg_ms", bench.avg_ms, positive=True)))
+    if not out:
+        raise MaiSrError(f"{path}: no benchmark results in this file")
+    return out
+
+
+def _score_csv(csv_path: str, as_json: bool) -> int:
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(csv_path)
+    except FileNotFoundError:
+        raise MaiSrError(f"{csv_path}: no such file") from None
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise MaiSrError(f"{csv_path}: not a readable CSV ({type(exc).__name__})") from None
+    # `mai-sr report`'s leaderboard.csv names the scored runtime npu_ms.
+    runtime_col = "npu_ms" if "runtime_ms" not in table.columns and "npu_ms" in table.columns \
+        else "runtime_ms"
+    missing = [c for c in ("psnr", runtime_col) if c not in table.columns]
+    if missing:
+        raise MaiSrError(f"{csv_path}: missing column(s) {', '.join(missing)} "
+                         f"(has {', '.join(map(str, table.columns))})")
+    scores = []
+    for i, (psnr, runtime) in enumerate(zip(table["psnr"], table[runtime_col]), start=2):
+        if pd.isna(psnr) or pd.isna(runtime):  # an empty cell: not measured, nothing to score
+            scores.append(None)
+            continue
+        try:
+            scores.append(final_score(psnr, runtime))
+        except MaiSrError as exc:
+            raise MaiSrError(f"{csv_path}: line {i}: {exc}") from None
+    table["score"] = scores
+    if as_json:
+        print(table.to_json(orient="records", indent=2))
+    else:
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    return 0
+
+
+def score_cli(psnr: float | None = None, runtime_ms: float | None = None,
+              csv_path: str | None = None, runtime_from: str | None = None,
+              as_json: bool = False) -> int:
+    """`mai-sr score`: print the challenge score (2 decimals), or JSON with `as_json`.
+
+    Either `psnr` with `runtime_ms` or `runtime_from` (a `mai-sr bench --json` file: one
+    BenchResult or a list, scored each), or `csv_path` (a CSV with psnr and runtime_ms
+    columns, or psnr and npu_ms as in `mai-sr report`'s leaderboard.csv: every row is scored
+    and the table printed; a row with an empty cell gets no score).
+    """
+    if csv_path is not None:
+        if psnr is not None or runtime_ms is not None or runtime_from is not None:
+            raise MaiSrError("--csv scores a whole file: do not combine it with --psnr, "
+                             "--runtime-ms or --runtime-from")
+        return _score_csv(csv_path, as_json)
+    if psnr is None:
+        raise MaiSrError("--psnr is required (with --runtime-ms or --runtime-from), or use --csv")
+    if (runtime_ms is None) == (runtime_from is None):
+        raise MaiSrError("give exactly one of --runtime-ms and --runtime-from")
+    runs = [("", runtime_ms)] if runtime_from is None else _runtimes_from(runtime_from)
+    rows = [{"label": label, "psnr": psnr, "runtime_ms": ms, "score": final_score(psnr, ms)}
+            for label, ms in runs]
+    if as_json:
+        for row in rows:
+            row["C"] = C
+            if not row["label"]:
+                del row["label"]
+        print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2, sort_keys=True))
+    elif len(rows) == 1:
+        print(f"{rows[0]['score']:.2f}")
+    else:
+        for row in rows:
+            print(f"{row['label']}: {row['score']:.2f} ({row['runtime_ms']:.2f} ms)")
+    return 0

@@ -1,0 +1,150 @@
+"""`mai-sr upscale`: upscale image files or folders with a TFLite model (LiteRT, no TensorFlow).
+
+Any image size works: dynamic models run the whole image (or `tile`-sized tiles), fixed-shape
+models run tiles of their input size; tiles overlap by the model's receptive field so the
+result equals one whole-image invoke (see :mod:`mai_sr.litert`). Images keep their look:
+
+- EXIF orientation is applied on read, so the output is upright (and carries no rotation tag);
+- greyscale (L) goes through the model as RGB and is converted back to L;
+- alpha (LA, RGBA, palette with transparency) is upscaled by bicubic, colour by the model;
+- other modes (CMYK, 1-bit, 16-bit...) are converted to RGB (or L) first.
+
+Usage::
+
+    mai-sr upscale photo.jpg photo_x3.png --model model_none.tflite
+    mai-sr upscale photos/ upscaled/ --model model.tflite   # folders, tiled at 360x640
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from tqdm import tqdm
+
+from mai_sr.data import IMAGE_SUFFIXES, bicubic_upscale
+from mai_sr.errors import MaiSrError
+from mai_sr.fileio import atomic_path
+from mai_sr.litert import TFLiteSR, model_path_from_args
+
+# EXIF orientations 5-8 rotate by 90 degrees, swapping width and height.
+_TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
+
+
+def upscale_image(model: TFLiteSR, img: np.ndarray, tile: int | None = None,
+                  on_tile=None) -> np.ndarray:
+    """Upscale a uint8 image (HxW grey, HxWx2 grey+alpha, HxWx3 RGB or HxWx4 RGBA).
+
+    Colour goes through `model` (grey as RGB, then back to luma with Pillow's "L"
+    conversion); alpha is upscaled by bicubic. Returns the same layout, `model.scale` times
+    larger. `tile` and `on_tile` are passed to :meth:`TFLiteSR.upscale`.
+    """
+    img = np.asarray(img)
+    if img.dtype != np.uint8 or img.ndim not in (2, 3) or img.ndim == 3 and img.shape[2] > 4:
+        raise MaiSrError(f"expected a uint8 HxW or HxWxC (C <= 4) image, got {img.dtype} "
+                         f"{img.shape}")
+    channels = 1 if img.ndim == 2 else img.shape[2]
+    planes = img if img.ndim == 3 else img[..., None]
+    grey = channels in (1, 2)
+    alpha = planes[..., -1] if channels in (2, 4) else None
+    rgb = np.repeat(planes[..., :1], 3, axis=2) if grey else planes[..., :3]
+    sr = model.upscale(np.ascontiguousarray(rgb), tile=tile, on_tile=on_tile)
+    if grey:
+        sr = np.asarray(Image.fromarray(sr).convert("L"))[..., None]
+    if alpha is not None:
+        sr = np.concatenate([sr, bicubic_upscale(alpha, model.scale)[..., None]], axis=2)
+    return sr[..., 0] if img.ndim == 2 else sr
+
+
+def _read_image(path: Path) -> np.ndarray:
+    """Decode upright (EXIF applied) to L, LA, RGB or RGBA, as a uint8 array."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            if im.mode not in ("L", "LA", "RGB", "RGBA"):
+                has_alpha = "transparency" in im.info or im.mode in ("PA", "La")
+                grey = im.mode in ("1", "I;16", "I;16B", "I;16L", "I", "F")
+                im = im.convert(("LA" if grey else "RGBA") if has_alpha else
+                                ("L" if grey else "RGB"))
+            return np.asarray(im, dtype=np.uint8)
+    except FileNotFoundError:
+        raise MaiSrError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise MaiSrError(f"{path}: not a readable image ({' '.join(str(exc).split())})") from None
+
+
+def _upright_size(path: Path) -> tuple[int, int]:
+    """(height, width) after EXIF orientation, from the header only (no decoding)."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if im.getexif().get(ExifTags.Base.Orientation, 1) in _TRANSPOSING_ORIENTATIONS:
+                w, h = h, w
+            return h, w
+    except FileNotFoundError:
+        raise MaiSrError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise MaiSrError(f"{path}: not a readable image ({' '.join(str(exc).split())})") from None
+
+
+def write_image(path: Path, img: np.ndarray) -> None:
+    """Save a uint8 image atomically; the extension picks the format."""
+    try:
+        with atomic_path(path) as tmp:
+            Image.fromarray(img).save(tmp, quality=95)  # quality: JPEG/WebP only
+    except (OSError, ValueError, KeyError) as exc:
+        raise MaiSrError(f"{path}: cannot write this image ({' '.join(str(exc).split())})") \
+            from None
+
+
+def _jobs(input: Path, output: Path) -> list[tuple[Path, Path]]:
+    """(source, destination) pairs: a file to a file (or into a folder), a folder to a folder."""
+    if input.is_file():
+        if output.is_dir() or str(output).endswith(os.sep):
+            output = output / input.name
+        jobs = [(input, output)]
+    elif input.is_dir():
+        if output.is_file():
+            raise MaiSrError(f"{output}: is a file; the input {input} is a folder, so the "
+                             "output must be a folder")
+        files = sorted(p for p in input.rglob("*")
+                       if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                       and not any(part.startswith(".") for part in p.relative_to(input).parts))
+        if not files:
+            raise MaiSrError(f"{input}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+        jobs = [(p, output / p.relative_to(input)) for p in files]
+    else:
+        raise MaiSrError(f"{input}: no such file or folder")
+    for src, dst in jobs:
+        if dst.resolve() == src.resolve():
+            raise MaiSrError(f"{dst}: would overwrite the input image; choose another output")
+    return jobs
+
+
+def upscale_paths(input: str | os.PathLike, output: str | os.PathLike, *,
+                  model: str | os.PathLike | None = None, pretrained: str | None = None,
+                  tile: int | None = None, quiet: bool = False) -> list[Path]:
+    """Upscale an image file, or every image of a folder (recursively), into `output`.
+
+    `model`: a .tflite file, or `pretrained`: a shipped model name (its dynamic-shape file).
+    `tile`: LR tile size for dynamic models (default: whole image in one invoke; set it to
+    bound memory on large images); fixed-shape models always tile at their input size.
+    Output files keep the input's relative path and name; the extension picks the format.
+    Every input is checked before anything is written; each output is written atomically.
+    Returns the written paths.
+    """
+    sr_model = TFLiteSR(model_path_from_args(model, pretrained))
+    jobs = _jobs(Path(input), Path(output))
+    sizes = [_upright_size(src) for src, _ in jobs]
+    total = sum(len(sr_model.tiles(h, w, tile)) for h, w in sizes)
+    written = []
+    with tqdm(total=total, unit="tile", disable=quiet, desc="upscale") as bar:
+        for src, dst in jobs:
+            bar.set_postfix_str(src.name)
+            sr = upscale_image(sr_model, _read_image(src), tile=tile, on_tile=bar.update)
+            write_image(dst, sr)
+            written.append(dst)
+    return written

@@ -1,0 +1,104 @@
+"""`mai-sr` command line: subcommands, help without TensorFlow, one-line errors with exit 2."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mai_sr.cli import build_parser, main
+
+SUBCOMMANDS = ("train", "export", "eval", "bench", "push", "synap", "lint", "profile", "score",
+               "report", "upscale")
+
+# Runs in a fresh interpreter: every --help, a real `score`, and the TF-free library modules,
+# checking after each step that TensorFlow has not been imported.
+NO_TF_SCRIPT = """
+import contextlib, io, json, sys
+from mai_sr.cli import main
+steps = [["--help"]] + [[c, "--help"] for c in %r] + [["synap", "convert", "--help"]]
+steps += [["score", "--psnr", "30.03", "--runtime-ms", "19.2"]]
+report = {}
+for argv in steps:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = exc.code
+    report[" ".join(argv)] = [code, out.getvalue(), "tensorflow" in sys.modules]
+for module in ("mai_sr.data", "mai_sr.metrics", "mai_sr.score", "mai_sr.published"):
+    __import__(module)
+    report["import " + module] = [0, "", "tensorflow" in sys.modules]
+print(json.dumps(report))
+""" % (SUBCOMMANDS,)
+
+
+@pytest.fixture(scope="module")
+def no_tf_report():
+    proc = subprocess.run([sys.executable, "-c", NO_TF_SCRIPT], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_help_and_score_never_import_tensorflow(no_tf_report):
+    imported = [step for step, (_, _, tf_loaded) in no_tf_report.items() if tf_loaded]
+    assert imported == []
+    assert all(code == 0 for code, _, _ in no_tf_report.values())
+
+
+def test_help_lists_every_subcommand(no_tf_report):
+    top = no_tf_report["--help"][1]
+    for cmd in SUBCOMMANDS:
+        assert cmd in top
+        assert f"usage: mai-sr {cmd}" in no_tf_report[f"{cmd} --help"][1]
+
+
+def test_score_prints_z6(no_tf_report):
+    out = no_tf_report["score --psnr 30.03 --runtime-ms 19.2"][1]
+    assert abs(float(out) - 22.22) <= 0.02  # seed 004, Table 1, Z6
+
+
+def test_console_script_help():
+    exe = Path(sys.executable).with_name("mai-sr")
+    exe = str(exe) if exe.exists() else shutil.which("mai-sr")
+    assert exe, "the mai-sr console script is not installed"
+    proc = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    assert all(cmd in proc.stdout for cmd in SUBCOMMANDS)
+
+
+def test_parser_knows_exactly_these_subcommands():
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert set(sub.choices) == set(SUBCOMMANDS)
+
+
+@pytest.mark.parametrize("argv", [
+    ["nosuchcommand"],
+    [],
+    ["score", "--bogus"],
+    ["score", "--runtime-ms", "0"],
+    ["score", "--runtime-ms", "-3"],
+    ["score", "--runtime-ms", "fast"],
+    ["score", "--psnr", "high", "--runtime-ms", "10"],
+    ["score", "--psnr", "nan", "--runtime-ms", "10"],
+    ["score", "--psnr", "30"],
+    ["profile", "--model", "abpn", "--size", "360by640"],
+    ["profile", "--model", "vgg"],
+    ["bench", "--threads", "0"],
+    ["eval", "--crop", "-1"],
+    ["synap"],
+])
+def test_bad_input_is_one_line_on_stderr_and_exit_2(argv, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.err.startswith("mai-sr") and "error:" in captured.err
+    assert captured.err.count("\n") == 1, captured.err
+    assert "Traceback" not in captured.err

@@ -1,0 +1,174 @@
+"""`mai-sr eval` / mai_sr.evaluate: scores equal independent references on real images.
+
+Model files come from tests/tflite_factory.py (raw TF ops, no project code). The references
+here run the .tflite through the bare LiteRT Interpreter and compute the bicubic baseline
+with Pillow and scikit-image, so they share no code with mai_sr.evaluate or mai_sr.litert.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ai_edge_litert.interpreter import Interpreter
+from PIL import Image
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from mai_sr.cli import main
+from mai_sr.errors import MaiSrError
+from mai_sr.evaluate import evaluate_tflite
+from mai_sr.metrics import psnr, ssim
+from tflite_factory import build_sr_tflite
+
+# LR size the fixed-shape test model is built for; every Set5 LR image is larger.
+FIXED_SHAPE = (24, 32)
+MODEL_KINDS = {
+    "dynamic": dict(shape=None),
+    "fixed": dict(shape=FIXED_SHAPE),
+    "int8_io": dict(shape=None, io_dtype="int8"),
+    "float": dict(shape=None, precision="float"),
+}
+
+
+def built_model(tmp_path_factory, kind: str) -> Path:
+    """Build a factory model once per test session (shared by test_eval and test_upscale)."""
+    path = tmp_path_factory.getbasetemp() / "factory_models" / f"{kind}.tflite"
+    if not path.exists():
+        build_sr_tflite(path, **MODEL_KINDS[kind])
+    return path
+
+
+@pytest.fixture(scope="session")
+def dynamic_model(tmp_path_factory) -> Path:
+    return built_model(tmp_path_factory, "dynamic")
+
+
+@pytest.fixture(scope="session")
+def eval_folder(shared_data, tmp_path_factory) -> Path:
+    """Three real images: a greyscale one (bridge, mode L), odd sizes (comic), and bird."""
+    folder = tmp_path_factory.mktemp("eval_images")
+    for name in ("Set14/bridge.png", "Set14/comic.png", "Set5/bird.png"):
+        (folder / Path(name).name).symlink_to(shared_data / name)
+    return folder
+
+
+def reference_scores(model_path: Path, folder: Path, crop: int = 3):
+    """Per image: (name, psnr, ssim, bicubic psnr, bicubic ssim), computed independently."""
+    rows = []
+    for path in sorted(folder.glob("*.png")):
+        hr = np.asarray(Image.open(path).convert("RGB"))
+        hr = hr[:hr.shape[0] // 3 * 3, :hr.shape[1] // 3 * 3]
+        h, w = hr.shape[0] // 3, hr.shape[1] // 3
+        lr_img = Image.fromarray(hr).resize((w, h), Image.BICUBIC, reducing_gap=None)
+        lr = np.asarray(lr_img)
+        interpreter = Interpreter(model_path=str(model_path))
+        interpreter.resize_tensor_input(0, [1, h, w, 3])
+        interpreter.allocate_tensors()
+        # The factory's input scale is 0.9995 with zero point 0: quantizing 0..255 is identity.
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], lr[None])
+        interpreter.invoke()
+        sr = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0]
+        bicubic = np.asarray(lr_img.resize((3 * w, 3 * h), Image.BICUBIC))
+        c = (slice(crop, -crop), slice(crop, -crop))
+        rows.append((path.stem, psnr(sr, hr, crop=crop), ssim(sr, hr, crop=crop),
+                     peak_signal_noise_ratio(hr[c], bicubic[c], data_range=255),
+                     structural_similarity(hr[c], bicubic[c], data_range=255, channel_axis=2,
+                                           gaussian_weights=True, sigma=1.5,
+                                           use_sample_covariance=False)))
+    return rows
+
+
+def test_eval_matches_independent_reference(dynamic_model, eval_folder):
+    (result,) = evaluate_tflite(dynamic_model, [str(eval_folder)], quiet=True)
+    expected = reference_scores(dynamic_model, eval_folder)
+    assert [i.name for i in result.images] == [r[0] for r in expected]
+    for image, (_, p, s, bp, bs) in zip(result.images, expected):
+        assert image.psnr == pytest.approx(p, abs=1e-9)
+        assert image.ssim == pytest.approx(s, abs=1e-9)
+        assert image.bicubic_psnr == pytest.approx(bp, abs=1e-6)
+        assert image.bicubic_ssim == pytest.approx(bs, abs=1e-6)
+    assert result.psnr == pytest.approx(np.mean([r[1] for r in expected]), abs=1e-9)
+    assert result.dataset == eval_folder.name and result.crop == 3
+    # comic is 250x361: HR cropped to a multiple of 3
+    comic = next(i for i in result.images if i.name == "comic")
+    assert (comic.width, comic.height) == (249, 360)
+
+
+def test_fixed_shape_eval_equals_dynamic_eval(tmp_path_factory, dynamic_model, shared_data):
+    # Set5 LR images are all larger than the 24x32 tiles, so tiling is exact everywhere.
+    fixed = built_model(tmp_path_factory, "fixed")
+    (tiled,) = evaluate_tflite(fixed, [str(shared_data / "Set5")], quiet=True)
+    (whole,) = evaluate_tflite(dynamic_model, [str(shared_data / "Set5")], quiet=True)
+    assert [i.psnr for i in tiled.images] == [i.psnr for i in whole.images]
+    assert [i.ssim for i in tiled.images] == [i.ssim for i in whole.images]
+    assert len(tiled.images) == 5
+
+
+def test_cli_csv_json_save_dir_and_y(dynamic_model, eval_folder, tmp_path, capsys):
+    rows_path, save_dir = tmp_path / "rows.csv", tmp_path / "sr"
+    rc = main(["eval", str(dynamic_model), "--data", str(eval_folder), "--y", "--crop", "4",
+               "--csv", str(rows_path), "--save-dir", str(save_dir), "--json", "--quiet"])
+    assert rc == 0
+    (printed,) = json.loads(capsys.readouterr().out)
+    assert printed["y_channel"] is True and printed["crop"] == 4
+    with open(rows_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["image"] for r in rows] == ["bird", "bridge", "comic"]
+    for row, image in zip(rows, printed["images"]):
+        assert float(row["psnr"]) == pytest.approx(image["psnr"], abs=1e-4)
+        sr = np.asarray(Image.open(save_dir / eval_folder.name / f"{row['image']}.png"))
+        assert sr.shape == (image["height"], image["width"], 3)
+        hr = np.asarray(Image.open(eval_folder / f"{row['image']}.png").convert("RGB"))
+        hr = hr[:sr.shape[0], :sr.shape[1]]
+        assert image["psnr"] == pytest.approx(psnr(sr, hr, crop=4, y_channel=True), abs=1e-9)
+    assert abs(printed["mean"]["psnr"] - np.mean([i["psnr"] for i in printed["images"]])) < 1e-9
+
+
+def test_cli_table(dynamic_model, eval_folder, capsys):
+    assert main(["eval", str(dynamic_model), "--data", f"{eval_folder},{eval_folder}",
+                 "--quiet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "RGB" in lines[0] and "bicubic PSNR" in lines[1]
+    assert len(lines) == 4 and lines[2].split()[:2] == [eval_folder.name, "3"]
+
+
+def _one_line_error(capsys, argv, *fragments):
+    rc = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and err.startswith("mai-sr eval: error: ")
+    for fragment in fragments:
+        assert fragment in err
+    return err
+
+
+def test_bad_inputs_give_one_line_errors(tmp_path_factory, dynamic_model, eval_folder, tmp_path,
+                                         capsys):
+    float_model = built_model(tmp_path_factory, "float")
+    _one_line_error(capsys, ["eval", str(float_model), "--data", str(eval_folder)],
+                    str(float_model), "float32 model", "--precision int8")
+    truncated = tmp_path / "truncated.tflite"
+    truncated.write_bytes(dynamic_model.read_bytes()[:3000])
+    _one_line_error(capsys, ["eval", str(truncated)], str(truncated), "TFLite")
+    not_tflite = tmp_path / "photo.tflite"
+    not_tflite.write_bytes((eval_folder / "bird.png").read_bytes())
+    _one_line_error(capsys, ["eval", str(not_tflite)], str(not_tflite), "TFLite model")
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "notes.txt").write_text("no images here")
+    _one_line_error(capsys, ["eval", str(dynamic_model), "--data", str(empty), "--quiet"],
+                    str(empty), "no images")
+    _one_line_error(capsys, ["eval", str(dynamic_model), "--data", "Set14-nowhere"],
+                    "Set14-nowhere", "no such folder")
+    _one_line_error(capsys, ["eval", "--pretrained", "xcat"], "--pretrained xcat")
+    _one_line_error(capsys, ["eval"], "no model")
+
+
+def test_float_model_evaluates_when_int8_not_required(tmp_path_factory, eval_folder):
+    float_model = built_model(tmp_path_factory, "float")
+    with pytest.raises(MaiSrError):
+        evaluate_tflite(float_model, str(eval_folder), quiet=True)
+    (result,) = evaluate_tflite(float_model, str(eval_folder), quiet=True, require_int8=False)
+    assert len(result.images) == 3 and np.isfinite(result.psnr)

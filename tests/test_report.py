@@ -1,0 +1,349 @@
+"""`mai-sr report`: leaderboard, plots, HTML (rendered in headless Chromium), model cards, cache.
+
+One report is built per session on small factory models (tests/tflite_factory.py: raw TF
+ops, no project code) and three real images; the tests read its files. References are
+independent: PSNR from skimage on outputs of a bare LiteRT interpreter, complexity from the
+factory's weight shapes, published figures from seed 004 Table 1.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from ai_edge_litert.interpreter import Interpreter
+from PIL import Image
+from skimage.metrics import peak_signal_noise_ratio
+
+import mai_sr.device
+import mai_sr.evaluate
+import mai_sr.litert
+import mai_sr.report.build
+from mai_sr.cli import main
+from mai_sr.data import load_pairs
+from mai_sr.errors import MaiSrError
+from mai_sr.report import build_model_card, make_report, validate_model_card
+from mai_sr.report.plots import iso_score_psnr, iso_score_levels
+from mai_sr.report.table import MEASURED, PUBLISHED
+from mai_sr.results import BenchResult, EvalResult, ImageScore
+from tflite_factory import float_sr_model, int8_sr_model
+
+RUNNERS = ["local", "synap"]
+# Few timed runs: the test checks plumbing, benchmarks/report_cache.py measures.
+FAST = {"local": {"min_runs": 3, "min_seconds": 0.01, "warmup_runs": 1,
+                  "warmup_min_seconds": 0.0}}
+# C fitted to all 25 scored rows of seed 004 Table 1 (derivation in mai_sr/score.py).
+C_TABLE1 = 2.81515e15
+# Seed 004 Table 1, row "ABPN [19] baseline": 53 KB, 29.87 dB, 0.8686, CPU 998 ms, NPU 36.9 ms.
+ABPN_TABLE1 = {"size_kb": 53, "psnr": 29.87, "ssim": 0.8686, "cpu_ms": 998, "npu_ms": 36.9,
+               "score": 9.27}
+CHROMIUM = shutil.which("chromium")
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory) -> Path:
+    """small(.tflite fixed + _none dynamic), wide_none (dynamic only), floaty (float32)."""
+    d = tmp_path_factory.mktemp("report_models")
+    int8_sr_model(d / "small.tflite", shape=(24, 32))
+    int8_sr_model(d / "small_none.tflite", shape=None)
+    int8_sr_model(d / "wide_none.tflite", shape=None, channels=16, seed=1)
+    float_sr_model(d / "floaty.tflite", shape=(24, 32))
+    # Provenance as `mai-sr export` writes it, naming an architecture: the report must then
+    # show that architecture's published row (the tiny network is not really ABPN).
+    (d / "small.tflite.json").write_text(json.dumps({"model": "abpn", "scale": 3}))
+    return d
+
+
+@pytest.fixture(scope="session")
+def images(shared_data, tmp_path_factory) -> Path:
+    """Three real colour images, linked (never copied) from the shared data."""
+    folder = tmp_path_factory.mktemp("mini")
+    for name in ("Set5/bird.png", "Set5/butterfly.png", "Set14/comic.png"):
+        (folder / Path(name).name).symlink_to(shared_data / name)
+    return folder
+
+
+def _inputs(models: Path) -> list[str]:
+    return [str(models / n) for n in ("small.tflite", "wide_none.tflite", "floaty.tflite")]
+
+
+@pytest.fixture(scope="session")
+def report(models, images, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report") / "out"
+    return make_report(_inputs(models), data=[str(images)], runners=RUNNERS, out_dir=out,
+                       quiet=True, runner_options=FAST)
+
+
+def _table(report: Path) -> pd.DataFrame:
+    return pd.read_csv(report / "leaderboard.csv")
+
+
+def _litert_psnr(model: Path, folder: Path) -> float:
+    """Mean RGB PSNR (border crop 3) of a dynamic uint8 model: bare interpreter + skimage."""
+    scores = []
+    for pair in load_pairs(str(folder)):
+        interp = Interpreter(model_path=str(model))
+        inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+        interp.resize_tensor_input(inp["index"], [1, *pair.lr.shape])
+        interp.allocate_tensors()
+        interp.set_tensor(inp["index"], pair.lr[None])
+        interp.invoke()
+        sr = interp.get_tensor(out["index"])[0]
+        scores.append(peak_signal_noise_ratio(pair.hr[3:-3, 3:-3], sr[3:-3, 3:-3], data_range=255))
+    return float(np.mean(scores))
+
+
+# ---------------------------------------------------------------- leaderboard
+
+
+def test_leaderboard_values_match_independent_references(report, models, images):
+    table = _table(report)
+    measured = table[table.source == MEASURED].set_index("model")
+    assert set(measured.index) == {"small", "wide_none", "floaty"}
+    small = measured.loc["small"]
+    # PSNR of the dynamic partner (small_none.tflite), evaluated whole.
+    assert small.psnr == pytest.approx(_litert_psnr(models / "small_none.tflite", images),
+                                       abs=1e-3)
+    assert measured.loc["wide_none"].psnr == pytest.approx(
+        _litert_psnr(models / "wide_none.tflite", images), abs=1e-3)
+    # Size and complexity of the timing file (24x32 input). Factory net: conv3x3 3->8,
+    # conv3x3 8->27, 1x1 anchor 3->27 (TFLite gives the bias-free anchor a 27-zero bias).
+    assert small.size_kb == pytest.approx((models / "small.tflite").stat().st_size / 1024, rel=1e-5)
+    assert small.params == 3 * 3 * 3 * 8 + 8 + 3 * 3 * 8 * 27 + 27 + 3 * 27 + 27
+    macs = 24 * 32 * (3 * 3 * 3 * 8 + 3 * 3 * 8 * 27 + 3 * 27)
+    assert small.gflops == pytest.approx(2 * macs / 1e9, rel=1e-5)
+    assert small.activations_m == pytest.approx(24 * 32 * (8 + 27 + 27) / 1e6, rel=1e-5)
+    assert small.input_hw == "24x32" and measured.loc["wide_none"].input_hw == "360x640"
+    # Score from the challenge formula on the NPU (simulated) time; speed-up CPU / NPU.
+    for name in ("small", "wide_none"):
+        row = measured.loc[name]
+        assert row.cpu_ms > 0 and row.npu_ms > 0
+        assert row.npu_runner == "synap (simulated)"
+        assert row.score == pytest.approx(2 ** (2 * row.psnr) / (C_TABLE1 * row.npu_ms), rel=1e-3)
+        assert row.speedup == pytest.approx(row.cpu_ms / row.npu_ms, rel=1e-3)
+        assert row.status == "ok" and pd.isna(row.error)
+    # dPSNR needs a run's FP32 network: bare files have none.
+    assert measured.delta_psnr.isna().all()
+
+
+def test_failing_model_stays_in_table_with_its_error(report):
+    row = _table(report).set_index("model").loc["floaty"]
+    assert row.status == "error"
+    assert "lint" in row.error and "float32" in row.error
+    assert "synap" in row.error
+    assert pd.isna(row.npu_ms) and pd.isna(row.score)
+    assert row.psnr > 20  # still evaluated: the failure is recorded, not fatal
+
+
+def test_rows_sorted_by_score_then_published_reference(report):
+    table = _table(report)
+    measured = table[table.source == MEASURED]
+    scores = measured.score.tolist()
+    ranked = [s for s in scores if not math.isnan(s)]
+    assert ranked == sorted(ranked, reverse=True)
+    assert all(math.isnan(s) for s in scores[len(ranked):])  # missing scores last
+    published = table[table.source == PUBLISHED]
+    assert table.index[table.source == PUBLISHED].min() > measured.index.max()
+    assert len(published) == 1  # only the architecture named by small.tflite.json
+    row = published.iloc[0]
+    assert row.architecture == "abpn" and "ABPN" in row.model
+    for column, value in ABPN_TABLE1.items():
+        assert row[column] == pytest.approx(value)
+
+
+def test_markdown_and_pngs(report):
+    md = (report / "leaderboard.md").read_text()
+    assert "| Model | Size KB | PSNR | SSIM | dPSNR FP32->INT8 | CPU ms | NPU ms | Speed-up | " \
+           "Final score |" in md
+    for name in ("small", "wide_none", "floaty", PUBLISHED, "simulated"):
+        assert name in md
+    pngs = sorted(p.name for p in (report / "plots").glob("*.png"))
+    assert pngs == ["comparison.png", "delta_psnr.png", "psnr_vs_runtime.png"]
+    for name in pngs:
+        with Image.open(report / "plots" / name) as im:
+            pixels = np.asarray(im.convert("RGB"))
+        assert min(pixels.shape[:2]) > 200 and pixels.std() > 10, name
+    # The comparison has a column per model after HR and bicubic: 5 crops of 96 px per row.
+    with Image.open(report / "plots" / "comparison.png") as im:
+        assert im.width > 5 * 96
+
+
+def test_iso_score_curves_follow_the_challenge_formula():
+    from mai_sr.score import final_score
+
+    for level in iso_score_levels([0.3, 9.27, 22.2]):
+        for ms in (5.0, 36.9, 400.0):
+            assert final_score(float(iso_score_psnr(level, ms, C_TABLE1)), ms) == \
+                pytest.approx(level, rel=1e-9)
+    assert iso_score_levels([9.27, 22.2])[0] < 9.27 and iso_score_levels([9.27, 22.2])[-1] > 22.2
+
+
+# ---------------------------------------------------------------- model cards
+
+
+def test_cards_follow_the_schema(report, models):
+    cards = {p.stem: json.loads(p.read_text()) for p in (report / "cards").glob("*.json")}
+    assert set(cards) == {"small", "wide_none", "floaty"}
+    for card in cards.values():
+        validate_model_card(card)
+    small = cards["small"]
+    assert [f["name"] for f in small["files"]] == ["small.tflite", "small_none.tflite"]
+    assert small["files"][1]["input_shape"] == [1, -1, -1, 3]
+    assert small["architecture"] == "abpn" and small["precision"] == "int8"
+    assert [r["runner"] for r in small["runtimes"]] == RUNNERS
+    assert [r["simulated"] for r in small["runtimes"]] == [False, True]
+    row = _table(report).set_index("model").loc["small"]
+    assert small["score"]["value"] == pytest.approx(row.score, rel=1e-5)
+    assert small["score"]["runner"] == "synap" and small["score"]["simulated"]
+    assert cards["floaty"]["status"] == "error" and cards["floaty"]["lint"]["errors"] > 0
+
+
+def test_card_validation_names_the_bad_field(report):
+    card = json.loads((report / "cards" / "small.json").read_text())
+    bad = json.loads(json.dumps(card))
+    bad["quality"][0]["psnr"] = "high"
+    with pytest.raises(MaiSrError, match=r"card\.quality\[0\]\.psnr"):
+        validate_model_card(bad)
+    del bad["runtimes"]
+    with pytest.raises(MaiSrError, match="missing 'runtimes'"):
+        validate_model_card(bad)
+    with pytest.raises(MaiSrError, match="unknown field 'extra'"):
+        validate_model_card({**card, "extra": 1})
+
+
+def test_build_model_card_from_results(models):
+    """The builder the pretrained cards use: results in, validated card out."""
+    img = ImageScore("a", 30.0, 0.9, 28.0, 0.85, 96, 96)
+    int8 = EvalResult("small.tflite", "Set14", (img,))
+    fp32 = EvalResult("small", "Set14", (ImageScore("a", 30.1, 0.9, 28.0, 0.85, 96, 96),))
+    benches = [BenchResult("local", "small.tflite", 500.0, device={"name": "x86"}),
+               BenchResult("synap", "small.tflite", 20.0, simulated=True)]
+    card = build_model_card("small", tflite=models / "small.tflite", architecture="abpn",
+                            int8_results=[int8], fp32_results=[fp32], bench_results=benches,
+                            run_config_hash="f" * 64)
+    assert card["score"]["value"] == pytest.approx(2 ** 60 / (C_TABLE1 * 20.0), rel=1e-5)
+    assert [(q["source"], q["psnr"]) for q in card["quality"]] == [("keras", 30.1),
+                                                                   ("tflite", 30.0)]
+    assert card["status"] == "ok" and card["complexity"]["convs"] == 3
+
+
+# ---------------------------------------------------------------- HTML in a browser
+
+PROBE = """<script>
+window.addEventListener("load", () => {
+  const probe = document.createElement("pre");
+  probe.id = "probe";
+  probe.textContent = JSON.stringify({
+    rows: document.querySelectorAll("#leaderboard tbody tr").length,
+    cells: [...document.querySelectorAll("#leaderboard tbody td")].filter(
+      td => td.textContent.trim()).length,
+    images: [...document.images].map(i => [i.naturalWidth, i.naturalHeight, i.src.slice(0, 15)]),
+  });
+  document.body.appendChild(probe);
+});
+</script>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (.ci/run installs the "
+                                              "Debian package); cannot render the page")
+def test_html_renders_in_headless_chromium(report, tmp_path):
+    page = (report / "index.html").read_text()
+    assert "<script" not in page  # the page itself is static
+    probe_page = tmp_path / "probe.html"
+    probe_page.write_text(page.replace("</body>", PROBE + "</body>"))
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+           "--no-first-run", "--disable-background-networking", "--disable-component-update",
+           "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+           "--virtual-time-budget=5000", "--dump-dom", probe_page.as_uri()]
+    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=60).stdout
+    start = dom.index('<pre id="probe">') + len('<pre id="probe">')
+    probe = json.loads(dom[start:dom.index("</pre>", start)].replace("&quot;", '"'))
+    assert probe["rows"] == len(_table(report))
+    assert probe["cells"] > 10 * probe["rows"]
+    assert len(probe["images"]) == 3
+    for width, height, src in probe["images"]:
+        assert width > 200 and height > 200 and src == "data:image/png;"
+
+
+# ---------------------------------------------------------------- cache
+
+
+class _Counter:
+    def __init__(self, monkeypatch, owner, name):
+        self.calls = []
+        real = getattr(owner, name)
+
+        def counted(*args, **kwargs):
+            self.calls.append(args[:1])
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, counted)
+
+
+def test_rerun_does_no_eval_or_bench_work(report, models, images, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    shutil.copytree(report, out)
+    evals = _Counter(monkeypatch, mai_sr.evaluate, "evaluate_tflite")
+    runners = _Counter(monkeypatch, mai_sr.device, "get_runner")
+    lints = _Counter(monkeypatch, mai_sr.report.build, "lint_summary")
+    crops = _Counter(monkeypatch, mai_sr.litert, "TFLiteSR")  # model runs of the crop grid
+    make_report(_inputs(models), data=[str(images)], runners=RUNNERS, out_dir=out, quiet=True,
+                runner_options=FAST)
+    assert (evals.calls, runners.calls, lints.calls, crops.calls) == ([], [], [], [])
+    assert (out / "leaderboard.csv").read_text() == (report / "leaderboard.csv").read_text()
+    # A renamed copy has the same content hashes: still no work.
+    shutil.copy(models / "small.tflite", tmp_path / "renamed.tflite")
+    shutil.copy(models / "small_none.tflite", tmp_path / "renamed_none.tflite")
+    make_report([str(tmp_path / "renamed.tflite")], data=[str(images)], runners=RUNNERS,
+                out_dir=out, quiet=True, runner_options=FAST)
+    assert (evals.calls, runners.calls) == ([], [])
+    # New local options: only the local benchmarks are redone.
+    slower = {"local": {**FAST["local"], "min_runs": 4}}
+    make_report(_inputs(models), data=[str(images)], runners=RUNNERS, out_dir=out, quiet=True,
+                runner_options=slower)
+    assert evals.calls == [] and [c[0] for c in runners.calls] == ["local"] * 3
+
+
+# ---------------------------------------------------------------- inputs and errors
+
+
+def test_run_directory_input_with_training_curves(models, images, tmp_path):
+    run = tmp_path / "abpn-run"
+    (run / "export").mkdir(parents=True)
+    config = {"model": "abpn", "steps": 2, "scale": 3}
+    (run / "config.json").write_text(json.dumps(config))
+    shutil.copy(models / "small.tflite", run / "export" / "abpn.tflite")
+    shutil.copy(models / "small_none.tflite", run / "export" / "abpn_none.tflite")
+    (run / "metrics.csv").write_text("step,stage,loss,lr,val_psnr,time\n1,fp32,9.0,0.001,,0.1\n"
+                                     "2,fp32,7.0,0.001,24.0,0.2\n1,qat,6.5,1e-05,24.5,0.3\n")
+    out = make_report([str(run)], data=[str(images)], runners=[], out_dir=tmp_path / "r",
+                      quiet=True)
+    card = json.loads((out / "cards" / "abpn-run.json").read_text())
+    assert card["architecture"] == "abpn"
+    assert [f["name"] for f in card["files"]] == ["abpn.tflite", "abpn_none.tflite"]
+    assert len(card["run_config_hash"]) == 64
+    assert (out / "plots" / "training_curves.png").stat().st_size > 1000
+    assert "Training curves" in (out / "index.html").read_text()
+    assert (_table(out).source == PUBLISHED).sum() == 1
+
+
+def test_cli_report_and_one_line_errors(models, images, tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = main(["report", str(models / "small.tflite"), "--data", str(images),
+                 "--runner", "synap", "--out", str(out), "--quiet"])
+    assert code == 0 and capsys.readouterr().out.strip() == f"report: {out}"
+    assert (out / "index.html").is_file() and (out / "cards" / "small.json").is_file()
+    for argv, fragment in ((["report", str(tmp_path / "missing.tflite")], "missing.tflite"),
+                           (["report", str(models / "small.tflite"), "--runner", "gpu"], "gpu"),
+                           (["report", str(models / "small.tflite"), "--data",
+                             str(tmp_path / "nowhere")], "nowhere")):
+        assert main(argv + ["--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("mai-sr report: error: ") and fragment in err
+        assert "\n" not in err

@@ -1,0 +1,199 @@
+"""mai_sr.litert tiling and `mai-sr upscale`: exact tiles, image modes, EXIF, errors, no TF."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mai_sr.cli import main
+from mai_sr.errors import MaiSrError
+from mai_sr.litert import TFLiteSR, tile_spans
+from mai_sr.upscale import upscale_paths
+from test_eval import FIXED_SHAPE, built_model
+from tflite_factory import reference_sr
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def dynamic_model(tmp_path_factory) -> TFLiteSR:
+    return TFLiteSR(built_model(tmp_path_factory, "dynamic"))
+
+
+@pytest.fixture(scope="session")
+def lr_image(shared_data) -> np.ndarray:
+    """A real 47x61 (HxW, both odd) LR crop of Set5's bird."""
+    img = Image.open(shared_data / "Set5" / "bird.png").convert("RGB")
+    return np.asarray(img.resize((96, 96), Image.BICUBIC, reducing_gap=None))[20:67, 11:72]
+
+
+def test_tile_spans_partition_the_axis():
+    for length in (1, 7, 16, 47, 61, 100):
+        for tile in (5, 9, 16, 64):
+            for margin in (0, 1, 2):
+                if tile >= length or tile > 2 * margin:
+                    spans = tile_spans(length, tile, margin)
+                    kept = [i for s in spans for i in range(s.keep_start, s.keep_stop)]
+                    assert kept == list(range(length))
+                    for s in spans:
+                        assert s.stop - s.start == min(tile, length)
+                        assert 0 <= s.start and s.stop <= length
+                        assert s.keep_start - s.start >= (margin if s.start > 0 else 0)
+                        assert s.stop - s.keep_stop >= (margin if s.stop < length else 0)
+    with pytest.raises(MaiSrError, match="receptive field"):
+        tile_spans(100, 4, 2)
+
+
+def test_model_reads_scale_shape_and_receptive_field(dynamic_model, tmp_path_factory):
+    assert dynamic_model.scale == 3 and dynamic_model.fixed_shape is None
+    # factory graph: conv3x3 -> conv3x3, plus a 1x1 anchor: radius 1 + 1 + 0
+    assert dynamic_model.receptive_field == 2
+    fixed = TFLiteSR(built_model(tmp_path_factory, "fixed"))
+    assert fixed.fixed_shape == FIXED_SHAPE and fixed.scale == 3
+
+
+@pytest.mark.parametrize("kind", ["dynamic", "int8_io"])
+def test_output_close_to_float_network(kind, lr_image, tmp_path_factory):
+    # Checks the uint8/int8 quantization at the edges: a wrong zero point is off by 128.
+    sr = TFLiteSR(built_model(tmp_path_factory, kind)).upscale(lr_image)
+    reference = np.clip(np.round(reference_sr(lr_image)), 0, 255)
+    assert sr.shape == (141, 183, 3) and sr.dtype == np.uint8
+    assert np.abs(sr - reference).mean() < 1.0 and np.abs(sr - reference).max() <= 4
+
+
+@pytest.mark.parametrize("tile", [16, 5, (9, 30)])
+def test_tiled_equals_whole_image_bit_exact(dynamic_model, lr_image, tile):
+    whole = dynamic_model.run(lr_image)
+    tiled = dynamic_model.upscale(lr_image, tile=tile)
+    assert len(dynamic_model.tiles(47, 61, tile)) > 1
+    np.testing.assert_array_equal(tiled, whole)
+
+
+def test_fixed_shape_tiling_equals_dynamic(dynamic_model, lr_image, tmp_path_factory):
+    fixed = TFLiteSR(built_model(tmp_path_factory, "fixed"))
+    # Image larger than the 24x32 input: shifted last tiles, exact everywhere.
+    np.testing.assert_array_equal(fixed.upscale(lr_image), dynamic_model.run(lr_image))
+    # Image smaller than the input (20x20): padded, exact except within the receptive
+    # field (2 LR = 6 HR pixels) of the padded bottom/right border.
+    small = lr_image[:20, :20]
+    sr, whole = fixed.upscale(small), dynamic_model.run(small)
+    assert sr.shape == whole.shape == (60, 60, 3)
+    np.testing.assert_array_equal(sr[:54, :54], whole[:54, :54])
+
+
+def test_tile_option_rejected_for_fixed_shape_model(tmp_path_factory, lr_image):
+    fixed = TFLiteSR(built_model(tmp_path_factory, "fixed"))
+    with pytest.raises(MaiSrError, match="fixed 24x32"):
+        fixed.upscale(lr_image, tile=16)
+
+
+def _save(path: Path, array: np.ndarray, **kw) -> Path:
+    Image.fromarray(array).save(path, **kw)
+    return path
+
+
+def test_exif_orientation_is_applied(dynamic_model, lr_image, tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    src = _save(tmp_path / "rotated.png", lr_image, exif=exif)
+    (out,) = upscale_paths(src, tmp_path / "out.png", model=dynamic_model.path, quiet=True)
+    upright = np.ascontiguousarray(np.rot90(lr_image, k=-1))  # 61x47 when displayed
+    result = Image.open(out)
+    assert result.size == (47 * 3, 61 * 3)
+    np.testing.assert_array_equal(np.asarray(result), dynamic_model.run(upright))
+
+
+def test_greyscale_stays_greyscale(dynamic_model, lr_image, tmp_path):
+    grey = lr_image[..., 1]
+    src = _save(tmp_path / "grey.png", grey)
+    (out,) = upscale_paths(src, tmp_path / "grey_x3.png", model=dynamic_model.path, quiet=True)
+    result = Image.open(out)
+    assert result.mode == "L" and result.size == (61 * 3, 47 * 3)
+    sr = dynamic_model.run(np.repeat(grey[..., None], 3, axis=2)).astype(np.float64)
+    luma = sr @ np.array([0.299, 0.587, 0.114])  # ITU-R 601-2, Pillow's "L"
+    assert np.abs(np.asarray(result) - luma).max() <= 1.0
+
+
+def test_alpha_is_bicubic_and_colour_goes_through_model(dynamic_model, lr_image, tmp_path):
+    alpha = np.tile(np.linspace(0, 255, 61).astype(np.uint8), (47, 1))
+    src = _save(tmp_path / "rgba.png", np.dstack([lr_image, alpha]))
+    (out,) = upscale_paths(src, tmp_path / "rgba_x3.png", model=dynamic_model.path, quiet=True)
+    result = np.asarray(Image.open(out))
+    assert Image.open(out).mode == "RGBA"
+    np.testing.assert_array_equal(result[..., :3], dynamic_model.run(lr_image))
+    bicubic = Image.fromarray(alpha).resize((61 * 3, 47 * 3), Image.BICUBIC)
+    np.testing.assert_array_equal(result[..., 3], np.asarray(bicubic))
+
+
+def test_folder_to_folder_with_cli(dynamic_model, lr_image, tmp_path, capsys):
+    src = tmp_path / "in"
+    (src / "nested").mkdir(parents=True)
+    _save(src / "a.png", lr_image)
+    _save(src / "nested" / "b.png", lr_image[:30, :40])
+    (src / "readme.txt").write_text("not an image")
+    rc = main(["upscale", str(src), str(tmp_path / "out"), "--model", str(dynamic_model.path),
+               "--tile", "16", "--quiet"])
+    assert rc == 0
+    printed = capsys.readouterr().out.split()
+    assert printed == [str(tmp_path / "out" / "a.png"), str(tmp_path / "out" / "nested" / "b.png")]
+    b = np.asarray(Image.open(tmp_path / "out" / "nested" / "b.png"))
+    np.testing.assert_array_equal(b, dynamic_model.run(np.ascontiguousarray(lr_image[:30, :40])))
+
+
+def test_upscale_bad_inputs(dynamic_model, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    not_tflite = tmp_path / "model.tflite"
+    not_tflite.write_text("hello")
+    for argv, fragment in [
+        (["upscale", str(tmp_path / "empty"), str(tmp_path / "o"), "--model",
+          str(dynamic_model.path)], "no images"),
+        (["upscale", str(tmp_path / "missing.png"), str(tmp_path / "o.png"), "--model",
+          str(dynamic_model.path)], "missing.png"),
+        (["upscale", str(tmp_path / "x.png"), str(tmp_path / "o.png"), "--model",
+          str(not_tflite)], "TFLite model"),
+    ]:
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("mai-sr upscale: error: ")
+        assert fragment in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_not_an_image_model(tmp_path):
+    from mai_sr._tf import tf
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 8], tf.float32)])
+    def classifier(x):
+        return tf.reduce_sum(x, axis=1, keepdims=True)
+
+    fn = classifier.get_concrete_function()
+    path = tmp_path / "classifier.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([fn], classifier).convert())
+    with pytest.raises(MaiSrError, match="not an image model") as info:
+        TFLiteSR(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_eval_and_upscale_do_not_import_tensorflow(tmp_path_factory, lr_image, shared_data,
+                                                  tmp_path):
+    model = built_model(tmp_path_factory, "dynamic")
+    src = _save(tmp_path / "in.png", lr_image)
+    code = f"""
+import sys
+from mai_sr.cli import main
+assert main(["eval", {str(model)!r}, "--data", {str(shared_data / 'Set5')!r}, "--quiet"]) == 0
+assert main(["upscale", {str(src)!r}, {str(tmp_path / 'out.png')!r}, "--model", {str(model)!r},
+             "--quiet"]) == 0
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "tf_keras", "keras"))
+print("HEAVY", heavy)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY []" in proc.stdout
+    assert (tmp_path / "out.png").exists()
