@@ -1,18 +1,20 @@
 """Does `mai-sr report` redo only new work? Time a cold report and a rerun with nothing changed.
 
-The models are the four architectures: trained runs from ``runs/`` when there are some (the
-newest run of each architecture; the report exports a run that has no ``export/`` yet), else
-random-weight deploy graphs exported here (``mai-sr export --model NAME --weights W
---dynamic``, post-training quantization on 8 crops of the data), which exercises the same
-code but makes the PSNRs meaningless. Export time is not measured.
+The models are the four architectures, as training runs: the newest run of each in
+``runs/`` when there are some; else each architecture is trained here for a few hundred
+steps plus QAT (``mai-sr train --model NAME --steps 600 --qat --qat-steps 150``, builtin
+photos) and exported (``mai-sr export RUN/export/NAME.tflite --run RUN --dynamic``, 360x640).
+``--random`` skips training and exports Keras' random initial weights instead (quick, but
+the PSNRs are meaningless). Training and export are not timed.
 
 Both reports run the real command line in a fresh process (``python -m mai_sr.cli report
 ... --runner local,synap``, default benchmark settings). The first writes into an empty
-output folder; the second, with the same arguments, finds every evaluation, benchmark, lint,
-crop and figure in ``<out>/cache``. Target: rerun < 10% of the first run's wall time.
+output folder; the second, with the same arguments, finds every evaluation (INT8 TFLite and
+Keras FP32), benchmark, lint, crop and figure in ``<out>/cache``. Target: rerun < 10% of
+the first run's wall time.
 
     python benchmarks/report_cache.py [--data ../shared/data/Set14] [--runs runs]
-        [--shape 360x640] [--keep DIR]
+        [--steps 600] [--qat-steps 150] [--random] [--keep DIR]
 
 Prints both times and the ratio, writes ``benchmarks/results/report_cache.json`` and rewrites
 the table between the ``bench:report_cache`` markers in the README's ``report`` section.
@@ -54,8 +56,25 @@ def trained_runs(runs_dir: Path) -> list[Path]:
     return [newest[a] for a in ARCHITECTURES if a in newest]
 
 
-def export_random(work: Path, shape: tuple[int, int], calib: str) -> list[Path]:
-    """Fixed + dynamic INT8 files of each architecture with Keras' random initial weights."""
+def _cli(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "mai_sr.cli", *args], check=True, cwd=ROOT,
+                   stdout=subprocess.DEVNULL)
+
+
+def train_short_runs(work: Path, steps: int, qat_steps: int) -> list[Path]:
+    """Train and export each architecture briefly (FP32 then QAT) under `work`."""
+    runs = []
+    for arch in ARCHITECTURES:
+        run = work / "runs" / arch
+        _cli("train", "--model", arch, "--steps", str(steps), "--qat", "--qat-steps",
+             str(qat_steps), "--out", str(run), "--quiet")
+        _cli("export", str(run / "export" / f"{arch}.tflite"), "--run", str(run), "--dynamic")
+        runs.append(run)
+    return runs
+
+
+def export_random(work: Path, calib: str) -> list[Path]:
+    """Fixed (360x640) + dynamic INT8 files of each architecture with random initial weights."""
     from mai_sr.export.convert import export
     from mai_sr.models import create_model
 
@@ -64,7 +83,7 @@ def export_random(work: Path, shape: tuple[int, int], calib: str) -> list[Path]:
         weights = work / f"{arch}.weights.h5"
         create_model(arch, deploy=True).save_weights(str(weights))
         files.append(export(work / f"{arch}.tflite", model=arch, weights=str(weights),
-                            shape=shape, dynamic=True, calib=calib, calib_n=8)[0])
+                            dynamic=True, calib=calib, calib_n=8)[0])
     return files
 
 
@@ -96,29 +115,34 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=str(SHARED / "Set14"), help="evaluation images")
     parser.add_argument("--runs", default=str(ROOT / "runs"), help="training runs folder")
-    parser.add_argument("--shape", default="360x640", help="LR HxW of random-weight exports")
+    parser.add_argument("--steps", type=int, default=600, help="FP32 steps when training here")
+    parser.add_argument("--qat-steps", type=int, default=150, help="QAT steps when training here")
+    parser.add_argument("--random", action="store_true",
+                        help="no runs: export random-weight models instead of training")
     parser.add_argument("--keep", help="report folder to keep (default: a temp folder)")
     args = parser.parse_args()
     from mai_sr.fileio import write_json
-    from mai_sr.litert import read_sidecar
 
     with tempfile.TemporaryDirectory(prefix="report_cache_") as tmp:
         work = Path(tmp)
         runs = trained_runs(Path(args.runs)) if Path(args.runs).is_dir() else []
         if runs:
-            inputs, kind = [str(r) for r in runs], "trained runs"
+            inputs, kind = [str(r) for r in runs], f"the newest runs in {args.runs}"
+        elif args.random:
+            inputs = [str(p) for p in export_random(work, args.data)]
+            kind = "random-weight INT8 exports (PTQ; PSNRs meaningless)"
         else:
-            h, w = (int(v) for v in args.shape.lower().split("x"))
-            print(f"no trained runs in {args.runs}: exporting random-weight models at {h}x{w}")
-            inputs = [str(p) for p in export_random(work, (h, w), args.data)]
-            kind = f"random-weight exports ({h}x{w} fixed + dynamic), PTQ"
+            print(f"no trained runs in {args.runs}: training each architecture for "
+                  f"{args.steps} + {args.qat_steps} QAT steps")
+            inputs = [str(r) for r in train_short_runs(work, args.steps, args.qat_steps)]
+            kind = (f"runs trained here for {args.steps} FP32 + {args.qat_steps} QAT steps "
+                    "(`mai-sr train` defaults otherwise, builtin photos) and exported at 360x640")
         out = Path(args.keep) if args.keep else work / "report"
         if out.exists() and any(out.iterdir()):
             parser.error(f"--keep {out}: must be empty or absent (the first run must be cold)")
         first = timed_report(inputs, args.data, out)
         rerun = timed_report(inputs, args.data, out)
         markdown = (out / "leaderboard.md").read_text()
-        shapes = [read_sidecar(p).get("input_shape") for p in inputs if p.endswith(".tflite")]
 
     ratio = rerun / first
     verdict = "PASS" if ratio < TARGET else "FAIL"
@@ -127,7 +151,7 @@ def main() -> int:
     record = {
         "first_s": round(first, 2), "rerun_s": round(rerun, 3), "ratio": round(ratio, 4),
         "target_ratio": TARGET, "pass": ratio < TARGET, "models": kind,
-        "inputs": [Path(i).name for i in inputs], "input_shapes": shapes,
+        "inputs": [Path(i).name for i in inputs],
         "data": Path(args.data).name, "runners": ["local", "synap"],
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "python": platform.python_version()},

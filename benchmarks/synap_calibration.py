@@ -43,6 +43,7 @@ import platform
 import re
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -129,19 +130,25 @@ def points() -> list[Point]:
     ]
 
 
-def int8_tflite(model) -> bytes:
-    """Full-integer TFLite (uint8 IO) of ``model``, calibrated on two random images."""
+def int8_tflite(model, calib_hw: tuple[int, int] = SHAPE) -> bytes:
+    """Full-integer TFLite (uint8 IO) of a Keras ``model``, calibrated on two random images
+    of ``calib_hw`` (the model's input size when fixed; anything for dynamic models).
+
+    ``tests/test_synap.py`` converts its models with this function too.
+    """
     from mai_sr._tf import tf
 
     rng = np.random.default_rng(0)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: (
-        [rng.uniform(0, 255, (1, *SHAPE, 3)).astype(np.float32)] for _ in range(2))
+        [rng.uniform(0, 255, (1, *calib_hw, 3)).astype(np.float32)] for _ in range(2))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.uint8
     converter.inference_output_type = tf.uint8
-    return converter.convert()
+    with warnings.catch_warnings():  # uint8 input stats are the [0, 255] pixel range
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+        return converter.convert()
 
 
 def features(path: Path) -> np.ndarray:
@@ -186,12 +193,12 @@ def readme_table(result: dict) -> str:
              f"Simulated by `mai_sr.device.synap` with its stored constants vs published "
              f"(seed 004 Table 1), INT8 at 1x360x640x3; `benchmarks/synap_calibration.py`, "
              f"{result['date']}:", "",
-             "| graph | role | Table 1 row | published ms | simulated ms | residual |",
-             "|---|---|---|---:|---:|---:|"]
+             "| graph | role | built as | Table 1 row | published ms | simulated ms | residual |",
+             "|---|---|---|---|---:|---:|---:|"]
     for row in result["rows"]:
         pub = f"{row['published_ms']:.1f}" if row["published_ms"] else "-"
         res = f"{row['residual_pct']:+.0f}%" if row["residual_pct"] is not None else "-"
-        lines.append(f"| {row['name']} ({row['description']}) | {row['role']} | "
+        lines.append(f"| {row['name']} | {row['role']} | {row['description']} | "
                      f"{row['team'] or '-'} | {pub} | {row['simulated_ms']:.1f} | {res} |")
     c = result["constants"]
     lines += ["", f"Constants: NN efficiency {c['nn_efficiency']:.2f} of 3.5 TMAC/s, "
@@ -259,7 +266,12 @@ def main() -> None:
               f"{r['simulated_ms']:6.1f}  {res}  (refit {r['refit_ms']:.1f})")
     print(f"ranking ok: {result['ranking_ok']}; four within 25%: {result['within_25pct']}; "
           f"clip after D2S costs +{result['clip_after_d2s_extra_ms']:.1f} ms")
-    print(f"refit (penalty {penalty}):\nCOSTS = {refit!r}")
+    # terms the fit drove to its bound of 0 print as 0.0, not as 1e-13 noise
+    literal = ", ".join(f"{k}={float(f'{v:.4g}') if abs(v) > 1e-9 else 0.0!r}"
+                        for k, v in refit.to_dict().items()
+                        if k in CostConstants.__annotations__ and not k.startswith("cpu"))
+    print(f"refit (penalty {penalty}), to paste into mai_sr/device/synap.py:\n"
+          f"COSTS = CostConstants({literal})")
     text = README.read_text()
     block = re.compile(re.escape(MARK_BEGIN) + r".*?" + re.escape(MARK_END), re.S)
     if not block.search(text):

@@ -312,9 +312,13 @@ def build_parser() -> argparse.ArgumentParser:
     # report -----------------------------------------------------------------
     p = sub.add_parser("report", help="leaderboard, plots and HTML for runs and models")
     p.add_argument("inputs", nargs="+", help="run directories or .tflite files")
-    p.add_argument("--data", type=csv_list, default=["builtin"])
-    p.add_argument("--runner", type=csv_list, default=["local", "synap"])
-    p.add_argument("--out", default="report")
+    p.add_argument("--data", type=csv_list, default=["builtin"],
+                   help="DIR[,DIR], builtin, or folder names under $MAI_SR_DATA (e.g. Set14,B100);"
+                        " the first is the leaderboard's PSNR")
+    p.add_argument("--runner", type=csv_list, default=["local", "synap"],
+                   help="runners to time with: local = CPU ms, synap/adb = NPU ms "
+                        "(default local,synap)")
+    p.add_argument("--out", default="report", help="report folder; its cache/ makes reruns cheap")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_report)
 
@@ -342,6 +346,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # Output piped into `head` and closed early: not an error of ours.
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -27,6 +27,10 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
                                dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
+    # mkstemp creates 0600; give the file the mode a plain open() would (0666 minus umask).
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     try:
         yield tmp
         if tmp.exists():

@@ -39,8 +39,7 @@ from ai_edge_litert.interpreter import Interpreter
 from mai_sr.errors import MaiSrError
 from mai_sr.export.tflite_graph import TFLiteGraph, read_graph
 
-# Probe size for reading a dynamic model's scale: small, but larger than any SR model's
-# receptive field so no op sees an empty tensor.
+# LR size a dynamic model is first allocated at, to read its scale from the output shape.
 _PROBE = 16
 
 

@@ -12,8 +12,8 @@
    run, in a *new* run directory (the source run is never modified, so several QAT variants
    can start from one FP32 run).
 
-Weight clipping (seed 004, 4.1; on by default, ``--no-weight-clip`` to compare) is
-``mai_sr.qat``'s: see :func:`_weight_clip_hook`.
+Weight clipping (seed 004, 4.1; on by default in both stages, ``--no-weight-clip`` to
+compare) is ``mai_sr.qat.apply_weight_clip``, run after every optimizer step.
 
 Run directory (``--out``, default ``runs/<model>-<YYYYmmdd-HHMMSS>``; ``<parent>/latest`` is a
 symlink to the newest run)::
@@ -76,7 +76,7 @@ METRICS_COLUMNS = ("step", "stage", "loss", "lr", "val_psnr", "time")
 
 # Training defaults that differ per model (data, not branches). Anything not listed falls back
 # to MODEL_BASE_DEFAULTS; explicit arguments override both.
-MODEL_BASE_DEFAULTS = {"loss": "l1", "warmup": 0.0, "intensity_aug": False}
+MODEL_BASE_DEFAULTS = {"loss": "l1", "warmup": 0.05, "intensity_aug": False}
 MODEL_DEFAULTS: dict[str, dict] = {
     "abpn": {},
     "ncnet": {},
@@ -424,7 +424,10 @@ class _Run:
         if not self.chief:
             return
         self.dir.mkdir(parents=True)
+        from mai_sr.qat import DEFAULT_K
+
         record = {**self.config.to_dict(), "scale": SCALE, "versions": _environment(),
+                  "weight_clip_k": DEFAULT_K if self.config.weight_clip else None,
                   "git_commit": _git_commit(), "created": datetime.now().isoformat(),
                   "data_images": {"train": [p.name for p in train_pairs],
                                   "val": [p.name for p in val_pairs]}}
@@ -626,10 +629,13 @@ def per_example_loss(name: str):
 
 
 def _weight_clip_hook(model, enabled: bool):
-    """Z6 weight clipping as a function run after every optimizer step, or None when off."""
+    """Z6 weight clipping (``mai_sr.qat.apply_weight_clip``: every trainable conv kernel to
+    its per-output-channel mean +- k std) as a function to run after each step; None if off."""
     if not enabled:
         return None
-    return None
+    from mai_sr.qat import apply_weight_clip
+
+    return lambda: apply_weight_clip(model)
 
 
 def _make_train_step(model, optimizer, strategy, loss_name: str, global_batch: int, clip):
@@ -656,24 +662,16 @@ def _make_train_step(model, optimizer, strategy, loss_name: str, global_batch: i
     return train_step
 
 
-def _make_predict(model):
-    from mai_sr._tf import tf
+def _val_psnr(model, val_pairs) -> float:
+    """Mean PSNR (RGB, border crop = scale) of `model` on full validation images.
 
-    @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
-    def predict(x):
-        return model(x, training=False)
-
-    return predict
-
-
-def _val_psnr(model, val_pairs, predict=None) -> float:
-    """Mean PSNR (RGB, border crop = scale) of `model` on full validation images."""
+    Eager calls: one per image, and no tf.function retracing for every image size.
+    """
     from mai_sr.metrics import psnr
 
-    predict = predict or _make_predict(model)
     scores = []
     for pair in val_pairs:
-        out = predict(pair.lr[None].astype(np.float32)).numpy()[0]
+        out = model(pair.lr[None].astype(np.float32), training=False).numpy()[0]
         sr = np.clip(np.rint(out), 0, 255).astype(np.uint8)
         scores.append(psnr(sr, pair.hr, crop=SCALE))
     return float(np.mean(scores))
@@ -716,7 +714,6 @@ def _train_stage(run: _Run, stage: str, model, strategy, train_pairs, val_pairs,
                 best_weights = None
     run.truncate_metrics(stage, state["step"])
 
-    predict = _make_predict(model)
     clip = _weight_clip_hook(model, config.weight_clip)
     train_step = _make_train_step(model, optimizer, strategy, loss_name, config.batch, clip)
     dataset = make_train_dataset(train_pairs, patch=config.patch, batch=config.batch,
@@ -742,7 +739,7 @@ def _train_stage(run: _Run, stage: str, model, strategy, train_pairs, val_pairs,
             bar.update(1)
             val = None
             if step % config.val_every == 0 or step == steps:
-                val = state["val_psnr"] = _val_psnr(model, val_pairs, predict)
+                val = state["val_psnr"] = _val_psnr(model, val_pairs)
                 if state["best_psnr"] is None or val > state["best_psnr"]:
                     state["best_psnr"], state["best_step"] = val, step
                     best_weights = model.get_weights()

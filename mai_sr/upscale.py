@@ -100,10 +100,11 @@ def write_image(path: Path, img: np.ndarray) -> None:
             from None
 
 
-def _jobs(input: Path, output: Path) -> list[tuple[Path, Path]]:
+def _jobs(input: Path, output_arg: str) -> list[tuple[Path, Path]]:
     """(source, destination) pairs: a file to a file (or into a folder), a folder to a folder."""
+    output = Path(output_arg)
     if input.is_file():
-        if output.is_dir() or str(output).endswith(os.sep):
+        if output.is_dir() or output_arg.endswith(("/", os.sep)):
             output = output / input.name
         jobs = [(input, output)]
     elif input.is_dir():
@@ -137,7 +138,7 @@ def upscale_paths(input: str | os.PathLike, output: str | os.PathLike, *,
     Returns the written paths.
     """
     sr_model = TFLiteSR(model_path_from_args(model, pretrained))
-    jobs = _jobs(Path(input), Path(output))
+    jobs = _jobs(Path(input), os.fspath(output))
     sizes = [_upright_size(src) for src, _ in jobs]
     total = sum(len(sr_model.tiles(h, w, tile)) for h, w in sizes)
     written = []

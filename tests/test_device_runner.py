@@ -154,7 +154,7 @@ def test_bad_model_files(tmp_path):
 def test_bench_cli_json_validates_and_needs_no_tensorflow(models):
     code = ("import json, sys; from mai_sr.cli import main; "
             f"rc = main(['bench', {str(models['int8'])!r}, '--runner', 'local', '--runs', '3', "
-            "'--warmup', '1', '--min-seconds', '0.001', '--json']); "
+            "'--warmup', '1', '--min-seconds', '1e-9', '--json']); "
             "assert 'tensorflow' not in sys.modules, 'bench imported TensorFlow'; sys.exit(rc)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=ROOT, timeout=120)

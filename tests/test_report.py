@@ -313,24 +313,69 @@ def test_rerun_does_no_eval_or_bench_work(report, models, images, tmp_path, monk
 # ---------------------------------------------------------------- inputs and errors
 
 
-def test_run_directory_input_with_training_curves(models, images, tmp_path):
+def _keras_psnr(model, folder: Path) -> float:
+    """Mean RGB PSNR (border crop 3) of a Keras model's rounded output, via skimage."""
+    scores = []
+    for pair in load_pairs(str(folder)):
+        out = model(pair.lr[None].astype(np.float32), training=False).numpy()[0]
+        sr = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        scores.append(peak_signal_noise_ratio(pair.hr[3:-3, 3:-3], sr[3:-3, 3:-3], data_range=255))
+    return float(np.mean(scores))
+
+
+@pytest.fixture()
+def run_dir(models, tmp_path) -> Path:
+    """A training run as `mai-sr train` lays it out: config, metrics, FP32 deploy weights of a
+    (randomly initialised) ABPN, and no export yet."""
+    from mai_sr.models import create_model
+    from mai_sr.train import FP32_DEPLOY_WEIGHTS
+
     run = tmp_path / "abpn-run"
-    (run / "export").mkdir(parents=True)
-    config = {"model": "abpn", "steps": 2, "scale": 3}
-    (run / "config.json").write_text(json.dumps(config))
-    shutil.copy(models / "small.tflite", run / "export" / "abpn.tflite")
-    shutil.copy(models / "small_none.tflite", run / "export" / "abpn_none.tflite")
+    (run / "fp32").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"model": "abpn", "steps": 2, "seed": 0}))
     (run / "metrics.csv").write_text("step,stage,loss,lr,val_psnr,time\n1,fp32,9.0,0.001,,0.1\n"
                                      "2,fp32,7.0,0.001,24.0,0.2\n1,qat,6.5,1e-05,24.5,0.3\n")
-    out = make_report([str(run)], data=[str(images)], runners=[], out_dir=tmp_path / "r",
+    create_model("abpn", deploy=True).save_weights(str(run / FP32_DEPLOY_WEIGHTS))
+    return run
+
+
+def test_run_directory_is_exported_and_gets_dpsnr_and_curves(run_dir, models, images,
+                                                            tmp_path, monkeypatch):
+    import mai_sr.export.convert
+    from mai_sr.train import load_run_model
+
+    exports = []
+
+    def fake_export(output, *, run=None, dynamic=False, **_):
+        # Real conversion takes a minute here (tests/test_export* cover it): copy the small
+        # factory files where `mai-sr export` would write them.
+        exports.append((Path(output), Path(run), dynamic))
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(models / "small.tflite", output)
+        shutil.copy(models / "small_none.tflite", Path(output).with_name("abpn_none.tflite"))
+        return [Path(output), Path(output).with_name("abpn_none.tflite")]
+
+    monkeypatch.setattr(mai_sr.export.convert, "export", fake_export)
+    out = make_report([str(run_dir)], data=[str(images)], runners=[], out_dir=tmp_path / "r",
                       quiet=True)
+    assert exports == [(run_dir / "export" / "abpn.tflite", run_dir, True)]
     card = json.loads((out / "cards" / "abpn-run.json").read_text())
-    assert card["architecture"] == "abpn"
+    assert card["architecture"] == "abpn" and card["status"] == "ok"
     assert [f["name"] for f in card["files"]] == ["abpn.tflite", "abpn_none.tflite"]
     assert len(card["run_config_hash"]) == 64
+    fp32, int8 = card["quality"]
+    assert (fp32["source"], int8["source"]) == ("keras", "tflite")
+    assert fp32["psnr"] == pytest.approx(
+        _keras_psnr(load_run_model(run_dir, stage="fp32"), images), abs=1e-3)
+    row = _table(out).set_index("model").loc["abpn-run"]
+    assert row.delta_psnr == pytest.approx(fp32["psnr"] - int8["psnr"], abs=1e-4)
     assert (out / "plots" / "training_curves.png").stat().st_size > 1000
     assert "Training curves" in (out / "index.html").read_text()
     assert (_table(out).source == PUBLISHED).sum() == 1
+    # The run now has its export: the next report uses it, exporting nothing.
+    make_report([str(run_dir)], data=[str(images)], runners=[], out_dir=tmp_path / "r",
+                quiet=True)
+    assert len(exports) == 1
 
 
 def test_cli_report_and_one_line_errors(models, images, tmp_path, capsys):
@@ -347,3 +392,14 @@ def test_cli_report_and_one_line_errors(models, images, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert err.startswith("mai-sr report: error: ") and fragment in err
         assert "\n" not in err
+
+
+def test_score_cli_rescores_the_leaderboard_csv(report, capsys):
+    """`mai-sr score --csv leaderboard.csv`: npu_ms is the runtime, empty cells get no score."""
+    assert main(["score", "--csv", str(report / "leaderboard.csv"), "--json"]) == 0
+    rows = {r["model"]: r["score"] for r in json.loads(capsys.readouterr().out)}
+    table = _table(report).set_index("model")
+    for name in ("small", "wide_none"):
+        assert rows[name] == pytest.approx(table.loc[name].score, rel=1e-3)
+    assert rows["floaty"] is None
+    assert rows["ABPN [19] (ABPN)"] == pytest.approx(ABPN_TABLE1["score"], abs=0.02)

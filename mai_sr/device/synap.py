@@ -31,41 +31,43 @@ The graph is compiled into layers the way the NPU compiler groups ops:
   because concat inputs share one quantization). A concat feeding anything else is a TP copy.
 
 Every remaining layer runs on its unit (NN engine, TP = tensor processor, PPU, or the host
-CPU; table in :mod:`mai_sr.export.lint`) and costs
+CPU; table in :mod:`mai_sr.export.lint`) and costs, in ms,
 
-    t = MACs_padded / R_nn * (1 + p_mis * misaligned)   compute on the NN engine
-      + bytes_dram / B                                  off-chip traffic
-      + vectors / R_vec                                 TP/PPU/elementwise work
-      + t_layer                                         per-layer launch and sync
-      + t_switch * [unit differs from previous layer's]  context switch NN <-> TP <-> PPU
-      + CPU fallback: elements / R_cpu + 2 * t_cpu_sync  (fixed, not fitted)
+    t = MACs_padded / (eff * 3.5 TMAC/s) * (1 + p_mis * misaligned)   NN compute
+      + DRAM bytes / B                                                   off-chip traffic
+      + vectors * t_vec                                                  TP/PPU/elementwise
+      + t_layer + t_switch * [unit differs from the previous layer's]
+      + CPU fallback only: elements / R_cpu + 2 * t_cpu_sync             (fixed, not fitted)
 
 * MACs are counted with input and output channels padded to the NN engine's 16-channel
   granularity; `misaligned` is 1 when a conv's channel counts are not multiples of 16. Seed
   004 section 4.16 (Rtsisr2022): the model "is in general more efficiently executed on NPUs
-  when the number of channels is a multiple of 16" - worse than padding alone would make it.
-  Peak: 7 TOPS INT8 (seed 004 section 2.3) = 3.5 TMAC/s.
-* Off-chip traffic: graph inputs and outputs, and every tensor that cannot stay in on-chip
-  memory. A tensor stays on chip only between NN layers in a chain: it has one reader, a
-  convolution (tile-by-tile layer fusion). A tensor read by an ADD, the TP, the PPU or two
-  layers is written to DRAM once and read back by each reader. Skip connections and
-  anchors therefore cost DRAM round trips, which is why a plain conv chain is fast.
-* Vectors: elementwise and data-movement work is done on 16-channel vectors, one per pixel
-  per 16 channels of every tensor read and written, so thin tensors waste lanes.
+  when the number of channels is a multiple of 16", i.e. worse than padding alone makes it.
+  3.5 TMAC/s is the 7 TOPS INT8 peak (seed 004 section 2.3) at 2 ops per MAC.
+* DRAM: graph inputs and outputs, and every tensor that cannot stay in on-chip memory. A
+  tensor stays on chip only between NN layers of a chain: it has one reader, a convolution
+  (tile-by-tile layer fusion). A tensor read by an ADD, the TP, the PPU or two layers is
+  written to DRAM once and read back by each reader. Skip connections and anchors therefore
+  cost DRAM round trips, and a plain conv chain is fast.
+* Vectors: elementwise and data-movement work in 16-channel vectors, one per pixel per 16
+  channels of every tensor read and written (thin tensors waste lanes).
 * Why a clip after DEPTH_TO_SPACE is visibly costlier than before it (recipe item 6): before
   D2S the clip is fused into the ADD/conv producing the 27-channel LR tensor (free). After
-  D2S it reads the 3-channel HR tensor, which comes from the TP, so it cannot fuse: MINIMUM
-  runs on the PPU and RELU on the TP as separate layers, each a DRAM round trip of the full
-  1920x1080x3 output, each on 9x more pixels whose 3 channels fill 3 of 16 lanes (4.5x the
-  vectors of the 27-channel LR tensor), plus two unit switches.
+  D2S it reads the 3-channel HR tensor the TP wrote, so it cannot fuse: MINIMUM runs on the
+  PPU and RELU on the TP as two more layers, each a DRAM round trip of the whole 1920x1080x3
+  output (and 4.5x the vectors of the 27-channel LR tensor, two unit switches).
 
-The constants in :data:`COSTS` are fitted (least squares on log runtime, bounded >= 0) to
-published VS680 runtimes at 640x360 INT8 (seed 004, Table 1): our four deploy graphs (ABPN
-36.9 ms, NCNet 29.8, XCAT 30.2, SCSRN 19.2) and small reconstructions of other Table 1
-architectures from section 4 (LCVG, BOE, NJUST and the ABPN-form entries). They are stored
-here and not refitted at run time; ``benchmarks/synap_calibration.py`` refits them and
-writes ``benchmarks/results/synap_calibration.json``. Treat the output as an estimate with
-the residuals shown in the README, not as a measurement.
+:data:`COSTS` holds the constants fitted by ``benchmarks/synap_calibration.py`` (results in
+``benchmarks/results/synap_calibration.json``; table and residuals in the README): least
+squares on log runtime against seed 004 Table 1 at 640x360 INT8 - our four deploy graphs
+(ABPN 36.9 ms, NCNet 29.8, XCAT 30.2, SCSRN 19.2) and reconstructions of other Table 1 entries
+from section 4 (LCVG, BOE, NJUST, and the entries using ABPN's published form). They are not
+refitted at run time. The fit drives the vector, per-layer and switch terms to 0 and the NN
+efficiency to its bound: at these sizes Table 1 follows DRAM round trips. ``p_mis`` is the
+smallest value that puts the four models in the published order (ABPN > XCAT > NCNet >
+SCSRN): our ABPN deploy graph is NCNet's at 28 channels, so only it can separate them, while
+Table 1's misaligned plain nets (LCVG, NJUST) argue against it. Treat the output as an
+estimate for comparing graph structures, not as a measurement.
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ from typing import Any
 
 from mai_sr import __version__
 from mai_sr.errors import MaiSrError
-from mai_sr.export.lint import CLIP_OPS, VS680_UNITS, vs680_unit
+from mai_sr.export.lint import CLIP_OPS, vs680_unit
 from mai_sr.export.tflite_graph import DTYPE_BYTES, Op, TFLiteGraph, read_graph
 from mai_sr.fileio import atomic_path, write_text
 from mai_sr.results import BenchResult
@@ -95,7 +97,6 @@ DEVICE = {"name": "Synaptics VS680 (simulated)", "soc": "VS680",
           "npu": "VeriSilicon NPU, up to 7 TOPS INT8 (seed 004)", "simulated": True}
 
 NN_CONVS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV"})
-NN_ELEMENTWISE = frozenset({"ADD", "SUB"})
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ class CostConstants:
 
 
 # Fitted by benchmarks/synap_calibration.py (see benchmarks/results/synap_calibration.json).
-COSTS = CostConstants(nn_efficiency=1.0, misaligned_penalty=1.5, dram_gb_per_s=2.0,
+COSTS = CostConstants(nn_efficiency=1.0, misaligned_penalty=1.5, dram_gb_per_s=1.972,
                       vector_ns=0.0, layer_ms=0.0, switch_ms=0.0)
 
 # The fitted terms, in the order of `Layer.features()` and `CostConstants.coefficients()`.
@@ -275,115 +276,105 @@ def _vectors(shape) -> int:
     return math.ceil(math.prod(shape) / LANES)
 
 
+def _group_ops(graph: TFLiteGraph) -> tuple[list[list[Op]], dict[int, tuple[int, ...]]]:
+    """Ops -> layers (lists of ops, head first) and tensor aliases (folded ops' outputs ->
+    the tensors they stand for), per the fusion rules in the module docstring."""
+    alias: dict[int, tuple[int, ...]] = {}
+    layer_of: dict[int, int] = {}  # op index -> index into `groups`
+    groups: list[list[Op]] = []
+    for op in graph.ops:
+        ins = [i for i in op.inputs if i >= 0 and not graph.tensors[i].is_constant]
+        readers = graph.consumers.get(op.outputs[0], [])
+        if op.type == "QUANTIZE" and ins and ins[0] in graph.inputs:
+            alias[op.outputs[0]] = (ins[0],)  # input requantization: folded into the input
+            continue
+        producer = graph.producers.get(ins[0]) if len(ins) == 1 else None
+        if producer is not None and producer.index in layer_of \
+                and len(graph.consumers.get(ins[0], [])) == 1:
+            group = groups[layer_of[producer.index]]
+            if op.type == "QUANTIZE" or (_is_clip(graph, op)
+                                         and vs680_unit(graph, group[0]) == "NN"):
+                layer_of[op.index] = layer_of[producer.index]
+                group.append(op)
+                continue
+        if op.type == "CONCATENATION" and readers and op.outputs[0] not in graph.outputs \
+                and all(r.type == "CONV_2D" for r in readers):
+            alias[op.outputs[0]] = tuple(ins)  # read by the convolutions in place
+            continue
+        layer_of[op.index] = len(groups)
+        groups.append([op])
+    return groups, alias
+
+
+def _conv_macs(graph: TFLiteGraph, op: Op, shapes) -> tuple[int, bool]:
+    """(MACs with channels padded to LANES, misaligned?) of a convolution."""
+    w = graph.tensors[op.inputs[1]].shape  # [out, kh, kw, in] ([1, kh, kw, out] depthwise)
+    out = shapes[op.outputs[0]]
+    if op.type == "DEPTHWISE_CONV_2D":
+        return out[1] * out[2] * w[1] * w[2] * _pad(w[3]), bool(w[3] % LANES)
+    pixels = (math.prod(shapes[op.inputs[2]][1:3]) if op.type == "TRANSPOSE_CONV"
+              else out[1] * out[2])
+    return pixels * w[1] * w[2] * _pad(w[3]) * _pad(w[0]), bool(w[3] % LANES or w[0] % LANES)
+
+
 def compile_plan(graph: TFLiteGraph, input_hw: tuple[int, int] | None = None,
                  costs: CostConstants = COSTS) -> list[Layer]:
     """Group ops into layers, price each with `costs` (see module docstring).
 
     `input_hw` defaults to the model's own input size, or 360x640 for dynamic models.
+    Convolutions the TP runs (stride != 1) are priced like NN ones: Table 1 has no data on
+    the "considerably slower" TP path, so those estimates are optimistic.
     """
     if input_hw is None and graph.is_dynamic:
         input_hw = CHALLENGE_HW
     shapes = graph.shapes(input_hw)
-    consumers = graph.consumers
+    groups, alias = _group_ops(graph)
+    group_of = {op.index: g for g, ops in enumerate(groups) for op in ops}
+
+    def resolve(index: int) -> tuple[int, ...]:
+        return tuple(j for i in alias[index] for j in resolve(i)) if index in alias \
+            else (index,)
 
     def nbytes(index: int) -> int:
         return math.prod(shapes[index]) * DTYPE_BYTES.get(graph.tensors[index].dtype, 1)
 
-    def non_const_inputs(op: Op) -> list[int]:
-        return [i for i in op.inputs if i >= 0 and not graph.tensors[i].is_constant]
-
-    # Aliases: tensors that are another tensor in memory (folded QUANTIZE / CONCATENATION).
-    alias: dict[int, tuple[int, ...]] = {}
-    layer_of: dict[int, int] = {}         # op index -> index into `groups`
-    groups: list[list[Op]] = []
-    for op in graph.ops:
-        ins = non_const_inputs(op)
-        single_reader = len(ins) == 1 and len(consumers.get(ins[0], [])) == 1
-        producer = graph.producers.get(ins[0]) if len(ins) == 1 else None
-        producer_unit = (vs680_unit(graph, groups[layer_of[producer.index]][0])
-                         if producer is not None and producer.index in layer_of else None)
-        if op.type == "QUANTIZE" and ins and ins[0] in graph.inputs:
-            alias[op.outputs[0]] = (ins[0],)  # input requantization folded into the input
-            continue
-        if single_reader and producer is not None and producer.index in layer_of and (
-                op.type == "QUANTIZE" or (_is_clip(graph, op) and producer_unit == "NN")):
-            layer_of[op.index] = layer_of[producer.index]
-            groups[layer_of[op.index]].append(op)
-            continue
-        if op.type == "CONCATENATION" and consumers.get(op.outputs[0]) and all(
-                c.type in ("CONV_2D", "DEPTHWISE_CONV_2D") for c in consumers[op.outputs[0]]) \
-                and op.outputs[0] not in graph.outputs:
-            alias[op.outputs[0]] = tuple(ins)  # folded into the convolutions reading it
-            continue
-        layer_of[op.index] = len(groups)
-        groups.append([op])
-
-    def resolve(index: int) -> tuple[int, ...]:
-        if index in alias:
-            return tuple(j for i in alias[index] for j in resolve(i))
-        return (index,)
-
-    # Which layers read each (resolved) tensor.
-    group_inputs = []
+    reads: list[list[int]] = []  # per layer: the activation tensors it reads
     for ops in groups:
-        produced = {o for op in ops for o in op.outputs}
-        reads = []
-        for op in ops:
-            for i in non_const_inputs(op):
-                for j in resolve(i):
-                    if j not in produced and j not in reads:
-                        reads.append(j)
-        group_inputs.append(reads)
+        inside = {o for op in ops for o in op.outputs}
+        tensors = [j for op in ops for i in op.inputs
+                   if i >= 0 and not graph.tensors[i].is_constant for j in resolve(i)]
+        reads.append([t for t in dict.fromkeys(tensors) if t not in inside])
     readers: dict[int, list[int]] = {}
-    for g, reads in enumerate(group_inputs):
-        for t in reads:
+    for g, tensors in enumerate(reads):
+        for t in tensors:
             readers.setdefault(t, []).append(g)
+    units = [vs680_unit(graph, ops[0]) or "CPU" for ops in groups]
 
-    def unit_of(g: int) -> str:
-        return vs680_unit(graph, groups[g][0]) or "CPU"
-
-    def on_chip(t: int, g: int) -> bool:
-        """Tensor t written by NN layer g stays on chip: one reader, a convolution."""
+    def on_chip(t: int) -> bool:
+        """Tensor t stays on chip: written by an NN layer, read by one convolution only."""
+        producer = graph.producers.get(t)
         rs = readers.get(t, [])
-        return (unit_of(g) == "NN" and t not in graph.outputs and len(rs) == 1
-                and groups[rs[0]][0].type in NN_CONVS)
+        return (producer is not None and units[group_of[producer.index]] == "NN"
+                and t not in graph.outputs and len(rs) == 1 and groups[rs[0]][0].type in NN_CONVS)
 
     layers: list[Layer] = []
     for g, ops in enumerate(groups):
-        head, unit = ops[0], unit_of(g)
+        head, unit = ops[0], units[g]
         outs = [o for o in ops[-1].outputs if o >= 0]
-        bytes_read = sum(graph.tensors[i].data_bytes for op in ops for i in op.inputs
-                         if i >= 0 and graph.tensors[i].is_constant)
-        for t in group_inputs[g]:
-            producer = graph.producers.get(t)
-            if producer is None or producer.index not in layer_of \
-                    or not on_chip(t, layer_of[producer.index]):
-                bytes_read += nbytes(t)
-        bytes_written = sum(nbytes(t) for t in outs if not on_chip(t, g))
-        macs, misaligned, vectors, cpu = 0, False, 0, 0
-        if head.type in NN_CONVS and unit == "NN":
-            w = graph.tensors[head.inputs[1]].shape
-            out = shapes[head.outputs[0]]
-            if head.type == "DEPTHWISE_CONV_2D":
-                macs = out[1] * out[2] * w[1] * w[2] * _pad(w[3])
-                misaligned = bool(w[3] % LANES)
-            else:
-                cin, cout = w[3], w[0]
-                pixels = math.prod(shapes[head.inputs[2]][1:3]) if head.type == "TRANSPOSE_CONV" \
-                    else out[1] * out[2]
-                macs = pixels * w[1] * w[2] * _pad(cin) * _pad(cout)
-                misaligned = bool(cin % LANES or cout % LANES)
-        elif unit == "CPU":
-            cpu = sum(math.prod(shapes[t]) for t in group_inputs[g] + outs)
-        else:  # TP, PPU, NN elementwise, convs pushed to the TP
-            vectors = sum(_vectors(shapes[t]) for t in group_inputs[g] + outs)
-        name = graph.tensors[outs[0]].name if outs else head.type
-        layer = Layer(index=len(layers), name=name, ops=tuple(op.type for op in ops),
-                      op_indices=tuple(op.index for op in ops), unit=unit, macs=macs,
-                      misaligned=misaligned, bytes_read=bytes_read,
-                      bytes_written=bytes_written, vectors=vectors, cpu_elements=cpu,
-                      switch=bool(layers) and layers[-1].unit != unit)
-        layers.append(layer)
+        weights = sum(graph.tensors[i].data_bytes for op in ops for i in op.inputs
+                      if i >= 0 and graph.tensors[i].is_constant)
+        macs, misaligned = _conv_macs(graph, head, shapes) if head.type in NN_CONVS else (0, False)
+        io = reads[g] + outs
+        layers.append(Layer(
+            index=g, name=graph.tensors[outs[0]].name if outs else head.type,
+            ops=tuple(op.type for op in ops), op_indices=tuple(op.index for op in ops),
+            unit=unit, macs=macs, misaligned=misaligned,
+            bytes_read=weights + sum(nbytes(t) for t in reads[g] if not on_chip(t)),
+            bytes_written=sum(nbytes(t) for t in outs if not on_chip(t)),
+            vectors=0 if head.type in NN_CONVS or unit == "CPU"
+            else sum(_vectors(shapes[t]) for t in io),
+            cpu_elements=sum(math.prod(shapes[t]) for t in io) if unit == "CPU" else 0,
+            switch=g > 0 and units[g - 1] != unit))
     return [replace(layer, ms=layer.cost_ms(costs)) for layer in layers]
 
 
@@ -440,6 +431,18 @@ def _plan(model_path) -> tuple[TFLiteGraph, list[Layer], list[str]]:
     if len(graph.inputs) != 1 or len(graph.input_tensors[0].shape) != 4:
         return graph, [], [f"expected one NHWC image input, got {len(graph.inputs)} input(s)"]
     return graph, compile_plan(graph), []
+
+
+def _first_of(errors: list[str]) -> str:
+    return errors[0] + (f" (+{len(errors) - 1} more)" if len(errors) > 1 else "")
+
+
+def _accepted_plan(model_path) -> tuple[TFLiteGraph, list[Layer]]:
+    graph, layers, errors = _plan(model_path)
+    if errors:
+        raise MaiSrError(f"{model_path}: rejected by the SyNAP VS680 simulator: "
+                         f"{_first_of(errors)}")
+    return graph, layers
 
 
 def format_layers(layers: list[Layer] | list[dict]) -> str:
@@ -513,9 +516,8 @@ def convert(model_path, *, target: str = "VS680", out_dir, meta=None) -> SynapCo
     graph, layers, errors = _plan(model_path)
     if errors:
         log = write_text(out_dir / "error.log", _error_log(model_path, target, errors))
-        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
         raise MaiSrError(f"{model_path}: SyNAP {target} conversion failed ({SIMULATED}): "
-                         f"{errors[0]}{more}; see {log}")
+                         f"{_first_of(errors)}; see {log}")
 
     info = model_info_text(graph, layers, target, meta_path)
     plan = {"simulated": True, "simulator": f"mai-sr {__version__}", "target": target,
@@ -571,10 +573,7 @@ class SynapRunner:
 
     def bench(self, model_path) -> BenchResult:
         path = Path(model_path)
-        graph, layers, errors = _plan(path)
-        if errors:
-            more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-            raise MaiSrError(f"{path}: rejected by the SyNAP VS680 simulator: {errors[0]}{more}")
+        graph, layers = _accepted_plan(path)
         total = sum(layer.ms for layer in layers)
         npu = [layer for layer in layers if layer.unit != "CPU"]
         shape = "x".join(str(d) for d in _input_shape(graph))
@@ -615,13 +614,10 @@ def format_synap_cli(result: BenchResult) -> str:
 
 def estimate_ms(model_path, costs: CostConstants = COSTS) -> float:
     """Estimated VS680 inference time of a valid INT8 model (library shortcut)."""
-    path = Path(model_path)
-    graph, layers, errors = _plan(path)
-    if errors:
-        raise MaiSrError(f"{path}: rejected by the SyNAP VS680 simulator: {errors[0]}")
+    _, layers = _accepted_plan(Path(model_path))
     return sum(layer.cost_ms(costs) for layer in layers)
 
 
 __all__ = ["COSTS", "CostConstants", "FEATURES", "Layer", "SynapConversion", "SynapRunner",
-           "VS680_UNITS", "check_model", "compile_plan", "convert", "estimate_ms",
+           "check_model", "compile_plan", "convert", "estimate_ms",
            "format_layers", "format_synap_cli", "model_info_text"]

@@ -398,7 +398,8 @@ def _parse(path: Path, data: bytes) -> TFLiteGraph:
         sig = (tuple(int(d) for d in t.ShapeSignatureAsNumpy())
                if t.ShapeSignatureLength() else shape)
         tensors.append(Tensor(index=i, name=(t.Name() or b"").decode(), shape=shape,
-                              shape_signature=sig, dtype=DTYPE_NAMES.get(t.Type(), f"type{t.Type()}"),
+                              shape_signature=sig,
+                              dtype=DTYPE_NAMES.get(t.Type(), f"type{t.Type()}"),
                               quantization=_quantization(t.Quantization()),
                               data_bytes=len(raw)))
 
@@ -457,25 +458,18 @@ def _options(op) -> dict[str, Any]:
         return {}
     opts = cls()
     opts.Init(table.Bytes, table.Pos)
+    names = {a for a in dir(opts) if a[:1].isupper() and not a.startswith(("GetRoot", "Init"))
+             and not a.endswith(("IsNone", "Length", "BufferHasIdentifier"))}
     out: dict[str, Any] = {}
-    for attr in dir(opts):
-        if attr.startswith("_") or attr[0].islower() or attr.startswith(("GetRoot", "Init")) \
-                or attr.endswith(("IsNone", "Length", "BufferHasIdentifier")):
-            continue
-        method = getattr(opts, attr)
-        if attr.endswith("AsNumpy"):
-            value = method()
-            key = attr[: -len("AsNumpy")]
-            out[_snake(key)] = [v.item() for v in value] if hasattr(value, "tolist") else []
-            continue
-        if f"{attr}AsNumpy" in dir(opts):
-            continue  # vector field: taken from its AsNumpy twin
-        try:
-            value = method()
-        except TypeError:
-            continue
-        if isinstance(value, (int, float, bool)):
-            out[_snake(attr)] = value
+    for attr in sorted(names):
+        if attr.endswith("AsNumpy"):  # a vector field; 0 when absent
+            value = getattr(opts, attr)()
+            key = _snake(attr[: -len("AsNumpy")])
+            out[key] = value.tolist() if hasattr(value, "tolist") else []
+        elif f"{attr}AsNumpy" not in names:  # scalars (vector getters need an index)
+            value = getattr(opts, attr)()
+            if isinstance(value, (int, float, bool)):
+                out[_snake(attr)] = value
     if "fused_activation_function" in out:
         out["fused_activation_function"] = ACTIVATION_NAMES.get(
             out["fused_activation_function"], str(out["fused_activation_function"]))

@@ -1,0 +1,242 @@
+"""`mai-sr export`: the INT8 graph the recipe asks for, LiteRT == Keras QAT, provenance,
+atomic writes and bad input.
+
+The run directory is built directly (deploy weights + a calibrated QAT model saved under
+the file names `mai_sr.train` defines) instead of training, to keep the tests fast.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from mai_sr import cli, fileio
+from mai_sr.errors import MaiSrError
+from mai_sr.export import convert
+from mai_sr.export.convert import calibration_batches, export, read_metadata
+from mai_sr.export.lint import lint_model
+from mai_sr.export.tflite_graph import read_graph
+from mai_sr.litert import TFLiteSR
+from mai_sr.metrics import psnr
+from mai_sr.models import create_model
+from mai_sr.qat import calibrate, quantize_model
+from mai_sr.train import CONFIG_FILE, FP32_DEPLOY_WEIGHTS, QAT_WEIGHTS, TrainConfig
+
+SHAPE = (24, 32)
+# Everything an INT8 export may contain (recipe: plain convs, anchor as CONV_2D, clip before
+# depth-to-space as MINIMUM + RELU/MAXIMUM, QUANTIZE only at the uint8 edges).
+ALLOWED_OPS = {"QUANTIZE", "CONV_2D", "ADD", "CONCATENATION", "MINIMUM", "MAXIMUM", "RELU",
+               "DEPTH_TO_SPACE"}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, shared_data):
+    run = tmp_path_factory.mktemp("run")
+    deploy = create_model("abpn", deploy=True)
+    fileio.write_json(run / CONFIG_FILE, {**TrainConfig(model="abpn").to_dict(), "scale": 3})
+    (run / FP32_DEPLOY_WEIGHTS).parent.mkdir()
+    deploy.save_weights(str(run / FP32_DEPLOY_WEIGHTS))
+    qat = quantize_model(deploy)
+    calibrate(qat, calibration_batches(shared_data / "Set14", 4, crop=48))
+    (run / QAT_WEIGHTS).parent.mkdir()
+    qat.save_weights(str(run / QAT_WEIGHTS))
+    return run, qat
+
+
+@pytest.fixture(scope="module")
+def exported(run_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "model.tflite"
+    paths = export(out, run=run_dir[0], shape=SHAPE, dynamic=True)
+    return paths
+
+
+def test_writes_fixed_and_dynamic_files_with_uint8_pixel_io(exported):
+    fixed, dynamic = exported
+    assert (fixed.name, dynamic.name) == ("model.tflite", "model_none.tflite")
+    for path, in_shape in ((fixed, [1, *SHAPE, 3]), (dynamic, [1, -1, -1, 3])):
+        graph = read_graph(path)
+        (inp,), (out,) = graph.input_tensors, graph.output_tensors
+        assert list(inp.shape_signature) == in_shape
+        for tensor in (inp, out):  # raw pixels in and out
+            assert tensor.dtype == "uint8"
+            assert tensor.quantization.scales == (1.0,) and tensor.quantization.zero_points == (0,)
+
+
+def test_graph_is_what_the_recipe_asks(exported):
+    graph = read_graph(exported[0])
+    types = [op.type for op in graph.ops]
+    assert set(types) <= ALLOWED_OPS, set(types) - ALLOWED_OPS
+    # QUANTIZE only at the edges (uint8 <-> int8), no DEQUANTIZE, no float tensor at all
+    assert [i for i, t in enumerate(types) if t == "QUANTIZE"] == [0, len(types) - 1]
+    assert not [t.name for t in graph.tensors if t.is_float]
+    # the clip runs before depth-to-space, which is the last op before the output QUANTIZE
+    d2s = types.index("DEPTH_TO_SPACE")
+    assert d2s == len(types) - 2 and "MINIMUM" in types[:d2s]
+    # depth-to-space adds no range of its own
+    (d2s_in,), (d2s_out,) = graph.op_inputs(graph.ops[d2s]), graph.op_outputs(graph.ops[d2s])
+    assert d2s_in.quantization == d2s_out.quantization
+    assert d2s_out.quantization.scales == (1.0,)
+
+
+def test_exports_are_lint_clean(exported):
+    for path in exported:
+        report = lint_model(path)
+        assert (report.errors, report.warnings) == (0, 0), report.format_table()
+
+
+@pytest.mark.parametrize("name", ["scsrn", "xcat"])
+def test_other_graph_shapes_convert_lint_clean(name, tmp_path):
+    """SCSRN's skip concatenation and XCAT's anchor + collapsed group convs."""
+    qat = quantize_model(create_model(name, deploy=True))
+    calibrate(qat, [np.random.default_rng(1).uniform(0, 255, (1, *SHAPE, 3)).astype(np.float32)])
+    path = tmp_path / f"{name}.tflite"
+    path.write_bytes(convert.convert_keras(qat, SHAPE, "int8"))
+    report = lint_model(path)
+    assert (report.errors, report.warnings) == (0, 0), report.format_table()
+    graph = read_graph(path)
+    if name == "scsrn":  # the concat and all its inputs share one range: no requantize op
+        (op,) = [op for op in graph.ops if op.type == "CONCATENATION"]
+        params = {t.quantization for t in graph.op_inputs(op) + graph.op_outputs(op)}
+        assert len(params) == 1
+
+
+def test_anchor_is_an_exact_conv(exported):
+    graph = read_graph(exported[0])
+    anchors = [op for op in graph.ops if op.type == "CONV_2D"
+               and graph.op_inputs(op)[1].shape == (27, 1, 1, 3)]
+    assert len(anchors) == 1
+    weights = graph.op_inputs(anchors[0])[1]
+    values = graph.constant_data(weights.index)
+    assert set(np.unique(values)) == {0, 127}  # 1.0 == 127 * (1/127), exactly
+    np.testing.assert_allclose(weights.quantization.scales, 1 / 127, rtol=1e-6)
+    assert graph.op_outputs(anchors[0])[0].quantization.scales == (1.0,)
+
+
+def test_litert_matches_the_keras_qat_model(exported, run_dir, shared_data):
+    """Acceptance: the INT8 file reproduces the fake-quant Keras model (to 1 LSB)."""
+    from mai_sr.data import load_pairs
+
+    qat = run_dir[1]
+    model = TFLiteSR(exported[1])
+    pairs = sorted(load_pairs(shared_data / "Set14"), key=lambda p: p.lr.size)[:3]
+    for pair in pairs:
+        keras_out = np.clip(np.round(qat(pair.lr[None].astype(np.float32), training=False)
+                                     .numpy()[0]), 0, 255).astype(np.uint8)
+        litert_out = model.upscale(pair.lr)
+        diff = np.abs(keras_out.astype(int) - litert_out.astype(int))
+        assert diff.max() <= 1 and (diff == 0).mean() > 0.99, (pair.name, diff.max())
+        assert abs(psnr(litert_out, pair.hr) - psnr(keras_out, pair.hr)) < 0.02
+    fixed = TFLiteSR(exported[0])
+    lr = pairs[0].lr[:SHAPE[0], :SHAPE[1]]
+    np.testing.assert_array_equal(fixed.run(lr), model.run(lr))
+
+
+def test_provenance_in_sidecar_and_metadata(exported, run_dir):
+    run = run_dir[0]
+    for path in exported:
+        side = json.loads(path.with_name(path.name + ".json").read_text())
+        assert side["sha256"] == fileio.sha256_file(path)
+        meta = read_metadata(path)
+        assert meta == {k: v for k, v in side.items() if k not in ("file", "sha256")}
+        assert side["model"] == "abpn" and side["scale"] == 3 and side["precision"] == "int8"
+        assert side["quantization"] == "qat" and side["source"]["stage"] == "qat"
+        config = json.loads((run / CONFIG_FILE).read_text())
+        assert side["source"]["run_config_sha256"] == fileio.sha256_json(config)
+        assert side["toolkit"]["mai_sr"]
+    assert json.loads(exported[0].with_name("model.tflite.json").read_text())["output_shape"] \
+        == [1, SHAPE[0] * 3, SHAPE[1] * 3, 3]
+
+
+def test_converter_samples_do_not_change_any_range(run_dir, exported, monkeypatch):
+    """The INT8 converter demands a representative dataset; every range already comes from
+    a fake-quant op, so what it sees must not matter."""
+    rng = np.random.default_rng(0)
+    monkeypatch.setattr(convert, "_converter_samples", lambda shape: iter(
+        [[rng.uniform(0, 40, (1, *shape, 3)).astype(np.float32)] for _ in range(3)]))
+    path = exported[0].with_name("other_samples.tflite")
+    path.write_bytes(convert.convert_keras(run_dir[1], SHAPE, "int8"))
+    other, base = read_graph(path), read_graph(exported[0])
+    assert [t.quantization for t in other.tensors] == [t.quantization for t in base.tensors]
+
+
+def test_ptq_from_weights_calibrates_on_real_crops(run_dir, tmp_path, shared_data):
+    out = tmp_path / "ptq.tflite"
+    (path,) = export(out, model="abpn", weights=run_dir[0] / FP32_DEPLOY_WEIGHTS, shape=SHAPE,
+                     calib=str(shared_data / "Set5"), calib_n=3)
+    side = json.loads((tmp_path / "ptq.tflite.json").read_text())
+    assert side["quantization"] == "ptq" and side["source"]["weights_kind"] == "float"
+    assert side["calibration"] == {"data": str(shared_data / "Set5"), "crops": 3, "crop": 96}
+    graph = read_graph(path)
+    assert not [t.name for t in graph.tensors if t.is_float]
+    assert graph.input_tensors[0].quantization.scales == (1.0,)
+
+
+def test_qat_weights_file_and_the_challenge_shape(run_dir, tmp_path):
+    (path,) = export(tmp_path / "m.tflite", model="abpn", weights=run_dir[0] / QAT_WEIGHTS)
+    graph = read_graph(path)
+    assert list(graph.input_tensors[0].shape) == [1, 360, 640, 3]
+    assert list(graph.output_tensors[0].shape) == [1, 1080, 1920, 3]
+    assert json.loads((tmp_path / "m.tflite.json").read_text())["source"]["weights_kind"] == "qat"
+
+
+def test_fp16_export_is_float(run_dir, tmp_path):
+    (path,) = export(tmp_path / "f.tflite", run=run_dir[0], shape=SHAPE, precision="fp16")
+    graph = read_graph(path)
+    assert graph.input_tensors[0].dtype == "float32"
+    assert "float16" in {t.dtype for t in graph.tensors}
+    assert json.loads((tmp_path / "f.tflite.json").read_text())["source"]["stage"] == "fp32"
+
+
+def test_failed_export_writes_nothing_and_keeps_the_old_file(run_dir, exported, tmp_path,
+                                                             monkeypatch):
+    out = tmp_path / "model.tflite"
+    out.write_bytes(b"previous export")
+    good = exported[0].read_bytes()
+    calls = []
+
+    def flaky(model, shape, precision, representative=None):
+        calls.append(shape)
+        if len(calls) == 2:  # the dynamic file fails after the fixed one converted
+            raise MaiSrError("TFLite conversion failed (int8): simulated")
+        return good
+
+    monkeypatch.setattr(convert, "convert_keras", flaky)
+    with pytest.raises(MaiSrError, match="simulated"):
+        export(out, run=run_dir[0], shape=SHAPE, dynamic=True)
+    assert out.read_bytes() == b"previous export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tflite"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({}, "give one source"),
+    ({"model": "abpn"}, "--model and --weights go together"),
+    ({"weights": "w.h5"}, "--model and --weights go together"),
+    ({"model": "abpn", "weights": "missing.weights.h5"}, "missing.weights.h5 not found"),
+    ({"run": "no-such-run"}, "config.json: not found"),
+    ({"pretrained": "xcat"}, "--pretrained xcat"),
+    ({"model": "abpn", "weights": "w.h5", "precision": "int4"}, "--precision"),
+])
+def test_bad_arguments_are_one_line_errors(kwargs, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "w.h5").write_text("not weights")
+    with pytest.raises(MaiSrError, match=message) as info:
+        export(tmp_path / "m.tflite", shape=SHAPE, **kwargs)
+    assert "\n" not in str(info.value)
+    assert not list(tmp_path.glob("*.tflite"))
+
+
+def test_corrupt_weights_and_bad_output_name(tmp_path):
+    bad = tmp_path / "bad.weights.h5"
+    bad.write_text("not an h5 file")
+    with pytest.raises(MaiSrError, match="bad.weights.h5: not deploy-graph or QAT weights"):
+        export(tmp_path / "m.tflite", model="abpn", weights=bad)
+    with pytest.raises(MaiSrError, match="must end in .tflite"):
+        export(tmp_path / "m.onnx", model="abpn", weights=bad)
+
+
+def test_cli_error_is_one_line_and_exit_2(tmp_path, capsys):
+    code = cli.main(["export", str(tmp_path / "m.tflite"), "--model", "abpn"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("mai-sr export: error: --model and --weights go together")
+    assert err.count("\n") == 1

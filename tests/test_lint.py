@@ -1,0 +1,140 @@
+"""`mai-sr lint`: clean INT8 models pass; float, clip-after-D2S, 5x5, RESIZE, odd channel
+counts and unsupported ops are flagged; bad files give one-line errors; no TensorFlow."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import tflite_factory
+from mai_sr.export.lint import ERROR, WARNING, lint_cli, lint_model
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("lint")
+    return {
+        "int8": tflite_factory.int8_sr_model(d / "int8.tflite"),
+        "int8_io": tflite_factory.build_sr_tflite(d / "int8io.tflite", io_dtype="int8"),
+        "float": tflite_factory.float_sr_model(d / "float.tflite"),
+        "clip_after": tflite_factory.clip_after_d2s_model(d / "clip_after.tflite"),
+        "k5_resize": tflite_factory.build_sr_tflite(d / "k5.tflite", kernel=5, resize=True),
+        "six_channels": tflite_factory.build_sr_tflite(d / "c6.tflite", channels=6),
+        "dynamic_resize": tflite_factory.build_sr_tflite(d / "dynr.tflite", shape=None,
+                                                         resize=True),
+    }
+
+
+def codes(report, severity):
+    return [(f.op, f.code) for f in report.findings if f.severity == severity]
+
+
+def op_index(report, op_type):
+    return [r.index for r in report.rows if r.type == op_type]
+
+
+@pytest.mark.parametrize("kind", ["int8", "int8_io"])
+def test_clean_int8_model(models, kind):
+    report = lint_model(models[kind])
+    assert report.errors == 0 and report.warnings == 0
+    assert report.exit_code(strict=True) == 0
+    assert all(r.verdict == "ok" for r in report.rows)
+    convs = [r for r in report.rows if r.type == "CONV_2D"]
+    assert [r.kernel for r in convs] == ["3x3", "3x3", "1x1"]
+    assert all(r.quantization.startswith("per-channel") and r.weights == "int8" for r in convs)
+    assert {r.vs680 for r in report.rows} <= {"NN", "TP", "PPU"}
+    assert all(r.nnapi for r in report.rows)
+
+
+def test_float_model_is_all_errors(models):
+    report = lint_model(models["float"])
+    assert report.exit_code() == 2
+    assert all(r.verdict == ERROR for r in report.rows)
+    assert {code for _, code in codes(report, ERROR)} == {"float-op", "io-dtype"}
+    flagged = {op for op, code in codes(report, ERROR) if code == "float-op"}
+    assert flagged == {r.index for r in report.rows}
+
+
+def test_clip_after_depth_to_space_warns(models):
+    report = lint_model(models["clip_after"])
+    d2s = op_index(report, "DEPTH_TO_SPACE")[0]
+    warned = codes(report, WARNING)
+    assert warned == [(d2s + 1, "clip-after-d2s"), (d2s + 2, "clip-after-d2s")]
+    assert [report.rows[i].type for i, _ in warned] == ["MINIMUM", "RELU"]
+    assert report.errors == 0
+    assert report.exit_code() == 0 and report.exit_code(strict=True) == 1
+
+
+def test_big_kernels_and_resize_warn(models):
+    report = lint_model(models["k5_resize"])
+    warned = codes(report, WARNING)
+    five = [r.index for r in report.rows if r.kernel == "5x5"]
+    assert len(five) == 2
+    assert [(i, "kernel") for i in five] == [w for w in warned if w[1] == "kernel"]
+    assert [(i, "resize") for i in op_index(report, "RESIZE_NEAREST_NEIGHBOR")] == \
+        [w for w in warned if w[1] == "resize"]
+    assert report.errors == 0
+
+
+def test_channel_rule(models):
+    """6 hidden channels: a warning; 8: a note only; 27 and 3 are inherent to x3 RGB SR."""
+    six = lint_model(models["six_channels"])
+    assert [code for _, code in codes(six, WARNING)] == ["channels"]
+    assert "6 output channels" in next(f.message for f in six.findings if f.code == "channels")
+    eight = lint_model(models["int8"])
+    assert [f.code for f in eight.findings] == ["channels16"]
+
+
+def test_unsupported_shape_ops_are_errors(models):
+    report = lint_model(models["dynamic_resize"])
+    errors = codes(report, ERROR)
+    shape_op = op_index(report, "SHAPE")[0]
+    assert (shape_op, "unsupported-vs680") in errors and (shape_op, "unsupported-nnapi") in errors
+    assert report.rows[shape_op].vs680 == "CPU"
+    assert report.exit_code() == 2
+    assert "dynamic-shape" in [f.code for f in report.findings]
+
+
+def test_lint_cli_outputs(models, capsys):
+    assert lint_cli(models["clip_after"], as_json=False, strict=True) == 1
+    text = capsys.readouterr().out
+    assert "DEPTH_TO_SPACE" in text and "clip-after-d2s" in text
+    assert text.strip().splitlines()[-1].endswith(
+        "WARN: 9 ops, 0 error(s), 2 warning(s), 1 note(s) (VS680 units: NN 4, PPU 1, TP 4)")
+    assert lint_cli(models["float"], as_json=True, strict=False) == 2
+    data = json.loads(capsys.readouterr().out)
+    assert data["exit_code"] == 2 and data["errors"] == len(
+        [f for f in data["findings"] if f["severity"] == "error"])
+    assert len(data["ops"]) == 7 and data["ops"][0]["inputs"] == ["float32[1,24,32,3]"]
+
+
+def _run(*argv):
+    return subprocess.run([sys.executable, "-m", "mai_sr.cli", *map(str, argv)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_bad_files_one_line_errors(models, tmp_path):
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(models["int8"].read_bytes()[:3000])
+    text = tmp_path / "text.tflite"
+    text.write_text("not a model " * 20)
+    for path, message in ((cut, "truncated or corrupt"), (text, "not a TFLite model")):
+        proc = _run("lint", path)
+        assert proc.returncode == 2 and proc.stdout == ""
+        assert proc.stderr.startswith(f"mai-sr lint: error: {path}") and message in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_lint_does_not_import_tensorflow(models):
+    code = textwrap.dedent(f"""
+        import sys
+        from mai_sr.cli import main
+        rc = main(["lint", {str(models["int8"])!r}])
+        heavy = [m for m in sys.modules if m.split(".")[0] in ("tensorflow", "tf_keras", "keras")]
+        print("RC", rc, "HEAVY", heavy)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert "RC 0 HEAVY []" in proc.stdout, proc.stdout + proc.stderr

@@ -1,0 +1,350 @@
+"""`mai_sr.train`: the run directory, exact resume, signals, QAT stage, distribution, errors.
+
+Everything trains ABPN on Set5 (one image held out for validation) with tiny settings
+(LR patches 16x16, batch 4, ~10 steps), so a run takes seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from mai_sr.cli import main
+from mai_sr.errors import MaiSrError
+from mai_sr.train import (CONFIG_FILE, FP32_DEPLOY_WEIGHTS, FP32_TRAIN_WEIGHTS, METRICS_FILE,
+                          QAT_WEIGHTS, SUMMARY_FILE, TrainConfig, TrainingInterrupted,
+                          load_run_model, read_run_config, train_from_config)
+
+TINY = dict(steps=10, patch=16, batch=4, val_every=5, ckpt_every=4, log_every=1,
+            qat=True, qat_steps=6)
+
+
+def tiny_config(shared_data: Path, out: Path, **overrides) -> TrainConfig:
+    return TrainConfig(**{**TINY, "data": str(shared_data / "Set5"), "out": str(out),
+                          **overrides})
+
+
+def h5_arrays(path: Path) -> dict[str, np.ndarray]:
+    arrays = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: arrays.__setitem__(name, obj[()])
+                     if isinstance(obj, h5py.Dataset) else None)
+    return arrays
+
+
+def checkpoint_state(run: Path, stage: str) -> dict:
+    with np.load(run / "checkpoints" / f"{stage}-last.npz") as npz:
+        return json.loads(str(npz["state"]))
+
+
+def metrics(run: Path) -> list[dict]:
+    import csv
+
+    with open(run / METRICS_FILE, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def assert_same_weights(run_a: Path, run_b: Path, relative: str, atol: float = 1e-6):
+    a, b = h5_arrays(run_a / relative), h5_arrays(run_b / relative)
+    assert a.keys() == b.keys() and a
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=0, atol=atol, err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def reference_run(shared_data, tmp_path_factory) -> Path:
+    """An uninterrupted FP32 + QAT run (also the source of the other tests)."""
+    out = tmp_path_factory.mktemp("train") / "runs" / "ref"
+    return train_from_config(tiny_config(shared_data, out), quiet=True)
+
+
+def test_run_directory_layout(reference_run):
+    for relative in (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, FP32_TRAIN_WEIGHTS,
+                     FP32_DEPLOY_WEIGHTS, QAT_WEIGHTS, "checkpoints/fp32-last.npz",
+                     "checkpoints/fp32-best.npz", "checkpoints/qat-last.npz"):
+        assert (reference_run / relative).is_file(), relative
+    assert os.readlink(reference_run.parent / "latest") == "ref"
+    config = read_run_config(reference_run)
+    assert config["model"] == "abpn" and config["scale"] == 3 and config["steps"] == 10
+    assert config["loss"] == "l1" and config["weight_clip"] is True
+    assert set(config["versions"]) >= {"python", "tensorflow", "tf_keras",
+                                        "tensorflow_model_optimization", "mai_sr"}
+    # Set5 has 5 images: one is held out for validation, the others train.
+    assert len(config["data_images"]["val"]) == 1 and len(config["data_images"]["train"]) == 4
+    assert not set(config["data_images"]["val"]) & set(config["data_images"]["train"])
+    rows = metrics(reference_run)
+    assert [(r["stage"], int(r["step"])) for r in rows] == \
+        [("fp32", s) for s in range(1, 11)] + [("qat", s) for s in range(1, 7)]
+    assert all(float(r["loss"]) > 0 and float(r["lr"]) > 0 for r in rows)
+    assert [r["step"] for r in rows if r["val_psnr"] and r["stage"] == "fp32"] == ["5", "10"]
+
+
+def test_resumed_runs_end_with_the_same_weights(reference_run, shared_data, tmp_path):
+    config = tiny_config(shared_data, tmp_path / "b")
+
+    def sigterm_at_fp32_step_6(stage, step):
+        if (stage, step) == ("fp32", 6):
+            signal.raise_signal(signal.SIGTERM)
+
+    with pytest.raises(TrainingInterrupted, match=r"SIGTERM at fp32 step 6/10.*--resume"):
+        train_from_config(config, quiet=True, on_step=sigterm_at_fp32_step_6)
+    # The handler finished step 6 and checkpointed it, although ckpt_every is 4.
+    assert checkpoint_state(tmp_path / "b", "fp32")["step"] == 6
+
+    def killed_at_qat_step_5(stage, step):
+        if (stage, step) == ("qat", 5):
+            raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        train_from_config(config, resume=True, quiet=True, on_step=killed_at_qat_step_5)
+    assert checkpoint_state(tmp_path / "b", "qat")["step"] == 4  # lost step 5 only
+
+    run = train_from_config(config, resume=True, quiet=True)
+    for relative in (FP32_TRAIN_WEIGHTS, FP32_DEPLOY_WEIGHTS, QAT_WEIGHTS):
+        assert_same_weights(reference_run, run, relative)
+    ours, theirs = metrics(run), metrics(reference_run)
+    assert [(r["stage"], r["step"]) for r in ours] == [(r["stage"], r["step"]) for r in theirs]
+    np.testing.assert_allclose([float(r["loss"]) for r in ours],
+                               [float(r["loss"]) for r in theirs], rtol=0, atol=1e-6)
+
+
+def test_load_run_model_reproduces_the_validation(reference_run, shared_data):
+    from mai_sr.data import load_pairs
+    from mai_sr.metrics import psnr
+    from mai_sr.models import create_model
+
+    config = read_run_config(reference_run)
+    summary = json.loads((reference_run / SUMMARY_FILE).read_text())
+    val = [p for p in load_pairs(shared_data / "Set5") if p.name in config["data_images"]["val"]]
+
+    def val_psnr(model):
+        out = [model(p.lr[None].astype(np.float32), training=False).numpy()[0] for p in val]
+        return np.mean([psnr(np.clip(np.rint(o), 0, 255).astype(np.uint8), p.hr)
+                        for o, p in zip(out, val)])
+
+    fp32, qat = load_run_model(reference_run, "fp32"), load_run_model(reference_run, "qat")
+    assert val_psnr(fp32) == pytest.approx(summary["fp32"]["val_psnr_deploy"], abs=1e-6)
+    assert val_psnr(qat) == pytest.approx(summary["qat"]["val_psnr"], abs=1e-6)
+    # The saved training graph is the best checkpoint, and the deploy graph its collapse.
+    train_graph = create_model("abpn", deploy=False)
+    train_graph.load_weights(str(reference_run / FP32_TRAIN_WEIGHTS))
+    lr = val[0].lr[None].astype(np.float32)
+    np.testing.assert_allclose(train_graph(lr).numpy(), fp32(lr).numpy(), rtol=0, atol=1e-3)
+    assert summary["fp32"]["val_psnr"] == pytest.approx(summary["fp32"]["val_psnr_deploy"],
+                                                        abs=1e-3)
+
+
+def test_qat_from_a_finished_run_leaves_it_untouched(reference_run, shared_data, tmp_path,
+                                                     capsys):
+    before = {p: p.read_bytes() for p in reference_run.rglob("*") if p.is_file()}
+    config = TrainConfig(from_run=str(reference_run), data=str(shared_data / "Set5"),
+                         patch=16, batch=4, qat_steps=3, val_every=3, log_every=1,
+                         out=str(tmp_path / "q"))
+    assert config.qat and config.model == "abpn"
+    run = train_from_config(config, quiet=False)
+    assert {p: p.read_bytes() for p in reference_run.rglob("*") if p.is_file()} == before
+    assert (run / QAT_WEIGHTS).is_file() and not (run / "checkpoints" / "fp32-last.npz").exists()
+    assert (run / FP32_DEPLOY_WEIGHTS).read_bytes() == \
+        (reference_run / FP32_DEPLOY_WEIGHTS).read_bytes()
+    assert [r["stage"] for r in metrics(run)] == ["qat"] * 3
+    # The progress bar shows step, loss, LR, steps/s and the last validation PSNR.
+    err = capsys.readouterr().err
+    for text in ("qat", "3/3", "loss=", "lr=", "val_psnr=", "step/s"):
+        assert text in err, text
+    with pytest.raises(MaiSrError, match="--model ncnet: --from .* trained abpn"):
+        TrainConfig(from_run=str(reference_run), model="ncnet")
+
+
+def test_weight_clip_hook_runs_after_every_step_of_both_stages(shared_data, tmp_path,
+                                                              monkeypatch):
+    """A spy clip to +-0.01 (initial kernels reach ~0.2) must bound every saved 3x3 kernel of
+    both stages; with weight_clip=False it must not run."""
+    import mai_sr.qat.weight_clip as weight_clip
+    from mai_sr._tf import tf
+
+    def clip_to_hundredth(model):
+        for variable in weight_clip.kernel_variables(model):
+            variable.assign(tf.clip_by_value(variable, -0.01, 0.01))
+
+    monkeypatch.setattr(weight_clip, "apply_weight_clip", clip_to_hundredth)
+    tiny = dict(steps=2, qat_steps=2, val_every=2, ckpt_every=2)
+    clipped = train_from_config(tiny_config(shared_data, tmp_path / "on", **tiny), quiet=True)
+    free = train_from_config(tiny_config(shared_data, tmp_path / "off", weight_clip=False,
+                                         **tiny), quiet=True)
+
+    def largest_3x3_weight(run: Path, relative: str) -> float:
+        return max(float(np.abs(a).max()) for a in h5_arrays(run / relative).values()
+                   if a.ndim == 4 and a.shape[:2] == (3, 3))
+
+    for relative in (FP32_TRAIN_WEIGHTS, QAT_WEIGHTS):
+        assert largest_3x3_weight(clipped, relative) <= 0.01
+        assert largest_3x3_weight(free, relative) > 0.05
+
+
+# ---------------------------------------------------------------- CLI, signals, kill
+
+
+def cli_train(*args: str, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "mai_sr.cli", "train", *args], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_checkpoint(run: Path, min_step: int, proc: subprocess.Popen, timeout=120) -> None:
+    path = run / "checkpoints" / "fp32-last.npz"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"training exited early: {proc.communicate()[1][-2000:]}")
+        if path.is_file() and checkpoint_state(run, "fp32")["step"] >= min_step:
+            return
+        time.sleep(0.2)
+    proc.kill()
+    pytest.fail(f"no checkpoint at step >= {min_step} within {timeout} s")
+
+
+def test_sigterm_then_sigkill_of_the_cli(shared_data, tmp_path):
+    """SIGTERM: finish the step, checkpoint, exit 130 saying how to resume. SIGKILL of the
+    resumed run: the run directory holds the last periodic checkpoint, consistent with
+    metrics.csv, so at most --ckpt-every steps are lost."""
+    run = tmp_path / "runs" / "cli"
+    args = ["--data", str(shared_data / "Set5"), "--steps", "100000", "--patch", "16",
+            "--batch", "2", "--ckpt-every", "3", "--val-every", "3", "--quiet", "--out", str(run)]
+    proc = cli_train(*args, cwd=tmp_path)
+    wait_for_checkpoint(run, 3, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    stopped = checkpoint_state(run, "fp32")["step"]
+    assert f"SIGTERM at fp32 step {stopped}/100000" in err and "--resume" in err
+
+    proc = cli_train("--out", str(run), "--resume", "--quiet", cwd=tmp_path)
+    wait_for_checkpoint(run, stopped + 6, proc)
+    proc.kill()
+    _, err = proc.communicate(timeout=60)
+    assert f"resuming at step {stopped}/100000" in err
+    saved = checkpoint_state(run, "fp32")["step"]
+    assert saved >= stopped + 6 and (saved - stopped) % 3 == 0
+    steps = [int(r["step"]) for r in metrics(run)]
+    assert steps == sorted(set(steps)) and steps[-1] == saved
+
+
+@pytest.mark.parametrize("option, value, stored", [
+    ("--steps", "50", "steps=10"), ("--model", "ncnet", "model='abpn'")])
+def test_resume_with_other_settings_names_the_field(reference_run, capsys, option, value,
+                                                    stored):
+    assert main(["train", "--out", str(reference_run), "--resume", option, value]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mai-sr train: error: --resume:") and err.count("\n") == 1, err
+    assert stored in err and value in err
+
+
+def test_bad_input_gives_one_line_errors(reference_run, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = [
+        (["--data", str(empty)], f"--data {empty}"),
+        (["--data", str(tmp_path / "missing")], "no such folder"),
+        (["--out", str(reference_run)], "already exists; add --resume"),
+        (["--resume", "--out", str(tmp_path / "nothing")], "not a `mai-sr train` run"),
+        (["--distribute", "multiworker"], "give --out"),
+        (["--from", str(tmp_path / "nothing")], "not a `mai-sr train` run"),
+    ]
+    for args, message in cases:
+        out = [] if "--out" in args else ["--out", str(tmp_path / "new")]
+        assert main(["train", *args, *out]) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith("mai-sr train: error: ") and err.count("\n") == 1, err
+        assert message in err, (args, err)
+        assert not (tmp_path / "new").exists()  # nothing created on bad input
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def cli_args(**given) -> dict:
+    """vars() of a parsed `mai-sr train` with only `given` set, as argparse leaves it."""
+    from mai_sr.cli import build_parser
+
+    return {**vars(build_parser().parse_args(["train"])), **given}
+
+
+def test_config_defaults_are_per_model_data():
+    abpn = TrainConfig.from_cli(cli_args())
+    assert (abpn.model, abpn.loss, abpn.qat_loss, abpn.intensity_aug) == ("abpn", "l1", "l1", False)
+    assert abpn.weight_clip and not abpn.qat and abpn.explicit == frozenset()
+    # XCAT: Charbonnier loss and x1/0.7/0.5 intensity augmentation (seed 004, 4.17);
+    # SCSRN: a 0.1 warm-up ratio (4.1). Explicit options win.
+    xcat = TrainConfig.from_cli(cli_args(model="xcat"))
+    assert (xcat.loss, xcat.intensity_aug) == ("charbonnier", True)
+    assert TrainConfig.from_cli(cli_args(model="scsrn")).warmup == 0.1
+    mine = TrainConfig.from_cli(cli_args(model="xcat", loss="l2", qat=True, no_weight_clip=True))
+    assert (mine.loss, mine.qat_loss, mine.qat, mine.weight_clip) == ("l2", "l2", True, False)
+    assert mine.explicit == {"model", "loss", "qat", "weight_clip"}
+    with pytest.raises(MaiSrError, match="--loss: 'huber'"):
+        TrainConfig(loss="huber")
+
+
+def test_lr_schedules_follow_their_formulas():
+    from mai_sr.train import make_lr_schedule
+
+    cosine = make_lr_schedule(TrainConfig(steps=100, lr=1e-3, warmup=0.1), "fp32")
+    values = np.array([float(cosine(s)) for s in range(101)])
+    # Linear warm-up over 10 steps, then half a cosine period down to 0 over 90.
+    expected = np.where(np.arange(101) < 10, 1e-3 * np.arange(101) / 10,
+                        1e-3 * 0.5 * (1 + np.cos(np.pi * (np.arange(101) - 10) / 90)))
+    np.testing.assert_allclose(values, expected, rtol=1e-5, atol=1e-9)
+    step = make_lr_schedule(TrainConfig(qat_steps=40, qat_lr=1e-4, schedule="step"), "qat")
+    assert [float(step(s)) for s in (0, 9, 10, 19, 20, 39)] == pytest.approx(
+        [1e-4, 1e-4, 5e-5, 5e-5, 2.5e-5, 1.25e-5])
+
+
+def test_losses_match_numpy():
+    from mai_sr.train import per_example_loss
+
+    rng = np.random.default_rng(0)
+    sr, hr = (rng.uniform(0, 255, (2, 4, 5, 3)).astype(np.float32) for _ in range(2))
+    d = (sr - hr).reshape(2, -1) / 255
+    for name, reference in [("l1", np.abs(d)), ("l2", d ** 2),
+                            ("charbonnier", np.sqrt(d ** 2 + 1e-6))]:
+        np.testing.assert_allclose(per_example_loss(name)(sr, hr).numpy(),
+                                   reference.mean(axis=1), rtol=1e-5, err_msg=name)
+
+
+# ---------------------------------------------------------------- distribution
+
+MIRRORED_SCRIPT = """
+import json, sys
+from mai_sr._tf import tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from mai_sr.train import TrainConfig, make_strategy, train_from_config
+assert make_strategy("mirrored").num_replicas_in_sync == 2
+data, root = sys.argv[1:3]
+for mode in ("none", "mirrored"):
+    train_from_config(TrainConfig(distribute=mode, data=data, out=f"{root}/{mode}", steps=8,
+                                  patch=16, batch=4, log_every=1, val_every=4, ckpt_every=4),
+                      quiet=True)
+"""
+
+
+def test_mirrored_two_cpu_replicas_match_one_device(shared_data, tmp_path):
+    """The same global batch split over 2 logical CPUs gives the one-device trajectory."""
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(MIRRORED_SCRIPT),
+                           str(shared_data / "Set5"), str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    one, two = metrics(tmp_path / "none"), metrics(tmp_path / "mirrored")
+    assert [r["step"] for r in one] == [r["step"] for r in two] == [str(s) for s in range(1, 9)]
+    np.testing.assert_allclose([float(r["loss"]) for r in two], [float(r["loss"]) for r in one],
+                               rtol=0, atol=1e-4)
+    assert_same_weights(tmp_path / "none", tmp_path / "mirrored", FP32_TRAIN_WEIGHTS, atol=1e-4)
