@@ -110,7 +110,7 @@ def run_variant(name: str, clip: bool, args, eval_pairs) -> dict:
                        "litert_vs_keras_qat": scores["qat"] - scores["qat_keras"]})
         row[set_name] = {k: round(v, 4) for k, v in scores.items()}
     print(f"{name:6s} clip={'on ' if clip else 'off'} " + "  ".join(
-        f"{s}: fp32 {row[s]['fp32']:.2f} ptq -{row[s]['drop_ptq']:.3f} qat -{row[s]['drop_qat']:.3f}"
+        f"{s}: fp32 {row[s]['fp32']:.2f} dPTQ {row[s]['drop_ptq']:+.3f} dQAT {row[s]['drop_qat']:+.3f}"
         for s in eval_pairs), flush=True)
     return row
 

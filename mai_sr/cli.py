@@ -211,8 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--qat", action="store_true", help="add stage 2: quantization-aware training")
     p.add_argument("--qat-steps", type=positive_int, default=None)
     p.add_argument("--qat-lr", type=positive_float, default=None)
-    p.add_argument("--from", dest="from_run", default=None, help="finished FP32 run: do only QAT")
-    p.add_argument("--resume", action="store_true", help="continue --out from its last checkpoint")
+    p.add_argument("--from", dest="from_run", default=None,
+                   help="finished FP32 run: do only QAT, in a new run directory")
+    p.add_argument("--resume", action="store_true",
+                   help="continue --out (default runs/latest) from its last checkpoint")
     p.add_argument("--no-weight-clip", action="store_true", help="disable weight clipping (Z6)")
     p.add_argument("--distribute", choices=("none", "mirrored", "multiworker"), default=None)
     p.add_argument("--val-every", type=positive_int, default=None)

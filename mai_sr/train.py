@@ -84,6 +84,10 @@ MODEL_DEFAULTS: dict[str, dict] = {
     "xcat": {"loss": "charbonnier", "intensity_aug": True},   # Aselsan (4.17)
 }
 
+# What `mai-sr train --qat --from RUN` takes from RUN's config.json unless given.
+FROM_RUN_INHERITS = ("data", "val", "val_fraction", "patch", "batch", "seed", "intensity_aug",
+                     "loss", "schedule")
+
 # Settings that may change when a run is resumed; every other field must match config.json.
 RESUME_FREE = frozenset({"out", "distribute", "val_every", "ckpt_every", "log_every"})
 
@@ -104,7 +108,7 @@ class TrainConfig:
     patch: int = 48                  # LR patch side (HR = 3x)
     batch: int = 16                  # global batch (split across replicas)
     lr: float = 1e-3
-    schedule: str = "cosine"         # cosine (to 0, after `warmup`) | step (halve every decay_every)
+    schedule: str = "cosine"         # cosine (to 0 after `warmup`) | step (halving)
     warmup: float | None = None      # fraction of steps with a linear warm-up (per model)
     decay_every: int | None = None   # step schedule period; None: steps // 4
     loss: str | None = None          # l1 | l2 | charbonnier (per model)
@@ -128,6 +132,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.from_run is not None:
             self.qat = True
+            # Recorded resolved: `--from runs/latest` must keep naming the same run.
+            self.from_run = str(Path(self.from_run).resolve())
             source_model = read_run_config(self.from_run).get("model")
             if self.model is not None and self.model != source_model:
                 raise MaiSrError(f"--model {self.model}: --from {self.from_run} trained "
@@ -177,7 +183,12 @@ class TrainConfig:
             given.pop("qat", None)
         if args.get("no_weight_clip"):
             given["weight_clip"] = False
-        return cls(**given, explicit=frozenset(given))
+        inherited = {}
+        if given.get("from_run") is not None:
+            # `--qat --from RUN` fine-tunes on the data the FP32 run used, unless told otherwise.
+            source = read_run_config(given["from_run"])
+            inherited = {k: source[k] for k in FROM_RUN_INHERITS if k in source and k not in given}
+        return cls(**inherited, **given, explicit=frozenset(given))
 
     def to_dict(self) -> dict:
         """The resolved fields (what config.json stores), without ``explicit``."""
@@ -272,6 +283,7 @@ def train_from_config(config: TrainConfig, resume: bool = False, quiet: bool = F
         deploy_weights = None  # handed over in memory: other workers may not see the file yet
         if config.from_run is not None:
             run.copy_fp32_from(Path(config.from_run))
+            summary.setdefault("fp32", _read_summary(Path(config.from_run)).get("fp32"))
         elif not (run_dir / FP32_DEPLOY_WEIGHTS).is_file():
             summary["fp32"], deploy_weights = _fp32_stage(run, strategy, train_pairs, val_pairs,
                                                           stop, on_step)
@@ -294,7 +306,10 @@ def _is_chief(distribute: str) -> bool:
     """
     if distribute != "multiworker":
         return True
-    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    try:
+        tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    except ValueError as exc:
+        raise MaiSrError(f"TF_CONFIG: not valid JSON ({exc})") from None
     task = tf_config.get("task") or {}
     kind, index = task.get("type"), int(task.get("index", 0))
     has_chief = "chief" in (tf_config.get("cluster") or {})
@@ -317,6 +332,9 @@ def _resolve_run(config: TrainConfig, resume: bool, chief: bool) -> tuple[Path, 
             n += 1
             run_dir = Path("runs") / f"{config.model}-{stamp}-{n}"
         config = replace(config, out=str(run_dir))
+    if config.from_run is not None and not (Path(config.from_run) / FP32_DEPLOY_WEIGHTS).is_file():
+        raise MaiSrError(f"--from {config.from_run}: no {FP32_DEPLOY_WEIGHTS} (not a finished "
+                         "FP32 run)")
     run_dir = Path(config.out)
     if run_dir.exists() and chief:
         raise MaiSrError(f"--out {run_dir}: already exists; add --resume to continue that run "
@@ -477,14 +495,11 @@ class _Run:
         """`--from`: this run's fp32/ is the source run's (the source stays untouched)."""
         for relative in (FP32_DEPLOY_WEIGHTS, FP32_TRAIN_WEIGHTS):
             src = source / relative
-            if relative == FP32_DEPLOY_WEIGHTS and not src.is_file():
-                raise MaiSrError(f"--from {source}: {src} not found (not a finished FP32 run)")
             if src.is_file() and self.chief and not (self.dir / relative).is_file():
                 fileio.write_bytes(self.dir / relative, src.read_bytes())
 
     def read_summary(self) -> dict:
-        path = self.dir / SUMMARY_FILE
-        return json.loads(path.read_text()) if path.is_file() else {}
+        return _read_summary(self.dir)
 
     def write_summary(self, summary: dict) -> None:
         if self.chief:
@@ -495,6 +510,11 @@ class _Run:
             from tqdm import tqdm
 
             tqdm.write(message, file=sys.stderr)
+
+
+def _read_summary(run_dir: Path) -> dict:
+    path = run_dir / SUMMARY_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _point_latest(run_dir: Path) -> None:
@@ -576,7 +596,10 @@ def _qat_stage(run: _Run, strategy, train_pairs, val_pairs, stop, on_step,
             deploy.load_weights(str(run.path(FP32_DEPLOY_WEIGHTS)))
         else:
             deploy.set_weights(deploy_weights)
-        model = quantize_model(deploy)
+        # Data lets quantize_model fit SCSRN's skip-concat features into the image's fixed
+        # [0, 255] range and start the activation ranges from real values (mai_sr.qat).
+        model = quantize_model(deploy, calibration=[p.lr[None].astype(np.float32)
+                                                    for p in train_pairs[:16]])
     result = _train_stage(run, "qat", model, strategy, train_pairs, val_pairs, stop, on_step)
     run.save_weights(model, QAT_WEIGHTS)
     run.log(f"qat: val PSNR {result['val_psnr']:.3f} dB (fake-quant Keras model)")
@@ -687,9 +710,7 @@ def _bicubic_psnr(val_pairs) -> float:
 
 def _train_stage(run: _Run, stage: str, model, strategy, train_pairs, val_pairs, stop,
                  on_step) -> dict:
-    """Train `model` for the stage's steps from its last checkpoint; leave the best weights in it."""
-    from tqdm import tqdm
-
+    """Train `model` for the stage's steps from its last checkpoint; leave the best weights."""
     from mai_sr._tf import keras
     from mai_sr.data import make_train_dataset
 
@@ -713,20 +734,16 @@ def _train_stage(run: _Run, stage: str, model, strategy, train_pairs, val_pairs,
             if best_state["step"] > state["step"]:  # written just before a kill: redone below
                 best_weights = None
     run.truncate_metrics(stage, state["step"])
-
     clip = _weight_clip_hook(model, config.weight_clip)
     train_step = _make_train_step(model, optimizer, strategy, loss_name, config.batch, clip)
     dataset = make_train_dataset(train_pairs, patch=config.patch, batch=config.batch,
                                  scale=SCALE, seed=config.seed, start_step=state["step"],
                                  intensity_aug=config.intensity_aug)
     batches = iter(strategy.experimental_distribute_dataset(dataset))
-    window = state["window"]
     clock = time.perf_counter() - state["elapsed"]
-    bar = tqdm(total=steps, initial=state["step"], desc=stage, unit="step", file=sys.stderr,
-               disable=run.quiet or not run.chief, dynamic_ncols=True)
-    last_log = (time.perf_counter(), state["step"])
+    progress = _Progress(run, stage, steps, state)
     try:
-        while state["step"] < steps:
+        while state["step"] < steps and not stop.requested:
             lr_now = float(schedule(state["step"]))
             loss = float(train_step(*next(batches)))
             if not math.isfinite(loss):
@@ -735,8 +752,7 @@ def _train_stage(run: _Run, stage: str, model, strategy, train_pairs, val_pairs,
             state["step"] += 1
             step = state["step"]
             state["elapsed"] = time.perf_counter() - clock
-            window.append(loss)
-            bar.update(1)
+            state["window"].append(loss)
             val = None
             if step % config.val_every == 0 or step == steps:
                 val = state["val_psnr"] = _val_psnr(model, val_pairs)
@@ -744,45 +760,68 @@ def _train_stage(run: _Run, stage: str, model, strategy, train_pairs, val_pairs,
                     state["best_psnr"], state["best_step"] = val, step
                     best_weights = model.get_weights()
                     run.save_checkpoint(best_path, model, None, state)
-            if step % config.log_every == 0 or val is not None or step == steps:
-                run.rows.append({"step": step, "stage": stage, "loss": float(np.mean(window)),
-                                 "lr": lr_now, "val_psnr": "" if val is None else val,
-                                 "time": round(state["elapsed"], 3)})
-                window.clear()
-                bar.set_postfix(loss=f"{run.rows[-1]['loss']:.4f}", lr=f"{lr_now:.2e}",
-                                val_psnr="-" if state["val_psnr"] is None
-                                else f"{state['val_psnr']:.2f}", refresh=False)
-                if run.quiet:
-                    now = time.perf_counter()
-                    rate = (step - last_log[1]) / max(now - last_log[0], 1e-9)
-                    last_log = (now, step)
-                    run.log(_log_line(stage, step, steps, run.rows[-1], rate, state["val_psnr"]))
+            progress.update(lr_now, val, log=step % config.log_every == 0 or step == steps)
             if on_step is not None:
                 on_step(stage, step)
-            if step % config.ckpt_every == 0 or step == steps or stop.requested:
+            if step % config.ckpt_every == 0 or step == steps:
                 run.save_checkpoint(last_path, model, optimizer, state)
                 run.write_metrics()
-            if stop.requested:
-                raise TrainingInterrupted(
-                    f"{stop.signal_name} at {stage} step {step}/{steps}: checkpoint saved to "
-                    f"{last_path}; continue with: mai-sr train --out {run.dir} --resume")
     finally:
-        bar.close()
+        progress.close()
+    if stop.requested:
+        run.save_checkpoint(last_path, model, optimizer, state)
+        run.write_metrics()
+        raise TrainingInterrupted(
+            f"{stop.signal_name} at {stage} step {state['step']}/{steps}: checkpoint saved to "
+            f"{last_path}; continue with: mai-sr train --out {run.dir} --resume")
     if best_weights is not None:
         model.set_weights(best_weights)
     return {"steps": steps, "best_step": state["best_step"], "val_psnr": state["best_psnr"]}
+
+
+class _Progress:
+    """A stage's tqdm bar (or, quiet, plain log lines) and its metrics.csv rows.
+
+    A row is written every ``log_every`` steps and at each validation, with the mean loss
+    since the previous row (``state["window"]``, checkpointed, so resumed runs log the same).
+    """
+
+    def __init__(self, run: _Run, stage: str, steps: int, state: dict):
+        from tqdm import tqdm
+
+        self.run, self.stage, self.steps, self.state = run, stage, steps, state
+        self.bar = tqdm(total=steps, initial=state["step"], desc=stage, unit="step",
+                        file=sys.stderr, disable=run.quiet or not run.chief, dynamic_ncols=True)
+        self.last_log = (time.perf_counter(), state["step"])
+
+    def update(self, lr: float, val: float | None, log: bool) -> None:
+        self.bar.update(1)
+        if not (log or val is not None):
+            return
+        state = self.state
+        row = {"step": state["step"], "stage": self.stage, "loss": float(np.mean(state["window"])),
+               "lr": lr, "val_psnr": "" if val is None else val,
+               "time": round(state["elapsed"], 3)}
+        self.run.rows.append(row)
+        state["window"].clear()
+        last_val = "-" if state["val_psnr"] is None else f"{state['val_psnr']:.2f}"
+        self.bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{lr:.2e}", val_psnr=last_val,
+                             refresh=False)
+        if self.run.quiet:
+            now = time.perf_counter()
+            rate = (row["step"] - self.last_log[1]) / max(now - self.last_log[0], 1e-9)
+            self.last_log = (now, row["step"])
+            self.run.log(f"{self.stage} step {row['step']}/{self.steps} loss {row['loss']:.5f} "
+                         f"lr {lr:.2e} {rate:.2f} steps/s val {last_val} dB")
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _read_checkpoint_weights(path: Path) -> tuple[list[np.ndarray], dict]:
     with np.load(path, allow_pickle=False) as npz:
         weights = [npz[k] for k in sorted(k for k in npz.files if k.startswith("weight_"))]
         return weights, json.loads(str(npz["state"]))
-
-
-def _log_line(stage: str, step: int, steps: int, row: dict, rate: float, val) -> str:
-    val_text = "-" if val is None else f"{val:.2f} dB"
-    return (f"{stage} step {step}/{steps} loss {row['loss']:.5f} lr {row['lr']:.2e} "
-            f"{rate:.2f} steps/s val {val_text}")
 
 
 class _StopOnSignal:
@@ -803,8 +842,9 @@ class _StopOnSignal:
         self.requested = True
         self.signal_name = signal.Signals(signum).name
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        print(f"mai-sr train: {self.signal_name}: finishing this step and saving a checkpoint "
-              "(Ctrl-C again to abort now)", file=sys.stderr, flush=True)
+        # os.write, not print: a handler must not re-enter the buffered stream tqdm writes to.
+        os.write(2, f"\nmai-sr train: {self.signal_name}: finishing this step and saving a "
+                    "checkpoint (Ctrl-C again to abort now)\n".encode())
 
     def __enter__(self):
         try:

@@ -10,6 +10,7 @@ from mai_sr.errors import MaiSrError
 from mai_sr.models import create_model
 from mai_sr.models.blocks import ClipByValue, DepthToSpace
 from mai_sr.qat import apply_weight_clip, calibrate, plan_quantization, quantize_model, quantize_scope
+from mai_sr.qat.quantize import equalize_fixed_ranges
 from mai_sr.qat.configs import (ConvQuantizeConfig, MovingAverageRangeQuantizer,
                                 OutputQuantizeConfig, PassThroughQuantizeConfig,
                                 PerChannelWeightQuantizer)
@@ -31,6 +32,15 @@ def qat_models(deploy_models):
 
 def _lr(seed=0, shape=(2, 12, 16, 3), high=255.0):
     return np.random.default_rng(seed).uniform(0, high, shape).astype(np.float32)
+
+
+def test_importing_the_packages_does_not_import_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys, mai_sr.qat, mai_sr.export; "
+            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 # ---------------------------------------------------------------- the plan
@@ -62,17 +72,64 @@ def test_skip_concat_shares_the_image_range_with_its_inputs(deploy_models):
     assert plan["block5"].get_config() == {"quantize_output": True, "output_range": PIXELS}
 
 
-def test_feature_concat_gets_one_learned_range():
+def test_skip_concat_features_are_rescaled_to_fill_the_image_range():
+    """SCSRN's features share the image's fixed [0, 255] range. Trained features can peak
+    far above 255 (600 after a short run here) and were clipped: PTQ lost 0.7 dB. Scaling
+    them down (exact in float) puts their peak at 255; features that fit stay as they are."""
+    model = create_model("scsrn", deploy=True)
+    batches, x = [_lr(13), _lr(14)], _lr(15)
+    block5, conv_out = model.get_layer("block5"), model.get_layer("conv_out")
+    kernel, bias = block5.get_weights()  # make the features large, keep the float function
+    block5.set_weights([kernel * 50, bias * 50])
+    out_kernel, out_bias = conv_out.get_weights()
+    out_kernel[:, :, 3:, :] /= 50
+    conv_out.set_weights([out_kernel, out_bias])
+
+    def peak(m):
+        features = keras.Model(m.inputs, m.get_layer("block5").output)
+        return max(features(b).numpy().max() for b in batches)
+
+    assert peak(model) > 2 * 255
+    equalized = equalize_fixed_ranges(model, batches)
+    np.testing.assert_allclose(equalized(x).numpy(), model(x).numpy(), rtol=1e-4, atol=2e-3)
+    assert peak(equalized) == pytest.approx(255, rel=1e-5)
+
+    def int8_error(qat):
+        return np.abs(qat(x, training=False).numpy() - model(x).numpy()).mean()
+
+    plain = quantize_model(model)
+    calibrate(plain, batches)
+    assert int8_error(quantize_model(model, calibration=batches)) < 0.5 * int8_error(plain)
+    fresh = create_model("scsrn", deploy=True)  # peaks far below 255: untouched
+    assert peak(fresh) < 255
+    np.testing.assert_array_equal(equalize_fixed_ranges(fresh, batches).get_weights()[0],
+                                  fresh.get_weights()[0])
+
+
+def test_feature_concat_gets_one_learned_range(tmp_path):
+    from mai_sr.export.convert import convert_keras
+    from mai_sr.export.tflite_graph import read_graph
+
     inp = keras.Input((None, None, 3))
     a = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="a")(inp)
     b = keras.layers.Conv2D(4, 3, padding="same", name="b")(inp)
     cat = keras.layers.Concatenate(name="cat")([a, b])
     relu = keras.layers.ReLU(name="relu")(keras.layers.Conv2D(27, 1, name="c")(cat))
     out = DepthToSpace(3, name="depth_to_space")(ClipByValue(name="clip")(relu))
-    plan = plan_quantization(keras.Model(inp, out))
+    model = keras.Model(inp, out)
+    plan = plan_quantization(model)
     assert plan["cat"].get_config() == {"output_range": None}  # moving average
-    assert plan["c"].get_config()["quantize_output"] is False  # ReLU layer fused into it
+    for producer in ("a", "b", "c"):  # take the concat's / the fused ReLU's range
+        assert plan[producer].get_config()["quantize_output"] is False
     assert plan["relu"].get_config() == {"output_range": PIXELS}
+    # the converter agrees: one scale for the concat and its inputs, no requantize op
+    qat = quantize_model(model)
+    calibrate(qat, [_lr(12)])
+    (tmp_path / "m.tflite").write_bytes(convert_keras(qat, (12, 16), "int8"))
+    graph = read_graph(tmp_path / "m.tflite")
+    assert [op.type for op in graph.ops].count("QUANTIZE") == 2
+    (op,) = [op for op in graph.ops if op.type == "CONCATENATION"]
+    assert len({t.quantization for t in graph.op_inputs(op) + graph.op_outputs(op)}) == 1
 
 
 def test_unknown_layer_is_a_clear_error():
@@ -235,16 +292,33 @@ def test_clipping_a_skewed_channel_makes_symmetric_int8_accurate():
     assert bulk_error(clipped) < 0.6 * bulk_error(kernel)
 
 
-def test_apply_weight_clip_reaches_every_trainable_kernel():
-    train_graph = create_model("scsrn")  # rep blocks: 3x3 and 1x1 branch kernels
-    names = {v.name for v in kernel_variables(train_graph)}
-    assert any("conv3" in n for n in names) and any("conv1/kernel" in n for n in names)
-    ncnet = create_model("ncnet", deploy=True)
-    assert all("anchor" not in v.name for v in kernel_variables(ncnet))
-    assert len(kernel_variables(quantize_model(ncnet))) == 7  # inside the QAT wrappers
+def test_weight_clip_takes_the_first_conv_and_nothing_else():
+    names = lambda model: sorted(v.name for v in kernel_variables(model))
+    assert names(create_model("scsrn")) == ["conv1/kernel:0"]
+    # a re-parameterizable first layer: both branch kernels of the training graph
+    assert names(create_model("abpn", block="repconv")) == ["conv1/conv1/kernel:0",
+                                                            "conv1/conv3/kernel:0"]
+    ncnet = create_model("ncnet", deploy=True)  # the frozen anchor also reads the image
+    assert names(ncnet) == ["conv1/kernel:0"]
+    assert len(kernel_variables(quantize_model(ncnet))) == 1  # found inside the QAT wrapper
     var = kernel_variables(ncnet)[0]
     var.assign(np.random.default_rng(11).standard_t(2, var.shape).astype(np.float32))
     expected = clip_kernel(var).numpy()
     assert not np.allclose(expected, var.numpy())  # heavy tails: something is clipped
     tf.function(lambda: apply_weight_clip(ncnet))()
     np.testing.assert_allclose(var.numpy(), expected, atol=1e-6)
+
+
+def test_weight_clip_leaves_collapsed_identity_branches_alone():
+    """A collapsed rep block holds its identity branch as centre-tap weights near 1 among
+    weights near 0. Clipping it per channel would cut the identity path (it cost 5 dB at the
+    first QAT step when every kernel was clipped); only the first conv is clipped."""
+    from mai_sr.models import collapse
+
+    deploy = collapse(create_model("scsrn"))
+    kernel = deploy.get_layer("block1").kernel
+    before = kernel.numpy().copy()
+    centre = before[1, 1, np.arange(32), np.arange(32)]
+    assert (clip_kernel(before).numpy()[1, 1, np.arange(32), np.arange(32)] < 0.5 * centre).all()
+    apply_weight_clip(deploy)
+    np.testing.assert_array_equal(kernel.numpy(), before)

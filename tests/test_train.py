@@ -6,6 +6,7 @@ Everything trains ABPN on Set5 (one image held out for validation) with tiny set
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -48,8 +49,6 @@ def checkpoint_state(run: Path, stage: str) -> dict:
 
 
 def metrics(run: Path) -> list[dict]:
-    import csv
-
     with open(run / METRICS_FILE, newline="") as f:
         return list(csv.DictReader(f))
 
@@ -71,7 +70,8 @@ def reference_run(shared_data, tmp_path_factory) -> Path:
 def test_run_directory_layout(reference_run):
     for relative in (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, FP32_TRAIN_WEIGHTS,
                      FP32_DEPLOY_WEIGHTS, QAT_WEIGHTS, "checkpoints/fp32-last.npz",
-                     "checkpoints/fp32-best.npz", "checkpoints/qat-last.npz"):
+                     "checkpoints/fp32-best.npz", "checkpoints/qat-last.npz",
+                     "checkpoints/qat-best.npz"):
         assert (reference_run / relative).is_file(), relative
     assert os.readlink(reference_run.parent / "latest") == "ref"
     config = read_run_config(reference_run)
@@ -90,6 +90,7 @@ def test_run_directory_layout(reference_run):
 
 
 def test_resumed_runs_end_with_the_same_weights(reference_run, shared_data, tmp_path):
+    """SIGTERM in FP32, then a kill in QAT, then --resume: the reference's weights and log."""
     config = tiny_config(shared_data, tmp_path / "b")
 
     def sigterm_at_fp32_step_6(stage, step):
@@ -108,6 +109,7 @@ def test_resumed_runs_end_with_the_same_weights(reference_run, shared_data, tmp_
     with pytest.raises(RuntimeError, match="killed"):
         train_from_config(config, resume=True, quiet=True, on_step=killed_at_qat_step_5)
     assert checkpoint_state(tmp_path / "b", "qat")["step"] == 4  # lost step 5 only
+    assert metrics(tmp_path / "b")[-1]["step"] == "4"  # the log matches the checkpoint
 
     run = train_from_config(config, resume=True, quiet=True)
     for relative in (FP32_TRAIN_WEIGHTS, FP32_DEPLOY_WEIGHTS, QAT_WEIGHTS):
@@ -161,8 +163,13 @@ def test_qat_from_a_finished_run_leaves_it_untouched(reference_run, shared_data,
     err = capsys.readouterr().err
     for text in ("qat", "3/3", "loss=", "lr=", "val_psnr=", "step/s"):
         assert text in err, text
+    assert json.loads((run / SUMMARY_FILE).read_text())["fp32"] == \
+        json.loads((reference_run / SUMMARY_FILE).read_text())["fp32"]
     with pytest.raises(MaiSrError, match="--model ncnet: --from .* trained abpn"):
         TrainConfig(from_run=str(reference_run), model="ncnet")
+    # On the command line, --from takes the model, data and patch settings of the FP32 run.
+    cli = TrainConfig.from_cli(cli_args(from_run=str(reference_run), batch=2))
+    assert (cli.model, cli.data, cli.patch, cli.batch) == ("abpn", str(shared_data / "Set5"), 16, 2)
 
 
 def test_weight_clip_hook_runs_after_every_step_of_both_stages(shared_data, tmp_path,
@@ -233,7 +240,7 @@ def test_sigterm_then_sigkill_of_the_cli(shared_data, tmp_path):
     _, err = proc.communicate(timeout=60)
     assert f"resuming at step {stopped}/100000" in err
     saved = checkpoint_state(run, "fp32")["step"]
-    assert saved >= stopped + 6 and (saved - stopped) % 3 == 0
+    assert saved >= stopped + 6 and saved % 3 == 0  # periodic checkpoints: multiples of 3
     steps = [int(r["step"]) for r in metrics(run)]
     assert steps == sorted(set(steps)) and steps[-1] == saved
 
@@ -249,23 +256,25 @@ def test_resume_with_other_settings_names_the_field(reference_run, capsys, optio
 
 
 def test_bad_input_gives_one_line_errors(reference_run, tmp_path, capsys):
-    empty = tmp_path / "empty"
+    empty, new, unfinished = tmp_path / "empty", tmp_path / "new", tmp_path / "unfinished"
     empty.mkdir()
+    unfinished.mkdir()
+    (unfinished / CONFIG_FILE).write_text('{"model": "abpn"}')
     cases = [
-        (["--data", str(empty)], f"--data {empty}"),
-        (["--data", str(tmp_path / "missing")], "no such folder"),
+        (["--data", str(empty), "--out", str(new)], f"--data {empty}"),
+        (["--data", str(tmp_path / "missing"), "--out", str(new)], "no such folder"),
         (["--out", str(reference_run)], "already exists; add --resume"),
-        (["--resume", "--out", str(tmp_path / "nothing")], "not a `mai-sr train` run"),
+        (["--resume", "--out", str(new)], "not a `mai-sr train` run"),
         (["--distribute", "multiworker"], "give --out"),
-        (["--from", str(tmp_path / "nothing")], "not a `mai-sr train` run"),
+        (["--from", str(new), "--out", str(new)], "not a `mai-sr train` run"),
+        (["--from", str(unfinished), "--out", str(new)], "not a finished FP32 run"),
     ]
     for args, message in cases:
-        out = [] if "--out" in args else ["--out", str(tmp_path / "new")]
-        assert main(["train", *args, *out]) == 2, args
+        assert main(["train", *args]) == 2, args
         err = capsys.readouterr().err
         assert err.startswith("mai-sr train: error: ") and err.count("\n") == 1, err
         assert message in err, (args, err)
-        assert not (tmp_path / "new").exists()  # nothing created on bad input
+        assert not new.exists()  # nothing is created on bad input
 
 
 # ---------------------------------------------------------------- configuration

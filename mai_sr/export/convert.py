@@ -9,7 +9,9 @@ fake-quant ops become the tensors' quantization parameters one for one:
 - anything else (a run without ``--qat``, ``--model X --weights F``, ``--pretrained X``) is
   quantized after training (PTQ): the same fake-quant graph, with every activation range set
   to the min/max over ``--calib-n`` real LR crops of ``--calib`` (default: the builtin
-  photos); weights get per-channel symmetric ranges from their values. Using the fake-quant
+  photos), after the same crops scaled SCSRN's skip-concat features down to the image's
+  range where they overflow it (exact in float); weights get per-channel symmetric ranges
+  from their values. Using the fake-quant
   graph rather than TFLite's own calibrator keeps the input and output at exactly
   [0, 255] and gives each tensor one range, so both kinds of export have the same graph.
 
@@ -74,10 +76,9 @@ def convert_keras(model, shape, precision: str, representative=None) -> bytes:
     if precision == "int8" and not is_quantized(model):
         if representative is None:
             raise MaiSrError("int8 export of a float model needs calibration data (--calib)")
-        from mai_sr.qat.quantize import calibrate, quantize_model
+        from mai_sr.qat.quantize import quantize_model
 
-        model = quantize_model(model)
-        calibrate(model, representative)
+        model = quantize_model(model, calibration=representative)
     if precision != "int8" and is_quantized(model):
         raise MaiSrError(f"{precision} export needs the float model, got a QAT model")
     h, w = shape if shape is not None else (None, None)
@@ -233,11 +234,10 @@ def export(output, *, run=None, model=None, weights=None, pretrained=None, shape
         if is_quantized(keras_model):
             record["quantization"] = "qat"
         else:
-            from mai_sr.qat.quantize import calibrate, quantize_model
+            from mai_sr.qat.quantize import quantize_model
 
             crops = calibration_batches(calib, calib_n)
-            keras_model = quantize_model(keras_model)
-            calibrate(keras_model, tqdm(crops, desc="calibrating", unit="crop", leave=False))
+            keras_model = quantize_model(keras_model, calibration=crops)
             record["quantization"] = "ptq"
             record["calibration"] = {"data": str(calib or "builtin"), "crops": calib_n,
                                      "crop": CALIB_CROP}

@@ -10,13 +10,15 @@ layer                          what is quantized
 =============================  =============================================================
 Conv2D                         kernel per output channel, symmetric [-127, 127] (TFLite's
                                scheme); output (after its fused ReLU) with a moving-average
-                               range, unless a clip, ReLU layer or concat consumes it: then
-                               the output inherits that consumer's range (no second range).
+                               range. Feeding a ReLU layer or a learned-range concat: no
+                               output range (the consumer's is the tensor's). Feeding the
+                               clip or the image concat: that fixed [0, 255] range.
 NearestConvAnchor (frozen)     output fixed to [0, 255], the pixel range it copies, so the
                                anchor and the input share one scale (1.0). Its kernel is
                                not fake-quantized: its 0/1 weights quantize exactly anyway
                                (1.0 is 127 x 1/127 per channel), which a test checks.
-Add, ReLU layer                output with a moving-average range (none if it feeds a clip).
+Add, ReLU layer                output with a moving-average range, or the clip's fixed
+                               [0, 255] when it feeds the clip (the anchor ADD).
 Clip to [0, 255]               output fixed to [0, 255]: scale 1, zero point 0 as uint8.
                                A moving-average range here learned [-0.7, 186] in a short
                                QAT run and cost 4 dB; a fixed range cannot drift.

@@ -5,13 +5,15 @@ the tensor ranges of the INT8 TFLite file the exporter writes:
 
 * the input is quantized to the fixed range [0, 255] (raw uint8 pixels: scale 1, zero 0);
 * the clip before depth-to-space has the fixed range [0, 255], so the output is uint8 with
-  scale 1 and zero point 0, and the layer feeding the clip (the anchor Add) has no range of
-  its own (in TFLite it shares the clip's: MINIMUM/MAXIMUM keep the scale);
+  scale 1 and zero point 0; the layer feeding the clip (the anchor ADD, or SCSRN's last
+  conv) gets the same fixed range, because the converter does not propagate ranges
+  backwards (with a range only on the clip, the ADD stayed in float);
 * depth-to-space and the concat anchor move values and add no range;
-* a Concatenate has one range for its inputs and output (fixed [0, 255] when the image is
-  one of its inputs, the skip concatenation of SCSRN), so the converter never has to insert
-  a requantize op in front of it;
-* a layer whose output only feeds a ReLU layer, a clip or a concat is not quantized itself.
+* a Concatenate has one range shared by its inputs and output (fixed [0, 255] when the
+  image is one of its inputs, the skip concatenation of SCSRN), so the converter never has
+  to insert a requantize op in front of it;
+* a layer whose output only feeds a ReLU layer (which TFLite fuses into it) or a concat
+  with a learned range is not quantized itself: the consumer's range is its range.
 
 What each layer class gets is data (:data:`LAYER_ROLES`); the configs themselves live in
 :mod:`mai_sr.qat.configs`. tfmot's default layout transforms are not used: their Conv+ReLU
@@ -24,13 +26,15 @@ Typical use (Training engineer's stage 2)::
     qat = quantize_model(deploy)          # deploy = mai_sr.models.collapse(trained)
     calibrate(qat, some_lr_batches)       # optional: ranges from data before training
     ... train qat with a low learning rate, calling apply_weight_clip(qat) after each step
-    qat.save_weights("qat/deploy.weights.h5")
+    qat.save_weights("qat/qat.weights.h5")
     # reload: quantize_model(create_model(name, deploy=True)).load_weights(...)
 """
 
 from __future__ import annotations
 
 from typing import Iterable
+
+from tqdm import tqdm
 
 from mai_sr._tf import keras
 import tensorflow_model_optimization as tfmot
@@ -57,9 +61,8 @@ LAYER_ROLES = {
     "ClipByValue": "clip",
     "DepthToSpace": "move",
     "ConcatAnchor": "move",
-    "RepeatAnchor": "move",
 }
-FUSED = "fused"  # output range is that of the ReLU layer consuming it
+INHERITED = "inherited"  # no range of its own: the consumer's range is this tensor's
 
 
 def quantize_scope():
@@ -71,12 +74,9 @@ def quantize_scope():
 
 
 def _clip_bounds(layer) -> tuple[float, float]:
+    """[min_value, max_value] of a ClipByValue, [0, max_value] of a ReLU with max_value."""
     config = layer.get_config()
-    for lo_key, hi_key in (("min_value", "max_value"), ("clip_value_min", "clip_value_max"),
-                           ("low", "high"), ("minimum", "maximum")):
-        if lo_key in config and hi_key in config:
-            return float(config[lo_key]), float(config[hi_key])
-    return PIXEL_RANGE
+    return float(config.get("min_value", 0.0)), float(config["max_value"])
 
 
 def _role(layer) -> str:
@@ -127,13 +127,17 @@ def plan_quantization(model) -> dict[str, object]:
             fixed[layer.name] = None
 
     def from_consumers(name: str):
-        """FUSED if every consumer is a ReLU layer (TFLite fuses it: no range of its own);
-        a range if every consumer is a clip or concat with that fixed range (the converter
-        does not propagate ranges backwards, so the producer must carry it); else None."""
+        """What the consumers impose on a layer's output range, if they all agree:
+
+        INHERITED for a ReLU layer (TFLite fuses it into the producer) or a concat with a
+        learned range (the converter gives a concat's inputs the concat's scale); the fixed
+        range of a clip or concat, which the producer must carry itself (the converter does
+        not pass a clip's range back: a range-less ADD before the clip stayed in float);
+        else None (a range of its own)."""
         wanted = set()
         for c in consumers[name]:
-            if roles[c] == "activation":
-                wanted.add(FUSED)
+            if roles[c] == "activation" or (roles[c] == "concat" and fixed[c] is None):
+                wanted.add(INHERITED)
             elif roles[c] == "move":
                 wanted.add(from_consumers(c))
             elif roles[c] in ("clip", "concat"):
@@ -153,13 +157,62 @@ def plan_quantization(model) -> dict[str, object]:
         elif role == "move":
             plan[name] = PassThroughQuantizeConfig()
         elif role == "conv":
-            plan[name] = ConvQuantizeConfig(quantize_output=wanted is not FUSED,
-                                            output_range=None if wanted is FUSED else wanted)
-        elif wanted is FUSED:
+            plan[name] = ConvQuantizeConfig(quantize_output=wanted is not INHERITED,
+                                            output_range=None if wanted is INHERITED else wanted)
+        elif wanted is INHERITED:
             plan[name] = PassThroughQuantizeConfig()
         else:
             plan[name] = OutputQuantizeConfig(wanted)
     return plan
+
+
+def equalize_fixed_ranges(deploy_model, batches: Iterable) -> keras.Model:
+    """A copy of `deploy_model` in which ReLU convs that feed a fixed-range concat and
+    overflow that range are scaled down to fit it; the same function in float.
+
+    SCSRN concatenates the image with its last feature map, so the features must share the
+    image's fixed [0, 255] range (scale 1); features that peak at 600 (measured after a
+    short FP32 run) are clipped there, which cost 0.7 dB. ReLU(a * conv(x)) =
+    a * ReLU(conv(x)) for a > 0, so scaling that conv's kernel and bias by a = 255 / max
+    (max over `batches`, float LR images in [0, 255]) and the consuming conv's kernel rows
+    for those channels by 1 / a leaves the float model unchanged and puts the features'
+    maximum at 255. Features that fit are left alone: scaling them up trades activation
+    levels for weight levels of the consuming conv and, worse, makes Adam's step sizes
+    wrong for the rescaled weights (a 20-step model with near-dead features lost 5 dB in
+    QAT after a large upscale).
+    """
+    model = keras.models.clone_model(deploy_model)
+    model.set_weights(deploy_model.get_weights())
+    plan = plan_quantization(model)
+    _, producers, consumers = _graph(model)
+    batches = list(batches)
+    for name, config in plan.items():
+        layer = model.get_layer(name)
+        hi = getattr(config, "output_range", None)
+        outs = consumers[name]
+        if not (isinstance(config, ConvQuantizeConfig) and hi is not None and
+                layer.activation is keras.activations.relu and len(outs) == 1 and
+                _role(model.get_layer(outs[0])) == "concat"):
+            continue
+        concat = outs[0]
+        after = [model.get_layer(c) for c in consumers[concat]]
+        if not after or not all(_role(c) == "conv" and c.trainable for c in after):
+            continue
+        probe = keras.Model(model.inputs, layer.output)
+        peak = max(float(probe(b, training=False).numpy().max()) for b in batches)
+        if peak <= hi[1]:
+            continue
+        gain = hi[1] / peak
+        kernel, bias = layer.get_weights()
+        layer.set_weights([kernel * gain, bias * gain])
+        start = sum(model.get_layer(p).output.shape[-1]
+                    for p in producers[concat][:producers[concat].index(name)])
+        for conv in after:
+            weights = conv.get_weights()
+            weights[0] = weights[0].copy()
+            weights[0][:, :, start:start + layer.filters, :] /= gain
+            conv.set_weights(weights)
+    return model
 
 
 class _FixedInputQuantize(transforms.Transform):
@@ -195,13 +248,20 @@ class PixelRangeScheme(tfmot.quantization.keras.QuantizeScheme):
         return tfmot.quantization.keras.default_8bit.Default8BitQuantizeRegistry()
 
 
-def quantize_model(deploy_model) -> keras.Model:
+def quantize_model(deploy_model, calibration: Iterable | None = None) -> keras.Model:
     """QAT model of a deploy graph: fake-quant ops where the INT8 TFLite tensors have ranges.
 
     The weights are copied from `deploy_model` (which is left untouched). Layers are wrapped
-    as `quant_<name>`; see :func:`plan_quantization` for what each one gets. Raises
-    MaiSrError for a layer class without a QuantizeConfig.
+    as `quant_<name>`; see :func:`plan_quantization` for what each one gets. With
+    `calibration` (float LR batches in [0, 255], e.g. a few dozen training crops), features
+    that overflow the fixed range of the concat they feed are first scaled to fit it
+    (:func:`equalize_fixed_ranges`, SCSRN) and the activation ranges start from the data
+    (:func:`calibrate`); pass it whenever data is at hand. Raises MaiSrError for a layer
+    class without a QuantizeConfig.
     """
+    if calibration is not None:
+        calibration = list(calibration)
+        deploy_model = equalize_fixed_ranges(deploy_model, calibration)
     plan = plan_quantization(deploy_model)
 
     def annotate(layer):
@@ -210,7 +270,10 @@ def quantize_model(deploy_model) -> keras.Model:
     with quantize_scope():
         annotated = keras.models.clone_model(deploy_model, clone_function=annotate)
         annotated.set_weights(deploy_model.get_weights())
-        return tfmot.quantization.keras.quantize_apply(annotated, scheme=PixelRangeScheme())
+        quantized = tfmot.quantization.keras.quantize_apply(annotated, scheme=PixelRangeScheme())
+    if calibration is not None:
+        calibrate(quantized, calibration)
+    return quantized
 
 
 def range_variables(qat_model) -> dict[str, tuple]:
@@ -233,7 +296,7 @@ def calibrate(qat_model, batches: Iterable) -> int:
     lows: dict[str, float] = {}
     highs: dict[str, float] = {}
     n = 0
-    for batch in batches:
+    for batch in tqdm(batches, desc="calibrating", unit="batch", leave=False, disable=None):
         for _, _, seen in ranges.values():
             seen.assign(0.0)  # the next training-mode call takes this batch's range as is
         qat_model(batch, training=True)

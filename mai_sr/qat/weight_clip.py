@@ -6,16 +6,21 @@ on one side, a few large outliers; Z6 found this in the first conv, which sees r
 pixels), the outliers set the step and every other weight of the channel is quantized
 coarsely; the error enters at the first layer and accumulates through the network.
 
-Method: after every optimizer step, each trainable conv kernel is clipped, per output
-channel c, to ``[mean_c - k * std_c, mean_c + k * std_c]``, where mean and std are taken
-over the channel's kh * kw * in_channels weights. The network trains (and QAT fine-tunes)
-with its outliers bounded, so the symmetric int8 grid ``max|w_c| / 127`` is fine for
-everything. Parameters: ``k`` (default :data:`DEFAULT_K` = 2.5; smaller clips harder). With
-k = 2.5, a first-layer channel (3x3x3 = 27 weights) is only clipped when it has a genuine
-outlier: uniform weights never exceed 1.73 std, Gaussian ones rarely 2.5; in a 3x3x28 kernel
-about 1% of Gaussian weights are clipped. It is applied to every *trainable* 4-D kernel (all Conv2D layers and the convs inside re-parameterizable
-blocks; the frozen nearest-conv anchor is not trainable, so it keeps its exact 0/1 weights).
-Biases are not clipped: TFLite keeps them in int32.
+Method: after every optimizer step, each trainable conv kernel that reads the RGB image
+(3 input channels: the first conv) is clipped, per output channel c, to
+``[mean_c - k * std_c, mean_c + k * std_c]``, where mean and std are taken over the
+channel's kh * kw * 3 weights. The network trains (and QAT fine-tunes) with its first-layer
+outliers bounded, so the symmetric int8 grid ``max|w_c| / 127`` is fine for all of them.
+``k`` defaults to :data:`DEFAULT_K` = 2.5 (smaller clips harder): a 3x3x3 channel (27
+weights) is only clipped when it has a genuine outlier; uniform weights never exceed
+1.73 std, Gaussian ones rarely 2.5.
+
+Deeper kernels are left alone on purpose. A collapsed re-parameterized block carries its
+identity branch as a centre-tap weight near 1 among weights near 0: a legitimate outlier
+(about 17 std). Clipping every kernel cut that identity path in SCSRN's collapsed blocks at
+the first QAT step and cost 5 dB; the first conv is a plain conv in every model. The frozen
+nearest-conv anchor also reads the image but is not trainable, so it keeps its exact 0/1
+weights. Biases are not clipped: TFLite keeps them in int32.
 
 Training loop use (both stages, FP32 on the training graph and QAT on the quantized
 deploy graph)::
@@ -47,18 +52,18 @@ def clip_kernel(kernel, k: float = DEFAULT_K):
 
 
 def kernel_variables(model) -> list:
-    """The trainable conv kernels of `model` (4-D variables named ``.../kernel``).
+    """The trainable conv kernels of `model` that read the RGB image: what gets clipped.
 
-    Looks at variables rather than layers, so it finds kernels inside QAT wrappers (where
-    the layer attribute holds the fake-quantized tensor during a call) and inside
-    re-parameterizable blocks alike.
+    4-D variables named ``.../kernel`` with 3 input channels. Looking at variables rather
+    than layers finds them inside QAT wrappers (where the layer attribute holds the
+    fake-quantized tensor during a call) and inside re-parameterizable blocks alike.
     """
     return [v for v in model.trainable_variables
-            if len(v.shape) == 4 and v.name.split(":")[0].endswith("kernel")]
+            if len(v.shape) == 4 and v.shape[2] == 3 and v.name.split(":")[0].endswith("kernel")]
 
 
 def apply_weight_clip(model, k: float = DEFAULT_K) -> None:
-    """Clip every trainable conv kernel of `model` in place (see the module docstring)."""
+    """Clip the first-layer conv kernels of `model` in place (see the module docstring)."""
     if not k > 0:
         raise ValueError(f"apply_weight_clip: k must be > 0, got {k!r}")
     for variable in kernel_variables(model):

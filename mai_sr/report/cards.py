@@ -1,0 +1,312 @@
+"""Model cards: one JSON document per model with its measured numbers.
+
+The schema is :data:`MODEL_CARD_SCHEMA` (JSON Schema, draft 2020-12 subset), shared by the
+cards `mai-sr report` writes (``cards/<model>.json``) and the pretrained models' cards
+(``mai_sr/pretrained/``). Build a card with :func:`build_model_card` and check one with
+:func:`validate_model_card`. A card holds:
+
+- ``name``, ``architecture`` (abpn/scsrn/ncnet/xcat or null), ``scale``, ``precision`` of the
+  TFLite file (int8/fp16/fp32), ``files`` (name, sha256, bytes, input shape with -1 for
+  dynamic dimensions, precision), ``size_kb`` (first file's bytes / 1024);
+- ``complexity``: ``params`` (constant weights and biases of conv/FC ops), ``macs`` and
+  ``activations`` (elements written by conv ops) at ``input_hw`` (the fixed input, or
+  360x640 for a dynamic model), ``convs`` (number of conv ops);
+- ``quality``: one row per (dataset, precision): PSNR/SSIM of the Keras FP32 network
+  (``source: "keras"``) and of the TFLite file (``source: "tflite"``), with the bicubic
+  baseline, image count, colour space and border crop;
+- ``runtimes``: one row per runner/device: average ms, device, whether simulated, error;
+- ``score``: the challenge score ``2^(2*PSNR) / (C * runtime_ms)`` with the PSNR, dataset,
+  runtime and runner it was computed from (null value when either is missing);
+- ``lint``: error and warning counts and lines of `mai-sr lint` on the first file (or null);
+- ``toolkit_version``, ``run_config_hash`` (null for a bare .tflite), ``status`` ("ok" or
+  "error") and ``errors`` (one line each).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from mai_sr import __version__
+from mai_sr.errors import MaiSrError
+from mai_sr.results import BenchResult, EvalResult
+
+CARD_SCHEMA_VERSION = 1
+TIMING_HW = (360, 640)  # the challenge's LR input (seed 004: 640x360 -> 1920x1080)
+# Runners whose time is an NPU time, best first: a real device beats the simulator.
+NPU_RUNNERS = ("adb", "synap")
+CONV_LIKE_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED"})
+
+_NUMBER_OR_NULL = {"type": ["number", "null"]}
+_INT_OR_NULL = {"type": ["integer", "null"], "minimum": 0}
+_STR_OR_NULL = {"type": ["string", "null"]}
+_PRECISION = {"enum": ["int8", "fp16", "fp32", None]}
+
+
+def _obj(required: dict, optional: dict | None = None) -> dict:
+    return {"type": "object", "required": sorted(required), "additionalProperties": False,
+            "properties": {**required, **(optional or {})}}
+
+
+MODEL_CARD_SCHEMA: dict = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "mai-sr model card",
+    **_obj({
+        "schema_version": {"const": CARD_SCHEMA_VERSION},
+        "name": {"type": "string", "minLength": 1},
+        "architecture": _STR_OR_NULL,
+        "scale": {"type": "integer", "minimum": 1},
+        "precision": _PRECISION,
+        "files": {"type": "array", "items": _obj({
+            "name": {"type": "string", "minLength": 1},
+            "sha256": {"type": "string", "minLength": 64},
+            "bytes": {"type": "integer", "minimum": 0},
+            "input_shape": {"type": ["array", "null"], "items": {"type": "integer"}},
+            "precision": _PRECISION,
+        })},
+        "size_kb": _NUMBER_OR_NULL,
+        "complexity": _obj({
+            "params": _INT_OR_NULL, "macs": _INT_OR_NULL, "activations": _INT_OR_NULL,
+            "convs": _INT_OR_NULL,
+            "input_hw": {"type": ["array", "null"], "items": {"type": "integer"}},
+        }),
+        "quality": {"type": "array", "items": _obj({
+            "dataset": {"type": "string"},
+            "source": {"enum": ["keras", "tflite"]},
+            "precision": _PRECISION,
+            "psnr": _NUMBER_OR_NULL,
+            "ssim": _NUMBER_OR_NULL,
+            "bicubic_psnr": _NUMBER_OR_NULL,
+            "bicubic_ssim": _NUMBER_OR_NULL,
+            "images": {"type": "integer", "minimum": 1},
+            "y_channel": {"type": "boolean"},
+            "crop": {"type": "integer", "minimum": 0},
+        })},
+        "runtimes": {"type": "array", "items": _obj({
+            "runner": {"type": "string"},
+            "device": {"type": "object"},
+            "avg_ms": _NUMBER_OR_NULL,
+            "simulated": {"type": "boolean"},
+            "error": _STR_OR_NULL,
+        })},
+        "score": _obj({
+            "value": _NUMBER_OR_NULL, "psnr": _NUMBER_OR_NULL, "dataset": _STR_OR_NULL,
+            "runtime_ms": _NUMBER_OR_NULL, "runner": _STR_OR_NULL,
+            "simulated": {"type": "boolean"},
+        }),
+        "lint": {**_obj({"errors": _INT_OR_NULL, "warnings": _INT_OR_NULL,
+                         "findings": {"type": "array", "items": {"type": "string"}}}),
+                 "type": ["object", "null"]},
+        "toolkit_version": {"type": "string"},
+        "run_config_hash": _STR_OR_NULL,
+        "status": {"enum": ["ok", "error"]},
+        "errors": {"type": "array", "items": {"type": "string"}},
+    }),
+}
+
+_JSON_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
+
+
+def _type_ok(value, name: str) -> bool:
+    if name == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if name == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool) \
+            and math.isfinite(value)
+    return isinstance(value, _JSON_TYPES[name])
+
+
+def _problems(value, schema: dict, where: str) -> list[str]:
+    """Violations of the schema subset MODEL_CARD_SCHEMA uses, each naming its JSON path."""
+    if "const" in schema and value != schema["const"]:
+        return [f"{where}: must be {schema['const']!r}, got {value!r}"]
+    if "enum" in schema and value not in schema["enum"]:
+        return [f"{where}: must be one of {schema['enum']}, got {value!r}"]
+    types = schema.get("type")
+    if types is not None:
+        names = [types] if isinstance(types, str) else types
+        if not any(_type_ok(value, n) for n in names):
+            return [f"{where}: expected {' or '.join(names)}, got {type(value).__name__}"]
+    if isinstance(value, (int, float)) and "minimum" in schema and value < schema["minimum"]:
+        return [f"{where}: must be >= {schema['minimum']}, got {value}"]
+    if isinstance(value, str) and len(value) < schema.get("minLength", 0):
+        return [f"{where}: too short"]
+    found = []
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        found += [f"{where}: missing {k!r}" for k in schema.get("required", []) if k not in value]
+        if schema.get("additionalProperties") is False:
+            found += [f"{where}: unknown field {k!r}" for k in value if k not in props]
+        for k, sub in props.items():
+            if k in value:
+                found += _problems(value[k], sub, f"{where}.{k}")
+    if isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            found += _problems(item, schema["items"], f"{where}[{i}]")
+    return found
+
+
+def validate_model_card(card) -> None:
+    """Raise MaiSrError naming the first field of `card` that breaks MODEL_CARD_SCHEMA."""
+    found = _problems(card, MODEL_CARD_SCHEMA, "card")
+    if found:
+        name = card.get("name", "?") if isinstance(card, dict) else "?"
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise MaiSrError(f"model card {name}: {found[0]}{more}")
+
+
+# ---------------------------------------------------------------- graph facts
+
+
+def graph_stats(path: str | os.PathLike) -> dict:
+    """Precision, input shape and complexity of a .tflite, read from its graph (no TF).
+
+    Complexity is taken at the model's fixed input, or at 360x640 for a dynamic model (the
+    challenge's timing input). Params count each constant tensor fed to a conv/FC op once.
+    """
+    from mai_sr.export.tflite_graph import read_graph
+
+    graph = read_graph(path)
+    first = graph.input_tensors[0]
+    input_hw = TIMING_HW if graph.is_dynamic else tuple(first.shape[1:3])
+    shapes = graph.shapes(input_hw if graph.is_dynamic else None)
+    convs = [op for op in graph.ops if op.type in CONV_LIKE_OPS]
+    weights = {t.index: math.prod(t.shape) for op in convs for t in graph.op_inputs(op)
+               if t.is_constant}
+    costs = [graph.op_cost(op, shapes) for op in convs]
+    return {
+        "input_shape": list(first.shape_signature),
+        "precision": _precision(graph),
+        "complexity": {"params": sum(weights.values()), "macs": sum(c.macs for c in costs),
+                       "activations": sum(c.output_elements for c in costs),
+                       "convs": len(convs), "input_hw": list(input_hw)},
+    }
+
+
+def _precision(graph) -> str:
+    """int8 when no activation is float; else fp16 (float16 weights) or fp32."""
+    if not any(t.is_float and not t.is_constant for t in graph.tensors):
+        return "int8"
+    return "fp16" if any(t.dtype == "float16" for t in graph.tensors) else "fp32"
+
+
+def lint_summary(path: str | os.PathLike) -> dict:
+    """`mai-sr lint` in brief: error/warning counts and the error and warning lines."""
+    from mai_sr.export.lint import lint_model
+
+    report = lint_model(path)
+    shown = [f for f in report.findings if f.severity in ("error", "warning")]
+    shown.sort(key=lambda f: f.severity != "error")  # errors first, stable
+    return {"errors": report.errors, "warnings": report.warnings,
+            "findings": [f"{f.severity} [{f.code}]" + (f" op {f.op}" if f.op is not None else "")
+                         + f": {f.message}" for f in shown]}
+
+
+# ---------------------------------------------------------------- cards
+
+
+def _finite(x: float | None) -> float | None:
+    """JSON has no inf/NaN (PSNR of identical images is inf): those become null."""
+    return x if x is not None and math.isfinite(x) else None
+
+
+def _quality_row(result: EvalResult, source: str, precision: str | None) -> dict:
+    return {"dataset": result.dataset, "source": source, "precision": precision,
+            "psnr": _finite(result.psnr), "ssim": _finite(result.ssim),
+            "bicubic_psnr": _finite(result.bicubic_psnr),
+            "bicubic_ssim": _finite(result.bicubic_ssim), "images": len(result.images),
+            "y_channel": result.y_channel, "crop": result.crop}
+
+
+def _runtime_row(bench: BenchResult) -> dict:
+    ok = bench.error is None and bench.avg_ms is not None and bench.avg_ms > 0
+    return {"runner": bench.runner, "device": dict(bench.device or {}),
+            "avg_ms": bench.avg_ms if ok else None, "simulated": bool(bench.simulated),
+            "error": bench.error}
+
+
+def npu_runtime(runtimes: list[dict]) -> dict | None:
+    """The runtime row the score uses: the first successful NPU_RUNNERS row, in that order."""
+    for runner in NPU_RUNNERS:
+        for row in runtimes:
+            if row["runner"] == runner and row["avg_ms"] is not None:
+                return row
+    return None
+
+
+def _file_entry(path: Path, stats: dict | None) -> dict:
+    from mai_sr.report.cache import file_hash
+
+    return {"name": path.name, "sha256": file_hash(path), "bytes": path.stat().st_size,
+            "input_shape": stats["input_shape"] if stats else None,
+            "precision": stats["precision"] if stats else None}
+
+
+def build_model_card(name: str, *, tflite, architecture: str | None = None, scale: int = 3,
+                     int8_results=(), fp32_results=(), bench_results=(),
+                     lint: dict | None = None, run_config_hash: str | None = None,
+                     errors=()) -> dict:
+    """A validated model card (see module docstring) from measured results.
+
+    tflite: the model file, or a list whose first item is the timing (fixed-shape) file and
+    whose others are variants (the dynamic-shape file). int8_results / fp32_results:
+    EvalResults of the TFLite file and of the Keras FP32 network. bench_results:
+    BenchResults (any runners). lint: :func:`lint_summary` of the first file, or None when
+    not linted. errors: one-line problems met while measuring; any error (including a file
+    whose graph cannot be read) makes ``status`` "error". Size, precision and complexity come
+    from the files' graphs (:func:`graph_stats`). The score uses the first int8 result's
+    dataset and the NPU runtime (:func:`npu_runtime`).
+    """
+    from mai_sr.score import final_score
+
+    paths = [Path(p) for p in ([tflite] if isinstance(tflite, (str, os.PathLike)) else tflite)]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if not paths or missing:
+        raise MaiSrError(f"model card {name}: no such .tflite file {', '.join(missing)}")
+    errors = list(errors)
+    if lint and lint["errors"]:
+        errors.append(f"lint: {lint['errors']} error(s); first: {lint['findings'][0]}")
+    all_stats = []
+    for p in paths:
+        try:
+            all_stats.append(graph_stats(p))
+        except MaiSrError as exc:
+            all_stats.append(None)
+            errors.append(str(exc))
+    first = all_stats[0]
+    runtimes = [_runtime_row(b) for b in bench_results]
+    errors += [f"{r['runner']}: {r['error']}" for r in runtimes if r["error"]]
+    int8_results = list(int8_results)
+    precision = first["precision"] if first else None
+    quality = [_quality_row(r, "keras", "fp32") for r in fp32_results] + \
+              [_quality_row(r, "tflite", precision) for r in int8_results]
+    npu = npu_runtime(runtimes)
+    primary = int8_results[0] if int8_results else None
+    psnr = _finite(primary.psnr) if primary else None
+    value = final_score(psnr, npu["avg_ms"]) if psnr is not None and npu else None
+    card = {
+        "schema_version": CARD_SCHEMA_VERSION,
+        "name": name,
+        "architecture": architecture,
+        "scale": scale,
+        "precision": precision,
+        "files": [_file_entry(p, s) for p, s in zip(paths, all_stats)],
+        "size_kb": paths[0].stat().st_size / 1024,
+        "complexity": first["complexity"] if first else
+        {"params": None, "macs": None, "activations": None, "convs": None, "input_hw": None},
+        "quality": quality,
+        "runtimes": runtimes,
+        "score": {"value": _finite(value), "psnr": psnr,
+                  "dataset": primary.dataset if primary else None,
+                  "runtime_ms": npu["avg_ms"] if npu else None,
+                  "runner": npu["runner"] if npu else None,
+                  "simulated": bool(npu and npu["simulated"])},
+        "lint": lint,
+        "toolkit_version": __version__,
+        "run_config_hash": run_config_hash,
+        "status": "error" if errors else "ok",
+        "errors": errors,
+    }
+    validate_model_card(card)
+    return card

@@ -1,0 +1,172 @@
+"""The leaderboard: Table 1 of seed 004 rebuilt from model cards, as pandas.
+
+Columns follow Table 1 (model size, PSNR, SSIM, FP32->INT8 PSNR drop, CPU and NPU runtime,
+speed-up, final score), then complexity (params, GFLOPs = 2 x MACs, activations at the
+timing input), then where each number came from. Measured rows are sorted by final score;
+the published Table 1 rows of the same architectures follow, marked as published.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from mai_sr.report.cards import npu_runtime
+
+MEASURED = "measured here"
+PUBLISHED = "published (seed 004 Table 1), not measured here"
+CPU_RUNNER = "local"
+
+# CSV column -> display header (Markdown and HTML), in Table 1 order.
+COLUMNS = {
+    "model": "Model",
+    "size_kb": "Size KB",
+    "psnr": "PSNR",
+    "ssim": "SSIM",
+    "delta_psnr": "dPSNR FP32->INT8",
+    "cpu_ms": "CPU ms",
+    "npu_ms": "NPU ms",
+    "speedup": "Speed-up",
+    "score": "Final score",
+    "params": "Params",
+    "gflops": "GFLOPs",
+    "activations_m": "Activations (M)",
+    "input_hw": "Input (LR)",
+    "architecture": "Architecture",
+    "npu_runner": "NPU runner",
+    "status": "Status",
+    "error": "Error",
+    "source": "Source",
+}
+
+_DECIMALS = {"size_kb": 0, "psnr": 2, "ssim": 4, "delta_psnr": 2, "cpu_ms": 1, "npu_ms": 1,
+             "speedup": 1, "score": 2, "params": 0, "gflops": 2, "activations_m": 1}
+
+
+def _tflite_quality(card: dict, dataset: str, source: str) -> dict | None:
+    for row in card["quality"]:
+        if row["dataset"] == dataset and row["source"] == source:
+            return row
+    return None
+
+
+def card_row(card: dict, datasets: list[str]) -> dict:
+    """One measured leaderboard row (CSV column names) from a model card.
+
+    PSNR/SSIM are on the first of `datasets`; with several, per-dataset ``psnr_<name>`` and
+    ``ssim_<name>`` columns are added. dPSNR needs the Keras FP32 result on the same set.
+    """
+    primary = datasets[0] if datasets else None
+    int8 = _tflite_quality(card, primary, "tflite") if primary else None
+    fp32 = _tflite_quality(card, primary, "keras") if primary else None
+    cpu = next((r for r in card["runtimes"] if r["runner"] == CPU_RUNNER and r["avg_ms"]), None)
+    npu = npu_runtime(card["runtimes"])
+    cx = card["complexity"]
+    row = {
+        "model": card["name"],
+        "size_kb": card["size_kb"],
+        "psnr": int8["psnr"] if int8 else None,
+        "ssim": int8["ssim"] if int8 else None,
+        "delta_psnr": fp32["psnr"] - int8["psnr"] if int8 and fp32 and int8["psnr"] is not None
+        and fp32["psnr"] is not None else None,
+        "cpu_ms": cpu["avg_ms"] if cpu else None,
+        "npu_ms": npu["avg_ms"] if npu else None,
+        "speedup": cpu["avg_ms"] / npu["avg_ms"] if cpu and npu else None,
+        "score": card["score"]["value"],
+        "params": cx["params"],
+        "gflops": 2 * cx["macs"] / 1e9 if cx["macs"] is not None else None,
+        "activations_m": cx["activations"] / 1e6 if cx["activations"] is not None else None,
+        "input_hw": "x".join(map(str, cx["input_hw"])) if cx["input_hw"] else None,
+        "architecture": card["architecture"],
+        "npu_runner": (npu["runner"] + (" (simulated)" if npu["simulated"] else "")) if npu
+        else None,
+        "status": card["status"],
+        "error": "; ".join(card["errors"]) or None,
+        "source": MEASURED,
+    }
+    if len(datasets) > 1:
+        for name in datasets:
+            q = _tflite_quality(card, name, "tflite")
+            row[f"psnr_{name}"] = q["psnr"] if q else None
+            row[f"ssim_{name}"] = q["ssim"] if q else None
+    return row
+
+
+def published_rows(architectures) -> list[dict]:
+    """Table 1 rows (seed 004) of the given architectures, in leaderboard columns."""
+    from mai_sr.published import TABLE1
+
+    wanted = set(architectures) - {None}
+    return [{"model": f"{r.team} ({r.architecture.upper()})", "size_kb": r.size_kb,
+             "psnr": r.psnr, "ssim": r.ssim, "delta_psnr": r.delta_psnr, "cpu_ms": r.cpu_ms,
+             "npu_ms": r.npu_ms, "speedup": r.speedup, "score": r.score,
+             "architecture": r.architecture, "npu_runner": "Synaptics VS680 NPU",
+             "status": "published", "source": PUBLISHED}
+            for r in TABLE1 if r.architecture in wanted]
+
+
+def leaderboard(cards: list[dict], datasets: list[str]) -> pd.DataFrame:
+    """Measured rows sorted by final score (missing scores last), then published rows."""
+    rows = [card_row(c, datasets) for c in cards]
+    extra = [k for r in rows for k in r if k not in COLUMNS]
+    measured = pd.DataFrame(rows, columns=_ordered(list(COLUMNS), extra))
+    measured = measured.sort_values(["score", "psnr"], ascending=False, na_position="last",
+                                    kind="stable")
+    published = pd.DataFrame(published_rows({c["architecture"] for c in cards}),
+                             columns=measured.columns)
+    published = published.sort_values("score", ascending=False, kind="stable")
+    frames = [f for f in (measured, published) if not f.empty]
+    table = pd.concat(frames, ignore_index=True) if frames else measured
+    return table.astype(object).where(table.notna(), None)
+
+
+def _ordered(columns: list[str], extra: list[str]) -> list[str]:
+    """Per-dataset columns go right after SSIM, in the order met."""
+    extra = list(dict.fromkeys(extra))
+    at = columns.index("ssim") + 1
+    return columns[:at] + extra + columns[at:]
+
+
+def _format_cell(column: str, value) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n.a."
+    base = column.split("_")[0] if column.startswith(("psnr_", "ssim_")) else column
+    if base == "score" and 0 < abs(value) < 0.1:
+        return f"{value:.2g}"  # untrained or slow models: keep two significant digits
+    if base in _DECIMALS and isinstance(value, (int, float)):
+        return f"{value:,.{_DECIMALS[base]}f}" if base == "params" else \
+            f"{value:.{_DECIMALS[base]}f}"
+    return str(value)
+
+
+def display_frame(table: pd.DataFrame, error_chars: int = 160) -> pd.DataFrame:
+    """The table as strings with display headers: numbers rounded, missing as 'n.a.', errors
+    cut to `error_chars` (the CSV and the cards keep them whole)."""
+    shown = pd.DataFrame({c: [_format_cell(c, v) for v in table[c]] for c in table.columns})
+    shown["error"] = [e if len(e) <= error_chars else e[:error_chars - 3] + "..."
+                      for e in shown["error"]]
+    return shown.rename(columns=lambda c: COLUMNS.get(c, f"{c[:4].upper()} {c[5:]}"))
+
+
+def markdown_table(shown: pd.DataFrame) -> str:
+    """A GitHub Markdown table of a display frame (numbers right-aligned)."""
+    def cell(text) -> str:
+        return str(text).replace("|", "\\|").replace("\n", " ")
+
+    numeric = [any(is_number_text(v) for v in shown[c])
+               and all(is_number_text(v) or v == "n.a." for v in shown[c]) for c in shown.columns]
+    lines = ["| " + " | ".join(cell(c) for c in shown.columns) + " |",
+             "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |"
+              for row in shown.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def is_number_text(text) -> bool:
+    """True for a formatted number such as '1,234' or '29.87'."""
+    try:
+        float(str(text).replace(",", ""))
+    except ValueError:
+        return False
+    return True
