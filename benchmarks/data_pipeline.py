@@ -20,19 +20,16 @@ import argparse
 import datetime
 import os
 import platform
-import re
 import statistics
 import time
 import warnings
 from pathlib import Path
 
 from mai_sr import data
-from mai_sr.fileio import write_json, write_text
+
+from _publish import publish
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULT = ROOT / "benchmarks" / "results" / "data_pipeline.json"
-README = ROOT / "README.md"
-MARK_BEGIN, MARK_END = "<!-- bench:data_pipeline -->", "<!-- /bench:data_pipeline -->"
 TARGET = 0.9
 
 
@@ -147,7 +144,6 @@ def readme_table(result: dict) -> str:
     m, cpu = result["machine"], result["cpu_ms_per_step"]
     q1, q3 = result["paired_ratio_quartiles"]
     return "\n".join([
-        MARK_BEGIN,
         "| model | data | batch × LR patch | real pipeline | one constant batch | ratio "
         "(median) | CPU-time ratio |",
         "|---|---|---|---|---|---|---|",
@@ -166,17 +162,7 @@ def readme_table(result: dict) -> str:
         f"(1-min load {m['load_avg_1min']:.1f}), TF {m['tensorflow']}, {result['date'][:10]}. "
         f"It {verdict} the ≥ {result['target']} target. Written by "
         "`benchmarks/data_pipeline.py`.",
-        MARK_END,
     ])
-
-
-def update_readme(result: dict) -> None:
-    text = README.read_text()
-    if MARK_BEGIN not in text or MARK_END not in text:
-        print(f"README has no {MARK_BEGIN} block; table not written")
-        return
-    block = re.compile(re.escape(MARK_BEGIN) + ".*?" + re.escape(MARK_END), re.S)
-    write_text(README, block.sub(lambda _: readme_table(result), text, count=1))
 
 
 def main() -> None:
@@ -191,9 +177,7 @@ def main() -> None:
     result = run(args.data, args.rounds, args.steps, args.batch, args.patch)
     print(f"data pipeline ratio: {result['ratio']:.3f} (target >= {TARGET})")
     if not args.no_write:
-        write_json(RESULT, result)
-        update_readme(result)
-        print(f"wrote {RESULT.relative_to(ROOT)} and the README data table")
+        publish("data_pipeline", result, readme_table(result))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ import argparse
 import datetime
 import os
 import platform
-import re
 import statistics
 import tempfile
 import time
@@ -35,12 +34,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mai_sr.fileio import write_json, write_text
+from _publish import publish
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULT = ROOT / "benchmarks" / "results" / "export_eval.json"
-README = ROOT / "README.md"
-MARK_BEGIN, MARK_END = "<!-- bench:export_eval -->", "<!-- /bench:export_eval -->"
 FULL_HD = (1080, 1920)  # LR (H, W) of the tiling test: output 3240x5760
 THREADS = 2
 
@@ -151,7 +147,6 @@ def readme_table(r: dict) -> str:
     up, m = r["upscale"], r["machine"]
     ex = r["export"]
     return "\n".join([
-        MARK_BEGIN,
         "| measurement (ABPN, INT8) | result |",
         "|---|---|",
         f"| `export` fixed + dynamic files, PTQ on {ex['calib_n']} crops | "
@@ -171,17 +166,7 @@ def readme_table(r: dict) -> str:
         f"of a {m['cpus']}-CPU machine shared with other jobs (1-min load "
         f"{m['load_avg_1min']:.1f}); median of {up['repeats']} runs after a warm-up; "
         f"{r['date'][:10]}. Written by `benchmarks/export_eval.py`.",
-        MARK_END,
     ])
-
-
-def update_readme(result: dict) -> None:
-    text = README.read_text()
-    if MARK_BEGIN not in text or MARK_END not in text:
-        print(f"README has no {MARK_BEGIN} block; table not written")
-        return
-    block = re.compile(re.escape(MARK_BEGIN) + ".*?" + re.escape(MARK_END), re.S)
-    write_text(README, block.sub(lambda _: readme_table(result), text, count=1))
 
 
 def main() -> None:
@@ -192,9 +177,7 @@ def main() -> None:
     args = parser.parse_args()
     result = run(args.repeats, args.calib_n)
     if not args.no_write:
-        write_json(RESULT, result)
-        update_readme(result)
-        print(f"wrote {RESULT.relative_to(ROOT)} and the README eval table")
+        publish("export_eval", result, readme_table(result))
 
 
 if __name__ == "__main__":

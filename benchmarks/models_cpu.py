@@ -21,7 +21,6 @@ import argparse
 import datetime
 import os
 import platform
-import re
 import statistics
 import tempfile
 import time
@@ -30,13 +29,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from mai_sr.fileio import write_json, write_text
 from mai_sr.published import for_architecture
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULT = ROOT / "benchmarks" / "results" / "models_cpu.json"
-README = ROOT / "README.md"
-MARK_BEGIN, MARK_END = "<!-- bench:models_cpu -->", "<!-- /bench:models_cpu -->"
+from _publish import publish
+
 MODELS = ("abpn", "scsrn", "ncnet", "xcat")
 SHAPE = (360, 640)
 
@@ -141,23 +137,23 @@ def run(args) -> dict:
 
 
 def readme_tables(result: dict) -> str:
-    models, m = result["models"], result["machine"]
+    # MODELS order, also when read back from the (key-sorted) JSON
+    models, m = [(name, result["models"][name]) for name in MODELS], result["machine"]
     speed = ["| model | FP32 ms | INT8 ms | INT8 / FP32 | INT8 file | published INT8 file, "
              "VS680 NPU ms |", "|---|---|---|---|---|---|"]
     speed += [f"| {name} | {r['fp32_ms']:.1f} | {r['int8_ms']:.1f} | "
               f"**{r['int8_over_fp32']:.2f}** | {r['int8_kb']:.1f} KB | "
               f"{r['published']['size_kb']} KB, {r['published']['npu_ms']} ms |"
-              for name, r in models.items()]
+              for name, r in models]
     prof = ["| model | params (+ frozen) | GMAC | activations | convs | peak memory INT8 / FP32 "
             "| INT8 weights |", "|---|---|---|---|---|---|---|"]
-    for name, r in models.items():
+    for name, r in models:
         p = r["profile_360x640"]
         prof.append(f"| {name} | {p['params']:,} (+{p['frozen_params']}) | "
                     f"{p['macs'] / 1e9:.2f} | {p['activations'] / 1e6:.1f} M | {p['convs']} | "
                     f"{p['peak_bytes_int8'] / 1e6:.1f} / {p['peak_bytes_fp32'] / 1e6:.1f} MB | "
                     f"{p['int8_weight_bytes'] / 1024:.1f} KiB |")
     return "\n".join([
-        MARK_BEGIN,
         "Efficiency profile of the deploy graphs at 360×640 LR (`mai-sr profile --model NAME "
         "--size 360x640`):",
         "",
@@ -172,17 +168,7 @@ def readme_tables(result: dict) -> str:
         f"{m['cpus']} CPUs ({m['processor']}) shared with other jobs (1-min load "
         f"{m['load_avg_1min']:.1f}), TF {m['tensorflow']}, {result['date'][:10]}. "
         "Published figures: seed 004, Table 1. Written by `benchmarks/models_cpu.py`.",
-        MARK_END,
     ])
-
-
-def update_readme(result: dict) -> None:
-    text = README.read_text()
-    if MARK_BEGIN not in text or MARK_END not in text:
-        print(f"README has no {MARK_BEGIN} block; tables not written")
-        return
-    block = re.compile(re.escape(MARK_BEGIN) + ".*?" + re.escape(MARK_END), re.S)
-    write_text(README, block.sub(lambda _: readme_tables(result), text, count=1))
 
 
 def main() -> None:
@@ -194,11 +180,10 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     result = run(args)
-    print(readme_tables(result))
+    table = readme_tables(result)
+    print(table)
     if not args.no_write:
-        write_json(RESULT, result)
-        update_readme(result)
-        print(f"wrote {RESULT.relative_to(ROOT)} and the README models tables")
+        publish("models_cpu", result, table)
 
 
 if __name__ == "__main__":

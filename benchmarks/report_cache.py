@@ -26,17 +26,15 @@ import argparse
 import datetime
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from _publish import publish
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULT = ROOT / "benchmarks" / "results" / "report_cache.json"
-README = ROOT / "README.md"
-MARK_BEGIN, MARK_END = "<!-- bench:report_cache -->", "<!-- /bench:report_cache -->"
 ARCHITECTURES = ("abpn", "scsrn", "ncnet", "xcat")
 TARGET = 0.10
 SHARED = Path(os.environ.get("MAI_SR_DATA", ROOT.parent / "shared" / "data"))
@@ -100,15 +98,16 @@ def _table_of(markdown: str) -> str:
     return "".join(line + "\n" for line in markdown.splitlines() if line.startswith("|"))
 
 
-def rewrite_readme(block: str) -> None:
-    from mai_sr.fileio import write_text
-
-    text = README.read_text()
-    if MARK_BEGIN not in text or MARK_END not in text:
-        print(f"README: no {MARK_BEGIN} ... {MARK_END} markers; table not written")
-        return
-    pattern = re.compile(re.escape(MARK_BEGIN) + ".*?" + re.escape(MARK_END), re.S)
-    write_text(README, pattern.sub(lambda _: f"{MARK_BEGIN}\n{block}{MARK_END}", text))
+def readme_table(record: dict) -> str:
+    return (f"Measured by `python benchmarks/report_cache.py` on {record['date']} "
+            f"({record['machine']['cores']} cores, shared): {record['models']}, evaluated on "
+            f"{record['data']}, runners local + synap.\n\n"
+            f"| report | wall time |\n|---|---:|\n"
+            f"| first (cold cache) | {record['first_s']:.1f} s |\n"
+            f"| rerun, nothing changed | {record['rerun_s']:.2f} s |\n"
+            f"| ratio (target < {record['target_ratio']:.0%}) | {record['ratio']:.1%} |\n\n"
+            f"The leaderboard that run wrote (`leaderboard.md`):\n\n"
+            f"{_table_of(record['leaderboard_md'])}")
 
 
 def main() -> int:
@@ -121,8 +120,6 @@ def main() -> int:
                         help="no runs: export random-weight models instead of training")
     parser.add_argument("--keep", help="report folder to keep (default: a temp folder)")
     args = parser.parse_args()
-    from mai_sr.fileio import write_json
-
     with tempfile.TemporaryDirectory(prefix="report_cache_") as tmp:
         work = Path(tmp)
         runs = trained_runs(Path(args.runs)) if Path(args.runs).is_dir() else []
@@ -157,15 +154,7 @@ def main() -> int:
                     "python": platform.python_version()},
         "date": datetime.date.today().isoformat(), "leaderboard_md": markdown,
     }
-    write_json(RESULT, record)
-    block = (f"Measured by `python benchmarks/report_cache.py` on {record['date']} "
-             f"({os.cpu_count()} cores, shared): {kind}, evaluated on {record['data']}, "
-             f"runners local + synap.\n\n"
-             f"| report | wall time |\n|---|---:|\n| first (cold cache) | {first:.1f} s |\n"
-             f"| rerun, nothing changed | {rerun:.2f} s |\n"
-             f"| ratio (target < {TARGET:.0%}) | {ratio:.1%} |\n\n"
-             f"The leaderboard that run wrote (`leaderboard.md`):\n\n{_table_of(markdown)}\n")
-    rewrite_readme(block)
+    publish("report_cache", record, readme_table(record))
     print(_table_of(markdown))
     return 0 if ratio < TARGET else 1
 

@@ -24,20 +24,16 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import re
 import tempfile
 from pathlib import Path
 
 from tqdm import tqdm
 
 from mai_sr.device import get_runner
-from mai_sr.fileio import write_json, write_text
 from mai_sr.published import for_architecture
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULT = ROOT / "benchmarks" / "results" / "runners.json"
-README = ROOT / "README.md"
-MARK_BEGIN, MARK_END = "<!-- bench:runners -->", "<!-- /bench:runners -->"
+from _publish import publish
+
 MODELS = ("abpn", "scsrn", "ncnet", "xcat")
 
 
@@ -88,29 +84,20 @@ def readme_table(result: dict) -> str:
     m = result["machine"]
     rows = ["| model | local CPU ms (median) | VS680 NPU ms, simulated | CPU / NPU | "
             "published VS680: CPU ms, NPU ms, speed-up |", "|---|---|---|---|---|"]
-    for name, r in result["models"].items():
+    for name in MODELS:  # also when read back from the (key-sorted) JSON
+        r = result["models"][name]
         p = r["published"]
         rows.append(f"| {name} | {r['cpu_ms']:.1f} ({r['cpu_median_ms']:.1f}) | "
                     f"{r['npu_ms']:.1f} | **{r['speedup']:.1f}** | "
                     f"{p['cpu_ms']:g}, {p['npu_ms']:g}, {p['speedup']:g} ({p['team']}) |")
     return "\n".join([
-        MARK_BEGIN, *rows, "",
+        *rows, "",
         f"Local: mean (median) of at least {result['min_runs']} runs and "
         f"{result['min_seconds']:g} s, {result['threads']} threads, {m['runtime']}, "
         f"{m['cpu']} ({m['cores']} cores shared with other jobs; 1-min load "
         f"{m['load_avg_1min']:.1f}), {result['date'][:10]}. INT8 exports of the deploy graphs "
         "with random weights at 1×360×640×3. Published: seed 004, Table 1 (the VS680's own "
-        "CPU, not this one). Written by `benchmarks/runners.py`.",
-        MARK_END])
-
-
-def update_readme(result: dict) -> None:
-    text = README.read_text()
-    if MARK_BEGIN not in text or MARK_END not in text:
-        print(f"README has no {MARK_BEGIN} block; table not written")
-        return
-    block = re.compile(re.escape(MARK_BEGIN) + ".*?" + re.escape(MARK_END), re.S)
-    write_text(README, block.sub(lambda _: readme_table(result), text, count=1))
+        "CPU, not this one). Written by `benchmarks/runners.py`."])
 
 
 def main() -> None:
@@ -122,11 +109,10 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     result = run(args)
-    print(readme_table(result))
+    table = readme_table(result)
+    print(table)
     if not args.no_write:
-        write_json(RESULT, result)
-        update_readme(result)
-        print(f"wrote {RESULT.relative_to(ROOT)} and the README bench table")
+        publish("runners", result, table)
 
 
 if __name__ == "__main__":

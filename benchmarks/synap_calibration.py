@@ -40,7 +40,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import platform
-import re
+import sys
 import tempfile
 import time
 import warnings
@@ -53,13 +53,15 @@ from tqdm import tqdm
 
 from mai_sr.device.synap import COSTS, FEATURES, CostConstants, compile_plan
 from mai_sr.export.tflite_graph import read_graph
-from mai_sr.fileio import write_bytes, write_json, write_text
+from mai_sr.fileio import write_bytes
 from mai_sr.published import SOURCE, TABLE1
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULT = ROOT / "benchmarks" / "results" / "synap_calibration.json"
-README = ROOT / "README.md"
-MARK_BEGIN, MARK_END = "<!-- bench:synap_calibration -->", "<!-- /bench:synap_calibration -->"
+# tests/test_synap.py loads this file by path, so benchmarks/ may not be on sys.path yet
+BENCHMARKS = str(Path(__file__).resolve().parent)
+if BENCHMARKS not in sys.path:
+    sys.path.insert(0, BENCHMARKS)
+from _publish import publish  # noqa: E402
+
 SHAPE = (360, 640)
 ORDER = ("abpn", "xcat", "ncnet", "scsrn")  # published NPU runtime, slowest first
 MIN_GAP = 1.01
@@ -189,8 +191,7 @@ def fit(X: np.ndarray, y: np.ndarray, names: list[str]) -> tuple[np.ndarray, flo
 
 
 def readme_table(result: dict) -> str:
-    lines = [MARK_BEGIN,
-             f"Simulated by `mai_sr.device.synap` with its stored constants vs published "
+    lines = [f"Simulated by `mai_sr.device.synap` with its stored constants vs published "
              f"(seed 004 Table 1), INT8 at 1x360x640x3; `benchmarks/synap_calibration.py`, "
              f"{result['date']}:", "",
              "| graph | role | built as | Table 1 row | published ms | simulated ms | residual |",
@@ -206,8 +207,7 @@ def readme_table(result: dict) -> str:
               f"{c['dram_gb_per_s']:.2f} GB/s, {c['vector_ns']:.3f} ns per TP/PPU vector, "
               f"{c['layer_ms']:.3f} ms per layer, {c['switch_ms']:.3f} ms per unit switch. "
               f"Published order of the four reproduced: {result['ranking_ok']}. "
-              f"RMS log error over all fitted rows: {result['rms_log_error']:.3f}.",
-              MARK_END]
+              f"RMS log error over all fitted rows: {result['rms_log_error']:.3f}."]
     return "\n".join(lines)
 
 
@@ -258,7 +258,6 @@ def main() -> None:
                                                 ** 2 for r in fitted_rows]))),
         "seconds": round(time.time() - started, 1), "rows": rows,
     }
-    write_json(RESULT, result)
     for r in rows:
         pub = f"{r['published_ms']:6.1f}" if r["published_ms"] else "     -"
         res = f"{r['residual_pct']:+6.1f}%" if r["residual_pct"] is not None else "      -"
@@ -272,13 +271,7 @@ def main() -> None:
                         if k in CostConstants.__annotations__ and not k.startswith("cpu"))
     print(f"refit (penalty {penalty}), to paste into mai_sr/device/synap.py:\n"
           f"COSTS = CostConstants({literal})")
-    text = README.read_text()
-    block = re.compile(re.escape(MARK_BEGIN) + r".*?" + re.escape(MARK_END), re.S)
-    if not block.search(text):
-        print(f"README has no {MARK_BEGIN} block; table not written")
-    else:
-        write_text(README, block.sub(lambda _: readme_table(result), text, count=1))
-    print(f"wrote {RESULT.relative_to(ROOT)}")
+    publish("synap_calibration", result, readme_table(result))
 
 
 if __name__ == "__main__":

@@ -112,6 +112,11 @@ class EvalResult:
 
     @classmethod
     def from_dict(cls, data: dict) -> "EvalResult":
-        images = tuple(ImageScore(**row) for row in data["images"])
+        # to_dict stores an infinite PSNR (output identical to HR) as null: read it back as inf.
+        def score(row):
+            return ImageScore(**{k: (math.inf if v is None and k.endswith("psnr") else v)
+                                 for k, v in row.items()})
+
+        images = tuple(score(row) for row in data["images"])
         return cls(model=data["model"], dataset=data["dataset"], images=images,
                    y_channel=data.get("y_channel", False), crop=data.get("crop", 3))

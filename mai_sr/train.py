@@ -19,7 +19,7 @@ Run directory (``--out``, default ``runs/<model>-<YYYYmmdd-HHMMSS>``; ``<parent>
 symlink to the newest run)::
 
     config.json           the full resolved TrainConfig + scale, versions, git commit,
-                          the training/validation image names
+                          the training/validation image names, the training graph's options
     metrics.csv           step, stage, loss, lr, val_psnr, time (training seconds)
     checkpoints/          {fp32,qat}-last.npz (weights + Adam state, every --ckpt-every steps
                           and on Ctrl-C/SIGTERM) and {fp32,qat}-best.npz (best val PSNR)
@@ -90,6 +90,12 @@ FROM_RUN_INHERITS = ("data", "val", "val_fraction", "patch", "batch", "seed", "i
 
 # Settings that may change when a run is resumed; every other field must match config.json.
 RESUME_FREE = frozenset({"out", "distribute", "val_every", "ckpt_every", "log_every"})
+
+# create_model options of the FP32 training graph, recorded in config.json ("train_graph") so
+# a resumed run rebuilds the graph its checkpoints were made with. Runs without the record
+# predate the [0, 1]-domain training graphs: they trained on raw pixels.
+TRAIN_GRAPH = {"normalize": True}
+LEGACY_TRAIN_GRAPH = {"normalize": False}
 
 
 @dataclass
@@ -274,7 +280,9 @@ def train_from_config(config: TrainConfig, resume: bool = False, quiet: bool = F
         raise MaiSrError(f"--batch {config.batch}: not divisible by the "
                          f"{strategy.num_replicas_in_sync} replicas of --distribute "
                          f"{config.distribute}")
-    run = _Run(run_dir, config, chief, quiet)
+    train_graph = (read_run_config(run_dir).get("train_graph", LEGACY_TRAIN_GRAPH) if resume
+                   else TRAIN_GRAPH)
+    run = _Run(run_dir, config, chief, quiet, train_graph)
     if not resume:
         run.create(train_pairs, val_pairs)
     with _StopOnSignal() as stop:
@@ -434,8 +442,10 @@ def _git_commit() -> str | None:
 class _Run:
     """Files of one run directory; non-chief multi-worker processes write nothing."""
 
-    def __init__(self, run_dir: Path, config: TrainConfig, chief: bool, quiet: bool):
+    def __init__(self, run_dir: Path, config: TrainConfig, chief: bool, quiet: bool,
+                 train_graph: dict):
         self.dir, self.config, self.chief, self.quiet = run_dir, config, chief, quiet
+        self.train_graph = train_graph
         self.rows = self._read_metrics()
 
     def create(self, train_pairs, val_pairs) -> None:
@@ -446,6 +456,7 @@ class _Run:
 
         record = {**self.config.to_dict(), "scale": SCALE, "versions": _environment(),
                   "weight_clip_k": DEFAULT_K if self.config.weight_clip else None,
+                  "train_graph": self.train_graph,
                   "git_commit": _git_commit(), "created": datetime.now().isoformat(),
                   "data_images": {"train": [p.name for p in train_pairs],
                                   "val": [p.name for p in val_pairs]}}
@@ -573,7 +584,7 @@ def _fp32_stage(run: _Run, strategy, train_pairs, val_pairs, stop, on_step):
     config = run.config
     keras.utils.set_random_seed(config.seed)  # reproducible initial weights
     with strategy.scope():
-        model = create_model(config.model, scale=SCALE, deploy=False)
+        model = create_model(config.model, scale=SCALE, deploy=False, **run.train_graph)
     result = _train_stage(run, "fp32", model, strategy, train_pairs, val_pairs, stop, on_step)
     run.save_weights(model, FP32_TRAIN_WEIGHTS)
     deploy = collapse(model)

@@ -13,7 +13,7 @@ from mai_sr.errors import MaiSrError
 from mai_sr.export.tflite_graph import read_graph
 from mai_sr.models import collapse, create_model, custom_objects, list_models
 from mai_sr.models.blocks import (ClipByValue, Collapsible, ConcatAnchor, DepthToSpace,
-                                  NearestConvAnchor)
+                                  NearestConvAnchor, ScaledConv2D)
 
 MODELS = ["abpn", "ncnet", "scsrn", "xcat"]
 
@@ -37,12 +37,18 @@ def lr_image(h=37, w=53, seed=0):
 
 
 def randomize(model, seed=0, gain=0.5):
-    """Random He-scaled kernels and non-zero biases in every trainable weight (all branches)."""
+    """Random He-scaled kernels and non-zero biases in every trainable weight (all branches),
+    in deploy units: the weights of a ScaledConv2D (training graphs' [0, 1] domain) are
+    divided by its fixed factors, so every graph is a random net on the pixel scale."""
     rng = np.random.default_rng(seed)
     for w in model.trainable_weights:
         shape = tuple(w.shape)
         std = gain * np.sqrt(2.0 / np.prod(shape[:-1])) if len(shape) == 4 else 3.0
         w.assign(rng.normal(0.0, std, shape).astype(np.float32))
+    for layer in model.submodules:
+        if isinstance(layer, ScaledConv2D):
+            layer.kernel.assign(layer.kernel / layer.kernel_factor)
+            layer.bias.assign(layer.bias / layer.output_scale)
     return model
 
 
@@ -119,12 +125,14 @@ def test_collapse_gives_the_deploy_graph_with_the_same_outputs(name, overrides):
     reference = create_model(name, deploy=True)
     assert [type(l) for l in deploy.layers] == [type(l) for l in reference.layers]
     assert [w.shape for w in deploy.weights] == [w.shape for w in reference.weights]
-    assert not any(isinstance(l, (Collapsible, ConcatAnchor)) for l in deploy.layers)
+    assert not any(isinstance(l, (Collapsible, ConcatAnchor, ScaledConv2D))
+                   for l in deploy.layers)
     assert [l.name for l in deploy.layers][-2:] == ["clip", "depth_to_space"]
 
 
 def test_abpn_published_form_and_deploy_form_are_identical():
-    published = randomize(create_model("abpn"), seed=3)
+    # on raw pixels (no [0, 1] domain factors), so the two share conv weights one to one
+    published = randomize(create_model("abpn", normalize=False), seed=3)
     deploy = create_model("abpn", deploy=True)
     for layer in published.layers:
         if isinstance(layer, keras.layers.Conv2D):
@@ -176,9 +184,13 @@ def test_weight_clip_bounds_every_kernel_after_training_and_anchor_stays_fixed()
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mae")
     x = lr_image(12, 12)
     model.fit(x, np.zeros((1, 36, 36, 3), np.float32), epochs=1, verbose=0)
-    kernels = [w.numpy() for w in model.trainable_weights if len(w.shape) == 4]
+    # The bound is in deploy units: on the kernels with the fixed [0, 1]-domain factors folded
+    # in (conv1's input x 1/255, conv_out's output x 255), as the deploy graph holds them.
+    kernels = [m.collapse()[0] if isinstance(m, ScaledConv2D) else m.kernel.numpy()
+               for m in model.submodules if isinstance(m, keras.layers.Conv2D) and m.trainable]
     assert len(kernels) == 1 + 3 * 2 + 1  # conv1, three RepConvs (3x3 + 1x1), conv_out
-    assert max(np.abs(k).max() for k in kernels) <= 0.05
+    assert max(np.abs(k).max() for k in kernels) <= 0.05 * (1 + 1e-6)
+    assert min(np.abs(k).max() for k in kernels) > 0.04  # the clip did bite everywhere
     anchor = model.get_layer("anchor").kernel.numpy()
     out = np.arange(27)
     assert anchor[0, 0, out % 3, out].tolist() == [1.0] * 27 and anchor.sum() == 27

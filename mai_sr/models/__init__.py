@@ -6,7 +6,9 @@ win over both, so ``create_model("abpn", deploy=True, clip="after_d2s")`` builds
 published head on purpose.
 
 All models take RGB in [0, 255] (no normalisation), any H x W, and return (3H, 3W, 3) in
-[0, 255]. Importing this package imports TensorFlow.
+[0, 255]. Inside, training graphs work in [0, 1] (``normalize=True``: the first conv scales
+its input by 1/255, the last conv its output by 255); ``collapse`` folds those fixed factors
+into the deploy graph's plain convs. Importing this package imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 from mai_sr._tf import keras
 from mai_sr.errors import MaiSrError
 from mai_sr.models import abpn, ncnet, scsrn, xcat
-from mai_sr.models.blocks import (CUSTOM_OBJECTS, ClipByValue, Collapsible, ConcatAnchor,
+from mai_sr.models.blocks import (CUSTOM_OBJECTS, FOLDABLE, ClipByValue, ConcatAnchor,
                                   DepthToSpace, NearestConvAnchor, layer_inputs)
 
 __all__ = ["create_model", "collapse", "list_models", "custom_objects", "model_config"]
@@ -47,11 +49,13 @@ def model_config(name: str, deploy: bool = False, **overrides) -> dict[str, Any]
 def create_model(name: str, scale: int = 3, deploy: bool = False, **overrides) -> keras.Model:
     """Build model ``name`` (see :func:`list_models`) at ``scale``.
 
-    ``deploy=False`` gives the training graph (re-parameterizable blocks expanded),
-    ``deploy=True`` the inference graph (plain convs, nearest-conv anchor, clip before
-    depth-to-space). Overrides are keys of the model's ``DEFAULTS``, e.g. ``weight_clip=1.0``
-    (a :class:`~mai_sr.models.blocks.ClipWeights` kernel constraint on every trainable conv)
-    or ``input_size=(360, 640)`` (a fixed input shape instead of any H x W).
+    ``deploy=False`` gives the training graph (re-parameterizable blocks expanded, convs in
+    the [0, 1] domain), ``deploy=True`` the inference graph (plain convs on raw pixels,
+    nearest-conv anchor, clip before depth-to-space). Overrides are keys of the model's
+    ``DEFAULTS``, e.g. ``weight_clip=1.0`` (a :class:`~mai_sr.models.blocks.ClipWeights`
+    kernel constraint on every trainable conv, in deploy units), ``normalize=False`` (a
+    training graph on raw pixels) or ``input_size=(360, 640)`` (a fixed input shape instead of
+    any H x W).
     """
     config = model_config(name, deploy, **overrides)
     try:
@@ -67,7 +71,7 @@ def custom_objects() -> dict[str, type]:
 
 def _deploy_layer(layer):
     """The deploy-graph replacement of one training-graph layer (weights set later)."""
-    if isinstance(layer, Collapsible):
+    if isinstance(layer, FOLDABLE):
         return layer.deploy_layer()
     if isinstance(layer, ConcatAnchor):
         return NearestConvAnchor(layer.scale, name=layer.name)
@@ -91,10 +95,12 @@ def _clip_after_d2s(model: keras.Model) -> dict:
 def collapse(model: keras.Model) -> keras.Model:
     """Convert a (trained) training graph into the deploy graph with the same outputs.
 
-    Every re-parameterizable block becomes one Conv2D holding its collapsed kernel and bias;
-    a concat anchor becomes the nearest-conv anchor; a clip after depth-to-space moves
-    before it. Other layers are copied with their weights. Works on models built by
-    :func:`create_model` or loaded from disk; the input model is not changed.
+    Every re-parameterizable block becomes one Conv2D holding its collapsed kernel and bias,
+    and every :class:`~mai_sr.models.blocks.ScaledConv2D` (the [0, 1] training domain) a
+    Conv2D with its fixed input/output factors folded into kernel and bias; a concat anchor
+    becomes the nearest-conv anchor; a clip after depth-to-space moves before it. Other
+    layers are copied with their weights. Works on models built by :func:`create_model` or
+    loaded from disk; the input model is not changed.
     """
     # depth_to_space only permutes values, so swapping it with the clip that follows it
     # gives the same output and clips 9x fewer values.
@@ -106,6 +112,6 @@ def collapse(model: keras.Model) -> keras.Model:
         if not layer.weights or isinstance(layer, ConcatAnchor):
             continue
         target = deployed.get_layer(layer.name)
-        target.set_weights(list(layer.collapse()) if isinstance(layer, Collapsible)
+        target.set_weights(list(layer.collapse()) if isinstance(layer, FOLDABLE)
                            else layer.get_weights())
     return deployed

@@ -14,21 +14,31 @@ slow variants, e.g. for lint tests.
 
 The body can also be trained with re-parameterizable blocks (``block="repconv"`` or
 ``"clb"``), which :func:`mai_sr.models.collapse` turns back into these plain convs.
+
+Training graph (``normalize=True``, the default; shared with NCNet): the convs work on
+[0, 1] values, the first scaling its input by 1/255 and the last its output by 255 (fixed
+factors that collapse() folds into the deploy convs), with He-normal ReLU convs and a last
+conv initialised near 0, so training starts from the anchor (nearest-neighbour upscaling).
+On raw [0, 255] pixels, seed 0 lost a whole ReLU layer within ~50 Adam steps and stayed at
+the nearest-neighbour PSNR (why: :class:`mai_sr.models.blocks.ScaledConv2D`).
 """
 
 from __future__ import annotations
 
 from mai_sr._tf import keras
-from mai_sr.models.blocks import conv_block, make_anchor, sr_head, sr_input, weight_constraint
+from mai_sr.models.blocks import (conv_block, first_conv_args, hidden_conv_args,
+                                  last_conv_args, make_anchor, sr_head, sr_input,
+                                  weight_constraint)
 
 # The published architecture; deploy=True changes only what DEPLOY lists.
 DEFAULTS = dict(channels=28, body=4, block="conv", anchor="concat", clip="after_d2s",
-                weight_clip=None, input_size=None)
-DEPLOY = dict(block="conv", anchor="nearest_conv", clip="before_d2s")
+                normalize=True, weight_clip=None, input_size=None)
+DEPLOY = dict(block="conv", anchor="nearest_conv", clip="before_d2s", normalize=False)
 
 
 def build_anchor_net(*, name: str, scale: int, channels: int, body: int, block: str,
-                     anchor: str, clip: str, weight_clip, input_size) -> keras.Model:
+                     anchor: str, clip: str, normalize: bool, weight_clip,
+                     input_size) -> keras.Model:
     """ABPN/NCNet body: conv 3 -> C, ``body`` convs C -> C, conv C -> 3s^2 (all ReLU), a
     linear conv 3s^2 -> 3s^2, + anchor, then the clip/depth-to-space head."""
     out_channels = 3 * scale * scale
@@ -37,8 +47,10 @@ def build_anchor_net(*, name: str, scale: int, channels: int, body: int, block: 
     inp = sr_input(input_size)
     x = inp
     for i, width in enumerate(widths, start=1):
-        x = conv_block(block, width, f"conv{i}", "relu", constraint)(x)
-    x = conv_block(block, out_channels, f"conv{len(widths) + 1}", None, constraint)(x)
+        args = first_conv_args(normalize) if i == 1 else hidden_conv_args(normalize, block)
+        x = conv_block(block, width, f"conv{i}", "relu", constraint, **args)(x)
+    x = conv_block(block, out_channels, f"conv{len(widths) + 1}", None, constraint,
+                   **last_conv_args(normalize))(x)
     x = keras.layers.Add(name="add_anchor")([x, make_anchor(anchor, inp, scale)])
     return keras.Model(inp, sr_head(x, scale, clip), name=name)
 

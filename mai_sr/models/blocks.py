@@ -16,6 +16,11 @@ Training graphs may also contain re-parameterizable blocks (:class:`RepConv`,
 so :meth:`Collapsible.collapse` returns one exact 3x3 kernel and bias, and
 :meth:`Collapsible.deploy_layer` the plain ``Conv2D`` that replaces it.
 
+Training graphs work in the [0, 1] domain: their first conv multiplies its input by 1/255 and
+their last conv multiplies its output by 255 (:class:`ScaledConv2D`, or the ``input_scale`` /
+``output_scale`` of a block), fixed factors that :meth:`ScaledConv2D.collapse` folds into the
+kernel and bias of the deploy graph's plain ``Conv2D``, which still takes raw [0, 255] pixels.
+
 :class:`ClipWeights` is the weight-clipping kernel constraint (Z6's recipe, seed 004 sec. 4.1).
 """
 
@@ -150,12 +155,163 @@ class NearestConvAnchor(keras.layers.Conv2D):
         return {**base, "scale": self.scale, "channels": self.channels}
 
 
+# ------------------------------------------------------------------ [0, 1] training domain
+
+PIXEL_MAX = 255.0
+# Gain of the last conv's initial weights relative to He-normal: the model starts within a
+# few grey levels of its anchor (nearest-neighbour upscaling) instead of adding random noise.
+OUTPUT_INIT_GAIN = 0.01
+
+
+def _scale_config(scale):
+    """A scale as stored in a layer config: one float, or a list of per-channel floats."""
+    return float(scale) if np.ndim(scale) == 0 else [float(v) for v in scale]
+
+
+def _scale_vector(scale, channels: int) -> np.ndarray:
+    """``scale`` (one factor, or one per channel) as a float32 vector of ``channels`` > 0."""
+    vector = np.asarray(scale, np.float32).reshape(-1)
+    if vector.size == 1:
+        vector = np.full(channels, vector[0], np.float32)
+    if vector.size != channels or not (vector > 0).all():
+        raise ValueError(f"input_scale {scale!r}: need one positive factor or {channels}")
+    return vector
+
+
+def _channel_slice(scale, start: int, stop: int):
+    """The part of a per-channel ``scale`` for channels [start, stop) (a float stays)."""
+    return scale if np.ndim(scale) == 0 else scale[start:stop]
+
+
+class _FoldedConstraint(keras.constraints.Constraint):
+    """Apply ``constraint`` to the folded kernel ``w * factor`` (what the deploy conv holds)
+    and map the change back, so e.g. ``ClipWeights(m)`` bounds the deploy weights by m in
+    both graphs. Weights the constraint leaves alone stay bit-identical. Not serialized: the
+    layer's config keeps the plain constraint."""
+
+    def __init__(self, constraint, factor: np.ndarray):
+        self.constraint, self.factor = constraint, factor
+
+    def __call__(self, w):
+        folded = w * self.factor
+        constrained = self.constraint(folded)
+        # unfolding only what changed keeps the rest exact (w * f / f may round)
+        return tf.where(tf.equal(constrained, folded), w, constrained / self.factor)
+
+
+@serializable
+class ScaledConv2D(keras.layers.Conv2D):
+    """A Conv2D with fixed (untrained) factors on its input and its pre-activation output:
+    ``activation(output_scale * conv(input_scale * x))``.
+
+    Training graphs use it to work in the [0, 1] domain while taking and returning raw
+    [0, 255] pixels: the first conv has ``input_scale=1/255``, the last ``output_scale=255``
+    (SCSRN's last conv, reading [image, features], has one input factor per channel).
+    Why: Adam moves every weight and bias by about the learning rate per step, whatever the
+    scale of its gradient. On raw pixels the hidden activations are a few to tens, so a bias
+    step (~1e-3) cannot re-centre a ReLU layer that the first, coherent steps pushed
+    negative: ABPN with seed 0 lost a whole layer within ~50 steps and stayed at
+    nearest-neighbour upscaling. On [0, 1] values the same steps are ~255x larger relative
+    to the activations and the layer recovers. ``input_scale`` is one factor or one per
+    input channel, all > 0.
+
+    :meth:`collapse` folds the factors into a plain Conv2D exactly (kernel x input_scale x
+    output_scale, bias x output_scale); :meth:`call` convolves with that same folded kernel,
+    so training graph and deploy graph compute the same numbers. ``kernel_constraint`` is in
+    deploy units: it constrains the folded kernel (see :class:`_FoldedConstraint`).
+    """
+
+    def __init__(self, *args, input_scale=1.0, output_scale=1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.input_scale = _scale_config(input_scale)
+        self.output_scale = float(output_scale)
+        if not self.output_scale > 0:
+            raise ValueError(f"output_scale must be > 0, got {output_scale!r}")
+        self.deploy_constraint = self.kernel_constraint
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        # (in, 1): broadcasts over a (kh, kw, in, out) kernel
+        self.kernel_factor = (_scale_vector(self.input_scale, channels)
+                              * np.float32(self.output_scale))[:, None]
+        if self.deploy_constraint is not None and not (self.kernel_factor == 1).all():
+            self.kernel_constraint = _FoldedConstraint(self.deploy_constraint,
+                                                       self.kernel_factor)
+        super().build(input_shape)
+
+    def fold(self, kernel, bias):
+        """(kernel, bias) of the equivalent plain conv; NumPy arrays or TF tensors."""
+        return kernel * self.kernel_factor, None if bias is None else bias * self.output_scale
+
+    def call(self, x):
+        kernel, bias = self.fold(self.kernel, self.bias)
+        y = self.convolution_op(x, kernel)
+        if bias is not None:
+            y = tf.nn.bias_add(y, bias)
+        return self.activation(y)
+
+    def collapse(self) -> tuple[np.ndarray, ...]:
+        """The deploy conv's weights: (kernel, bias), or (kernel,) without a bias."""
+        kernel, bias = self.fold(self.kernel.numpy(), None if self.bias is None
+                                 else self.bias.numpy())
+        return (kernel,) if bias is None else (kernel, bias)
+
+    def deploy_layer(self) -> keras.layers.Conv2D:
+        """The plain Conv2D (same name, shape, activation, constraint) that replaces it."""
+        return keras.layers.Conv2D.from_config(self._conv_config())
+
+    def _conv_config(self):
+        return {**super().get_config(),
+                "kernel_constraint": keras.constraints.serialize(self.deploy_constraint)}
+
+    def get_config(self):
+        return {**self._conv_config(), "input_scale": self.input_scale,
+                "output_scale": self.output_scale}
+
+
+def output_init():
+    """Initial kernels of a last conv: He-normal x :data:`OUTPUT_INIT_GAIN`."""
+    return keras.initializers.VarianceScaling(2.0 * OUTPUT_INIT_GAIN ** 2, "fan_in",
+                                              "truncated_normal")
+
+
+@serializable
+class NearestTapInitializer(keras.initializers.VarianceScaling):
+    """Initial kernel (3, 3, C_in, channels * upscale^2) of a last conv reading the image in its
+    first ``channels`` inputs (SCSRN's [image, features] skip): the nearest-conv kernel
+    (:func:`nearest_conv_kernel`) on their centre tap, plus :func:`output_init`-sized noise.
+    With depth-to-space after it, the network starts as nearest-neighbour upscaling, the
+    anchor that ABPN, NCNet and XCAT add explicitly. Assumes the conv's folded factor on the
+    image channels is 1 (input 1/255, output 255)."""
+
+    def __init__(self, upscale: int = 3, channels: int = 3, scale: float = None, **kwargs):
+        kwargs.setdefault("mode", "fan_in")
+        kwargs.setdefault("distribution", "truncated_normal")
+        super().__init__(2.0 * OUTPUT_INIT_GAIN ** 2 if scale is None else scale, **kwargs)
+        self.upscale, self.channels = int(upscale), int(channels)
+
+    def __call__(self, shape, dtype=None, **kwargs):
+        anchor = np.zeros(shape, np.float32)
+        anchor[shape[0] // 2, shape[1] // 2, :self.channels] = \
+            nearest_conv_kernel(self.upscale, self.channels)[0, 0]
+        return super().__call__(shape, dtype, **kwargs) + anchor
+
+    def get_config(self):
+        return {**super().get_config(), "upscale": self.upscale, "channels": self.channels}
+
+
 # ------------------------------------------------------------------ re-parameterizable blocks
 
 
-def _conv(filters, kernel_size, name, kernel_constraint=None, **kwargs):
-    return keras.layers.Conv2D(filters, kernel_size, padding="same", name=name,
-                               kernel_constraint=kernel_constraint, **kwargs)
+def _conv(filters, kernel_size, name, kernel_constraint=None, input_scale=1.0,
+          output_scale=1.0, **kwargs):
+    """A 'same'-padded conv: a plain Conv2D, or a ScaledConv2D when a scale is not 1."""
+    if np.ndim(input_scale) == 0 and input_scale == 1 and output_scale == 1:
+        return keras.layers.Conv2D(filters, kernel_size, padding="same", name=name,
+                                   kernel_constraint=kernel_constraint, **kwargs)
+    return ScaledConv2D(filters, kernel_size, padding="same", name=name,
+                        kernel_constraint=kernel_constraint, input_scale=input_scale,
+                        output_scale=output_scale, **kwargs)
 
 
 def _build(layer, input_shape):
@@ -174,15 +330,40 @@ def _center_3x3(kernel: np.ndarray) -> np.ndarray:
 class Collapsible(keras.layers.Layer):
     """A block that is linear up to its activation, so it equals one 3x3 Conv2D.
 
-    Subclasses create their branch convs (with ``self.kernel_constraint``), apply
+    Subclasses create their branch convs with :meth:`branch` (which passes on
+    ``self.kernel_constraint``, ``self.kernel_initializer`` and the block's ``input_scale`` /
+    ``output_scale``, fixed factors as in :class:`ScaledConv2D`, so collapsing the branches
+    folds them), scale an identity path by :meth:`identity_factor`, apply
     ``self.activation`` last, and implement :meth:`collapse`.
     """
 
-    def __init__(self, filters: int, activation=None, kernel_constraint=None, **kwargs):
+    def __init__(self, filters: int, activation=None, kernel_constraint=None,
+                 input_scale=1.0, output_scale=1.0, kernel_initializer=None, **kwargs):
         super().__init__(**kwargs)
         self.filters = int(filters)
         self.activation = keras.activations.get(activation)
         self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self.input_scale = _scale_config(input_scale)
+        self.output_scale = float(output_scale)
+        self.kernel_initializer = (None if kernel_initializer is None
+                                   else keras.initializers.get(kernel_initializer))
+
+    def branch(self, filters, kernel_size, name, input_scale=None, output_scale=None):
+        """A branch conv (a ScaledConv2D, possibly by 1); the scales default to the block's.
+        Each branch gets its own copy of the initializer: one unseeded instance would give
+        every branch the same values."""
+        init = self.kernel_initializer
+        return ScaledConv2D(
+            filters, kernel_size, padding="same", name=name,
+            kernel_constraint=self.kernel_constraint,
+            kernel_initializer="glorot_uniform" if init is None else
+            keras.initializers.deserialize(keras.initializers.serialize(init)),
+            input_scale=self.input_scale if input_scale is None else input_scale,
+            output_scale=self.output_scale if output_scale is None else output_scale)
+
+    def identity_factor(self) -> np.ndarray:
+        """Per-channel factor of an identity path: input_scale x output_scale."""
+        return _scale_vector(self.input_scale, self.filters) * np.float32(self.output_scale)
 
     def collapse(self) -> tuple[np.ndarray, np.ndarray]:
         """Return (kernel (3, 3, in, filters), bias (filters,)) of the equivalent conv."""
@@ -199,7 +380,10 @@ class Collapsible(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "filters": self.filters,
                 "activation": keras.activations.serialize(self.activation),
-                "kernel_constraint": keras.constraints.serialize(self.kernel_constraint)}
+                "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
+                "input_scale": self.input_scale, "output_scale": self.output_scale,
+                "kernel_initializer": None if self.kernel_initializer is None
+                else keras.initializers.serialize(self.kernel_initializer)}
 
 
 @serializable
@@ -214,8 +398,8 @@ class RepConv(Collapsible):
                  identity: bool = True, **kwargs):
         super().__init__(filters, activation, kernel_constraint, **kwargs)
         self.identity = bool(identity)
-        self.conv3 = _conv(self.filters, 3, "conv3", self.kernel_constraint)
-        self.conv1 = _conv(self.filters, 1, "conv1", self.kernel_constraint)
+        self.conv3 = self.branch(self.filters, 3, "conv3")
+        self.conv1 = self.branch(self.filters, 1, "conv1")
 
     def build(self, input_shape):
         _build(self.conv3, input_shape)
@@ -226,15 +410,15 @@ class RepConv(Collapsible):
     def call(self, x):
         y = self.conv3(x) + self.conv1(x)
         if self.use_identity:
-            y = y + x
+            y = y + x * self.identity_factor()
         return self.activation(y)
 
     def collapse(self):
-        k3, b3 = (w.numpy() for w in (self.conv3.kernel, self.conv3.bias))
-        k1, b1 = (w.numpy() for w in (self.conv1.kernel, self.conv1.bias))
+        k3, b3 = self.conv3.collapse()
+        k1, b1 = self.conv1.collapse()
         kernel = k3 + _center_3x3(k1)
         if self.use_identity:
-            kernel[1, 1] += np.eye(self.filters, dtype=kernel.dtype)
+            kernel[1, 1] += np.diag(self.identity_factor())
         return kernel, b3 + b1
 
     def get_config(self):
@@ -256,8 +440,9 @@ class CollapsibleLinearBlock(Collapsible):
         super().__init__(filters, activation, kernel_constraint, **kwargs)
         self.expand = int(expand)
         self.identity = bool(identity)
-        self.expand_conv = _conv(self.filters * self.expand, 3, "expand", self.kernel_constraint)
-        self.project_conv = _conv(self.filters, 1, "project", self.kernel_constraint)
+        self.expand_conv = self.branch(self.filters * self.expand, 3, "expand",
+                                       output_scale=1.0)
+        self.project_conv = self.branch(self.filters, 1, "project", input_scale=1.0)
 
     def build(self, input_shape):
         _build(self.expand_conv, input_shape)
@@ -268,16 +453,18 @@ class CollapsibleLinearBlock(Collapsible):
     def call(self, x):
         y = self.project_conv(self.expand_conv(x))
         if self.use_identity:
-            y = y + x
+            y = y + x * self.identity_factor()
         return self.activation(y)
 
     def collapse(self):
-        k3, b3 = (w.numpy().astype(np.float64) for w in self.expand_conv.weights)
-        k1, b1 = (w.numpy().astype(np.float64) for w in self.project_conv.weights)
+        # input_scale sits in the expand kernel, output_scale in the projection: their product
+        # carries both, as in the training graph.
+        k3, b3 = (w.astype(np.float64) for w in self.expand_conv.collapse())
+        k1, b1 = (w.astype(np.float64) for w in self.project_conv.collapse())
         kernel = np.einsum("hwie,eo->hwio", k3, k1[0, 0])
         bias = b3 @ k1[0, 0] + b1
         if self.use_identity:
-            kernel[1, 1] += np.eye(self.filters)
+            kernel[1, 1] += np.diag(self.identity_factor())
         return kernel.astype(np.float32), bias.astype(np.float32)
 
     def get_config(self):
@@ -308,8 +495,9 @@ class HXBlock(Collapsible):
         super().__init__(sum(c for c, _ in groups), activation, kernel_constraint, **kwargs)
         self.groups = groups
         self.shift = int(shift) % self.filters
-        self.group_convs = [_conv(c, k, f"group{i}", self.kernel_constraint)
-                            for i, (c, k) in enumerate(self.groups)]
+        self.group_convs = [
+            self.branch(c, k, f"group{i}", _channel_slice(self.input_scale, a, b))
+            for i, ((c, k), (a, b)) in enumerate(zip(self.groups, self._slices()))]
 
     def build(self, input_shape):
         if int(input_shape[-1]) != self.filters:
@@ -334,8 +522,8 @@ class HXBlock(Collapsible):
         kernel = np.zeros((3, 3, self.filters, self.filters), np.float32)
         bias = np.zeros(self.filters, np.float32)
         for conv, (a, b) in zip(self.group_convs, self._slices()):
-            kernel[:, :, a:b, a:b] = _center_3x3(conv.kernel.numpy())
-            bias[a:b] = conv.bias.numpy()
+            group_kernel, bias[a:b] = conv.collapse()
+            kernel[:, :, a:b, a:b] = _center_3x3(group_kernel)
         return np.roll(kernel, self.shift, axis=-1), np.roll(bias, self.shift)
 
     def get_config(self):
@@ -347,14 +535,49 @@ class HXBlock(Collapsible):
 BLOCKS = {"repconv": RepConv, "clb": CollapsibleLinearBlock}
 
 
-def conv_block(kind: str, filters: int, name: str, activation=None, kernel_constraint=None):
-    """A 3x3 conv layer of the given kind: "conv" (plain Conv2D) or a collapsible block."""
+def conv_block(kind: str, filters: int, name: str, activation=None, kernel_constraint=None,
+               *, input_scale=1.0, output_scale=1.0, kernel_initializer=None,
+               identity: bool = True):
+    """A 3x3 conv layer of the given kind: "conv" (a Conv2D, a :class:`ScaledConv2D` when a
+    scale is not 1) or a collapsible block with those scales, ``kernel_initializer`` (None:
+    Keras' default) on every conv and, for a block, ``identity`` (its identity branch when
+    in == out; a plain conv has none)."""
+    scales = dict(input_scale=input_scale, output_scale=output_scale)
+    init = {} if kernel_initializer is None else {"kernel_initializer": kernel_initializer}
     if kind == "conv":
-        return _conv(filters, 3, name, kernel_constraint, activation=activation)
+        return _conv(filters, 3, name, kernel_constraint, activation=activation, **scales,
+                     **init)
     if kind not in BLOCKS:
         raise ValueError(f"unknown block {kind!r}; choose conv or {', '.join(BLOCKS)}")
     return BLOCKS[kind](filters, activation=activation, kernel_constraint=kernel_constraint,
-                        name=name)
+                        name=name, identity=identity, **scales, **init)
+
+
+# conv_block() arguments of the three roles of a conv in a training graph (normalize=True);
+# deploy graphs (normalize=False) keep plain convs and Keras' defaults, since collapse()
+# gives them their weights.
+
+def first_conv_args(normalize: bool) -> dict:
+    """The ReLU conv reading the [0, 255] image: input x 1/255, He-normal weights (unit-scale
+    pre-activations for ReLU on [0, 1] values)."""
+    return dict(input_scale=1.0 / PIXEL_MAX,
+                kernel_initializer=keras.initializers.HeNormal()) if normalize else {}
+
+
+def hidden_conv_args(normalize: bool, block: str = "conv") -> dict:
+    """The ReLU convs between: He-normal weights for plain convs. Rep blocks keep Keras'
+    default: their identity branch already carries the signal, and He-normal on every branch
+    would grow it ~1.6x per block."""
+    return dict(kernel_initializer=keras.initializers.HeNormal()) \
+        if normalize and block == "conv" else {}
+
+
+def last_conv_args(normalize: bool) -> dict:
+    """The linear conv whose output is added to the anchor: output x 255, small initial
+    weights and, for a rep block, no identity branch (which would add 255 x the features),
+    so the model starts near its anchor (nearest-neighbour upscaling)."""
+    return dict(output_scale=PIXEL_MAX, kernel_initializer=output_init(),
+                identity=False) if normalize else {}
 
 
 def sr_input(input_size=None):
@@ -397,5 +620,8 @@ def weight_constraint(weight_clip):
 
 
 CUSTOM_OBJECTS = {cls.__name__: cls for cls in (
-    ClipWeights, DepthToSpace, ClipByValue, ConcatAnchor, NearestConvAnchor, RepConv,
-    CollapsibleLinearBlock, HXBlock)}
+    ClipWeights, DepthToSpace, ClipByValue, ConcatAnchor, NearestConvAnchor, ScaledConv2D,
+    NearestTapInitializer, RepConv, CollapsibleLinearBlock, HXBlock)}
+
+# Training-graph layers that collapse() replaces by a plain Conv2D (deploy_layer + collapse).
+FOLDABLE = (ScaledConv2D, Collapsible)

@@ -7,7 +7,9 @@ k % 3, TF's depth_to_space order). Published: 65 KB INT8, 29.94 dB, 29.8 ms on t
 (seed 004, Table 1).
 
 NCNet already uses the nearest-conv anchor when training, so its training and deploy graphs
-are the same; the clip sits before depth-to-space (the MAI 2022 recipe).
+have the same layers; the training graph's first and last convs work in the [0, 1] domain
+(``normalize``, as in ABPN), which collapse() folds away. The clip sits before
+depth-to-space (the MAI 2022 recipe).
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from mai_sr._tf import keras
 from mai_sr.models.abpn import build_anchor_net
 
 DEFAULTS = dict(channels=32, body=4, block="conv", anchor="nearest_conv", clip="before_d2s",
-                weight_clip=None, input_size=None)
-DEPLOY = dict(block="conv")
+                normalize=True, weight_clip=None, input_size=None)
+DEPLOY = dict(block="conv", normalize=False)
 
 
 def build(scale: int = 3, **config) -> keras.Model:

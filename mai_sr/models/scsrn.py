@@ -19,26 +19,37 @@ No code was published; this is our reading of the report text and its Fig. 3:
 - Weight clipping (Z6 clip the skewed first-layer weights because TFLite quantizes weights
   symmetrically): ``weight_clip=<max |w|>`` puts a ClipWeights constraint on every conv
   kernel; off by default because the report gives no value.
+- Training graph (``normalize=True``): [0, 1] domain as in ABPN. The last conv reads the
+  image scaled by 1/255 and the features as they are, and its output is scaled by 255; it
+  starts as nearest-neighbour upscaling (nearest-conv kernel on the image's centre tap,
+  :class:`~mai_sr.models.blocks.NearestTapInitializer`), SCSRN's implicit anchor.
 """
 
 from __future__ import annotations
 
 from mai_sr._tf import keras
-from mai_sr.models.blocks import conv_block, sr_head, sr_input, weight_constraint
+from mai_sr.models.blocks import (PIXEL_MAX, NearestTapInitializer, conv_block,
+                                  first_conv_args, hidden_conv_args, sr_head, sr_input,
+                                  weight_constraint)
 
-DEFAULTS = dict(channels=32, blocks=5, block="repconv", clip="before_d2s", weight_clip=None,
-                input_size=None)
-DEPLOY = dict(block="conv")
+DEFAULTS = dict(channels=32, blocks=5, block="repconv", clip="before_d2s", normalize=True,
+                weight_clip=None, input_size=None)
+DEPLOY = dict(block="conv", normalize=False)
 
 
-def build(scale: int = 3, *, channels: int, blocks: int, block: str, clip: str, weight_clip,
-          input_size) -> keras.Model:
+def build(scale: int = 3, *, channels: int, blocks: int, block: str, clip: str, normalize: bool,
+          weight_clip, input_size) -> keras.Model:
     """SCSRN with ``DEFAULTS`` updated by the keyword arguments."""
     constraint = weight_constraint(weight_clip)
     inp = sr_input(input_size)
-    x = conv_block("conv", channels, "conv1", "relu", constraint)(inp)
+    x = conv_block("conv", channels, "conv1", "relu", constraint,
+                   **first_conv_args(normalize))(inp)
     for i in range(blocks):
-        x = conv_block(block, channels, f"block{i + 1}", "relu", constraint)(x)
+        x = conv_block(block, channels, f"block{i + 1}", "relu", constraint,
+                       **hidden_conv_args(normalize, block))(x)
     x = keras.layers.Concatenate(name="skip_concat")([inp, x])
-    x = conv_block("conv", 3 * scale * scale, "conv_out", None, constraint)(x)
+    out_args = dict(input_scale=[1.0 / PIXEL_MAX] * 3 + [1.0] * channels,
+                    output_scale=PIXEL_MAX,
+                    kernel_initializer=NearestTapInitializer(scale)) if normalize else {}
+    x = conv_block("conv", 3 * scale * scale, "conv_out", None, constraint, **out_args)(x)
     return keras.Model(inp, sr_head(x, scale, clip), name="scsrn")

@@ -21,31 +21,38 @@ No code was published; this is our reading of the report and the paper's abstrac
   multiply the zeros (5,208 deploy parameters per block vs 1,912 trained ones). We chose
   the width (24) so the *deploy* INT8 file is near the published 30 KB (Table 1: 29.67 dB,
   30.2 ms). QAT on the deploy graph may move the zeros; that changes nothing at runtime.
+- Training graph (``normalize=True``): [0, 1] domain as in ABPN (first conv input x 1/255,
+  last conv output x 255, folded away by collapse()).
 """
 
 from __future__ import annotations
 
 from mai_sr._tf import keras
-from mai_sr.models.blocks import HXBlock, conv_block, make_anchor, sr_head, sr_input, \
-    weight_constraint
+from mai_sr.models.blocks import (HXBlock, conv_block, first_conv_args, hidden_conv_args,
+                                  last_conv_args, make_anchor, sr_head, sr_input,
+                                  weight_constraint)
 
 DEFAULTS = dict(groups=((12, 3), (8, 3), (4, 1)), shift=4, blocks=3, block="hx",
-                anchor="nearest_conv", clip="before_d2s", weight_clip=None, input_size=None)
-DEPLOY = dict(block="conv")
+                anchor="nearest_conv", clip="before_d2s", normalize=True, weight_clip=None,
+                input_size=None)
+DEPLOY = dict(block="conv", normalize=False)
 
 
 def build(scale: int = 3, *, groups, shift: int, blocks: int, block: str, anchor: str,
-          clip: str, weight_clip, input_size) -> keras.Model:
+          clip: str, normalize: bool, weight_clip, input_size) -> keras.Model:
     """XCAT with ``DEFAULTS`` updated by the keyword arguments."""
     constraint = weight_constraint(weight_clip)
     channels = sum(c for c, _ in groups)
     inp = sr_input(input_size)
-    x = conv_block("conv", channels, "conv1", "relu", constraint)(inp)
+    x = conv_block("conv", channels, "conv1", "relu", constraint,
+                   **first_conv_args(normalize))(inp)
     for i in range(blocks):
         name = f"hxblock{i + 1}"
         layer = (HXBlock(groups, shift, "relu", constraint, name=name) if block == "hx"
-                 else conv_block(block, channels, name, "relu", constraint))
+                 else conv_block(block, channels, name, "relu", constraint,
+                                 **hidden_conv_args(normalize, block)))
         x = layer(x)
-    x = conv_block("conv", 3 * scale * scale, "conv_out", None, constraint)(x)
+    x = conv_block("conv", 3 * scale * scale, "conv_out", None, constraint,
+                   **last_conv_args(normalize))(x)
     x = keras.layers.Add(name="add_anchor")([x, make_anchor(anchor, inp, scale)])
     return keras.Model(inp, sr_head(x, scale, clip), name="xcat")

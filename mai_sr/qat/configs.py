@@ -176,37 +176,9 @@ class ConvQuantizeConfig(QuantizeConfig):
         return {"quantize_output": self.quantize_output, "output_range": self.output_range}
 
 
-class OutputQuantizeConfig(QuantizeConfig):
-    """A weightless layer whose output gets one range: fixed if given, else moving average.
-
-    Used for clips and the frozen anchor ([0, 255]), Add, a ReLU layer, and Concatenate.
-    """
-
-    def __init__(self, output_range=None):
-        self.output_range = _range_or_none(output_range)
-
-    def get_weights_and_quantizers(self, layer):
-        return []
-
-    def set_quantize_weights(self, layer, quantize_weights):
-        pass
-
-    def get_activations_and_quantizers(self, layer):
-        return []
-
-    def set_quantize_activations(self, layer, quantize_activations):
-        pass
-
-    def get_output_quantizers(self, layer):
-        return [_output_quantizer(self.output_range)]
-
-    def get_config(self):
-        return {"output_range": self.output_range}
-
-
 class PassThroughQuantizeConfig(QuantizeConfig):
     """Nothing quantized: the output keeps its input's range (DepthToSpace, concat anchor),
-    or takes its consumer's (an Add that feeds the clip)."""
+    or is the range of its consumer (an Add feeding a ReLU layer or a learned-range concat)."""
 
     def get_weights_and_quantizers(self, layer):
         return []
@@ -225,6 +197,22 @@ class PassThroughQuantizeConfig(QuantizeConfig):
 
     def get_config(self):
         return {}
+
+
+class OutputQuantizeConfig(PassThroughQuantizeConfig):
+    """A weightless layer whose output gets one range: fixed if given, else moving average.
+
+    Used for clips and the frozen anchor ([0, 255]), Add, a ReLU layer, and Concatenate.
+    """
+
+    def __init__(self, output_range=None):
+        self.output_range = _range_or_none(output_range)
+
+    def get_output_quantizers(self, layer):
+        return [_output_quantizer(self.output_range)]
+
+    def get_config(self):
+        return {"output_range": self.output_range}
 
 
 CUSTOM_OBJECTS = {cls.__name__: cls for cls in (

@@ -6,8 +6,8 @@ the tensor ranges of the INT8 TFLite file the exporter writes:
 * the input is quantized to the fixed range [0, 255] (raw uint8 pixels: scale 1, zero 0);
 * the clip before depth-to-space has the fixed range [0, 255], so the output is uint8 with
   scale 1 and zero point 0; the layer feeding the clip (the anchor ADD, or SCSRN's last
-  conv) gets the same fixed range, because the converter does not propagate ranges
-  backwards (with a range only on the clip, the ADD stayed in float);
+  conv) gets the same fixed range, because the converter does not carry the clip's range
+  back to it (with a range only on the clip, the ADD stayed in float);
 * depth-to-space and the concat anchor move values and add no range;
 * a Concatenate has one range shared by its inputs and output (fixed [0, 255] when the
   image is one of its inputs, the skip concatenation of SCSRN), so the converter never has
