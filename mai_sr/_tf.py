@@ -10,7 +10,32 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
+
+def _import_quietly():
+    """Import TF with file descriptor 2 silenced.
+
+    TF's C++ start-up lines (oneDNN notice, "Could not find cuda drivers", cuInit) are written
+    before absl logging is initialised, so TF_CPP_MIN_LOG_LEVEL cannot hide them. An import
+    error still propagates, after stderr is restored. MAI_SR_TF_LOGS=1 shows them.
+    """
+    if os.environ.get("MAI_SR_TF_LOGS") == "1":
+        import tensorflow
+        import tf_keras
+        return tensorflow, tf_keras
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow
+        import tf_keras
+        tensorflow.config.list_physical_devices("GPU")  # triggers the cuInit message now
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    return tensorflow, tf_keras
+
+
+tf, keras = _import_quietly()
 
 __all__ = ["tf", "keras"]
