@@ -9,9 +9,8 @@ fake-quant ops become the tensors' quantization parameters one for one:
 - anything else (a run without ``--qat``, ``--model X --weights F``, ``--pretrained X``) is
   quantized after training (PTQ): the same fake-quant graph, with every activation range set
   to the min/max over ``--calib-n`` real LR crops of ``--calib`` (default: the builtin
-  photos), after the same crops scaled SCSRN's skip-concat features down to the image's
-  range where they overflow it (exact in float); weights get per-channel symmetric ranges
-  from their values. Using the fake-quant
+  photos), after the same crops rescaled SCSRN's skip-concat features to fill the image's
+  range (exact in float); weights get per-channel symmetric ranges from their values. Using the fake-quant
   graph rather than TFLite's own calibrator keeps the input and output at exactly
   [0, 255] and gives each tensor one range, so both kinds of export have the same graph.
 

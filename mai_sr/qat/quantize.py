@@ -167,19 +167,20 @@ def plan_quantization(model) -> dict[str, object]:
 
 
 def equalize_fixed_ranges(deploy_model, batches: Iterable) -> keras.Model:
-    """A copy of `deploy_model` in which ReLU convs that feed a fixed-range concat and
-    overflow that range are scaled down to fit it; the same function in float.
+    """A copy of `deploy_model` in which each ReLU conv feeding a fixed-range concat is
+    rescaled so its output peaks at the top of that range; the same function in float.
 
-    SCSRN concatenates the image with its last feature map, so the features must share the
-    image's fixed [0, 255] range (scale 1); features that peak at 600 (measured after a
-    short FP32 run) are clipped there, which cost 0.7 dB. ReLU(a * conv(x)) =
-    a * ReLU(conv(x)) for a > 0, so scaling that conv's kernel and bias by a = 255 / max
-    (max over `batches`, float LR images in [0, 255]) and the consuming conv's kernel rows
-    for those channels by 1 / a leaves the float model unchanged and puts the features'
-    maximum at 255. Features that fit are left alone: scaling them up trades activation
-    levels for weight levels of the consuming conv and, worse, makes Adam's step sizes
-    wrong for the rescaled weights (a 20-step model with near-dead features lost 5 dB in
-    QAT after a large upscale).
+    SCSRN concatenates the image with its last feature map, so the features share the
+    image's fixed [0, 255] range (scale 1). Measured on SCSRN after 1200 FP32 steps: the
+    features peaked at 13.5 (mean 0.26), so rounding them to whole numbers cost 0.15 dB,
+    and the next conv compensated with feature weights up to 7.5, which set its per-channel
+    weight step (max|w|/127) 7.5x coarser than the image weights (near 1) need: -0.57 dB.
+    ReLU(a * conv(x)) = a * ReLU(conv(x)) for a > 0, so scaling that conv's kernel and bias
+    by a = 255 / max (max over `batches`, float LR images in [0, 255]) and the consuming
+    conv's kernel rows for those channels by 1 / a leaves the float model unchanged, fills
+    the range, and shrinks those weights below the image weights. (Features that overflow
+    255, seen after a very short run, are scaled down the same way instead of clipped.)
+    PTQ of that SCSRN lost 0.70 dB without this and 0.11 dB with it.
     """
     model = keras.models.clone_model(deploy_model)
     model.set_weights(deploy_model.get_weights())
@@ -200,7 +201,7 @@ def equalize_fixed_ranges(deploy_model, batches: Iterable) -> keras.Model:
             continue
         probe = keras.Model(model.inputs, layer.output)
         peak = max(float(probe(b, training=False).numpy().max()) for b in batches)
-        if peak <= hi[1]:
+        if peak <= 0:
             continue
         gain = hi[1] / peak
         kernel, bias = layer.get_weights()
@@ -254,7 +255,7 @@ def quantize_model(deploy_model, calibration: Iterable | None = None) -> keras.M
     The weights are copied from `deploy_model` (which is left untouched). Layers are wrapped
     as `quant_<name>`; see :func:`plan_quantization` for what each one gets. With
     `calibration` (float LR batches in [0, 255], e.g. a few dozen training crops), features
-    that overflow the fixed range of the concat they feed are first scaled to fit it
+    feeding a fixed-range concat are first rescaled to fill that range
     (:func:`equalize_fixed_ranges`, SCSRN) and the activation ranges start from the data
     (:func:`calibrate`); pass it whenever data is at hand. Raises MaiSrError for a layer
     class without a QuantizeConfig.
