@@ -20,3 +20,11 @@ def shared_data() -> Path:
         pytest.fail(f"real data not found at {SHARED_DATA}: put ../shared/data beside the checkout "
                     "or set MAI_SR_DATA")
     return SHARED_DATA
+
+
+def link_images(folder: Path, shared_data: Path, names) -> Path:
+    """A folder of symlinks to real images in the shared data (never copies), e.g.
+    ``link_images(tmp, shared_data, ["Set5/bird.png"])``; returns the folder."""
+    for name in names:
+        (folder / Path(name).name).symlink_to(shared_data / name)
+    return folder

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import link_images
 from ai_edge_litert.interpreter import Interpreter
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
@@ -49,10 +51,8 @@ def dynamic_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def eval_folder(shared_data, tmp_path_factory) -> Path:
     """Three real images: a greyscale one (bridge, mode L), odd sizes (comic), and bird."""
-    folder = tmp_path_factory.mktemp("eval_images")
-    for name in ("Set14/bridge.png", "Set14/comic.png", "Set5/bird.png"):
-        (folder / Path(name).name).symlink_to(shared_data / name)
-    return folder
+    return link_images(tmp_path_factory.mktemp("eval_images"), shared_data,
+                       ("Set14/bridge.png", "Set14/comic.png", "Set5/bird.png"))
 
 
 def reference_scores(model_path: Path, folder: Path, crop: int = 3):

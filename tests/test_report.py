@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
+from conftest import link_images
 from ai_edge_litert.interpreter import Interpreter
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
@@ -63,10 +65,8 @@ def models(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def images(shared_data, tmp_path_factory) -> Path:
     """Three real colour images, linked (never copied) from the shared data."""
-    folder = tmp_path_factory.mktemp("mini")
-    for name in ("Set5/bird.png", "Set5/butterfly.png", "Set14/comic.png"):
-        (folder / Path(name).name).symlink_to(shared_data / name)
-    return folder
+    return link_images(tmp_path_factory.mktemp("mini"), shared_data,
+                       ("Set5/bird.png", "Set5/butterfly.png", "Set14/comic.png"))
 
 
 def _inputs(models: Path) -> list[str]:
