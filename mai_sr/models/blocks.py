@@ -366,8 +366,11 @@ class Collapsible(keras.layers.Layer):
         return _scale_vector(self.input_scale, self.filters) * np.float32(self.output_scale)
 
     def collapse(self) -> tuple[np.ndarray, np.ndarray]:
-        """Return (kernel (3, 3, in, filters), bias (filters,)) of the equivalent conv."""
-        raise NotImplementedError
+        """Return (kernel (3, 3, in, filters), bias (filters,)) of the equivalent conv.
+
+        Abstract: every concrete block (RepConv, CollapsibleLinearBlock, ...) defines it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must define collapse()")
 
     def deploy_layer(self) -> keras.layers.Conv2D:
         """The plain 3x3 Conv2D (same name, activation, constraint) that replaces this block."""
