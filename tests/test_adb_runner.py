@@ -305,6 +305,17 @@ def test_push_copies_to_ai_benchmark_slot_and_prints_steps(fake, model, capsys):
     assert fake.files("VS680A")["/sdcard/Download/model.tflite"]["size"] == model.stat().st_size
 
 
+def test_push_pretrained_sends_the_shipped_fixed_shape_file(fake, capsys):
+    from mai_sr.pretrained import pretrained_path
+
+    shipped = pretrained_path("scsrn", "fixed")
+    fake.devices(device("VS680A"))
+    assert main(["push", "--pretrained", "scsrn"]) == 0
+    assert fake.commands()[-1] == ["-s", "VS680A", "push", str(shipped),
+                                   "/sdcard/Download/model.tflite"]
+    assert fake.files("VS680A")["/sdcard/Download/model.tflite"]["size"] == shipped.stat().st_size
+
+
 def test_push_to_all_devices(fake, model):
     fake.devices(device("A1"), device("B2"))
     assert push_model(model, serial="all") == ["A1", "B2"]

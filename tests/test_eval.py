@@ -162,7 +162,6 @@ def test_bad_inputs_give_one_line_errors(tmp_path_factory, dynamic_model, eval_f
                     str(empty), "no images")
     _one_line_error(capsys, ["eval", str(dynamic_model), "--data", "Set14-nowhere"],
                     "Set14-nowhere", "no such folder")
-    _one_line_error(capsys, ["eval", "--pretrained", "xcat"], "--pretrained xcat")
     _one_line_error(capsys, ["eval"], "no model")
 
 

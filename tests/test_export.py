@@ -213,7 +213,6 @@ def test_failed_export_writes_nothing_and_keeps_the_old_file(run_dir, exported, 
     ({"weights": "w.h5"}, "--model and --weights go together"),
     ({"model": "abpn", "weights": "missing.weights.h5"}, "missing.weights.h5 not found"),
     ({"run": "no-such-run"}, "config.json: not found"),
-    ({"pretrained": "xcat"}, "--pretrained xcat"),
     ({"model": "abpn", "weights": "w.h5", "precision": "int4"}, "--precision"),
 ])
 def test_bad_arguments_are_one_line_errors(kwargs, message, tmp_path, monkeypatch):

@@ -264,6 +264,27 @@ def test_weights_and_ranges_round_trip(name, qat_models, tmp_path):
     np.testing.assert_array_equal(rebuilt(x, training=False).numpy(), qat(x, training=False).numpy())
 
 
+@pytest.mark.parametrize("name", ["abpn", "scsrn"])
+def test_deploy_weights_plus_activation_ranges_rebuild_the_qat_model(name, qat_models):
+    """What the pretrained models ship instead of the QAT checkpoint (half its size)."""
+    import json
+
+    from mai_sr.qat.quantize import activation_ranges, deploy_from_qat, set_activation_ranges
+
+    qat = qat_models[name]
+    calibrate(qat, [_lr(11)])
+    deploy = create_model(name, deploy=True)  # fresh random weights, overwritten below
+    deploy_from_qat(qat, deploy)
+    again = quantize_model(deploy)
+    set_activation_ranges(again, json.loads(json.dumps(activation_ranges(qat))))
+    x = _lr(12)
+    np.testing.assert_array_equal(again(x, training=False).numpy(), qat(x, training=False).numpy())
+    with pytest.raises(MaiSrError, match="do not fit this model"):
+        set_activation_ranges(again, {"quant_nowhere/post_activation": [0.0, 1.0]})
+    with pytest.raises(MaiSrError, match="another architecture"):
+        deploy_from_qat(qat, create_model("xcat" if name != "xcat" else "abpn", deploy=True))
+
+
 # ---------------------------------------------------------------- weight clipping
 
 

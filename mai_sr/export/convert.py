@@ -6,7 +6,9 @@ converted from the fake-quant Keras model of :func:`mai_sr.qat.quantize_model`, 
 fake-quant ops become the tensors' quantization parameters one for one:
 
 - a run with a QAT stage exports its QAT model as trained (quantization-aware training);
-- anything else (a run without ``--qat``, ``--model X --weights F``, ``--pretrained X``) is
+- ``--pretrained X`` exports the shipped model: its deploy weights after QAT and its QAT
+  activation ranges (``X.qat.json``) rebuild the QAT model, so the file equals the shipped one;
+- anything else (a run without ``--qat``, ``--model X --weights F``) is
   quantized after training (PTQ): the same fake-quant graph, with every activation range set
   to the min/max over ``--calib-n`` real LR crops of ``--calib`` (default: the builtin
   photos), after the same crops rescaled SCSRN's skip-concat features to fill the image's
@@ -187,8 +189,17 @@ def _load_source(run, model, weights, pretrained, precision: str) -> tuple:
 
         path = pretrained_path(pretrained, "weights")
         loaded, kind = _load_weights_into(pretrained, path)
-        return loaded, pretrained, {"pretrained": pretrained, "weights": path.name,
-                                    "weights_kind": kind, "weights_sha256": fileio.sha256_file(path)}
+        source = {"pretrained": pretrained, "weights": path.name, "weights_kind": kind,
+                  "weights_sha256": fileio.sha256_file(path)}
+        if precision == "int8" and kind == "float":  # + the shipped QAT ranges: the QAT model
+            from mai_sr.qat.quantize import quantize_model, set_activation_ranges
+
+            ranges_file = pretrained_path(pretrained, "ranges")
+            loaded = quantize_model(loaded)
+            set_activation_ranges(loaded, json.loads(ranges_file.read_text()))
+            source.update(weights_kind="qat", ranges=ranges_file.name,
+                          ranges_sha256=fileio.sha256_file(ranges_file))
+        return loaded, pretrained, source
     if not (model and weights):
         raise MaiSrError("--model and --weights go together (deploy-graph weights of that model)")
     path = Path(weights)

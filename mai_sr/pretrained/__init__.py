@@ -4,8 +4,15 @@ For each model name (abpn, scsrn, ncnet, xcat) this folder may hold:
 
 - ``<name>.tflite``       fixed-shape INT8 model, 1x360x640x3 uint8 -> 1x1080x1920x3 uint8 (runtime)
 - ``<name>_none.tflite``  dynamic-shape INT8 model (fidelity, any image size)
-- ``<name>.weights.h5``   Keras deploy-graph weights (``create_model(name, deploy=True)``)
+- ``<name>.weights.h5``   Keras deploy-graph weights (``create_model(name, deploy=True)``): the
+                          float weights as quantization-aware training left them
+- ``<name>.qat.json``     the QAT activation ranges (``mai_sr.qat.activation_ranges``); with
+                          the weights they rebuild the QAT model, so ``mai-sr export
+                          --pretrained NAME`` writes the shipped INT8 file again (any shape)
 - ``<name>.json``         model card (the report's schema) with the measured numbers
+
+``benchmarks/pretrain.sh`` trains them and ``benchmarks/pretrained_table.py --ship`` exports,
+measures and copies them here.
 
 Only the standard library is imported here, so model-running commands stay TF-free.
 """
@@ -18,11 +25,12 @@ from mai_sr.errors import MaiSrError
 
 PRETRAINED_DIR = Path(__file__).resolve().parent
 NAMES = ("abpn", "scsrn", "ncnet", "xcat")
-_SUFFIX = {"fixed": ".tflite", "dynamic": "_none.tflite", "weights": ".weights.h5", "card": ".json"}
+_SUFFIX = {"fixed": ".tflite", "dynamic": "_none.tflite", "weights": ".weights.h5",
+           "ranges": ".qat.json", "card": ".json"}
 
 
 def pretrained_path(name: str, kind: str = "dynamic") -> Path:
-    """Path of a shipped file; `kind` is fixed, dynamic, weights or card.
+    """Path of a shipped file; `kind` is fixed, dynamic, weights, ranges or card.
 
     Raises MaiSrError naming the file when the model or file is not shipped.
     """

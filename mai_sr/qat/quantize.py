@@ -310,3 +310,46 @@ def calibrate(qat_model, batches: Iterable) -> int:
             lo.assign(lows[key])
             hi.assign(highs[key])
     return n
+
+
+def activation_ranges(qat_model) -> dict[str, list[float]]:
+    """The learned activation ranges of a QAT model: quantizer prefix -> [min, max].
+
+    With the deploy-graph weights these are all a QAT model holds (the fixed input, anchor and
+    clip ranges are constants of the graph), so the pair rebuilds it exactly:
+    :func:`set_activation_ranges` on ``quantize_model(deploy)``.
+    """
+    return {key: [float(lo.numpy()), float(hi.numpy())]
+            for key, (lo, hi, _) in sorted(range_variables(qat_model).items())}
+
+
+def set_activation_ranges(qat_model, ranges: dict) -> None:
+    """Give a fresh ``quantize_model(deploy)`` the ranges of :func:`activation_ranges`.
+
+    Raises MaiSrError when the quantizers differ (ranges of another architecture)."""
+    variables = range_variables(qat_model)
+    if set(ranges) != set(variables):
+        missing = sorted(set(variables) - set(ranges)) or sorted(set(ranges) - set(variables))
+        raise MaiSrError(f"activation ranges do not fit this model (e.g. {missing[0]!r})")
+    for key, (lo, hi, seen) in variables.items():
+        lo.assign(float(ranges[key][0]))
+        hi.assign(float(ranges[key][1]))
+        seen.assign(1.0)  # "initialised": a later training step moves the range, not resets it
+
+
+def deploy_from_qat(qat_model, deploy_model) -> None:
+    """Copy a QAT model's float kernels and biases into `deploy_model` (same architecture).
+
+    QAT trains the float weights behind the fake-quant ops; a plain deploy model holding them
+    plus :func:`activation_ranges` is the whole QAT model, in half the size of its h5 file.
+    """
+    # By variable name: a QAT wrapper's inner layer no longer lists its kernel (the wrapper
+    # swapped in the fake-quantized tensor), but the variables keep the layer's names.
+    by_name = {v.name.split(":")[0]: v for v in qat_model.weights}
+    misfits = [v.name for v in deploy_model.weights
+               if v.shape != getattr(by_name.get(v.name.split(":")[0]), "shape", None)]
+    if misfits:
+        raise MaiSrError(f"QAT model has no variable {misfits[0]} of that shape "
+                         "(another architecture?)")
+    for variable in deploy_model.weights:
+        variable.assign(by_name[variable.name.split(":")[0]].numpy())

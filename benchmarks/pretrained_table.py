@@ -1,0 +1,233 @@
+"""The pretrained models' results table (issue 8), and with ``--ship`` the packaging.
+
+For each finished run of ``benchmarks/pretrain.sh`` (``benchmarks/out/pretrain/<model>``),
+`mai-sr report`'s own machinery (:func:`mai_sr.report.make_report`) exports the run's QAT
+model (fixed 1x360x640 and dynamic shape), evaluates the INT8 file with LiteRT and the Keras
+FP32 deploy model on B100, Set14 and Set5 (RGB, border crop 3: what ``mai-sr eval`` does),
+lints it, and times it with the local LiteRT runner and the SyNAP simulator. This script
+turns the model cards into ``benchmarks/results/pretrained.json`` and the README table
+(between the ``bench:pretrained`` markers), with the published Table 1 figures beside them,
+and checks the issue's targets:
+
+- INT8 PSNR at least 1.2 dB above bicubic on B100 and on Set14;
+- FP32 -> INT8 drop at most 0.05 dB on every set;
+- the PSNR ranking agrees with the published one for every pair of models whose published
+  PSNRs differ by more than 0.1 dB (checked on B100 and Set14).
+
+``--ship`` then writes into ``mai_sr/pretrained/``, for each model: the two .tflite files,
+``<model>.weights.h5`` (the float deploy weights QAT left, from
+:func:`mai_sr.qat.quantize.deploy_from_qat`), ``<model>.qat.json`` (the QAT activation
+ranges) and ``<model>.json`` (the model card, whose file hashes are the shipped files').
+
+    python benchmarks/pretrained_table.py [--runs benchmarks/out/pretrain] [--ship]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import itertools
+import json
+import os
+import platform
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _publish import ROOT, publish  # noqa: E402
+
+from mai_sr.fileio import atomic_path, write_json  # noqa: E402
+
+NAME = "pretrained"
+MODELS = ("abpn", "ncnet", "scsrn", "xcat")
+DATA = Path(os.environ.get("MAI_SR_DATA", ROOT.parent / "shared" / "data"))
+SETS = ("B100", "Set14", "Set5")  # the first is the score's PSNR (like the report's first set)
+TARGET_GAIN_DB = 1.2      # issue 8: INT8 over bicubic, on each of GAIN_SETS
+GAIN_SETS = ("B100", "Set14")
+TARGET_DROP_DB = 0.05     # issue 8: FP32 -> INT8
+RANKING_GAP_DB = 0.1      # issue 8: published PSNRs further apart than this must keep order
+REPORT_OUT = ROOT / "benchmarks" / "out" / "pretrained_report"
+SHIP_DIR = ROOT / "mai_sr" / "pretrained"
+
+
+def quality(card: dict, dataset: str, source: str) -> dict:
+    return next(q for q in card["quality"] if q["dataset"] == dataset and q["source"] == source)
+
+
+def runtime(card: dict, runner: str) -> float | None:
+    return next((r["avg_ms"] for r in card["runtimes"] if r["runner"] == runner), None)
+
+
+def model_row(card: dict) -> dict:
+    """What the table shows for one model, from its card."""
+    from mai_sr.published import for_architecture
+
+    row = {"params": card["complexity"]["params"], "int8_kb": round(card["size_kb"], 1),
+           "cpu_ms": runtime(card, "local"), "synap_ms": runtime(card, "synap"),
+           "score": card["score"]["value"], "score_psnr_set": card["score"]["dataset"],
+           "lint": {"errors": card["lint"]["errors"], "warnings": card["lint"]["warnings"]},
+           "sets": {}}
+    for s in SETS:
+        fp32, int8 = quality(card, s, "keras"), quality(card, s, "tflite")
+        row["sets"][s] = {"bicubic_psnr": int8["bicubic_psnr"], "bicubic_ssim": int8["bicubic_ssim"],
+                          "fp32_psnr": fp32["psnr"], "fp32_ssim": fp32["ssim"],
+                          "int8_psnr": int8["psnr"], "int8_ssim": int8["ssim"],
+                          "gain_db": int8["psnr"] - int8["bicubic_psnr"],
+                          "drop_db": fp32["psnr"] - int8["psnr"], "images": int8["images"]}
+    published = for_architecture(card["architecture"])
+    row["published"] = {"team": published.team, "psnr": published.psnr, "ssim": published.ssim,
+                        "delta_psnr": published.delta_psnr, "size_kb": published.size_kb,
+                        "npu_ms": published.npu_ms, "score": published.score}
+    return row
+
+
+def ranking_checks(rows: dict) -> list[dict]:
+    """Pairs whose published PSNRs differ by more than RANKING_GAP_DB: same order here?"""
+    checks = []
+    for a, b in itertools.combinations(rows, 2):
+        pa, pb = rows[a]["published"]["psnr"], rows[b]["published"]["psnr"]
+        if abs(pa - pb) <= RANKING_GAP_DB:
+            continue
+        hi, lo = (a, b) if pa > pb else (b, a)
+        for s in GAIN_SETS:
+            ours = rows[hi]["sets"][s]["int8_psnr"] - rows[lo]["sets"][s]["int8_psnr"]
+            checks.append({"higher": hi, "lower": lo, "set": s,
+                           "published_gap_db": round(abs(pa - pb), 2),
+                           "measured_gap_db": round(ours, 3), "agrees": ours > 0})
+    return checks
+
+
+def verdicts(rows: dict, checks: list[dict]) -> dict:
+    return {
+        "gain_at_least_1.2dB": {m: all(r["sets"][s]["gain_db"] >= TARGET_GAIN_DB for s in GAIN_SETS)
+                                for m, r in rows.items()},
+        "drop_at_most_0.05dB": {m: all(r["sets"][s]["drop_db"] <= TARGET_DROP_DB for s in SETS)
+                                for m, r in rows.items()},
+        "lint_clean": {m: r["lint"]["errors"] == 0 and r["lint"]["warnings"] == 0
+                       for m, r in rows.items()},
+        "ranking_agrees": all(c["agrees"] for c in checks),
+    }
+
+
+def _ms(value) -> str:
+    return "n.a." if value is None else f"{value:.1f}"
+
+
+def table(result: dict) -> str:
+    rows = result["models"]
+    lines = [f"Measured {result['date']} ({result['machine']}) by `benchmarks/pretrained_table.py` "
+             f"on the runs of `benchmarks/pretrain.sh` ({result['training']}). PSNR (dB) / SSIM "
+             "on RGB with a 3-pixel border crop, as `mai-sr eval` computes them; FP32 is the "
+             "Keras deploy model (output rounded to uint8), INT8 the shipped dynamic-shape "
+             "LiteRT file; gain = INT8 minus bicubic; Δ = FP32 minus INT8.", "",
+             "| model | set | bicubic | FP32 PSNR / SSIM | INT8 PSNR / SSIM | gain | Δ |",
+             "|---|---|---|---|---|---|---|"]
+    for m, r in rows.items():
+        for s in SETS:
+            q = r["sets"][s]
+            lines.append(f"| {m} | {s} | {q['bicubic_psnr']:.2f} | {q['fp32_psnr']:.2f} / "
+                         f"{q['fp32_ssim']:.4f} | {q['int8_psnr']:.2f} / {q['int8_ssim']:.4f} | "
+                         f"{q['gain_db']:+.2f} | {q['drop_db']:+.3f} |")
+    lines += ["", f"Efficiency and score. CPU ms: this machine, LiteRT, 2 threads, fixed "
+              "360x640 input; SyNAP ms: the VS680 *simulator* (`mai-sr bench --runner synap`, "
+              f"an estimate, not a device); score = 2^(2·PSNR) / (C·ms) with the INT8 "
+              f"{result['score_set']} PSNR and the simulated ms. Published: seed 004 Table 1 "
+              "(the challenge's own test set and the real VS680, so PSNRs are not comparable "
+              "with ours, only rankings).", "",
+              "| model | params | INT8 KB | CPU ms | SyNAP ms (sim.) | score (sim.) | "
+              "published team | pub. PSNR | pub. ΔPSNR | pub. KB | pub. NPU ms | pub. score |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for m, r in rows.items():
+        p = r["published"]
+        delta = "n.a." if p["delta_psnr"] is None else f"{p['delta_psnr']:.2f}"
+        lines.append(f"| {m} | {r['params']:,} | {r['int8_kb']:.1f} | {_ms(r['cpu_ms'])} | "
+                     f"{_ms(r['synap_ms'])} | {r['score']:.2f} | {p['team']} | {p['psnr']:.2f} | "
+                     f"{delta} | {p['size_kb']} | {p['npu_ms']} | {p['score']} |")
+    v = result["verdicts"]
+    lines += ["", "Targets: INT8 ≥ bicubic + 1.2 dB on B100 and Set14: " + ", ".join(
+        f"{m} {'yes' if ok else 'NO'}" for m, ok in v["gain_at_least_1.2dB"].items()) +
+        "; Δ ≤ 0.05 dB on every set: " + ", ".join(
+        f"{m} {'yes' if ok else 'NO'}" for m, ok in v["drop_at_most_0.05dB"].items()) +
+        "; lint without warnings: " + ", ".join(
+        f"{m} {'yes' if ok else 'NO'}" for m, ok in v["lint_clean"].items()) + ".",
+        "", "Ranking (pairs whose published PSNRs differ by more than 0.1 dB; INT8 PSNR here): " +
+        "; ".join(f"{c['higher']} > {c['lower']} on {c['set']}: {c['measured_gap_db']:+.3f} dB "
+                  f"({'agrees' if c['agrees'] else 'DISAGREES'})" for c in result["ranking"]) + "."]
+    return "\n".join(lines)
+
+
+def ship(run: Path, card: dict) -> list[Path]:
+    """Copy one model's files into mai_sr/pretrained (atomically, each file)."""
+    from mai_sr.models import create_model
+    from mai_sr.qat.quantize import activation_ranges, deploy_from_qat
+    from mai_sr.train import load_run_model
+
+    name = card["architecture"]
+    written = []
+    for entry in card["files"]:
+        target = SHIP_DIR / entry["name"]
+        with atomic_path(target) as tmp:
+            shutil.copyfile(run / "export" / entry["name"], tmp)
+        written.append(target)
+    qat = load_run_model(run, "qat")
+    deploy = create_model(name, deploy=True)
+    deploy_from_qat(qat, deploy)
+    with atomic_path(SHIP_DIR / f"{name}.weights.h5", suffix=".weights.h5") as tmp:
+        deploy.save_weights(str(tmp))
+    write_json(SHIP_DIR / f"{name}.qat.json", activation_ranges(qat))
+    write_json(SHIP_DIR / f"{name}.json", card)
+    written += [SHIP_DIR / f"{name}{s}" for s in (".weights.h5", ".qat.json", ".json")]
+    return written
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", default=str(ROOT / "benchmarks" / "out" / "pretrain"),
+                        help="folder of benchmarks/pretrain.sh runs, one per model")
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--ship", action="store_true", help="copy the files into mai_sr/pretrained")
+    parser.add_argument("--report-out", default=str(REPORT_OUT),
+                        help="report folder (its cache makes reruns cheap)")
+    parser.add_argument("--no-readme", action="store_true")
+    args = parser.parse_args(argv)
+
+    from mai_sr.report import make_report
+    from mai_sr.train import read_run_config
+
+    names = args.models.split(",")
+    runs = [Path(args.runs) / m for m in names]
+    unfinished = [str(r) for r in runs if not (r / "qat" / "qat.weights.h5").is_file()]
+    if unfinished:
+        raise SystemExit(f"pretrained_table: no finished QAT stage in {', '.join(unfinished)} "
+                         "(run benchmarks/pretrain.sh)")
+    data = ",".join(str(DATA / s) for s in SETS)
+    out = make_report([str(r) for r in runs], data=data, runners=["local", "synap"],
+                      out_dir=args.report_out)
+    cards = {m: json.loads((out / "cards" / f"{m}.json").read_text()) for m in names}
+    failed = {m: c["errors"] for m, c in cards.items() if c["status"] != "ok"}
+    if failed:
+        raise SystemExit(f"pretrained_table: measurements failed: {failed}")
+    rows = {m: model_row(c) for m, c in cards.items()}
+    checks = ranking_checks(rows)
+    config = read_run_config(runs[0])
+    result = {"date": datetime.date.today().isoformat(),
+              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+              "training": f"{config['steps']} FP32 + {config['qat_steps']} QAT steps, batch "
+                          f"{config['batch']}, LR patch {config['patch']}, T91 + BSD200",
+              "sets": list(SETS), "score_set": SETS[0], "models": rows, "ranking": checks,
+              "runs": {m: read_run_config(r) for m, r in zip(names, runs)}}
+    result["verdicts"] = verdicts(rows, checks)
+    publish(NAME, result, None if args.no_readme else table(result))
+    print(table(result))
+    if args.ship:
+        for m in names:
+            for path in ship(Path(args.runs) / m, cards[m]):
+                print(f"shipped {path.relative_to(ROOT)} ({path.stat().st_size / 1024:.1f} KB)")
+        total = sum(p.stat().st_size for p in SHIP_DIR.iterdir() if p.suffix != ".py" and p.is_file())
+        print(f"mai_sr/pretrained: {total / 1024:.0f} KB in all (limit 2048 KB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
