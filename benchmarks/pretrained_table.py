@@ -129,19 +129,23 @@ def table(result: dict) -> str:
             lines.append(f"| {m} | {s} | {q['bicubic_psnr']:.2f} | {q['fp32_psnr']:.2f} / "
                          f"{q['fp32_ssim']:.4f} | {q['int8_psnr']:.2f} / {q['int8_ssim']:.4f} | "
                          f"{q['gain_db']:+.2f} | {q['drop_db']:+.3f} |")
-    lines += ["", f"Efficiency and score. CPU ms: this machine, LiteRT, 2 threads, fixed "
+    lines += ["", "Training and efficiency. Train min: FP32 + QAT wall time on one core of this "
+              "machine (two models trained at a time). CPU ms: this machine, LiteRT, 2 threads, fixed "
               "360x640 input; SyNAP ms: the VS680 *simulator* (`mai-sr bench --runner synap`, "
               f"an estimate, not a device); score = 2^(2·PSNR) / (C·ms) with the INT8 "
               f"{result['score_set']} PSNR and the simulated ms. Published: seed 004 Table 1 "
               "(the challenge's own test set and the real VS680, so PSNRs are not comparable "
               "with ours, only rankings).", "",
-              "| model | params | INT8 KB | CPU ms | SyNAP ms (sim.) | score (sim.) | "
-              "published team | pub. PSNR | pub. ΔPSNR | pub. KB | pub. NPU ms | pub. score |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| model | FP32 steps | train min | params | INT8 KB | CPU ms | SyNAP ms (sim.) | "
+              "score (sim.) | published team | pub. PSNR | pub. ΔPSNR | pub. KB | pub. NPU ms | "
+              "pub. score |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for m, r in rows.items():
         p = r["published"]
         delta = "n.a." if p["delta_psnr"] is None else f"{p['delta_psnr']:.2f}"
-        lines.append(f"| {m} | {r['params']:,} | {r['int8_kb']:.1f} | {_ms(r['cpu_ms'])} | "
+        t = r["training"]
+        lines.append(f"| {m} | {t['fp32_steps']:,} | {t['wall_minutes_one_core']:.0f} | "
+                     f"{r['params']:,} | {r['int8_kb']:.1f} | {_ms(r['cpu_ms'])} | "
                      f"{_ms(r['synap_ms'])} | {r['score']:.2f} | {p['team']} | {p['psnr']:.2f} | "
                      f"{delta} | {p['size_kb']} | {p['npu_ms']} | {p['score']} |")
     v = result["verdicts"]
@@ -209,11 +213,20 @@ def main(argv=None) -> int:
     if failed:
         raise SystemExit(f"pretrained_table: measurements failed: {failed}")
     rows = {m: model_row(c) for m, c in cards.items()}
+    for m, run in zip(names, runs):
+        config = read_run_config(run)
+        summary = json.loads((run / "summary.json").read_text())
+        rows[m]["training"] = {"fp32_steps": config["steps"], "qat_steps": config["qat_steps"],
+                               "loss": config.get("loss"),
+                               "wall_minutes_one_core": round(
+                                   summary["wall_seconds_last_invocation"] / 60, 1),
+                               "val_set5_fp32": summary["fp32"]["val_psnr"],
+                               "val_set5_qat": summary["qat"]["val_psnr"]}
     checks = ranking_checks(rows)
     config = read_run_config(runs[0])
     result = {"date": datetime.date.today().isoformat(),
               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-              "training": f"{config['steps']} FP32 + {config['qat_steps']} QAT steps, batch "
+              "training": f"FP32 then {config['qat_steps']} QAT steps, batch "
                           f"{config['batch']}, LR patch {config['patch']}, T91 + BSD200",
               "sets": list(SETS), "score_set": SETS[0], "models": rows, "ranking": checks,
               "runs": {m: read_run_config(r) for m, r in zip(names, runs)}}

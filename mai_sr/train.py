@@ -28,6 +28,8 @@ symlink to the newest run)::
     qat/qat.weights.h5      quantized deploy model (weights and quantizer ranges)
     summary.json          validation PSNRs of bicubic, FP32 (train and deploy graph), QAT
     export/               left to `mai-sr export`
+    .lock                 flock-ed by the process training the run: a second ``--resume``
+                          of a run in training stops with an error (released on exit or kill)
 
 ``--resume`` continues from ``checkpoints/<stage>-last.npz``: weights, Adam moments and
 iteration count are restored, the LR schedule is a function of that count, and training batch
@@ -68,6 +70,7 @@ CHARBONNIER_EPS = 1e-3  # on images scaled to [0, 1]
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
+LOCK_FILE = ".lock"  # held (flock) by the process training the run
 SUMMARY_FILE = "summary.json"
 FP32_TRAIN_WEIGHTS = "fp32/train.weights.h5"
 FP32_DEPLOY_WEIGHTS = "fp32/deploy.weights.h5"
@@ -285,6 +288,7 @@ def train_from_config(config: TrainConfig, resume: bool = False, quiet: bool = F
     run = _Run(run_dir, config, chief, quiet, train_graph)
     if not resume:
         run.create(train_pairs, val_pairs)
+    lock = hold_run_lock(run_dir) if chief else None
     with _StopOnSignal() as stop:
         summary = run.read_summary()
         summary["bicubic_val_psnr"] = _bicubic_psnr(val_pairs)
@@ -301,7 +305,34 @@ def train_from_config(config: TrainConfig, resume: bool = False, quiet: bool = F
                                         deploy_weights)
     summary["wall_seconds_last_invocation"] = round(time.perf_counter() - started, 1)
     run.write_summary(summary)
+    if lock is not None:
+        lock.close()
     return run_dir
+
+
+def hold_run_lock(run_dir: Path):
+    """Lock `run_dir` for this process (an open file holding an exclusive flock), or raise
+    MaiSrError when another process trains it: two writers would interleave checkpoints.
+
+    The OS drops the lock when the process exits or is killed, so a killed run never leaves a
+    stale lock behind and ``--resume`` just works.
+    """
+    import fcntl
+
+    handle = open(Path(run_dir) / LOCK_FILE, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise MaiSrError(f"{run_dir}: {holder} is training this run; wait for it to finish "
+                         "or stop it first") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on {platform.node()}")
+    handle.flush()
+    return handle
 
 
 # ---------------------------------------------------------------- preparation

@@ -278,6 +278,20 @@ def test_bad_input_gives_one_line_errors(reference_run, tmp_path, capsys):
         assert not new.exists()  # nothing is created on bad input
 
 
+def test_a_run_being_trained_cannot_be_resumed_twice(reference_run, capsys):
+    """pretrain.sh and qat_quality.py may both reach for the same run: the second stops."""
+    from mai_sr.train import hold_run_lock
+
+    lock = hold_run_lock(reference_run)
+    try:
+        assert main(["train", "--out", str(reference_run), "--resume", "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"pid {os.getpid()}" in err and "is training this run" in err
+    finally:
+        lock.close()
+    hold_run_lock(reference_run).close()  # released with its file: free again
+
+
 # ---------------------------------------------------------------- configuration
 
 
