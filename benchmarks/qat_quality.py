@@ -74,12 +74,17 @@ def mean_psnr(upscale, pairs) -> float:
 
 
 def first_layer_skew(deploy) -> dict:
-    """How skewed conv1's per-channel weights are: mean over channels of max|w| / std and of
-    |mean| / std (symmetric int8 spends max|w|/127 per step, so a big ratio wastes levels)."""
+    """How skewed conv1's per-channel weights are, and what that costs in int8: mean over
+    channels of max|w| / std and |mean| / std, and the relative RMS error of TFLite's
+    symmetric per-channel int8 weights (step max|w_c| / 127), the error clipping targets."""
     kernel = deploy.get_layer("conv1").kernel.numpy().reshape(-1, deploy.get_layer("conv1").filters)
     std = kernel.std(axis=0) + 1e-12
+    step = np.abs(kernel).max(axis=0) / 127
+    quantized = np.round(kernel / step) * step
     return {"max_abs_over_std": float(np.mean(np.abs(kernel).max(axis=0) / std)),
-            "abs_mean_over_std": float(np.mean(np.abs(kernel.mean(axis=0)) / std))}
+            "abs_mean_over_std": float(np.mean(np.abs(kernel.mean(axis=0)) / std)),
+            "int8_rel_rms_error": float(np.sqrt(np.mean((quantized - kernel) ** 2) /
+                                                np.mean(kernel ** 2)))}
 
 
 def run_dir(args, name: str, clip: bool) -> Path:
@@ -210,12 +215,16 @@ def table(result: dict) -> str:
                              f"{r['litert_vs_keras_qat']:+.3f} |")
     from mai_sr.qat.weight_clip import DEFAULT_K
 
-    skew = ", ".join(f"{name} {v['clip']['first_layer']['max_abs_over_std']:.2f} / "
-                     f"{v['clip']['first_layer']['abs_mean_over_std']:.2f}"
-                     for name, v in result["models"].items() if "clip" in v)
-    lines += ["", "Skew of the first conv's weights (FP32, weight clipping on), mean over output "
-              f"channels of max\\|w\\|/std and \\|mean\\|/std: {skew}. Clipping cuts beyond "
-              f"{DEFAULT_K:g} std from the channel mean."]
+    skew = "; ".join(
+        f"{name} " + " vs ".join(
+            f"{v[k]['first_layer']['max_abs_over_std']:.2f} / "
+            f"{v[k]['first_layer']['abs_mean_over_std']:.2f} / "
+            f"{100 * v[k]['first_layer']['int8_rel_rms_error']:.2f}%"
+            for k in ("clip", "noclip") if k in v)
+        for name, v in result["models"].items())
+    lines += ["", "First conv's weights (FP32; clip on vs off), mean over output channels of "
+              "max\\|w\\|/std / \\|mean\\|/std / relative RMS error of symmetric per-channel "
+              f"int8: {skew}. Clipping cuts beyond {DEFAULT_K:g} std from the channel mean."]
     lines += ["", "Targets (weight clipping on): " + "; ".join(
         f"{name}: " + ", ".join(f"{k} {'yes' if ok else 'NO'}" for k, ok in v.items())
         for name, v in result["verdicts"].items())]

@@ -216,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue --out (default runs/latest) from its last checkpoint")
     p.add_argument("--no-weight-clip", action="store_true", help="disable weight clipping (Z6)")
+    p.add_argument("--intensity-aug", action=argparse.BooleanOptionalAction, default=None,
+                   help="x1/x0.7/x0.5 intensity scaling of training pairs (Aselsan; default: "
+                        "on for xcat only)")
     p.add_argument("--distribute", choices=("none", "mirrored", "multiworker"), default=None)
     p.add_argument("--val-every", type=positive_int, default=None)
     p.add_argument("--ckpt-every", type=positive_int, default=None)

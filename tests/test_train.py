@@ -314,6 +314,11 @@ def test_config_defaults_are_per_model_data():
     mine = TrainConfig.from_cli(cli_args(model="xcat", loss="l2", qat=True, no_weight_clip=True))
     assert (mine.loss, mine.qat_loss, mine.qat, mine.weight_clip) == ("l2", "l2", True, False)
     assert mine.explicit == {"model", "loss", "qat", "weight_clip"}
+    from mai_sr.cli import build_parser
+
+    plain = TrainConfig.from_cli(vars(build_parser().parse_args(
+        ["train", "--model", "xcat", "--no-intensity-aug"])))
+    assert (plain.loss, plain.intensity_aug) == ("charbonnier", False)
     with pytest.raises(MaiSrError, match="--loss: 'huber'"):
         TrainConfig(loss="huber")
 
