@@ -118,11 +118,12 @@ def train_all(variants: list[tuple[str, bool]], args) -> None:
                "QAT_STEPS": str(args.qat_steps)}
         if args.steps is not None:
             env["STEPS"] = str(args.steps)
-        log = open(run_dir(args, name, clip).with_suffix(".log"), "ab")
         print(f"training {run_dir(args, name, clip)} on core {core}", flush=True)
-        running.append(subprocess.Popen(
-            [str(ROOT / "benchmarks" / "pretrain.sh"), name], env=env, stdout=log,
-            stderr=subprocess.STDOUT, preexec_fn=lambda core=core: os.sched_setaffinity(0, {core})))
+        with open(run_dir(args, name, clip).with_suffix(".log"), "ab") as log:  # the child keeps it
+            running.append(subprocess.Popen(
+                [str(ROOT / "benchmarks" / "pretrain.sh"), name], env=env, stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=lambda core=core: os.sched_setaffinity(0, {core})))
     failed = [p.args for p in running if p.wait() != 0]
     missing = [str(run_dir(args, n, c)) for n, c in variants
                if not (run_dir(args, n, c) / "qat" / "qat.weights.h5").is_file()]
