@@ -51,10 +51,6 @@ REPORT_OUT = ROOT / "benchmarks" / "out" / "pretrained_report"
 SHIP_DIR = ROOT / "mai_sr" / "pretrained"
 
 
-def quality(card: dict, dataset: str, source: str) -> dict:
-    return next(q for q in card["quality"] if q["dataset"] == dataset and q["source"] == source)
-
-
 def runtime(card: dict, runner: str) -> float | None:
     return next((r["avg_ms"] for r in card["runtimes"] if r["runner"] == runner), None)
 
@@ -62,6 +58,7 @@ def runtime(card: dict, runner: str) -> float | None:
 def model_row(card: dict) -> dict:
     """What the table shows for one model, from its card."""
     from mai_sr.published import for_architecture
+    from mai_sr.report.cards import card_quality as quality
 
     row = {"params": card["complexity"]["params"], "int8_kb": round(card["size_kb"], 1),
            "cpu_ms": runtime(card, "local"), "synap_ms": runtime(card, "synap"),

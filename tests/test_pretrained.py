@@ -13,7 +13,7 @@ from mai_sr.export.lint import lint_model
 from mai_sr.fileio import sha256_file
 from mai_sr.litert import TFLiteSR
 from mai_sr.pretrained import NAMES, PRETRAINED_DIR, available, pretrained_path
-from mai_sr.report.cards import validate_model_card
+from mai_sr.report.cards import card_quality, validate_model_card
 
 SIZE_LIMIT_BYTES = 2 * 1024 * 1024   # issue 8: "Total added size under 2 MB"
 REPRODUCE_DB = 0.01                  # issue 8: eval --pretrained reproduces the README to 0.01 dB
@@ -23,10 +23,6 @@ KINDS = ("fixed", "dynamic", "weights", "ranges", "card")
 
 def card(name: str) -> dict:
     return json.loads(pretrained_path(name, "card").read_text())
-
-
-def card_quality(name: str, dataset: str, source: str = "tflite") -> dict:
-    return next(q for q in card(name)["quality"] if q["dataset"] == dataset and q["source"] == source)
 
 
 def test_all_four_models_are_shipped_in_under_2_mb():
@@ -70,7 +66,7 @@ def test_eval_pretrained_reproduces_the_published_set14_figures(name, shared_dat
                  "--quiet"]) == 0
     measured = json.loads(capsys.readouterr().out)[0]
     assert measured["dataset"] == "Set14" and len(measured["images"]) == 14
-    recorded = card_quality(name, "Set14")
+    recorded = card_quality(card(name), "Set14", "tflite")
     assert abs(measured["mean"]["psnr"] - recorded["psnr"]) <= REPRODUCE_DB
     assert abs(measured["mean"]["ssim"] - recorded["ssim"]) <= 1e-4
     assert measured["mean"]["psnr"] - measured["mean"]["bicubic_psnr"] >= GAIN_TARGET_DB

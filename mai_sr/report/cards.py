@@ -226,6 +226,14 @@ def _runtime_row(bench: BenchResult) -> dict:
             "error": bench.error}
 
 
+def card_quality(card: dict, dataset: str, source: str) -> dict | None:
+    """The card's quality row for `dataset` from `source` ("keras" or "tflite"), or None."""
+    for row in card["quality"]:
+        if row["dataset"] == dataset and row["source"] == source:
+            return row
+    return None
+
+
 def npu_runtime(runtimes: list[dict]) -> dict | None:
     """The runtime row the score uses: the first successful NPU_RUNNERS row, in that order."""
     for runner in NPU_RUNNERS:

@@ -12,7 +12,7 @@ import math
 
 import pandas as pd
 
-from mai_sr.report.cards import npu_runtime
+from mai_sr.report.cards import card_quality, npu_runtime
 
 MEASURED = "measured here"
 PUBLISHED = "published (seed 004 Table 1), not measured here"
@@ -44,13 +44,6 @@ _DECIMALS = {"size_kb": 0, "psnr": 2, "ssim": 4, "delta_psnr": 2, "cpu_ms": 1, "
              "speedup": 1, "score": 2, "params": 0, "gflops": 2, "activations_m": 1}
 
 
-def _tflite_quality(card: dict, dataset: str, source: str) -> dict | None:
-    for row in card["quality"]:
-        if row["dataset"] == dataset and row["source"] == source:
-            return row
-    return None
-
-
 def card_row(card: dict, datasets: list[str]) -> dict:
     """One measured leaderboard row (CSV column names) from a model card.
 
@@ -58,8 +51,8 @@ def card_row(card: dict, datasets: list[str]) -> dict:
     ``ssim_<name>`` columns are added. dPSNR needs the Keras FP32 result on the same set.
     """
     primary = datasets[0] if datasets else None
-    int8 = _tflite_quality(card, primary, "tflite") if primary else None
-    fp32 = _tflite_quality(card, primary, "keras") if primary else None
+    int8 = card_quality(card, primary, "tflite") if primary else None
+    fp32 = card_quality(card, primary, "keras") if primary else None
     cpu = next((r for r in card["runtimes"] if r["runner"] == CPU_RUNNER and r["avg_ms"]), None)
     npu = npu_runtime(card["runtimes"])
     cx = card["complexity"]
@@ -87,7 +80,7 @@ def card_row(card: dict, datasets: list[str]) -> dict:
     }
     if len(datasets) > 1:
         for name in datasets:
-            q = _tflite_quality(card, name, "tflite")
+            q = card_quality(card, name, "tflite")
             row[f"psnr_{name}"] = q["psnr"] if q else None
             row[f"ssim_{name}"] = q["ssim"] if q else None
     return row
