@@ -79,6 +79,36 @@ def model_row(card: dict) -> dict:
     return row
 
 
+def training_chain(run: Path) -> list[Path]:
+    """The run and the runs its FP32 stage was started from (``--init``), oldest first."""
+    from mai_sr.train import read_run_config
+
+    chain = [Path(run)]
+    while read_run_config(chain[0]).get("init_run"):
+        chain.insert(0, Path(read_run_config(chain[0])["init_run"]))
+    return chain
+
+
+def training_row(run: Path) -> dict:
+    """How a run's model was trained: FP32 steps of each stage of its --init chain, wall time
+    of all of them, weights trained (the training graph's) and Set5 validation."""
+    from mai_sr.models import create_model
+    from mai_sr.train import read_run_config
+
+    chain = training_chain(run)
+    configs = [read_run_config(r) for r in chain]
+    summaries = [json.loads((r / "summary.json").read_text()) for r in chain]
+    model = create_model(configs[-1]["model"], deploy=False, **configs[-1]["train_graph"])
+    return {"fp32_steps": [c["steps"] for c in configs], "qat_steps": configs[-1]["qat_steps"],
+            "loss": [c.get("loss") for c in configs],
+            "teacher": [c.get("teacher") and Path(c["teacher"]).name for c in configs],
+            "trained_params": int(sum(w.shape.num_elements() for w in model.trainable_weights)),
+            "wall_minutes_one_core": round(sum(s["wall_seconds_last_invocation"]
+                                               for s in summaries) / 60, 1),
+            "val_set5_fp32": summaries[-1]["fp32"]["val_psnr"],
+            "val_set5_qat": summaries[-1]["qat"]["val_psnr"]}
+
+
 def ranking_checks(rows: dict) -> list[dict]:
     """Pairs whose published PSNRs differ by more than RANKING_GAP_DB: same order here?"""
     checks = []
@@ -126,14 +156,17 @@ def table(result: dict) -> str:
             lines.append(f"| {m} | {s} | {q['bicubic_psnr']:.2f} | {q['fp32_psnr']:.2f} / "
                          f"{q['fp32_ssim']:.4f} | {q['int8_psnr']:.2f} / {q['int8_ssim']:.4f} | "
                          f"{q['gain_db']:+.2f} | {q['drop_db']:+.3f} |")
-    lines += ["", "Training and efficiency. Train min: FP32 + QAT wall time on one core of this "
-              "machine (two models trained at a time). CPU ms: this machine, LiteRT, 2 threads, fixed "
+    lines += ["", "Training and efficiency. FP32 steps: one term per training stage (`--init` chains "
+              "them); train min: their FP32 + QAT wall time on one core of this "
+              "machine (two models trained at a time); trained params: the training graph's "
+              "weights, deploy params: the collapsed graph's (XCAT's dense HXBlock kernels "
+              "store zeros). CPU ms: this machine, LiteRT, 2 threads, fixed "
               "360x640 input; SyNAP ms: the VS680 *simulator* (`mai-sr bench --runner synap`, "
               f"an estimate, not a device); score = 2^(2·PSNR) / (C·ms) with the INT8 "
               f"{result['score_set']} PSNR and the simulated ms. Published: seed 004 Table 1 "
               "(the challenge's own test set and the real VS680, so PSNRs are not comparable "
               "with ours, only rankings).", "",
-              "| model | FP32 steps | train min | params | INT8 KB | CPU ms | SyNAP ms (sim.) | "
+              "| model | FP32 steps | train min | trained / deploy params | INT8 KB | CPU ms | SyNAP ms (sim.) | "
               "score (sim.) | published team | pub. PSNR | pub. ΔPSNR | pub. KB | pub. NPU ms | "
               "pub. score |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -141,8 +174,9 @@ def table(result: dict) -> str:
         p = r["published"]
         delta = "n.a." if p["delta_psnr"] is None else f"{p['delta_psnr']:.2f}"
         t = r["training"]
-        lines.append(f"| {m} | {t['fp32_steps']:,} | {t['wall_minutes_one_core']:.0f} | "
-                     f"{r['params']:,} | {r['int8_kb']:.1f} | {_ms(r['cpu_ms'])} | "
+        steps = " + ".join(f"{n:,}" for n in t["fp32_steps"])
+        lines.append(f"| {m} | {steps} | {t['wall_minutes_one_core']:.0f} | "
+                     f"{t['trained_params']:,} / {r['params']:,} | {r['int8_kb']:.1f} | {_ms(r['cpu_ms'])} | "
                      f"{_ms(r['synap_ms'])} | {r['score']:.2f} | {p['team']} | {p['psnr']:.2f} | "
                      f"{delta} | {p['size_kb']} | {p['npu_ms']} | {p['score']} |")
     v = result["verdicts"]
@@ -211,14 +245,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"pretrained_table: measurements failed: {failed}")
     rows = {m: model_row(c) for m, c in cards.items()}
     for m, run in zip(names, runs):
-        config = read_run_config(run)
-        summary = json.loads((run / "summary.json").read_text())
-        rows[m]["training"] = {"fp32_steps": config["steps"], "qat_steps": config["qat_steps"],
-                               "loss": config.get("loss"),
-                               "wall_minutes_one_core": round(
-                                   summary["wall_seconds_last_invocation"] / 60, 1),
-                               "val_set5_fp32": summary["fp32"]["val_psnr"],
-                               "val_set5_qat": summary["qat"]["val_psnr"]}
+        rows[m]["training"] = training_row(run)
     checks = ranking_checks(rows)
     config = read_run_config(runs[0])
     result = {"date": datetime.date.today().isoformat(),

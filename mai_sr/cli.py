@@ -213,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--qat-lr", type=positive_float, default=None)
     p.add_argument("--from", dest="from_run", default=None,
                    help="finished FP32 run: do only QAT, in a new run directory")
+    p.add_argument("--init", dest="init_run", default=None,
+                   help="finished FP32 run: start FP32 training from its weights (fine-tune)")
+    p.add_argument("--teacher", default=None,
+                   help="distil from a finished FP32 run or a pretrained model (abpn, scsrn, ...)")
+    p.add_argument("--distill-weight", type=positive_float, default=None,
+                   help="share of the loss against the teacher's output (default 0.5)")
     p.add_argument("--resume", action="store_true",
                    help="continue --out (default runs/latest) from its last checkpoint")
     p.add_argument("--no-weight-clip", action="store_true", help="disable weight clipping (Z6)")

@@ -11,6 +11,11 @@
    ``--qat --from RUN`` does only this stage, starting from the FP32 weights of a finished
    run, in a *new* run directory (the source run is never modified, so several QAT variants
    can start from one FP32 run).
+   ``--init RUN`` instead starts the FP32 stage from RUN's FP32 weights: a second,
+   fine-tuning stage with its own loss, LR, patch size or teacher (XCAT's recipe, 4.17).
+
+``--teacher RUN|NAME`` distils: the loss mixes the HR target with the output of a float
+teacher (a finished run's FP32 model or a shipped pretrained one), in both stages.
 
 Weight clipping (seed 004, 4.1; on by default in both stages, ``--no-weight-clip`` to
 compare) is ``mai_sr.qat.apply_weight_clip``, run after every optimizer step.
@@ -128,6 +133,9 @@ class TrainConfig:
     qat_lr: float = 5e-5
     qat_loss: str | None = None      # None: same as loss
     from_run: str | None = None      # finished FP32 run: only the QAT stage (implies qat)
+    init_run: str | None = None      # finished FP32 run whose weights start the FP32 stage
+    teacher: str | None = None       # distillation: an FP32 run dir or a pretrained model name
+    distill_weight: float = 0.5      # share of the loss measured against the teacher's output
     weight_clip: bool = True
     distribute: str = "none"
     val_every: int = 200
@@ -148,6 +156,10 @@ class TrainConfig:
                 raise MaiSrError(f"--model {self.model}: --from {self.from_run} trained "
                                  f"{source_model}")
             self.model = source_model
+        if self.init_run is not None:
+            self._resolve_init_run()
+        if self.teacher is not None:
+            self._resolve_teacher()
         self.model = self.model or "abpn"
         if self.model not in MODEL_DEFAULTS:
             raise MaiSrError(f"--model: unknown model {self.model!r} "
@@ -158,6 +170,37 @@ class TrainConfig:
                 setattr(self, name, value)
         self.qat_loss = self.qat_loss or self.loss
         self._validate()
+
+    def _resolve_init_run(self) -> None:
+        """Fine-tuning (``--init RUN``): RUN's model and finished FP32 weights, checked now."""
+        if self.from_run is not None:
+            raise MaiSrError("--init: not with --from (--from skips the FP32 stage --init starts)")
+        self.init_run = str(Path(self.init_run).resolve())
+        weights = Path(self.init_run) / FP32_TRAIN_WEIGHTS
+        if not weights.is_file():
+            raise MaiSrError(f"--init {self.init_run}: no {FP32_TRAIN_WEIGHTS} (not a finished "
+                             "FP32 run)")
+        source_model = read_run_config(self.init_run).get("model")
+        if self.model is not None and self.model != source_model:
+            raise MaiSrError(f"--model {self.model}: --init {self.init_run} trained {source_model}")
+        self.model = source_model
+
+    def _resolve_teacher(self) -> None:
+        """``--teacher``: a finished FP32 run (path made absolute) or a shipped model's name."""
+        from mai_sr.pretrained import NAMES, pretrained_path
+
+        if Path(self.teacher).is_dir():
+            self.teacher = str(Path(self.teacher).resolve())
+            if not (Path(self.teacher) / FP32_DEPLOY_WEIGHTS).is_file():
+                raise MaiSrError(f"--teacher {self.teacher}: no {FP32_DEPLOY_WEIGHTS} (not a "
+                                 "finished FP32 run)")
+        elif self.teacher in NAMES:
+            pretrained_path(self.teacher, "weights")
+        else:
+            raise MaiSrError(f"--teacher {self.teacher}: neither a run directory nor a "
+                             f"pretrained model ({', '.join(NAMES)})")
+        if not 0 < self.distill_weight <= 1:
+            raise MaiSrError(f"--distill-weight: must be in (0, 1], got {self.distill_weight!r}")
 
     def _validate(self) -> None:
         choices = {"loss": LOSSES, "qat_loss": LOSSES, "schedule": SCHEDULES,
@@ -616,6 +659,13 @@ def _fp32_stage(run: _Run, strategy, train_pairs, val_pairs, stop, on_step):
     keras.utils.set_random_seed(config.seed)  # reproducible initial weights
     with strategy.scope():
         model = create_model(config.model, scale=SCALE, deploy=False, **run.train_graph)
+    if config.init_run is not None:
+        init_graph = read_run_config(config.init_run).get("train_graph", LEGACY_TRAIN_GRAPH)
+        if init_graph != run.train_graph:
+            raise MaiSrError(f"--init {config.init_run}: trained graph {init_graph}, this run "
+                             f"builds {run.train_graph}")
+        # A checkpoint, when resuming, overrides these in _train_stage.
+        model.load_weights(str(Path(config.init_run) / FP32_TRAIN_WEIGHTS))
     result = _train_stage(run, "fp32", model, strategy, train_pairs, val_pairs, stop, on_step)
     run.save_weights(model, FP32_TRAIN_WEIGHTS)
     deploy = collapse(model)
@@ -703,7 +753,19 @@ def _weight_clip_hook(model, enabled: bool):
     return lambda: apply_weight_clip(model)
 
 
-def _make_train_step(model, optimizer, strategy, loss_name: str, global_batch: int, clip):
+def load_teacher(teacher: str):
+    """The float deploy model named by ``--teacher``: a run's FP32 weights or a shipped model's."""
+    if Path(teacher).is_dir():
+        return load_run_model(teacher, stage="fp32")
+    from mai_sr.pretrained import pretrained_path
+
+    model = _build_deploy(teacher)
+    model.load_weights(str(pretrained_path(teacher, "weights")))
+    return model
+
+
+def _make_train_step(model, optimizer, strategy, loss_name: str, global_batch: int, clip,
+                     teacher=None, distill_weight: float = 0.0):
     from mai_sr._tf import tf
 
     loss_fn = per_example_loss(loss_name)
@@ -711,8 +773,15 @@ def _make_train_step(model, optimizer, strategy, loss_name: str, global_batch: i
     def replica_step(lr, hr):
         with tf.GradientTape() as tape:
             sr = model(lr, training=True)
+            per_example = loss_fn(sr, hr)
+            if teacher is not None:
+                # Output distillation: the teacher's SR is a smoother target than HR, which
+                # a small student can follow more of (TCLResearchEurope distilled, seed 004 sec. 3).
+                guide = tf.stop_gradient(teacher(lr, training=False))
+                per_example = ((1 - distill_weight) * per_example
+                               + distill_weight * loss_fn(sr, guide))
             # Averaged over the *global* batch, so summing replicas equals one device.
-            loss = tf.nn.compute_average_loss(loss_fn(sr, hr), global_batch_size=global_batch)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss
@@ -777,7 +846,13 @@ def _train_stage(run: _Run, stage: str, model, strategy, train_pairs, val_pairs,
                 best_weights = None
     run.truncate_metrics(stage, state["step"])
     clip = _weight_clip_hook(model, config.weight_clip)
-    train_step = _make_train_step(model, optimizer, strategy, loss_name, config.batch, clip)
+    teacher = None
+    if config.teacher is not None:
+        with strategy.scope():
+            teacher = load_teacher(config.teacher)
+        teacher.trainable = False
+    train_step = _make_train_step(model, optimizer, strategy, loss_name, config.batch, clip,
+                                  teacher, config.distill_weight)
     dataset = make_train_dataset(train_pairs, patch=config.patch, batch=config.batch,
                                  scale=SCALE, seed=config.seed, start_step=state["step"],
                                  intensity_aug=config.intensity_aug)

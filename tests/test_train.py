@@ -172,6 +172,35 @@ def test_qat_from_a_finished_run_leaves_it_untouched(reference_run, shared_data,
     assert (cli.model, cli.data, cli.patch, cli.batch) == ("abpn", str(shared_data / "Set5"), 16, 2)
 
 
+def test_init_fine_tunes_from_the_run_and_a_teacher_replaces_the_target(reference_run,
+                                                                         shared_data, tmp_path):
+    """--init starts FP32 from a run's weights; --teacher with weight 1 makes the student's
+    target the teacher's output. Student = teacher (same run) so that loss is ~0 from step 1,
+    while the same student against HR starts at the reference run's own loss (> 0.005)."""
+    def fine_tune(name, **overrides):
+        config = tiny_config(shared_data, tmp_path / name, init_run=str(reference_run),
+                             steps=2, qat=False, loss="l1", weight_clip=False, **overrides)
+        assert config.model == "abpn"
+        return train_from_config(config, quiet=True)
+
+    against_hr = fine_tune("hr", lr=1e-12)
+    assert_same_weights(against_hr, reference_run, FP32_TRAIN_WEIGHTS)
+    assert float(metrics(against_hr)[0]["loss"]) > 0.005
+    distilled = fine_tune("kd", lr=1e-12, teacher=str(reference_run), distill_weight=1.0)
+    assert float(metrics(distilled)[0]["loss"]) < 1e-4
+    assert read_run_config(distilled)["teacher"] == str(reference_run.resolve())
+    # A shipped model's name is a teacher too; bad values name the option.
+    assert TrainConfig(teacher="scsrn").teacher == "scsrn"
+    for kwargs, message in [(dict(teacher=str(tmp_path / "nowhere")), "--teacher"),
+                            (dict(teacher="scsrn", distill_weight=1.5), "--distill-weight"),
+                            (dict(init_run=str(reference_run), from_run=str(reference_run)),
+                             "--init: not with --from"),
+                            (dict(init_run=str(reference_run), model="xcat"),
+                             "--model xcat: --init")]:
+        with pytest.raises(MaiSrError, match=message):
+            TrainConfig(**kwargs)
+
+
 def test_weight_clip_hook_runs_after_every_step_of_both_stages(shared_data, tmp_path,
                                                               monkeypatch):
     """A spy clip to +-1e-5 (initial kernels are far larger) must bound the clipped kernels (the
@@ -269,6 +298,8 @@ def test_bad_input_gives_one_line_errors(reference_run, tmp_path, capsys):
         (["--distribute", "multiworker"], "give --out"),
         (["--from", str(new), "--out", str(new)], "not a `mai-sr train` run"),
         (["--from", str(unfinished), "--out", str(new)], "not a finished FP32 run"),
+        (["--init", str(unfinished), "--out", str(new)], "not a finished FP32 run"),
+        (["--teacher", str(unfinished), "--out", str(new)], "not a finished FP32 run"),
     ]
     for args, message in cases:
         assert main(["train", *args]) == 2, args
