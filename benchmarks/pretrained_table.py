@@ -79,13 +79,16 @@ def model_row(card: dict) -> dict:
     return row
 
 
-def training_chain(run: Path) -> list[Path]:
-    """The run and the runs its FP32 stage was started from (``--init``), oldest first."""
+def training_chain(run: Path) -> list[tuple[Path, dict]]:
+    """(run dir, config) of the run and of the runs its FP32 stage was started from
+    (``--init``), oldest first."""
     from mai_sr.train import read_run_config
 
-    chain = [Path(run)]
-    while read_run_config(chain[0]).get("init_run"):
-        chain.insert(0, Path(read_run_config(chain[0])["init_run"]))
+    chain = []
+    while run:
+        config = read_run_config(run)
+        chain.insert(0, (Path(run), config))
+        run = config.get("init_run")
     return chain
 
 
@@ -93,11 +96,10 @@ def training_row(run: Path) -> dict:
     """How a run's model was trained: FP32 steps of each stage of its --init chain, wall time
     of all of them, weights trained (the training graph's) and Set5 validation."""
     from mai_sr.models import create_model
-    from mai_sr.train import read_run_config
 
     chain = training_chain(run)
-    configs = [read_run_config(r) for r in chain]
-    summaries = [json.loads((r / "summary.json").read_text()) for r in chain]
+    configs = [c for _, c in chain]
+    summaries = [json.loads((r / "summary.json").read_text()) for r, _ in chain]
     model = create_model(configs[-1]["model"], deploy=False, **configs[-1]["train_graph"])
     return {"fp32_steps": [c["steps"] for c in configs], "qat_steps": configs[-1]["qat_steps"],
             "loss": [c.get("loss") for c in configs],
@@ -156,8 +158,8 @@ def table(result: dict) -> str:
             lines.append(f"| {m} | {s} | {q['bicubic_psnr']:.2f} | {q['fp32_psnr']:.2f} / "
                          f"{q['fp32_ssim']:.4f} | {q['int8_psnr']:.2f} / {q['int8_ssim']:.4f} | "
                          f"{q['gain_db']:+.2f} | {q['drop_db']:+.3f} |")
-    lines += ["", "Training and efficiency. FP32 steps: one term per training stage (`--init` chains "
-              "them); train min: their FP32 + QAT wall time on one core of this "
+    lines += ["", "Training and efficiency. FP32 steps: one term per training stage (`--init` "
+              "chains them); train min: their FP32 + QAT wall time on one core of this "
               "machine (two models trained at a time); trained params: the training graph's "
               "weights, deploy params: the collapsed graph's (XCAT's dense HXBlock kernels "
               "store zeros). CPU ms: this machine, LiteRT, 2 threads, fixed "
@@ -166,9 +168,9 @@ def table(result: dict) -> str:
               f"{result['score_set']} PSNR and the simulated ms. Published: seed 004 Table 1 "
               "(the challenge's own test set and the real VS680, so PSNRs are not comparable "
               "with ours, only rankings).", "",
-              "| model | FP32 steps | train min | trained / deploy params | INT8 KB | CPU ms | SyNAP ms (sim.) | "
-              "score (sim.) | published team | pub. PSNR | pub. ΔPSNR | pub. KB | pub. NPU ms | "
-              "pub. score |",
+              "| model | FP32 steps | train min | trained / deploy params | INT8 KB | CPU ms | "
+              "SyNAP ms (sim.) | score (sim.) | published team | pub. PSNR | pub. ΔPSNR | "
+              "pub. KB | pub. NPU ms | pub. score |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for m, r in rows.items():
         p = r["published"]
@@ -176,9 +178,10 @@ def table(result: dict) -> str:
         t = r["training"]
         steps = " + ".join(f"{n:,}" for n in t["fp32_steps"])
         lines.append(f"| {m} | {steps} | {t['wall_minutes_one_core']:.0f} | "
-                     f"{t['trained_params']:,} / {r['params']:,} | {r['int8_kb']:.1f} | {_ms(r['cpu_ms'])} | "
-                     f"{_ms(r['synap_ms'])} | {r['score']:.2f} | {p['team']} | {p['psnr']:.2f} | "
-                     f"{delta} | {p['size_kb']} | {p['npu_ms']} | {p['score']} |")
+                     f"{t['trained_params']:,} / {r['params']:,} | {r['int8_kb']:.1f} | "
+                     f"{_ms(r['cpu_ms'])} | {_ms(r['synap_ms'])} | {r['score']:.2f} | "
+                     f"{p['team']} | {p['psnr']:.2f} | {delta} | {p['size_kb']} | {p['npu_ms']} | "
+                     f"{p['score']} |")
     v = result["verdicts"]
     lines += ["", "Targets: INT8 ≥ bicubic + 1.2 dB on B100 and Set14: " + ", ".join(
         f"{m} {'yes' if ok else 'NO'}" for m, ok in v["gain_at_least_1.2dB"].items()) +

@@ -149,13 +149,7 @@ class TrainConfig:
     def __post_init__(self):
         if self.from_run is not None:
             self.qat = True
-            # Recorded resolved: `--from runs/latest` must keep naming the same run.
-            self.from_run = str(Path(self.from_run).resolve())
-            source_model = read_run_config(self.from_run).get("model")
-            if self.model is not None and self.model != source_model:
-                raise MaiSrError(f"--model {self.model}: --from {self.from_run} trained "
-                                 f"{source_model}")
-            self.model = source_model
+            self.from_run = self._take_model_from("--from", self.from_run)
         if self.init_run is not None:
             self._resolve_init_run()
         if self.teacher is not None:
@@ -175,15 +169,20 @@ class TrainConfig:
         """Fine-tuning (``--init RUN``): RUN's model and finished FP32 weights, checked now."""
         if self.from_run is not None:
             raise MaiSrError("--init: not with --from (--from skips the FP32 stage --init starts)")
-        self.init_run = str(Path(self.init_run).resolve())
-        weights = Path(self.init_run) / FP32_TRAIN_WEIGHTS
-        if not weights.is_file():
+        if not (Path(self.init_run) / FP32_TRAIN_WEIGHTS).is_file():
             raise MaiSrError(f"--init {self.init_run}: no {FP32_TRAIN_WEIGHTS} (not a finished "
                              "FP32 run)")
-        source_model = read_run_config(self.init_run).get("model")
+        self.init_run = self._take_model_from("--init", self.init_run)
+
+    def _take_model_from(self, option: str, run: str) -> str:
+        """Adopt the model a source run (--from, --init) trained; return the run's absolute
+        path, recorded resolved so `runs/latest` keeps naming the same run."""
+        run = str(Path(run).resolve())
+        source_model = read_run_config(run).get("model")
         if self.model is not None and self.model != source_model:
-            raise MaiSrError(f"--model {self.model}: --init {self.init_run} trained {source_model}")
+            raise MaiSrError(f"--model {self.model}: {option} {run} trained {source_model}")
         self.model = source_model
+        return run
 
     def _resolve_teacher(self) -> None:
         """``--teacher``: a finished FP32 run (path made absolute) or a shipped model's name."""
