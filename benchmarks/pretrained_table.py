@@ -94,7 +94,8 @@ def training_chain(run: Path) -> list[tuple[Path, dict]]:
 
 def training_row(run: Path) -> dict:
     """How a run's model was trained: FP32 steps of each stage of its --init chain, wall time
-    of all of them, weights trained (the training graph's) and Set5 validation."""
+    of all of them, weights trained (the training graph's) and the last stage's validation
+    (mean PSNR over the images of its --val folders, which are named)."""
     from mai_sr.models import create_model
 
     chain = training_chain(run)
@@ -107,8 +108,9 @@ def training_row(run: Path) -> dict:
             "trained_params": int(sum(w.shape.num_elements() for w in model.trainable_weights)),
             "wall_minutes_one_core": round(sum(s["wall_seconds_last_invocation"]
                                                for s in summaries) / 60, 1),
-            "val_set5_fp32": summaries[-1]["fp32"]["val_psnr"],
-            "val_set5_qat": summaries[-1]["qat"]["val_psnr"]}
+            "val": [Path(v).name for v in configs[-1]["val"].split(",")],
+            "val_fp32": summaries[-1]["fp32"]["val_psnr"],
+            "val_qat": summaries[-1]["qat"]["val_psnr"]}
 
 
 def ranking_checks(rows: dict) -> list[dict]:
