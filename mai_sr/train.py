@@ -169,9 +169,7 @@ class TrainConfig:
         """Fine-tuning (``--init RUN``): RUN's model and finished FP32 weights, checked now."""
         if self.from_run is not None:
             raise MaiSrError("--init: not with --from (--from skips the FP32 stage --init starts)")
-        if not (Path(self.init_run) / FP32_TRAIN_WEIGHTS).is_file():
-            raise MaiSrError(f"--init {self.init_run}: no {FP32_TRAIN_WEIGHTS} (not a finished "
-                             "FP32 run)")
+        _require_finished_fp32("--init", self.init_run, FP32_TRAIN_WEIGHTS)
         self.init_run = self._take_model_from("--init", self.init_run)
 
     def _take_model_from(self, option: str, run: str) -> str:
@@ -190,9 +188,7 @@ class TrainConfig:
 
         if Path(self.teacher).is_dir():
             self.teacher = str(Path(self.teacher).resolve())
-            if not (Path(self.teacher) / FP32_DEPLOY_WEIGHTS).is_file():
-                raise MaiSrError(f"--teacher {self.teacher}: no {FP32_DEPLOY_WEIGHTS} (not a "
-                                 "finished FP32 run)")
+            _require_finished_fp32("--teacher", self.teacher, FP32_DEPLOY_WEIGHTS)
         elif self.teacher in NAMES:
             pretrained_path(self.teacher, "weights")
         else:
@@ -255,6 +251,12 @@ class TrainingInterrupted(MaiSrError):
 
 
 # ---------------------------------------------------------------- run directory API
+
+
+def _require_finished_fp32(option: str, run: str | os.PathLike, weights: str) -> None:
+    """Raise the one-line error for `option` when `run` lacks the FP32 `weights` file it needs."""
+    if not (Path(run) / weights).is_file():
+        raise MaiSrError(f"{option} {run}: no {weights} (not a finished FP32 run)")
 
 
 def read_run_config(run_dir: str | os.PathLike) -> dict:
@@ -413,9 +415,8 @@ def _resolve_run(config: TrainConfig, resume: bool, chief: bool) -> tuple[Path, 
             n += 1
             run_dir = Path("runs") / f"{config.model}-{stamp}-{n}"
         config = replace(config, out=str(run_dir))
-    if config.from_run is not None and not (Path(config.from_run) / FP32_DEPLOY_WEIGHTS).is_file():
-        raise MaiSrError(f"--from {config.from_run}: no {FP32_DEPLOY_WEIGHTS} (not a finished "
-                         "FP32 run)")
+    if config.from_run is not None:
+        _require_finished_fp32("--from", config.from_run, FP32_DEPLOY_WEIGHTS)
     run_dir = Path(config.out)
     if run_dir.exists() and chief:
         raise MaiSrError(f"--out {run_dir}: already exists; add --resume to continue that run "
