@@ -9,6 +9,7 @@ against a device.
 
 import json
 import os
+import shlex
 import struct
 from pathlib import Path
 
@@ -51,9 +52,20 @@ class FakeAdb:
     def devices(self, *devices):
         self.scenario.write_text(json.dumps({"devices": list(devices)}))
 
-    def commands(self):
+    def raw_commands(self):
+        """Every adb argv as the client received it."""
         log = Path(str(self.scenario) + ".log")
         return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+    def commands(self):
+        """As raw_commands, with each `shell` line split into words as the device's sh does."""
+        split = []
+        for argv in self.raw_commands():
+            if "shell" in argv:
+                at = argv.index("shell") + 1
+                argv = argv[:at] + [w for part in argv[at:] for w in shlex.split(part)]
+            split.append(argv)
+        return split
 
     def files(self, serial):
         state = json.loads(Path(str(self.scenario) + ".state.json").read_text())
@@ -284,6 +296,42 @@ def test_get_runner_builds_adb_runner_from_cli_vocabulary(fake):
     assert runner.benchmark_flags("/m.tflite") == [
         "--graph=/m.tflite", "--num_threads=4", "--num_runs=10", "--warmup_runs=2",
         "--use_xnnpack=false"]
+
+
+@pytest.mark.parametrize("value", ["npu;touch /data/pwned", "synap-npu --use_gpu=true",
+                                   "npu$(touch /data/pwned)", "npu`id`", "npu|sh", ""])
+def test_accelerator_values_that_are_not_device_names_are_refused(fake, model, value, capsys):
+    fake.devices(device("VS680A"))
+    assert main(["bench", str(model), "--runner", "adb", "--benchmark-binary", str(fake.binary),
+                 "--nnapi-accelerator", value]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mai-sr bench: error: --nnapi-accelerator") and err.count("\n") == 1
+    assert not any("shell" in c for c in fake.commands())
+
+
+@pytest.mark.parametrize("word", ["npu;touch /data/pwned", "a && touch /data/pwned",
+                                  "x | touch /data/pwned", "$(touch /data/pwned)",
+                                  "it's; touch /data/pwned"])
+def test_every_shell_word_reaches_the_device_as_one_literal_word(fake, word):
+    """Adb.run quotes: the fake device parses the line with sh's rules (; && | $()) and
+    `touch` really creates files there, so an unquoted word would create /data/pwned."""
+    fake.devices(device("VS680A"))
+    client = adb_module.Adb()
+    client.run("shell", "touch", "/data/ok", word, serial="VS680A")
+    files = fake.files("VS680A")
+    assert "/data/pwned" not in files and "/data/ok" in files and word in files
+    assert fake.commands()[-1] == ["-s", "VS680A", "shell", "touch", "/data/ok", word]
+
+
+def test_a_local_path_with_a_leading_dash_is_not_an_adb_option(fake, tmp_path, monkeypatch):
+    fake.devices(device("VS680A"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "-s.tflite").write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(64))
+    runner = AdbRunner(benchmark_binary=str(fake.binary))
+    runner.bench("-s.tflite")
+    pushes = [c for c in fake.raw_commands() if "push" in c]
+    assert pushes[-1][3] == str(tmp_path / "-s.tflite")  # absolute, so never an option
+    assert not any(c[c.index("push") + 1].startswith("-") for c in pushes)
 
 
 def test_accelerator_needs_nnapi(fake):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -48,6 +49,10 @@ DELEGATE_FLAGS = {
     "gpu": ["--use_gpu=true"],
 }
 DELEGATE_NAMES = {"nnapi": "NNAPI", "xnnpack": "XNNPACK", "gpu": "GPU", "cpu": None}
+# NNAPI device names as ANeuralNetworksDevice_getName reports them ("synap-npu",
+# "google-edgetpu", "qti-dsp", "nnapi-reference"): anything else is refused before it can
+# reach a device shell, on top of the quoting in Adb.run.
+ACCELERATOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
 # ELF e_machine values (System V ABI) of the binaries each Android ABI can execute.
 ELF_MACHINE_NAMES = {3: "x86", 40: "32-bit ARM", 62: "x86_64", 183: "arm64 (AArch64)"}
 ABI_MACHINES = {"arm64-v8a": 183, "armeabi-v7a": 40, "armeabi": 40, "x86_64": 62, "x86": 3}
@@ -93,7 +98,20 @@ class Adb:
 
     def run(self, *args: str, serial: str | None = None, timeout: float | None = None,
             merge: bool = True) -> subprocess.CompletedProcess:
-        cmd = [self.exe] + (["-s", serial] if serial else []) + list(args)
+        """Run `adb [-s serial] ARGS`.
+
+        `adb shell` joins its words with spaces and the device's sh parses the result again,
+        so every word after "shell" is quoted here: a value such as `npu;touch /data/pwned`
+        or `npu --use_gpu=true` reaches the device as one literal word, never as a second
+        command or an extra flag. Local paths given to `push` are made absolute so that a
+        file named `-x.tflite` is not read as an option.
+        """
+        args = list(args)
+        if args[:1] == ["shell"]:
+            args = ["shell", " ".join(shlex.quote(str(word)) for word in args[1:])]
+        elif args[:1] == ["push"]:
+            args = ["push"] + [os.path.abspath(a) for a in args[1:-1]] + args[-1:]
+        cmd = [self.exe] + (["-s", serial] if serial else []) + args
         try:
             return subprocess.run(cmd, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT if merge else subprocess.PIPE,
@@ -257,6 +275,9 @@ class AdbRunner:
             raise MaiSrError(f"--delegate {delegate}: choose from {', '.join(DELEGATE_FLAGS)}")
         if nnapi_accelerator and delegate != "nnapi":
             raise MaiSrError("--nnapi-accelerator needs --delegate nnapi")
+        if nnapi_accelerator is not None and not ACCELERATOR_NAME.fullmatch(nnapi_accelerator):
+            raise MaiSrError(f"--nnapi-accelerator {nnapi_accelerator!r}: not an NNAPI device "
+                             "name (letters, digits and . _ : - only, e.g. synap-npu)")
         if benchmark_binary and not Path(benchmark_binary).is_file():
             raise MaiSrError(f"--benchmark-binary {benchmark_binary}: file not found")
         self.adb = Adb(adb)
