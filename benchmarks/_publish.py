@@ -1,12 +1,17 @@
 """Where benchmark scripts put what they measured.
 
-Each script writes its JSON to ``benchmarks/results/<name>.json`` and regenerates its README
-table between ``<!-- bench:<name> -->`` and ``<!-- /bench:<name> -->``, so the README's
-figures are always the last measured ones, never typed by hand.
+Each script writes its JSON to ``benchmarks/results/<name>.json``. Only when run with
+``--write-readme`` does it also regenerate its README table, between ``<!-- bench:<name> -->``
+and ``<!-- /bench:<name> -->``: a user's run never rewrites the README by surprise, and the
+README's figures are always generated, never typed by hand. Every result records its date
+and the machine load it was measured under, so every README figure can say both.
 """
 
 from __future__ import annotations
 
+import argparse
+import datetime
+import os
 import re
 from pathlib import Path
 
@@ -33,8 +38,23 @@ def update_readme(name: str, body: str) -> bool:
     return True
 
 
-def publish(name: str, result: dict, readme_body: str | None = None) -> None:
-    """Write the JSON result and, when given, the README table of benchmark `name`."""
+def add_write_readme(parser: argparse.ArgumentParser) -> None:
+    """The `--write-readme` flag every benchmark script takes."""
+    parser.add_argument("--write-readme", action="store_true",
+                        help="also regenerate this benchmark's README table (default: JSON only)")
+
+
+def measured_under() -> dict:
+    """When and under what load a figure was measured (recorded in every result)."""
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "load_avg_1min": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}
+
+
+def publish(name: str, result: dict, readme_body: str | None = None, *,
+            write_readme: bool = False) -> None:
+    """Write the JSON result of benchmark `name` (with its date and machine load when the
+    script has not recorded them), and its README table only when `write_readme`."""
+    result.setdefault("measured_under", measured_under())
     write_json(result_path(name), result)
-    written = readme_body is not None and update_readme(name, readme_body)
+    written = write_readme and readme_body is not None and update_readme(name, readme_body)
     print(f"wrote {result_path(name).relative_to(ROOT)}" + (" and its README table" if written else ""))

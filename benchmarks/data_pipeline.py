@@ -27,7 +27,7 @@ from pathlib import Path
 
 from mai_sr import data
 
-from _publish import publish
+from _publish import add_write_readme, publish
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = 0.9
@@ -173,11 +173,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--patch", type=int, default=64)
     parser.add_argument("--no-write", action="store_true", help="print only")
+    add_write_readme(parser)
     args = parser.parse_args()
     result = run(args.data, args.rounds, args.steps, args.batch, args.patch)
     print(f"data pipeline ratio: {result['ratio']:.3f} (target >= {TARGET})")
     if not args.no_write:
-        publish("data_pipeline", result, readme_table(result))
+        publish("data_pipeline", result, readme_table(result), write_readme=args.write_readme)
 
 
 if __name__ == "__main__":

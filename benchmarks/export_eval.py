@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from _publish import publish
+from _publish import add_write_readme, publish
 
 ROOT = Path(__file__).resolve().parents[1]
 FULL_HD = (1080, 1920)  # LR (H, W) of the tiling test: output 3240x5760
@@ -66,7 +66,7 @@ def eval_throughput(model_path: Path, data: Path) -> dict:
     """Megapixels of HR output per second: `evaluate_tflite` end to end, and inference only."""
     from mai_sr.data import load_pairs
     from mai_sr.evaluate import evaluate_tflite
-    from mai_sr.litert import TFLiteSR
+    from mai_sr.tflite.runtime import TFLiteSR
 
     start = time.perf_counter()
     (result,) = evaluate_tflite(model_path, [str(data)], quiet=True, threads=THREADS)
@@ -97,7 +97,7 @@ def timed(fn, repeats: int) -> tuple[float, np.ndarray]:
 
 
 def tiled_upscale(fixed_path: Path, dynamic_path: Path, repeats: int) -> dict:
-    from mai_sr.litert import TFLiteSR
+    from mai_sr.tflite.runtime import TFLiteSR
 
     photo = Image.open(shared_data() / "Set14" / "lenna.png").convert("RGB")
     lr = np.asarray(photo.resize(FULL_HD[::-1], Image.BICUBIC))
@@ -174,10 +174,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--calib-n", type=int, default=100)
     parser.add_argument("--no-write", action="store_true", help="print only")
+    add_write_readme(parser)
     args = parser.parse_args()
     result = run(args.repeats, args.calib_n)
     if not args.no_write:
-        publish("export_eval", result, readme_table(result))
+        publish("export_eval", result, readme_table(result), write_readme=args.write_readme)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from mai_sr.published import for_architecture
 
-from _publish import publish
+from _publish import add_write_readme, publish
 
 MODELS = ("abpn", "scsrn", "ncnet", "xcat")
 SHAPE = (360, 640)
@@ -58,8 +58,8 @@ def convert(model, precision: str, calib: int) -> bytes:
 
 
 def op_names(buf: bytes) -> list[str]:
-    """Op names of a TFLite flatbuffer, in execution order (via mai_sr.export.tflite_graph)."""
-    from mai_sr.export.tflite_graph import read_graph
+    """Op names of a TFLite flatbuffer, in execution order (via mai_sr.tflite.graph)."""
+    from mai_sr.tflite.graph import read_graph
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.tflite"
@@ -178,12 +178,13 @@ def main() -> None:
     parser.add_argument("--calib", type=int, default=8, help="random calibration images")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-write", action="store_true", help="print only")
+    add_write_readme(parser)
     args = parser.parse_args()
     result = run(args)
     table = readme_tables(result)
     print(table)
     if not args.no_write:
-        publish("models_cpu", result, table)
+        publish("models_cpu", result, table, write_readme=args.write_readme)
 
 
 if __name__ == "__main__":

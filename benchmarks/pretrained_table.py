@@ -35,7 +35,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _publish import ROOT, publish  # noqa: E402
+from _publish import ROOT, add_write_readme, publish  # noqa: E402
 
 from mai_sr.fileio import atomic_path, write_json  # noqa: E402
 
@@ -82,7 +82,7 @@ def model_row(card: dict) -> dict:
 def training_chain(run: Path) -> list[tuple[Path, dict]]:
     """(run dir, config) of the run and of the runs its FP32 stage was started from
     (``--init``), oldest first."""
-    from mai_sr.train import read_run_config
+    from mai_sr.runs import read_run_config
 
     chain = []
     while run:
@@ -201,7 +201,7 @@ def ship(run: Path, card: dict) -> list[Path]:
     """Copy one model's files into mai_sr/pretrained (atomically, each file)."""
     from mai_sr.models import create_model
     from mai_sr.qat.quantize import activation_ranges, deploy_from_qat
-    from mai_sr.train import load_run_model
+    from mai_sr.runs import load_run_model
 
     name = card["architecture"]
     written = []
@@ -229,11 +229,11 @@ def main(argv=None) -> int:
     parser.add_argument("--ship", action="store_true", help="copy the files into mai_sr/pretrained")
     parser.add_argument("--report-out", default=str(REPORT_OUT),
                         help="report folder (its cache makes reruns cheap)")
-    parser.add_argument("--no-readme", action="store_true")
+    add_write_readme(parser)
     args = parser.parse_args(argv)
 
     from mai_sr.report import make_report
-    from mai_sr.train import read_run_config
+    from mai_sr.runs import read_run_config
 
     names = args.models.split(",")
     runs = [Path(args.runs) / m for m in names]
@@ -260,7 +260,7 @@ def main(argv=None) -> int:
               "sets": list(SETS), "score_set": SETS[0], "models": rows, "ranking": checks,
               "runs": {m: read_run_config(r) for m, r in zip(names, runs)}}
     result["verdicts"] = verdicts(rows, checks)
-    publish(NAME, result, None if args.no_readme else table(result))
+    publish(NAME, result, table(result), write_readme=args.write_readme)
     print(table(result))
     if args.ship:
         for m in names:

@@ -35,7 +35,6 @@ import datetime
 import json
 import os
 import platform
-import re
 import subprocess
 import time
 import warnings
@@ -43,12 +42,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mai_sr.fileio import write_json, write_text
+from _publish import add_write_readme, update_readme
+
+from mai_sr.fileio import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "results" / "qat_quality.json"
-README = ROOT / "README.md"
-MARK_BEGIN, MARK_END = "<!-- qat_quality:begin -->", "<!-- qat_quality:end -->"
 DATA = Path(os.environ.get("MAI_SR_DATA", ROOT.parent / "shared" / "data"))
 EVAL_SETS = ("Set14", "B100")
 TARGET_QAT_DROP = 0.05  # dB, issue 4
@@ -94,7 +93,7 @@ def run_dir(args, name: str, clip: bool) -> Path:
 def train_all(variants: list[tuple[str, bool]], args) -> None:
     """Train the missing runs with benchmarks/pretrain.sh, `args.jobs` processes at a time,
     each pinned to one core. A run dir with another budget is an error, not a silent reuse."""
-    from mai_sr.train import read_run_config
+    from mai_sr.runs import read_run_config
 
     if args.steps is not None:
         for name, clip in variants:
@@ -135,8 +134,8 @@ def train_all(variants: list[tuple[str, bool]], args) -> None:
 def run_variant(name: str, clip: bool, args, eval_pairs) -> dict:
     from mai_sr.data import bicubic_upscale
     from mai_sr.export.convert import export
-    from mai_sr.litert import TFLiteSR
-    from mai_sr.train import FP32_DEPLOY_WEIGHTS, load_run_model
+    from mai_sr.tflite.runtime import TFLiteSR
+    from mai_sr.runs import FP32_DEPLOY_WEIGHTS, load_run_model
 
     run_dir_ = run_dir(args, name, clip)
     files = {"qat": run_dir_ / "quality" / "qat.tflite", "ptq": run_dir_ / "quality" / "ptq.tflite"}
@@ -232,13 +231,11 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def update_readme(text: str) -> None:
-    readme = README.read_text()
-    pattern = re.compile(re.escape(MARK_BEGIN) + ".*?" + re.escape(MARK_END), re.S)
-    if not pattern.search(readme):
-        print(f"README has no {MARK_BEGIN} marker; table not written")
-        return
-    write_text(README, pattern.sub(lambda _: f"{MARK_BEGIN}\n{text}\n{MARK_END}", readme))
+def _relative(path) -> str:
+    """A run folder as recorded in the results: relative to the checkout, never a local
+    absolute path."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else Path(path).name
 
 
 def main(argv=None) -> int:
@@ -254,7 +251,7 @@ def main(argv=None) -> int:
     parser.add_argument("--work", default=str(ROOT / "benchmarks" / "out" / "pretrain"),
                         help="run folders (shared with benchmarks/pretrain.sh)")
     parser.add_argument("--result", default=str(RESULT), help="JSON output")
-    parser.add_argument("--no-readme", action="store_true")
+    add_write_readme(parser)
     parser.add_argument("--table-only", action="store_true",
                         help="only redo the verdicts and README table from --result")
     args = parser.parse_args(argv)
@@ -263,8 +260,8 @@ def main(argv=None) -> int:
         result["verdicts"] = verdicts(result["models"])
         write_json(args.result, result)
         print(table(result))
-        if not args.no_readme:
-            update_readme(table(result))
+        if args.write_readme:
+            update_readme("qat_quality", table(result))
         return 0
     warnings.filterwarnings("ignore", message="skipping")  # tiny T91 images: not for patches
 
@@ -276,7 +273,7 @@ def main(argv=None) -> int:
     previous = Path(args.result)
     if previous.is_file():  # re-running some models keeps the others' rows (same run folders)
         old = json.loads(previous.read_text())
-        if old.get("work") == str(Path(args.work).resolve()):
+        if old.get("work") == _relative(args.work):
             models = old["models"]
     started = time.perf_counter()
     Path(args.work).mkdir(parents=True, exist_ok=True)
@@ -290,7 +287,7 @@ def main(argv=None) -> int:
             write_json(partial, models)
     result = {"date": datetime.date.today().isoformat(),
               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-              "work": str(Path(args.work).resolve()), "calib_n": args.calib_n,
+              "work": _relative(args.work), "calib_n": args.calib_n,
               "data": {"train": "T91+BSD200", "val": "Set5", "eval": list(EVAL_SETS)},
               "target_qat_drop_db": TARGET_QAT_DROP, "models": models,
               "jobs": args.jobs, "train_minutes_this_call": train_minutes,  # 0: runs reused
@@ -299,8 +296,8 @@ def main(argv=None) -> int:
     write_json(args.result, result)
     text = table(result)
     print(text)
-    if not args.no_readme:
-        update_readme(text)
+    if args.write_readme:
+        update_readme("qat_quality", text)
     return 0
 
 

@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _publish import publish
+from _publish import add_write_readme, publish
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHITECTURES = ("abpn", "scsrn", "ncnet", "xcat")
@@ -42,7 +42,7 @@ SHARED = Path(os.environ.get("MAI_SR_DATA", ROOT.parent / "shared" / "data"))
 
 def trained_runs(runs_dir: Path) -> list[Path]:
     """The newest run of each architecture under `runs_dir` with finished FP32 weights."""
-    from mai_sr.train import FP32_DEPLOY_WEIGHTS, read_run_config
+    from mai_sr.runs import FP32_DEPLOY_WEIGHTS, read_run_config
 
     newest: dict[str, Path] = {}
     for run in sorted(p for p in runs_dir.glob("*") if p.is_dir() and not p.is_symlink()):
@@ -119,6 +119,7 @@ def main() -> int:
     parser.add_argument("--random", action="store_true",
                         help="no runs: export random-weight models instead of training")
     parser.add_argument("--keep", help="report folder to keep (default: a temp folder)")
+    add_write_readme(parser)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="report_cache_") as tmp:
         work = Path(tmp)
@@ -154,7 +155,7 @@ def main() -> int:
                     "python": platform.python_version()},
         "date": datetime.date.today().isoformat(), "leaderboard_md": markdown,
     }
-    publish("report_cache", record, readme_table(record))
+    publish("report_cache", record, readme_table(record), write_readme=args.write_readme)
     print(_table_of(markdown))
     return 0 if ratio < TARGET else 1
 

@@ -32,7 +32,7 @@ from tqdm import tqdm
 from mai_sr.device import get_runner
 from mai_sr.published import for_architecture
 
-from _publish import publish
+from _publish import add_write_readme, publish
 
 MODELS = ("abpn", "scsrn", "ncnet", "xcat")
 
@@ -107,12 +107,13 @@ def main() -> None:
     parser.add_argument("--min-seconds", type=float, default=2.0)
     parser.add_argument("--calib", type=int, default=8, help="calibration crops")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    add_write_readme(parser)
     args = parser.parse_args()
     result = run(args)
     table = readme_table(result)
     print(table)
     if not args.no_write:
-        publish("runners", result, table)
+        publish("runners", result, table, write_readme=args.write_readme)
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mai_sr.device.synap import COSTS, FEATURES, CostConstants, compile_plan
-from mai_sr.export.tflite_graph import read_graph
+from mai_sr.tflite.graph import read_graph
 from mai_sr.fileio import write_bytes
 from mai_sr.published import SOURCE, TABLE1
 
@@ -60,7 +60,7 @@ from mai_sr.published import SOURCE, TABLE1
 BENCHMARKS = str(Path(__file__).resolve().parent)
 if BENCHMARKS not in sys.path:
     sys.path.insert(0, BENCHMARKS)
-from _publish import publish  # noqa: E402
+from _publish import add_write_readme, publish  # noqa: E402
 
 SHAPE = (360, 640)
 ORDER = ("abpn", "xcat", "ncnet", "scsrn")  # published NPU runtime, slowest first
@@ -214,6 +214,7 @@ def readme_table(result: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--keep", help="also keep the built .tflite files in this folder")
+    add_write_readme(parser)
     args = parser.parse_args()
     started = time.time()
     pts = points()
@@ -271,7 +272,7 @@ def main() -> None:
                         if k in CostConstants.__annotations__ and not k.startswith("cpu"))
     print(f"refit (penalty {penalty}), to paste into mai_sr/device/synap.py:\n"
           f"COSTS = CostConstants({literal})")
-    publish("synap_calibration", result, readme_table(result))
+    publish("synap_calibration", result, readme_table(result), write_readme=args.write_readme)
 
 
 if __name__ == "__main__":

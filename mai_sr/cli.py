@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from mai_sr import __version__
 from mai_sr.errors import MaiSrError
@@ -136,7 +135,7 @@ def cmd_synap(args) -> int:
 
 
 def cmd_lint(args) -> int:
-    from mai_sr.export.lint import lint_cli
+    from mai_sr.tflite.lint import lint_cli
 
     return lint_cli(args.model, as_json=args.json, strict=args.strict)
 

@@ -5,7 +5,7 @@ Each HR image is cropped to a multiple of the scale and bicubic-downscaled to th
 both scored against the HR image (:mod:`mai_sr.metrics`: RGB by default, BT.601 luma with
 `y_channel`, a border crop equal to the scale unless `crop` is given). A dynamic-shape model
 runs every image whole; a fixed-shape one runs tiles of its input size (exact, see
-:mod:`mai_sr.litert`).
+:mod:`mai_sr.tflite.runtime`).
 
 Usage::
 
@@ -25,10 +25,11 @@ from tqdm import tqdm
 from mai_sr.data import bicubic_upscale, iter_pairs
 from mai_sr.errors import MaiSrError
 from mai_sr.fileio import write_text
-from mai_sr.litert import TFLiteSR, model_path_from_args
+from mai_sr.tflite.artifacts import model_file
+from mai_sr.tflite.runtime import TFLiteSR
 from mai_sr.metrics import psnr, ssim
 from mai_sr.results import EvalResult, ImageScore
-from mai_sr.upscale import write_image
+from mai_sr.imageio import write_image
 
 CSV_COLUMNS = ("dataset", "image", "height", "width", "psnr", "ssim", "bicubic_psnr",
                "bicubic_ssim")
@@ -121,7 +122,7 @@ def format_results(results: list[EvalResult]) -> str:
 def evaluate_cli(model, pretrained, data, y_channel, crop, save_dir, csv_path, as_json,
                  quiet) -> int:
     """`mai-sr eval`: evaluate, print the table (or JSON), write the per-image CSV; exit 0."""
-    results = evaluate_tflite(model_path_from_args(model, pretrained), data,
+    results = evaluate_tflite(model_file(model, pretrained), data,
                               y_channel=y_channel, crop=crop, save_dir=save_dir, quiet=quiet)
     if csv_path:
         write_text(csv_path, results_csv(results))

@@ -65,22 +65,17 @@ import numpy as np
 
 from mai_sr import __version__, fileio
 from mai_sr.errors import MaiSrError
+from mai_sr.runs import (CONFIG_FILE, FP32_DEPLOY_WEIGHTS, FP32_TRAIN_WEIGHTS,  # noqa: F401
+                         LOCK_FILE, METRICS_COLUMNS, METRICS_FILE, QAT_WEIGHTS, STAGES,
+                         SUMMARY_FILE, build_deploy, load_run_model, read_run_config,
+                         read_summary)
 
 SCALE = 3
-STAGES = ("fp32", "qat")
 LOSSES = ("l1", "l2", "charbonnier")
 SCHEDULES = ("cosine", "step")
 DISTRIBUTE = ("none", "mirrored", "multiworker")
 CHARBONNIER_EPS = 1e-3  # on images scaled to [0, 1]
 
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.csv"
-LOCK_FILE = ".lock"  # held (flock) by the process training the run
-SUMMARY_FILE = "summary.json"
-FP32_TRAIN_WEIGHTS = "fp32/train.weights.h5"
-FP32_DEPLOY_WEIGHTS = "fp32/deploy.weights.h5"
-QAT_WEIGHTS = "qat/qat.weights.h5"
-METRICS_COLUMNS = ("step", "stage", "loss", "lr", "val_psnr", "time")
 
 # Training defaults that differ per model (data, not branches). Anything not listed falls back
 # to MODEL_BASE_DEFAULTS; explicit arguments override both.
@@ -259,49 +254,7 @@ def _require_finished_fp32(option: str, run: str | os.PathLike, weights: str) ->
         raise MaiSrError(f"{option} {run}: no {weights} (not a finished FP32 run)")
 
 
-def read_run_config(run_dir: str | os.PathLike) -> dict:
-    """The run's ``config.json`` as a dict (flat: TrainConfig fields + scale, versions, ...)."""
-    path = Path(run_dir) / CONFIG_FILE
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise MaiSrError(f"{path}: not found ({run_dir} is not a `mai-sr train` run)") from None
-    except (OSError, ValueError) as exc:
-        raise MaiSrError(f"{path}: unreadable run config ({exc})") from None
 
-
-def load_run_model(run_dir: str | os.PathLike, stage: str = "qat"):
-    """Rebuild a run's deploy model and load its weights; ``stage`` is "qat" or "fp32".
-
-    "fp32" returns the collapsed deploy graph with ``fp32/deploy.weights.h5``. "qat" builds
-    the same graph, quantizes it with ``mai_sr.qat.quantize_model`` and loads
-    ``qat/qat.weights.h5`` (weights and quantizer ranges): rebuilding from code avoids
-    deserializing tfmot wrappers. A missing stage raises MaiSrError naming the file.
-    """
-    if stage not in STAGES:
-        raise MaiSrError(f"stage: {stage!r} is not one of {', '.join(STAGES)}")
-    run_dir = Path(run_dir)
-    config = read_run_config(run_dir)
-    needed = [run_dir / FP32_DEPLOY_WEIGHTS] + ([run_dir / QAT_WEIGHTS] if stage == "qat" else [])
-    for path in needed:
-        if not path.is_file():
-            hint = " (train with --qat)" if path.name == Path(QAT_WEIGHTS).name else ""
-            raise MaiSrError(f"{path}: not found; {run_dir} has no finished {stage} stage{hint}")
-    deploy = _build_deploy(config["model"])
-    deploy.load_weights(str(needed[0]))
-    if stage == "fp32":
-        return deploy
-    from mai_sr.qat import quantize_model
-
-    quantized = quantize_model(deploy)
-    quantized.load_weights(str(needed[1]))
-    return quantized
-
-
-def _build_deploy(model_name: str):
-    from mai_sr.models import create_model
-
-    return create_model(model_name, scale=SCALE, deploy=True)
 
 
 # ---------------------------------------------------------------- entry point
@@ -339,7 +292,7 @@ def train_from_config(config: TrainConfig, resume: bool = False, quiet: bool = F
         deploy_weights = None  # handed over in memory: other workers may not see the file yet
         if config.from_run is not None:
             run.copy_fp32_from(Path(config.from_run))
-            summary.setdefault("fp32", _read_summary(Path(config.from_run)).get("fp32"))
+            summary.setdefault("fp32", read_summary(Path(config.from_run)).get("fp32"))
         elif not (run_dir / FP32_DEPLOY_WEIGHTS).is_file():
             summary["fp32"], deploy_weights = _fp32_stage(run, strategy, train_pairs, val_pairs,
                                                           stop, on_step)
@@ -584,7 +537,7 @@ class _Run:
                 fileio.write_bytes(self.dir / relative, src.read_bytes())
 
     def read_summary(self) -> dict:
-        return _read_summary(self.dir)
+        return read_summary(self.dir)
 
     def write_summary(self, summary: dict) -> None:
         if self.chief:
@@ -596,10 +549,6 @@ class _Run:
 
             tqdm.write(message, file=sys.stderr)
 
-
-def _read_summary(run_dir: Path) -> dict:
-    path = run_dir / SUMMARY_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _point_latest(run_dir: Path) -> None:
@@ -683,7 +632,7 @@ def _qat_stage(run: _Run, strategy, train_pairs, val_pairs, stop, on_step,
     from mai_sr.qat import quantize_model
 
     with strategy.scope():
-        deploy = _build_deploy(run.config.model)
+        deploy = build_deploy(run.config.model, SCALE)
         if deploy_weights is None:
             deploy.load_weights(str(run.path(FP32_DEPLOY_WEIGHTS)))
         else:
@@ -759,7 +708,7 @@ def load_teacher(teacher: str):
         return load_run_model(teacher, stage="fp32")
     from mai_sr.pretrained import pretrained_path
 
-    model = _build_deploy(teacher)
+    model = build_deploy(teacher, SCALE)
     model.load_weights(str(pretrained_path(teacher, "weights")))
     return model
 

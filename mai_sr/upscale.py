@@ -2,7 +2,7 @@
 
 Any image size works: dynamic models run the whole image (or `tile`-sized tiles), fixed-shape
 models run tiles of their input size; tiles overlap by the model's receptive field so the
-result equals one whole-image invoke (see :mod:`mai_sr.litert`). Images keep their look:
+result equals one whole-image invoke (see :mod:`mai_sr.tflite.runtime`). Images keep their look:
 
 - EXIF orientation is applied on read, so the output is upright (and carries no rotation tag);
 - greyscale (L) goes through the model as RGB and is converted back to L;
@@ -21,17 +21,14 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from tqdm import tqdm
 
 from mai_sr.data import IMAGE_SUFFIXES, bicubic_upscale
 from mai_sr.errors import MaiSrError
-from mai_sr.fileio import atomic_path
-from mai_sr.litert import TFLiteSR, model_path_from_args
-
-# EXIF orientations 5-8 rotate by 90 degrees, swapping width and height.
-_TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
-
+from mai_sr.imageio import read_image, upright_size, write_image
+from mai_sr.tflite.artifacts import model_file
+from mai_sr.tflite.runtime import TFLiteSR
 
 def upscale_image(model: TFLiteSR, img: np.ndarray, tile: int | None = None,
                   on_tile=None) -> np.ndarray:
@@ -58,46 +55,7 @@ def upscale_image(model: TFLiteSR, img: np.ndarray, tile: int | None = None,
     return sr[..., 0] if img.ndim == 2 else sr
 
 
-def _read_image(path: Path) -> np.ndarray:
-    """Decode upright (EXIF applied) to L, LA, RGB or RGBA, as a uint8 array."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            im = ImageOps.exif_transpose(im)
-            if im.mode not in ("L", "LA", "RGB", "RGBA"):
-                has_alpha = "transparency" in im.info or im.mode in ("PA", "La")
-                grey = im.mode in ("1", "I;16", "I;16B", "I;16L", "I", "F")
-                im = im.convert(("LA" if grey else "RGBA") if has_alpha else
-                                ("L" if grey else "RGB"))
-            return np.asarray(im, dtype=np.uint8)
-    except FileNotFoundError:
-        raise MaiSrError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise MaiSrError(f"{path}: not a readable image ({' '.join(str(exc).split())})") from None
 
-
-def _upright_size(path: Path) -> tuple[int, int]:
-    """(height, width) after EXIF orientation, from the header only (no decoding)."""
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-            if im.getexif().get(ExifTags.Base.Orientation, 1) in _TRANSPOSING_ORIENTATIONS:
-                w, h = h, w
-            return h, w
-    except FileNotFoundError:
-        raise MaiSrError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise MaiSrError(f"{path}: not a readable image ({' '.join(str(exc).split())})") from None
-
-
-def write_image(path: Path, img: np.ndarray) -> None:
-    """Save a uint8 image atomically; the extension picks the format."""
-    try:
-        with atomic_path(path) as tmp:
-            Image.fromarray(img).save(tmp, quality=95)  # quality: JPEG/WebP only
-    except (OSError, ValueError, KeyError) as exc:
-        raise MaiSrError(f"{path}: cannot write this image ({' '.join(str(exc).split())})") \
-            from None
 
 
 def _jobs(input: Path, output_arg: str) -> list[tuple[Path, Path]]:
@@ -137,15 +95,15 @@ def upscale_paths(input: str | os.PathLike, output: str | os.PathLike, *,
     Every input is checked before anything is written; each output is written atomically.
     Returns the written paths.
     """
-    sr_model = TFLiteSR(model_path_from_args(model, pretrained))
+    sr_model = TFLiteSR(model_file(model, pretrained))
     jobs = _jobs(Path(input), os.fspath(output))
-    sizes = [_upright_size(src) for src, _ in jobs]
+    sizes = [upright_size(src) for src, _ in jobs]
     total = sum(len(sr_model.tiles(h, w, tile)) for h, w in sizes)
     written = []
     with tqdm(total=total, unit="tile", disable=quiet, desc="upscale") as bar:
         for src, dst in jobs:
             bar.set_postfix_str(src.name)
-            sr = upscale_image(sr_model, _read_image(src), tile=tile, on_tile=bar.update)
+            sr = upscale_image(sr_model, read_image(src), tile=tile, on_tile=bar.update)
             write_image(dst, sr)
             written.append(dst)
     return written

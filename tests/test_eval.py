@@ -2,7 +2,7 @@
 
 Model files come from tests/tflite_factory.py (raw TF ops, no project code). The references
 here run the .tflite through the bare LiteRT Interpreter and compute the bicubic baseline
-with Pillow and scikit-image, so they share no code with mai_sr.evaluate or mai_sr.litert.
+with Pillow and scikit-image, so they share no code with mai_sr.evaluate or mai_sr.tflite.runtime.
 """
 
 from __future__ import annotations

@@ -13,14 +13,16 @@ import pytest
 from mai_sr import cli, fileio
 from mai_sr.errors import MaiSrError
 from mai_sr.export import convert
-from mai_sr.export.convert import calibration_batches, export, read_metadata
-from mai_sr.export.lint import lint_model
-from mai_sr.export.tflite_graph import read_graph
-from mai_sr.litert import TFLiteSR
+from mai_sr.export.convert import calibration_batches, export
+from mai_sr.tflite.artifacts import read_metadata
+from mai_sr.tflite.lint import lint_model
+from mai_sr.tflite.graph import read_graph
+from mai_sr.tflite.runtime import TFLiteSR
 from mai_sr.metrics import psnr
 from mai_sr.models import create_model
 from mai_sr.qat import calibrate, quantize_model
-from mai_sr.train import CONFIG_FILE, FP32_DEPLOY_WEIGHTS, QAT_WEIGHTS, TrainConfig
+from mai_sr.runs import CONFIG_FILE, FP32_DEPLOY_WEIGHTS, QAT_WEIGHTS
+from mai_sr.train import TrainConfig
 
 SHAPE = (24, 32)
 # Everything an INT8 export may contain (recipe: plain convs, anchor as CONV_2D, clip before

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 import tflite_factory
-from mai_sr.export.lint import ERROR, WARNING, lint_cli, lint_model
+from mai_sr.tflite.lint import ERROR, WARNING, lint_cli, lint_model
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 
 from mai_sr._tf import keras, tf
 from mai_sr.errors import MaiSrError
-from mai_sr.export.tflite_graph import read_graph
+from mai_sr.tflite.graph import read_graph
 from mai_sr.models import collapse, create_model, custom_objects, list_models
 from mai_sr.models.blocks import (ClipByValue, Collapsible, ConcatAnchor, DepthToSpace,
                                   NearestConvAnchor, ScaledConv2D)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from mai_sr.cli import main
-from mai_sr.export.lint import lint_model
+from mai_sr.tflite.lint import lint_model
 from mai_sr.fileio import sha256_file
-from mai_sr.litert import TFLiteSR
+from mai_sr.tflite.runtime import TFLiteSR
 from mai_sr.pretrained import NAMES, PRETRAINED_DIR, available, pretrained_path
 from mai_sr.report.cards import card_quality, validate_model_card
 

@@ -110,7 +110,7 @@ def test_skip_concat_features_are_rescaled_to_fill_the_image_range():
 
 def test_feature_concat_gets_one_learned_range(tmp_path):
     from mai_sr.export.convert import convert_keras
-    from mai_sr.export.tflite_graph import read_graph
+    from mai_sr.tflite.graph import read_graph
 
     inp = keras.Input((None, None, 3))
     a = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="a")(inp)

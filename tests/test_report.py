@@ -25,7 +25,7 @@ from skimage.metrics import peak_signal_noise_ratio
 
 import mai_sr.device
 import mai_sr.evaluate
-import mai_sr.litert
+import mai_sr.tflite.runtime
 import mai_sr.report.build
 from mai_sr.cli import main
 from mai_sr.data import load_pairs
@@ -292,7 +292,7 @@ def test_rerun_does_no_eval_or_bench_work(report, models, images, tmp_path, monk
     evals = _Counter(monkeypatch, mai_sr.evaluate, "evaluate_tflite")
     runners = _Counter(monkeypatch, mai_sr.device, "get_runner")
     lints = _Counter(monkeypatch, mai_sr.report.build, "lint_summary")
-    crops = _Counter(monkeypatch, mai_sr.litert, "TFLiteSR")  # model runs of the crop grid
+    crops = _Counter(monkeypatch, mai_sr.tflite.runtime, "TFLiteSR")  # model runs of the crop grid
     make_report(_inputs(models), data=[str(images)], runners=RUNNERS, out_dir=out, quiet=True,
                 runner_options=FAST)
     assert (evals.calls, runners.calls, lints.calls, crops.calls) == ([], [], [], [])
@@ -328,11 +328,11 @@ def run_dir(models, tmp_path) -> Path:
     """A training run as `mai-sr train` lays it out: config, metrics, FP32 deploy weights of a
     (randomly initialised) ABPN, and no export yet."""
     from mai_sr.models import create_model
-    from mai_sr.train import FP32_DEPLOY_WEIGHTS
+    from mai_sr.runs import FP32_DEPLOY_WEIGHTS
 
     run = tmp_path / "abpn-run"
     (run / "fp32").mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps({"model": "abpn", "steps": 2, "seed": 0}))
+    (run / "config.json").write_text(json.dumps({"model": "abpn", "scale": 3, "steps": 2, "seed": 0}))
     (run / "metrics.csv").write_text("step,stage,loss,lr,val_psnr,time\n1,fp32,9.0,0.001,,0.1\n"
                                      "2,fp32,7.0,0.001,24.0,0.2\n1,qat,6.5,1e-05,24.5,0.3\n")
     create_model("abpn", deploy=True).save_weights(str(run / FP32_DEPLOY_WEIGHTS))
@@ -342,7 +342,7 @@ def run_dir(models, tmp_path) -> Path:
 def test_run_directory_is_exported_and_gets_dpsnr_and_curves(run_dir, models, images,
                                                             tmp_path, monkeypatch):
     import mai_sr.export.convert
-    from mai_sr.train import load_run_model
+    from mai_sr.runs import load_run_model
 
     exports = []
 

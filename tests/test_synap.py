@@ -18,8 +18,8 @@ from mai_sr.device import get_runner
 from mai_sr.device.base import schema_errors
 from mai_sr.device.synap import SynapRunner, compile_plan, convert, estimate_ms
 from mai_sr.errors import MaiSrError
-from mai_sr.export.lint import lint_model
-from mai_sr.export.tflite_graph import read_graph
+from mai_sr.tflite.lint import lint_model
+from mai_sr.tflite.graph import read_graph
 from mai_sr.published import for_architecture
 
 ARCHITECTURES = ("abpn", "ncnet", "xcat", "scsrn")

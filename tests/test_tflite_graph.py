@@ -1,4 +1,4 @@
-"""mai_sr.export.tflite_graph: the flatbuffer reader, checked against LiteRT's own view of the
+"""mai_sr.tflite.graph: the flatbuffer reader, checked against LiteRT's own view of the
 same files (an independent parser) and against hand-counted MACs."""
 
 import math
@@ -9,7 +9,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 import tflite_factory
 from mai_sr.errors import MaiSrError
-from mai_sr.export.tflite_graph import read_graph
+from mai_sr.tflite.graph import read_graph
 
 H, W, CH = 24, 32, 8  # tflite_factory defaults: LR shape and hidden channels
 

@@ -1,4 +1,4 @@
-"""mai_sr.litert tiling and `mai-sr upscale`: exact tiles, image modes, EXIF, errors, no TF."""
+"""mai_sr.tflite.runtime tiling and `mai-sr upscale`: exact tiles, image modes, EXIF, errors, no TF."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from PIL import Image
 
 from mai_sr.cli import main
 from mai_sr.errors import MaiSrError
-from mai_sr.litert import TFLiteSR, tile_spans
+from mai_sr.tflite.runtime import TFLiteSR, tile_spans
 from mai_sr.upscale import upscale_paths
 from test_eval import FIXED_SHAPE, built_model
 from tflite_factory import reference_sr

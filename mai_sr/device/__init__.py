@@ -14,11 +14,11 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
-from pathlib import Path
 
 from mai_sr.device.base import (BENCH_RESULT_SCHEMA, Runner, format_result,  # noqa: F401
                                 results_to_json)
 from mai_sr.errors import MaiSrError
+from mai_sr.tflite.artifacts import model_file
 from mai_sr.results import BenchResult
 
 # name -> "module:Class"
@@ -57,18 +57,6 @@ def get_runner(name: str, **options) -> Runner:
     return cls(**accepted)
 
 
-def resolve_model(model: str | None, pretrained: str | None) -> Path:
-    """The .tflite to run: a path, or a shipped pretrained model's fixed-shape (timing) file."""
-    if model and pretrained:
-        raise MaiSrError("give a model file or --pretrained, not both")
-    if pretrained:
-        from mai_sr.pretrained import pretrained_path
-
-        return pretrained_path(pretrained, "fixed")
-    if not model:
-        raise MaiSrError("give a .tflite model file (or --pretrained NAME)")
-    return Path(model)
-
 
 def _options_from_args(args) -> dict:
     """CLI namespace -> runner keyword options (one vocabulary for all runners)."""
@@ -97,7 +85,7 @@ def bench_cli(args) -> int:
 
     Exit code 0, or 1 when a multi-device run had a device fail (its error is in the output).
     """
-    model = resolve_model(args.model, args.pretrained)
+    model = model_file(args.model, args.pretrained, "fixed")
     runner = get_runner(args.runner, **_options_from_args(args))
     results = runner.bench(model)
     listed = results if isinstance(results, list) else [results]

@@ -403,9 +403,9 @@ def push_model(model_path, *, adb: str | None = None, serial: str | None = None)
 
 def push_cli(args) -> int:
     """`mai-sr push`: copy the model for AI Benchmark and print the steps to run it."""
-    from mai_sr.device import resolve_model
+    from mai_sr.tflite.artifacts import model_file
 
-    model = resolve_model(args.model, args.pretrained)
+    model = model_file(args.model, args.pretrained, "fixed")
     for serial in push_model(model, adb=args.adb, serial=args.serial):
         print(f"pushed {model} -> {serial}:{AI_BENCHMARK_MODEL}")
     print(AI_BENCHMARK_STEPS)

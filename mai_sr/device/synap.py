@@ -14,7 +14,7 @@ Accepted quantization (SyNAP manual, "NPU Operators"): either asym-u8 everywhere
 activations and uint8 per-tensor weights) or asym-i8 activations with symmetric int8 weights
 (per-channel or per-tensor, zero points 0) - not a mix. uint8 <-> int8 QUANTIZE ops at the
 graph inputs and outputs are allowed (every full-integer TFLite export with uint8 IO has
-them). Float or int16 tensors and ops outside :data:`mai_sr.export.lint.VS680_UNITS` are
+them). Float or int16 tensors and ops outside :data:`mai_sr.tflite.lint.VS680_UNITS` are
 rejected; int32 shape bookkeeping (SHAPE and ops on its output) falls back to the CPU.
 
 Cost model
@@ -31,7 +31,7 @@ The graph is compiled into layers the way the NPU compiler groups ops:
   because concat inputs share one quantization). A concat feeding anything else is a TP copy.
 
 Every remaining layer runs on its unit (NN engine, TP = tensor processor, PPU, or the host
-CPU; table in :mod:`mai_sr.export.lint`) and costs, in ms,
+CPU; table in :mod:`mai_sr.tflite.lint`) and costs, in ms,
 
     t = MACs_padded / (eff * 3.5 TMAC/s) * (1 + p_mis * misaligned)   NN compute
       + DRAM bytes / B                                                   off-chip traffic
@@ -83,8 +83,8 @@ from typing import Any
 
 from mai_sr import __version__
 from mai_sr.errors import MaiSrError
-from mai_sr.export.lint import CLIP_OPS, vs680_unit
-from mai_sr.export.tflite_graph import DTYPE_BYTES, Op, TFLiteGraph, read_graph
+from mai_sr.tflite.ops import CLIP_OPS, vs680_unit
+from mai_sr.tflite.graph import DTYPE_BYTES, Op, TFLiteGraph, read_graph
 from mai_sr.fileio import atomic_path, write_text
 from mai_sr.results import BenchResult
 

@@ -1,1 +1,1 @@
-"""Export to TFLite and lint (filled by the export issue)."""
+"""Keras -> ``.tflite``: the only place where TensorFlow writes a model file."""

@@ -37,11 +37,11 @@ import numpy as np
 from tqdm import tqdm
 
 from mai_sr import __version__, fileio
+from mai_sr.tflite.artifacts import METADATA_NAME, dynamic_path, sidecar_path
 from mai_sr._tf import keras, tf
 from mai_sr.errors import MaiSrError
 
 PRECISIONS = ("int8", "fp16", "fp32")
-METADATA_NAME = "mai_sr_provenance"
 CALIB_CROP = 96  # LR side of a calibration crop (whole image when smaller)
 SCALE = 3
 
@@ -176,7 +176,7 @@ def _load_source(run, model, weights, pretrained, precision: str) -> tuple:
         raise MaiSrError("give one source: --run RUN, --model NAME --weights FILE, or "
                          "--pretrained NAME" + (f" (got {', '.join(given)})" if given else ""))
     if run is not None:
-        from mai_sr.train import QAT_WEIGHTS, load_run_model, read_run_config
+        from mai_sr.runs import QAT_WEIGHTS, load_run_model, read_run_config
 
         run = Path(run)
         config = read_run_config(run)
@@ -210,10 +210,6 @@ def _load_source(run, model, weights, pretrained, precision: str) -> tuple:
 
 # ---------------------------------------------------------------- export
 
-
-def dynamic_path(output: Path) -> Path:
-    """``model.tflite`` -> ``model_none.tflite`` (the challenge repos' name)."""
-    return output.with_name(f"{output.stem}_none{output.suffix}")
 
 
 def export(output, *, run=None, model=None, weights=None, pretrained=None, shape=(360, 640),
@@ -265,7 +261,7 @@ def export(output, *, run=None, model=None, weights=None, pretrained=None, shape
         files.append((path, data, info))
     for path, data, info in files:  # everything converted: now write
         fileio.write_bytes(path, data)
-        fileio.write_json(path.with_name(path.name + ".json"),
+        fileio.write_json(sidecar_path(path),
                           {**info, "file": path.name, "sha256": fileio.sha256_file(path)})
     return [path for path, _, _ in files]
 
@@ -275,16 +271,3 @@ def _versions() -> dict:
 
     return {"mai_sr": __version__, "tensorflow": tf.__version__, "tf_keras": keras.__version__,
             "tfmot": tfmot.__version__}
-
-
-def read_metadata(path) -> dict | None:
-    """The provenance record stored in a .tflite file's metadata, or None (uses `tflite`)."""
-    import tflite
-
-    data = Path(path).read_bytes()
-    model = tflite.Model.GetRootAsModel(data, 0)
-    for i in range(model.MetadataLength()):
-        entry = model.Metadata(i)
-        if entry.Name().decode() == METADATA_NAME:
-            return json.loads(model.Buffers(entry.Buffer()).DataAsNumpy().tobytes())
-    return None

@@ -72,7 +72,7 @@ class ModelInput:
         """The run's collapsed FP32 deploy weights (for dPSNR), if this model has a run."""
         if self.run_dir is None:
             return None
-        from mai_sr.train import FP32_DEPLOY_WEIGHTS
+        from mai_sr.runs import FP32_DEPLOY_WEIGHTS
 
         path = self.run_dir / FP32_DEPLOY_WEIGHTS
         return path if path.is_file() else None
@@ -119,7 +119,7 @@ def _pair_files(paths: list[Path]) -> list[tuple[Path, Path]]:
 
 def _run_config_hash(path: Path) -> str | None:
     """The training run's config hash recorded by `mai-sr export` in the sidecar, if any."""
-    from mai_sr.litert import read_sidecar
+    from mai_sr.tflite.artifacts import read_sidecar
 
     source = read_sidecar(path).get("source")
     return source.get("run_config_sha256") if isinstance(source, dict) else None
@@ -127,8 +127,8 @@ def _run_config_hash(path: Path) -> str | None:
 
 def _run_models(run_dir: Path) -> list[ModelInput]:
     """The INT8 exports of a training run (exporting them first if there are none)."""
-    from mai_sr.litert import read_sidecar
-    from mai_sr.train import read_run_config
+    from mai_sr.tflite.artifacts import read_sidecar
+    from mai_sr.runs import read_run_config
 
     config = read_run_config(run_dir)
     arch = config.get("model")
@@ -149,7 +149,7 @@ def _run_models(run_dir: Path) -> list[ModelInput]:
 
 def resolve_inputs(inputs) -> list[ModelInput]:
     """Run directories and .tflite files -> models with unique names (bad input: MaiSrError)."""
-    from mai_sr.litert import read_sidecar
+    from mai_sr.tflite.artifacts import read_sidecar
 
     models, files = [], []
     for item in inputs:
@@ -203,7 +203,7 @@ def evaluate_keras_fp32(run_dir: Path, source: str, predict=None) -> EvalResult:
 def keras_predictor(run_dir: Path):
     """A compiled call of the run's FP32 deploy model for any image size (imports TF)."""
     from mai_sr._tf import tf
-    from mai_sr.train import load_run_model
+    from mai_sr.runs import load_run_model
 
     model = load_run_model(run_dir, stage="fp32")
     fn = tf.function(lambda x: model(x, training=False),
@@ -428,7 +428,7 @@ class _Report:
     def _model_crop(path: Path, lr: np.ndarray, y: int, x: int) -> np.ndarray:
         """Upscale only the crop plus a receptive-field margin: equal to cropping the whole
         upscaled image, at a fraction of the work."""
-        from mai_sr.litert import TFLiteSR
+        from mai_sr.tflite.runtime import TFLiteSR
 
         model = TFLiteSR(path)
         c, s, m = GRID_CROP_LR, SCALE, model.receptive_field + 1
@@ -443,7 +443,7 @@ class _Report:
 
 def _training_curves(models: list[ModelInput]) -> list[dict]:
     """Loss and val PSNR series from each run's metrics.csv (stages placed one after another)."""
-    from mai_sr.train import METRICS_FILE
+    from mai_sr.runs import METRICS_FILE
 
     curves = []
     for m in models:

@@ -165,7 +165,7 @@ def graph_stats(path: str | os.PathLike) -> dict:
     Complexity is taken at the model's fixed input, or at 360x640 for a dynamic model (the
     challenge's timing input). Params count each constant tensor fed to a conv/FC op once.
     """
-    from mai_sr.export.tflite_graph import read_graph
+    from mai_sr.tflite.graph import read_graph
 
     graph = read_graph(path)
     first = graph.input_tensors[0]
@@ -193,7 +193,7 @@ def _precision(graph) -> str:
 
 def lint_summary(path: str | os.PathLike) -> dict:
     """`mai-sr lint` in brief: error/warning counts and the error and warning lines."""
-    from mai_sr.export.lint import lint_model
+    from mai_sr.tflite.lint import lint_model
 
     report = lint_model(path)
     shown = [f for f in report.findings if f.severity in ("error", "warning")]

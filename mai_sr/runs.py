@@ -1,0 +1,87 @@
+"""A `mai-sr train` run directory, as the commands that read it see it.
+
+    RUN/config.json              the run's settings (TrainConfig fields, scale, versions, ...)
+    RUN/metrics.csv              one row per logged step (step, stage, loss, lr, val_psnr)
+    RUN/summary.json             per stage: steps, best validation PSNR, wall time
+    RUN/fp32/deploy.weights.h5   the collapsed deploy graph's FP32 weights
+    RUN/fp32/train.weights.h5    the training graph's weights
+    RUN/qat/qat.weights.h5       the QAT model's weights and quantizer ranges
+    RUN/checkpoints/*.npz        resumable state (written and read by `mai_sr.train`)
+
+Reading the files needs only the standard library; :func:`load_run_model` imports
+TensorFlow when called.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from mai_sr.errors import MaiSrError
+
+STAGES = ("fp32", "qat")
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.csv"
+LOCK_FILE = ".lock"  # held (flock) by the process training the run
+SUMMARY_FILE = "summary.json"
+FP32_TRAIN_WEIGHTS = "fp32/train.weights.h5"
+FP32_DEPLOY_WEIGHTS = "fp32/deploy.weights.h5"
+QAT_WEIGHTS = "qat/qat.weights.h5"
+METRICS_COLUMNS = ("step", "stage", "loss", "lr", "val_psnr", "time")
+
+
+
+def read_run_config(run_dir: str | os.PathLike) -> dict:
+    """The run's ``config.json`` as a dict (flat: TrainConfig fields + scale, versions, ...)."""
+    path = Path(run_dir) / CONFIG_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise MaiSrError(f"{path}: not found ({run_dir} is not a `mai-sr train` run)") from None
+    except (OSError, ValueError) as exc:
+        raise MaiSrError(f"{path}: unreadable run config ({exc})") from None
+
+
+
+def read_summary(run_dir: str | os.PathLike) -> dict:
+    """The run's ``summary.json`` (per finished stage), or {} before the first stage ends."""
+    path = Path(run_dir) / SUMMARY_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+
+def load_run_model(run_dir: str | os.PathLike, stage: str = "qat"):
+    """Rebuild a run's deploy model and load its weights; ``stage`` is "qat" or "fp32".
+
+    "fp32" returns the collapsed deploy graph with ``fp32/deploy.weights.h5``. "qat" builds
+    the same graph, quantizes it with ``mai_sr.qat.quantize_model`` and loads
+    ``qat/qat.weights.h5`` (weights and quantizer ranges): rebuilding from code avoids
+    deserializing tfmot wrappers. A missing stage raises MaiSrError naming the file.
+    """
+    if stage not in STAGES:
+        raise MaiSrError(f"stage: {stage!r} is not one of {', '.join(STAGES)}")
+    run_dir = Path(run_dir)
+    config = read_run_config(run_dir)
+    needed = [run_dir / FP32_DEPLOY_WEIGHTS] + ([run_dir / QAT_WEIGHTS] if stage == "qat" else [])
+    for path in needed:
+        if not path.is_file():
+            hint = " (train with --qat)" if path.name == Path(QAT_WEIGHTS).name else ""
+            raise MaiSrError(f"{path}: not found; {run_dir} has no finished {stage} stage{hint}")
+    deploy = build_deploy(config["model"], config["scale"])
+    deploy.load_weights(str(needed[0]))
+    if stage == "fp32":
+        return deploy
+    from mai_sr.qat import quantize_model
+
+    quantized = quantize_model(deploy)
+    quantized.load_weights(str(needed[1]))
+    return quantized
+
+
+
+def build_deploy(model_name: str, scale: int):
+    """The deploy graph of `model_name` at `scale`, untrained (imports TensorFlow)."""
+    from mai_sr.models import create_model
+
+    return create_model(model_name, scale=scale, deploy=True)
