@@ -1,9 +1,18 @@
-"""`mai-sr` command line: argument parsing only.
+"""`mai-sr` command line: argument parsing, printing and exit codes.
 
-Each subcommand parses its arguments and calls one documented library function; heavy
-modules are imported inside the handlers so `mai-sr --help` and `mai-sr <cmd> --help` never
-import TensorFlow, and model-running commands (eval, bench, lint, score, upscale) never do.
-A :class:`~mai_sr.errors.MaiSrError` becomes a one-line error and exit code 2.
+Each subcommand parses its arguments, calls documented library functions that return data,
+and prints it; no library module prints or picks an exit code. Heavy modules are imported
+inside the handlers so `mai-sr --help` and `mai-sr <cmd> --help` never import TensorFlow,
+and model-running commands (eval, bench, lint, score, upscale) never do.
+
+Lists come from their registries: model names from :func:`mai_sr.registry.list_models`,
+`--pretrained` from the shipped files (:func:`mai_sr.pretrained.available`), runners from
+:data:`mai_sr.device.RUNNERS`, and each runner's own `bench` options from its class's
+`add_cli_options(group)`.
+
+Exit codes: 0; 1 for `lint --strict` warnings and for a multi-device `bench` where a device
+failed; 2 for errors (a :class:`~mai_sr.errors.MaiSrError` becomes a one-line error); 130
+for Ctrl-C.
 """
 
 from __future__ import annotations
@@ -13,13 +22,40 @@ import json
 import sys
 
 from mai_sr import __version__
+from mai_sr.device import RUNNERS
 from mai_sr.errors import MaiSrError
+from mai_sr.pretrained import available as available_pretrained
+from mai_sr.registry import list_models
 
 PROG = "mai-sr"
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error (no usage dump) and exit code 2."""
+    """argparse with a one-line error (no usage dump) and exit code 2.
+
+    `add_later(fn)` defers `fn(parser)` until this parser parses or prints help: `bench`
+    and `push` take options from the runner classes, whose modules (LiteRT, the flatbuffer
+    reader) would otherwise be imported by every `mai-sr` command.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._later = []
+
+    def add_later(self, fn) -> None:
+        self._later.append(fn)
+
+    def _complete(self) -> None:
+        while self._later:
+            self._later.pop(0)(self)
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._complete()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self._complete()
+        return super().format_help()
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -74,16 +110,23 @@ def csv_list(text: str) -> list[str]:
     return items
 
 
-MODEL_NAMES = ("abpn", "scsrn", "ncnet", "xcat")
-RUNNERS = ("local", "adb", "synap")
+MODEL_NAMES = tuple(list_models())
+PRETRAINED_NAMES = tuple(available_pretrained())
 
 
 # ---------------------------------------------------------------- handlers
-# Each handler imports its library module lazily and does nothing but call it and print.
+# Each handler imports its library modules lazily, calls them, prints and picks the exit code.
 
 
 def _print_json(obj) -> None:
     print(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def _fixed_model(args):
+    """The .tflite to run: the positional path, or the shipped fixed-shape --pretrained."""
+    from mai_sr.tflite.artifacts import model_file
+
+    return model_file(args.model, args.pretrained, "fixed")
 
 
 def cmd_train(args) -> int:
@@ -107,23 +150,48 @@ def cmd_export(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from mai_sr.evaluate import evaluate_cli
+    from mai_sr.evaluate import evaluate_tflite, format_results, results_csv
+    from mai_sr.fileio import write_text
+    from mai_sr.tflite.artifacts import model_file
 
-    return evaluate_cli(model=args.model, pretrained=args.pretrained, data=args.data,
-                        y_channel=args.y, crop=args.crop, save_dir=args.save_dir,
-                        csv_path=args.csv, as_json=args.json, quiet=args.quiet)
+    results = evaluate_tflite(model_file(args.model, args.pretrained), args.data,
+                              y_channel=args.y, crop=args.crop, save_dir=args.save_dir,
+                              quiet=args.quiet)
+    if args.csv:
+        write_text(args.csv, results_csv(results))
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2, sort_keys=True))
+    else:
+        print(format_results(results))
+        if args.csv:
+            print(f"per-image rows: {args.csv}")
+    return 0
 
 
 def cmd_bench(args) -> int:
-    from mai_sr.device import bench_cli
+    """Exit code 0, or 1 when a multi-device run had a device fail (its error is printed)."""
+    from mai_sr.device import format_result, get_runner, results_to_json
 
-    return bench_cli(args)
+    model = _fixed_model(args)
+    runner = get_runner(args.runner, **vars(args))
+    results = runner.bench(model)
+    listed = results if isinstance(results, list) else [results]
+    if args.json:
+        print(json.dumps(results_to_json(results), indent=2, sort_keys=True))
+    else:
+        fmt = getattr(runner, "format_result", format_result)
+        print("\n\n".join(fmt(r) for r in listed))
+    return 1 if any(r.error for r in listed) else 0
 
 
 def cmd_push(args) -> int:
-    from mai_sr.device.adb import push_cli
+    from mai_sr.device.adb import AI_BENCHMARK_MODEL, AI_BENCHMARK_STEPS, push_model
 
-    return push_cli(args)
+    model = _fixed_model(args)
+    for serial in push_model(model, adb=args.adb, serial=args.serial):
+        print(f"pushed {model} -> {serial}:{AI_BENCHMARK_MODEL}")
+    print(AI_BENCHMARK_STEPS)
+    return 0
 
 
 def cmd_synap(args) -> int:
@@ -134,10 +202,24 @@ def cmd_synap(args) -> int:
     return 0
 
 
-def cmd_lint(args) -> int:
-    from mai_sr.tflite.lint import lint_cli
+def lint_exit_code(report, strict: bool = False) -> int:
+    """`mai-sr lint`'s exit code for a LintReport: 2 errors, 1 warnings (only with
+    `strict`), 0 clean."""
+    if report.errors:
+        return 2
+    return 1 if strict and report.warnings else 0
 
-    return lint_cli(args.model, as_json=args.json, strict=args.strict)
+
+def cmd_lint(args) -> int:
+    from mai_sr.tflite.lint import lint_model
+
+    report = lint_model(args.model)
+    code = lint_exit_code(report, args.strict)
+    if args.json:
+        print(json.dumps({**report.to_dict(), "exit_code": code}, indent=2))
+    else:
+        print(report.format_table())
+    return code
 
 
 def cmd_profile(args) -> int:
@@ -152,10 +234,34 @@ def cmd_profile(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from mai_sr.score import score_cli
+    """The score with 2 decimals (one line per bench result), the scored CSV as a table, or
+    JSON with --json."""
+    from mai_sr import score
 
-    return score_cli(psnr=args.psnr, runtime_ms=args.runtime_ms, csv_path=args.csv,
-                     runtime_from=args.runtime_from, as_json=args.json)
+    if args.csv is not None:
+        if args.psnr is not None or args.runtime_ms is not None or args.runtime_from is not None:
+            raise MaiSrError("--csv scores a whole file: do not combine it with --psnr, "
+                             "--runtime-ms or --runtime-from")
+        table = score.score_csv(args.csv)
+        if args.json:
+            print(table.to_json(orient="records", indent=2))
+        else:
+            print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+        return 0
+    if args.psnr is None:
+        raise MaiSrError("--psnr is required (with --runtime-ms or --runtime-from), or use --csv")
+    rows = score.score_runs(args.psnr, runtime_ms=args.runtime_ms, runtime_from=args.runtime_from)
+    if args.json:
+        for row in rows:
+            if not row["label"]:
+                del row["label"]
+        print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2, sort_keys=True))
+    elif len(rows) == 1:
+        print(f"{rows[0]['score']:.2f}")
+    else:
+        for row in rows:
+            print(f"{row['label']}: {row['score']:.2f} ({row['runtime_ms']:.2f} ms)")
+    return 0
 
 
 def cmd_report(args) -> int:
@@ -180,10 +286,20 @@ def cmd_upscale(args) -> int:
 # ---------------------------------------------------------------- parser
 
 
-def _add_adb_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("adb (Android device via benchmark_model)")
-    g.add_argument("--adb", metavar="PATH", help="adb executable (default: $ADB, PATH, or adbutils' bundled adb)")
-    g.add_argument("--serial", help="device serial; 'all' benchmarks every attached device")
+def _add_runner_options(parser: argparse.ArgumentParser) -> None:
+    """One argument group per runner in RUNNERS, filled by its class's add_cli_options."""
+    from mai_sr.device import runner_class
+
+    for name in RUNNERS:
+        add_options = getattr(runner_class(name), "add_cli_options", None)
+        if add_options is not None:
+            add_options(parser.add_argument_group(f"--runner {name} options"))
+
+
+def _add_push_options(parser: argparse.ArgumentParser) -> None:
+    from mai_sr.device.adb import add_device_options
+
+    add_device_options(parser.add_argument_group("adb (Android device)"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -235,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", help="output .tflite path (fixed shape); --dynamic adds *_none.tflite")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--run", help="run directory from `mai-sr train`")
-    src.add_argument("--pretrained", choices=MODEL_NAMES, help="a shipped pretrained model")
+    src.add_argument("--pretrained", choices=PRETRAINED_NAMES, help="a shipped pretrained model")
     p.add_argument("--model", choices=MODEL_NAMES, help="architecture, with --weights")
     p.add_argument("--weights", help="Keras deploy weights file, with --model")
     p.add_argument("--shape", type=size_hw, default=(360, 640), help="LR input HxW (default 360x640)")
@@ -248,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     # eval -------------------------------------------------------------------
     p = sub.add_parser("eval", help="PSNR/SSIM of a TFLite model (LiteRT, no TensorFlow)")
     p.add_argument("model", nargs="?", help=".tflite file")
-    p.add_argument("--pretrained", choices=MODEL_NAMES)
+    p.add_argument("--pretrained", choices=PRETRAINED_NAMES)
     p.add_argument("--data", type=csv_list, default=["builtin"], help="DIR[,DIR] or builtin")
     p.add_argument("--y", action="store_true", help="on BT.601 luma instead of RGB")
     p.add_argument("--crop", type=non_negative_int, default=None, help="border crop (default = scale)")
@@ -259,29 +375,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     # bench ------------------------------------------------------------------
+    # Options shared by several runners live here, with dests that are the runners'
+    # constructor keywords; each runner's own options come from its add_cli_options.
     p = sub.add_parser("bench", help="time a TFLite model on a runner")
     p.add_argument("model", nargs="?", help=".tflite file")
-    p.add_argument("--pretrained", choices=MODEL_NAMES)
-    p.add_argument("--runner", choices=RUNNERS, default="local")
+    p.add_argument("--pretrained", choices=PRETRAINED_NAMES)
+    p.add_argument("--runner", choices=tuple(RUNNERS), default="local")
     p.add_argument("--threads", type=positive_int, default=2)
-    p.add_argument("--runs", type=positive_int, default=None, help="minimum timed runs")
-    p.add_argument("--warmup", type=non_negative_int, default=None, help="warmup runs")
+    p.add_argument("--runs", dest="min_runs", metavar="RUNS", type=positive_int, default=None,
+                   help="minimum timed runs")
+    p.add_argument("--warmup", dest="warmup_runs", metavar="WARMUP", type=non_negative_int,
+                   default=None, help="warmup runs")
     p.add_argument("--min-seconds", type=positive_float, default=None, help="minimum timed seconds")
     p.add_argument("--json", action="store_true")
-    _add_adb_options(p)
-    g = p.add_argument_group("adb benchmark options")
-    g.add_argument("--benchmark-binary", help="benchmark_model built for the device ABI")
-    g.add_argument("--delegate", choices=("nnapi", "cpu", "xnnpack", "gpu"), default="nnapi")
-    g.add_argument("--nnapi-accelerator", help="NNAPI accelerator name")
-    g.add_argument("--op-profiling", action="store_true", help="--enable_op_profiling=true")
-    g.add_argument("--memory", action="store_true", help="--report_peak_memory_footprint=true")
+    p.add_later(_add_runner_options)
     p.set_defaults(func=cmd_bench)
 
     # push -------------------------------------------------------------------
     p = sub.add_parser("push", help="copy a model to AI Benchmark's custom-model slot on a device")
     p.add_argument("model", nargs="?", help=".tflite file")
-    p.add_argument("--pretrained", choices=MODEL_NAMES)
-    _add_adb_options(p)
+    p.add_argument("--pretrained", choices=PRETRAINED_NAMES)
+    p.add_later(_add_push_options)
     p.set_defaults(func=cmd_push)
 
     # synap ------------------------------------------------------------------
@@ -325,7 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=csv_list, default=["builtin"],
                    help="DIR[,DIR], builtin, or folder names under $MAI_SR_DATA (e.g. Set14,B100);"
                         " the first is the leaderboard's PSNR")
+    # make_report checks the names against RUNNERS too (its message names all unknown ones)
     p.add_argument("--runner", type=csv_list, default=["local", "synap"],
+                   metavar=f"{{{','.join(RUNNERS)}}}[,...]",
                    help="runners to time with: local = CPU ms, synap/adb = NPU ms "
                         "(default local,synap)")
     p.add_argument("--out", default="report", help="report folder; its cache/ makes reruns cheap")
@@ -337,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="image file or folder")
     p.add_argument("output", help="output file or folder")
     p.add_argument("--model", help=".tflite file")
-    p.add_argument("--pretrained", choices=MODEL_NAMES)
+    p.add_argument("--pretrained", choices=PRETRAINED_NAMES)
     p.add_argument("--tile", type=positive_int, default=None, help="LR tile size (default: model's)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_upscale)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 from pathlib import Path
 
@@ -24,8 +23,6 @@ from tqdm import tqdm
 
 from mai_sr.data import bicubic_upscale, iter_pairs
 from mai_sr.errors import MaiSrError
-from mai_sr.fileio import write_text
-from mai_sr.tflite.artifacts import model_file
 from mai_sr.tflite.runtime import TFLiteSR
 from mai_sr.metrics import psnr, ssim
 from mai_sr.results import EvalResult, ImageScore
@@ -117,19 +114,3 @@ def format_results(results: list[EvalResult]) -> str:
         lines.append(f"{r.dataset:<16} {len(r.images):>6} {r.psnr:>8.3f} {r.ssim:>7.4f} "
                      f"{r.bicubic_psnr:>13.3f} {r.bicubic_ssim:>13.4f}")
     return "\n".join(lines)
-
-
-def evaluate_cli(model, pretrained, data, y_channel, crop, save_dir, csv_path, as_json,
-                 quiet) -> int:
-    """`mai-sr eval`: evaluate, print the table (or JSON), write the per-image CSV; exit 0."""
-    results = evaluate_tflite(model_file(model, pretrained), data,
-                              y_channel=y_channel, crop=crop, save_dir=save_dir, quiet=quiet)
-    if csv_path:
-        write_text(csv_path, results_csv(results))
-    if as_json:
-        print(json.dumps([r.to_dict() for r in results], indent=2, sort_keys=True))
-    else:
-        print(format_results(results))
-        if csv_path:
-            print(f"per-image rows: {csv_path}")
-    return 0

@@ -84,7 +84,12 @@ def _runtimes_from(path: str) -> list[tuple[str, float]]:
     return out
 
 
-def _score_csv(csv_path: str, as_json: bool) -> int:
+def score_csv(csv_path: str):
+    """Every row of a CSV scored: a pandas DataFrame with a `score` column added.
+
+    The CSV has psnr and runtime_ms columns, or psnr and npu_ms as in `mai-sr report`'s
+    leaderboard.csv. A row with an empty cell is not measured and gets no score (None).
+    """
     import pandas as pd
 
     try:
@@ -110,44 +115,19 @@ def _score_csv(csv_path: str, as_json: bool) -> int:
         except MaiSrError as exc:
             raise MaiSrError(f"{csv_path}: line {i}: {exc}") from None
     table["score"] = scores
-    if as_json:
-        print(table.to_json(orient="records", indent=2))
-    else:
-        print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    return 0
+    return table
 
 
-def score_cli(psnr: float | None = None, runtime_ms: float | None = None,
-              csv_path: str | None = None, runtime_from: str | None = None,
-              as_json: bool = False) -> int:
-    """`mai-sr score`: print the challenge score (2 decimals), or JSON with `as_json`.
+def score_runs(psnr: float, runtime_ms: float | None = None,
+               runtime_from: str | None = None) -> list[dict]:
+    """Score one PSNR against a runtime: `runtime_ms`, or every result of `runtime_from` (a
+    `mai-sr bench --json` file: one BenchResult or a list).
 
-    Either `psnr` with `runtime_ms` or `runtime_from` (a `mai-sr bench --json` file: one
-    BenchResult or a list, scored each), or `csv_path` (a CSV with psnr and runtime_ms
-    columns, or psnr and npu_ms as in `mai-sr report`'s leaderboard.csv: every row is scored
-    and the table printed; a row with an empty cell gets no score).
+    One row per runtime: {"label", "psnr", "runtime_ms", "score", "C"}; the label names the
+    device and model of a bench result and is "" for `runtime_ms`.
     """
-    if csv_path is not None:
-        if psnr is not None or runtime_ms is not None or runtime_from is not None:
-            raise MaiSrError("--csv scores a whole file: do not combine it with --psnr, "
-                             "--runtime-ms or --runtime-from")
-        return _score_csv(csv_path, as_json)
-    if psnr is None:
-        raise MaiSrError("--psnr is required (with --runtime-ms or --runtime-from), or use --csv")
     if (runtime_ms is None) == (runtime_from is None):
         raise MaiSrError("give exactly one of --runtime-ms and --runtime-from")
     runs = [("", runtime_ms)] if runtime_from is None else _runtimes_from(runtime_from)
-    rows = [{"label": label, "psnr": psnr, "runtime_ms": ms, "score": final_score(psnr, ms)}
-            for label, ms in runs]
-    if as_json:
-        for row in rows:
-            row["C"] = C
-            if not row["label"]:
-                del row["label"]
-        print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2, sort_keys=True))
-    elif len(rows) == 1:
-        print(f"{rows[0]['score']:.2f}")
-    else:
-        for row in rows:
-            print(f"{row['label']}: {row['score']:.2f} ({row['runtime_ms']:.2f} ms)")
-    return 0
+    return [{"label": label, "psnr": psnr, "runtime_ms": ms, "score": final_score(psnr, ms),
+             "C": C} for label, ms in runs]

@@ -9,7 +9,8 @@ import textwrap
 import pytest
 
 import tflite_factory
-from mai_sr.tflite.lint import ERROR, WARNING, lint_cli, lint_model
+from mai_sr.cli import lint_exit_code, main
+from mai_sr.tflite.lint import ERROR, WARNING, lint_model
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def op_index(report, op_type):
 def test_clean_int8_model(models, kind):
     report = lint_model(models[kind])
     assert report.errors == 0 and report.warnings == 0
-    assert report.exit_code(strict=True) == 0
+    assert lint_exit_code(report, strict=True) == 0
     assert all(r.verdict == "ok" for r in report.rows)
     convs = [r for r in report.rows if r.type == "CONV_2D"]
     assert [r.kernel for r in convs] == ["3x3", "3x3", "1x1"]
@@ -50,7 +51,7 @@ def test_clean_int8_model(models, kind):
 
 def test_float_model_is_all_errors(models):
     report = lint_model(models["float"])
-    assert report.exit_code() == 2
+    assert lint_exit_code(report) == 2
     assert all(r.verdict == ERROR for r in report.rows)
     assert {code for _, code in codes(report, ERROR)} == {"float-op", "io-dtype"}
     flagged = {op for op, code in codes(report, ERROR) if code == "float-op"}
@@ -64,7 +65,7 @@ def test_clip_after_depth_to_space_warns(models):
     assert warned == [(d2s + 1, "clip-after-d2s"), (d2s + 2, "clip-after-d2s")]
     assert [report.rows[i].type for i, _ in warned] == ["MINIMUM", "RELU"]
     assert report.errors == 0
-    assert report.exit_code() == 0 and report.exit_code(strict=True) == 1
+    assert lint_exit_code(report) == 0 and lint_exit_code(report, strict=True) == 1
 
 
 def test_big_kernels_and_resize_warn(models):
@@ -93,17 +94,17 @@ def test_unsupported_shape_ops_are_errors(models):
     shape_op = op_index(report, "SHAPE")[0]
     assert (shape_op, "unsupported-vs680") in errors and (shape_op, "unsupported-nnapi") in errors
     assert report.rows[shape_op].vs680 == "CPU"
-    assert report.exit_code() == 2
+    assert lint_exit_code(report) == 2
     assert "dynamic-shape" in [f.code for f in report.findings]
 
 
 def test_lint_cli_outputs(models, capsys):
-    assert lint_cli(models["clip_after"], as_json=False, strict=True) == 1
+    assert main(["lint", str(models["clip_after"]), "--strict"]) == 1
     text = capsys.readouterr().out
     assert "DEPTH_TO_SPACE" in text and "clip-after-d2s" in text
     assert text.strip().splitlines()[-1].endswith(
         "WARN: 9 ops, 0 error(s), 2 warning(s), 1 note(s) (VS680 units: NN 4, PPU 1, TP 4)")
-    assert lint_cli(models["float"], as_json=True, strict=False) == 2
+    assert main(["lint", str(models["float"]), "--json"]) == 2
     data = json.loads(capsys.readouterr().out)
     assert data["exit_code"] == 2 and data["errors"] == len(
         [f for f in data["findings"] if f["severity"] == "error"])
@@ -130,7 +131,7 @@ def test_cli_bad_files_one_line_errors(models, tmp_path):
 def test_lint_does_not_import_tensorflow(models):
     code = textwrap.dedent(f"""
         import sys
-        from mai_sr.cli import main
+        from mai_sr.cli import lint_exit_code, main
         rc = main(["lint", {str(models["int8"])!r}])
         heavy = [m for m in sys.modules if m.split(".")[0] in ("tensorflow", "tf_keras", "keras")]
         print("RC", rc, "HEAVY", heavy)

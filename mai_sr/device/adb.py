@@ -247,6 +247,13 @@ def check_binary_abi(path: Path, facts: dict) -> None:
                          f"{facts.get('abi')} (e.g. android_aarch64_benchmark_model for arm64-v8a)")
 
 
+def add_device_options(group) -> None:
+    """--adb and --serial: how `mai-sr bench --runner adb` and `mai-sr push` find devices."""
+    group.add_argument("--adb", metavar="PATH",
+                       help="adb executable (default: $ADB, PATH, or adbutils' bundled adb)")
+    group.add_argument("--serial", help="device serial; 'all' benchmarks every attached device")
+
+
 # ---------------------------------------------------------------- the runner
 
 
@@ -259,6 +266,19 @@ class AdbRunner:
     """`benchmark_model` on one Android device, or on every attached one (`serial="all"`)."""
 
     name = "adb"
+
+    @classmethod
+    def add_cli_options(cls, group) -> None:
+        """`mai-sr bench --runner adb` options; each dest is a constructor keyword."""
+        add_device_options(group)
+        group.add_argument("--benchmark-binary",
+                           help="benchmark_model built for the device ABI")
+        group.add_argument("--delegate", choices=tuple(DELEGATE_FLAGS), default="nnapi")
+        group.add_argument("--nnapi-accelerator", help="NNAPI accelerator name")
+        group.add_argument("--op-profiling", action="store_true",
+                           help="--enable_op_profiling=true")
+        group.add_argument("--memory", dest="report_memory", action="store_true",
+                           help="--report_peak_memory_footprint=true")
 
     def __init__(self, *, adb: str | None = None, serial: str | None = None,
                  benchmark_binary: str | None = None, delegate: str = "nnapi",
@@ -399,14 +419,3 @@ def push_model(model_path, *, adb: str | None = None, serial: str | None = None)
                      action="push of the model")
         written.append(device.serial)
     return written
-
-
-def push_cli(args) -> int:
-    """`mai-sr push`: copy the model for AI Benchmark and print the steps to run it."""
-    from mai_sr.tflite.artifacts import model_file
-
-    model = model_file(args.model, args.pretrained, "fixed")
-    for serial in push_model(model, adb=args.adb, serial=args.serial):
-        print(f"pushed {model} -> {serial}:{AI_BENCHMARK_MODEL}")
-    print(AI_BENCHMARK_STEPS)
-    return 0

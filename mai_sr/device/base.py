@@ -20,9 +20,17 @@ class Runner(Protocol):
     """Something that times a .tflite model somewhere.
 
     `bench` returns one `BenchResult`, or a list when the runner drives several devices
-    (`adb --serial all`). A runner may also define `format_result(result) -> str` to print
-    its results in its own tool's style (the SyNAP simulator prints `synap_cli`-style text);
-    `mai_sr.device.format_result` is used otherwise.
+    (`adb --serial all`). Optional, looked up with getattr:
+
+    - ``@classmethod add_cli_options(cls, group)``: add the runner's own `mai-sr bench`
+      options to the argparse group "--runner NAME options"; each option's `dest` is a
+      keyword argument of the constructor, which `get_runner` passes on. Option strings must
+      not clash with another runner's or with bench's shared ones (--threads, --runs,
+      --warmup, --min-seconds, --json, whose dests are threads, min_runs, warmup_runs,
+      min_seconds).
+    - ``format_result(result) -> str``: print results in the runner's own tool's style (the
+      SyNAP simulator prints `synap_cli`-style text); `mai_sr.device.format_result`
+      otherwise.
     """
 
     name: str
@@ -124,61 +132,12 @@ BENCH_RESULT_SCHEMA = {
 }
 
 
-_JSON_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool,
-               "integer": int, "number": (int, float), "null": type(None)}
+def schema_errors(value, schema: dict | None = None) -> list[str]:
+    """Where `value` breaks `schema` (default: BENCH_RESULT_SCHEMA), one line each naming the
+    JSON path; empty if it conforms. Checked by `jsonschema`, plus finite numbers."""
+    from mai_sr.schema import schema_errors as check
 
-
-def _is_type(value, name: str) -> bool:
-    if isinstance(value, bool) and name in ("integer", "number"):
-        return False  # JSON booleans are not numbers
-    return isinstance(value, _JSON_TYPES[name])
-
-
-def schema_errors(value, schema: dict | None = None, path: str = "$", root: dict | None = None
-                  ) -> list[str]:
-    """Where `value` breaks `schema` (default: BENCH_RESULT_SCHEMA); empty if it conforms.
-
-    A small JSON Schema subset, enough for this schema and without a dependency: $ref (local),
-    anyOf, type, enum, minimum, required, properties, additionalProperties, items.
-    """
-    root = root or schema or BENCH_RESULT_SCHEMA
-    schema = schema or BENCH_RESULT_SCHEMA
-    if "$ref" in schema:
-        target = root
-        for part in schema["$ref"].lstrip("#/").split("/"):
-            target = target[part]
-        return schema_errors(value, target, path, root)
-    if "anyOf" in schema:
-        branches = [schema_errors(value, s, path, root) for s in schema["anyOf"]]
-        if all(branches):
-            # report the branch whose type fitted, not the "expected array" of the other
-            return min(branches, key=lambda e: (e[0].startswith(f"{path}: expected"), len(e)))
-    types = schema.get("type")
-    if types is not None:
-        names = [types] if isinstance(types, str) else types
-        if not any(_is_type(value, t) for t in names):
-            return [f"{path}: expected {'/'.join(names)}, got {type(value).__name__}"]
-    errors = []
-    if "enum" in schema and value not in schema["enum"]:
-        errors.append(f"{path}: {value!r} not in {schema['enum']}")
-    if "minimum" in schema and _is_type(value, "number") and value < schema["minimum"]:
-        errors.append(f"{path}: {value} < minimum {schema['minimum']}")
-    if isinstance(value, dict):
-        errors += [f"{path}: missing required '{k}'" for k in schema.get("required", [])
-                   if k not in value]
-        props = schema.get("properties", {})
-        extra = schema.get("additionalProperties", True)
-        for key, item in value.items():
-            if key in props:
-                errors += schema_errors(item, props[key], f"{path}.{key}", root)
-            elif extra is False:
-                errors.append(f"{path}: unexpected property '{key}'")
-            elif isinstance(extra, dict):
-                errors += schema_errors(item, extra, f"{path}.{key}", root)
-    if isinstance(value, list) and "items" in schema:
-        for i, item in enumerate(value):
-            errors += schema_errors(item, schema["items"], f"{path}[{i}]", root)
-    return errors
+    return check(value, schema or BENCH_RESULT_SCHEMA)
 
 
 def results_to_json(results: BenchResult | list[BenchResult]):

@@ -40,7 +40,6 @@ _TIMINGS = re.compile(rf"^Inference timings in us: Init: ({NUM}), First inferenc
                       rf"Warmup \(avg\): ({NUM}), Inference \(avg\): ({NUM})")
 _COUNT = re.compile(r"^count=(\d+)(.*)$")
 _KEYVAL = re.compile(rf"(\w+)=({NUM})")
-_RUNNING = re.compile(r"^Running benchmark for at least (\d+) iterations")
 _MEM_DELTA = re.compile(rf"^Memory footprint delta from the start of the tool \(MB\): "
                         rf"init=({NUM}) overall=({NUM})")
 _PEAK_PERIODIC = re.compile(rf"^Overall peak memory footprint \(MB\) via periodic "

@@ -1,6 +1,6 @@
 """Shipped pretrained INT8 models, one set of files per architecture.
 
-For each model name (abpn, scsrn, ncnet, xcat) this folder may hold:
+For each model name of :mod:`mai_sr.registry` this folder may hold:
 
 - ``<name>.tflite``       fixed-shape INT8 model, 1x360x640x3 uint8 -> 1x1080x1920x3 uint8 (runtime)
 - ``<name>_none.tflite``  dynamic-shape INT8 model (fidelity, any image size)
@@ -14,7 +14,8 @@ For each model name (abpn, scsrn, ncnet, xcat) this folder may hold:
 ``benchmarks/pretrain.sh`` trains them and ``benchmarks/pretrained_table.py --ship`` exports,
 measures and copies them here.
 
-Only the standard library is imported here, so model-running commands stay TF-free.
+Only the standard library and the TF-free registry are imported here, so model-running
+commands stay TF-free.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from mai_sr.errors import MaiSrError
+from mai_sr.registry import list_models
 
 PRETRAINED_DIR = Path(__file__).resolve().parent
-NAMES = ("abpn", "scsrn", "ncnet", "xcat")
+# The registry's models: each is expected to ship here (tests/test_pretrained.py checks it).
+NAMES = tuple(list_models())
 _SUFFIX = {"fixed": ".tflite", "dynamic": "_none.tflite", "weights": ".weights.h5",
            "ranges": ".qat.json", "card": ".json"}
 

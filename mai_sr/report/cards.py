@@ -1,8 +1,8 @@
 """Model cards: one JSON document per model with its measured numbers.
 
-The schema is :data:`MODEL_CARD_SCHEMA` (JSON Schema, draft 2020-12 subset), shared by the
-cards `mai-sr report` writes (``cards/<model>.json``) and the pretrained models' cards
-(``mai_sr/pretrained/``). Build a card with :func:`build_model_card` and check one with
+The schema is :data:`MODEL_CARD_SCHEMA` (JSON Schema draft 2020-12, checked by `jsonschema`
+with finite numbers required), shared by the cards `mai-sr report` writes
+(``cards/<model>.json``) and the pretrained models' cards (``mai_sr/pretrained/``). Build a card with :func:`build_model_card` and check one with
 :func:`validate_model_card`. A card holds:
 
 - ``name``, ``architecture`` (abpn/scsrn/ncnet/xcat or null), ``scale``, ``precision`` of the
@@ -105,51 +105,14 @@ MODEL_CARD_SCHEMA: dict = {
     }),
 }
 
-_JSON_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
-
-
-def _type_ok(value, name: str) -> bool:
-    if name == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if name == "number":
-        return isinstance(value, (int, float)) and not isinstance(value, bool) \
-            and math.isfinite(value)
-    return isinstance(value, _JSON_TYPES[name])
-
-
-def _problems(value, schema: dict, where: str) -> list[str]:
-    """Violations of the schema subset MODEL_CARD_SCHEMA uses, each naming its JSON path."""
-    if "const" in schema and value != schema["const"]:
-        return [f"{where}: must be {schema['const']!r}, got {value!r}"]
-    if "enum" in schema and value not in schema["enum"]:
-        return [f"{where}: must be one of {schema['enum']}, got {value!r}"]
-    types = schema.get("type")
-    if types is not None:
-        names = [types] if isinstance(types, str) else types
-        if not any(_type_ok(value, n) for n in names):
-            return [f"{where}: expected {' or '.join(names)}, got {type(value).__name__}"]
-    if isinstance(value, (int, float)) and "minimum" in schema and value < schema["minimum"]:
-        return [f"{where}: must be >= {schema['minimum']}, got {value}"]
-    if isinstance(value, str) and len(value) < schema.get("minLength", 0):
-        return [f"{where}: too short"]
-    found = []
-    if isinstance(value, dict):
-        props = schema.get("properties", {})
-        found += [f"{where}: missing {k!r}" for k in schema.get("required", []) if k not in value]
-        if schema.get("additionalProperties") is False:
-            found += [f"{where}: unknown field {k!r}" for k in value if k not in props]
-        for k, sub in props.items():
-            if k in value:
-                found += _problems(value[k], sub, f"{where}.{k}")
-    if isinstance(value, list) and "items" in schema:
-        for i, item in enumerate(value):
-            found += _problems(item, schema["items"], f"{where}[{i}]")
-    return found
-
-
 def validate_model_card(card) -> None:
-    """Raise MaiSrError naming the first field of `card` that breaks MODEL_CARD_SCHEMA."""
-    found = _problems(card, MODEL_CARD_SCHEMA, "card")
+    """Raise MaiSrError naming the first field of `card` that breaks MODEL_CARD_SCHEMA.
+
+    `jsonschema` checks the schema; numbers must also be finite (NaN is not JSON).
+    """
+    from mai_sr.schema import schema_errors
+
+    found = schema_errors(card, MODEL_CARD_SCHEMA, root="card")
     if found:
         name = card.get("name", "?") if isinstance(card, dict) else "?"
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""

@@ -38,7 +38,6 @@ Op lists and their sources: :mod:`mai_sr.tflite.ops`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,12 +102,6 @@ class LintReport:
     @property
     def warnings(self) -> int:
         return self.count(WARNING)
-
-    def exit_code(self, strict: bool = False) -> int:
-        """0 clean, 1 warnings (only with `strict`), 2 errors."""
-        if self.errors:
-            return 2
-        return 1 if strict and self.warnings else 0
 
     def summary(self) -> str:
         units: dict[str, int] = {}
@@ -275,15 +268,3 @@ def lint_graph(graph: TFLiteGraph) -> LintReport:
 def lint_model(path) -> LintReport:
     """Read the .tflite at `path` and lint it. Unreadable files raise MaiSrError."""
     return lint_graph(read_graph(path))
-
-
-def lint_cli(path, as_json: bool = False, strict: bool = False) -> int:
-    """`mai-sr lint`: print the table (or JSON) and return the exit code (0/1/2)."""
-    report = lint_model(path)
-    if as_json:
-        data = report.to_dict()
-        data["exit_code"] = report.exit_code(strict)
-        print(json.dumps(data, indent=2))
-    else:
-        print(report.format_table())
-    return report.exit_code(strict)
