@@ -1,4 +1,6 @@
-"""The challenge score: ``Final Score = 2^(2*PSNR) / (C * runtime_ms)`` (seed 004, section 2.5).
+"""The challenge score: ``Final Score = 2^(2*PSNR) / (C * runtime_ms)`` (*Efficient and
+Accurate Quantized Image Super-Resolution on Mobile NPUs, Mobile AI & AIM 2022 Challenge:
+Report*, Ignatov et al., ECCV 2022 Workshops, section 2.5).
 
 Derivation of C
 ---------------

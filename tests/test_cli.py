@@ -59,7 +59,7 @@ def test_help_lists_every_subcommand(no_tf_report):
 
 def test_score_prints_z6(no_tf_report):
     out = no_tf_report["score --psnr 30.03 --runtime-ms 19.2"][1]
-    assert abs(float(out) - 22.22) <= 0.02  # seed 004, Table 1, Z6
+    assert abs(float(out) - 22.22) <= 0.02  # MAI 2022 challenge report, Table 1, Z6
 
 
 def test_console_script_help():
@@ -102,3 +102,30 @@ def test_bad_input_is_one_line_on_stderr_and_exit_2(argv, capsys):
     assert captured.err.startswith("mai-sr") and "error:" in captured.err
     assert captured.err.count("\n") == 1, captured.err
     assert "Traceback" not in captured.err
+
+
+def _prints_and_exits(path: Path) -> list[str]:
+    """Calls of print(), sys.exit(), exit() and os._exit() in a module, read with ast."""
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = (func.id if isinstance(func, ast.Name)
+                else f"{getattr(func.value, 'id', '?')}.{func.attr}"
+                if isinstance(func, ast.Attribute) else "")
+        if name in ("print", "exit", "quit", "sys.exit", "os._exit"):
+            found.append(f"{path.name}:{node.lineno} {name}()")
+    return found
+
+
+def test_only_the_cli_prints_and_exits():
+    package = Path(__file__).resolve().parents[1] / "mai_sr"
+    cli = {package / "cli.py", package / "__main__.py"}
+    cli |= set((package / "cli").rglob("*.py")) if (package / "cli").is_dir() else set()
+    assert _prints_and_exits(package / "cli.py")  # the scan does find them where they are
+    offenders = [hit for path in sorted(package.rglob("*.py")) if path not in cli
+                 for hit in _prints_and_exits(path)]
+    assert offenders == []

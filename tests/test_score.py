@@ -9,8 +9,8 @@ from mai_sr import published, score
 from mai_sr.cli import main
 from mai_sr.errors import MaiSrError
 
-# Table 1 of seed 004 (Ignatov, Timofte et al., Mobile AI & AIM 2022 quantized image SR
-# challenge report; ../shared/seeds/004_b28fc09452e386ea.txt, around line 115), transcribed
+# Table 1 of *Efficient and Accurate Quantized Image Super-Resolution on Mobile NPUs, Mobile
+# AI & AIM 2022 Challenge: Report* (Ignatov, Timofte et al., ECCV 2022 Workshops), transcribed
 # here independently of mai_sr/published.py. Columns: team | model size KB | PSNR | SSIM |
 # PSNR drop FP32->INT8 | CPU runtime ms | NPU runtime ms | speed-up | Final Score.
 TABLE1_TEXT = """

@@ -1,5 +1,7 @@
 """Benchmark on Android devices over adb with TFLite's `benchmark_model`, and push models to
-AI Benchmark's custom-model slot (seed 004, section 2.2).
+AI Benchmark's custom-model slot (the Mobile AI 2022 challenge report, *Efficient and Accurate
+Quantized Image Super-Resolution on Mobile NPUs*, Ignatov et al., ECCV 2022 Workshops,
+section 2.2).
 
 Drives a real `adb` client: `--adb PATH`, else $ADB, else `adb` on PATH, else the one the
 `adbutils` package bundles (`pip install mai-sr[adb]`). Per device:
@@ -398,7 +400,7 @@ class AdbRunner:
 
 
 AI_BENCHMARK_STEPS = """\
-Run it in AI Benchmark (seed 004, section 2.2):
+Run it in AI Benchmark (Mobile AI 2022 challenge report, section 2.2):
   1. Install AI Benchmark (https://ai-benchmark.com/download or Google Play) and run its
      standard tests once.
   2. Enter PRO Mode and select the Custom Model tab.
