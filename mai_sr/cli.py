@@ -291,7 +291,14 @@ def _add_runner_options(parser: argparse.ArgumentParser) -> None:
     from mai_sr.device import runner_class
 
     for name in RUNNERS:
-        add_options = getattr(runner_class(name), "add_cli_options", None)
+        try:
+            cls = runner_class(name)
+        except MaiSrError as exc:
+            # a runner whose optional dependency is missing must not break the other runners;
+            # `--runner NAME` itself then fails with the same one-line error
+            parser.add_argument_group(f"--runner {name} options", str(exc))
+            continue
+        add_options = getattr(cls, "add_cli_options", None)
         if add_options is not None:
             add_options(parser.add_argument_group(f"--runner {name} options"))
 

@@ -186,3 +186,18 @@ def test_report_runner_choices_include_a_new_runner(toy_runner, capsys):
     assert "--runner {local,adb,synap,toy}[,...]" in capsys.readouterr().out
     assert main(["report", str(toy_runner), "--runner", "toy,tpu"]) == 2
     assert "--runner tpu: unknown (choose from adb, local, synap, toy)" in capsys.readouterr().err
+
+
+def test_a_runner_that_cannot_be_imported_breaks_only_itself(tmp_path, monkeypatch, capsys):
+    (tmp_path / "broken_runner_module.py").write_text("import no_such_package_for_mai_sr\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(device.RUNNERS, "broken", "broken_runner_module:BrokenRunner")
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    help_text = capsys.readouterr().out
+    assert "--runner adb options:" in help_text and "--serial SERIAL" in help_text
+    assert ("--runner broken options:\n  runner 'broken' is unavailable: No module named"
+            in help_text and "'no_such_package_for_mai_sr'" in help_text)
+    assert main(["bench", "m.tflite", "--runner", "broken"]) == 2
+    assert capsys.readouterr().err == ("mai-sr bench: error: runner 'broken' is unavailable: "
+                                       "No module named 'no_such_package_for_mai_sr'\n")

@@ -34,11 +34,19 @@ def list_runners() -> list[str]:
 
 
 def runner_class(name: str) -> type:
-    """The class registered under `name` (imported on demand)."""
+    """The class registered under `name` (imported on demand).
+
+    A runner whose module cannot be imported (an optional dependency is missing) raises
+    MaiSrError saying so.
+    """
     if name not in RUNNERS:
         raise MaiSrError(f"unknown runner {name!r}; choose from {', '.join(list_runners())}")
     module_name, class_name = RUNNERS[name].split(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise MaiSrError(f"runner {name!r} is unavailable: {exc}") from None
+    return getattr(module, class_name)
 
 
 def get_runner(name: str, **options) -> Runner:
