@@ -2,6 +2,10 @@
 
 Every file the toolkit writes goes through here: a temp file in the same directory, fsync,
 then `os.replace`, so a crash or Ctrl-C never leaves a partial file in place of a good one.
+An OS failure (full disk, read-only folder, a path that is a directory or under a file)
+becomes a one-line :class:`~mai_sr.errors.MaiSrError` naming the file, and the temp file is
+removed. Temp files carry the writing process's pid, so a later run can tell the leftovers
+of a killed process (:func:`remove_stale_temps`) from a write in progress.
 """
 
 from __future__ import annotations
@@ -10,9 +14,24 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+from mai_sr.errors import MaiSrError
+
+# ".<name>.<pid>.<random><suffix>": mkstemp's random part is 8 characters of [a-z0-9_].
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[a-z0-9_]{8}(\..*)?$")
+
+
+def write_error(path: str | os.PathLike, exc: OSError) -> MaiSrError:
+    """The one-line error for an OS failure while writing `path`."""
+    for parent in Path(path).parents:
+        if parent.is_file():  # mkdir's EEXIST/ENOTDIR say less than this
+            return MaiSrError(f"{path}: cannot write ({parent} is a file, not a folder)")
+    reason = exc.strerror or str(exc)
+    return MaiSrError(f"{path}: cannot write ({reason})")
 
 
 @contextlib.contextmanager
@@ -22,9 +41,14 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     For writers that want a file name (TF's `save_weights`, `Image.save`), not a stream.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp",
-                               dir=path.parent)
+    if path.is_dir():
+        raise MaiSrError(f"{path}: is a folder, not a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.",
+                                   suffix=suffix or path.suffix or ".tmp", dir=path.parent)
+    except OSError as exc:
+        raise write_error(path, exc) from None
     os.close(fd)
     tmp = Path(tmp)
     # mkstemp creates 0600; give the file the mode a plain open() would (0666 minus umask).
@@ -37,9 +61,66 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        raise write_error(path, exc) from None
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def write_files(contents: dict[str | os.PathLike, bytes]) -> list[Path]:
+    """Write several files as one set: every temp file is written and synced before the
+    first rename, so an OS failure (a full disk) leaves all the old files in place.
+
+    A kill between two renames can still mix old and new files; sets written here therefore
+    carry content hashes (the export's sidecars) so that readers detect such a mix.
+    """
+    with contextlib.ExitStack() as stack:
+        temps = []
+        for path, data in contents.items():
+            tmp = stack.enter_context(atomic_path(path))
+            try:
+                tmp.write_bytes(data)
+            except OSError as exc:
+                raise write_error(path, exc) from None
+            temps.append(tmp)
+        # ExitStack renames in reverse order of entry: the last file written lands first.
+    return [Path(p) for p in contents]
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temp files that killed processes left in `folder` (not recursive).
+
+    A temp file names its writer's pid; one whose writer is no longer alive can never be
+    renamed into place. Returns the deleted paths; files that cannot be deleted are left.
+    """
+    removed = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMP.match(entry.name)
+        if not match or not entry.is_file() or _alive(int(match["pid"])):
+            continue
+        try:
+            entry.unlink()
+            removed.append(entry)
+        except OSError:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:

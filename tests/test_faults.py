@@ -1,0 +1,133 @@
+"""OS failures and kills while writing: one-line errors, nothing torn, nothing lost.
+
+Real failures, not mocks: a 256 KiB tmpfs for a full disk, a read-only folder enforced by
+dropping root's CAP_DAC_OVERRIDE with `setpriv`, and processes killed with SIGKILL at a
+chosen rename. `benchmarks/faults.py` covers every write of `train` and `export`.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from mai_sr import fileio
+from mai_sr.errors import MaiSrError
+from mai_sr.tflite import artifacts
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 KiB tmpfs (root only); unmounted afterwards."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip()}): needs root")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def without_dac_override(*argv: str, **kwargs) -> subprocess.CompletedProcess:
+    """Run argv as root without CAP_DAC_OVERRIDE, so file modes bind as for any user."""
+    if shutil.which("setpriv") is None or os.geteuid() != 0:
+        pytest.skip("needs root and setpriv (util-linux) to drop CAP_DAC_OVERRIDE")
+    caps = "-dac_override,-dac_read_search,-fowner"
+    cmd = ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}", "--", *argv]
+    return subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+
+
+def test_full_disk_is_one_line_and_keeps_the_old_file(small_disk):
+    target = small_disk / "big.bin"
+    fileio.write_bytes(target, b"old")
+    with pytest.raises(MaiSrError) as err:
+        fileio.write_bytes(target, bytes(1 << 20))
+    assert str(err.value) == f"{target}: cannot write (No space left on device)"
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in small_disk.iterdir()) == ["big.bin"]  # no temp left
+
+
+def test_a_set_that_does_not_fit_leaves_every_old_file(small_disk):
+    a, b = small_disk / "a.bin", small_disk / "b.bin"
+    fileio.write_files({a: b"old a", b: b"old b"})
+    with pytest.raises(MaiSrError, match="No space left on device"):
+        fileio.write_files({a: bytes(100 << 10), b: bytes(200 << 10)})
+    assert (a.read_bytes(), b.read_bytes()) == (b"old a", b"old b")
+    assert sorted(p.name for p in small_disk.iterdir()) == ["a.bin", "b.bin"]
+
+
+def test_read_only_folder_directory_and_file_parent_are_one_line(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    code = ("import sys; from mai_sr import fileio; from mai_sr.errors import MaiSrError\n"
+            "try:\n    fileio.write_bytes(sys.argv[1], b'x')\n"
+            "except MaiSrError as e:\n    print(e)")
+    proc = without_dac_override(sys.executable, "-c", code, str(locked / "f.bin"),
+                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout.strip() == f"{locked / 'f.bin'}: cannot write (Permission denied)", \
+        proc.stderr
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(MaiSrError, match=r"file is a file, not a folder"):
+        fileio.write_bytes(tmp_path / "file" / "out.json", b"{}")
+    with pytest.raises(MaiSrError, match="is a folder, not a file name"):
+        fileio.write_bytes(tmp_path, b"x")
+
+
+KILL_AT_RENAME = textwrap.dedent("""
+    import os, signal, sys
+    from mai_sr import fileio
+    real, count, at = os.replace, [0], int(sys.argv[1])
+    def replace(src, dst):
+        count[0] += 1
+        if count[0] == at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        real(src, dst)
+    os.replace = replace
+    folder = sys.argv[2]
+    fileio.write_files({os.path.join(folder, n): b"new " + n.encode() for n in ("a", "b", "c")})
+""")
+
+
+@pytest.mark.parametrize("kill_at", [1, 2, 3])
+def test_a_killed_set_write_leaves_whole_files_and_its_temp_is_cleaned(tmp_path, kill_at):
+    for name in "abc":
+        (tmp_path / name).write_bytes(b"old " + name.encode())
+    proc = subprocess.run([sys.executable, "-c", KILL_AT_RENAME, str(kill_at), str(tmp_path)],
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == -signal.SIGKILL
+    contents = {n: (tmp_path / n).read_bytes() for n in "abc"}
+    # Every file is whole: old or new, never a mix within one file.
+    assert all(v in (b"old " + n.encode(), b"new " + n.encode()) for n, v in contents.items())
+    assert sum(v.startswith(b"new") for v in contents.values()) == kill_at - 1
+    temps = [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert temps  # the killed process's temp files are still there...
+    assert sorted(fileio.remove_stale_temps(tmp_path)) == sorted(temps)  # ...until cleaned
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c"]
+
+
+def test_temps_of_a_live_writer_are_kept(tmp_path):
+    live = tmp_path / f".m.tflite.{os.getpid()}.abcd1234.tflite"
+    live.write_bytes(b"being written")
+    assert fileio.remove_stale_temps(tmp_path) == [] and live.exists()
+
+
+def test_a_sidecar_that_does_not_match_its_file_is_refused(tmp_path):
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"new network")
+    sidecar = artifacts.sidecar_path(model)
+    sidecar.write_text(json.dumps({"model": "abpn", "sha256": fileio.sha256_json("x")}))
+    with pytest.raises(MaiSrError, match=r"m.tflite.json: does not describe m.tflite"):
+        artifacts.read_sidecar(model)
+    sidecar.write_text(json.dumps({"model": "abpn", "sha256": fileio.sha256_file(model)}))
+    assert artifacts.read_sidecar(model)["model"] == "abpn"
+    sidecar.unlink()
+    assert artifacts.read_sidecar(model) == {}  # no sidecar: taken as it is
