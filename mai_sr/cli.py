@@ -483,6 +483,12 @@ def main(argv: list[str] | None = None) -> int:
         # Output piped into `head` and closed early: not an error of ours.
         sys.stderr.close()
         return 0
+    except OSError as exc:
+        # An OS failure that no library call named more precisely (a full disk or a
+        # read-only folder somewhere deep in TF or Pillow): still one line, never a traceback.
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"{PROG} {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return MaiSrError.exit_code
 
 
 if __name__ == "__main__":
