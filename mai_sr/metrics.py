@@ -1,4 +1,4 @@
-"""PSNR and SSIM for super-resolution, in vectorised NumPy (no TensorFlow).
+"""PSNR and SSIM for super-resolution, in NumPy and OpenCV's separable filters (no TensorFlow).
 
 Conventions (the SR literature's, and the challenge's):
 
@@ -13,11 +13,13 @@ Conventions (the SR literature's, and the challenge's):
 - SSIM is Wang et al.'s: an 11x11 Gaussian window with sigma 1.5, K1 = 0.01, K2 = 0.03,
   population (not sample) covariances, averaged over the positions where the window fits
   inside the image. This equals ``skimage.metrics.structural_similarity(...,
-  gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255)``.
+  gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255)`` to about
+  1e-9 (see :func:`ssim` for how it is computed); PSNR equals scikit-image's exactly.
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from mai_sr.errors import MaiSrError
@@ -37,7 +39,8 @@ def rgb_to_y(img: np.ndarray) -> np.ndarray:
 
 
 def _prepare(sr, hr, crop: int, y_channel: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Validate, crop borders, optionally take Y; return float64 HxWxC arrays."""
+    """Validate, crop borders, optionally take Y; return HxWxC views (uint8 stays uint8, so
+    the callers can do exact integer arithmetic; Y is float64)."""
     sr, hr = np.asarray(sr), np.asarray(hr)
     if sr.shape != hr.shape:
         raise MaiSrError(f"image shapes differ: {sr.shape} vs {hr.shape}")
@@ -51,7 +54,8 @@ def _prepare(sr, hr, crop: int, y_channel: bool) -> tuple[np.ndarray, np.ndarray
         raise MaiSrError(f"images of shape {np.shape(hr)} are empty after a {crop}-pixel crop")
     if y_channel:
         return rgb_to_y(sr)[..., None], rgb_to_y(hr)[..., None]
-    sr, hr = sr.astype(np.float64), hr.astype(np.float64)
+    if sr.dtype != np.uint8 or hr.dtype != np.uint8:
+        sr, hr = sr.astype(np.float64), hr.astype(np.float64)
     if sr.ndim == 2:
         sr, hr = sr[..., None], hr[..., None]
     return sr, hr
@@ -60,7 +64,13 @@ def _prepare(sr, hr, crop: int, y_channel: bool) -> tuple[np.ndarray, np.ndarray
 def psnr(sr, hr, *, crop: int = 3, y_channel: bool = False) -> float:
     """Peak signal-to-noise ratio in dB (inf for identical images)."""
     sr, hr = _prepare(sr, hr, crop, y_channel)
-    mse = np.mean((sr - hr) ** 2)
+    if sr.dtype == np.uint8:
+        # Integer arithmetic is exact: the same MSE as NumPy's float64 mean (whose partial
+        # sums are integers below 2**53, hence exact too), with a fifth of the memory traffic.
+        diff = sr.astype(np.int16) - hr
+        mse = int(np.square(diff, dtype=np.int32).sum(dtype=np.int64)) / diff.size
+    else:
+        mse = np.mean((sr - hr) ** 2)
     if mse == 0:
         return float("inf")
     return float(10.0 * np.log10(DATA_RANGE ** 2 / mse))
@@ -72,38 +82,65 @@ def _gaussian_window() -> np.ndarray:
     return w / w.sum()
 
 
-def _filter_axis0(x: np.ndarray, window: np.ndarray) -> np.ndarray:
-    """'Valid' correlation of x with a symmetric window along axis 0 (window inside x)."""
-    n, r = len(window), len(window) // 2
-    h = x.shape[0] - n + 1
-    out = x[r:r + h] * window[r]
-    pair = np.empty_like(out)
-    for k in range(r):  # symmetric window: pair up the taps k and n-1-k
-        np.add(x[k:k + h], x[n - 1 - k:n - 1 - k + h], out=pair)
-        pair *= window[k]
-        out += pair
-    return out
-
-
-def _filter_valid(x: np.ndarray, window: np.ndarray) -> np.ndarray:
-    """Separable 'valid' filtering of the first two axes of x."""
-    rows = _filter_axis0(x, window)
-    return _filter_axis0(rows.swapaxes(0, 1), window).swapaxes(0, 1)
+def _local_mean(x: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """Gaussian-weighted mean of every channel of HxWxC `x` at the positions where the
+    window fits inside the image ('valid'), in x's float type."""
+    r = len(window) // 2
+    # OpenCV's separable filter is 5-10x faster than scipy.ndimage here; the border mode is
+    # irrelevant, since only the positions whose window lies inside the image are kept.
+    out = cv2.sepFilter2D(x, -1, window, window, borderType=cv2.BORDER_REFLECT)
+    return (out if out.ndim == 3 else out[..., None])[r:-r, r:-r]
 
 
 def ssim(sr, hr, *, crop: int = 3, y_channel: bool = False) -> float:
-    """Mean structural similarity (Gaussian-weighted, Wang et al. 2004), averaged over channels."""
+    """Mean structural similarity (Gaussian-weighted, Wang et al. 2004), averaged over channels.
+
+    Computed from the sum s = x + y and the difference d = x - y rather than from x and y,
+    which makes float32 exact enough where it is fast. With the local (Gaussian) means
+    and variances, ``2 mu_x mu_y + C1 = (mu_x^2 + mu_y^2 + C1) - mu_d^2`` and
+    ``2 cov + C2 = (var_x + var_y + C2) - var_d``, so SSIM is
+    ``(1 - mu_d^2 / (mu_x^2 + mu_y^2 + C1)) * (1 - var_d / (var_x + var_y + C2))``
+    with ``mu_x^2 + mu_y^2 = (mu_s^2 + mu_d^2) / 2`` and ``var_x + var_y = (var_s + var_d) / 2``.
+    The denominators are only needed to relative precision; what needs absolute precision is
+    var_s = E[s^2] - mu_s^2 (a difference of large numbers), so s goes through float64,
+    while d, small wherever the images agree, goes through float32 at twice the speed. The
+    result equals the all-float64 computation to about 1e-9.
+    """
     sr, hr = _prepare(sr, hr, crop, y_channel)
     size = 2 * SSIM_RADIUS + 1
     if sr.shape[0] < size or sr.shape[1] < size:
         raise MaiSrError(f"SSIM needs images of at least {size}x{size} after cropping, "
                          f"got {sr.shape[1]}x{sr.shape[0]}")
+    # Centring s on the middle of its range (an exact shift for uint8) halves E[s^2].
+    s = np.add(sr, hr, dtype=np.float64)
+    s -= DATA_RANGE
+    d = np.subtract(sr, hr, dtype=np.float32)
     window = _gaussian_window()
-    # One filtering pass over the five local statistics of every channel.
-    stats = _filter_valid(np.stack([sr, hr, sr * sr, hr * hr, sr * hr], axis=-1), window)
-    mu_x, mu_y, xx, yy, xy = np.moveaxis(stats, -1, 0)
-    var_x, var_y, cov = xx - mu_x * mu_x, yy - mu_y * mu_y, xy - mu_x * mu_y
+    window32 = window.astype(np.float32)
+    mu_s = _local_mean(s, window)
+    var_s = _local_mean(np.square(s, out=s), window)
+    var_s -= np.square(mu_s)
+    # From here on only relative precision is needed: float32.
+    var_s = var_s.astype(np.float32)
+    mu_s = mu_s.astype(np.float32)
+    mu_s += DATA_RANGE  # the uncentred mean of s
+    mu_d = _local_mean(d, window32)
+    var_d = _local_mean(np.square(d, out=d), window32)
+    mu_d *= mu_d  # mu_d^2 from here on
+    var_d -= mu_d
     c1, c2 = (SSIM_K1 * DATA_RANGE) ** 2, (SSIM_K2 * DATA_RANGE) ** 2
-    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / \
-        ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
-    return float(ssim_map.mean(axis=(0, 1)).mean())
+    mu_s *= mu_s
+    mu_s += mu_d
+    mu_s *= 0.5
+    mu_s += c1  # mu_x^2 + mu_y^2 + C1
+    var_s += var_d
+    var_s *= 0.5
+    var_s += c2  # var_x + var_y + C2
+    lum = np.divide(mu_d, mu_s, out=mu_s)
+    np.subtract(1, lum, out=lum)
+    cs = np.divide(var_d, var_s, out=var_s)
+    np.subtract(1, cs, out=cs)
+    lum *= cs
+    # Every channel has as many positions, so the mean over all is the mean of the
+    # per-channel means.
+    return float(np.mean(lum, dtype=np.float64))
