@@ -9,6 +9,7 @@ against a device.
 
 import json
 import os
+import re
 import shlex
 import struct
 from pathlib import Path
@@ -67,6 +68,14 @@ class FakeAdb:
             split.append(argv)
         return split
 
+    def benchmark_command(self):
+        """The last benchmark_model command line, split into words."""
+        return next(c for c in reversed(self.commands())
+                    if any(w.endswith("benchmark_model") for w in c[3:4] + c[5:8]))
+
+    def pushes(self):
+        return [c for c in self.raw_commands() if "push" in c]
+
     def files(self, serial):
         state = json.loads(Path(str(self.scenario) + ".state.json").read_text())
         return state["files"].get(serial, {})
@@ -99,7 +108,8 @@ def test_single_device_nnapi_run_pushes_chmods_and_parses(fake, model):
     assert result.delegate["fully_delegated"] is True and result.delegate["accelerator"] == "synap-npu"
     assert result.device == {"serial": "VS680A", "model": "VS680 EVK", "manufacturer": "Synaptics",
                              "platform": "vs680", "sdk": 30, "abi": "arm64-v8a",
-                             "abilist": "arm64-v8a,armeabi-v7a,armeabi"}
+                             "abilist": "arm64-v8a,armeabi-v7a,armeabi",
+                             "soc": "vs680", "soc_manufacturer": None}  # no ro.soc.model: platform
     remote = "/data/local/tmp/mai_sr_abpn_int8.tflite"  # the space is made safe for sh
     assert fake.commands() == [
         ["devices", "-l"],
@@ -109,8 +119,10 @@ def test_single_device_nnapi_run_pushes_chmods_and_parses(fake, model):
         ["-s", "VS680A", "push", str(model), remote],
         ["-s", "VS680A", "shell", "/data/local/tmp/benchmark_model", f"--graph={remote}",
          "--num_threads=2", "--num_runs=50", "--warmup_runs=1", "--use_nnapi=true",
-         "--nnapi_accelerator_name=synap-npu"],
-        ["-s", "VS680A", "shell", "rm", "-f", remote],
+         "--nnapi_accelerator_name=synap-npu", "--result_file_path=/data/local/tmp/mai_sr_result.pb"],
+        # this transcript has no BenchmarkResult sidecar: no file, the text is parsed
+        ["-s", "VS680A", "pull", "/data/local/tmp/mai_sr_result.pb", fake.commands()[-2][-1]],
+        ["-s", "VS680A", "shell", "rm", "-f", remote, "/data/local/tmp/mai_sr_result.pb"],
     ]
     assert remote not in fake.files("VS680A")  # cleaned up; the binary stays for next time
     assert "/data/local/tmp/benchmark_model" in fake.files("VS680A")
@@ -127,7 +139,7 @@ def test_delegate_flags(fake, delegate, flags):
 def test_cpu_run_end_to_end(fake, model):
     fake.devices(device("P1", transcript="cpu_xnnpack.txt"))
     result = AdbRunner(benchmark_binary=str(fake.binary), delegate="cpu").bench(model)
-    assert fake.commands()[-2][-1] == "--use_xnnpack=false"
+    assert fake.benchmark_command()[-2] == "--use_xnnpack=false"
     assert result.avg_ms == pytest.approx(104.311) and result.median_ms == pytest.approx(104.046)
     assert not any("did not run" in n for n in result.notes)
 
@@ -139,8 +151,8 @@ def test_op_profiling_and_memory_flags_give_layers_and_peak(fake, model):
     fake.devices(dev)
     result = AdbRunner(benchmark_binary=str(fake.binary), op_profiling=True,
                        report_memory=True).bench(model)
-    assert fake.commands()[-2][-2:] == ["--enable_op_profiling=true",
-                                        "--report_peak_memory_footprint=true"]
+    assert fake.benchmark_command()[-3:-1] == ["--enable_op_profiling=true",
+                                               "--report_peak_memory_footprint=true"]
     assert result.peak_memory_mb == pytest.approx(31.4375)
     assert [l["unit"] for l in result.layers] == ["NNAPI", "CPU", "NNAPI"]
     assert result.delegate["fully_delegated"] is False  # partial delegation reported
@@ -188,7 +200,7 @@ def test_uses_a_preinstalled_benchmark_model(fake, model):
     fake.devices(device("VS680A", preinstalled=["/vendor/bin/benchmark_model"]))
     result = AdbRunner().bench(model)
     assert result.avg_ms == pytest.approx(36.9073)
-    assert fake.commands()[-2][3] == "/vendor/bin/benchmark_model"
+    assert fake.benchmark_command()[3] == "/vendor/bin/benchmark_model"
 
 
 def test_no_device(fake, model):
@@ -245,7 +257,8 @@ def test_nnapi_accelerator_missing_is_an_error_quoting_the_tool(fake, model):
         AdbRunner(benchmark_binary=str(fake.binary), nnapi_accelerator="synap-npu").bench(model)
     assert "exited with code 1" in str(err.value)
     assert "Could not find the specified NNAPI accelerator: synap-npu" in str(err.value)
-    assert fake.commands()[-1][-3:] == ["rm", "-f", "/data/local/tmp/mai_sr_abpn_int8.tflite"]
+    assert fake.commands()[-1][-4:] == ["rm", "-f", "/data/local/tmp/mai_sr_abpn_int8.tflite",
+                                        "/data/local/tmp/mai_sr_result.pb"]
 
 
 def test_partial_delegation_on_a_phone(fake, model):
@@ -413,3 +426,336 @@ def test_bundled_adb_of_adbutils_is_found():
     bundled = adb_module._bundled_adb()
     assert bundled is not None and Path(bundled).name == "adb" and os.access(bundled, os.X_OK)
     assert "adbutils" in Path(bundled).parts
+
+
+# ---------------------------------------------------------------- NPU (CompiledModel) and QNN
+
+PHONE_PROPS = {"ro.product.model": "Galaxy S24", "ro.product.manufacturer": "samsung",
+               "ro.board.platform": "pineapple", "ro.soc.manufacturer": "QTI",
+               "ro.soc.model": "SM8650", "ro.build.version.sdk": "35",
+               "ro.product.cpu.abi": "arm64-v8a", "ro.product.cpu.abilist": "arm64-v8a"}
+NPU_LIBS = ["libLiteRtDispatch_Qualcomm.so", "libQnnHtp.so", "libQnnSystem.so",
+            "libQnnHtpPrepare.so", "libQnnHtpV75Stub.so", "libQnnHtpV75Skel.so"]
+
+
+def phone(serial="S24", transcript="litert_npu_aot.txt", tool="litert", **extra):
+    """A Snapdragon 8 Gen 3 (SM8650, Hexagon v75) phone on Android 15."""
+    return {"serial": serial, "state": "device", "model": "Galaxy S24",
+            "props": dict(PHONE_PROPS), "transcripts": {"": transcript}, "tool": tool,
+            "hexagon": "75", **extra}
+
+
+def library_folder(path, names):
+    path.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        (path / name).write_bytes(b"\x7fELF" + bytes(16 + i))
+    return path
+
+
+@pytest.fixture
+def npu_libs(tmp_path):
+    return library_folder(tmp_path / "npu_libs", NPU_LIBS)
+
+
+def qairt_sdk(root, hexagon_versions=("75",), android=None):
+    """The QAIRT SDK layout: lib/aarch64-android and lib/hexagon-vNN/unsigned."""
+    names = android or ["libQnnTFLiteDelegate.so", "libQnnHtp.so", "libQnnHtpPrepare.so",
+                        "libQnnSystem.so", "libQnnGpu.so"] + [
+        f"libQnnHtpV{v}Stub.so" for v in hexagon_versions]
+    library_folder(root / "lib" / "aarch64-android", names)
+    for v in hexagon_versions:
+        library_folder(root / "lib" / f"hexagon-v{v}" / "unsigned", [f"libQnnHtpV{v}Skel.so"])
+    return root
+
+
+def test_npu_aot_model_full_delegation_reads_the_result_block_and_proto(fake, model, npu_libs):
+    fake.devices(phone())
+    result = AdbRunner(benchmark_binary=str(fake.binary), delegate="npu",
+                       npu_libs=str(npu_libs),
+                       npu_options=["qualcomm_htp_performance_mode=burst"]).bench(model)
+    # litert_npu_aot.result.json (the proto) gives 3.40876 ms; the text block prints 3.41
+    assert result.avg_ms == pytest.approx(3.40876, abs=1e-5)
+    assert result.avg_ms == pytest.approx(3.41, abs=0.005)
+    assert result.count == 294 and result.median_ms == pytest.approx(3.3921, abs=1e-5)
+    assert result.delegate["name"] == "NPU" and result.delegate["placement"] == "NPU 1, CPU 0"
+    assert result.device["soc"] == "SM8650" and result.device["hexagon_version"] == "75"
+    assert not any("differs" in n for n in result.notes)
+    run = fake.benchmark_command()
+    assert run[3:6] == ["env", "LD_LIBRARY_PATH=/data/local/tmp/mai_sr_npu",
+                        "ADSP_LIBRARY_PATH=/data/local/tmp/mai_sr_npu"]
+    assert run[6:] == ["/data/local/tmp/benchmark_model",
+                       "--graph=/data/local/tmp/mai_sr_abpn_int8.tflite", "--use_npu=true",
+                       "--dispatch_library_path=/data/local/tmp/mai_sr_npu",
+                       "--qualcomm_htp_performance_mode=burst",
+                       "--result_file_path=/data/local/tmp/mai_sr_result.pb"]
+    # no compiler plugin in the folder: no --compiler_plugin_library_path (AOT runs as is)
+    assert not any("compiler_plugin" in w for w in run)
+    assert sorted(p.split("/")[-1] for p in fake.files("S24")
+                  if p.startswith("/data/local/tmp/mai_sr_npu/")) == sorted(NPU_LIBS)
+    assert not schema_errors(result.to_dict())
+
+
+def test_npu_libraries_are_pushed_once_and_reused(fake, model, npu_libs):
+    fake.devices(phone())
+    runner = AdbRunner(benchmark_binary=str(fake.binary), delegate="npu", npu_libs=str(npu_libs))
+    runner.bench(model)
+    first = [c for c in fake.pushes() if "mai_sr_npu" in c[-1]]
+    runner.bench(model)
+    assert len(first) == len(NPU_LIBS)
+    assert [c for c in fake.pushes() if "mai_sr_npu" in c[-1]] == first  # nothing new
+    # a changed library (different size) is pushed again, alone
+    (npu_libs / "libQnnHtp.so").write_bytes(b"\x7fELF" + bytes(100))
+    runner.bench(model)
+    again = [c for c in fake.pushes() if "mai_sr_npu" in c[-1]][len(first):]
+    assert [c[-1] for c in again] == ["/data/local/tmp/mai_sr_npu/libQnnHtp.so"]
+
+
+def test_npu_compiler_plugin_enables_on_device_compilation(fake, model, tmp_path):
+    libs = library_folder(tmp_path / "jit", NPU_LIBS + ["libLiteRtCompilerPlugin_Qualcomm.so"])
+    fake.devices(phone(transcript="litert_npu_aot.txt"))
+    AdbRunner(benchmark_binary=str(fake.binary), delegate="npu", npu_libs=str(libs)).bench(model)
+    assert ("--compiler_plugin_library_path=/data/local/tmp/mai_sr_npu"
+            in fake.benchmark_command())
+
+
+def test_npu_partial_delegation_is_an_error_by_default(fake, model, npu_libs, capsys):
+    fake.devices(phone(transcript="litert_npu_jit_partial.txt"))
+    assert main(["bench", str(model), "--runner", "adb", "--benchmark-binary",
+                 str(fake.binary), "--delegate", "npu", "--npu-libs", str(npu_libs)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the NPU run fell back" in err
+    assert "Replacing 3 out of 4 node(s) with delegate (TfLiteXNNPackDelegate)" in err
+    assert "NPU 1, CPU (XNNPACK) 3, CPU 0" in err
+
+
+def test_npu_partial_delegation_with_allow_fallback_says_where_nodes_ran(fake, model, npu_libs):
+    fake.devices(phone(transcript="litert_npu_jit_partial.txt"))
+    result = AdbRunner(benchmark_binary=str(fake.binary), delegate="npu",
+                       npu_libs=str(npu_libs), allow_fallback=True).bench(model)
+    assert result.avg_ms == pytest.approx(14.62)  # no proto sidecar: the text's 14.62 ms
+    assert result.std_ms == pytest.approx(0.47)   # "Inference (std): 0.47", printed without unit
+    assert result.delegate["fully_delegated"] is False
+    assert result.delegate["placement"] == "NPU 1, CPU (XNNPACK) 3, CPU 0"
+    assert any("nodes per unit: NPU 1, CPU (XNNPACK) 3, CPU 0" in n for n in result.notes)
+
+
+def test_npu_run_all_on_xnnpack_is_a_one_line_error_exit_2(fake, model, npu_libs, capsys):
+    fake.devices(phone(transcript="litert_npu_xnnpack.txt"))
+    assert main(["bench", str(model), "--runner", "adb", "--benchmark-binary",
+                 str(fake.binary), "--delegate", "npu", "--npu-libs", str(npu_libs)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mai-sr bench: error: device S24: benchmark_model: the NPU run fell back")
+    assert "Replacing 10 out of 14 node(s) with delegate (TfLiteXNNPackDelegate)" in err
+    assert "CPU (XNNPACK) 10, CPU 4" in err and err.count("\n") == 1
+
+
+def test_unconsumed_flag_is_a_one_line_error_exit_2(fake, model, npu_libs, capsys):
+    # An older CompiledModel build without the Qualcomm vendor flags warns and runs without it
+    fake.devices(phone(lacks_flags=["qualcomm_htp_performance_mode"]))
+    assert main(["bench", str(model), "--runner", "adb", "--benchmark-binary",
+                 str(fake.binary), "--delegate", "npu", "--npu-libs", str(npu_libs),
+                 "--npu-option", "qualcomm_htp_performance_mode=burst"]) == 2
+    err = capsys.readouterr().err
+    assert ('"WARN: Unconsumed cmdline flags: --qualcomm_htp_performance_mode=burst"' in err
+            or '"Unconsumed cmdline flags: --qualcomm_htp_performance_mode=burst"' in err)
+    assert err.count("\n") == 1
+
+
+def test_classic_benchmark_model_given_npu_flags_is_caught(fake, model, npu_libs, capsys):
+    # --benchmark-binary pointing at TFLite's classic tool: it ignores --use_npu and runs
+    # on the CPU in its own format (no BENCHMARK RESULTS block)
+    fake.devices(phone(transcript="cpu_xnnpack.txt", tool="classic"))
+    with pytest.raises(MaiSrError) as err:
+        AdbRunner(benchmark_binary=str(fake.binary), delegate="npu",
+                  npu_libs=str(npu_libs)).bench(model)
+    assert "Unconsumed cmdline flags: --use_npu=true" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_old_build_without_result_file_path_falls_back_to_the_text(fake, model, npu_libs):
+    fake.devices(phone(lacks_flags=["result_file_path"]))
+    result = AdbRunner(benchmark_binary=str(fake.binary), delegate="npu",
+                       npu_libs=str(npu_libs)).bench(model)
+    assert result.avg_ms == pytest.approx(3.41)  # the text's rounding: no proto was written
+    assert not any("BenchmarkResult proto" in n for n in result.notes)
+    assert any("Unconsumed cmdline flags: --result_file_path" in n for n in result.notes)
+
+
+def test_npu_dispatch_library_missing_on_device_is_an_error(fake, model, npu_libs, capsys):
+    # The folder pushed, then the dispatch library removed on the device: LiteRT logs the
+    # dispatch errors and runs on the CPU (litert_npu_no_dispatch.txt)
+    fake.devices(phone())
+    runner = AdbRunner(benchmark_binary=str(fake.binary), delegate="npu", npu_libs=str(npu_libs))
+    runner.bench(model)
+    adb_module.Adb().run("shell", "rm", "-f",
+                         "/data/local/tmp/mai_sr_npu/libLiteRtDispatch_Qualcomm.so", serial="S24")
+    # the size listing no longer shows it, so the next run pushes it back...
+    runner.bench(model)
+    assert "/data/local/tmp/mai_sr_npu/libLiteRtDispatch_Qualcomm.so" in fake.files("S24")
+    # ...and a device whose dispatch folder stays empty fails, quoting LiteRT
+    monkey = dict(phone(), npu_no_dispatch_transcript="litert_npu_no_dispatch.txt")
+    fake.devices(monkey)
+    with pytest.raises(MaiSrError, match=r"fell back: \"\[compiled_model.cc:590\] Failed to "
+                                         r"apply compiler plugins: No compiler plugin found\""):
+        runner_without = AdbRunner(benchmark_binary=str(fake.binary), delegate="npu",
+                                   npu_libs=str(npu_libs))
+        runner_without._push_libraries = lambda *a: None  # nothing reaches the device
+        runner_without.bench(model)
+
+
+@pytest.mark.parametrize("names, message", [
+    (["libQnnHtp.so"], r"no libLiteRtDispatch_Qualcomm.so \(device S24 has SoC SM8650, qualcomm"),
+    (["libLiteRtDispatch_MediaTek.so"], r"the folder has libLiteRtDispatch_MediaTek.so"),
+    (["libLiteRtDispatch_Qualcomm.so", "libQnnHtp.so", "libQnnHtpV73Stub.so",
+      "libQnnHtpV73Skel.so"], r"no libQnnHtpV75Skel.so \(SoC SM8650 runs Hexagon v75"),
+])
+def test_npu_missing_libraries_are_refused_before_anything_is_pushed(fake, model, tmp_path,
+                                                                    names, message):
+    fake.devices(phone())
+    libs = library_folder(tmp_path / "libs", names)
+    with pytest.raises(MaiSrError, match=message):
+        AdbRunner(benchmark_binary=str(fake.binary), delegate="npu", npu_libs=str(libs)).bench(model)
+    assert fake.pushes() == []
+
+
+def test_qnn_full_delegation_builds_options_and_pushes_qairt_libraries(fake, model, tmp_path):
+    sdk = qairt_sdk(tmp_path / "qairt" / "2.44.0")
+    fake.devices(phone(transcript="qnn_htp_full.txt", tool="classic"))
+    result = AdbRunner(benchmark_binary=str(fake.binary), delegate="qnn", qairt=str(sdk),
+                       qnn_performance_mode="burst").bench(model)
+    run = fake.benchmark_command()
+    remote = "/data/local/tmp/mai_sr_qnn"
+    assert run[3:6] == ["env", f"LD_LIBRARY_PATH={remote}", f"ADSP_LIBRARY_PATH={remote}"]
+    assert run[7:] == [
+        "--graph=/data/local/tmp/mai_sr_abpn_int8.tflite",
+        f"--external_delegate_path={remote}/libQnnTFLiteDelegate.so",
+        f"--external_delegate_options=backend_type:htp;library_path:{remote}/libQnnHtp.so;"
+        f"skel_library_dir:{remote};htp_performance_mode:2",
+        "--result_file_path=/data/local/tmp/mai_sr_result.pb"]
+    pushed = sorted(c[-1].split("/")[-1] for c in fake.pushes() if remote in c[-1])
+    assert pushed == ["libQnnHtp.so", "libQnnHtpPrepare.so", "libQnnHtpV75Skel.so",
+                      "libQnnHtpV75Stub.so", "libQnnSystem.so", "libQnnTFLiteDelegate.so"]
+    # proto 3.77691 ms; text "Inference (avg): 3776.91" us: the two agree
+    assert result.avg_ms == pytest.approx(3.77691, abs=1e-5) and result.count == 265
+    assert result.delegate["name"] == "QNN" and result.delegate["fully_delegated"] is True
+    assert result.delegate["placement"] == "QNN 13, CPU 0"
+    assert not any("differs" in n for n in result.notes)
+
+
+def test_qnn_partial_delegation_is_an_error_then_allowed(fake, model, tmp_path, capsys):
+    sdk = qairt_sdk(tmp_path / "qairt")
+    fake.devices(phone(transcript="qnn_htp_partial.txt", tool="classic"))
+    argv = ["bench", str(model), "--runner", "adb", "--benchmark-binary", str(fake.binary),
+            "--delegate", "qnn", "--qairt", str(sdk)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Replacing 10 out of 13 node(s) with delegate (TfLiteQnnDelegate)" in err
+    assert "QNN 10, CPU 3" in err and err.count("\n") == 1
+    assert main(argv + ["--allow-fallback", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["avg_ms"] == pytest.approx(6.32948)
+    assert payload["delegate"]["placement"] == "QNN 10, CPU 3"
+    assert payload["delegate"]["fully_delegated"] is False and not schema_errors(payload)
+
+
+def test_qnn_wrong_hexagon_version_runs_on_the_cpu_and_is_an_error(fake, model, tmp_path):
+    # --hexagon-version 73 on an SM8650 (v75): the v73 stub/skel cannot drive its HTP, the
+    # delegate takes no node (qnn_not_executed.txt, the shape of tensorflow#83344)
+    sdk = qairt_sdk(tmp_path / "qairt", hexagon_versions=("73", "75"))
+    fake.devices(phone(transcript="qnn_htp_full.txt", tool="classic"))
+    with pytest.raises(MaiSrError) as err:
+        AdbRunner(benchmark_binary=str(fake.binary), delegate="qnn", qairt=str(sdk),
+                  hexagon_version="73").bench(model)
+    assert "TfLiteQnnDelegate delegate: 0 nodes delegated out of 13 nodes" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_qnn_hexagon_version_follows_the_soc(fake, model, tmp_path):
+    sdk = qairt_sdk(tmp_path / "qairt", hexagon_versions=("73", "75", "79"))
+    s25 = phone(transcript="qnn_htp_full.txt", tool="classic", hexagon="79")
+    s25["props"]["ro.soc.model"] = "SM8750"
+    fake.devices(s25)
+    result = AdbRunner(benchmark_binary=str(fake.binary), delegate="qnn", qairt=str(sdk)).bench(model)
+    assert result.device["hexagon_version"] == "79"
+    pushed = {c[-1].split("/")[-1] for c in fake.pushes()}
+    assert {"libQnnHtpV79Stub.so", "libQnnHtpV79Skel.so"} <= pushed
+    assert not pushed & {"libQnnHtpV75Skel.so", "libQnnHtpV73Skel.so"}
+
+
+def test_qnn_soc_from_board_platform_when_ro_soc_model_is_missing(fake, model, tmp_path):
+    sdk = qairt_sdk(tmp_path / "qairt")
+    old = phone(transcript="qnn_htp_full.txt", tool="classic")
+    del old["props"]["ro.soc.model"]
+    old["props"]["ro.board.platform"] = "msmnile"  # SM8150's codename: not in the table
+    fake.devices(old)
+    with pytest.raises(MaiSrError, match=r"SoC MSMNILE has no known Hexagon version .* pass "
+                                         r"--hexagon-version NN"):
+        AdbRunner(benchmark_binary=str(fake.binary), delegate="qnn", qairt=str(sdk)).bench(model)
+
+
+def test_qnn_missing_skel_for_the_soc_is_refused(fake, model, tmp_path):
+    sdk = qairt_sdk(tmp_path / "qairt", hexagon_versions=("73",))
+    fake.devices(phone(transcript="qnn_htp_full.txt", tool="classic"))
+    with pytest.raises(MaiSrError, match=r"missing libQnnHtpV75Stub.so, lib/hexagon-v75/unsigned/"
+                                         r"libQnnHtpV75Skel.so \(the folder has hexagon-v73\)"):
+        AdbRunner(benchmark_binary=str(fake.binary), delegate="qnn", qairt=str(sdk)).bench(model)
+    assert fake.pushes() == []
+
+
+@pytest.mark.parametrize("option, why", [
+    ("log_level=", "is empty"),                       # "log_level:" splits into one part
+    ("cache_dir=/data/local/tmp/a:b", "contains : or ;"),   # three parts
+    ("model_token=a;b", "contains : or ;"),           # becomes two items, one dropped
+])
+def test_qnn_option_the_parser_would_drop_is_refused(fake, model, tmp_path, option, why, capsys):
+    sdk = qairt_sdk(tmp_path / "qairt")
+    fake.devices(phone(transcript="qnn_htp_full.txt", tool="classic"))
+    assert main(["bench", str(model), "--runner", "adb", "--benchmark-binary", str(fake.binary),
+                 "--delegate", "qnn", "--qairt", str(sdk), "--qnn-option", option]) == 2
+    err = capsys.readouterr().err
+    assert why in err and "drop it silently" in err and err.count("\n") == 1
+    assert fake.commands() == []  # refused before any adb call
+
+
+def test_external_delegate_options_round_trip_through_the_tools_split():
+    """What we build splits back, as external_delegate_provider.cc does (';' then ':',
+    items of two parts kept), into exactly the pairs we meant."""
+    pairs = [("backend_type", "htp"), ("library_path", "/data/local/tmp/q/libQnnHtp.so"),
+             ("htp_performance_mode", "2")]
+    text = adb_module.external_delegate_options(pairs)
+    kept = [tuple(item.split(":")) for item in text.split(";") if len(item.split(":")) == 2]
+    assert kept == pairs
+
+
+def test_nnapi_on_android_15_is_labelled_deprecated_and_sdk_recorded(fake, model):
+    s24 = phone(transcript="logcat_nnapi.txt", tool="classic")
+    fake.devices(s24)
+    result = AdbRunner(benchmark_binary=str(fake.binary)).bench(model)
+    assert result.device["sdk"] == 35
+    assert result.delegate["available_accelerators"] == ["ipuadaptor", "nnapi-reference"]
+    assert any("NNAPI is deprecated from Android 15" in n for n in result.notes)
+
+
+def test_nnapi_before_android_15_has_no_deprecation_note(fake, model):
+    fake.devices(device("VS680A"))
+    result = AdbRunner(benchmark_binary=str(fake.binary)).bench(model)
+    assert result.device["sdk"] == 30 and not any("deprecated" in n for n in result.notes)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"delegate": "npu"}, "--delegate npu needs --npu-libs DIR"),
+    ({"delegate": "qnn"}, "--delegate qnn needs --qairt DIR"),
+    ({"delegate": "nnapi", "npu_libs": "."}, "--npu-libs and --npu-option need --delegate npu"),
+    ({"delegate": "npu", "npu_libs": ".", "npu_options": ["htp_mode=burst"]},
+     "vendor flags start with qualcomm_"),
+    ({"delegate": "npu", "npu_libs": ".", "npu_options": ["qualcomm_x=a b"]},
+     "the value must be non-empty"),
+    ({"delegate": "qnn", "qairt": ".", "qnn_performance_mode": "turbo"},
+     "--qnn-performance-mode turbo: choose from default"),
+    ({"delegate": "qnn", "qairt": ".", "qnn_options": ["backend_type=gpu"]},
+     "--qnn-option backend_type: set by mai-sr"),
+    ({"delegate": "npu", "npu_libs": ".", "op_profiling": True}, "--op-profiling is the classic"),
+])
+def test_npu_and_qnn_option_errors(fake, kwargs, message):
+    with pytest.raises(MaiSrError, match=re.escape(message)):
+        AdbRunner(**kwargs)

@@ -49,21 +49,30 @@ _MODEL_SIZE = re.compile(rf"^The input model file size \(MB\): ({NUM})")
 _SESSION = re.compile(rf"^Initialized session in ({NUM})\s*ms")
 _AVAILABLE = re.compile(r"^NNAPI accelerators available: \[(.*)\]", re.I)
 _ACCEL_NAME = re.compile(r"^NNAPI accelerator name: \[([^\]]*)\]", re.I)
-_REPLACING = re.compile(r"Replacing (\d+)(?: out of (\d+))? node\(s\) with delegate \(([^)]+)\) "
-                        r"node, yielding (\d+) partitions")
+_REPLACING = re.compile(r"Replacing (\d+)(?: out of (\d+))? node\(s\) with delegate \(([^)]+)\)"
+                        r"(?: node(?:, yielding (\d+) partitions)?)?")
 _FULL = re.compile(r"^Explicitly applied (\S+) delegate, and the model graph will be "
                    r"completely executed by the delegate")
 _PARTIAL = re.compile(r"^Explicitly applied (\S+) delegate, and the model graph will be "
                       r"partially executed by the delegate w/ (\d+) delegate kernels")
 _NONE = re.compile(r"^Though (\S+) delegate is explicitly applied, the model graph will not "
                    r"be executed by the delegate")
+# The QNN TFLite delegate's own count (tensorflow/tensorflow#83344):
+# "TfLiteQnnDelegate delegate: 0 nodes delegated out of 31 nodes with 0 partitions."
+_QNN_COUNT = re.compile(r"^(\w+) delegate: (\d+) nodes delegated out of (\d+) nodes with (\d+) "
+                        r"partitions")
+# benchmark_model.cc ParseFlags: flags it does not know are logged and ignored, never refused.
+_UNCONSUMED = re.compile(r"Unconsumed cmdline flags:\s*(.*\S)")
 _TABLE_TITLE = re.compile(r"^=+ (.+?) =+$")
 _REGULAR_PROFILE = "Operator-wise Profiling Info for Regular Benchmark Runs:"
 
 # Kernel names of delegate nodes in the op-profiling table -> the unit they run on.
 _DELEGATE_UNITS = {"TfLiteNnapiDelegate": "NNAPI", "TfLiteGpuDelegateV2": "GPU",
                    "TfLiteGpuDelegate": "GPU", "TfLiteXNNPackDelegate": "CPU",
-                   "TfLiteHexagonDelegate": "DSP", "Vx Delegate": "NPU"}
+                   "TfLiteHexagonDelegate": "DSP", "Vx Delegate": "NPU",
+                   "TfLiteQnnDelegate": "QNN", "DispatchDelegate": "NPU", "LITERT_CL": "GPU"}
+# Delegates that run on the CPU: nodes they take are a CPU fallback for an NPU run.
+CPU_DELEGATE_KERNELS = ("TfLiteXNNPackDelegate",)
 
 
 def _strip(line: str) -> str:
@@ -119,6 +128,11 @@ class BenchmarkOutput:
     replaced_nodes: int | None = None
     total_nodes: int | None = None
     partitions: int | None = None
+    # every "Replacing N out of M node(s) with delegate (K)" line, in order:
+    # {"kernel": K, "replaced": N, "total": M or None, "partitions": P, "line": text}
+    delegations: list[dict] = field(default_factory=list)
+    unconsumed_flags: list[str] = field(default_factory=list)
+    unconsumed_line: str | None = None
     run_order: list[dict] = field(default_factory=list)
     by_node_type: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -229,9 +243,11 @@ def _parse_profile(lines: list[str], out: BenchmarkOutput) -> None:
                 out.by_node_type.append(row)
 
 
-def parse_benchmark_output(text: str, source: str = "benchmark_model") -> BenchmarkOutput:
+def parse_benchmark_output(text: str, source: str = "benchmark_model", *,
+                           require_timings: bool = True) -> BenchmarkOutput:
     """Parse `benchmark_model` output. Raises MaiSrError quoting the last lines if it holds
-    no timing (the tool failed or printed something else)."""
+    no timing (the tool failed or printed something else), unless `require_timings` is
+    False (to read the delegation and warning lines of output in another format)."""
     out = BenchmarkOutput()
     raw_lines = text.splitlines()
     counts: list[RunStats] = []
@@ -259,10 +275,19 @@ def parse_benchmark_output(text: str, source: str = "benchmark_model") -> Benchm
         elif m := _ACCEL_NAME.match(line):
             out.accelerator = m.group(1) or None
         elif m := _REPLACING.search(line):
-            out.replaced_nodes = int(m.group(1))
-            out.total_nodes = int(m.group(2)) if m.group(2) else None
-            out.delegate_kernel = m.group(3)
-            out.partitions = int(m.group(4))
+            # the partitioner's line supersedes the QNN delegate's own count of the same run
+            out.delegations = [d for d in out.delegations
+                               if not (d["kernel"] == m.group(3) and d.get("count_line"))]
+            out.delegations.append({"kernel": m.group(3), "replaced": int(m.group(1)),
+                                    "total": int(m.group(2)) if m.group(2) else None,
+                                    "partitions": int(m.group(4)) if m.group(4) else None,
+                                    "line": line})
+        elif m := _QNN_COUNT.match(line):
+            if not any(d["kernel"] == m.group(1) for d in out.delegations):
+                out.delegations.append({"kernel": m.group(1), "replaced": int(m.group(2)),
+                                        "total": int(m.group(3)),
+                                        "partitions": int(m.group(4)), "line": line,
+                                        "count_line": True})
         elif m := _FULL.match(line):
             out.delegate_name, out.coverage, out.delegate_kernels = m.group(1), "full", 1
         elif m := _PARTIAL.match(line):
@@ -270,23 +295,39 @@ def parse_benchmark_output(text: str, source: str = "benchmark_model") -> Benchm
             out.delegate_kernels = int(m.group(2))
         elif m := _NONE.match(line):
             out.delegate_name, out.coverage, out.delegate_kernels = m.group(1), "none", 0
+        elif m := _UNCONSUMED.search(line):
+            out.unconsumed_flags = m.group(1).split()
+            out.unconsumed_line = line
+            out.warnings.append(line)
         elif (raw.lstrip().startswith(("WARNING:", "WARN:"))
               or "is unsupported on this platform" in line):
             out.warnings.append(line)
         elif raw.lstrip().startswith("ERROR:") or re.search(r"\sE\s+tflite\s*:", raw):
             out.errors.append(line)
+    _set_primary_delegation(out)
     if counts:
         out.regular = counts[-1]
         out.warmup = counts[0] if len(counts) > 1 else None
     if out.avg_us is None and out.regular is not None:
         out.avg_us = out.regular.avg  # older builds print only the count lines
-    if out.avg_us is None:
+    if out.avg_us is None and require_timings:
         raise MaiSrError(f"{source}: no timings in the benchmark_model output "
                          f"(no 'Inference timings in us' or 'count=' line); it ended with: "
                          f"{output_tail(text)}")
     if profile_at is not None:
         _parse_profile(raw_lines[profile_at:], out)
     return out
+
+
+def _set_primary_delegation(out: BenchmarkOutput) -> None:
+    """The delegate the run asked for is the first that is not XNNPACK (which the classic
+    tool may also apply by default); its line fills the single-delegate fields."""
+    if not out.delegations:
+        return
+    primary = next((d for d in out.delegations if d["kernel"] not in CPU_DELEGATE_KERNELS),
+                   out.delegations[0])
+    out.replaced_nodes, out.total_nodes = primary["replaced"], primary["total"]
+    out.delegate_kernel, out.partitions = primary["kernel"], primary["partitions"]
 
 
 def output_tail(text: str, n: int = 5) -> str:

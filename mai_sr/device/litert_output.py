@@ -1,0 +1,192 @@
+"""Parse LiteRT's CompiledModel `benchmark_model` output, and decide whether an NPU run
+really ran on the NPU.
+
+The CompiledModel tool (`litert/tools/benchmark_litert_model.h`, built as
+`//litert/tools:benchmark_model`) shares the classic tool's name but not its output. Its
+`BenchmarkLoggingListener::OnBenchmarkEnd` prints one block through LITERT_LOG:
+
+    INFO: [benchmark_litert_model.h:94]
+    ========== BENCHMARK RESULTS ==========
+    INFO: [benchmark_litert_model.h:95] Model initialization: 412.30 ms
+    INFO: [benchmark_litert_model.h:96] Warmup (first):       9.87 ms
+    INFO: [benchmark_litert_model.h:98] Warmup (avg):         3.52 ms (57 runs)
+    INFO: [benchmark_litert_model.h:100] Inference (avg):      3.41 ms (294 runs)
+    INFO: [benchmark_litert_model.h:104] Inference (min):      3.22 ms
+    INFO: [benchmark_litert_model.h:106] Inference (max):      4.05 ms
+    INFO: [benchmark_litert_model.h:108] Inference (std):      0.11          (no unit: ms)
+    INFO: [benchmark_litert_model.h:115] Throughput:           202.61 MB/s
+    Memory Usage: / Init footprint: / Overall footprint: / Peak memory:  (MB, when supported)
+    INFO: [benchmark_litert_model.h:135] ======================================
+
+Which unit ran the graph is only in the TFLite partitioner's lines ("Replacing 1 out of 1
+node(s) with delegate (DispatchDelegate) node, ..."; XNNPACK's name means the CPU) and in the
+dispatch/compiler-plugin errors LiteRT logs when the NPU runtime cannot be used, after which
+the tool still runs, on the CPU. `check_fallback` turns those into one-line errors.
+"""
+
+from __future__ import annotations
+
+import re
+
+from mai_sr.device.benchmark_output import (_DELEGATE_UNITS, NUM, BenchmarkOutput, RunStats,
+                                            _strip, parse_benchmark_output)
+from mai_sr.errors import MaiSrError
+
+RESULTS_HEADER = "========== BENCHMARK RESULTS =========="
+# "[benchmark_litert_model.h:100] " after the level prefix
+_SOURCE = re.compile(r"^\[[\w./-]+:\d+\]\s?")
+_VALUE_MS = re.compile(rf"^({NUM}) ms(?: \((\d+) runs\))?$")
+_PLAIN = re.compile(rf"^({NUM})(?: (?:ms|MB|MB/s))?$")
+
+# LiteRT's messages when the NPU runtime is missing or unusable; the tool then carries on
+# on the CPU (LiteRT issues #5592, #5594, #6059; dispatch_delegate.cc, compiler_plugin.cc).
+NPU_FAILURE_MARKERS = ("No compiler plugin found", "Failed to initialize Dispatch API",
+                       "No usable Dispatch runtime found", "No dispatch library found")
+# Flags mai-sr adds for itself that an older build may not know; its warning then only
+# means "no proto file", and the text is parsed instead.
+OPTIONAL_FLAGS = ("--result_file_path",)
+
+
+def _message(raw: str) -> str:
+    return _SOURCE.sub("", _strip(raw), count=1)
+
+
+def parse_litert_output(text: str, source: str = "benchmark_model") -> BenchmarkOutput:
+    """Parse the CompiledModel tool's output (the BENCHMARK RESULTS block, delegation and
+    warning lines). Raises MaiSrError quoting the last lines if there is no result block."""
+    # The classic parser reads the lines both tools share (Replacing..., WARN:, Unconsumed
+    # cmdline flags, ERROR:); the timings come from the block below.
+    out = parse_benchmark_output(text, source=source, require_timings=False)
+    values: dict[str, str] = {}
+    in_block = False
+    for raw in text.splitlines():
+        line = _message(raw)
+        if line == RESULTS_HEADER:
+            in_block = True
+            continue
+        if in_block and re.fullmatch(r"=+", line):
+            in_block = False
+        elif in_block and ":" in line:
+            key, _, value = line.partition(":")
+            values[key.strip()] = value.strip()
+    if "Inference (avg)" not in values:
+        raise MaiSrError(f"{source}: no '{RESULTS_HEADER}' block with 'Inference (avg)' in "
+                         f"the output; it ended with: {_tail(text)}")
+
+    def ms(key):
+        m = _VALUE_MS.match(values.get(key, ""))
+        return (float(m.group(1)), int(m.group(2)) if m.group(2) else None) if m else (None, None)
+
+    def plain(key):
+        m = _PLAIN.match(values.get(key, ""))
+        return float(m.group(1)) if m else None
+
+    avg, runs = ms("Inference (avg)")
+    warm_avg, warm_runs = ms("Warmup (avg)")
+    first, _ = ms("Warmup (first)")
+    init, _ = ms("Model initialization")
+    to_us = (lambda v: None if v is None else v * 1000.0)
+    out.avg_us, out.init_us = to_us(avg), to_us(init)
+    out.first_us, out.warmup_avg_us = to_us(first), to_us(warm_avg)
+    out.regular = RunStats(count=runs or 0, avg=to_us(avg), min=to_us(ms("Inference (min)")[0]),
+                           max=to_us(ms("Inference (max)")[0]),
+                           std=to_us(plain("Inference (std)")))  # printed in ms, no unit
+    out.warmup = RunStats(count=warm_runs or 0, first=to_us(first), avg=to_us(warm_avg))
+    if plain("Init footprint") is not None and plain("Overall footprint") is not None:
+        out.memory_delta_mb = (plain("Init footprint"), plain("Overall footprint"))
+    out.peak_memory_mb = plain("Peak memory")
+    return out
+
+
+def _tail(text: str, n: int = 5) -> str:
+    from mai_sr.device.benchmark_output import output_tail
+    return output_tail(text, n)
+
+
+# ---------------------------------------------------------------- where the nodes ran
+
+
+def node_placement(out: BenchmarkOutput) -> dict[str, int]:
+    """Graph nodes per unit, from the partitioner's lines: {"NPU": 1, "CPU (XNNPACK)": 3,
+    "CPU": 0}. Counts are nodes as the interpreter saw them (an NPU dispatch node can hold
+    many of the original ops). "CPU" is what no delegate took (TFLite's builtin kernels)."""
+    placement: dict[str, int] = {}
+    total = next((d["total"] for d in out.delegations if d["total"] is not None), None)
+    taken = 0
+    for d in out.delegations:
+        unit = ("CPU (XNNPACK)" if d["kernel"] == "TfLiteXNNPackDelegate"
+                else _DELEGATE_UNITS.get(d["kernel"], d["kernel"]))
+        placement[unit] = placement.get(unit, 0) + d["replaced"]
+        taken += d["replaced"]
+    if total is not None:
+        # A later delegate's "out of M" counts the earlier delegates' kernel nodes too, but
+        # never replaces them: what no delegate took is the first total minus all replaced.
+        placement["CPU"] = max(0, total - taken)
+    return placement
+
+
+def describe_placement(placement: dict[str, int]) -> str:
+    """"NPU 1, CPU (XNNPACK) 3, CPU 0" (zero counts other than CPU left out)."""
+    return ", ".join(f"{unit} {n}" for unit, n in placement.items() if n or unit == "CPU")
+
+
+def ignored_flags(out: BenchmarkOutput) -> list[str]:
+    """Flags the tool logged as unconsumed (it ran without them), bar OPTIONAL_FLAGS."""
+    return [f for f in out.unconsumed_flags if f.split("=", 1)[0] not in OPTIONAL_FLAGS]
+
+
+def check_ignored_flags(out: BenchmarkOutput, *, source: str, allow_fallback: bool) -> list[str]:
+    """A classic run whose tool ignored one of the flags it was given is not the run that
+    was asked for: a one-line error quoting the tool, or a note with `allow_fallback`."""
+    if not ignored_flags(out):
+        return []
+    if not allow_fallback:
+        raise MaiSrError(f"{source} ignored flags it does not know: \"{out.unconsumed_line}\"; "
+                         "this build cannot run what was asked (use a newer benchmark_model, "
+                         "or pass --allow-fallback to record the run anyway)")
+    return [f"benchmark_model: {out.unconsumed_line}"]
+
+
+def fallback_lines(out: BenchmarkOutput, text: str, unit: str) -> list[str]:
+    """The tool's own lines that show a run meant for `unit` ("NPU" or "QNN") did not run
+    there entirely; empty if it did."""
+    found = []
+    if ignored_flags(out):
+        found.append(out.unconsumed_line)
+    for raw in text.splitlines():
+        line = _message(raw)
+        if any(marker in line for marker in NPU_FAILURE_MARKERS) and line not in found:
+            found.append(line)
+    for d in out.delegations:
+        other = _DELEGATE_UNITS.get(d["kernel"], d["kernel"]) != unit
+        if d["replaced"] and other:
+            found.append(d["line"])
+        elif not other and (d["replaced"] == 0 or (d["total"] and d["replaced"] < d["total"])):
+            found.append(d["line"])
+    if out.coverage in ("none", "partial"):
+        found.append(f"the {out.delegate_name} delegate runs "
+                     f"{'none' if out.coverage == 'none' else 'part'} of the graph")
+    if not any(_DELEGATE_UNITS.get(d["kernel"]) == unit and d["replaced"]
+               for d in out.delegations) and not found:
+        found.append(f"no node(s) were replaced with the {unit} delegate (no 'Replacing N out "
+                     "of M node(s)' line names it)")
+    return found
+
+
+def check_fallback(out: BenchmarkOutput, text: str, *, unit: str, source: str,
+                   allow_fallback: bool) -> list[str]:
+    """Raise a one-line MaiSrError quoting the tool when a run meant for `unit` fell back
+    (to the CPU, the GPU, or nothing); with `allow_fallback`, return notes instead that say
+    how many nodes ran where."""
+    lines = fallback_lines(out, text, unit)
+    placement = node_placement(out)
+    where = describe_placement(placement) if placement else "unknown"
+    if not lines:
+        return [f"nodes per unit: {where}"] if placement else []
+    if not allow_fallback:
+        raise MaiSrError(f"{source}: the {unit} run fell back: \"{lines[0]}\""
+                         f"{f' (+{len(lines) - 1} more)' if len(lines) > 1 else ''}; "
+                         f"nodes per unit: {where}. The time would not be an {unit} time; pass "
+                         "--allow-fallback to record it anyway")
+    return ([f"{unit} fallback allowed: these timings are not all {unit}; nodes per unit: "
+             f"{where}"] + [f"benchmark_model: {line}" for line in lines])
