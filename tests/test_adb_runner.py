@@ -592,15 +592,18 @@ def test_npu_dispatch_library_missing_on_device_is_an_error(fake, model, npu_lib
     # the size listing no longer shows it, so the next run pushes it back...
     runner.bench(model)
     assert "/data/local/tmp/mai_sr_npu/libLiteRtDispatch_Qualcomm.so" in fake.files("S24")
-    # ...and a device whose dispatch folder stays empty fails, quoting LiteRT
-    monkey = dict(phone(), npu_no_dispatch_transcript="litert_npu_no_dispatch.txt")
-    fake.devices(monkey)
-    with pytest.raises(MaiSrError, match=r"fell back: \"\[compiled_model.cc:590\] Failed to "
-                                         r"apply compiler plugins: No compiler plugin found\""):
-        runner_without = AdbRunner(benchmark_binary=str(fake.binary), delegate="npu",
-                                   npu_libs=str(npu_libs))
-        runner_without._push_libraries = lambda *a: None  # nothing reaches the device
+    # ...and on a device whose dispatch folder stays empty LiteRT logs the dispatch errors
+    # and runs on the CPU: an error quoting LiteRT
+    fake.devices(phone(serial="S24B"))
+    runner_without = AdbRunner(benchmark_binary=str(fake.binary), delegate="npu",
+                               npu_libs=str(npu_libs))
+    runner_without._push_libraries = lambda *a: None  # nothing reaches the device
+    with pytest.raises(MaiSrError) as err:
         runner_without.bench(model)
+    message = str(err.value)
+    assert "the NPU run fell back" in message and "\n" not in message
+    assert '"Failed to apply compiler plugins: No compiler plugin found" (+4 more)' in message
+    assert "nodes per unit: CPU (XNNPACK) 10, CPU 4" in message
 
 
 @pytest.mark.parametrize("names, message", [

@@ -192,3 +192,119 @@ def test_error_lines_of_a_run_that_still_timed_are_kept_as_notes():
     assert r.delegate["delegated_nodes"] == 31 and r.delegate["partitions"] == 1
     assert r.delegate["fully_delegated"] is None  # "31 node(s)" of how many is not printed
     assert not any("did not run" in n for n in r.notes)
+
+
+# ---------------------------------------------------------------- LiteRT CompiledModel, QNN, proto
+
+import importlib.machinery  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+
+from mai_sr.device.benchmark_proto import (parse_benchmark_result,  # noqa: E402
+                                           serialize_benchmark_result)
+from mai_sr.device.litert_output import (check_fallback, describe_placement,  # noqa: E402
+                                         node_placement, parse_litert_output)
+
+
+def parse_litert(name):
+    return parse_litert_output((TRANSCRIPTS / name).read_text().replace("{graph}", "/m.tflite"))
+
+
+def fake_adb_module():
+    """tests/fake_adb/adb as a module: its hand-written proto encoder is independent of the
+    protobuf runtime the reader uses."""
+    path = str(TRANSCRIPTS.parent / "adb")
+    loader = importlib.machinery.SourceFileLoader("fake_adb", path)
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader("fake_adb", loader))
+    loader.exec_module(module)
+    return module
+
+
+def test_litert_results_block_aot_npu():
+    out = parse_litert("litert_npu_aot.txt")
+    r = out.to_bench_result(runner="adb", model="m")
+    # "Inference (avg): 3.41 ms (294 runs)", "Inference (std): 0.11" (ms, printed without unit)
+    assert (r.avg_ms, r.count, r.min_ms, r.max_ms, r.std_ms) == (3.41, 294, 3.22, 4.05, 0.11)
+    assert (r.init_ms, r.first_ms, r.warmup_avg_ms) == (412.30, 9.87, 3.52)
+    assert out.warmup.count == 143 and out.memory_delta_mb == (6.12, 9.48)
+    assert r.peak_memory_mb is None  # "Peak memory usage not available."
+    assert node_placement(out) == {"NPU": 1, "CPU": 0}
+    assert check_fallback(out, "", unit="NPU", source="t", allow_fallback=False) == [
+        "nodes per unit: NPU 1, CPU 0"]
+
+
+def test_litert_jit_partial_placement_counts_nodes_per_unit():
+    out = parse_litert("litert_npu_jit_partial.txt")
+    # "Replacing 1 out of 4 ... (DispatchDelegate)", "Replacing 3 out of 4 ... (TfLiteXNNPackDelegate)"
+    assert node_placement(out) == {"NPU": 1, "CPU (XNNPACK)": 3, "CPU": 0}
+    with pytest.raises(MaiSrError, match=r'fell back: "Replacing 3 out of 4 node\(s\) with '
+                                         r'delegate \(TfLiteXNNPackDelegate\)'):
+        check_fallback(out, "", unit="NPU", source="t", allow_fallback=False)
+    notes = check_fallback(out, "", unit="NPU", source="t", allow_fallback=True)
+    assert "nodes per unit: NPU 1, CPU (XNNPACK) 3, CPU 0" in notes[0]
+
+
+def test_litert_no_results_block_is_an_error_quoting_the_end():
+    with pytest.raises(MaiSrError, match="no '========== BENCHMARK RESULTS ==========' block"):
+        parse_litert_output("INFO: STARTING!\nERROR: Failed to compile model.\n")
+
+
+def test_qnn_counts_the_delegates_own_line_once():
+    out = parse("qnn_htp_partial.txt")
+    # "TfLiteQnnDelegate delegate: 10 nodes delegated out of 13 nodes with 3 partitions." and
+    # "Replacing 10 out of 13 node(s) ... (TfLiteQnnDelegate)" describe the same delegation
+    assert len(out.delegations) == 1 and node_placement(out) == {"QNN": 10, "CPU": 3}
+    assert out.coverage == "partial" and out.delegate_kernels == 3
+    not_run = parse("qnn_not_executed.txt")  # only the delegate's own count (0 of 13)
+    assert node_placement(not_run) == {"QNN": 0, "CPU": 13}
+    assert describe_placement(node_placement(not_run)) == "CPU 13"
+
+
+def test_unconsumed_flags_are_read():
+    out = parse_benchmark_output("INFO: STARTING!\nWARN: Unconsumed cmdline flags: --use_nnapi=true "
+                                 "--external_delegate_path=/x.so\ncount=1 curr=5\n")
+    assert out.unconsumed_flags == ["--use_nnapi=true", "--external_delegate_path=/x.so"]
+
+
+def test_replacing_line_without_partitions_is_read():
+    # the short form "VERBOSE: Replacing 329 out of 329 node(s) with delegate (TfLiteQnnDelegate) node"
+    out = parse_benchmark_output("VERBOSE: Replacing 329 out of 329 node(s) with delegate "
+                                 "(TfLiteQnnDelegate) node\ncount=1 curr=5\n")
+    assert out.delegations[0]["replaced"] == 329 and out.delegations[0]["partitions"] is None
+
+
+def test_proto_reader_reads_the_independent_encoders_bytes():
+    fake = fake_adb_module()
+    values = {"latency_metrics": {"avg_ms": 3.40876, "init_ms": 412.301},
+              "memory_metrics": {"init_footprint_kb": 6267},
+              "misc_metrics": {"num_runs": 294}}
+    data = fake.encode_benchmark_result(values)
+    parsed = parse_benchmark_result(data)
+    assert parsed["latency_metrics"]["avg_ms"] == pytest.approx(3.40876, rel=1e-7)  # float32
+    assert parsed["memory_metrics"] == {"init_footprint_kb": 6267}
+    assert parsed["misc_metrics"] == {"num_runs": 294}
+    assert serialize_benchmark_result(parsed) == data  # same bytes both ways
+
+
+def test_proto_reader_refuses_garbage():
+    with pytest.raises(MaiSrError, match="not a BenchmarkResult protobuf"):
+        parse_benchmark_result(b"\x12\xff\xff\xff")
+
+
+@pytest.mark.parametrize("name, parser", [("litert_npu_aot", parse_litert),
+                                          ("qnn_htp_full", parse)])
+def test_proto_and_text_agree_to_the_texts_rounding(name, parser):
+    """The tool writes both from the same numbers: the text rounds (CompiledModel: ms to 2
+    decimals; classic: us), the proto keeps float32 ms."""
+    fake = fake_adb_module()
+    sidecar = json.loads((TRANSCRIPTS / f"{name}.result.json").read_text())
+    proto = parse_benchmark_result(fake.encode_benchmark_result(sidecar))
+    text = parser(f"{name}.txt").to_bench_result(runner="adb", model="m")
+    latency, misc = proto["latency_metrics"], proto["misc_metrics"]
+    tolerance = 0.005 + 1e-6  # half of the CompiledModel tool's last printed digit
+    for ours, theirs in (("avg_ms", "avg_ms"), ("min_ms", "min_ms"), ("max_ms", "max_ms"),
+                         ("std_ms", "stddev_ms"), ("init_ms", "init_ms"),
+                         ("first_ms", "first_inference_ms"),
+                         ("warmup_avg_ms", "average_warm_up_ms")):
+        assert getattr(text, ours) == pytest.approx(latency[theirs], abs=tolerance), ours
+    assert text.count == misc["num_runs"]

@@ -39,7 +39,7 @@ _VALUE_MS = re.compile(rf"^({NUM}) ms(?: \((\d+) runs\))?$")
 _PLAIN = re.compile(rf"^({NUM})(?: (?:ms|MB|MB/s))?$")
 
 # LiteRT's messages when the NPU runtime is missing or unusable; the tool then carries on
-# on the CPU (LiteRT issues #5592, #5594, #6059; dispatch_delegate.cc, compiler_plugin.cc).
+# on the CPU (google-ai-edge/LiteRT#5592, #5594, #6059; dispatch_delegate.cc, compiler_plugin.cc).
 NPU_FAILURE_MARKERS = ("No compiler plugin found", "Failed to initialize Dispatch API",
                        "No usable Dispatch runtime found", "No dispatch library found")
 # Flags mai-sr adds for itself that an older build may not know; its warning then only
@@ -157,11 +157,13 @@ def fallback_lines(out: BenchmarkOutput, text: str, unit: str) -> list[str]:
         line = _message(raw)
         if any(marker in line for marker in NPU_FAILURE_MARKERS) and line not in found:
             found.append(line)
+    # lines naming another unit first: they say where the nodes went
     for d in out.delegations:
-        other = _DELEGATE_UNITS.get(d["kernel"], d["kernel"]) != unit
-        if d["replaced"] and other:
+        if d["replaced"] and _DELEGATE_UNITS.get(d["kernel"], d["kernel"]) != unit:
             found.append(d["line"])
-        elif not other and (d["replaced"] == 0 or (d["total"] and d["replaced"] < d["total"])):
+    for d in out.delegations:
+        if _DELEGATE_UNITS.get(d["kernel"], d["kernel"]) == unit and (
+                d["replaced"] == 0 or (d["total"] and d["replaced"] < d["total"])):
             found.append(d["line"])
     if out.coverage in ("none", "partial"):
         found.append(f"the {out.delegate_name} delegate runs "
