@@ -22,6 +22,7 @@ from mai_sr.device import get_runner
 from mai_sr.device.adb import AdbRunner, find_adb, push_model
 from mai_sr.device.base import schema_errors
 from mai_sr.errors import MaiSrError
+from mai_sr.results import BenchResult
 
 FAKE_ADB_DIR = Path(__file__).parent / "fake_adb"
 ARM64_PROPS = {"ro.product.model": "VS680 EVK", "ro.product.manufacturer": "Synaptics",
@@ -479,7 +480,7 @@ def test_npu_aot_model_full_delegation_reads_the_result_block_and_proto(fake, mo
     assert result.count == 294 and result.median_ms == pytest.approx(3.3921, abs=1e-5)
     assert result.delegate["name"] == "NPU" and result.delegate["placement"] == "NPU 1, CPU 0"
     assert result.device["soc"] == "SM8650" and result.device["hexagon_version"] == "75"
-    assert not any("differs" in n for n in result.notes)
+    assert any("from the BenchmarkResult proto" in n for n in result.notes)
     run = fake.benchmark_command()
     assert run[3:6] == ["env", "LD_LIBRARY_PATH=/data/local/tmp/mai_sr_npu",
                         "ADSP_LIBRARY_PATH=/data/local/tmp/mai_sr_npu"]
@@ -642,7 +643,16 @@ def test_qnn_full_delegation_builds_options_and_pushes_qairt_libraries(fake, mod
     assert result.avg_ms == pytest.approx(3.77691, abs=1e-5) and result.count == 265
     assert result.delegate["name"] == "QNN" and result.delegate["fully_delegated"] is True
     assert result.delegate["placement"] == "QNN 13, CPU 0"
-    assert not any("differs" in n for n in result.notes)
+    assert any("from the BenchmarkResult proto" in n for n in result.notes)
+
+
+def test_a_result_file_that_disagrees_with_the_text_is_ignored(fake, model, npu_libs):
+    # a file left by another run (its average is not the printed one): the text wins
+    result = adb_module.apply_benchmark_result(
+        BenchResult(runner="adb", model="m", avg_ms=3.41),
+        {"latency_metrics": {"avg_ms": 14.6213}, "misc_metrics": {"num_runs": 69}})
+    assert result.avg_ms == 3.41 and result.count is None
+    assert "ignored the BenchmarkResult file" in result.notes[-1]
 
 
 def test_qnn_partial_delegation_is_an_error_then_allowed(fake, model, tmp_path, capsys):

@@ -66,6 +66,8 @@ DELEGATE_NAMES = {"nnapi": "NNAPI", "xnnpack": "XNNPACK", "gpu": "GPU", "cpu": N
                   "npu": "NPU", "qnn": "QNN"}
 DELEGATES = ("nnapi", "cpu", "xnnpack", "gpu", "npu", "qnn")
 REMOTE_RESULT = f"{REMOTE_DIR}/mai_sr_result.pb"
+# Half the last digit of the CompiledModel tool's "%.2f ms" (plus float32 slack)
+PRINTED_MS_ROUNDING = 0.0051
 REMOTE_NPU_DIR = f"{REMOTE_DIR}/mai_sr_npu"
 REMOTE_QNN_DIR = f"{REMOTE_DIR}/mai_sr_qnn"
 # NNAPI is deprecated from Android 15 (API level 35; Android NDK Neural Networks API guide).
@@ -806,7 +808,12 @@ class AdbRunner:
 
 def apply_benchmark_result(result: BenchResult, proto: dict) -> BenchResult:
     """Take the timings from the tool's BenchmarkResult proto (unrounded float32 ms) over
-    the text's, keeping the text's value for any field the proto lacks."""
+    the text's, keeping the text's value for any field the proto lacks.
+
+    The proto must agree with the printed average to the text's rounding (the CompiledModel
+    tool prints ms with 2 decimals, the classic one microseconds to 6 digits); a file that
+    does not (left over from another run) is ignored, with a note.
+    """
     latency = proto.get("latency_metrics", {})
     misc = proto.get("misc_metrics", {})
     memory = proto.get("memory_metrics", {})
@@ -815,17 +822,17 @@ def apply_benchmark_result(result: BenchResult, proto: dict) -> BenchResult:
               "first_ms": "first_inference_ms", "warmup_avg_ms": "average_warm_up_ms"}
     changes = {ours: float(latency[theirs]) for ours, theirs in fields.items()
                if theirs in latency}
+    text_avg = result.avg_ms
+    if "avg_ms" in changes and text_avg is not None and text_avg == text_avg:
+        if abs(changes["avg_ms"] - text_avg) > PRINTED_MS_ROUNDING + 1e-5 * text_avg:
+            return dataclasses.replace(result, notes=list(result.notes) + [
+                f"ignored the BenchmarkResult file: its average ({changes['avg_ms']:g} ms) is "
+                f"not the printed one ({text_avg:g} ms)"])
     if "num_runs" in misc:
         changes["count"] = int(misc["num_runs"])
     if memory.get("peak_mem_mb", 0) > 0:
         changes["peak_memory_mb"] = float(memory["peak_mem_mb"])
     notes = list(result.notes) + ["timings from the BenchmarkResult proto (--result_file_path)"]
-    text_avg = result.avg_ms
-    if "avg_ms" in changes and text_avg is not None and text_avg == text_avg:
-        # the text prints ms with 2 decimals (CompiledModel) or us (classic): agree to that
-        if abs(changes["avg_ms"] - text_avg) > 0.006 + 1e-6 * text_avg:
-            notes.append(f"the printed average ({text_avg:g} ms) differs from the proto's "
-                         f"({changes['avg_ms']:g} ms)")
     return dataclasses.replace(result, notes=notes, **changes)
 
 
