@@ -479,6 +479,7 @@ def test_npu_aot_model_full_delegation_reads_the_result_block_and_proto(fake, mo
     assert result.avg_ms == pytest.approx(3.41, abs=0.005)
     assert result.count == 294 and result.median_ms == pytest.approx(3.3921, abs=1e-5)
     assert result.delegate["name"] == "NPU" and result.delegate["placement"] == "NPU 1, CPU 0"
+    assert result.delegate["fully_delegated"] is True
     assert result.device["soc"] == "SM8650" and result.device["hexagon_version"] == "75"
     assert any("from the BenchmarkResult proto" in n for n in result.notes)
     run = fake.benchmark_command()
@@ -494,6 +495,16 @@ def test_npu_aot_model_full_delegation_reads_the_result_block_and_proto(fake, mo
     assert sorted(p.split("/")[-1] for p in fake.files("S24")
                   if p.startswith("/data/local/tmp/mai_sr_npu/")) == sorted(NPU_LIBS)
     assert not schema_errors(result.to_dict())
+
+
+def test_npu_cli_prints_the_results_block_average(fake, model, npu_libs, capsys):
+    # the binary from an earlier run is on the device; no --benchmark-binary
+    fake.devices(phone(preinstalled=["/data/local/tmp/benchmark_model"]))
+    assert main(["bench", str(model), "--runner", "adb", "--delegate", "npu",
+                 "--npu-libs", str(npu_libs)]) == 0
+    out = capsys.readouterr().out
+    assert "inference (avg): 3.41 ms" in out  # "Inference (avg): 3.41 ms (294 runs)"
+    assert "note: nodes per unit: NPU 1, CPU 0" in out
 
 
 def test_npu_libraries_are_pushed_once_and_reused(fake, model, npu_libs):
@@ -537,6 +548,7 @@ def test_npu_partial_delegation_with_allow_fallback_says_where_nodes_ran(fake, m
     assert result.std_ms == pytest.approx(0.47)   # "Inference (std): 0.47", printed without unit
     assert result.delegate["fully_delegated"] is False
     assert result.delegate["placement"] == "NPU 1, CPU (XNNPACK) 3, CPU 0"
+    assert (result.delegate["delegated_nodes"], result.delegate["total_nodes"]) == (1, 4)
     assert any("nodes per unit: NPU 1, CPU (XNNPACK) 3, CPU 0" in n for n in result.notes)
 
 
@@ -669,6 +681,7 @@ def test_qnn_partial_delegation_is_an_error_then_allowed(fake, model, tmp_path, 
     assert payload["avg_ms"] == pytest.approx(6.32948)
     assert payload["delegate"]["placement"] == "QNN 10, CPU 3"
     assert payload["delegate"]["fully_delegated"] is False and not schema_errors(payload)
+    assert (payload["delegate"]["delegated_nodes"], payload["delegate"]["total_nodes"]) == (10, 13)
 
 
 def test_qnn_wrong_hexagon_version_runs_on_the_cpu_and_is_an_error(fake, model, tmp_path):

@@ -785,11 +785,15 @@ class AdbRunner:
         if unit:
             from mai_sr.device.litert_output import describe_placement, node_placement
 
+            # the unit's own counts, not those of whichever delegate's line came first
             placement = node_placement(parsed)
-            delegate["name"] = unit
-            delegate["placement"] = describe_placement(placement) if placement else None
-            if any(n for u, n in placement.items() if u != unit):
-                delegate["fully_delegated"] = False
+            on_unit = placement.get(unit, 0)
+            delegate.update({
+                "name": unit, "delegated_nodes": on_unit,
+                "total_nodes": sum(placement.values()) if "CPU" in placement else None,
+                "fully_delegated": bool(on_unit) and not any(
+                    n for u, n in placement.items() if u != unit),
+                "placement": describe_placement(placement) if placement else None})
         notes = list(result.notes) + notes
         if self.delegate == "nnapi" and (facts.get("sdk") or 0) >= NNAPI_DEPRECATED_FROM_SDK:
             notes.append(f"NNAPI is deprecated from Android 15 (API level "
