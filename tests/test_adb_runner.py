@@ -110,7 +110,8 @@ def test_single_device_nnapi_run_pushes_chmods_and_parses(fake, model):
     assert result.device == {"serial": "VS680A", "model": "VS680 EVK", "manufacturer": "Synaptics",
                              "platform": "vs680", "sdk": 30, "abi": "arm64-v8a",
                              "abilist": "arm64-v8a,armeabi-v7a,armeabi",
-                             "soc": "vs680", "soc_manufacturer": None}  # no ro.soc.model: platform
+                             "soc": "vs680", "soc_manufacturer": None,  # no ro.soc.model
+                             "nnapi_accelerators": "synap-npu,nnapi-reference"}
     remote = "/data/local/tmp/mai_sr_abpn_int8.tflite"  # the space is made safe for sh
     assert fake.commands() == [
         ["devices", "-l"],
@@ -759,6 +760,7 @@ def test_nnapi_on_android_15_is_labelled_deprecated_and_sdk_recorded(fake, model
     result = AdbRunner(benchmark_binary=str(fake.binary)).bench(model)
     assert result.device["sdk"] == 35
     assert result.delegate["available_accelerators"] == ["ipuadaptor", "nnapi-reference"]
+    assert result.device["nnapi_accelerators"] == "ipuadaptor,nnapi-reference"
     assert any("NNAPI is deprecated from Android 15" in n for n in result.notes)
 
 

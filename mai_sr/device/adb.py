@@ -777,6 +777,9 @@ class AdbRunner:
             parsed = parse_benchmark_output(text, source=source)
             notes = check_ignored_flags(parsed, source=source, allow_fallback=self.allow_fallback)
         device = dict(facts)
+        if self.delegate == "nnapi" and parsed.available_accelerators:
+            # what the device offered, whichever one ran (a scalar, as device records hold)
+            device["nnapi_accelerators"] = ",".join(parsed.available_accelerators)
         if setup.get("hexagon"):
             device["hexagon_version"] = setup["hexagon"]
         result = parsed.to_bench_result(runner=self.name, model=str(model), device=device,
