@@ -99,7 +99,10 @@ def test_each_runner_declares_its_own_options():
     groups = {g.title: [a.dest for a in g._group_actions] for g in sub._action_groups}
     assert groups["--runner adb options"] == ["adb", "serial", "benchmark_binary", "delegate",
                                               "nnapi_accelerator", "op_profiling",
-                                              "report_memory"]
+                                              "report_memory", "npu_libs", "npu_options",
+                                              "qairt", "qnn_backend", "qnn_performance_mode",
+                                              "qnn_options", "hexagon_version",
+                                              "allow_fallback"]
     # every dest of a runner's options is a keyword of that runner's constructor
     for name in device.RUNNERS:
         title = f"--runner {name} options"
