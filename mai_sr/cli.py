@@ -283,6 +283,18 @@ def cmd_upscale(args) -> int:
     return 0
 
 
+def cmd_import(args) -> int:
+    from mai_sr.importer import import_weights
+
+    result = import_weights(args.source, args.model, args.out, channel_order=args.channel_order,
+                            input_range=args.input_range, gate_data=args.gate_data)
+    if args.json:
+        _print_json(result.to_dict())
+    else:
+        print(result.summary())
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -464,6 +476,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=positive_int, default=None, help="LR tile size (default: model's)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_upscale)
+
+    # import -----------------------------------------------------------------
+    p = sub.add_parser("import", help="published weights (.pth/.pt, SavedModel, .h5/.keras, "
+                       ".tflite) -> deploy-graph weights for export --weights and QAT")
+    p.add_argument("source", help="PyTorch checkpoint, SavedModel folder, Keras file or .tflite")
+    p.add_argument("--model", choices=MODEL_NAMES, required=True, help="target architecture")
+    p.add_argument("--out", default=None,
+                   help="output NAME.weights.h5 (default: check only, write nothing)")
+    p.add_argument("--channel-order", choices=("auto", "dcr", "crd"), default="auto",
+                   help="depth-to-space order of the source's last conv (default: the "
+                        "framework's, crd for PyTorch PixelShuffle, dcr for TF)")
+    p.add_argument("--input-range", choices=("auto", "1", "255"), default="auto",
+                   help="pixel range the source was trained on (default: measured)")
+    p.add_argument("--gate-data", default="builtin",
+                   help="images of the sanity gate (default builtin photos)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_import)
     return parser
 
 
