@@ -11,7 +11,7 @@ import pytest
 from mai_sr.cli import build_parser, main
 
 SUBCOMMANDS = ("train", "export", "eval", "bench", "push", "synap", "lint", "profile", "score",
-               "report", "upscale")
+               "report", "upscale", "import")
 
 # Runs in a fresh interpreter: every --help, a real `score`, and the TF-free library modules,
 # checking after each step that TensorFlow has not been imported.

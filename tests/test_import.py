@@ -152,6 +152,19 @@ def test_convs_listed_out_of_forward_order_are_chained():
     assert "out of order" in fitted.conventions["layers"]
 
 
+def test_an_x4_source_says_so():
+    from mai_sr.importer.matcher import fit
+    from mai_sr.importer.source import SourceConv, SourceNet
+
+    shapes = [(3, 28), (28, 48), (48, 48)]
+    convs = [SourceConv(np.zeros((3, 3, i, o), np.float32), None, "c") for i, o in shapes]
+    net = SourceNet(path="x4.pth", format="pytorch", layout="OIHW", channel_order="crd",
+                    convs=convs)
+    with pytest.raises(MaiSrError, match="x4 model .* abpn here is x3"):
+        fit(net, "abpn", [(3, 3, 3, 28), (3, 3, 28, 27), (3, 3, 27, 27)], channel_order="crd",
+            input_range=1.0)
+
+
 def test_learnt_anchor_is_refused():
     from mai_sr.importer.matcher import describe_anchor, nearest_anchor
     from mai_sr.importer.source import SourceNet

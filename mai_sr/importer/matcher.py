@@ -143,6 +143,11 @@ def fit(source: SourceNet, model: str, target_shapes: list[tuple], *, channel_or
         if chain is not None:
             source.convs, reordered = chain, True
     scale = source_scale(source)
+    target_scale = round((target_shapes[-1][3] / 3) ** 0.5) if target_shapes else scale
+    if scale != target_scale:
+        raise MaiSrError(f"{source.path} is an x{scale} model (the last conv has "
+                         f"{3 * scale * scale} = 3*{scale}^2 output channels); {model} here is "
+                         f"x{target_scale}")
     shapes = [tuple(c.kernel.shape) for c in source.convs]
     target_shapes = [tuple(int(d) for d in s) for s in target_shapes]
     if shapes != target_shapes:
