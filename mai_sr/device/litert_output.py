@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 
 from mai_sr.device.benchmark_output import (_DELEGATE_UNITS, NUM, BenchmarkOutput, RunStats,
-                                            _strip, parse_benchmark_output)
+                                            _strip, output_tail, parse_benchmark_output)
 from mai_sr.errors import MaiSrError
 
 RESULTS_HEADER = "========== BENCHMARK RESULTS =========="
@@ -71,7 +71,7 @@ def parse_litert_output(text: str, source: str = "benchmark_model") -> Benchmark
             values[key.strip()] = value.strip()
     if "Inference (avg)" not in values:
         raise MaiSrError(f"{source}: no '{RESULTS_HEADER}' block with 'Inference (avg)' in "
-                         f"the output; it ended with: {_tail(text)}")
+                         f"the output; it ended with: {output_tail(text)}")
 
     def ms(key):
         m = _VALUE_MS.match(values.get(key, ""))
@@ -96,11 +96,6 @@ def parse_litert_output(text: str, source: str = "benchmark_model") -> Benchmark
         out.memory_delta_mb = (plain("Init footprint"), plain("Overall footprint"))
     out.peak_memory_mb = plain("Peak memory")
     return out
-
-
-def _tail(text: str, n: int = 5) -> str:
-    from mai_sr.device.benchmark_output import output_tail
-    return output_tail(text, n)
 
 
 # ---------------------------------------------------------------- where the nodes ran
