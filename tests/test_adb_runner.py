@@ -620,6 +620,18 @@ def test_npu_dispatch_library_missing_on_device_is_an_error(fake, model, npu_lib
     assert "nodes per unit: CPU (XNNPACK) 10, CPU 4" in message
 
 
+def test_npu_run_that_aborts_quotes_litert_s_cause(fake, model, npu_libs):
+    # a build that stops instead of falling back: the dispatch error is quoted first
+    fake.devices(phone(transcript="litert_npu_no_dispatch.txt",
+                       exit_codes={"litert_npu_no_dispatch.txt": 1}))
+    with pytest.raises(MaiSrError) as err:
+        AdbRunner(benchmark_binary=str(fake.binary), delegate="npu",
+                  npu_libs=str(npu_libs)).bench(model)
+    assert str(err.value).startswith('device S24: benchmark_model exited with code 1: '
+                                     '"ERROR: [compiled_model.cc:590] Failed to apply compiler '
+                                     'plugins: No compiler plugin found"')
+
+
 @pytest.mark.parametrize("names, message", [
     (["libQnnHtp.so"], r"no libLiteRtDispatch_Qualcomm.so \(device S24 has SoC SM8650, qualcomm"),
     (["libLiteRtDispatch_MediaTek.so"], r"the folder has libLiteRtDispatch_MediaTek.so"),

@@ -752,8 +752,14 @@ class AdbRunner:
         if proc.returncode != 0:
             if re.search(r"^adb: .*(offline|unauthorized)", proc.stdout, flags=re.M):
                 raise device_error(serial, "the benchmark run", proc.stdout)
+            from mai_sr.device.litert_output import NPU_FAILURE_MARKERS
+
+            # LiteRT's NPU-runtime error says more than the tool's closing lines
+            cause = next((ln.strip() for ln in proc.stdout.splitlines()
+                          if any(m in ln for m in NPU_FAILURE_MARKERS)), None)
             raise MaiSrError(f"{source} exited with code {proc.returncode}: "
-                             f"{output_tail(proc.stdout)}")
+                             + (f"\"{cause}\" ... " if cause else "")
+                             + output_tail(proc.stdout))
         text = proc.stdout
         unit = {"npu": "NPU", "qnn": "QNN"}.get(self.delegate)
         if unit:
