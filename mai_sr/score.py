@@ -56,7 +56,12 @@ def final_score(psnr: float, runtime_ms: float) -> float:
     """``2^(2*psnr) / (C * runtime_ms)``; psnr in dB, runtime in milliseconds."""
     psnr = _check_number("psnr", psnr)
     runtime_ms = _check_number("runtime_ms", runtime_ms, positive=True)
-    return 2.0 ** (2.0 * psnr) / (C * runtime_ms)
+    try:
+        return 2.0 ** (2.0 * psnr) / (C * runtime_ms)
+    except OverflowError:
+        # 2^(2*PSNR) leaves float range past ~511 dB: no image comparison gets there.
+        raise MaiSrError(f"psnr: {psnr:g} dB is beyond any image's PSNR (the score "
+                         "overflows)") from None
 
 
 def _runtimes_from(path: str) -> list[tuple[str, float]]:
@@ -75,7 +80,15 @@ def _runtimes_from(path: str) -> list[tuple[str, float]]:
         if not isinstance(item, dict) or "avg_ms" not in item:
             raise MaiSrError(f"{path}: entry {i} has no avg_ms (expected `mai-sr bench --json` "
                              "output)")
-        bench = BenchResult.from_dict(item)
+        missing = [k for k in ("runner", "model") if k not in item]
+        if missing:
+            raise MaiSrError(f"{path}: entry {i} has no {' and no '.join(missing)} (expected "
+                             "`mai-sr bench --json` output)")
+        try:
+            bench = BenchResult.from_dict(item)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MaiSrError(f"{path}: entry {i} is not a `mai-sr bench --json` result "
+                             f"({type(exc).__name__}: {exc})") from None
         if bench.avg_ms is None:
             raise MaiSrError(f"{path}: entry {i} has no runtime ({bench.error or 'avg_ms is null'})")
         label = bench.device.get("name") or bench.device.get("serial") or bench.runner

@@ -89,9 +89,11 @@ def fake(tmp_path, monkeypatch):
 
 @pytest.fixture
 def model(tmp_path):
-    """The runner only pushes the file, so any valid-looking TFLite flatbuffer will do."""
+    """A real TFLite file (the runner parses it before pushing): the shipped ABPN."""
+    from mai_sr.pretrained import pretrained_path
+
     path = tmp_path / "abpn int8.tflite"
-    path.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(64))
+    path.write_bytes(pretrained_path("abpn", "fixed").read_bytes())
     return path
 
 
@@ -338,10 +340,11 @@ def test_every_shell_word_reaches_the_device_as_one_literal_word(fake, word):
     assert fake.commands()[-1] == ["-s", "VS680A", "shell", "touch", "/data/ok", word]
 
 
-def test_a_local_path_with_a_leading_dash_is_not_an_adb_option(fake, tmp_path, monkeypatch):
+def test_a_local_path_with_a_leading_dash_is_not_an_adb_option(fake, model, tmp_path,
+                                                               monkeypatch):
     fake.devices(device("VS680A"))
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "-s.tflite").write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(64))
+    (tmp_path / "-s.tflite").write_bytes(model.read_bytes())
     runner = AdbRunner(benchmark_binary=str(fake.binary))
     runner.bench("-s.tflite")
     pushes = [c for c in fake.raw_commands() if "push" in c]
@@ -799,3 +802,14 @@ def test_nnapi_before_android_15_has_no_deprecation_note(fake, model):
 def test_npu_and_qnn_option_errors(fake, kwargs, message):
     with pytest.raises(MaiSrError, match=re.escape(message)):
         AdbRunner(**kwargs)
+
+@pytest.mark.parametrize("command", [["push"], ["bench", "--runner", "adb"]])
+def test_a_truncated_model_is_refused_before_anything_reaches_the_device(fake, model, command,
+                                                                         capsys):
+    fake.devices(device("A1"))
+    cut = model.with_name("cut.tflite")
+    cut.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+    assert main([command[0], str(cut), *command[1:]]) == 2
+    err = capsys.readouterr().err
+    assert "cut.tflite: truncated or corrupt TFLite file" in err and err.count("\n") == 1
+    assert not any("push" in c for c in fake.commands())

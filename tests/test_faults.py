@@ -131,3 +131,17 @@ def test_a_sidecar_that_does_not_match_its_file_is_refused(tmp_path):
     assert artifacts.read_sidecar(model)["model"] == "abpn"
     sidecar.unlink()
     assert artifacts.read_sidecar(model) == {}  # no sidecar: taken as it is
+
+
+def test_score_overflow_and_a_runtime_file_without_runner_are_one_line(tmp_path, capsys):
+    from mai_sr.cli import main
+
+    assert main(["score", "--psnr", "1e6", "--runtime-ms", "20"]) == 2
+    assert capsys.readouterr().err == ("mai-sr score: error: psnr: 1e+06 dB is beyond any "
+                                       "image's PSNR (the score overflows)\n")
+    bench = tmp_path / "bench.json"
+    bench.write_text('{"avg_ms": 12.5}')
+    assert main(["score", "--psnr", "30", "--runtime-from", str(bench)]) == 2
+    err = capsys.readouterr().err
+    assert "entry 0 has no runner and no model (expected `mai-sr bench --json`" in err
+    assert err.count("\n") == 1

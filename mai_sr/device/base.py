@@ -40,15 +40,20 @@ class Runner(Protocol):
 
 
 def check_model_file(model_path: str | os.PathLike) -> Path:
-    """The model path, or a one-line error if it is not a readable TFLite flatbuffer."""
+    """The model path, or a one-line error if it is not a whole, readable TFLite flatbuffer.
+
+    The whole file is parsed (``read_graph``, no TensorFlow), so a truncated or corrupt file
+    is refused here, before it is pushed to a device or timed, as `lint` and `eval` refuse
+    it. A sidecar that does not match the file is refused too (``read_sidecar``).
+    """
+    from mai_sr.tflite.artifacts import read_sidecar
+    from mai_sr.tflite.graph import read_graph
+
     path = Path(model_path)
     if not path.is_file():
         raise MaiSrError(f"model file not found: {path}")
-    with open(path, "rb") as f:
-        head = f.read(8)
-    # Every TFLite flatbuffer carries the file identifier "TFL3" at byte offset 4.
-    if head[4:8] != b"TFL3":
-        raise MaiSrError(f"{path}: not a TFLite model (no TFL3 identifier)")
+    read_graph(path)
+    read_sidecar(path)
     return path
 
 
