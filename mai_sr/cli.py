@@ -157,6 +157,10 @@ def cmd_eval(args) -> int:
     results = evaluate_tflite(model_file(args.model, args.pretrained), args.data,
                               y_channel=args.y, crop=args.crop, save_dir=args.save_dir,
                               quiet=args.quiet)
+    if args.csv == "-":  # the CSV is the output; the summary goes to stderr
+        sys.stdout.write(results_csv(results))
+        print(format_results(results), file=sys.stderr)
+        return 0
     if args.csv:
         write_text(args.csv, results_csv(results))
     if args.json:
@@ -388,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--y", action="store_true", help="on BT.601 luma instead of RGB")
     p.add_argument("--crop", type=non_negative_int, default=None, help="border crop (default = scale)")
     p.add_argument("--save-dir", help="write the upscaled images here")
-    p.add_argument("--csv", help="write per-image rows here")
+    p.add_argument("--csv", help="write per-image rows here ('-': standard output)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_eval)
@@ -447,8 +451,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("score", help="challenge score 2^(2*PSNR) / (C*runtime)")
     p.add_argument("--psnr", type=float, help="PSNR in dB")
     p.add_argument("--runtime-ms", type=positive_float, help="runtime in ms")
-    p.add_argument("--runtime-from", help="bench --json output to take the runtime from")
-    p.add_argument("--csv", help="CSV with psnr and runtime_ms columns: score every row")
+    p.add_argument("--runtime-from", help="bench --json output to take the runtime from "
+                   "('-': standard input)")
+    p.add_argument("--csv", help="CSV with psnr and runtime_ms columns: score every row "
+                   "('-': standard input)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_score)
 
@@ -499,6 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `mai-sr` console script."""
     parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        parser.exit(2, f"{PROG}: error: give a command, e.g. `{PROG} train --model abpn "
+                       f"--qat`; `{PROG} --help` lists them\n")
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

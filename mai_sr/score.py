@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 from mai_sr.errors import MaiSrError
@@ -65,11 +66,12 @@ def final_score(psnr: float, runtime_ms: float) -> float:
 
 
 def _runtimes_from(path: str) -> list[tuple[str, float]]:
-    """(label, avg_ms) of every BenchResult in a `mai-sr bench --json` file (dict or list)."""
+    """(label, avg_ms) of every BenchResult in a `mai-sr bench --json` file (dict or list);
+    `path` "-" reads standard input."""
     from mai_sr.results import BenchResult
 
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(sys.stdin.read() if path == "-" else Path(path).read_text())
     except FileNotFoundError:
         raise MaiSrError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -102,13 +104,13 @@ def _runtimes_from(path: str) -> list[tuple[str, float]]:
 def score_csv(csv_path: str):
     """Every row of a CSV scored: a pandas DataFrame with a `score` column added.
 
-    The CSV has psnr and runtime_ms columns, or psnr and npu_ms as in `mai-sr report`'s
+    `csv_path` "-" reads standard input. The CSV has psnr and runtime_ms columns, or psnr and npu_ms as in `mai-sr report`'s
     leaderboard.csv. A row with an empty cell is not measured and gets no score (None).
     """
     import pandas as pd
 
     try:
-        table = pd.read_csv(csv_path)
+        table = pd.read_csv(sys.stdin if csv_path == "-" else csv_path)
     except FileNotFoundError:
         raise MaiSrError(f"{csv_path}: no such file") from None
     except (OSError, ValueError, UnicodeDecodeError) as exc:

@@ -129,3 +129,29 @@ def test_only_the_cli_prints_and_exits():
     offenders = [hit for path in sorted(package.rglob("*.py")) if path not in cli
                  for hit in _prints_and_exits(path)]
     assert offenders == []
+
+
+def test_bare_command_points_to_help(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([])
+    assert exit_.value.code == 2
+    assert "`mai-sr --help` lists them" in capsys.readouterr().err
+
+
+def test_dash_reads_stdin_for_score_and_writes_stdout_for_eval_csv(monkeypatch, capsys,
+                                                                   shared_data):
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("model,psnr,runtime_ms\nz6,30.03,19.2\n"))
+    assert main(["score", "--csv", "-"]) == 0
+    assert capsys.readouterr().out.split()[-1] == "22.24"  # Table 1: Z6 scored 22.22
+    monkeypatch.setattr("sys.stdin", io.StringIO(
+        '{"runner": "local", "model": "m.tflite", "avg_ms": 19.2}'))
+    assert main(["score", "--psnr", "30.03", "--runtime-from", "-"]) == 0
+    assert capsys.readouterr().out.strip() == "22.24"
+    assert main(["eval", "--pretrained", "abpn", "--data", str(shared_data / "Set5"),
+                 "--csv", "-", "--quiet"]) == 0
+    out = capsys.readouterr()
+    rows = out.out.strip().splitlines()
+    assert rows[0].startswith("dataset,image,") and len(rows) == 6  # header + 5 images
+    assert "Set5" in out.err  # the summary table went to stderr

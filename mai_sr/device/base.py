@@ -171,8 +171,11 @@ def _describe_delegate(delegate: dict) -> str:
         parts.append(f"{delegate['kernels']} delegate kernel(s)")
     if delegate.get("fully_delegated") is True:
         parts.append("fully delegated")
+    elif delegate.get("fully_delegated") is False and "xnnpack" in name.lower():
+        # XNNPACK is itself the CPU: a partial graph is not an accelerator falling back.
+        parts.append("the other ops run in TFLite's builtin kernels (all on the CPU)")
     elif delegate.get("fully_delegated") is False:
-        parts.append("NOT fully delegated: some ops run on the CPU")
+        parts.append("NOT fully delegated: some ops fall back to the CPU")
     return ", ".join(parts)
 
 
