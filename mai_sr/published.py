@@ -1,21 +1,23 @@
-"""Published results of the Mobile AI 2022 real-time SR challenge (Table 1 of seed 004).
+"""Published results of the Mobile AI 2022 real-time SR challenge (its report's Table 1).
 
 Source: A. Ignatov, R. Timofte et al., "Efficient and Accurate Quantized Image Super-Resolution
-on Mobile NPUs, Mobile AI & AIM 2022 challenge: Report", Table 1 (``../shared/seeds/
-004_b28fc09452e386ea.txt``, around line 115). PSNR/SSIM on the challenge's test set for the INT8
-models; runtimes for 640x360 -> 1920x1080 on the Synaptics VS680 (CPU and NPU); the Final
-Score is ``2^(2*PSNR) / (C * npu_ms)`` (see :mod:`mai_sr.score`).
+on Mobile NPUs, Mobile AI & AIM 2022 Challenge: Report", ECCV 2022 Workshops, Table 1. PSNR/SSIM
+on the challenge's test set for the INT8 models; runtimes for 640x360 -> 1920x1080 on the
+Synaptics VS680 (CPU and NPU); the Final Score is ``2^(2*PSNR) / (C * npu_ms)`` (see
+:mod:`mai_sr.score`).
 
 Used by reports (to place our models beside the published ones) and by the SyNAP simulator's
-calibration. ``architecture`` names the rows whose network this toolkit implements.
+calibration. ``architecture`` names the rows whose network this toolkit implements;
+:data:`TIMED_FILES` names the published model files whose runtimes Table 1 gives.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-SOURCE = ("Ignatov, Timofte et al., Mobile AI & AIM 2022 quantized image super-resolution "
-          "challenge report, Table 1 (seed 004)")
+REPORT = ("A. Ignatov, R. Timofte et al., Efficient and Accurate Quantized Image Super-Resolution "
+          "on Mobile NPUs, Mobile AI & AIM 2022 Challenge: Report, ECCV 2022 Workshops")
+SOURCE = f"{REPORT}, Table 1"
 
 
 @dataclass(frozen=True)
@@ -87,3 +89,30 @@ def for_architecture(name: str) -> PublishedResult:
         if row.architecture == name:
             return row
     raise KeyError(f"no published row for architecture {name!r}")
+
+
+@dataclass(frozen=True)
+class TimedFile:
+    """A published model file that the challenge timed: its Table 1 row is a measurement of
+    this very file (not of a reconstruction). ``path`` is relative to the folder of
+    third-party models (``../shared/artifacts`` beside a checkout)."""
+
+    team: str          # Table 1 row
+    path: str
+    repository: str    # where the file is published (repository @ commit, folder)
+    structure: str     # what distinguishes the graph, for tables
+
+    @property
+    def npu_ms(self) -> float:
+        return next(r.npu_ms for r in TABLE1 if r.team == self.team)
+
+
+TIMED_FILES: tuple[TimedFile, ...] = (
+    # The ABPN baseline row: "ABPN [19]", 53 KB = the official INT8 file with fixed input.
+    TimedFile("ABPN [19]", "nju_abpn/base7_D4C28_bs16ps64_lr1e-3_time.tflite",
+              "NJU-Jet/SR_Mobile_Quantization @ d7a6271, TFMODEL/",
+              "28 ch, concat anchor (9 copies), clip after depth-to-space"),
+    # Team MegSR's submission, 65 KB, fixed input.
+    TimedFile("MegSR", "megsr_ncnet/model.tflite", "Algolzw/NCNet @ 0484865, TFLite/",
+              "32 ch, nearest-conv anchor (1x1 conv), clip after depth-to-space"),
+)
