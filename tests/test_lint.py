@@ -66,6 +66,23 @@ def test_clip_after_depth_to_space_warns(models):
     assert [report.rows[i].type for i, _ in warned] == ["MINIMUM", "RELU"]
     assert report.errors == 0
     assert lint_exit_code(report) == 0 and lint_exit_code(report, strict=True) == 1
+    # the reason is the recipe, cited by title; the cost is what the simulator charges now
+    from mai_sr.device.synap import COSTS
+
+    message = next(f.message for f in report.findings if f.code == "clip-after-d2s")
+    assert "challenge report, section 3.1, item 6" in message
+    one_pass = 1080 * 1920 * COSTS.vector_ns / 1e6  # one 16-lane vector per full-HD pixel
+    assert f"+{one_pass:.1f} ms at 1x360x640x3" in message
+
+
+def test_float_io_around_an_int8_core_is_a_warning(shared_artifacts):
+    """MegSR's model_none_float.tflite: INT8 network, QUANTIZE/DEQUANTIZE at the edges only."""
+    report = lint_model(shared_artifacts / "megsr_ncnet" / "model_none_float.tflite")
+    assert report.errors == 0
+    edges = [(report.rows[f.op].type, f.severity) for f in report.findings
+             if f.code == "float-io"]
+    assert edges == [("QUANTIZE", WARNING), ("DEQUANTIZE", WARNING)]
+    assert lint_exit_code(report) == 0 and lint_exit_code(report, strict=True) == 1
 
 
 def test_big_kernels_and_resize_warn(models):

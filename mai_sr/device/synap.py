@@ -394,6 +394,18 @@ def compile_plan(graph: TFLiteGraph, input_hw: tuple[int, int] | None = None,
     return [replace(layer, ms=layer.cost_ms(costs)) for layer in layers]
 
 
+def clip_after_d2s_ms(graph: TFLiteGraph, costs: CostConstants = COSTS) -> float:
+    """What the simulator charges for clips after DEPTH_TO_SPACE at the challenge's
+    1x360x640 input: one pass of the TP over each such D2S output (the fused clamp), 0 when
+    the graph has none. Used by lint to state the cost of moving a clip after D2S."""
+    d2s = [op for op in graph.ops if op.type == "DEPTH_TO_SPACE"
+           and any(_is_clip(graph, r) for r in graph.consumers.get(op.outputs[0], []))]
+    if not d2s:
+        return 0.0
+    shapes = graph.shapes(CHALLENGE_HW)
+    return sum(_vectors(shapes[op.outputs[0]]) for op in d2s) * costs.vector_ns / 1e6
+
+
 # ------------------------------------------------------------------ conversion
 
 
@@ -636,5 +648,5 @@ def estimate_ms(model_path, costs: CostConstants = COSTS) -> float:
 
 
 __all__ = ["COSTS", "CostConstants", "FEATURES", "Layer", "SynapConversion", "SynapRunner",
-           "check_model", "compile_plan", "convert", "estimate_ms",
+           "check_model", "clip_after_d2s_ms", "compile_plan", "convert", "estimate_ms",
            "format_layers", "format_synap_cli", "model_info_text"]
