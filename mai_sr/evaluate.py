@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import sys
 from pathlib import Path
 
 from tqdm import tqdm
@@ -66,9 +67,13 @@ def evaluate_tflite(model_path: str | os.PathLike, data, *, y_channel: bool = Fa
     `data`: a list of sources (or a comma-separated string), each 'builtin' or a folder of
     HR images as :func:`mai_sr.data.iter_pairs` accepts. `crop` defaults to the model's
     scale. `save_dir` receives the SR images as ``<save_dir>/<dataset>/<image>.png``.
-    `require_int8` (the default: this is INT8 eval) refuses float models.
+    `require_int8` (the default: this is INT8 eval) refuses models that compute in float;
+    an INT8 network with float32 input and output (QUANTIZE/DEQUANTIZE at the edges) is
+    evaluated, and a line on stderr says what it is.
     """
     model = TFLiteSR(model_path, threads, require_int8=require_int8)
+    if model.float_io and not quiet:  # say what the file is, beside the progress bars
+        tqdm.write(f"{model.path.name}: {model.description}", file=sys.stderr)
     crop = model.scale if crop is None else crop
     if crop < 0:
         raise MaiSrError(f"--crop: must be >= 0, got {crop}")

@@ -171,3 +171,23 @@ def test_float_model_evaluates_when_int8_not_required(tmp_path_factory, eval_fol
         evaluate_tflite(float_model, str(eval_folder), quiet=True)
     (result,) = evaluate_tflite(float_model, str(eval_folder), quiet=True, require_int8=False)
     assert len(result.images) == 3 and np.isfinite(result.psnr)
+
+
+# ------------------------------------------------------------ third-party files
+
+
+def test_third_party_ncnet_files_evaluate(shared_artifacts, shared_data, capsys):
+    """MegSR's published NCNet, as shipped: dynamic uint8 IO, the same INT8 network with
+    float32 IO, and the fixed 1x360x640x3 file with input scale 0.9765 (tiled). Set5 RGB
+    31.58 dB is the figure measured on these files (the folder's SOURCES.md)."""
+    folder = shared_artifacts / "megsr_ncnet"
+    set5 = str(shared_data / "Set5")
+    (dynamic,) = evaluate_tflite(folder / "model_none.tflite", set5, quiet=True)
+    (float_io,) = evaluate_tflite(folder / "model_none_float.tflite", set5)
+    assert dynamic.psnr == pytest.approx(31.58, abs=0.01)
+    assert float_io.psnr == pytest.approx(dynamic.psnr, abs=1e-3)
+    err = capsys.readouterr().err
+    assert "INT8 network with float32 input and output" in err
+    (fixed,) = evaluate_tflite(folder / "model.tflite", set5, quiet=True)
+    # tiled at 360x640 with the input scale applied: not the 0.8 dB loss of raw pixels
+    assert fixed.psnr == pytest.approx(dynamic.psnr, abs=0.05)

@@ -405,3 +405,26 @@ def test_score_cli_rescores_the_leaderboard_csv(report, capsys):
         assert rows[name] == pytest.approx(table.loc[name].score, rel=1e-3)
     assert rows["floaty"] is None
     assert rows["ABPN [19] (ABPN)"] == pytest.approx(ABPN_TABLE1["score"], abs=0.02)
+
+
+def test_third_party_files_pair_as_their_repositories_name_them(shared_artifacts):
+    """X_time.tflite (fixed, timed) + X.tflite (dynamic), as in the official ABPN repository,
+    and X.tflite (fixed) + X_none.tflite (dynamic), as in MegSR's; either file of a pair
+    brings the other from beside it. Which one is fixed is read from the files."""
+    from mai_sr.report.build import resolve_inputs
+    from mai_sr.tflite.graph import read_graph
+
+    nju, meg = shared_artifacts / "nju_abpn", shared_artifacts / "megsr_ncnet"
+    abpn = "base7_D4C28_bs16ps64_lr1e-3"
+    expected = {
+        (nju / f"{abpn}_time.tflite", nju / f"{abpn}.tflite"),
+        (nju / f"{abpn}_qat_time.tflite", nju / f"{abpn}_qat.tflite"),
+        (meg / "model.tflite", meg / "model_none.tflite"),
+    }
+    for timing, fidelity in expected:
+        assert not read_graph(timing).is_dynamic and read_graph(fidelity).is_dynamic
+    for given in ([nju / f"{abpn}_time.tflite", nju / f"{abpn}_qat.tflite", meg / "model.tflite"],
+                  [nju / f"{abpn}.tflite", nju / f"{abpn}_qat_time.tflite",
+                   meg / "model_none.tflite", meg / "model.tflite"]):
+        models = resolve_inputs([str(p) for p in given])
+        assert {(m.timing, m.fidelity) for m in models} == expected

@@ -197,3 +197,46 @@ print("HEAVY", heavy)
     assert proc.returncode == 0, proc.stderr
     assert "HEAVY []" in proc.stdout
     assert (tmp_path / "out.png").exists()
+
+
+def test_receptive_field_follows_the_longest_path(tmp_path):
+    """SCSRN's training graph (un-collapsed rep blocks: 3x3, 1x1 and identity branches added)
+    has the radius of its collapsed deploy graph, not the sum over branches. Checked against
+    the radius seen in the file itself: perturb one LR pixel, see how far the output moves."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from mai_sr._tf import tf
+    from mai_sr.models import create_model
+    from mai_sr.tflite.graph import read_graph
+    from mai_sr.tflite.runtime import receptive_field_radius
+
+    def tflite_file(model, name):
+        path = tmp_path / name
+        path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+        return path
+
+    train = tflite_file(create_model("scsrn", input_size=(24, 24)), "train.tflite")
+    deploy = tflite_file(create_model("scsrn", input_size=(24, 24), deploy=True), "deploy.tflite")
+    graph = read_graph(train)
+    branches = sum(op.kernel is not None for op in graph.ops)
+    radius = receptive_field_radius(graph)
+    assert radius == receptive_field_radius(read_graph(deploy))
+    assert branches > radius  # the old sum over every conv over-counted
+
+    interpreter = Interpreter(model_path=str(train))
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    rng = np.random.default_rng(0)
+    lr = rng.uniform(0, 255, (1, 24, 24, 3)).astype(np.float32)
+
+    def run(x):
+        interpreter.set_tensor(inp["index"], x)
+        interpreter.invoke()
+        return interpreter.get_tensor(out["index"])[0].copy()
+
+    poked = lr.copy()
+    poked[0, 12, 12] += 50.0
+    changed = np.abs(run(poked) - run(lr)).max(axis=2) > 1e-4
+    rows, cols = np.nonzero(changed)
+    seen = max(np.abs(rows // 3 - 12).max(), np.abs(cols // 3 - 12).max())
+    assert seen == radius

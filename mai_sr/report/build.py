@@ -2,8 +2,9 @@
 
 Inputs are run directories (their ``export/*.tflite``, exported first when there is none)
 or ``.tflite`` files. ``X.tflite`` (fixed shape) and ``X_none.tflite`` (dynamic shape) are
-one model: the fixed file is timed, linted and sized (the challenge's timing model); the
-dynamic one, when present, is evaluated (whole images, no tiling). Every measurement is
+one model, and so are ``X_time.tflite`` (fixed) and ``X.tflite`` (dynamic), as published
+repositories name them: the fixed file is timed, linted and sized (the challenge's timing
+model); the dynamic one, when present, is evaluated (whole images, no tiling). Every measurement is
 cached in ``<out>/cache`` by file hash, data set fingerprint, runner and options
 (:mod:`mai_sr.report.cache`), so a rerun with nothing changed only rewrites the outputs.
 
@@ -100,20 +101,45 @@ def resolve_datasets(data) -> list[Dataset]:
     return out
 
 
+# File-name suffixes of one model's two files, as published repositories name them:
+# X.tflite (fixed) + X_none.tflite (dynamic), the challenge's names; X_time.tflite (fixed,
+# the timed file) + X.tflite (dynamic), as in the official ABPN repository.
+_PAIR_SUFFIXES = ("_none", "_time")
+
+
+def _is_dynamic(path: Path) -> bool:
+    """Dynamic input shape? Read from the file; by name when it cannot be read."""
+    from mai_sr.tflite.graph import read_graph
+
+    try:
+        return read_graph(path).is_dynamic
+    except MaiSrError:
+        return path.stem.endswith("_none")
+
+
 def _pair_files(paths: list[Path]) -> list[tuple[Path, Path]]:
-    """(timing, fidelity) per model: X.tflite is timed and X_none.tflite (given or lying
-    beside it) evaluated; a file without its partner is used for both."""
-    groups: dict[Path, dict[str, Path]] = {}
+    """(timing, fidelity) per model: the fixed-shape file is timed and the dynamic one (given
+    or lying beside it) evaluated; a file without its partner is used for both.
+
+    Files pair by name, ``X.tflite`` with ``X_none.tflite`` or ``X_time.tflite`` with
+    ``X.tflite``; which of the two is fixed is read from the files themselves, since
+    ``X.tflite`` is the fixed file in one convention and the dynamic one in the other.
+    """
+    groups: dict[Path, list[Path]] = {}
     for p in paths:
-        dynamic = p.stem.endswith("_none")
-        base = p.with_name(p.stem[:-len("_none")] + ".tflite") if dynamic else p
-        groups.setdefault(base, {})["dynamic" if dynamic else "fixed"] = p
+        base = next((p.with_name(p.stem[:-len(s)] + ".tflite") for s in _PAIR_SUFFIXES
+                     if p.stem.endswith(s)), p)
+        groups.setdefault(base, []).append(p)
     pairs = []
-    for base, found in groups.items():
-        partner = base.with_name(base.stem + "_none.tflite")
-        fixed = found.get("fixed") or (base if base.is_file() else None)
-        dynamic = found.get("dynamic") or (partner if partner.is_file() else None)
-        pairs.append((fixed or dynamic, dynamic or fixed))
+    for base, given in groups.items():
+        beside = [f for f in (base.with_name(base.stem + "_time.tflite"), base,
+                              base.with_name(base.stem + "_none.tflite"))
+                  if f.is_file() and f not in given]
+        dynamic = {f: _is_dynamic(f) for f in given + beside}
+        fixed = [f for f in given + beside if not dynamic[f]]
+        dyn = [f for f in given + beside if dynamic[f]]
+        timing = (fixed or dyn)[0]
+        pairs.append((timing, (dyn or fixed)[0]))
     return pairs
 
 

@@ -5,7 +5,7 @@ of the challenge's shape: one ``1xHxWx3`` input and one ``1x(sH)x(sW)x3`` output
 always pass and get uint8 pixels; the wrapper applies the model's uint8/int8 quantization
 (scale, zero point) or float conversion at the edges.
 
-Two kinds of file (seed 004 section 2 submissions):
+Two kinds of file (the MAI 2022 challenge's submissions, report section 2):
 
 - **dynamic** (``model_none.tflite``, input shape signature ``1x-1x-1x3``): any image size;
   the input is resized and tensors re-allocated only when the size changes.
@@ -13,8 +13,8 @@ Two kinds of file (seed 004 section 2 submissions):
   size; see :meth:`TFLiteSR.tiles`.
 
 Tiling is exact. A model without strides or global ops computes each output pixel from the
-LR pixels within its *receptive field radius* ``r`` (sum of ``dilation*(k-1)/2`` over its
-convolutions). A tile computes wrong values only within ``r`` pixels of a tile edge that is
+LR pixels within its *receptive field radius* ``r`` (``dilation*(k-1)/2`` summed along the
+longest path of convolutions). A tile computes wrong values only within ``r`` pixels of a tile edge that is
 not an image edge (there the model's SAME zero padding replaces the missing neighbours), so
 tiles overlap by ``2r`` and each keeps only the part at least ``r`` pixels from its cut
 edges. The last tile in each row/column is shifted back to end at the image border, so every
@@ -81,18 +81,23 @@ def tile_spans(length: int, tile: int, margin: int) -> list[Span]:
 def receptive_field_radius(graph: TFLiteGraph) -> int:
     """LR pixels on each side that one output pixel depends on (the tile margin).
 
-    The sum over every convolution and pooling op of its SAME-padding reach k_eff // 2,
-    k_eff = dilation * (k - 1) + 1 (the larger of height and width). That is the radius of
-    a chain and over-estimates it for parallel branches, which is safe for tiling. It
-    assumes stride 1 and no global ops (mean, attention), as in every challenge model.
+    The longest path from the input to the output, each convolution or pooling op adding its
+    SAME-padding reach k_eff // 2, k_eff = dilation * (k - 1) + 1 (the larger of height and
+    width); parallel branches (an un-collapsed rep-block: 3x3, 1x1 and identity added
+    together) take the larger reach, not the sum. It assumes stride 1 and no global ops
+    (mean, attention), as in every challenge model, and counts reach after depth-to-space in
+    LR pixels too (an over-estimate, which is safe for tiling).
     """
-    radius = 0
-    for op in graph.ops:
+    reach: dict[int, int] = {}  # tensor index -> radius of the input region it depends on
+    for op in graph.ops:  # TFLite stores ops in execution (topological) order
+        radius = max((reach.get(i, 0) for i in op.inputs if i >= 0), default=0)
         if op.kernel is not None:
             dilation = (op.options.get("dilation_h_factor", 1),
                         op.options.get("dilation_w_factor", 1))
             radius += max((d * (k - 1) + 1) // 2 for k, d in zip(op.kernel, dilation))
-    return radius
+        for o in op.outputs:
+            reach[o] = radius
+    return max((reach.get(o, 0) for o in graph.outputs), default=0)
 
 
 class TFLiteSR:
@@ -100,11 +105,14 @@ class TFLiteSR:
 
     Attributes: `path`, `scale` (int), `fixed_shape` ((h, w) LR input, or None when dynamic),
     `input_dtype` / `output_dtype` (numpy types), `input_quant` / `output_quant`
-    ((scale, zero_point); (0.0, 0) for float), `is_float`, `receptive_field` (radius in LR
-    pixels, used as the tile margin), `metadata` (the provenance sidecar, or {}).
+    ((scale, zero_point); (0.0, 0) for float), `is_float` (float compute inside the network),
+    `float_io` (float32 IO around an INT8 core), `description` (what the file is, one phrase),
+    `receptive_field` (radius in LR pixels, used as the tile margin), `metadata` (the
+    provenance sidecar, or {}).
 
     Raises MaiSrError naming the file for a missing, truncated or non-TFLite file, a model
-    whose IO is not 1xHxWx3 -> 1x(sH)x(sW)x3, and, with `require_int8`, a float model.
+    whose IO is not 1xHxWx3 -> 1x(sH)x(sW)x3, and, with `require_int8`, a model that computes
+    in float (float32 IO around an INT8 core is accepted).
     """
 
     def __init__(self, path: str | os.PathLike, threads: int = 2, *, require_int8: bool = False):
@@ -132,11 +140,21 @@ class TFLiteSR:
         self.output_dtype = self._output["dtype"]
         self.input_quant = tuple(self._input["quantization"])
         self.output_quant = tuple(self._output["quantization"])
-        float_types = {t.dtype for t in graph.tensors if t.is_float}
+        edges = set(graph.inputs) | set(graph.outputs)
+        float_types = {t.dtype for t in graph.tensors if t.is_float and t.index not in edges}
+        # float32 IO around an INT8 core (QUANTIZE/DEQUANTIZE at the edges only), as some
+        # published files ship: the network computes in INT8, so it is evaluated as INT8
+        self.float_io = not float_types and any(t.is_float for t in graph.tensors)
         self.is_float = bool(float_types)
         if require_int8 and self.is_float:
-            raise MaiSrError(f"{self.path}: is a {'/'.join(sorted(float_types))} model; INT8 "
-                             "eval needs a full-integer model (export with --precision int8)")
+            raise MaiSrError(f"{self.path}: is a {'/'.join(sorted(float_types))} model (it "
+                             "computes in float inside the network); INT8 eval needs a "
+                             "full-integer model (for a mai-sr run: export with --precision int8)")
+        self.description = (
+            "an INT8 network with float32 input and output (QUANTIZE/DEQUANTIZE at the edges "
+            "only): evaluated as INT8; on a device the edge conversions are CPU work"
+            if self.float_io else "a float model" if self.is_float else
+            f"a full-integer model ({np.dtype(self.output_dtype).name} IO)")
 
         self.metadata = read_sidecar(self.path)
         dynamic = in_sig[1] < 0 or in_sig[2] < 0
