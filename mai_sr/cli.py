@@ -156,7 +156,7 @@ def cmd_eval(args) -> int:
 
     results = evaluate_tflite(model_file(args.model, args.pretrained), args.data,
                               y_channel=args.y, crop=args.crop, save_dir=args.save_dir,
-                              quiet=args.quiet)
+                              quiet=args.quiet, cache_dir=args.cache_dir, jobs=args.jobs)
     if args.csv == "-":  # the CSV is the output; the summary goes to stderr
         sys.stdout.write(results_csv(results))
         print(format_results(results), file=sys.stderr)
@@ -272,7 +272,7 @@ def cmd_report(args) -> int:
     from mai_sr.report import make_report
 
     out = make_report(args.inputs, data=args.data, runners=args.runner, out_dir=args.out,
-                      quiet=args.quiet)
+                      quiet=args.quiet, cache_dir=args.cache_dir)
     print(f"report: {out}")
     return 0
 
@@ -395,6 +395,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", help="write per-image rows here ('-': standard output)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--cache-dir", default=None,
+                   help="bicubic baseline cache (default $XDG_CACHE_HOME/mai-sr; an unwritable "
+                        "folder means no cache)")
+    p.add_argument("--jobs", type=positive_int, default=None,
+                   help="threads scoring/saving while the model runs (default: cores, max 2)")
     p.set_defaults(func=cmd_eval)
 
     # bench ------------------------------------------------------------------
@@ -471,6 +476,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default local,synap)")
     p.add_argument("--out", default="report", help="report folder; its cache/ makes reruns cheap")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--cache-dir", default=None,
+                   help="bicubic baseline cache (default $XDG_CACHE_HOME/mai-sr; an unwritable "
+                        "folder means no cache)")
     p.set_defaults(func=cmd_report)
 
     # upscale ----------------------------------------------------------------

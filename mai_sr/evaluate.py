@@ -46,22 +46,43 @@ def dataset_name(source: str) -> str:
     return source if source == "builtin" else Path(source).resolve().name
 
 
-def _score(name: str, sr, bicubic, hr, crop: int, y_channel: bool) -> ImageScore:
+def _score(name: str, sr, hr, crop: int, y_channel: bool, scale: int,
+           lr=None, baseline: dict | None = None) -> ImageScore:
+    """The model's scores for one image, and the bicubic baseline's: from `baseline` (a
+    cached row) when given, else computed from `lr`."""
     try:
+        if baseline is None:
+            bicubic = bicubic_upscale(lr, scale)
+            baseline = {"bicubic_psnr": psnr(bicubic, hr, crop=crop, y_channel=y_channel),
+                        "bicubic_ssim": ssim(bicubic, hr, crop=crop, y_channel=y_channel)}
         return ImageScore(name=name,
                           psnr=psnr(sr, hr, crop=crop, y_channel=y_channel),
                           ssim=ssim(sr, hr, crop=crop, y_channel=y_channel),
-                          bicubic_psnr=psnr(bicubic, hr, crop=crop, y_channel=y_channel),
-                          bicubic_ssim=ssim(bicubic, hr, crop=crop, y_channel=y_channel),
+                          bicubic_psnr=baseline["bicubic_psnr"],
+                          bicubic_ssim=baseline["bicubic_ssim"],
                           height=hr.shape[0], width=hr.shape[1])
     except MaiSrError as exc:
         raise MaiSrError(f"{name}: {exc}") from None
 
 
+def _cached_baseline(cached: dict, pair) -> dict | None:
+    row = cached.get(pair.name)
+    if row is not None and (row["height"], row["width"]) == pair.hr.shape[:2]:
+        return row
+    return None
+
+
+def default_jobs() -> int:
+    """Worker threads for metrics and encoding: one per core, at most 2 (one image is scored
+    while the model runs the next; more only adds memory)."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
 def evaluate_tflite(model_path: str | os.PathLike, data, *, y_channel: bool = False,
                     crop: int | None = None, save_dir: str | os.PathLike | None = None,
                     quiet: bool = False, require_int8: bool = True,
-                    threads: int = 2) -> list[EvalResult]:
+                    threads: int = 2, cache_dir: str | os.PathLike | None = None,
+                    use_cache: bool = True, jobs: int | None = None) -> list[EvalResult]:
     """Score a TFLite SR model on each dataset of `data`; one :class:`EvalResult` per dataset.
 
     `data`: a list of sources (or a comma-separated string), each 'builtin' or a folder of
@@ -70,26 +91,55 @@ def evaluate_tflite(model_path: str | os.PathLike, data, *, y_channel: bool = Fa
     `require_int8` (the default: this is INT8 eval) refuses models that compute in float;
     an INT8 network with float32 input and output (QUANTIZE/DEQUANTIZE at the edges) is
     evaluated, and a line on stderr says what it is.
+
+    The bicubic rows come from the baseline cache in `cache_dir` (default
+    ``$XDG_CACHE_HOME/mai-sr``, see :mod:`mai_sr.cache`) when present, and are stored there
+    otherwise; `use_cache` False neither reads nor writes it. Decoding, inference and
+    scoring overlap on `jobs` worker threads (:mod:`mai_sr.pipeline`); the scores equal a
+    sequential run's.
     """
+    from mai_sr._memory import reuse_freed_memory
+    from mai_sr.cache import BaselineCache
+    from mai_sr.pipeline import OrderedWork, prefetch
+
+    reuse_freed_memory()
     model = TFLiteSR(model_path, threads, require_int8=require_int8)
     if model.float_io and not quiet:  # say what the file is, beside the progress bars
         tqdm.write(f"{model.path.name}: {model.description}", file=sys.stderr)
     crop = model.scale if crop is None else crop
     if crop < 0:
         raise MaiSrError(f"--crop: must be >= 0, got {crop}")
+    cache = BaselineCache(cache_dir) if use_cache else None
     results = []
     for source in _sources(data):
         name = dataset_name(source)
-        rows = []
-        for pair in tqdm(iter_pairs(source, scale=model.scale), desc=name, unit="img",
-                         disable=quiet):
-            sr = model.upscale(pair.lr)
-            bicubic = bicubic_upscale(pair.lr, model.scale)
-            rows.append(_score(pair.name, sr, bicubic, pair.hr, crop, y_channel))
+        pairs = iter_pairs(source, scale=model.scale)  # raises for a bad folder, up front
+        key = cache.key(source, scale=model.scale, crop=crop, y_channel=y_channel) \
+            if cache else None
+        cached = {r["name"]: r for r in (cache.get(key) or [])} if cache else {}
+        rows: list[ImageScore] = []
+
+        def score(pair, sr, baseline):
+            row = _score(pair.name, sr, pair.hr, crop, y_channel, model.scale,
+                         lr=pair.lr, baseline=baseline)
             if save_dir is not None:
                 write_image(Path(save_dir) / name / f"{pair.name}.png", sr)
+            return row
+
+        loaded = prefetch(pairs)
+        try:
+            with OrderedWork(jobs or default_jobs(), on_result=rows.append) as work:
+                for pair in tqdm(loaded, desc=name, unit="img", disable=quiet):
+                    work.submit(score, pair, model.upscale(pair.lr),
+                                _cached_baseline(cached, pair))
+        finally:
+            loaded.close()  # stops the decoding thread when leaving early
         if not rows:
             raise MaiSrError(f"{source}: no image large enough to evaluate")
+        if cache and [r.name for r in rows] != list(cached):
+            cache.put(key, [{"name": r.name, "height": r.height, "width": r.width,
+                             "bicubic_psnr": r.bicubic_psnr, "bicubic_ssim": r.bicubic_ssim}
+                            for r in rows])
         results.append(EvalResult(model=model.path.name, dataset=name, images=tuple(rows),
                                   y_channel=y_channel, crop=crop))
     return results

@@ -191,3 +191,131 @@ def test_third_party_ncnet_files_evaluate(shared_artifacts, shared_data, capsys)
     (fixed,) = evaluate_tflite(folder / "model.tflite", set5, quiet=True)
     # tiled at 360x640 with the input scale applied: not the 0.8 dB loss of raw pixels
     assert fixed.psnr == pytest.approx(dynamic.psnr, abs=0.05)
+
+
+# ---------------------------------------------------------------- baseline cache and pipeline
+
+
+@pytest.fixture(autouse=True)
+def private_cache_home(tmp_path, monkeypatch):
+    """Every test gets its own $XDG_CACHE_HOME: none reads or fills the user's cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    return tmp_path / "xdg-cache" / "mai-sr"
+
+
+def _rows(result):
+    return [(r.name, r.height, r.width, r.psnr, r.ssim, r.bicubic_psnr, r.bicubic_ssim)
+            for r in result.images]
+
+
+def test_bicubic_rows_cached_once_and_shared(dynamic_model, eval_folder, private_cache_home,
+                                             monkeypatch):
+    from mai_sr import evaluate
+
+    (uncached,) = evaluate_tflite(dynamic_model, str(eval_folder), quiet=True, use_cache=False)
+    assert not private_cache_home.exists()
+    (first,) = evaluate_tflite(dynamic_model, str(eval_folder), quiet=True)
+    entries = list((private_cache_home / "baselines").glob("*.json"))
+    assert len(entries) == 1
+    stored = json.loads(entries[0].read_text())
+    assert [r["name"] for r in stored] == ["bird", "bridge", "comic"]
+
+    # A warm cache: the bicubic baseline is neither upscaled nor scored again...
+    calls = []
+    real = evaluate.bicubic_upscale
+    monkeypatch.setattr(evaluate, "bicubic_upscale", lambda *a: calls.append(a) or real(*a))
+    (warm,) = evaluate_tflite(dynamic_model, str(eval_folder), quiet=True)
+    assert calls == []
+    # ...and every figure is the one computed without a cache (JSON round-trips floats).
+    assert _rows(uncached) == _rows(first) == _rows(warm)
+
+    # Other metric options or other data files are other entries.
+    evaluate_tflite(dynamic_model, str(eval_folder), quiet=True, crop=0)
+    evaluate_tflite(dynamic_model, str(eval_folder), quiet=True, y_channel=True)
+    assert len(calls) == 6
+    assert len(list((private_cache_home / "baselines").glob("*.json"))) == 3
+
+
+def test_changed_data_files_recompute_the_baseline(dynamic_model, shared_data, tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    link_images(folder, shared_data, ("Set5/bird.png",))
+    cache_dir = tmp_path / "cache"
+    (before,) = evaluate_tflite(dynamic_model, str(folder), quiet=True, cache_dir=cache_dir)
+    (folder / "bird.png").unlink()
+    (folder / "bird.png").symlink_to(shared_data / "Set5" / "butterfly.png")
+    (after,) = evaluate_tflite(dynamic_model, str(folder), quiet=True, cache_dir=cache_dir)
+    assert after.images[0].bicubic_psnr != before.images[0].bicubic_psnr
+    (reference,) = evaluate_tflite(dynamic_model, str(folder), quiet=True, use_cache=False)
+    assert _rows(after) == _rows(reference)
+
+
+def test_unwritable_cache_location_means_no_cache(dynamic_model, eval_folder, tmp_path, capsys):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder would be")
+    (result,) = evaluate_tflite(dynamic_model, str(eval_folder), quiet=True,
+                                cache_dir=blocker / "cache")
+    assert len(result.images) == 3 and blocker.read_text().startswith("a file")
+    # A damaged entry is recomputed, not an error.
+    cache_dir = tmp_path / "cache"
+    evaluate_tflite(dynamic_model, str(eval_folder), quiet=True, cache_dir=cache_dir)
+    (entry,) = (cache_dir / "baselines").glob("*.json")
+    entry.write_text('[{"name": "bird"')
+    (again,) = evaluate_tflite(dynamic_model, str(eval_folder), quiet=True, cache_dir=cache_dir)
+    assert _rows(again) == _rows(result)
+    rc = main(["eval", str(dynamic_model), "--data", str(eval_folder), "--quiet", "--json",
+               "--cache-dir", str(blocker / "cache")])
+    assert rc == 0 and json.loads(capsys.readouterr().out)[0]["dataset"] == eval_folder.name
+
+
+def test_pipelined_eval_equals_sequential(dynamic_model, eval_folder, tmp_path):
+    (one,) = evaluate_tflite(dynamic_model, str(eval_folder), quiet=True, use_cache=False,
+                             jobs=1, save_dir=tmp_path / "one")
+    (two,) = evaluate_tflite(dynamic_model, str(eval_folder), quiet=True, use_cache=False,
+                             jobs=2, save_dir=tmp_path / "two")
+    assert _rows(one) == _rows(two)
+    # The saved images are the model's pixels, whatever the PNG compression.
+    for name in ("bird", "bridge", "comic"):
+        a, b = (np.asarray(Image.open(tmp_path / d / eval_folder.name / f"{name}.png"))
+                for d in ("one", "two"))
+        assert np.array_equal(a, b)
+
+
+def test_worker_failure_is_one_line_and_interrupt_stops_the_pool(dynamic_model, eval_folder,
+                                                                 tmp_path, capsys, monkeypatch):
+    import threading
+
+    from mai_sr import evaluate
+
+    # A failure on a scoring thread (the save folder is a file): one line, exit 2.
+    blocker = tmp_path / "save"
+    blocker.write_text("not a folder")
+    _one_line_error(capsys, ["eval", str(dynamic_model), "--data", str(eval_folder), "--quiet",
+                             "--save-dir", str(blocker)], "cannot write")
+    # A failure on the decoding thread (an unreadable image): one line naming it, exit 2.
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "bird.png").symlink_to(eval_folder / "bird.png")
+    (broken / "zz_truncated.png").write_bytes((eval_folder / "bird.png").read_bytes()[:500])
+    _one_line_error(capsys, ["eval", str(dynamic_model), "--data", str(broken), "--quiet"],
+                    "zz_truncated.png")
+
+    # Ctrl-C during inference of the second image: it propagates, no worker thread is left
+    # running, and the save folder holds only whole images (no temporary files).
+    real_upscale = evaluate.TFLiteSR.upscale
+    seen = []
+
+    def interrupted(self, lr, *args, **kwargs):
+        seen.append(lr.shape)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+        return real_upscale(self, lr, *args, **kwargs)
+
+    monkeypatch.setattr(evaluate.TFLiteSR, "upscale", interrupted)
+    save = tmp_path / "saved"
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_tflite(dynamic_model, str(eval_folder), quiet=True, save_dir=save)
+    assert not [t for t in threading.enumerate() if t.name.startswith("mai-sr-work")]
+    files = sorted(p.name for p in save.rglob("*") if p.is_file())
+    assert files == ["bird.png"]
+    assert np.asarray(Image.open(next(save.rglob("bird.png")))).shape[2] == 3

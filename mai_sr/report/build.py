@@ -373,7 +373,8 @@ class _Report:
         from mai_sr import evaluate
 
         # require_int8=False: a float model is still scored; lint flags it as not INT8.
-        return evaluate.evaluate_tflite(path, [ds.source], quiet=True, require_int8=False)[0]
+        return evaluate.evaluate_tflite(path, [ds.source], quiet=True, require_int8=False,
+                                        cache_dir=getattr(self, "baseline_cache_dir", None))[0]
 
     def _predictor(self, run_dir: Path):
         if run_dir not in self._predictors:
@@ -571,14 +572,15 @@ def _grid(report: _Report, models: list[ModelInput]) -> bytes | None:
 
 
 def make_report(inputs, *, data, runners, out_dir, quiet: bool = False,
-                runner_options: dict | None = None) -> Path:
+                runner_options: dict | None = None, cache_dir=None) -> Path:
     """Evaluate, lint and benchmark every model of `inputs`; write the report to `out_dir`.
 
     inputs: run directories and/or .tflite files. data: data sources ('builtin', folders, or
     folder names under $MAI_SR_DATA), list or comma-separated; the first is the leaderboard's
     PSNR/SSIM. runners: names from `mai_sr.device` ("local" gives CPU ms, "synap"/"adb" NPU ms).
     runner_options: {runner: {keyword: value}} for `mai_sr.device.get_runner` (e.g.
-    {"local": {"min_runs": 5}}); part of the cache key.
+    {"local": {"min_runs": 5}}); part of the cache key. cache_dir: where the bicubic
+    baselines shared with `mai-sr eval` live (default ``$XDG_CACHE_HOME/mai-sr``).
 
     Writes leaderboard.csv, leaderboard.md, plots/*.png, index.html, cards/<model>.json and
     cache/ (reused by the next call). Returns `out_dir`.
@@ -596,6 +598,7 @@ def make_report(inputs, *, data, runners, out_dir, quiet: bool = False,
     models = resolve_inputs(inputs)
     out = Path(out_dir)
     report = _Report(out, datasets, runners, dict(runner_options or {}))
+    report.baseline_cache_dir = cache_dir
 
     cards = []
     with tqdm(models, desc="report", unit="model", disable=quiet) as bar:

@@ -14,7 +14,9 @@ import os
 from pathlib import Path
 
 from mai_sr import __version__
-from mai_sr.fileio import sha256_file, sha256_json, write_bytes, write_json
+# file_hash and dataset_fingerprint are shared with eval's bicubic baseline cache.
+from mai_sr.cache import dataset_fingerprint, file_hash  # noqa: F401 (re-exported)
+from mai_sr.fileio import sha256_json, write_bytes, write_json
 
 CACHE_VERSION = 1
 
@@ -62,39 +64,3 @@ class ResultCache:
 
     def put_bytes(self, kind: str, key: str, data: bytes, suffix: str = ".png") -> None:
         write_bytes(self._path(kind, key, suffix), data)
-
-
-_FILE_HASHES: dict[tuple[str, int, int], str] = {}
-
-
-def file_hash(path: str | os.PathLike) -> str:
-    """SHA-256 of a file, memoised per (path, size, mtime) within the process."""
-    path = Path(path).resolve()
-    st = path.stat()
-    memo = (str(path), st.st_size, st.st_mtime_ns)
-    if memo not in _FILE_HASHES:
-        _FILE_HASHES[memo] = sha256_file(path)
-    return _FILE_HASHES[memo]
-
-
-def dataset_fingerprint(source: str) -> str:
-    """A hash that changes when the images of a data source change.
-
-    "builtin" is fixed by the scikit-image version and the photo list; a folder by the
-    relative path, size and modification time of every image file below it (stat only, so
-    large folders cost milliseconds; touching a file recomputes, which is the safe side).
-    """
-    from mai_sr.data import BUILTIN_PHOTOS, IMAGE_SUFFIXES
-
-    if source == "builtin":
-        import skimage
-
-        return sha256_json({"builtin": BUILTIN_PHOTOS, "skimage": skimage.__version__})
-    folder = Path(source)
-    rows = []
-    for p in sorted(folder.rglob("*")):
-        rel = p.relative_to(folder)
-        if p.suffix.lower() in IMAGE_SUFFIXES and not any(s.startswith(".") for s in rel.parts):
-            st = p.stat()
-            rows.append((rel.as_posix(), st.st_size, st.st_mtime_ns))
-    return sha256_json(rows)

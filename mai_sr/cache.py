@@ -1,0 +1,122 @@
+"""Caches shared by the commands: where they live, what keys them, and the bicubic baselines.
+
+The user cache lives in ``$XDG_CACHE_HOME/mai-sr`` (``~/.cache/mai-sr`` when the variable is
+unset); `eval` and `report` take ``--cache-dir`` to put it elsewhere. It holds the bicubic
+rows of each data set (:class:`BaselineCache`): the bicubic baseline's PSNR and SSIM depend
+only on the images, the scale and the metric options, not on the model, so every `eval` and
+`report` of every model on the same data shares them. (`report` keeps its per-model results
+in its own ``<out>/cache``, :mod:`mai_sr.report.cache`.)
+
+Entries are JSON files written atomically (temp file + rename), keyed by a hash of every
+input, so a stale entry is never read. A cache location that cannot be written (read-only,
+a file in the way, no permission) means no cache, never an error; an unreadable or damaged
+entry is recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from mai_sr import __version__
+from mai_sr.errors import MaiSrError
+from mai_sr.fileio import sha256_file, sha256_json, write_json
+
+CACHE_DIR_NAME = "mai-sr"
+# Bump when the bicubic baseline or the metrics change what they compute.
+BASELINE_VERSION = 1
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/mai-sr``, else ``~/.cache/mai-sr`` (the XDG base directory spec)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / CACHE_DIR_NAME
+
+
+_FILE_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def file_hash(path: str | os.PathLike) -> str:
+    """SHA-256 of a file, memoised per (path, size, mtime) within the process."""
+    path = Path(path).resolve()
+    st = path.stat()
+    memo = (str(path), st.st_size, st.st_mtime_ns)
+    if memo not in _FILE_HASHES:
+        _FILE_HASHES[memo] = sha256_file(path)
+    return _FILE_HASHES[memo]
+
+
+def dataset_fingerprint(source: str) -> str:
+    """A hash that changes when the images of a data source change.
+
+    "builtin" is fixed by the scikit-image version and the photo list; a folder by the
+    relative path, size and modification time of every image file below it (stat only, so
+    large folders cost milliseconds; touching a file recomputes, which is the safe side).
+    """
+    from mai_sr.data import BUILTIN_PHOTOS, IMAGE_SUFFIXES
+
+    if source == "builtin":
+        import skimage
+
+        return sha256_json({"builtin": BUILTIN_PHOTOS, "skimage": skimage.__version__})
+    folder = Path(source)
+    rows = []
+    for p in sorted(folder.rglob("*")):
+        rel = p.relative_to(folder)
+        if p.suffix.lower() in IMAGE_SUFFIXES and not any(s.startswith(".") for s in rel.parts):
+            st = p.stat()
+            rows.append((rel.as_posix(), st.st_size, st.st_mtime_ns))
+    return sha256_json(rows)
+
+
+class BaselineCache:
+    """The bicubic rows of data sets, as JSON files ``<root>/baselines/<key>.json``.
+
+    A row is ``{"name", "height", "width", "bicubic_psnr", "bicubic_ssim"}`` for one image.
+    `root` None is :func:`default_cache_dir`. `hits` and `misses` count lookups.
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root) if root is not None else default_cache_dir()
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(source: str, *, scale: int, crop: int, y_channel: bool) -> str:
+        """Hex key of the bicubic rows of `source` at `scale` with these metric options.
+
+        Includes the data's fingerprint, Pillow's version (its bicubic filter makes both the
+        LR input and the baseline) and the toolkit's, so any change recomputes.
+        """
+        import PIL
+
+        return sha256_json({"kind": "bicubic", "version": BASELINE_VERSION,
+                            "toolkit": __version__, "pillow": PIL.__version__,
+                            "data": dataset_fingerprint(source), "scale": scale,
+                            "crop": crop, "y_channel": bool(y_channel)})
+
+    def _path(self, key: str) -> Path:
+        return self.root / "baselines" / f"{key}.json"
+
+    def get(self, key: str) -> list[dict] | None:
+        """The cached rows, or None (missing, unreadable or malformed entries are misses)."""
+        try:
+            rows = json.loads(self._path(key).read_text(encoding="utf-8"))
+            rows = [{"name": str(r["name"]), "height": int(r["height"]),
+                     "width": int(r["width"]), "bicubic_psnr": float(r["bicubic_psnr"]),
+                     "bicubic_ssim": float(r["bicubic_ssim"])} for r in rows]
+        except (OSError, ValueError, TypeError, KeyError):
+            self.misses += 1
+            return None
+        self.hits += 1
+        return rows
+
+    def put(self, key: str, rows: list[dict]) -> bool:
+        """Store `rows` atomically; False (and nothing written) when the location is not
+        writable."""
+        try:
+            write_json(self._path(key), rows)
+        except (OSError, MaiSrError):  # fileio names the failure; here it only means no cache
+            return False
+        return True
