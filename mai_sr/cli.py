@@ -281,7 +281,9 @@ def cmd_upscale(args) -> int:
     from mai_sr.upscale import upscale_paths
 
     written = upscale_paths(args.input, args.output, model=args.model,
-                            pretrained=args.pretrained, tile=args.tile, quiet=args.quiet)
+                            pretrained=args.pretrained, tile=args.tile, quiet=args.quiet,
+                            png_level=args.png_level, quality=args.quality, fmt=args.format,
+                            jobs=args.jobs)
     for p in written:
         print(p)
     return 0
@@ -489,6 +491,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained", choices=PRETRAINED_NAMES)
     p.add_argument("--tile", type=positive_int, default=None, help="LR tile size (default: model's)")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--format", choices=("png", "jpg", "webp"), default=None,
+                   help="write every output in this format (default: the input's extension)")
+    p.add_argument("--png-level", type=non_negative_int, default=1,
+                   help="PNG zlib level 0-9, lossless at every level (default 1: fast)")
+    p.add_argument("--quality", type=positive_int, default=95,
+                   help="JPEG/WebP quality 1-100 (default 95)")
+    p.add_argument("--jobs", type=positive_int, default=None,
+                   help="threads encoding while the model runs (default: cores, max 2)")
     p.set_defaults(func=cmd_upscale)
 
     # import -----------------------------------------------------------------

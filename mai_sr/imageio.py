@@ -51,11 +51,64 @@ def upright_size(path: Path) -> tuple[int, int]:
         raise MaiSrError(f"{path}: not a readable image ({' '.join(str(exc).split())})") from None
 
 
-def write_image(path: Path, img: np.ndarray) -> None:
-    """Save a uint8 image atomically; the extension picks the format."""
+# Output encoding. PNG is lossless at every level, so the default is the fast end: zlib
+# level 1 wrote a 5760x3240 result in 1.2 s against 5.1 s at Pillow's default level 6, for
+# files about 10% larger. JPEG and WebP take a quality (Pillow's scale, 1-100).
+PNG_LEVEL = 1
+QUALITY = 95
+FORMATS = {"png": ".png", "jpeg": ".jpg", "jpg": ".jpg", "webp": ".webp"}
+# PNG levels up to this one use the "Up" row filter only (each row minus the one above), the
+# cheapest predictor and a good one for upscaled images; higher levels let libpng try every
+# filter per row, for the smallest file.
+_PNG_FAST_FILTER_LEVEL = 5
+
+
+def check_encoding(png_level: int = PNG_LEVEL, quality: int = QUALITY) -> None:
+    """Raise MaiSrError unless 0 <= png_level <= 9 and 1 <= quality <= 100."""
+    if not 0 <= png_level <= 9:
+        raise MaiSrError(f"--png-level: must be 0 (no compression) to 9, got {png_level}")
+    if not 1 <= quality <= 100:
+        raise MaiSrError(f"--quality: must be 1 to 100, got {quality}")
+
+
+def encode_png(img: np.ndarray, level: int = PNG_LEVEL) -> bytes:
+    """PNG bytes of a uint8 HxW, HxWx3 (RGB) or HxWx4 (RGBA) image with OpenCV (libpng).
+
+    OpenCV rather than Pillow: with the "Up" filter it encodes a 5760x3240 upscale in half
+    Pillow's time at the same zlib level, and its encoder releases the GIL, so several
+    images encode in parallel threads.
+    """
+    import cv2
+
+    if img.ndim == 3 and img.shape[2] in (3, 4):
+        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR if img.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
+    params = [cv2.IMWRITE_PNG_COMPRESSION, level]
+    if level <= _PNG_FAST_FILTER_LEVEL:
+        params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
+    ok, data = cv2.imencode(".png", img, params)
+    if not ok:
+        raise MaiSrError(f"cannot encode a {img.shape} image as PNG")
+    return data.tobytes()
+
+
+def write_image(path: Path, img: np.ndarray, *, png_level: int = PNG_LEVEL,
+                quality: int = QUALITY) -> None:
+    """Save a uint8 image atomically; the extension picks the format.
+
+    `png_level`: zlib level 0-9 of PNG files (all lossless; default 1, fast). `quality`:
+    of JPEG and WebP files (1-100, default 95).
+    """
+    check_encoding(png_level, quality)
+    path = Path(path)
     try:
+        if path.suffix.lower() == ".png" and (img.ndim == 2 or img.shape[2] in (3, 4)):
+            data = encode_png(np.ascontiguousarray(img), png_level)
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(data)
+            return
         with atomic_path(path) as tmp:
-            Image.fromarray(img).save(tmp, quality=95)  # quality: JPEG/WebP only
+            # quality: JPEG/WebP only; compress_level: PNG only (grey+alpha goes here)
+            Image.fromarray(img).save(tmp, quality=quality, compress_level=png_level)
     except (OSError, ValueError, KeyError) as exc:
         raise MaiSrError(f"{path}: cannot write this image ({' '.join(str(exc).split())})") \
             from None

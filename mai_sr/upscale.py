@@ -26,7 +26,8 @@ from tqdm import tqdm
 
 from mai_sr.data import IMAGE_SUFFIXES, bicubic_upscale
 from mai_sr.errors import MaiSrError
-from mai_sr.imageio import read_image, upright_size, write_image
+from mai_sr.imageio import (FORMATS, PNG_LEVEL, QUALITY, check_encoding, read_image,
+                            upright_size, write_image)
 from mai_sr.tflite.artifacts import model_file
 from mai_sr.tflite.runtime import TFLiteSR
 
@@ -58,12 +59,23 @@ def upscale_image(model: TFLiteSR, img: np.ndarray, tile: int | None = None,
 
 
 
-def _jobs(input: Path, output_arg: str) -> list[tuple[Path, Path]]:
-    """(source, destination) pairs: a file to a file (or into a folder), a folder to a folder."""
+def _jobs(input: Path, output_arg: str, fmt: str | None = None) -> list[tuple[Path, Path]]:
+    """(source, destination) pairs: a file to a file (or into a folder), a folder to a folder.
+
+    `fmt` ("png", "jpg", "webp"): the extension every destination gets.
+    """
     output = Path(output_arg)
+    ext = None
+    if fmt is not None:
+        if fmt.lower() not in FORMATS:
+            raise MaiSrError(f"--format {fmt}: unknown (choose from {', '.join(FORMATS)})")
+        ext = FORMATS[fmt.lower()]
     if input.is_file():
         if output.is_dir() or output_arg.endswith(("/", os.sep)):
-            output = output / input.name
+            output = output / (input.name if ext is None else input.with_suffix(ext).name)
+        elif ext is not None and FORMATS.get(output.suffix.lower().lstrip(".")) != ext:
+            raise MaiSrError(f"--format {fmt}: the output file {output} has another extension "
+                             "(name it *" + ext + ", or leave out --format)")
         jobs = [(input, output)]
     elif input.is_dir():
         if output.is_file():
@@ -75,35 +87,63 @@ def _jobs(input: Path, output_arg: str) -> list[tuple[Path, Path]]:
         if not files:
             raise MaiSrError(f"{input}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
         jobs = [(p, output / p.relative_to(input)) for p in files]
+        if ext is not None:
+            jobs = [(src, dst.with_suffix(ext)) for src, dst in jobs]
     else:
         raise MaiSrError(f"{input}: no such file or folder")
+    seen: dict[Path, Path] = {}
     for src, dst in jobs:
         if dst.resolve() == src.resolve():
             raise MaiSrError(f"{dst}: would overwrite the input image; choose another output")
+        if dst in seen:
+            raise MaiSrError(f"{seen[dst]} and {src} would both be written to {dst}; choose "
+                             "another --format or move one of them")
+        seen[dst] = src
     return jobs
 
 
 def upscale_paths(input: str | os.PathLike, output: str | os.PathLike, *,
                   model: str | os.PathLike | None = None, pretrained: str | None = None,
-                  tile: int | None = None, quiet: bool = False) -> list[Path]:
+                  tile: int | None = None, quiet: bool = False, png_level: int = PNG_LEVEL,
+                  quality: int = QUALITY, fmt: str | None = None,
+                  jobs: int | None = None) -> list[Path]:
     """Upscale an image file, or every image of a folder (recursively), into `output`.
 
     `model`: a .tflite file, or `pretrained`: a shipped model name (its dynamic-shape file).
     `tile`: LR tile size for dynamic models (default: whole image in one invoke; set it to
     bound memory on large images); fixed-shape models always tile at their input size.
-    Output files keep the input's relative path and name; the extension picks the format.
+    Output files keep the input's relative path and name; the extension picks the format,
+    or `fmt` ("png", "jpg", "webp") replaces every extension. `png_level` (zlib 0-9, all
+    lossless, default 1) and `quality` (JPEG/WebP, default 95) set the encoding.
     Every input is checked before anything is written; each output is written atomically.
+    The next image is decoded and the previous ones encoded (on `jobs` threads, default:
+    one per core, at most 2) while the model runs; the files equal a sequential run's.
     Returns the written paths.
     """
+    from mai_sr._memory import reuse_freed_memory
+    from mai_sr.evaluate import default_jobs
+    from mai_sr.pipeline import OrderedWork, prefetch
+
+    check_encoding(png_level, quality)
+    reuse_freed_memory()
     sr_model = TFLiteSR(model_file(model, pretrained))
-    jobs = _jobs(Path(input), os.fspath(output))
-    sizes = [upright_size(src) for src, _ in jobs]
+    pairs = _jobs(Path(input), os.fspath(output), fmt)
+    sizes = [upright_size(src) for src, _ in pairs]
     total = sum(len(sr_model.tiles(h, w, tile)) for h, w in sizes)
-    written = []
-    with tqdm(total=total, unit="tile", disable=quiet, desc="upscale") as bar:
-        for src, dst in jobs:
-            bar.set_postfix_str(src.name)
-            sr = upscale_image(sr_model, read_image(src), tile=tile, on_tile=bar.update)
-            write_image(dst, sr)
-            written.append(dst)
+    written: list[Path] = []
+
+    def save(dst: Path, sr: np.ndarray) -> Path:
+        write_image(dst, sr, png_level=png_level, quality=quality)
+        return dst
+
+    loaded = prefetch(((src, dst, read_image(src)) for src, dst in pairs), depth=1)
+    try:
+        with tqdm(total=total, unit="tile", disable=quiet, desc="upscale") as bar, \
+                OrderedWork(jobs or default_jobs(), on_result=written.append) as work:
+            for src, dst, img in loaded:
+                bar.set_postfix_str(src.name)
+                work.submit(save, dst, upscale_image(sr_model, img, tile=tile,
+                                                     on_tile=bar.update))
+    finally:
+        loaded.close()  # stops the decoding thread when leaving early
     return written

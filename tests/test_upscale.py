@@ -240,3 +240,128 @@ def test_receptive_field_follows_the_longest_path(tmp_path):
     rows, cols = np.nonzero(changed)
     seen = max(np.abs(rows // 3 - 12).max(), np.abs(cols // 3 - 12).max())
     assert seen == radius
+
+
+# ---------------------------------------------------------------- pipeline and encoding
+
+
+@pytest.fixture
+def mixed_folder(lr_image, tmp_path) -> Path:
+    """RGB, greyscale, RGBA and a JPEG input, in a folder and a subfolder."""
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    _save(src / "a_rgb.png", lr_image)
+    _save(src / "b_grey.png", np.asarray(Image.fromarray(lr_image).convert("L")))
+    rgba = np.concatenate([lr_image, lr_image[..., :1]], axis=2)
+    _save(src / "sub" / "c_rgba.png", rgba)
+    _save(src / "d_photo.jpg", lr_image[:40, :50], quality=90)
+    return src
+
+
+def _pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im)
+
+
+def test_pipelined_folder_equals_one_by_one(dynamic_model, mixed_folder, tmp_path):
+    from mai_sr.imageio import read_image
+    from mai_sr.upscale import upscale_image
+
+    one = upscale_paths(mixed_folder, tmp_path / "one", model=dynamic_model.path, quiet=True,
+                        jobs=1)
+    two = upscale_paths(mixed_folder, tmp_path / "two", model=dynamic_model.path, quiet=True,
+                        jobs=2)
+    assert [p.relative_to(tmp_path / "one") for p in one] == \
+        [p.relative_to(tmp_path / "two") for p in two]
+    for a, b in zip(one, two):
+        assert a.read_bytes() == b.read_bytes()  # same pixels, same encoder: same file
+        src = mixed_folder / a.relative_to(tmp_path / "one")
+        if a.suffix == ".png":  # (the JPEG input is written as a lossy JPEG)
+            # Each PNG holds what upscale_image gives for its input, decoded by Pillow.
+            np.testing.assert_array_equal(_pixels(a),
+                                          upscale_image(dynamic_model, read_image(src)))
+
+
+def test_png_level_changes_size_not_pixels(dynamic_model, lr_image, tmp_path, capsys):
+    src = _save(tmp_path / "in.png", lr_image)
+    expected = dynamic_model.run(np.ascontiguousarray(lr_image))
+    sizes = {}
+    for level in (0, 1, 9):
+        out = tmp_path / f"out{level}.png"
+        assert main(["upscale", str(src), str(out), "--model", str(dynamic_model.path),
+                     "--quiet", "--png-level", str(level)]) == 0
+        np.testing.assert_array_equal(_pixels(out), expected)
+        sizes[level] = out.stat().st_size
+    assert sizes[0] > sizes[1] >= sizes[9]
+    # The default is the fast level 1.
+    default = tmp_path / "default.png"
+    upscale_paths(src, default, model=dynamic_model.path, quiet=True)
+    assert default.read_bytes() == (tmp_path / "out1.png").read_bytes()
+    capsys.readouterr()
+    assert main(["upscale", str(src), str(tmp_path / "x.png"), "--model",
+                 str(dynamic_model.path), "--png-level", "10"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--png-level" in err
+
+
+def test_format_and_quality_for_a_folder(dynamic_model, mixed_folder, tmp_path, capsys):
+    written = upscale_paths(mixed_folder, tmp_path / "webp", model=dynamic_model.path,
+                            quiet=True, fmt="webp")
+    assert sorted(p.relative_to(tmp_path / "webp").as_posix() for p in written) == \
+        ["a_rgb.webp", "b_grey.webp", "d_photo.webp", "sub/c_rgba.webp"]
+    for p in written:
+        with Image.open(p) as im:
+            assert im.format == "WEBP"
+    # JPEG has no alpha channel: an RGBA input is a one-line error naming the file.
+    assert main(["upscale", str(mixed_folder), str(tmp_path / "alpha"), "--model",
+                 str(dynamic_model.path), "--quiet", "--format", "jpg"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "c_rgba.jpg" in err and "RGBA" in err
+    (mixed_folder / "sub" / "c_rgba.png").unlink()
+    sizes = {}
+    for quality in (40, 95):
+        assert main(["upscale", str(mixed_folder), str(tmp_path / f"q{quality}"), "--model",
+                     str(dynamic_model.path), "--quiet", "--format", "jpg", "--quality",
+                     str(quality)]) == 0
+        sizes[quality] = (tmp_path / f"q{quality}" / "a_rgb.jpg").stat().st_size
+    assert sizes[40] < sizes[95]
+    capsys.readouterr()
+    # Two inputs that one format would write to the same file: refused before any write.
+    _save(mixed_folder / "d_photo.png", np.asarray(Image.open(mixed_folder / "a_rgb.png")))
+    assert main(["upscale", str(mixed_folder), str(tmp_path / "clash"), "--model",
+                 str(dynamic_model.path), "--quiet", "--format", "png"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "d_photo.png" in err
+    assert not (tmp_path / "clash").exists()
+
+
+def test_failing_write_and_interrupt_stop_the_pool(dynamic_model, mixed_folder, tmp_path,
+                                                   capsys, monkeypatch):
+    import threading
+
+    from mai_sr import upscale
+
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file")
+    assert main(["upscale", str(mixed_folder), str(blocker / "out"), "--model",
+                 str(dynamic_model.path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("mai-sr upscale: error: ")
+
+    real = upscale.upscale_image
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(upscale, "upscale_image", interrupted)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        upscale_paths(mixed_folder, out, model=dynamic_model.path, quiet=True)
+    assert not [t for t in threading.enumerate() if t.name.startswith("mai-sr-work")]
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert files == ["a_rgb.png", "b_grey.png"]  # whole files only, no temporaries
+    assert _pixels(out / "b_grey.png").ndim == 2
