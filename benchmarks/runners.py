@@ -10,8 +10,8 @@ benchmarked by two runners through ``mai_sr.device.get_runner``:
   timing rules: at least ``--runs`` runs and ``--min-seconds`` seconds);
 - ``synap``: the VS680 NPU cost model (an estimate, see the SyNAP section of the README).
 
-The CPU/NPU speed-up sits beside the published one (seed 004, Table 1: VS680 CPU and NPU
-runtimes). Random weights change no shapes, so runtimes are those of trained models.
+The CPU/NPU speed-up sits beside the published one (MAI 2022 challenge report, Table 1:
+VS680 CPU and NPU runtimes). Random weights change no shapes, so runtimes are those of trained models.
 
     python benchmarks/runners.py [--threads 2] [--runs 20] [--min-seconds 2] [--calib 8]
 
@@ -96,8 +96,8 @@ def readme_table(result: dict) -> str:
         f"{result['min_seconds']:g} s, {result['threads']} threads, {m['runtime']}, "
         f"{m['cpu']} ({m['cores']} cores shared with other jobs; 1-min load "
         f"{m['load_avg_1min']:.1f}), {result['date'][:10]}. INT8 exports of the deploy graphs "
-        "with random weights at 1×360×640×3. Published: seed 004, Table 1 (the VS680's own "
-        "CPU, not this one). Written by `benchmarks/runners.py`."])
+        "with random weights at 1×360×640×3. Published: MAI 2022 challenge report, Table 1 "
+        "(the VS680's own CPU, not this one). Written by `benchmarks/runners.py`."])
 
 
 def main() -> None:

@@ -311,3 +311,19 @@ def test_stored_constants_are_the_stored_fit(shared_artifacts):
     outliers = [r for r in rows.values() if r["role"] == "outlier"]
     assert outliers and all(r["loo_error_pct"] is None and "not fitted" in r["note"]
                             for r in outliers)
+
+
+def test_real_files_through_bench_json_and_score(shared_artifacts, tmp_path, capsys):
+    """The CLI chain a user runs on a third-party file: bench --json, then score from it."""
+    from mai_sr.cli import main
+    from mai_sr.score import final_score
+
+    model = shared_artifacts / "megsr_ncnet" / "model.tflite"
+    assert main(["bench", str(model), "--runner", "synap", "--json"]) == 0
+    bench = json.loads(capsys.readouterr().out)
+    assert bench["simulated"] is True
+    assert "SIMULATED" in " ".join(bench["notes"])
+    (tmp_path / "bench.json").write_text(json.dumps(bench))
+    assert main(["score", "--psnr", "29.94", "--runtime-from", str(tmp_path / "bench.json")]) == 0
+    printed = float(capsys.readouterr().out.split()[-1])
+    assert printed == pytest.approx(final_score(29.94, bench["avg_ms"]), rel=0.01)
