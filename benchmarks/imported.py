@@ -21,7 +21,7 @@ from the same upscaled images. Target: mai-sr's INT8 >= the authors' own INT8 + 
 on every set.
 
     python benchmarks/imported.py [--work benchmarks/out/imported] [--qat-run nju=RUN ...]
-        [--write-readme]
+        [--reuse] [--write-readme]
 """
 
 from __future__ import annotations
@@ -97,11 +97,22 @@ def _keras_scores(weights, model_name, pairs) -> dict:
     return _score(upscale, pairs)
 
 
-def run(work: Path, qat_runs: dict, only) -> dict:
+def _previous() -> dict:
+    """The imports of the last published result (``--reuse``), or {}."""
+    import json
+
+    from _publish import result_path
+
+    path = result_path("imported")
+    return json.loads(path.read_text()).get("imports", {}) if path.is_file() else {}
+
+
+def run(work: Path, qat_runs: dict, only, reuse: bool = False) -> dict:
     from mai_sr.export.convert import export
     from mai_sr.importer import import_weights
 
     pairs = _pairs()
+    previous = _previous() if reuse else {}
     rows = {}
     for key, (label, source, model_name, authors) in IMPORTS.items():
         if only and key not in only:
@@ -116,13 +127,20 @@ def run(work: Path, qat_runs: dict, only) -> dict:
         print(result.summary(), flush=True)
         entry = {"label": label, "model": model_name, "source": source,
                  "conventions": result.conventions, "sanity_gate": result.gate, "rows": {}}
-        fp32 = _keras_scores(weights, model_name, pairs)
-        entry["rows"]["authors' FP32" if key in AUTHORS_FP32 else "imported FP32 (dequantized)"] = fp32
+        # --reuse: rows measured before on the same source (files and weights unchanged)
+        old = previous.get(key, {})
+        kept = old.get("rows", {}) if old.get("source") == source else {}
+        entry["rows"].update({k: v for k, v in kept.items() if k != "mai-sr INT8 QAT"})
+        fp32_name = "authors' FP32" if key in AUTHORS_FP32 else "imported FP32 (dequantized)"
+        if fp32_name not in entry["rows"]:
+            entry["rows"][fp32_name] = _keras_scores(weights, model_name, pairs)
         for variant, file in authors.items():
-            entry["rows"][variant] = _tflite_scores(ARTIFACTS / file, pairs)
-        ptq = export(out / f"{key}_ptq.tflite", model=model_name, weights=str(weights),
-                     dynamic=True, calib=str(DATA / CALIB))
-        entry["rows"]["mai-sr INT8 PTQ"] = _tflite_scores(ptq[-1], pairs)
+            if variant not in entry["rows"]:
+                entry["rows"][variant] = _tflite_scores(ARTIFACTS / file, pairs)
+        if "mai-sr INT8 PTQ" not in entry["rows"]:
+            ptq = export(out / f"{key}_ptq.tflite", model=model_name, weights=str(weights),
+                         dynamic=True, calib=str(DATA / CALIB))
+            entry["rows"]["mai-sr INT8 PTQ"] = _tflite_scores(ptq[-1], pairs)
         if key in qat_runs:
             qat = export(out / f"{key}_qat.tflite", run=qat_runs[key], dynamic=True)
             entry["rows"]["mai-sr INT8 QAT"] = _tflite_scores(qat[-1], pairs)
@@ -167,6 +185,9 @@ def main(argv=None) -> int:
     parser.add_argument("--qat-run", action="append", default=[], metavar="NAME=RUN",
                         help="a QAT run of an import (NAME: etds, nju, megsr)")
     parser.add_argument("--only", default=None, help="comma-separated subset of etds,nju,megsr")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the FP32, authors' and PTQ rows of the last result; "
+                             "measure only what is missing (e.g. new QAT runs)")
     add_write_readme(parser)
     args = parser.parse_args(argv)
     qat_runs = dict(item.split("=", 1) for item in args.qat_run)
@@ -174,7 +195,10 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"--qat-run: unknown name(s) {', '.join(sorted(unknown))}")
     only = set(args.only.split(",")) if args.only else None
-    rows = run(Path(args.work), qat_runs, only)
+    rows = run(Path(args.work), qat_runs, only, reuse=args.reuse)
+    if only:  # keep the other imports of the last result
+        rows = {**{k: v for k, v in _previous().items() if k not in rows}, **rows}
+        rows = {k: rows[k] for k in IMPORTS if k in rows}
     result = {"sets": list(SETS), "calibration": CALIB, "crop": 3,
               "target_margin_db": TARGET_MARGIN, "imports": rows}
     publish("imported", result, readme_table(rows), write_readme=args.write_readme)

@@ -230,7 +230,7 @@ def test_channel_order_trap_fails_the_sanity_gate(tmp_path):
     from mai_sr.importer import import_weights
 
     out = tmp_path / "wrong.weights.h5"
-    with pytest.raises(MaiSrError, match="sanity gate.*channel order mismatch.*crd"):
+    with pytest.raises(MaiSrError, match="sanity gate.*channel-order mismatch.*--channel-order crd it"):
         import_weights(need(ETDS), "abpn", out, channel_order="dcr")
     assert not out.exists() and not list(tmp_path.iterdir())
 

@@ -163,10 +163,11 @@ def import_weights(source, model: str, out=None, *, channel_order: str = "auto",
         fitted.conventions["input range"] += (
             f"; measured {best_psnr:.2f} dB against {other[0]:.2f} dB with the other range")
     if not best_psnr > anchor_psnr:
+        cause = _diagnose(src, model, targets, deploy, pairs, fitted,
+                          forced_range=str(input_range) != "auto")
         raise MaiSrError(f"sanity gate: the imported FP32 model scores {best_psnr:.2f} dB, below "
                          f"its own nearest-neighbour anchor ({anchor_psnr:.2f} dB) on "
-                         f"{gate_data}; likely cause: "
-                         f"{_diagnose(src, model, targets, deploy, pairs, fitted)}; nothing written")
+                         f"{gate_data}; likely cause: {cause}; nothing written")
     _set_weights(deploy, fitted)
     gate = {"data": gate_data, "images": len(pairs), "psnr": round(best_psnr, 3),
             "anchor_psnr": round(anchor_psnr, 3), "margin": round(best_psnr - anchor_psnr, 3)}
@@ -186,7 +187,7 @@ def _sha256(path) -> str | None:
     return fileio.sha256_file(path) if path.is_file() else None
 
 
-def _diagnose(src, model, targets, deploy, pairs, fitted) -> str:
+def _diagnose(src, model, targets, deploy, pairs, fitted, forced_range: bool) -> str:
     """Which other convention would have passed the gate: the likely cause, in words."""
     other_order = "crd" if fitted.channel_order == "dcr" else "dcr"
     other_range = PIXEL_MAX / fitted.input_range
@@ -203,12 +204,13 @@ def _diagnose(src, model, targets, deploy, pairs, fitted) -> str:
             best = (psnr, order, rng)
     if best is not None:
         psnr, order, rng = best
-        parts = []
+        causes, flags = [], []
         if order != fitted.channel_order:
-            parts.append(f"channel order mismatch: with --channel-order {order} "
-                         f"({'PixelShuffle CRD' if order == 'crd' else 'depth-to-space DCR'})")
-        if rng != fitted.input_range:
-            parts.append(f"input range: with --input-range {int(rng)}")
-        return " and ".join(parts) + f" it scores {psnr:.2f} dB"
+            causes.append("channel-order mismatch (PixelShuffle CRD against depth-to-space DCR)")
+            flags.append(f"--channel-order {order}")
+        if rng != fitted.input_range and forced_range:  # (auto measures both ranges)
+            causes.append(f"input range ([0, {int(rng)}], not [0, {int(fitted.input_range)}])")
+            flags.append(f"--input-range {int(rng)}")
+        return f"{' and '.join(causes)}: with {' '.join(flags)} it scores {psnr:.2f} dB"
     return ("no channel order or input range fixes it: the weights are untrained, of another "
             "scale or degradation, or the source's layers are in another order")
