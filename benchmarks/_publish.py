@@ -13,6 +13,7 @@ import argparse
 import datetime
 import os
 import re
+import tempfile
 from pathlib import Path
 
 from mai_sr.fileio import write_json, write_text
@@ -50,11 +51,29 @@ def measured_under() -> dict:
             "load_avg_1min": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}
 
 
+def without_local_paths(value):
+    """`value` (JSON-like) with every absolute local path made shareable: paths inside the
+    checkout relative to it, paths beside it as ``../...``, temporary files by their name.
+    Results and README tables are committed, and a user's folders mean nothing to others."""
+    if isinstance(value, dict):
+        return {k: without_local_paths(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [without_local_paths(v) for v in value]
+    if not isinstance(value, str):
+        return value
+    temp = re.escape(tempfile.gettempdir().rstrip("/")) + r"/(?:[^/\s\"'`|]+/)*"
+    value = re.sub(temp, "", value)
+    return value.replace(f"{ROOT}/", "").replace(str(ROOT), ".") \
+        .replace(f"{ROOT.parent}/", "../")
+
+
 def publish(name: str, result: dict, readme_body: str | None = None, *,
             write_readme: bool = False) -> None:
     """Write the JSON result of benchmark `name` (with its date and machine load when the
     script has not recorded them), and its README table only when `write_readme`."""
     result.setdefault("measured_under", measured_under())
+    result = without_local_paths(result)
+    readme_body = without_local_paths(readme_body)
     write_json(result_path(name), result)
     written = write_readme and readme_body is not None and update_readme(name, readme_body)
     print(f"wrote {result_path(name).relative_to(ROOT)}" + (" and its README table" if written else ""))

@@ -175,8 +175,10 @@ def table(result: dict) -> str:
               + (f"; re-simulated {result['synap_resimulated']} from the shipped files after "
                  "the simulator's recalibration" if result.get("synap_resimulated") else "")
               + f"); score = 2^(2·PSNR) / (C·ms) with the INT8 "
-              f"{result['score_set']} PSNR and the simulated ms. Published: Table 1 of the MAI 2022 "
-              "challenge report "
+              f"{result['score_set']} PSNR and the simulated ms. Published: Table 1 of "
+              "*Efficient and Accurate Quantized Image Super-Resolution on Mobile NPUs, Mobile "
+              "AI & AIM 2022 Challenge: Report* (Ignatov, Timofte et al., ECCV 2022 Workshops, "
+              "https://arxiv.org/abs/2211.05910) "
               "(the challenge's own test set and the real VS680, so PSNRs are not comparable "
               "with ours, only rankings).", "",
               "| model | FP32 steps | train min | trained / deploy params | INT8 KB | CPU ms | "
@@ -212,7 +214,15 @@ def ship(run: Path, card: dict) -> list[Path]:
     from mai_sr.qat.quantize import activation_ranges, deploy_from_qat
     from mai_sr.runs import load_run_model
 
+    from mai_sr.tflite.artifacts import read_metadata
+
     name = card["architecture"]
+    for entry in card["files"]:  # shipped provenance names its run, never a local path
+        source = (read_metadata(run / "export" / entry["name"]) or {}).get("source", {})
+        if any(Path(str(v)).is_absolute() for v in source.values() if isinstance(v, str)):
+            raise SystemExit(f"pretrained_table: {run / 'export' / entry['name']} records a "
+                             "local path (exported by an older mai-sr): delete "
+                             f"{run / 'export'} and rerun")
     written = []
     for entry in card["files"]:
         target = SHIP_DIR / entry["name"]

@@ -125,7 +125,7 @@ def main() -> int:
         work = Path(tmp)
         runs = trained_runs(Path(args.runs)) if Path(args.runs).is_dir() else []
         if runs:
-            inputs, kind = [str(r) for r in runs], f"the newest runs in {args.runs}"
+            inputs, kind = [str(r) for r in runs], f"the newest runs in {Path(args.runs).name}/"
         elif args.random:
             inputs = [str(p) for p in export_random(work, args.data)]
             kind = "random-weight INT8 exports (PTQ; PSNRs meaningless)"

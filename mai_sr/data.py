@@ -193,17 +193,28 @@ def _split_source(source) -> list[str]:
     return items
 
 
+def data_folder(item: str) -> Path:
+    """The folder of one data-source item: a path, else a folder name under $MAI_SR_DATA
+    (``Set14`` -> ``$MAI_SR_DATA/Set14``); MaiSrError when it is neither."""
+    folder = Path(item).expanduser()
+    if folder.is_dir():
+        return folder
+    shared = os.environ.get("MAI_SR_DATA")
+    if shared and not folder.is_absolute() and (Path(shared) / item).is_dir():
+        return Path(shared) / item
+    what = "is a file, not a folder" if folder.exists() else "no such folder"
+    hint = "" if shared else "; $MAI_SR_DATA is not set"
+    raise MaiSrError(f"{folder}: {what} (expected 'builtin', a folder of images, or a folder "
+                     f"name under $MAI_SR_DATA{hint})")
+
+
 def _resolve(source, scale: int) -> list[_Entry]:
     entries: list[_Entry] = []
     for item in _split_source(source):
         if item == "builtin":
             entries += _builtin_entries()
             continue
-        folder = Path(item).expanduser()
-        if not folder.is_dir():
-            what = "is a file, not a folder" if folder.exists() else "no such folder"
-            raise MaiSrError(f"{folder}: {what} (expected 'builtin' or a folder of images)")
-        entries += _folder_entries(folder, scale)
+        entries += _folder_entries(data_folder(item), scale)
     return entries
 
 

@@ -144,6 +144,7 @@ def test_provenance_in_sidecar_and_metadata(exported, run_dir):
         assert side["quantization"] == "qat" and side["source"]["stage"] == "qat"
         config = json.loads((run / CONFIG_FILE).read_text())
         assert side["source"]["run_config_sha256"] == fileio.sha256_json(config)
+        assert side["source"]["run"] == run.name  # the run's name, never a local path
         assert side["toolkit"]["mai_sr"]
     assert json.loads(exported[0].with_name("model.tflite.json").read_text())["output_shape"] \
         == [1, SHAPE[0] * 3, SHAPE[1] * 3, 3]
@@ -167,7 +168,8 @@ def test_ptq_from_weights_calibrates_on_real_crops(run_dir, tmp_path, shared_dat
                      calib=str(shared_data / "Set5"), calib_n=3)
     side = json.loads((tmp_path / "ptq.tflite.json").read_text())
     assert side["quantization"] == "ptq" and side["source"]["weights_kind"] == "float"
-    assert side["calibration"] == {"data": str(shared_data / "Set5"), "crops": 3, "crop": 96}
+    # Folder names only: provenance is shipped, and local absolute paths must not be.
+    assert side["calibration"] == {"data": "Set5", "crops": 3, "crop": 96}
     graph = read_graph(path)
     assert not [t.name for t in graph.tensors if t.is_float]
     assert graph.input_tensors[0].quantization.scales == (1.0,)

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from mai_sr.device.base import check_model_file
 from mai_sr.errors import MaiSrError
 from mai_sr.results import BenchResult
+from mai_sr.tflite.runtime import quiet_delegate_notice
 
 DEFAULT_DYNAMIC_SHAPE = (360, 640)  # the challenge's LR size, HxW
 
@@ -144,7 +145,8 @@ class LocalRunner:
                 if -1 in signature[1:3]:
                     interpreter.resize_tensor_input(
                         detail["index"], [1, *self.shape, signature[3]], strict=False)
-            interpreter.allocate_tensors()
+            with quiet_delegate_notice():
+                interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise MaiSrError(f"{path}: LiteRT cannot load this model: {reason}") from None

@@ -181,7 +181,9 @@ def _load_source(run, model, weights, pretrained, precision: str) -> tuple:
         run = Path(run)
         config = read_run_config(run)
         stage = "qat" if precision == "int8" and (run / QAT_WEIGHTS).is_file() else "fp32"
-        source = {"run": str(run.resolve()), "stage": stage,
+        # Names only: the file is shipped and shared, a local absolute path means nothing
+        # elsewhere (and tells others about this machine).
+        source = {"run": run.resolve().name, "stage": stage,
                   "run_config_sha256": fileio.sha256_json(config)}
         return load_run_model(run, stage), config["model"], source
     if pretrained is not None:
@@ -204,7 +206,7 @@ def _load_source(run, model, weights, pretrained, precision: str) -> tuple:
         raise MaiSrError("--model and --weights go together (deploy-graph weights of that model)")
     path = Path(weights)
     loaded, kind = _load_weights_into(model, path)
-    return loaded, model, {"weights": str(path.resolve()), "weights_kind": kind,
+    return loaded, model, {"weights": path.name, "weights_kind": kind,
                            "weights_sha256": fileio.sha256_file(path)}
 
 
@@ -245,7 +247,7 @@ def export(output, *, run=None, model=None, weights=None, pretrained=None, shape
             crops = calibration_batches(calib, calib_n)
             keras_model = quantize_model(keras_model, calibration=crops)
             record["quantization"] = "ptq"
-            record["calibration"] = {"data": str(calib or "builtin"), "crops": calib_n,
+            record["calibration"] = {"data": _source_names(calib), "crops": calib_n,
                                      "crop": CALIB_CROP}
     else:
         record["io"] = {"dtype": "float32"}
@@ -264,6 +266,13 @@ def export(output, *, run=None, model=None, weights=None, pretrained=None, shape
         fileio.write_json(sidecar_path(path),
                           {**info, "file": path.name, "sha256": fileio.sha256_file(path)})
     return [path for path, _, _ in files]
+
+
+def _source_names(calib) -> str:
+    """The calibration data as recorded in provenance: 'builtin' or folder names, no paths."""
+    items = calib if isinstance(calib, (list, tuple)) else str(calib or "builtin").split(",")
+    return ",".join(s if s == "builtin" else Path(s).name for s in (str(i).strip() for i in items)
+                    if s)
 
 
 def _versions() -> dict:

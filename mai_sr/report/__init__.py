@@ -1,4 +1,5 @@
-"""`mai-sr report`: leaderboard (Table 1 of seed 004), plots, HTML page and model cards.
+"""`mai-sr report`: leaderboard (Table 1 of the Mobile AI 2022 challenge report), plots, HTML
+page and model cards.
 
 - :func:`make_report` (``mai_sr.report.build``): the command's library entry point;
 - :func:`build_model_card`, :func:`validate_model_card`, :data:`MODEL_CARD_SCHEMA`,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import traceback
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,9 +35,11 @@ from mai_sr.results import BenchResult, EvalResult, ImageScore
 SCALE = 3
 GRID_IMAGES = 3      # images in the visual comparison
 GRID_CROP_LR = 32    # LR pixels per side of a crop (96 HR pixels)
-GRID_DATASETS = ("Set14", "B100")  # preferred for the comparison (seed-style test photos)
+GRID_DATASETS = ("Set14", "B100")  # preferred for the comparison (varied photographs)
 NO_RETRY_RUNNERS = frozenset({"adb"})  # device errors are transient: never cached
 _MODEL = "<model file>"  # stands for the model's path in cached error messages
+# File stems that say nothing about the model (third-party releases): named by their folder.
+GENERIC_STEMS = frozenset({"model", "model_float", "model_int8", "model_quant"})
 
 
 # ---------------------------------------------------------------- inputs
@@ -81,6 +82,7 @@ class ModelInput:
 
 def resolve_datasets(data) -> list[Dataset]:
     """`--data` items: 'builtin', a folder, or a folder name under $MAI_SR_DATA (e.g. Set14)."""
+    from mai_sr.data import data_folder
     from mai_sr.evaluate import dataset_name
 
     items = [s.strip() for s in (data.split(",") if isinstance(data, str) else data)]
@@ -89,14 +91,10 @@ def resolve_datasets(data) -> list[Dataset]:
         raise MaiSrError("--data: empty (give 'builtin' or folders of HR images)")
     out = []
     for item in items:
-        source = item
-        if item != "builtin" and not Path(item).is_dir():
-            shared = Path(os.environ.get("MAI_SR_DATA", "")) / item
-            if os.environ.get("MAI_SR_DATA") and shared.is_dir():
-                source = str(shared)
-            else:
-                raise MaiSrError(f"--data {item}: no such folder (give 'builtin', a folder of "
-                                 "HR images, or a folder name under $MAI_SR_DATA)")
+        try:
+            source = item if item == "builtin" else str(data_folder(item))
+        except MaiSrError as exc:
+            raise MaiSrError(f"--data {exc}") from None
         out.append(Dataset(source, dataset_name(source), dataset_fingerprint(source)))
     return out
 
@@ -143,12 +141,80 @@ def _pair_files(paths: list[Path]) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def _run_config_hash(path: Path) -> str | None:
-    """The training run's config hash recorded by `mai-sr export` in the sidecar, if any."""
-    from mai_sr.tflite.artifacts import read_sidecar
+def provenance(path: Path) -> dict:
+    """What `mai-sr export` recorded about a file: its sidecar, else the ``mai_sr_provenance``
+    metadata inside it (a shipped model has no sidecar); {} for a third-party file."""
+    from mai_sr.tflite.artifacts import read_metadata, read_sidecar
 
-    source = read_sidecar(path).get("source")
+    record = read_sidecar(path)
+    if record:
+        return record
+    try:
+        return read_metadata(path) or {}
+    except Exception:  # not a readable TFLite file: lint and eval say what is wrong with it
+        return {}
+
+
+def _architecture(record: dict) -> str | None:
+    """The architecture a provenance record names, if it is one of ours."""
+    from mai_sr.registry import MODELS
+
+    return record.get("model") if record.get("model") in MODELS else None
+
+
+def _run_config_hash(record: dict) -> str | None:
+    """The training run's config hash recorded by `mai-sr export`, if any."""
+    source = record.get("source")
     return source.get("run_config_sha256") if isinstance(source, dict) else None
+
+
+def _is_shipped(path: Path) -> bool:
+    from mai_sr.pretrained import PRETRAINED_DIR
+
+    return path.resolve().parent == PRETRAINED_DIR
+
+
+def _file_model_name(path: Path, record: dict) -> str:
+    """What a bare .tflite is, as a name: a shipped model's name marked "(shipped)", the run
+    folder of a file in a run's export/, the folder of a third-party file named like
+    ``model.tflite``, else the file name."""
+    from mai_sr.runs import CONFIG_FILE
+
+    # X_none (dynamic) and X_time (fixed, timed) are files of the model X.
+    stem = next((path.stem[:-len(s)] for s in _PAIR_SUFFIXES if path.stem.endswith(s)),
+                path.stem)
+    if _is_shipped(path):
+        return f"{stem} (shipped)"
+    parent = path.resolve().parent
+    if parent.name == "export" and (parent.parent / CONFIG_FILE).is_file():
+        return parent.parent.name
+    if not record and stem.lower() in GENERIC_STEMS:
+        return parent.name
+    return stem
+
+
+def _unique_names(models: list[ModelInput]) -> None:
+    """Give models that share a name their folder as a prefix (their file name when named
+    after their folder), then a number if still equal."""
+    from collections import Counter
+
+    counts = Counter(m.name for m in models)
+    for m in models:
+        if counts[m.name] > 1:
+            folder = m.timing.resolve().parent.name
+            m.name = f"{folder}/{m.timing.stem}" if m.name == folder else f"{folder}/{m.name}"
+    seen: dict[str, int] = {}
+    for m in models:
+        seen[m.name] = seen.get(m.name, 0) + 1
+        if seen[m.name] > 1:
+            m.name = f"{m.name} ({seen[m.name]})"
+
+
+def card_file_name(name: str) -> str:
+    """The card file of a model name (``scsrn (shipped)`` -> ``scsrn-shipped.json``)."""
+    import re
+
+    return (re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "model") + ".json"
 
 
 def _run_models(run_dir: Path) -> list[ModelInput]:
@@ -158,6 +224,8 @@ def _run_models(run_dir: Path) -> list[ModelInput]:
 
     config = read_run_config(run_dir)
     arch = config.get("model")
+    # The run's own folder name: `runs/latest` (a link) is named after the run it points to.
+    run_name = run_dir.resolve().name
     files = [p for p in sorted((run_dir / "export").glob("*.tflite"))
              if read_sidecar(p).get("precision", "int8") == "int8"]
     if not files:
@@ -167,16 +235,20 @@ def _run_models(run_dir: Path) -> list[ModelInput]:
     pairs = _pair_files([Path(p) for p in files])
     models = []
     for timing, fidelity in pairs:
-        name = run_dir.name if len(pairs) == 1 else f"{run_dir.name}-{timing.stem}"
+        name = run_name if len(pairs) == 1 else f"{run_name}-{timing.stem}"
         models.append(ModelInput(name, timing, fidelity, arch, run_dir,
-                                 _run_config_hash(timing) or sha256_json(config)))
+                                 _run_config_hash(provenance(timing)) or sha256_json(config)))
     return models
 
 
 def resolve_inputs(inputs) -> list[ModelInput]:
-    """Run directories and .tflite files -> models with unique names (bad input: MaiSrError)."""
-    from mai_sr.tflite.artifacts import read_sidecar
+    """Run directories and .tflite files -> models with unique names (bad input: MaiSrError).
 
+    Names say what a model is: the run's folder name, a shipped model's name marked
+    "(shipped)", the folder of a third-party ``model.tflite``; models that would share a
+    name get their folder as a prefix. The architecture is the one the file's provenance
+    names (sidecar or embedded metadata), so shipped files get their published rows too.
+    """
     models, files = [], []
     for item in inputs:
         path = Path(item).absolute()
@@ -188,19 +260,18 @@ def resolve_inputs(inputs) -> list[ModelInput]:
             what = "no such file or folder" if not path.exists() else "not a .tflite file"
             raise MaiSrError(f"{item}: {what} (give run directories or .tflite files)")
     for timing, fidelity in _pair_files(files):
-        models.append(ModelInput(timing.stem, timing, fidelity, read_sidecar(timing).get("model"),
-                                 run_config_hash=_run_config_hash(timing)))
+        record = provenance(timing)
+        models.append(ModelInput(_file_model_name(timing, record), timing, fidelity,
+                                 _architecture(record),
+                                 run_config_hash=_run_config_hash(record)))
     if not models:
         raise MaiSrError("no models to report on (give run directories or .tflite files)")
     unique: dict[tuple[Path, Path], ModelInput] = {}
     for m in models:
         unique.setdefault((m.timing, m.fidelity), m)
-    seen: dict[str, int] = {}
-    for m in unique.values():
-        seen[m.name] = seen.get(m.name, 0) + 1
-        if seen[m.name] > 1:
-            m.name = f"{m.name}-{seen[m.name]}"
-    return list(unique.values())
+    models = list(unique.values())
+    _unique_names(models)
+    return models
 
 
 # ---------------------------------------------------------------- measurements
@@ -470,13 +541,14 @@ class _Report:
 
 def _training_curves(models: list[ModelInput]) -> list[dict]:
     """Loss and val PSNR series from each run's metrics.csv (stages placed one after another)."""
-    from mai_sr.runs import METRICS_FILE
+    from mai_sr.runs import METRICS_FILE, read_run_config
 
     curves = []
     for m in models:
         path = m.run_dir / METRICS_FILE if m.run_dir else None
         if path is None or not path.is_file():
             continue
+        val_set = validation_set(read_run_config(m.run_dir))
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
         offset = 0
@@ -486,10 +558,22 @@ def _training_curves(models: list[ModelInput]) -> list[dict]:
             for column, axis in (("loss", "loss"), ("val_psnr", "psnr")):
                 ys = [float(r[column]) if r.get(column) not in (None, "") else None
                       for r in stage_rows]
-                curves.append({"label": f"{m.name} {stage} {column}".replace("  ", " "),
-                               "x": xs, "y": ys, "axis": axis})
+                curves.append({"label": f"{m.name} {stage}".strip(), "x": xs, "y": ys,
+                               "axis": axis, **({"val_set": val_set} if axis == "psnr" else {})})
             offset = max(xs, default=offset)
     return curves
+
+
+def validation_set(config: dict) -> str:
+    """The images a run validated on, in words: its --val folders, else the share of its
+    training data held out ("held-out T91+BSD200")."""
+    def names(value) -> str:
+        items = value.split(",") if isinstance(value, str) else list(value or [])
+        return "+".join(Path(str(i).strip()).name for i in items if str(i).strip()) or "?"
+
+    if config.get("val"):
+        return names(config["val"])
+    return f"held-out {names(config.get('data') or 'builtin')}"
 
 
 def _cached_figure(report: _Report, name: str, inputs, render) -> bytes:
@@ -510,15 +594,16 @@ def _figures(report: _Report, models: list[ModelInput], table) -> list[dict]:
     rows = table.to_dict("records")
     points = [{"label": r["model"], "psnr": r["psnr"], "runtime_ms": r["npu_ms"],
                "score": r["score"], "kind": "measured" if r["source"] == MEASURED else "published",
-               "simulated": "simulated" in (r["npu_runner"] or "")} for r in rows]
+               "challenge": not r["score_caveat"]} for r in rows]
     bars = [{"label": r["model"], "delta": r["delta_psnr"],
              "kind": "measured" if r["source"] == MEASURED else "published"} for r in rows]
     figures = [
         {"file": "psnr_vs_runtime.png", "title": "PSNR vs NPU runtime",
          "caption": "Grey curves join points of equal final score 2^(2*PSNR)/(C*runtime): "
                     "moving up one curve at the same runtime costs 0.5 dB per doubling of "
-                    "score. Measured PSNRs are on this report's data, published ones on the "
-                    "challenge test set.",
+                    "score. Hollow markers are not challenge scores (see the leaderboard's "
+                    "score cells): measured PSNRs are on this report's data, published ones "
+                    "on the challenge test set.",
          "png": _cached_figure(report, "psnr_runtime", [points, C],
                                lambda: plots.psnr_runtime_png(points, C))},
         {"file": "delta_psnr.png", "title": "PSNR drop FP32 -> INT8",
@@ -528,8 +613,13 @@ def _figures(report: _Report, models: list[ModelInput], table) -> list[dict]:
     ]
     curves = _training_curves(models)
     if curves:
+        sets = sorted({c["val_set"] for c in curves if "val_set" in c})
         figures.append({"file": "training_curves.png", "title": "Training curves",
-                        "caption": "From each run's metrics.csv: FP32 stage, then QAT.",
+                        "caption": "From each run's metrics.csv: FP32 stage, then QAT. "
+                                   + (f"Validation PSNR on {sets[0]}." if len(sets) == 1 else
+                                      "The runs validated on different images "
+                                      f"({'; '.join(sets)}): their validation PSNRs do not "
+                                      "compare with each other."),
                         "png": _cached_figure(report, "training", curves,
                                               lambda: plots.training_curves_png(curves))})
     grid = _grid(report, models)
@@ -587,7 +677,8 @@ def make_report(inputs, *, data, runners, out_dir, quiet: bool = False,
     """
     from mai_sr.device import list_runners
     from mai_sr.report.page import render_page
-    from mai_sr.report.table import display_frame, leaderboard, markdown_table
+    from mai_sr.report.challenge import citation
+    from mai_sr.report.table import details_frame, leaderboard, markdown_table, summary_frame
 
     runners = list(runners.split(",") if isinstance(runners, str) else runners)
     unknown = [r for r in runners if r not in list_runners()]
@@ -605,7 +696,7 @@ def make_report(inputs, *, data, runners, out_dir, quiet: bool = False,
         for model in bar:
             cards.append(report.model_card(model, bar))
     for card in cards:
-        write_json(out / "cards" / f"{card['name']}.json", card)
+        write_json(out / "cards" / card_file_name(card["name"]), card)
         for line in card["errors"]:
             if not quiet:
                 tqdm.write(f"{card['name']}: {line}")
@@ -613,11 +704,12 @@ def make_report(inputs, *, data, runners, out_dir, quiet: bool = False,
     names = [d.name for d in datasets]
     table = leaderboard(cards, names)
     write_text(out / "leaderboard.csv", table.to_csv(index=False, float_format="%.6g"))
-    shown = display_frame(table)
+    summary = summary_frame(table)
     notes = _notes(names, runners, cards)
     title = f"mai-sr report: {len(cards)} model(s) on {', '.join(names)}"
-    write_text(out / "leaderboard.md", f"# {title}\n\n" + markdown_table(shown) + "\n" +
-               "".join(f"- {n}\n" for n in notes))
+    write_text(out / "leaderboard.md", f"# {title}\n\n" + markdown_table(summary) + "\n" +
+               "".join(f"- {n}\n" for n in notes) + "".join(
+                   f"- {citation(key)}: {url}\n" for key, url in _references()))
 
     figures = _figures(report, models, table)
     for fig in figures:
@@ -626,15 +718,26 @@ def make_report(inputs, *, data, runners, out_dir, quiet: bool = False,
              f"Data: {', '.join(f'{d.name} ({d.source})' for d in datasets)}. "
              f"Runners: {', '.join(runners)}."]
     write_text(out / "index.html", render_page(
-        title=title, intro=intro, shown=shown, sources=list(table["source"]),
-        statuses=list(table["status"]), notes=notes, figures=figures, cards=cards))
+        title=title, intro=intro, summary=summary_frame(table, with_caveats=False),
+        details=details_frame(table),
+        sources=list(table["source"]), statuses=list(table["status"]),
+        caveats=list(table["score_caveat"]), notes=notes,
+        references=[(citation(key), url) for key, url in _references()],
+        figures=figures, cards=cards))
     if report.error_log:
         write_text(out / "errors.log", "\n".join(report.error_log) + "\n")
     return out
 
 
+def _references() -> list[tuple[str, str]]:
+    """(key, link) of the papers the page cites."""
+    from mai_sr.report.challenge import REFERENCES
+
+    return [(key, ref[3]) for key, ref in REFERENCES.items()]
+
+
 def _notes(datasets: list[str], runners: list[str], cards: list[dict]) -> list[str]:
-    from mai_sr.report.table import PUBLISHED
+    from mai_sr.report.challenge import TABLE1
     from mai_sr.score import C
 
     notes = [f"PSNR/SSIM: RGB, border crop {SCALE}, mean over {datasets[0]} (the INT8 TFLite "
@@ -642,16 +745,20 @@ def _notes(datasets: list[str], runners: list[str], cards: list[dict]) -> list[s
              "dPSNR FP32->INT8: the run's Keras FP32 network minus the INT8 file on the same "
              "images; n.a. for .tflite inputs without a run."]
     if "local" in runners:
-        notes.append("CPU ms: this machine's CPU (LiteRT, local runner). Table 1's CPU column "
-                     "is the VS680's own CPU, so CPU times and speed-ups are not comparable "
-                     "with the published rows.")
+        notes.append("CPU ms: this machine's CPU (LiteRT, local runner). The CPU column of "
+                     f"{TABLE1} is the VS680's own CPU, so CPU times and speed-ups are not "
+                     "comparable with the published rows.")
     if "synap" in runners:
-        notes.append("NPU ms marked 'synap (simulated)': the SyNAP simulator's estimate for the "
+        notes.append("NPU ms from the synap runner is the SyNAP simulator's estimate for the "
                      "VS680 NPU, not a measurement on hardware.")
-    notes.append(f"Final score: 2^(2*PSNR) / (C * NPU ms), C = {C:.6g} (seed 004 Table 1); "
-                 "our PSNRs are not on the challenge test set, so scores compare within this "
-                 "report.")
+    notes.append(f"Final score: 2^(2*PSNR) / (C * NPU ms), C = {C:.6g} (fitted to {TABLE1}). "
+                 "A score computed on other images, at another scale or input size, or from "
+                 "a simulated or other device's runtime says so in its cell: it ranks models "
+                 "within this report but is not comparable with the challenge's scores.")
     if any(c["architecture"] for c in cards):
-        notes.append(f"Rows marked '{PUBLISHED}' are copied from the paper for the same "
-                     "architectures, for reference.")
+        notes.append(f"Rows marked published are copied from {TABLE1} for the same "
+                     "architectures, for reference; the architecture comes from each file's "
+                     "provenance (its sidecar or embedded metadata).")
+    notes.append("Params, GFLOPs (2 x MACs) and activations at the timing input are counted "
+                 "as in the AIM 2020 and NTIRE 2023 efficient-SR challenges.")
     return notes

@@ -27,7 +27,9 @@ def _figure(width: float, height: float):
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     # No "Software" metadata: same inputs give the same bytes.
-    fig.savefig(buf, format="png", metadata={"Software": None})
+    # bbox "tight": long model names and rotated labels are never cut at the canvas edge.
+    fig.savefig(buf, format="png", metadata={"Software": None}, bbox_inches="tight",
+                pad_inches=0.1)
     return buf.getvalue()
 
 
@@ -54,7 +56,8 @@ def psnr_runtime_png(points: list[dict], C: float) -> bytes:
     """PSNR vs runtime (log scale) with iso-score curves of 2^(2*PSNR) / (C*runtime).
 
     points: {"label", "psnr", "runtime_ms", "score", "kind": "measured"|"published",
-    "simulated": bool}. Curves: :func:`iso_score_psnr`.
+    "challenge": bool (a challenge score; hollow marker when not)}. Curves:
+    :func:`iso_score_psnr`. The runtime axis reads in ms (10 ms, 20 ms, 50 ms).
     """
     fig = _figure(10, 4.8)
     ax = fig.add_subplot()
@@ -68,15 +71,16 @@ def psnr_runtime_png(points: list[dict], C: float) -> bytes:
                     ha="right", va="bottom")
     for kind, colour, marker in (("measured", MEASURED_COLOUR, "o"),
                                  ("published", PUBLISHED_COLOUR, "s")):
-        group = [p for p in pts if p["kind"] == kind]
-        if not group:
-            continue
-        label = "published (seed 004 Table 1, VS680 NPU)" if kind == "published" else \
-            "measured here" + (" (NPU time simulated)" if any(p.get("simulated") for p in group)
-                               else "")
-        ax.scatter([p["runtime_ms"] for p in group], [p["psnr"] for p in group], c=colour,
-                   marker=marker, label=label, zorder=3)
-        for p in group:
+        for challenge in (True, False):
+            group = [p for p in pts if p["kind"] == kind and bool(p.get("challenge")) == challenge]
+            if not group:
+                continue
+            label = ("published, VS680 NPU" if kind == "published" else "measured here") + \
+                ("" if challenge else ": not a challenge score")
+            ax.scatter([p["runtime_ms"] for p in group], [p["psnr"] for p in group],
+                       marker=marker, label=label, zorder=3, edgecolors=colour,
+                       facecolors=colour if challenge else "none", linewidths=1.5)
+        for p in [p for p in pts if p["kind"] == kind]:
             ax.annotate(p["label"], (p["runtime_ms"], p["psnr"]), fontsize=7,
                         xytext=(4, 3), textcoords="offset points")
     if pts:
@@ -88,7 +92,8 @@ def psnr_runtime_png(points: list[dict], C: float) -> bytes:
         ax.text(0.5, 0.5, "no model has both a PSNR and an NPU runtime", ha="center",
                 transform=ax.transAxes)
     ax.set_xscale("log")
-    ax.set_xlabel("NPU runtime, ms (log scale)")
+    _ms_axis(ax.xaxis)
+    ax.set_xlabel("NPU runtime (log scale)")
     ax.set_ylabel("PSNR, dB")
     ax.set_title("PSNR vs runtime; grey curves: equal final score")
     ax.grid(True, which="both", alpha=0.2)
@@ -96,25 +101,56 @@ def psnr_runtime_png(points: list[dict], C: float) -> bytes:
     return _png(fig)
 
 
-def delta_psnr_png(bars: list[dict]) -> bytes:
-    """Bar per model of the FP32 -> INT8 PSNR drop; 'n.a.' where it is unknown.
+def _ms_axis(axis) -> None:
+    """Log-scale ticks at 1, 2, 5 x 10^k labelled "20 ms" (not matplotlib's 2x10^1)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    bars: {"label", "delta" (dB or None), "kind": "measured"|"published"}.
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g} ms"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+# The drop axis spans at least this much, so a drop of a few hundredths of a dB draws as
+# the small bar it is, not as a full-height one on an autoscaled axis.
+MIN_DROP_SPAN_DB = 0.3
+
+
+def delta_psnr_png(bars: list[dict]) -> bytes:
+    """Horizontal bar per model of the FP32 -> INT8 PSNR drop; 'n.a.' where it is unknown.
+
+    bars: {"label", "delta" (dB or None), "kind": "measured"|"published"}. Horizontal bars
+    keep every model name level and whole; the axis always includes 0 and spans at least
+    :data:`MIN_DROP_SPAN_DB`.
     """
-    fig = _figure(max(6.0, 0.9 * len(bars) + 1.5), 3.8)
+    fig = _figure(9, 0.9 + 0.32 * max(1, len(bars)))
     ax = fig.add_subplot()
-    x = np.arange(len(bars))
-    values = [b["delta"] if b["delta"] is not None else 0.0 for b in bars]
-    colours = [MEASURED_COLOUR if b["kind"] == "measured" else PUBLISHED_COLOUR for b in bars]
-    ax.bar(x, values, color=colours)
+    y = np.arange(len(bars))
+    known = [b["delta"] for b in bars if b["delta"] is not None and math.isfinite(b["delta"])]
+    lo, hi = min([0.0, *known]), max([0.0, *known])
+    if hi - lo < MIN_DROP_SPAN_DB:  # widen on the side the values lie (drops: the right)
+        if hi > 0 or lo == 0:
+            hi = lo + MIN_DROP_SPAN_DB
+        else:
+            lo = hi - MIN_DROP_SPAN_DB
+    margin = 0.2 * (hi - lo)  # room for the value labels
+    ax.set_xlim(lo - (margin if lo < 0 else 0.02 * margin), hi + margin)
     for i, b in enumerate(bars):
-        text = "n.a." if b["delta"] is None else f"{b['delta']:.2f}"
-        ax.annotate(text, (i, values[i]), ha="center", va="bottom", fontsize=8,
-                    xytext=(0, 2), textcoords="offset points")
-    ax.set_xticks(x, [b["label"] for b in bars], rotation=30, ha="right", fontsize=8)
-    ax.axhline(0, color="black", lw=0.8)
-    ax.set_ylabel("PSNR drop FP32 -> INT8, dB")
-    ax.set_title("Quantization loss (grey: published)")
+        colour = MEASURED_COLOUR if b["kind"] == "measured" else PUBLISHED_COLOUR
+        if b["delta"] is None or not math.isfinite(b["delta"]):
+            ax.annotate("n.a.", (0, i), xytext=(4, 0), textcoords="offset points",
+                        va="center", fontsize=8, color="0.45")
+            continue
+        ax.barh(i, b["delta"], color=colour, height=0.6)
+        right = b["delta"] >= 0
+        ax.annotate(f"{b['delta']:+.3f} dB", (b["delta"], i), xytext=(4 if right else -4, 0),
+                    textcoords="offset points", va="center", ha="left" if right else "right",
+                    fontsize=8)
+    ax.set_yticks(y, [b["label"] for b in bars], fontsize=8)
+    ax.invert_yaxis()  # leaderboard order, top to bottom
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_xlabel("PSNR drop FP32 -> INT8, dB (positive: INT8 is worse)")
+    ax.set_title("Quantization loss (grey: published)", fontsize=10)
+    ax.grid(True, axis="x", alpha=0.2)
     fig.tight_layout()
     return _png(fig)
 
@@ -122,8 +158,14 @@ def delta_psnr_png(bars: list[dict]) -> bytes:
 def training_curves_png(curves: list[dict]) -> bytes:
     """Training loss (left, log scale when positive) and validation PSNR (right) vs step.
 
-    curves: {"label", "x": [steps], "y": [values or None], "axis": "loss" | "psnr"}.
+    curves: {"label", "x": [steps], "y": [values or None], "axis": "loss" | "psnr",
+    "val_set" (psnr curves: the images validated on)}. When the runs validated on different
+    images, each PSNR curve names its set and the panel says they do not compare.
     """
+    val_sets = sorted({c["val_set"] for c in curves if c["axis"] == "psnr" and c.get("val_set")})
+    psnr_title = "validation PSNR, dB" + (f" (on {val_sets[0]})" if len(val_sets) == 1 else
+                                          "\ndifferent validation sets: not comparable"
+                                          if val_sets else "")
     fig = _figure(10, 3.8)
     axes = {"loss": fig.add_subplot(1, 2, 1), "psnr": fig.add_subplot(1, 2, 2)}
     for curve in curves:
@@ -131,9 +173,11 @@ def training_curves_png(curves: list[dict]) -> bytes:
                  if y is not None and math.isfinite(y)]
         if pairs:
             xs, ys = zip(*pairs)
-            axes[curve["axis"]].plot(xs, ys, label=curve["label"], lw=1,
+            label = curve["label"] + (f" (on {curve['val_set']})" if len(val_sets) > 1 and
+                                      curve.get("val_set") else "")
+            axes[curve["axis"]].plot(xs, ys, label=label, lw=1,
                                      marker="." if len(xs) < 30 else None)
-    for name, title in (("loss", "training loss"), ("psnr", "validation PSNR, dB")):
+    for name, title in (("loss", "training loss"), ("psnr", psnr_title)):
         ax = axes[name]
         ax.set_xlabel("step (stages one after another)")
         ax.set_title(title)

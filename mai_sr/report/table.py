@@ -1,9 +1,15 @@
-"""The leaderboard: Table 1 of seed 004 rebuilt from model cards, as pandas.
+"""The leaderboard: Table 1 of the Mobile AI 2022 challenge report rebuilt from model
+cards, as pandas.
 
 Columns follow Table 1 (model size, PSNR, SSIM, FP32->INT8 PSNR drop, CPU and NPU runtime,
 speed-up, final score), then complexity (params, GFLOPs = 2 x MACs, activations at the
-timing input), then where each number came from. Measured rows are sorted by final score;
-the published Table 1 rows of the same architectures follow, marked as published.
+timing input, as the AIM 2020 and NTIRE 2023 efficient-SR challenges count them), then where
+each number came from. Measured rows are sorted by final score; the published Table 1 rows
+of the same architectures follow, marked as published.
+
+A score computed otherwise than the challenge computed its scores carries its reasons in
+``score_caveat`` (:func:`mai_sr.report.challenge.score_caveats`), shown in the score's cell.
+The page shows :data:`SUMMARY` columns; the others go to its details table and the CSV.
 """
 
 from __future__ import annotations
@@ -13,14 +19,17 @@ import math
 import pandas as pd
 
 from mai_sr.report.cards import card_quality, npu_runtime
+from mai_sr.report.challenge import (CHALLENGE_RUNTIME, CHALLENGE_TEST_SET, caveat_label,
+                                     score_caveats)
 
-MEASURED = "measured here"
-PUBLISHED = "published (seed 004 Table 1), not measured here"
+MEASURED = "measured"
+PUBLISHED = "published"
 CPU_RUNNER = "local"
 
 # CSV column -> display header (Markdown and HTML), in Table 1 order.
 COLUMNS = {
     "model": "Model",
+    "architecture": "Architecture",
     "size_kb": "Size KB",
     "psnr": "PSNR",
     "ssim": "SSIM",
@@ -29,16 +38,22 @@ COLUMNS = {
     "npu_ms": "NPU ms",
     "speedup": "Speed-up",
     "score": "Final score",
+    "score_caveat": "Score caveat",
     "params": "Params",
     "gflops": "GFLOPs",
     "activations_m": "Activations (M)",
     "input_hw": "Input (LR)",
-    "architecture": "Architecture",
     "npu_runner": "NPU runner",
     "status": "Status",
     "error": "Error",
     "source": "Source",
 }
+# The leaderboard as the page and leaderboard.md show it (the score cell holds its caveat).
+SUMMARY = ("model", "architecture", "size_kb", "psnr", "ssim", "delta_psnr", "cpu_ms", "npu_ms",
+           "speedup", "score", "status")
+# The page's expandable details table: the rest, per model.
+DETAILS = ("model", "params", "gflops", "activations_m", "input_hw", "npu_runner", "source",
+           "error")
 
 _DECIMALS = {"size_kb": 0, "psnr": 2, "ssim": 4, "delta_psnr": 2, "cpu_ms": 1, "npu_ms": 1,
              "speedup": 1, "score": 2, "params": 0, "gflops": 2, "activations_m": 1}
@@ -56,8 +71,14 @@ def card_row(card: dict, datasets: list[str]) -> dict:
     cpu = next((r for r in card["runtimes"] if r["runner"] == CPU_RUNNER and r["avg_ms"]), None)
     npu = npu_runtime(card["runtimes"])
     cx = card["complexity"]
+    runtime_source = None if npu is None else \
+        "simulated NPU" if npu["simulated"] else f"{npu['runner']} device"
+    caveats = score_caveats(scale=card["scale"], input_hw=cx["input_hw"],
+                            dataset=int8["dataset"] if int8 else primary,
+                            runtime_source=runtime_source)
     row = {
         "model": card["name"],
+        "architecture": card["architecture"],
         "size_kb": card["size_kb"],
         "psnr": int8["psnr"] if int8 else None,
         "ssim": int8["ssim"] if int8 else None,
@@ -67,11 +88,11 @@ def card_row(card: dict, datasets: list[str]) -> dict:
         "npu_ms": npu["avg_ms"] if npu else None,
         "speedup": cpu["avg_ms"] / npu["avg_ms"] if cpu and npu else None,
         "score": card["score"]["value"],
+        "score_caveat": caveat_label(caveats) if card["score"]["value"] is not None else None,
         "params": cx["params"],
         "gflops": 2 * cx["macs"] / 1e9 if cx["macs"] is not None else None,
         "activations_m": cx["activations"] / 1e6 if cx["activations"] is not None else None,
         "input_hw": "x".join(map(str, cx["input_hw"])) if cx["input_hw"] else None,
-        "architecture": card["architecture"],
         "npu_runner": (npu["runner"] + (" (simulated)" if npu["simulated"] else "")) if npu
         else None,
         "status": card["status"],
@@ -87,14 +108,20 @@ def card_row(card: dict, datasets: list[str]) -> dict:
 
 
 def published_rows(architectures) -> list[dict]:
-    """Table 1 rows (seed 004) of the given architectures, in leaderboard columns."""
+    """Table 1 rows (Mobile AI 2022 challenge report) of the given architectures, in
+    leaderboard columns. Their scores are challenge scores (checked, not assumed)."""
     from mai_sr.published import TABLE1
+    from mai_sr.report.challenge import CHALLENGE_INPUT_HW, CHALLENGE_SCALE
 
     wanted = set(architectures) - {None}
+    caveats = score_caveats(scale=CHALLENGE_SCALE, input_hw=CHALLENGE_INPUT_HW,
+                            dataset=CHALLENGE_TEST_SET, runtime_source=CHALLENGE_RUNTIME)
     return [{"model": f"{r.team} ({r.architecture.upper()})", "size_kb": r.size_kb,
              "psnr": r.psnr, "ssim": r.ssim, "delta_psnr": r.delta_psnr, "cpu_ms": r.cpu_ms,
              "npu_ms": r.npu_ms, "speedup": r.speedup, "score": r.score,
-             "architecture": r.architecture, "npu_runner": "Synaptics VS680 NPU",
+             "score_caveat": caveat_label(caveats) or None,
+             "architecture": r.architecture, "npu_runner": CHALLENGE_RUNTIME,
+             "input_hw": "x".join(map(str, CHALLENGE_INPUT_HW)),
              "status": "published", "source": PUBLISHED}
             for r in TABLE1 if r.architecture in wanted]
 
@@ -133,13 +160,42 @@ def _format_cell(column: str, value) -> str:
     return str(value)
 
 
-def display_frame(table: pd.DataFrame, error_chars: int = 160) -> pd.DataFrame:
+def display_frame(table: pd.DataFrame, error_chars: int = 160,
+                  columns=None) -> pd.DataFrame:
     """The table as strings with display headers: numbers rounded, missing as 'n.a.', errors
-    cut to `error_chars` (the CSV and the cards keep them whole)."""
+    cut to `error_chars` (the CSV and the cards keep them whole). `columns`: those CSV
+    columns only (default all)."""
     shown = pd.DataFrame({c: [_format_cell(c, v) for v in table[c]] for c in table.columns})
     shown["error"] = [e if len(e) <= error_chars else e[:error_chars - 3] + "..."
                       for e in shown["error"]]
-    return shown.rename(columns=lambda c: COLUMNS.get(c, f"{c[:4].upper()} {c[5:]}"))
+    if columns is not None:
+        shown = shown[list(columns)]
+    return shown.rename(columns=header)
+
+
+def header(column: str) -> str:
+    """Display header of a CSV column (``psnr_Set14`` -> ``PSNR Set14``)."""
+    return COLUMNS.get(column, f"{column[:4].upper()} {column[5:]}")
+
+
+def summary_frame(table: pd.DataFrame, with_caveats: bool = True) -> pd.DataFrame:
+    """The compact leaderboard (:data:`SUMMARY` columns) as text, each score followed by its
+    caveat in the same cell: "56.99 (not a challenge score: PSNR on Set5, ...)" (the page
+    sets the caveat under the value itself: `with_caveats` False)."""
+    shown = display_frame(table, columns=SUMMARY)
+    if not with_caveats:
+        return shown
+    score = header("score")
+    shown[score] = [f"{text} ({caveat})" if caveat else text
+                    for text, caveat in zip(shown[score], table["score_caveat"])]
+    return shown
+
+
+def details_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """Everything the summary leaves out: per-dataset PSNR/SSIM, complexity, NPU runner,
+    source and error, one row per model."""
+    extra = [c for c in table.columns if c.startswith(("psnr_", "ssim_"))]
+    return display_frame(table, columns=DETAILS[:1] + tuple(extra) + DETAILS[1:])
 
 
 def markdown_table(shown: pd.DataFrame) -> str:

@@ -27,6 +27,7 @@ padding.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,34 @@ from mai_sr.tflite.graph import TFLiteGraph, read_graph
 
 # LR size a dynamic model is first allocated at, to read its scale from the output shape.
 _PROBE = 16
+_delegate_line_hidden = False  # LiteRT announces its XNNPACK delegate once per process
+
+
+@contextlib.contextmanager
+def quiet_delegate_notice():
+    """Around `allocate_tensors`: hide LiteRT's "INFO: Created TensorFlow Lite XNNPACK
+    delegate for CPU." line, which the C++ runtime writes to file descriptor 2 on the
+    process's first allocation (no LiteRT option or environment variable silences it, and
+    turning the delegate off would change the timings). Only the first allocation is wrapped,
+    so later stderr output (progress bars, warnings) is never swallowed. MAI_SR_TF_LOGS=1
+    shows the line.
+    """
+    global _delegate_line_hidden
+    if _delegate_line_hidden or os.environ.get("MAI_SR_TF_LOGS") == "1":
+        yield
+        return
+    import sys
+
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+        _delegate_line_hidden = True
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 @dataclass(frozen=True)
@@ -160,10 +189,11 @@ class TFLiteSR:
         dynamic = in_sig[1] < 0 or in_sig[2] < 0
         self.fixed_shape = None if dynamic else (in_sig[1], in_sig[2])
         self._size = None if dynamic else self.fixed_shape
-        if dynamic:
-            self._allocate((_PROBE, _PROBE))
-        else:
-            self._interpreter.allocate_tensors()
+        with quiet_delegate_notice():
+            if dynamic:
+                self._allocate((_PROBE, _PROBE))
+            else:
+                self._interpreter.allocate_tensors()
         in_h, in_w = self._size
         out_h, out_w = (int(d) for d in self._interpreter.get_output_details()[0]["shape"][1:3])
         if out_h % in_h or out_w % in_w or out_h // in_h != out_w // in_w:
