@@ -253,7 +253,8 @@ def resolve_inputs(inputs) -> list[ModelInput]:
     for item in inputs:
         path = Path(item).absolute()
         if path.is_dir():
-            models += _run_models(path)
+            # The run itself, not a link to it: `runs/latest` is read as the run it names.
+            models += _run_models(path.resolve())
         elif path.suffix == ".tflite" and path.is_file():
             files.append(path)
         else:

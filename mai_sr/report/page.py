@@ -24,8 +24,10 @@ th, td { border-bottom: 1px solid #ddd; padding: 4px 6px; text-align: right;
          vertical-align: top; }
 th { background: #f4f4f4; position: sticky; top: 0; font-weight: 600; }
 td.num { white-space: nowrap; }
-td.text { text-align: left; overflow-wrap: anywhere; }
-th:first-child, td:first-child { text-align: left; }
+td.text { text-align: left; overflow-wrap: break-word; }
+/* Names and errors may be one long word: they may break anywhere, short words never. */
+th:first-child, td:first-child { text-align: left; overflow-wrap: anywhere; min-width: 7em; }
+#details-table td.text { overflow-wrap: anywhere; }
 .caveat { color: #9a5b00; font-size: 11px; font-style: normal; white-space: normal;
           min-width: 11em; text-align: left; }
 tr.published td { color: #777; font-style: italic; }

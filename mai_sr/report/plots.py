@@ -146,7 +146,7 @@ def delta_psnr_png(bars: list[dict]) -> bytes:
                     textcoords="offset points", va="center", ha="left" if right else "right",
                     fontsize=8)
     ax.set_yticks(y, [b["label"] for b in bars], fontsize=8)
-    ax.invert_yaxis()  # leaderboard order, top to bottom
+    ax.set_ylim(len(bars) - 0.5, -0.5)  # every row, in leaderboard order top to bottom
     ax.axvline(0, color="black", lw=0.8)
     ax.set_xlabel("PSNR drop FP32 -> INT8, dB (positive: INT8 is worse)")
     ax.set_title("Quantization loss (grey: published)", fontsize=10)
@@ -186,7 +186,20 @@ def training_curves_png(curves: list[dict]) -> bytes:
             ax.legend(fontsize=7)
     if axes["loss"].get_lines() and all(min(line.get_ydata()) > 0
                                         for line in axes["loss"].get_lines()):
+        from matplotlib.ticker import FuncFormatter
+
         axes["loss"].set_yscale("log")
+        # Plain numbers ("0.02"), not matplotlib's 2x10^-2 on a log axis; the minor ticks
+        # are labelled only when the curves span less than a decade (no major tick then).
+        plain = FuncFormatter(lambda v, _pos: f"{v:g}")
+        axes["loss"].yaxis.set_major_formatter(plain)
+        low, high = axes["loss"].get_ylim()
+        if high / low < 10:
+            axes["loss"].yaxis.set_minor_formatter(plain)
+    for ax in axes.values():
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     return _png(fig)
 
