@@ -42,9 +42,9 @@ pre { background: #f8f8f8; padding: 1em; overflow-x: auto; font-size: 12px;
 """
 
 
-def _cell(value, extra: str = "") -> str:
-    kind = "num" if is_number_text(value) or value == "n.a." else "text"
-    return f'<td class="{kind}">{html.escape(str(value))}{extra}</td>'
+def _cell(value, numeric_column: bool, extra: str = "") -> str:
+    number = is_number_text(value) or (numeric_column and value == "n.a.")
+    return f'<td class="{"num" if number else "text"}">{html.escape(str(value))}{extra}</td>'
 
 
 def _table_html(shown: pd.DataFrame, sources: list[str], statuses: list[str],
@@ -53,6 +53,7 @@ def _table_html(shown: pd.DataFrame, sources: list[str], statuses: list[str],
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown.columns)
     score = list(shown.columns).index(header("score")) if header("score") in shown.columns \
         else None
+    numeric = [any(is_number_text(v) for v in shown[c]) for c in shown.columns]
     rows = []
     for i, (values, source, status) in enumerate(zip(shown.itertuples(index=False), sources,
                                                      statuses)):
@@ -61,7 +62,7 @@ def _table_html(shown: pd.DataFrame, sources: list[str], statuses: list[str],
         cells = []
         for j, v in enumerate(values):
             caveat = caveats[i] if caveats is not None and j == score else None
-            cells.append(_cell(v, f'<div class="caveat">{html.escape(caveat)}</div>'
+            cells.append(_cell(v, numeric[j], f'<div class="caveat">{html.escape(caveat)}</div>'
                                if caveat else ""))
         rows.append(f'<tr class="{cls}">{"".join(cells)}</tr>')
     return (f'<table id="{table_id}"><thead><tr>{head}</tr></thead>'
