@@ -112,6 +112,8 @@ def csv_list(text: str) -> list[str]:
 
 MODEL_NAMES = tuple(list_models())
 PRETRAINED_NAMES = tuple(available_pretrained())
+EXPORT_TARGETS = ("ethos-u55", "ethos-u65", "ethos-u85")  # = mai_sr.export.targets.TARGETS
+LINT_TARGETS = ("vs680", "nnapi", "ethos-u55", "ethos-u65", "ethos-u85")
 
 
 # ---------------------------------------------------------------- handlers
@@ -143,7 +145,8 @@ def cmd_export(args) -> int:
 
     paths = export(args.output, run=args.run, model=args.model, weights=args.weights,
                    pretrained=args.pretrained, shape=args.shape, dynamic=args.dynamic,
-                   precision=args.precision, calib=args.calib, calib_n=args.calib_n)
+                   precision=args.precision, calib=args.calib, calib_n=args.calib_n,
+                   target=args.target)
     for p in paths:
         print(p)
     return 0
@@ -384,6 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("int8", "fp16", "fp32"), default="int8")
     p.add_argument("--calib", help="folder of images for post-training calibration (default builtin)")
     p.add_argument("--calib-n", type=positive_int, default=100)
+    p.add_argument("--target", choices=EXPORT_TARGETS, default=None,
+                   help="rewrite the INT8 file with exact equivalents so every op runs on this "
+                        "Arm Ethos-U NPU under Vela (depth-to-space -> split convs, concat, "
+                        "reshape); outputs stay bit-identical")
     p.set_defaults(func=cmd_export)
 
     # eval -------------------------------------------------------------------

@@ -215,12 +215,15 @@ def _load_source(run, model, weights, pretrained, precision: str) -> tuple:
 
 
 def export(output, *, run=None, model=None, weights=None, pretrained=None, shape=(360, 640),
-           dynamic=False, precision="int8", calib=None, calib_n=100) -> list[Path]:
+           dynamic=False, precision="int8", calib=None, calib_n=100,
+           target=None) -> list[Path]:
     """Write the fixed-shape TFLite file to `output` (and ``*_none.tflite`` with `dynamic`).
 
     Source: `run` (a `mai-sr train` run directory; its QAT model when it has one),
     `model` + `weights` (deploy-graph weights, float or QAT), or `pretrained` (a model name
     shipped in ``mai_sr/pretrained``). `shape` is the LR (H, W) of the fixed file.
+    `target` (``ethos-u55``/``ethos-u65``/``ethos-u85``) rewrites the INT8 file with exact
+    equivalents so every op runs on that NPU (:mod:`mai_sr.export.targets`).
     Returns the paths of the written .tflite files (sidecars ``<file>.json`` beside them).
     """
     output = Path(output)
@@ -233,6 +236,17 @@ def export(output, *, run=None, model=None, weights=None, pretrained=None, shape
         raise MaiSrError(f"--shape: sizes must be > 0, got {h}x{w}")
     if calib_n <= 0:
         raise MaiSrError(f"--calib-n: must be > 0, got {calib_n}")
+    if target is not None:
+        from mai_sr.export.targets import TARGETS
+
+        if target not in TARGETS:
+            raise MaiSrError(f"--target: {target!r} is not one of {', '.join(TARGETS)}")
+        if precision != "int8":
+            raise MaiSrError(f"--target {target} needs --precision int8 (Ethos-U NPUs run "
+                             "integer ops only)")
+        if dynamic:
+            raise MaiSrError(f"--target {target} rewrites a fixed-shape file (NPU compilers "
+                             "take fixed shapes); drop --dynamic")
 
     keras_model, name, source = _load_source(run, model, weights, pretrained, precision)
     record = {"model": name, "scale": SCALE, "precision": precision, "source": source,
@@ -259,6 +273,11 @@ def export(output, *, run=None, model=None, weights=None, pretrained=None, shape
                 "output_shape": [1, *((fixed[0] * SCALE, fixed[1] * SCALE) if fixed
                                       else (None, None)), 3]}
         data = convert_keras(keras_model, fixed, precision)
+        if target is not None:
+            from mai_sr.export.targets import rewrite_for_target
+
+            data, rewrite = rewrite_for_target(data, target)
+            info["target"] = rewrite.to_dict()
         data = add_metadata(data, METADATA_NAME, json.dumps(info, sort_keys=True).encode())
         files.append((path, data, info))
     for path, data, info in files:  # everything converted: now write
