@@ -218,10 +218,13 @@ def lint_exit_code(report, strict: bool = False) -> int:
 
 
 def cmd_lint(args) -> int:
-    from mai_sr.tflite.lint import lint_model
+    from mai_sr.tflite.lint import TargetLintReport, lint_for_target, lint_model
 
-    report = lint_model(args.model)
-    code = lint_exit_code(report, args.strict)
+    report = lint_for_target(args.model, args.target) if args.target else lint_model(args.model)
+    if isinstance(report, TargetLintReport):  # 2 when Vela leaves an op on the CPU
+        code = 2 if report.cpu_ops else 0
+    else:
+        code = lint_exit_code(report, args.strict)
     if args.json:
         print(json.dumps({**report.to_dict(), "exit_code": code}, indent=2))
     else:
@@ -451,6 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help=".tflite file")
     p.add_argument("--json", action="store_true")
     p.add_argument("--strict", action="store_true", help="exit 1 on warnings")
+    p.add_argument("--target", choices=LINT_TARGETS, default=None,
+                   help="one target's verdicts; ethos-u* compiles with Vela and reports the ops "
+                        "it leaves on the CPU (default: the VS680 and NNAPI columns)")
     p.set_defaults(func=cmd_lint)
 
     # profile ----------------------------------------------------------------

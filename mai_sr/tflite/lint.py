@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mai_sr.errors import MaiSrError
 from mai_sr.tflite.graph import TFLiteGraph, read_graph
 from mai_sr.tflite.ops import (CHANNEL_OPS, CLIP_OPS, INT8_IO, KERNEL_OPS, NNAPI_OPS,
                                QUANT_OPS, vs680_unit)
@@ -315,3 +316,94 @@ def lint_graph(graph: TFLiteGraph) -> LintReport:
 def lint_model(path) -> LintReport:
     """Read the .tflite at `path` and lint it. Unreadable files raise MaiSrError."""
     return lint_graph(read_graph(path))
+
+
+
+# ------------------------------------------------------------------ per-target lint
+# `mai-sr lint --target T`. For the Ethos-U NPUs the verdict per op is Vela's own: the model
+# is compiled by Vela (mai_sr.device.vela) and every op it leaves on the CPU is an error with
+# Vela's reason; nothing here lists Ethos-U ops by hand.
+
+ETHOS_U_LINT_NPU = {"ethos-u55": "ethos-u55-256", "ethos-u65": "ethos-u65-512",
+                    "ethos-u85": "ethos-u85-2048"}
+LINT_TARGETS = ("vs680", "nnapi", *ETHOS_U_LINT_NPU)
+
+
+@dataclass
+class TargetLintReport:
+    """Where each op of a model runs on one target, and why not on the NPU."""
+
+    path: Path
+    target: str
+    rows: list[dict]             # {"index", "type", "output", "unit", "reason"}
+    tool: str                    # what decided the placement, e.g. "Vela 5.2.0, ethos-u85-2048"
+
+    @property
+    def cpu_ops(self) -> list[dict]:
+        return [r for r in self.rows if r["unit"] != "NPU"]
+
+    def exit_code(self, strict: bool = False) -> int:
+        """0 when every op runs on the NPU, 2 when some fall back to the CPU."""
+        return 2 if self.cpu_ops else 0
+
+    def format_table(self) -> str:
+        width = max([len(r["type"]) for r in self.rows] + [2])
+        out = [f"{'#':>3}  {'op':<{width}}  unit  reason"]
+        out += [f"{r['index']:>3}  {r['type']:<{width}}  {r['unit']:<4}  {r['reason']}".rstrip()
+                for r in self.rows]
+        npu = len(self.rows) - len(self.cpu_ops)
+        verdict = "FAIL" if self.cpu_ops else "OK"
+        out += ["", f"{self.path}: {verdict}: {npu}/{len(self.rows)} ops on the {self.target} "
+                    f"NPU ({self.tool})"]
+        return "\n".join(out)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": str(self.path), "target": self.target, "tool": self.tool,
+                "ops": self.rows, "cpu_ops": len(self.cpu_ops),
+                "npu_ops": len(self.rows) - len(self.cpu_ops)}
+
+
+def lint_ethos_u(path, target: str) -> TargetLintReport:
+    """Place every op of `path` on an Ethos-U `target` by compiling it with Vela.
+
+    Vela's "CPU operators" are matched to ops by their output tensor name. Needs the
+    ``ethosu`` extra (one-line error otherwise)."""
+    from mai_sr.device.vela import compile_model, require_vela
+
+    if target not in ETHOS_U_LINT_NPU:
+        raise MaiSrError(f"--target: {target!r} is not one of {', '.join(LINT_TARGETS)}")
+    version = require_vela()
+    graph = read_graph(path)
+    npu = ETHOS_U_LINT_NPU[target]
+    out = compile_model(path, npu)
+    by_output: dict[str, dict] = {c["name"]: c for c in out.cpu_fallback}
+    rows = []
+    for op in graph.ops:
+        names = [graph.tensors[i].name for i in op.outputs]
+        hit = next((by_output[n] for n in names if n in by_output), None)
+        rows.append({"index": op.index, "type": op.type, "output": names[0] if names else "",
+                     "unit": "CPU" if hit else "NPU",
+                     "reason": f"Vela: {hit['reason']}" if hit else ""})
+    placed = sum(r["unit"] == "CPU" for r in rows)
+    if placed != len(out.cpu_fallback):  # a CPU op whose name matched no tensor: say so
+        missing = [c for c in out.cpu_fallback
+                   if not any(r["output"] == c["name"] for r in rows)]
+        for c in missing:
+            rows.append({"index": -1, "type": c["op"], "output": c["name"], "unit": "CPU",
+                         "reason": f"Vela: {c['reason']} (tensor not found in the graph)"})
+    return TargetLintReport(path=Path(path), target=target, rows=rows,
+                            tool=f"Vela {version}, {npu}")
+
+
+def lint_for_target(path, target: str):
+    """`mai-sr lint --target`: a TargetLintReport (Ethos-U, from Vela) or, for vs680/nnapi,
+    the LintReport restricted to that target's op-support findings."""
+    if target in ETHOS_U_LINT_NPU:
+        return lint_ethos_u(path, target)
+    if target not in LINT_TARGETS:
+        raise MaiSrError(f"--target: {target!r} is not one of {', '.join(LINT_TARGETS)}")
+    report = lint_model(path)
+    other = "unsupported-nnapi" if target == "vs680" else "unsupported-vs680"
+    report.findings = [f for f in report.findings if f.code != other]
+    return report
+
