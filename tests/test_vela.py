@@ -76,23 +76,27 @@ def real_lr(shared_data) -> np.ndarray:
 # ------------------------------------------------------------------ the rewrite is exact
 
 
+@pytest.mark.parametrize("form", ["split", "slice", None])
 @pytest.mark.parametrize("drop", [False, True])
-@pytest.mark.parametrize("target", list(ETHOS_U))
-def test_rewrite_is_bit_exact_on_small_odd_model(small_model, target, drop, tmp_path, real_lr):
+def test_rewrite_is_bit_exact_on_small_odd_model(small_model, form, drop, tmp_path, real_lr):
     data = small_model.read_bytes()
-    new = _rewrite(data, target, drop_noop_clips=drop)
+    new = _rewrite(data, "ethos-u65", drop_noop_clips=drop, form=form)
     types = _op_types(new, tmp_path, "new.tflite")
     assert "DEPTH_TO_SPACE" not in types and "CONCATENATION" in types and "RESHAPE" in types
+    assert ("SLICE" in types) == (form == "slice")  # the anchor ADD makes "auto" split
     for name, lr in _inputs(23, 37, real_lr).items():
         a, b = _litert(data, lr), _litert(new, lr)
         assert a.shape == b.shape == (69, 111, 3)
-        assert np.array_equal(a, b), f"{target} drop={drop}: {name} differs"
+        assert np.array_equal(a, b), f"{form} drop={drop}: {name} differs"
 
 
-@pytest.mark.parametrize("model", ["abpn", "scsrn"])
-def test_rewrite_of_shipped_model_is_bit_exact_at_360x640(model, real_lr):
+@pytest.mark.parametrize("model,form", [("abpn", "split"), ("scsrn", "slice")])
+def test_rewrite_of_shipped_model_is_bit_exact_at_360x640(model, form, real_lr):
+    from mai_sr.export.targets import rewrite_for_target
+
     data = (PRETRAINED / f"{model}.tflite").read_bytes()
-    new = _rewrite(data, "ethos-u85")
+    new, rewrite = rewrite_for_target(data, "ethos-u85")
+    assert rewrite.form == form  # SCSRN's conv is its last op: sliced, not split
     for name, lr in _inputs(360, 640, real_lr).items():
         assert np.array_equal(_litert(data, lr), _litert(new, lr)), f"{model}: {name} differs"
 

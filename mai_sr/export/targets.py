@@ -6,9 +6,13 @@ challenge model - depth-to-space over the whole 1920x1080x3 output - falls back 
 The rewrite replaces it with ops Vela places on the NPU and that compute the same integers:
 
     27-channel tail (conv, anchor conv, ADD, clip)  -> DEPTH_TO_SPACE(3) -> QUANTIZE
-becomes
+becomes ("split" form)
     the same tail split into 3 tails of 9 channels  -> CONCATENATION(axis=width)
                                                      -> RESHAPE(1, 3H, 3W, 3) -> QUANTIZE
+or ("slice" form)
+    the tail unchanged -> 3 x SLICE(9 channels)     -> CONCATENATION(axis=width) -> RESHAPE ...
+
+:func:`choose_form` picks the form that Vela estimated faster on the shipped models.
 
 Why it is exact: for block size b and C output channels, depth-to-space writes LR channel
 ``(i*b + j)*C + c`` of pixel (h, w) to HR pixel (b*h + i, b*w + j). Tail ``i`` computes LR
@@ -52,9 +56,9 @@ from mai_sr.errors import MaiSrError
 # 34.6 ms kept; a tiny probe model had shown the opposite on U85, where the conv work is
 # small); benchmarks/vela.py measures both forms per configuration.
 TARGETS = {
-    "ethos-u55": {"accelerator": "ethos-u55-256", "drop_noop_clips": True},
-    "ethos-u65": {"accelerator": "ethos-u65-512", "drop_noop_clips": True},
-    "ethos-u85": {"accelerator": "ethos-u85-2048", "drop_noop_clips": True},
+    "ethos-u55": {"accelerator": "ethos-u55-256", "drop_noop_clips": True, "form": "auto"},
+    "ethos-u65": {"accelerator": "ethos-u65-512", "drop_noop_clips": True, "form": "auto"},
+    "ethos-u85": {"accelerator": "ethos-u85-2048", "drop_noop_clips": True, "form": "auto"},
 }
 
 # Ops whose output channel k depends only on input channel k (and scalar/per-channel
@@ -69,13 +73,15 @@ class Rewrite:
     """What `rewrite_for_target` changed, for the sidecar and metadata."""
 
     target: str
+    form: str                  # "split" (tails split by channel) or "slice" (SLICE copies)
     depth_to_space: int        # DEPTH_TO_SPACE ops replaced
     split_ops: int             # tail ops split into b parts
     dropped_clips: int         # no-op MINIMUM/RELU deleted
 
     def to_dict(self) -> dict:
-        form = "split-tail concat(width) + reshape"
-        return {"target": self.target, "form": form,
+        how = {"split": "tails split by channel", "slice": "SLICE by channel group",
+               "mixed": "split or sliced per depth-to-space"}.get(self.form, self.form)
+        return {"target": self.target, "form": f"{how} -> CONCATENATION(width) -> RESHAPE",
                 "depth_to_space_replaced": self.depth_to_space,
                 "tail_ops_split": self.split_ops, "noop_clips_dropped": self.dropped_clips}
 
@@ -247,8 +253,58 @@ def _name(t) -> str:
     return t.name.decode() if isinstance(t.name, bytes) else str(t.name)
 
 
-def _replace_depth_to_space(g: _Graph, d2s) -> int:
-    """Rewrite one DEPTH_TO_SPACE and its tail in place; returns the number of tail ops."""
+def _const_int32(g: _Graph, values, name: str) -> int:
+    array = np.array(values, dtype=np.int32)
+    like = g.schema.TensorT()
+    return g.add_tensor(like, name, [len(array)], g.add_buffer(array),
+                        quant=g.schema.QuantizationParametersT(),
+                        ttype=g.schema.TensorType.INT32)
+
+
+def _slice_parts(g: _Graph, d2s) -> list[int]:
+    """SLICE ops cutting the depth-to-space input into b channel groups (pure copies: the
+    graph before them is untouched); returns the slices' output tensors."""
+    src = g.tensor(d2s.inputs[0])
+    b = int(d2s.builtinOptions.blockSize)
+    n, h, w, cc = (int(v) for v in src.shape)
+    group = cc // b
+    outs = []
+    for part in range(b):
+        out = g.add_tensor(src, f"{_name(src)}_part{part}", [n, h, w, group])
+        op = g.schema.OperatorT()
+        op.opcodeIndex = g.opcode("SLICE", 2)
+        op.inputs = np.array([d2s.inputs[0],
+                              _const_int32(g, [0, 0, 0, part * group], f"{_name(src)}_begin{part}"),
+                              _const_int32(g, [n, h, w, group], f"{_name(src)}_size{part}")],
+                             dtype=np.int32)
+        op.outputs = np.array([out], dtype=np.int32)
+        op.builtinOptionsType = g.schema.BuiltinOptions.SliceOptions
+        op.builtinOptions = g.schema.SliceOptionsT()
+        outs.append((op, out))
+    return outs
+
+
+def choose_form(g: _Graph, d2s) -> str:
+    """"split" when the depth-to-space tail has an elementwise op after its convolutions
+    (the anchor ADD of ABPN, NCNet, XCAT), else "slice" (SCSRN: the conv is the last op).
+
+    Measured with Vela 5.2 on the shipped models (benchmarks/vela.py): splitting the conv
+    reads its input once per part, which costs nothing extra where the conv output must be
+    written out for an elementwise op anyway (ABPN on U85-2048: split 23.3 ms, slice 27.3);
+    where the conv is the last op, copying slices of its output is cheaper (SCSRN on
+    U85-2048: slice 44.4 ms, split 61.2; on U65-512: 47.7 and 55.3).
+    """
+    try:
+        tail = _tail(g, d2s, int(g.tensor(d2s.inputs[0]).shape[-1]))
+    except MaiSrError:
+        return "slice"  # the tail cannot be split: slicing works on any producer
+    return "split" if any(g.op_type(op) not in _SPLITTABLE_PRODUCERS for op in tail) \
+        else "slice"
+
+
+def _replace_depth_to_space(g: _Graph, d2s, form: str = "split") -> int:
+    """Rewrite one DEPTH_TO_SPACE (and, in the "split" form, its tail) in place; returns
+    the number of tail ops split."""
     src, dst = g.tensor(d2s.inputs[0]), g.tensor(d2s.outputs[0])
     b = int(d2s.builtinOptions.blockSize)
     n, h, w, cc = (int(v) for v in src.shape)
@@ -258,6 +314,11 @@ def _replace_depth_to_space(g: _Graph, d2s) -> int:
     c = cc // (b * b)
     if not _same_quant(src, dst):
         raise MaiSrError("depth-to-space requantizes; the rewrite could not be exact")
+    if form == "auto":
+        form = choose_form(g, d2s)
+    if form == "slice":
+        tail, sliced = [], _slice_parts(g, d2s)
+        return _finish(g, d2s, tail, [op for op, _ in sliced], [t for _, t in sliced])
     tail = _tail(g, d2s, cc)
     parts_out = []
     new_ops = []
@@ -284,6 +345,16 @@ def _replace_depth_to_space(g: _Graph, d2s) -> int:
             new.outputs = np.array([rename[int(op.outputs[0])]], dtype=np.int32)
             new_ops.append(new)
         parts_out.append(rename[int(d2s.inputs[0])])
+    return _finish(g, d2s, tail, new_ops, parts_out)
+
+
+def _finish(g: _Graph, d2s, tail: list, new_ops: list, parts_out: list[int]) -> int:
+    """Concatenate the b parts along the width, reshape to the HR image, and put the new
+    ops where `d2s` was (everything they read is computed before it)."""
+    src, dst = g.tensor(d2s.inputs[0]), g.tensor(d2s.outputs[0])
+    b = int(d2s.builtinOptions.blockSize)
+    n, h, w, cc = (int(v) for v in src.shape)
+    c = cc // (b * b)
     for t in parts_out:
         if not _same_quant(g.tensor(t), dst):
             raise MaiSrError("depth-to-space input and output quantization differ")
@@ -383,7 +454,8 @@ def _compact(g: _Graph) -> None:
 
 
 def rewrite_for_target(tflite_bytes: bytes, target: str,
-                       drop_noop_clips: bool | None = None) -> tuple[bytes, Rewrite]:
+                       drop_noop_clips: bool | None = None, form: str | None = None
+                       ) -> tuple[bytes, Rewrite]:
     """`tflite_bytes` rewritten so every op runs on the Ethos-U NPU `target`; same outputs.
 
     `target` is a key of :data:`TARGETS`. `drop_noop_clips` overrides the target's choice
@@ -405,9 +477,13 @@ def rewrite_for_target(tflite_bytes: bytes, target: str,
     dropped = _drop_noop_clips(g) if drop else 0
     d2s_ops = [op for op in g.sg.operators if g.op_type(op) == "DEPTH_TO_SPACE"]
     split = 0
+    forms = []
     for d2s in d2s_ops:
-        split += _replace_depth_to_space(g, d2s)
+        chosen = form or TARGETS[target]["form"]
+        forms.append(choose_form(g, d2s) if chosen == "auto" else chosen)
+        split += _replace_depth_to_space(g, d2s, forms[-1])
     _compact(g)
     data = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
-    return data, Rewrite(target=target, depth_to_space=len(d2s_ops), split_ops=split,
-                         dropped_clips=dropped)
+    return data, Rewrite(target=target, form=(forms[0] if len(set(forms)) == 1
+                                                 else "mixed" if forms else "none"),
+                         depth_to_space=len(d2s_ops), split_ops=split, dropped_clips=dropped)

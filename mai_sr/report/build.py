@@ -752,6 +752,10 @@ def _notes(datasets: list[str], runners: list[str], cards: list[dict]) -> list[s
     if "synap" in runners:
         notes.append("NPU ms from the synap runner is the SyNAP simulator's estimate for the "
                      "VS680 NPU, not a measurement on hardware.")
+    if "vela" in runners:
+        notes.append("Vela: Arm Vela's estimate for an Ethos-U NPU (configuration, system "
+                     "config and memory mode in each model card), with the share of ops it "
+                     "places on the NPU; shown in the model cards, not used for the score.")
     notes.append(f"Final score: 2^(2*PSNR) / (C * NPU ms), C = {C:.6g} (fitted to {TABLE1}). "
                  "A score computed on other images, at another scale or input size, or from "
                  "a simulated or other device's runtime says so in its cell: it ranks models "

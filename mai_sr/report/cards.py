@@ -18,6 +18,10 @@ with finite numbers required), shared by the cards `mai-sr report` writes
 - ``score``: the challenge score ``2^(2*PSNR) / (C * runtime_ms)`` with the PSNR, dataset,
   runtime and runner it was computed from (null value when either is missing);
 - ``lint``: error and warning counts and lines of `mai-sr lint` on the first file (or null);
+- ``vela`` (optional, when the report ran ``--runner vela``): Arm Vela's *estimate* for an
+  Ethos-U: NPU configuration, system config and memory mode, ms, share of ops on the NPU,
+  the ops left on the CPU (not timed by Vela, so ``complete`` is false) and MAC utilisation.
+  Not used for the score (it is no VS680 time);
 - ``toolkit_version``, ``run_config_hash`` (null for a bare .tflite), ``status`` ("ok" or
   "error") and ``errors`` (one line each).
 """
@@ -102,6 +106,13 @@ MODEL_CARD_SCHEMA: dict = {
         "run_config_hash": _STR_OR_NULL,
         "status": {"enum": ["ok", "error"]},
         "errors": {"type": "array", "items": {"type": "string"}},
+    }, {
+        "vela": {**_obj({
+            "npu": {"type": "string"}, "system_config": _STR_OR_NULL,
+            "memory_mode": _STR_OR_NULL, "ms": _NUMBER_OR_NULL,
+            "npu_op_percent": _NUMBER_OR_NULL, "cpu_ops": _STR_OR_NULL,
+            "complete": {"type": "boolean"}, "mac_util_percent": _NUMBER_OR_NULL,
+        }), "type": ["object", "null"]},
     }),
 }
 
@@ -189,6 +200,19 @@ def _runtime_row(bench: BenchResult) -> dict:
             "error": bench.error}
 
 
+def vela_summary(bench_results) -> dict | None:
+    """The card's ``vela`` field from the first successful Vela BenchResult, or None."""
+    for b in bench_results:
+        if b.runner == "vela" and b.error is None and b.avg_ms is not None:
+            d, dev = b.delegate or {}, b.device or {}
+            return {"npu": dev.get("npu", ""), "system_config": dev.get("system_config"),
+                    "memory_mode": dev.get("memory_mode"), "ms": _finite(b.avg_ms),
+                    "npu_op_percent": d.get("npu_op_percent"), "cpu_ops": d.get("cpu_ops"),
+                    "complete": bool(d.get("complete")),
+                    "mac_util_percent": d.get("mac_util_percent")}
+    return None
+
+
 def card_quality(card: dict, dataset: str, source: str) -> dict | None:
     """The card's quality row for `dataset` from `source` ("keras" or "tflite"), or None."""
     for row in card["quality"]:
@@ -246,6 +270,7 @@ def build_model_card(name: str, *, tflite, architecture: str | None = None, scal
             all_stats.append(None)
             errors.append(str(exc))
     first = all_stats[0]
+    bench_results = list(bench_results)
     runtimes = [_runtime_row(b) for b in bench_results]
     errors += [f"{r['runner']}: {r['error']}" for r in runtimes if r["error"]]
     int8_results = list(int8_results)
@@ -274,6 +299,7 @@ def build_model_card(name: str, *, tflite, architecture: str | None = None, scal
                   "runner": npu["runner"] if npu else None,
                   "simulated": bool(npu and npu["simulated"])},
         "lint": lint,
+        "vela": vela_summary(bench_results),
         "toolkit_version": __version__,
         "run_config_hash": run_config_hash,
         "status": "error" if errors else "ok",

@@ -103,7 +103,13 @@ def render_page(*, title: str, intro: list[str], summary: pd.DataFrame,
                      f'<figcaption>{html.escape(fig["caption"])}</figcaption></figure>')
     parts.append("<h2>Model cards</h2>")
     for card in cards:
-        parts.append(f"<details><summary>{html.escape(card['name'])}</summary><pre>"
+        summary = card["name"]
+        vela = card.get("vela")
+        if vela:  # Vela's estimate lives in the card, not as leaderboard columns (width)
+            summary += (f" - Vela {vela['npu']}: {vela['ms']:.1f} ms (estimated), "
+                        f"{vela['npu_op_percent']:g}% of ops on the NPU"
+                        + ("" if vela["complete"] else f"; CPU: {vela['cpu_ops']}"))
+        parts.append(f"<details><summary>{html.escape(summary)}</summary><pre>"
                      f"{html.escape(json.dumps(card, indent=2, sort_keys=True))}</pre></details>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
