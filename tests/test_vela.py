@@ -231,3 +231,30 @@ def test_export_target_records_rewrite_and_matches_default(tmp_path):
     assert "target" not in read_sidecar(plain)
     for name, lr in _inputs(45, 61).items():
         assert np.array_equal(_litert(plain.read_bytes(), lr), _litert(target.read_bytes(), lr))
+
+
+def test_export_target_refuses_float_and_dynamic(tmp_path):
+    from mai_sr.errors import MaiSrError
+    from mai_sr.export.convert import export
+
+    with pytest.raises(MaiSrError, match="--precision int8"):
+        export(tmp_path / "a.tflite", pretrained="abpn", precision="fp32", target="ethos-u85")
+    with pytest.raises(MaiSrError, match="fixed"):
+        export(tmp_path / "a.tflite", pretrained="abpn", dynamic=True, target="ethos-u85")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_model_card_carries_velas_estimate(small_model):
+    """The report's model card gets a `vela` field (ms, NPU op share, CPU ops); the score
+    still comes from an NPU runner, never from Vela."""
+    from mai_sr.device import get_runner
+    from mai_sr.report.cards import build_model_card
+
+    result = get_runner("vela", npu="ethos-u55-128").bench(small_model)
+    card = build_model_card("small", tflite=small_model, bench_results=[result])
+    vela = card["vela"]
+    assert vela["npu"] == "ethos-u55-128" and vela["ms"] == pytest.approx(result.avg_ms)
+    assert vela["complete"] is False and vela["cpu_ops"] == "DEPTH_TO_SPACE"
+    assert 0 < vela["npu_op_percent"] < 100
+    assert card["score"]["runner"] is None
+    assert build_model_card("small", tflite=small_model)["vela"] is None
