@@ -135,9 +135,14 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
 
 
+def json_bytes(obj) -> bytes:
+    """`obj` as the indented, key-sorted JSON text every JSON file of the toolkit holds."""
+    return (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8")
+
+
 def write_json(path: str | os.PathLike, obj) -> Path:
     """Write `obj` as indented, key-sorted JSON atomically and return the path."""
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    return write_bytes(path, json_bytes(obj))
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

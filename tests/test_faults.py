@@ -145,3 +145,47 @@ def test_score_overflow_and_a_runtime_file_without_runner_are_one_line(tmp_path,
     err = capsys.readouterr().err
     assert "entry 0 has no runner and no model (expected `mai-sr bench --json`" in err
     assert err.count("\n") == 1
+
+
+@pytest.fixture
+def one_image(tmp_path, shared_data):
+    folder = tmp_path / "one"
+    folder.mkdir()
+    (folder / "bird.png").symlink_to(shared_data / "Set5" / "bird.png")
+    return folder
+
+
+def test_report_on_a_full_disk_keeps_the_previous_report_whole(small_disk, one_image, tmp_path,
+                                                               capsys):
+    from mai_sr.cli import main
+    from mai_sr.pretrained import pretrained_path
+
+    out = small_disk / "report"
+    out.mkdir()
+    (out / "index.html").write_text("previous report")
+    model = tmp_path / "abpn.tflite"
+    shutil.copy(pretrained_path("abpn", "fixed"), model)
+    shutil.copy(pretrained_path("abpn", "dynamic"), tmp_path / "abpn_none.tflite")
+    (small_disk / "ballast").write_bytes(bytes(200 << 10))  # leave ~50 KiB: less than a page
+    assert main(["report", str(model), "--data", str(one_image), "--runner", "synap",
+                 "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mai-sr report: error: ") and "No space left on device" in err
+    assert err.count("\n") == 1
+    assert (out / "index.html").read_text() == "previous report"
+    assert not (out / "cards").exists() and not (out / "leaderboard.csv").exists()  # no half
+    assert not [p for p in out.rglob(".*") if p.is_file()]  # no temp left behind
+
+
+def test_report_refuses_a_fixed_file_and_a_dynamic_twin_from_two_exports(tmp_path, one_image,
+                                                                         capsys):
+    from mai_sr.cli import main
+    from mai_sr.pretrained import pretrained_path
+
+    shutil.copy(pretrained_path("abpn", "fixed"), tmp_path / "m.tflite")
+    shutil.copy(pretrained_path("xcat", "dynamic"), tmp_path / "m_none.tflite")  # torn set
+    assert main(["report", str(tmp_path / "m.tflite"), "--data", str(one_image), "--runner",
+                 "synap", "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "m.tflite and m_none.tflite are not one export (their model" in err
+    assert not (tmp_path / "r").exists()
