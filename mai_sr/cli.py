@@ -25,7 +25,7 @@ from mai_sr import __version__
 from mai_sr.device import RUNNERS
 from mai_sr.errors import MaiSrError
 from mai_sr.pretrained import available as available_pretrained
-from mai_sr.registry import list_models
+from mai_sr.registry import SCALES, list_models
 
 PROG = "mai-sr"
 
@@ -90,7 +90,7 @@ def non_negative_int(text: str) -> int:
 
 
 def size_hw(text: str) -> tuple[int, int]:
-    """'360x640' -> (360, 640): height x width, as the challenge writes LR sizes."""
+    """'HxW' text such as '360x640' -> (height, width), as the challenge writes LR sizes."""
     parts = text.lower().split("x")
     if len(parts) != 2:
         raise argparse.ArgumentTypeError(f"expected HxW such as 360x640, got {text!r}")
@@ -144,9 +144,9 @@ def cmd_export(args) -> int:
     from mai_sr.export.convert import export
 
     paths = export(args.output, run=args.run, model=args.model, weights=args.weights,
-                   pretrained=args.pretrained, shape=args.shape, dynamic=args.dynamic,
-                   precision=args.precision, calib=args.calib, calib_n=args.calib_n,
-                   target=args.target)
+                   pretrained=args.pretrained, shape=args.shape, scale=args.scale,
+                   dynamic=args.dynamic, precision=args.precision, calib=args.calib,
+                   calib_n=args.calib_n, target=args.target)
     for p in paths:
         print(p)
     return 0
@@ -235,7 +235,8 @@ def cmd_lint(args) -> int:
 def cmd_profile(args) -> int:
     from mai_sr.profile import format_profile, profile_model
 
-    prof = profile_model(args.model, size=args.size, deploy=not args.train_graph)
+    prof = profile_model(args.model, size=args.size, deploy=not args.train_graph,
+                         scale=args.scale)
     if args.json:
         _print_json(prof.to_dict())
     else:
@@ -343,11 +344,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     # train ------------------------------------------------------------------
     p = sub.add_parser("train", help="train FP32 then (with --qat) quantization-aware")
-    p.add_argument("--model", choices=MODEL_NAMES, default=None, help="architecture (default abpn)")
+    p.add_argument("--model", choices=list_models(), default=None, help="architecture (default abpn)")
+    p.add_argument("--scale", type=int, choices=SCALES, default=None,
+                   help="upscaling factor (default 3, or the --from/--init run's)")
     p.add_argument("--data", default=None, help="builtin | DIR[,DIR] of HR images (default builtin)")
     p.add_argument("--val", default=None, help="validation folder (default: held-out training images)")
     p.add_argument("--steps", type=positive_int, default=None, help="FP32 training steps")
-    p.add_argument("--patch", type=positive_int, default=None, help="LR patch size (HR = 3x)")
+    p.add_argument("--patch", type=positive_int, default=None, help="LR patch size (HR = scale x)")
     p.add_argument("--batch", type=positive_int, default=None)
     p.add_argument("--lr", type=positive_float, default=None)
     p.add_argument("--schedule", choices=("cosine", "step"), default=None)
@@ -383,9 +386,12 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--run", help="run directory from `mai-sr train`")
     src.add_argument("--pretrained", choices=PRETRAINED_NAMES, help="a shipped pretrained model")
-    p.add_argument("--model", choices=MODEL_NAMES, help="architecture, with --weights")
+    p.add_argument("--model", choices=list_models(), help="architecture, with --weights")
+    p.add_argument("--scale", type=int, choices=SCALES, default=None,
+                   help="upscaling factor of --model/--weights (default 3; --run reads the run's)")
     p.add_argument("--weights", help="Keras deploy weights file, with --model")
-    p.add_argument("--shape", type=size_hw, default=(360, 640), help="LR input HxW (default 360x640)")
+    p.add_argument("--shape", type=size_hw, default=None,
+                   help="LR input HxW (default: the scale's timing input, 360x640 at x3)")
     p.add_argument("--dynamic", action="store_true", help="also write a dynamic-shape *_none.tflite")
     p.add_argument("--precision", choices=("int8", "fp16", "fp32"), default="int8")
     p.add_argument("--calib", help="folder of images for post-training calibration (default builtin)")
@@ -461,7 +467,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     # profile ----------------------------------------------------------------
     p = sub.add_parser("profile", help="params, MACs, activations, #conv, memory of a model")
-    p.add_argument("--model", choices=MODEL_NAMES, required=True)
+    p.add_argument("--model", choices=list_models(), required=True)
+    p.add_argument("--scale", type=int, choices=SCALES, default=3,
+                   help="upscaling factor (default 3)")
     p.add_argument("--size", type=size_hw, default=(256, 256), help="LR input HxW (default 256x256)")
     p.add_argument("--train-graph", action="store_true", help="profile the training graph")
     p.add_argument("--json", action="store_true")

@@ -37,6 +37,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from mai_sr.challenge import CHALLENGE_SCALE
 from mai_sr.errors import MaiSrError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -88,7 +89,7 @@ def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-def crop_to_scale(img: np.ndarray, scale: int = 3) -> np.ndarray:
+def crop_to_scale(img: np.ndarray, scale: int = CHALLENGE_SCALE) -> np.ndarray:
     """Crop the bottom/right so both sides are multiples of `scale`."""
     h, w = img.shape[0] - img.shape[0] % scale, img.shape[1] - img.shape[1] % scale
     return img[:h, :w]
@@ -100,13 +101,13 @@ def _resize(img: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
     return np.asarray(out, dtype=np.uint8)
 
 
-def bicubic_downscale(hr: np.ndarray, scale: int = 3) -> np.ndarray:
+def bicubic_downscale(hr: np.ndarray, scale: int = CHALLENGE_SCALE) -> np.ndarray:
     """LR image from an HR one: crop to a multiple of `scale`, then antialiased bicubic 1/scale."""
     hr = crop_to_scale(hr, scale)
     return _resize(hr, (hr.shape[1] // scale, hr.shape[0] // scale))
 
 
-def bicubic_upscale(lr: np.ndarray, scale: int = 3) -> np.ndarray:
+def bicubic_upscale(lr: np.ndarray, scale: int = CHALLENGE_SCALE) -> np.ndarray:
     """Bicubic ×`scale` upscaling (the challenge's baseline)."""
     return _resize(lr, (lr.shape[1] * scale, lr.shape[0] * scale))
 
@@ -230,7 +231,7 @@ def _make_pair(entry: _Entry, scale: int) -> ImagePair:
     return ImagePair(entry.name, hr, lr)
 
 
-def iter_pairs(source, scale: int = 3, min_lr_size: int | None = None) -> Iterator[ImagePair]:
+def iter_pairs(source, scale: int = CHALLENGE_SCALE, min_lr_size: int | None = None) -> Iterator[ImagePair]:
     """Yield :class:`ImagePair` for every image of `source`, one image in memory at a time.
 
     `source`: "builtin", a folder, "DIR,DIR", a list of those, or a DIV2K folder.
@@ -253,7 +254,7 @@ def _iter_entries(entries: list[_Entry], scale: int, min_lr: int) -> Iterator[Im
         yield pair
 
 
-def load_pairs(source, scale: int = 3, min_lr_size: int | None = None) -> list[ImagePair]:
+def load_pairs(source, scale: int = CHALLENGE_SCALE, min_lr_size: int | None = None) -> list[ImagePair]:
     """All pairs of `source` as a list (see :func:`iter_pairs`); error if none is usable."""
     pairs = list(iter_pairs(source, scale=scale, min_lr_size=min_lr_size))
     if not pairs:
@@ -265,7 +266,7 @@ def load_pairs(source, scale: int = 3, min_lr_size: int | None = None) -> list[I
 
 
 def make_train_dataset(pairs: Sequence[ImagePair], *, patch: int = 64, batch: int = 16,
-                       scale: int = 3, seed: int = 0, start_step: int = 0,
+                       scale: int = CHALLENGE_SCALE, seed: int = 0, start_step: int = 0,
                        intensity_aug: bool = False):
     """Infinite ``tf.data.Dataset`` of ``(lr, hr)`` float32 batches with values in [0, 255].
 

@@ -33,6 +33,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from mai_sr._tf import keras
+from mai_sr.challenge import CHALLENGE_SCALE
 from mai_sr.errors import MaiSrError
 from mai_sr.models import create_model
 from mai_sr.models.blocks import layer_inputs
@@ -151,7 +152,7 @@ def profile_keras(model, name: str | None = None, deploy: bool | None = None) ->
 
 
 def profile_model(name: str, size: tuple[int, int] = (256, 256), deploy: bool = True,
-                  scale: int = 3) -> Profile:
+                  scale: int = CHALLENGE_SCALE) -> Profile:
     """Profile registered model ``name`` for an LR input of ``size`` = (H, W).
 
     ``deploy=True`` profiles the inference graph (what runs on the device), ``False`` the

@@ -13,13 +13,17 @@ from types import ModuleType
 
 from mai_sr.errors import MaiSrError
 
-# name -> module defining build(scale, **config), DEFAULTS, DEPLOY and RECIPE
+# name -> module defining build(scale, **config), DEFAULTS (the training graph), DEPLOY (what
+# deploy=True changes) and RECIPE (training defaults that differ from mai_sr.train's)
 MODELS: dict[str, str] = {
     "abpn": "mai_sr.models.abpn",
     "ncnet": "mai_sr.models.ncnet",
     "scsrn": "mai_sr.models.scsrn",
     "xcat": "mai_sr.models.xcat",
 }
+
+# Upscaling factors every registered model builds, trains and exports at.
+SCALES = (2, 3, 4)
 
 
 def list_models() -> list[str]:
@@ -32,6 +36,13 @@ def check_model_name(name: str) -> str:
     if name not in MODELS:
         raise MaiSrError(f"unknown model {name!r}; choose from {', '.join(list_models())}")
     return name
+
+
+def check_scale(scale: int) -> int:
+    """`scale`, or a one-line MaiSrError listing :data:`SCALES`."""
+    if scale not in SCALES:
+        raise MaiSrError(f"scale {scale!r} is not one of {', '.join(map(str, SCALES))}")
+    return scale
 
 
 def model_module(name: str) -> ModuleType:

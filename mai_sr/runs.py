@@ -6,7 +6,7 @@
     RUN/fp32/deploy.weights.h5   the collapsed deploy graph's FP32 weights
     RUN/fp32/train.weights.h5    the training graph's weights
     RUN/qat/qat.weights.h5       the QAT model's weights and quantizer ranges
-    RUN/checkpoints/*.npz        resumable state (written and read by `mai_sr.train`)
+    RUN/checkpoints/*.npz        resumable state (written and read by `mai_sr.train.checkpoint`)
 
 Reading the files needs only the standard library; :func:`load_run_model` imports
 TensorFlow when called.
@@ -31,7 +31,6 @@ QAT_WEIGHTS = "qat/qat.weights.h5"
 METRICS_COLUMNS = ("step", "stage", "loss", "lr", "val_psnr", "time")
 
 
-
 def read_run_config(run_dir: str | os.PathLike) -> dict:
     """The run's ``config.json`` as a dict (flat: TrainConfig fields + scale, versions, ...)."""
     path = Path(run_dir) / CONFIG_FILE
@@ -43,12 +42,18 @@ def read_run_config(run_dir: str | os.PathLike) -> dict:
         raise MaiSrError(f"{path}: unreadable run config ({exc})") from None
 
 
+def run_scale(config: dict) -> int:
+    """The upscaling factor a run trained (its ``config.json`` as :func:`read_run_config`
+    returns it). Every run records it; the challenge's x3 was the only scale before it did."""
+    from mai_sr.challenge import CHALLENGE_SCALE
+
+    return int(config.get("scale", CHALLENGE_SCALE))
+
 
 def read_summary(run_dir: str | os.PathLike) -> dict:
     """The run's ``summary.json`` (per finished stage), or {} before the first stage ends."""
     path = Path(run_dir) / SUMMARY_FILE
     return json.loads(path.read_text()) if path.is_file() else {}
-
 
 
 def load_run_model(run_dir: str | os.PathLike, stage: str = "qat"):
@@ -68,7 +73,7 @@ def load_run_model(run_dir: str | os.PathLike, stage: str = "qat"):
         if not path.is_file():
             hint = " (train with --qat)" if path.name == Path(QAT_WEIGHTS).name else ""
             raise MaiSrError(f"{path}: not found; {run_dir} has no finished {stage} stage{hint}")
-    deploy = build_deploy(config["model"], config["scale"])
+    deploy = build_deploy(config["model"], run_scale(config))
     deploy.load_weights(str(needed[0]))
     if stage == "fp32":
         return deploy
@@ -77,7 +82,6 @@ def load_run_model(run_dir: str | os.PathLike, stage: str = "qat"):
     quantized = quantize_model(deploy)
     quantized.load_weights(str(needed[1]))
     return quantized
-
 
 
 def build_deploy(model_name: str, scale: int):

@@ -2,7 +2,7 @@
 atomic writes and bad input.
 
 The run directory is built directly (deploy weights + a calibrated QAT model saved under
-the file names `mai_sr.train` defines) instead of training, to keep the tests fast.
+the file names `mai_sr.runs` defines) instead of training, to keep the tests fast.
 """
 
 import json
@@ -21,6 +21,7 @@ from mai_sr.tflite.runtime import TFLiteSR
 from mai_sr.metrics import psnr
 from mai_sr.models import create_model
 from mai_sr.qat import calibrate, quantize_model
+from mai_sr.registry import SCALES
 from mai_sr.runs import CONFIG_FILE, FP32_DEPLOY_WEIGHTS, QAT_WEIGHTS
 from mai_sr.train import TrainConfig
 
@@ -243,3 +244,52 @@ def test_cli_error_is_one_line_and_exit_2(tmp_path, capsys):
     assert code == 2
     assert err.startswith("mai-sr export: error: --model and --weights go together")
     assert err.count("\n") == 1
+
+
+def test_the_scale_comes_from_the_source_and_sets_the_timing_shape(run_dir, tmp_path, capsys):
+    """x4 --model/--weights: 256x256 LR by default (the efficient-SR reports' input), scale 4
+    in the sidecar; a scale the source contradicts is a one-line error."""
+    x4 = tmp_path / "x4.weights.h5"
+    create_model("abpn", scale=4, deploy=True).save_weights(str(x4))
+    (path,) = export(tmp_path / "x4.tflite", model="abpn", weights=x4, scale=4, calib_n=2)
+    graph = read_graph(path)
+    assert list(graph.input_tensors[0].shape) == [1, 256, 256, 3]
+    assert list(graph.output_tensors[0].shape) == [1, 1024, 1024, 3]
+    assert json.loads((tmp_path / "x4.tflite.json").read_text())["scale"] == 4
+    with pytest.raises(MaiSrError, match=r"not deploy-graph or QAT weights of abpn x3"):
+        export(tmp_path / "m.tflite", model="abpn", weights=x4, shape=SHAPE)
+    with pytest.raises(MaiSrError, match=r"--scale 2: --run .* trained x3"):
+        export(tmp_path / "m.tflite", run=run_dir[0], scale=2, shape=SHAPE)
+    assert cli.main(["export", str(tmp_path / "p.tflite"), "--pretrained", "abpn",
+                     "--scale", "4"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("mai-sr export: error: --scale 4: the shipped models are x3; train one "
+                   "(mai-sr train --scale) and export it with --run\n")
+    assert not list(tmp_path.glob("m.tflite")) and not (tmp_path / "p.tflite").exists()
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_int8_files_at_every_scale_keep_the_exact_anchor_and_tile_bit_exactly(scale, tmp_path,
+                                                                           shared_data):
+    """At x2, x3 and x4: the anchor is an exact 0/1 CONV_2D 3 -> 3s^2, the file lints clean,
+    and the fixed-shape file tiled over a larger real image equals the dynamic file's
+    whole-image output, bit for bit."""
+    from mai_sr.data import load_pairs
+
+    qat = quantize_model(create_model("abpn", scale=scale, deploy=True))
+    calibrate(qat, calibration_batches(shared_data / "Set14", 2, crop=32, scale=scale))
+    fixed, dynamic = tmp_path / "fixed.tflite", tmp_path / "dynamic.tflite"
+    fixed.write_bytes(convert.convert_keras(qat, SHAPE, "int8"))
+    dynamic.write_bytes(convert.convert_keras(qat, None, "int8"))
+    graph = read_graph(fixed)
+    out_channels = 3 * scale * scale
+    (anchor,) = [op for op in graph.ops if op.type == "CONV_2D"
+                 and graph.op_inputs(op)[1].shape == (out_channels, 1, 1, 3)]
+    assert set(np.unique(graph.constant_data(graph.op_inputs(anchor)[1].index))) == {0, 127}
+    assert list(graph.output_tensors[0].shape) == [1, SHAPE[0] * scale, SHAPE[1] * scale, 3]
+    report = lint_model(fixed)
+    assert (report.errors, report.warnings) == (0, 0), report.format_table()
+    lr = load_pairs(shared_data / "Set5", scale=scale)[0].lr[:45, :71]  # odd, > SHAPE
+    whole = TFLiteSR(dynamic).run(lr)
+    assert whole.shape == (45 * scale, 71 * scale, 3) and TFLiteSR(fixed).scale == scale
+    np.testing.assert_array_equal(TFLiteSR(fixed).upscale(lr), whole)

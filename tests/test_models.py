@@ -8,6 +8,7 @@ the training graph itself, published parameter counts).
 import numpy as np
 import pytest
 
+from mai_sr import registry
 from mai_sr._tf import keras, tf
 from mai_sr.errors import MaiSrError
 from mai_sr.tflite.graph import read_graph
@@ -15,7 +16,8 @@ from mai_sr.models import collapse, create_model, custom_objects, list_models
 from mai_sr.models.blocks import (ClipByValue, Collapsible, ConcatAnchor, DepthToSpace,
                                   NearestConvAnchor, ScaledConv2D)
 
-MODELS = ["abpn", "ncnet", "scsrn", "xcat"]
+MODELS = list_models()
+SCALES = registry.SCALES
 
 # Published parameter counts (trainable).
 # ABPN: Du et al., "Anchor-based Plain Net for Mobile Image Super-Resolution", CVPRW 2021
@@ -62,7 +64,7 @@ def tflite_ops(model, tmp_path):
 # ------------------------------------------------------------------ anchors and head
 
 
-@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("scale", SCALES)
 def test_nearest_conv_anchor_with_depth_to_space_is_nearest_upsampling(scale):
     x = lr_image()
     up = DepthToSpace(scale)(NearestConvAnchor(scale)(x)).numpy()
@@ -70,22 +72,27 @@ def test_nearest_conv_anchor_with_depth_to_space_is_nearest_upsampling(scale):
     np.testing.assert_array_equal(up, reference)
 
 
-def test_nearest_conv_anchor_is_frozen_and_bias_free():
-    layer = NearestConvAnchor(3)
+@pytest.mark.parametrize("scale", SCALES)
+def test_nearest_conv_anchor_is_frozen_and_bias_free(scale):
+    layer = NearestConvAnchor(scale)
     layer.build((None, None, None, 3))
     assert layer.trainable_weights == []
-    assert [tuple(w.shape) for w in layer.weights] == [(1, 1, 3, 27)]
+    assert [tuple(w.shape) for w in layer.weights] == [(1, 1, 3, 3 * scale * scale)]
 
 
-def test_concat_anchor_equals_nearest_conv_anchor():
+@pytest.mark.parametrize("scale", SCALES)
+def test_concat_anchor_equals_nearest_conv_anchor(scale):
     x = lr_image(seed=1)
-    np.testing.assert_array_equal(ConcatAnchor(3)(x).numpy(), NearestConvAnchor(3)(x).numpy())
+    np.testing.assert_array_equal(ConcatAnchor(scale)(x).numpy(),
+                                  NearestConvAnchor(scale)(x).numpy())
 
 
-def test_clip_before_depth_to_space_equals_clip_after():
-    x = np.random.default_rng(2).uniform(-200, 450, (1, 37, 53, 27)).astype(np.float32)
-    before = DepthToSpace(3)(ClipByValue()(x)).numpy()
-    after = ClipByValue()(DepthToSpace(3)(x)).numpy()
+@pytest.mark.parametrize("scale", SCALES)
+def test_clip_before_depth_to_space_equals_clip_after(scale):
+    x = np.random.default_rng(2).uniform(-200, 450, (1, 37, 53, 3 * scale * scale))
+    x = x.astype(np.float32)
+    before = DepthToSpace(scale)(ClipByValue()(x)).numpy()
+    after = ClipByValue()(DepthToSpace(scale)(x)).numpy()
     assert (before == 0).any() and (before == 255).any()  # the clip did bite
     np.testing.assert_array_equal(before, after)
 
@@ -104,17 +111,18 @@ def test_published_parameter_counts():
 
 @pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("deploy", [False, True])
-def test_any_input_size_maps_to_three_times_larger_rgb(name, deploy):
-    model = create_model(name, deploy=deploy)
+@pytest.mark.parametrize("scale", SCALES)
+def test_any_input_size_maps_to_scale_times_larger_rgb(name, deploy, scale):
+    model = create_model(name, scale=scale, deploy=deploy)
     for h, w in ((37, 53), (1, 1), (8, 5)):
-        assert model(lr_image(h, w)).shape == (1, 3 * h, 3 * w, 3)
+        assert model(lr_image(h, w)).shape == (1, scale * h, scale * w, 3)
 
 
-@pytest.mark.parametrize("name, overrides", [
-    ("abpn", {}), ("ncnet", {}), ("scsrn", {}), ("xcat", {}),
-    ("scsrn", {"block": "clb"}), ("abpn", {"block": "repconv"})])
-def test_collapse_gives_the_deploy_graph_with_the_same_outputs(name, overrides):
-    train = randomize(create_model(name, **overrides))
+@pytest.mark.parametrize("name, overrides, scale", [
+    *[(name, {}, scale) for name in MODELS for scale in SCALES],
+    ("scsrn", {"block": "clb"}, 3), ("abpn", {"block": "repconv"}, 3)])
+def test_collapse_gives_the_deploy_graph_with_the_same_outputs(name, overrides, scale):
+    train = randomize(create_model(name, scale=scale, **overrides))
     deploy = collapse(train)
     x = lr_image()
     expected, got = train(x).numpy(), deploy(x).numpy()
@@ -122,7 +130,7 @@ def test_collapse_gives_the_deploy_graph_with_the_same_outputs(name, overrides):
     assert np.mean((expected > 0) & (expected < 255)) > 0.2
     assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
     # Same structure as the registered deploy graph: plain convs, nearest anchor, clip -> D2S.
-    reference = create_model(name, deploy=True)
+    reference = create_model(name, scale=scale, deploy=True)
     assert [type(l) for l in deploy.layers] == [type(l) for l in reference.layers]
     assert [w.shape for w in deploy.weights] == [w.shape for w in reference.weights]
     assert not any(isinstance(l, (Collapsible, ConcatAnchor, ScaledConv2D))
@@ -130,10 +138,11 @@ def test_collapse_gives_the_deploy_graph_with_the_same_outputs(name, overrides):
     assert [l.name for l in deploy.layers][-2:] == ["clip", "depth_to_space"]
 
 
-def test_abpn_published_form_and_deploy_form_are_identical():
+@pytest.mark.parametrize("scale", SCALES)
+def test_abpn_published_form_and_deploy_form_are_identical(scale):
     # on raw pixels (no [0, 1] domain factors), so the two share conv weights one to one
-    published = randomize(create_model("abpn", normalize=False), seed=3)
-    deploy = create_model("abpn", deploy=True)
+    published = randomize(create_model("abpn", scale=scale, normalize=False), seed=3)
+    deploy = create_model("abpn", scale=scale, deploy=True)
     for layer in published.layers:
         if isinstance(layer, keras.layers.Conv2D):
             deploy.get_layer(layer.name).set_weights(layer.get_weights())
@@ -145,7 +154,7 @@ def test_abpn_published_form_and_deploy_form_are_identical():
 @pytest.mark.parametrize("name", MODELS)
 def test_keras_save_load_round_trip(name, tmp_path):
     for deploy in (False, True):
-        model = randomize(create_model(name, deploy=deploy, weight_clip=1.0), seed=4)
+        model = randomize(create_model(name, deploy=deploy, max_abs_weight=1.0), seed=4)
         path = tmp_path / f"{name}_{deploy}.keras"
         model.save(path)
         loaded = keras.models.load_model(path)
@@ -156,7 +165,7 @@ def test_keras_save_load_round_trip(name, tmp_path):
 
 def test_h5_round_trip_of_a_training_graph(tmp_path):
     # Legacy HDF5 needs the custom objects (Keras' rule for nested custom constraints).
-    model = randomize(create_model("scsrn", weight_clip=1.0), seed=5)
+    model = randomize(create_model("scsrn", max_abs_weight=1.0), seed=5)
     model.save(tmp_path / "scsrn.h5")
     loaded = keras.models.load_model(tmp_path / "scsrn.h5", custom_objects=custom_objects())
     x = lr_image(9, 11)
@@ -179,8 +188,8 @@ def test_published_abpn_form_converts_to_the_slow_variant(tmp_path):
     assert ops.index("DEPTH_TO_SPACE") < ops.index("MINIMUM")
 
 
-def test_weight_clip_bounds_every_kernel_after_training_and_anchor_stays_fixed():
-    model = randomize(create_model("xcat", block="repconv", weight_clip=0.05), seed=6)
+def test_max_abs_weight_bounds_every_kernel_after_training_and_anchor_stays_fixed():
+    model = randomize(create_model("xcat", block="repconv", max_abs_weight=0.05), seed=6)
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mae")
     x = lr_image(12, 12)
     model.fit(x, np.zeros((1, 36, 36, 3), np.float32), epochs=1, verbose=0)
@@ -198,10 +207,26 @@ def test_weight_clip_bounds_every_kernel_after_training_and_anchor_stays_fixed()
     assert collapse(model).get_layer("conv1").kernel_constraint.max_abs == 0.05
 
 
+def test_every_registered_model_module_defines_the_model_contract():
+    """build, DEFAULTS (with the options the toolkit passes: normalize, input_size), DEPLOY
+    and RECIPE (training defaults, keys of mai_sr.train.BASE_RECIPE)."""
+    from mai_sr.registry import model_module
+    from mai_sr.train import BASE_RECIPE
+
+    assert MODELS == sorted(MODELS) and len(MODELS) >= 4
+    for name in MODELS:
+        module = model_module(name)
+        assert callable(module.build), name
+        assert {"normalize", "input_size"} <= set(module.DEFAULTS), name
+        assert set(module.DEPLOY) <= set(module.DEFAULTS), name
+        assert set(module.RECIPE) <= set(BASE_RECIPE), name
+
+
 def test_registry_errors_name_the_bad_input():
-    assert list_models() == sorted(MODELS)
     with pytest.raises(MaiSrError, match="unknown model 'foo'"):
         create_model("foo")
+    with pytest.raises(MaiSrError, match="scale 5 is not one of 2, 3, 4"):
+        create_model("abpn", scale=5)
     with pytest.raises(MaiSrError, match="unknown option.*channelz"):
         create_model("abpn", channelz=3)
     with pytest.raises(MaiSrError, match="unknown block 'dense'"):

@@ -16,8 +16,9 @@ from mai_sr.data import load_pairs, make_train_dataset
 from mai_sr.models import collapse, create_model
 from mai_sr.models.blocks import ScaledConv2D
 from mai_sr.qat.weight_clip import apply_weight_clip, clip_kernel
+from mai_sr.registry import list_models
 
-MODELS = ["abpn", "ncnet", "scsrn", "xcat"]
+MODELS = list_models()
 LAST_CONV = {"abpn": "conv7", "ncnet": "conv7", "scsrn": "conv_out", "xcat": "conv_out"}
 
 

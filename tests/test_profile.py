@@ -62,6 +62,23 @@ def test_abpn_at_360x640_by_hand():
     assert prof.int8_weight_bytes == kernel + 4 * biases
 
 
+@pytest.mark.parametrize("scale", [2, 4])
+def test_abpn_at_other_scales_by_hand(scale, capsys):
+    """Only the last two convs change with the scale: 28 -> 3s^2 and 3s^2 -> 3s^2 (x4:
+    28 -> 48 and 48 -> 48, 62,048 params at 256x256 LR, the AIM 2020 / NTIRE 2023 input);
+    the frozen 1x1 anchor 3 -> 3s^2 is not counted."""
+    out = 3 * scale * scale
+    params = (9 * 3 * 28 + 28) + 4 * (9 * 28 * 28 + 28) + (9 * 28 * out + out) \
+        + (9 * out * out + out)
+    assert cli.main(["profile", "--model", "abpn", "--scale", str(scale), "--size", "256x256",
+                     "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["params"] == params and data["frozen_params"] == 3 * out
+    assert data["macs"] == (params - 28 * 5 - 2 * out + 3 * out) * 256 * 256
+    if scale == 4:
+        assert params == 62_048
+
+
 def test_peak_memory_keeps_tensors_until_their_last_use():
     inp = keras.Input((4, 4, 3))  # 48 elements
     a = keras.layers.Conv2D(8, 3, padding="same")(inp)  # 128

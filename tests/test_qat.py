@@ -15,8 +15,9 @@ from mai_sr.qat.configs import (ConvQuantizeConfig, MovingAverageRangeQuantizer,
                                 OutputQuantizeConfig, PassThroughQuantizeConfig,
                                 PerChannelWeightQuantizer)
 from mai_sr.qat.weight_clip import clip_kernel, kernel_variables
+from mai_sr.registry import list_models
 
-MODELS = ("abpn", "ncnet", "scsrn", "xcat")
+MODELS = list_models()
 PIXELS = [0.0, 255.0]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -276,7 +277,8 @@ def test_sigterm_then_sigkill_of_the_cli(shared_data, tmp_path):
 
 
 @pytest.mark.parametrize("option, value, stored", [
-    ("--steps", "50", "steps=10"), ("--model", "ncnet", "model='abpn'")])
+    ("--steps", "50", "steps=10"), ("--model", "ncnet", "model='abpn'"),
+    ("--scale", "2", "scale=3")])
 def test_resume_with_other_settings_names_the_field(reference_run, capsys, option, value,
                                                     stored):
     assert main(["train", "--out", str(reference_run), "--resume", option, value]) == 2
@@ -307,6 +309,26 @@ def test_bad_input_gives_one_line_errors(reference_run, tmp_path, capsys):
         assert err.startswith("mai-sr train: error: ") and err.count("\n") == 1, err
         assert message in err, (args, err)
         assert not new.exists()  # nothing is created on bad input
+
+
+def test_source_runs_lend_their_scale_and_other_scales_are_refused(reference_run):
+    """--from/--init adopt the run's scale (recorded in config.json, read by run_scale); a
+    different --scale, or a teacher of another scale, is a one-line error."""
+    from mai_sr.runs import run_scale
+
+    assert run_scale(read_run_config(reference_run)) == 3
+    assert TrainConfig(from_run=str(reference_run)).scale == 3
+    assert TrainConfig(init_run=str(reference_run)).scale == 3
+    assert TrainConfig(scale=4).scale == 4 and TrainConfig().scale == 3
+    for kwargs, message in [
+            (dict(from_run=str(reference_run), scale=4), f"--scale 4: --from {reference_run}"),
+            (dict(init_run=str(reference_run), scale=2), "trained x3"),
+            (dict(teacher="scsrn", scale=2), "--teacher scsrn: upscales x3, this run trains x2"),
+            (dict(teacher=str(reference_run), scale=4), "upscales x3, this run trains x4"),
+            (dict(scale=5), "--scale: scale 5 is not one of 2, 3, 4"),
+            (dict(model="toy"), "--model: unknown model 'toy'")]:
+        with pytest.raises(MaiSrError, match=re.escape(message)):
+            TrainConfig(**kwargs)
 
 
 def test_a_run_being_trained_cannot_be_resumed_twice(reference_run, capsys):

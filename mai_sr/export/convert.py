@@ -18,13 +18,17 @@ fake-quant ops become the tensors' quantization parameters one for one:
 
 ``fp16`` (float16 weights, float32 compute and IO) and ``fp32`` export the FP32 deploy model.
 
-The fixed-shape file (default 1x360x640x3 -> 1x1080x1920x3, the challenge's timing setup)
-is written to OUTPUT; ``--dynamic`` adds ``<stem>_none.tflite`` beside it (any H x W, for
-fidelity runs). Every file gets a provenance record (model, scale, precision, shapes, source,
-run config hash, toolkit versions), stored twice: in the TFLite metadata under the name
-``mai_sr_provenance`` and in a sidecar ``<file>.json`` that also holds the file's SHA-256.
-All conversions run before anything is written, and files are written atomically, so a
-failed export leaves no partial ``.tflite`` and never damages an existing one.
+The fixed-shape file is written to OUTPUT; its default shape is the scale's timing input
+(:func:`mai_sr.challenge.timing_input`: 1x360x640x3 -> 1x1080x1920x3 at x3, the challenge's
+setup; 256x256 at x4, the efficient-SR reports'; 540x960 at x2, a 1080p output). The scale is
+the run's (``config.json``), 3 for ``--pretrained`` (the shipped models are x3), or
+``--scale`` with ``--model/--weights``; ``--dynamic`` adds ``<stem>_none.tflite`` beside
+it (any H x W, for fidelity runs). Every file gets a provenance record (model, scale,
+precision, shapes, source, run config hash, toolkit versions), stored twice: in the TFLite
+metadata under the name ``mai_sr_provenance`` and in a sidecar ``<file>.json`` that also
+holds the file's SHA-256. All conversions run before anything is written, and files are
+written atomically, so a failed export leaves no partial ``.tflite`` and never damages an
+existing one.
 """
 
 from __future__ import annotations
@@ -39,11 +43,11 @@ from tqdm import tqdm
 from mai_sr import __version__, fileio
 from mai_sr.tflite.artifacts import METADATA_NAME, dynamic_path, sidecar_path
 from mai_sr._tf import keras, tf
+from mai_sr.challenge import CHALLENGE_SCALE, PRETRAINED_SCALE, timing_input
 from mai_sr.errors import MaiSrError
 
 PRECISIONS = ("int8", "fp16", "fp32")
 CALIB_CROP = 96  # LR side of a calibration crop (whole image when smaller)
-SCALE = 3
 
 
 # ---------------------------------------------------------------- conversion
@@ -124,15 +128,17 @@ def add_metadata(tflite_bytes: bytes, name: str, payload: bytes) -> bytes:
 # ---------------------------------------------------------------- calibration data
 
 
-def calibration_batches(source, n: int, crop: int = CALIB_CROP, seed: int = 0) -> list:
-    """`n` LR crops (float32, (1, h, w, 3), [0, 255]) from the images of `source`.
+def calibration_batches(source, n: int, crop: int = CALIB_CROP, seed: int = 0,
+                        scale: int = CHALLENGE_SCALE) -> list:
+    """`n` LR crops (float32, (1, h, w, 3), [0, 255]) from the images of `source`,
+    downscaled by `scale`.
 
     Crops are `crop` x `crop` (the whole LR image when it is smaller), each from an image
     and position drawn with a fixed seed, so an export is reproducible.
     """
     from mai_sr.data import load_pairs
 
-    pairs = load_pairs(source or "builtin", scale=SCALE)
+    pairs = load_pairs(source or "builtin", scale=scale)
     rng = np.random.default_rng(seed)
     crops = []
     for _ in range(n):
@@ -146,14 +152,15 @@ def calibration_batches(source, n: int, crop: int = CALIB_CROP, seed: int = 0) -
 # ---------------------------------------------------------------- sources
 
 
-def _load_weights_into(name: str, path: Path):
-    """A deploy model of `name` with `path`'s weights: float deploy weights, or QAT ones."""
+def _load_weights_into(name: str, path: Path, scale: int):
+    """A deploy model of `name` at `scale` with `path`'s weights: float deploy weights, or QAT
+    ones."""
     from mai_sr.models import create_model
     from mai_sr.qat.quantize import quantize_model
 
     if not path.is_file():
         raise MaiSrError(f"--weights: {path} not found")
-    deploy = create_model(name, scale=SCALE, deploy=True)
+    deploy = create_model(name, scale=scale, deploy=True)
     try:
         deploy.load_weights(str(path))
         return deploy, "float"
@@ -163,34 +170,43 @@ def _load_weights_into(name: str, path: Path):
     try:
         quantized.load_weights(str(path))
     except Exception as exc:
-        raise MaiSrError(f"{path}: not deploy-graph or QAT weights of {name} "
+        raise MaiSrError(f"{path}: not deploy-graph or QAT weights of {name} x{scale} "
                          f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
     return quantized, "qat"
 
 
-def _load_source(run, model, weights, pretrained, precision: str) -> tuple:
-    """(keras model, model name, provenance source dict) for the export arguments."""
+def _load_source(run, model, weights, pretrained, precision: str, scale=None) -> tuple:
+    """(keras model, model name, scale, provenance source dict) for the export arguments.
+
+    The scale is the run's, the shipped models' (x3) or, with --model/--weights, `scale`
+    (default 3); a `scale` that contradicts a run or the shipped models is an error.
+    """
     given = [flag for flag, value in (("--run", run), ("--pretrained", pretrained),
                                       ("--model/--weights", model or weights)) if value]
     if len(given) != 1:
         raise MaiSrError("give one source: --run RUN, --model NAME --weights FILE, or "
                          "--pretrained NAME" + (f" (got {', '.join(given)})" if given else ""))
     if run is not None:
-        from mai_sr.runs import QAT_WEIGHTS, load_run_model, read_run_config
+        from mai_sr.runs import QAT_WEIGHTS, load_run_model, read_run_config, run_scale
 
         run = Path(run)
         config = read_run_config(run)
+        if scale is not None and scale != run_scale(config):
+            raise MaiSrError(f"--scale {scale}: --run {run} trained x{run_scale(config)}")
         stage = "qat" if precision == "int8" and (run / QAT_WEIGHTS).is_file() else "fp32"
         # Names only: the file is shipped and shared, a local absolute path means nothing
         # elsewhere (and tells others about this machine).
         source = {"run": run.resolve().name, "stage": stage,
                   "run_config_sha256": fileio.sha256_json(config)}
-        return load_run_model(run, stage), config["model"], source
+        return load_run_model(run, stage), config["model"], run_scale(config), source
     if pretrained is not None:
         from mai_sr.pretrained import pretrained_path
 
+        if scale is not None and scale != PRETRAINED_SCALE:
+            raise MaiSrError(f"--scale {scale}: the shipped models are x{PRETRAINED_SCALE}; "
+                             "train one (mai-sr train --scale) and export it with --run")
         path = pretrained_path(pretrained, "weights")
-        loaded, kind = _load_weights_into(pretrained, path)
+        loaded, kind = _load_weights_into(pretrained, path, PRETRAINED_SCALE)
         source = {"pretrained": pretrained, "weights": path.name, "weights_kind": kind,
                   "weights_sha256": fileio.sha256_file(path)}
         if precision == "int8" and kind == "float":  # + the shipped QAT ranges: the QAT model
@@ -201,12 +217,13 @@ def _load_source(run, model, weights, pretrained, precision: str) -> tuple:
             set_activation_ranges(loaded, json.loads(ranges_file.read_text()))
             source.update(weights_kind="qat", ranges=ranges_file.name,
                           ranges_sha256=fileio.sha256_file(ranges_file))
-        return loaded, pretrained, source
+        return loaded, pretrained, PRETRAINED_SCALE, source
     if not (model and weights):
         raise MaiSrError("--model and --weights go together (deploy-graph weights of that model)")
+    scale = CHALLENGE_SCALE if scale is None else scale
     path = Path(weights)
-    loaded, kind = _load_weights_into(model, path)
-    return loaded, model, {"weights": path.name, "weights_kind": kind,
+    loaded, kind = _load_weights_into(model, path, scale)
+    return loaded, model, scale, {"weights": path.name, "weights_kind": kind,
                            "weights_sha256": fileio.sha256_file(path)}
 
 
@@ -214,14 +231,16 @@ def _load_source(run, model, weights, pretrained, precision: str) -> tuple:
 
 
 
-def export(output, *, run=None, model=None, weights=None, pretrained=None, shape=(360, 640),
-           dynamic=False, precision="int8", calib=None, calib_n=100,
+def export(output, *, run=None, model=None, weights=None, pretrained=None, shape=None,
+           scale=None, dynamic=False, precision="int8", calib=None, calib_n=100,
            target=None) -> list[Path]:
     """Write the fixed-shape TFLite file to `output` (and ``*_none.tflite`` with `dynamic`).
 
     Source: `run` (a `mai-sr train` run directory; its QAT model when it has one),
     `model` + `weights` (deploy-graph weights, float or QAT), or `pretrained` (a model name
-    shipped in ``mai_sr/pretrained``). `shape` is the LR (H, W) of the fixed file.
+    shipped in ``mai_sr/pretrained``, x3). `scale` is needed only with `model` (default 3);
+    with `run` or `pretrained` it must agree with the source. `shape` is the LR (H, W) of the
+    fixed file (default: the scale's timing input, :func:`mai_sr.challenge.timing_input`).
     `target` (``ethos-u55``/``ethos-u65``/``ethos-u85``) rewrites the INT8 file with exact
     equivalents so every op runs on that NPU (:mod:`mai_sr.export.targets`).
     Returns the paths of the written .tflite files (sidecars ``<file>.json`` beside them).
@@ -231,9 +250,10 @@ def export(output, *, run=None, model=None, weights=None, pretrained=None, shape
         raise MaiSrError(f"{output}: the output file name must end in .tflite")
     if precision not in PRECISIONS:
         raise MaiSrError(f"--precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
-    h, w = (int(v) for v in shape)
-    if h <= 0 or w <= 0:
-        raise MaiSrError(f"--shape: sizes must be > 0, got {h}x{w}")
+    if shape is not None:
+        h, w = (int(v) for v in shape)
+        if h <= 0 or w <= 0:
+            raise MaiSrError(f"--shape: sizes must be > 0, got {h}x{w}")
     if calib_n <= 0:
         raise MaiSrError(f"--calib-n: must be > 0, got {calib_n}")
     if target is not None:
@@ -248,8 +268,11 @@ def export(output, *, run=None, model=None, weights=None, pretrained=None, shape
             raise MaiSrError(f"--target {target} rewrites a fixed-shape file (NPU compilers "
                              "take fixed shapes); drop --dynamic")
 
-    keras_model, name, source = _load_source(run, model, weights, pretrained, precision)
-    record = {"model": name, "scale": SCALE, "precision": precision, "source": source,
+    keras_model, name, scale, source = _load_source(run, model, weights, pretrained, precision,
+                                                    scale)
+    if shape is None:
+        h, w = timing_input(scale)
+    record = {"model": name, "scale": scale, "precision": precision, "source": source,
               "toolkit": _versions()}
     if precision == "int8":
         record["io"] = {"dtype": "uint8", "scale": 1.0, "zero_point": 0}
@@ -258,7 +281,7 @@ def export(output, *, run=None, model=None, weights=None, pretrained=None, shape
         else:
             from mai_sr.qat.quantize import quantize_model
 
-            crops = calibration_batches(calib, calib_n)
+            crops = calibration_batches(calib, calib_n, scale=scale)
             keras_model = quantize_model(keras_model, calibration=crops)
             record["quantization"] = "ptq"
             record["calibration"] = {"data": _source_names(calib), "crops": calib_n,
@@ -270,7 +293,7 @@ def export(output, *, run=None, model=None, weights=None, pretrained=None, shape
     files = []
     for path, fixed in tqdm(targets, desc="converting", unit="file", leave=False):
         info = {**record, "input_shape": [1, *(fixed or (None, None)), 3],
-                "output_shape": [1, *((fixed[0] * SCALE, fixed[1] * SCALE) if fixed
+                "output_shape": [1, *((fixed[0] * scale, fixed[1] * scale) if fixed
                                       else (None, None)), 3]}
         data = convert_keras(keras_model, fixed, precision)
         if target is not None:

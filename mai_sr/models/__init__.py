@@ -1,14 +1,17 @@
-"""Model registry: ``create_model(name, scale=3, deploy=False, **overrides)``.
+"""Building models: ``create_model(name, scale, deploy, **overrides)`` and ``collapse``.
 
-Each model lives in its own module with a ``build(scale, **config)`` function, a ``DEFAULTS``
-dict (the training graph) and a ``DEPLOY`` dict (what ``deploy=True`` changes). Overrides
-win over both, so ``create_model("abpn", deploy=True, clip="after_d2s")`` builds the slow
-published head on purpose.
+The names are :mod:`mai_sr.registry`'s (TF-free); each model lives in its own module with a
+``build(scale, **config)`` function, a ``DEFAULTS`` dict (the training graph), a ``DEPLOY``
+dict (what ``deploy=True`` changes) and a ``RECIPE`` dict (its training defaults, read by
+:mod:`mai_sr.train`). Overrides win over ``DEFAULTS`` and ``DEPLOY``, so
+``create_model("abpn", deploy=True, clip="after_d2s")`` builds the slow published head on
+purpose. Adding a model is one module plus one line in ``mai_sr.registry.MODELS``.
 
-All models take RGB in [0, 255] (no normalisation), any H x W, and return (3H, 3W, 3) in
-[0, 255]. Inside, training graphs work in [0, 1] (``normalize=True``: the first conv scales
-its input by 1/255, the last conv its output by 255); ``collapse`` folds those fixed factors
-into the deploy graph's plain convs. Importing this package imports TensorFlow.
+All models take RGB in [0, 255] (no normalisation), any H x W, and return (sH, sW, 3) in
+[0, 255] for scale s in ``mai_sr.registry.SCALES``. Inside, training graphs work in [0, 1]
+(``normalize=True``: the first conv scales its input by 1/255, the last conv its output by
+255); ``collapse`` folds those fixed factors into the deploy graph's plain convs. Importing
+this package imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -17,28 +20,18 @@ from collections import Counter
 from typing import Any
 
 from mai_sr._tf import keras
+from mai_sr.challenge import CHALLENGE_SCALE
 from mai_sr.errors import MaiSrError
-from mai_sr.models import abpn, ncnet, scsrn, xcat
 from mai_sr.models.blocks import (CUSTOM_OBJECTS, FOLDABLE, ClipByValue, ConcatAnchor,
                                   DepthToSpace, NearestConvAnchor, layer_inputs)
+from mai_sr.registry import check_scale, list_models, model_module
 
 __all__ = ["create_model", "collapse", "list_models", "custom_objects", "model_config"]
 
 
-# name -> module with build(scale, **config), DEFAULTS and DEPLOY
-_REGISTRY = {"abpn": abpn, "ncnet": ncnet, "scsrn": scsrn, "xcat": xcat}
-
-
-def list_models() -> list[str]:
-    """Registered model names, sorted."""
-    return sorted(_REGISTRY)
-
-
 def model_config(name: str, deploy: bool = False, **overrides) -> dict[str, Any]:
     """The resolved configuration ``create_model`` would build with (JSON-friendly)."""
-    if name not in _REGISTRY:
-        raise MaiSrError(f"unknown model {name!r}; choose from {', '.join(list_models())}")
-    module = _REGISTRY[name]
+    module = model_module(name)
     unknown = sorted(set(overrides) - set(module.DEFAULTS))
     if unknown:
         raise MaiSrError(f"model {name}: unknown option(s) {', '.join(unknown)}; "
@@ -46,20 +39,21 @@ def model_config(name: str, deploy: bool = False, **overrides) -> dict[str, Any]
     return {**module.DEFAULTS, **(module.DEPLOY if deploy else {}), **overrides}
 
 
-def create_model(name: str, scale: int = 3, deploy: bool = False, **overrides) -> keras.Model:
-    """Build model ``name`` (see :func:`list_models`) at ``scale``.
+def create_model(name: str, scale: int = CHALLENGE_SCALE, deploy: bool = False, **overrides) -> keras.Model:
+    """Build model ``name`` (see :func:`list_models`) at ``scale`` (2, 3 or 4).
 
     ``deploy=False`` gives the training graph (re-parameterizable blocks expanded, convs in
     the [0, 1] domain), ``deploy=True`` the inference graph (plain convs on raw pixels,
     nearest-conv anchor, clip before depth-to-space). Overrides are keys of the model's
-    ``DEFAULTS``, e.g. ``weight_clip=1.0`` (a :class:`~mai_sr.models.blocks.ClipWeights`
-    kernel constraint on every trainable conv, in deploy units), ``normalize=False`` (a
-    training graph on raw pixels) or ``input_size=(360, 640)`` (a fixed input shape instead of
-    any H x W).
+    ``DEFAULTS``, e.g. ``max_abs_weight=1.0`` (a :class:`~mai_sr.models.blocks.ClipWeights`
+    kernel constraint |w| <= 1 on every trainable conv, in deploy units; not the training
+    loop's weight clipping), ``normalize=False`` (a training graph on raw pixels) or
+    ``input_size=(H, W)`` (a fixed input shape instead of any H x W).
     """
     config = model_config(name, deploy, **overrides)
+    check_scale(scale)
     try:
-        return _REGISTRY[name].build(scale=scale, **config)
+        return model_module(name).build(scale=scale, **config)
     except ValueError as exc:  # a bad option value, e.g. block="foo"
         raise MaiSrError(f"model {name}: {exc}") from None
 

@@ -32,17 +32,20 @@ from mai_sr.models.blocks import (conv_block, first_conv_args, hidden_conv_args,
 
 # The published architecture; deploy=True changes only what DEPLOY lists.
 DEFAULTS = dict(channels=28, body=4, block="conv", anchor="concat", clip="after_d2s",
-                normalize=True, weight_clip=None, input_size=None)
+                normalize=True, max_abs_weight=None, input_size=None)
 DEPLOY = dict(block="conv", anchor="nearest_conv", clip="before_d2s", normalize=False)
+
+# Training defaults that differ from mai_sr.train.BASE_RECIPE: none (L1, 5% warm-up).
+RECIPE: dict = {}
 
 
 def build_anchor_net(*, name: str, scale: int, channels: int, body: int, block: str,
-                     anchor: str, clip: str, normalize: bool, weight_clip,
+                     anchor: str, clip: str, normalize: bool, max_abs_weight,
                      input_size) -> keras.Model:
     """ABPN/NCNet body: conv 3 -> C, ``body`` convs C -> C, conv C -> 3s^2 (all ReLU), a
     linear conv 3s^2 -> 3s^2, + anchor, then the clip/depth-to-space head."""
     out_channels = 3 * scale * scale
-    constraint = weight_constraint(weight_clip)
+    constraint = weight_constraint(max_abs_weight)
     widths = [channels] * (body + 1) + [out_channels]
     inp = sr_input(input_size)
     x = inp

@@ -21,7 +21,9 @@ their last conv multiplies its output by 255 (:class:`ScaledConv2D`, or the ``in
 ``output_scale`` of a block), fixed factors that :meth:`ScaledConv2D.collapse` folds into the
 kernel and bias of the deploy graph's plain ``Conv2D``, which still takes raw [0, 255] pixels.
 
-:class:`ClipWeights` is the weight-clipping kernel constraint (Z6's recipe, seed 004 sec. 4.1).
+:class:`ClipWeights` is the ``max_abs_weight`` kernel constraint of ``create_model`` (a hard
+bound on every conv kernel); the training loop's weight clipping (Z6's per-channel mean +- k
+std on first-layer kernels) is :func:`mai_sr.qat.apply_weight_clip`, a different mechanism.
 """
 
 from __future__ import annotations
@@ -617,9 +619,9 @@ def layer_inputs(layer) -> list:
     return layer.input if isinstance(layer.input, list) else [layer.input]
 
 
-def weight_constraint(weight_clip):
-    """``ClipWeights(weight_clip)`` or None when clipping is off."""
-    return ClipWeights(weight_clip) if weight_clip else None
+def weight_constraint(max_abs_weight):
+    """``ClipWeights(max_abs_weight)``, or None when there is no bound."""
+    return ClipWeights(max_abs_weight) if max_abs_weight else None
 
 
 CUSTOM_OBJECTS = {cls.__name__: cls for cls in (

@@ -18,8 +18,11 @@ from mai_sr._tf import keras
 from mai_sr.models.abpn import build_anchor_net
 
 DEFAULTS = dict(channels=32, body=4, block="conv", anchor="nearest_conv", clip="before_d2s",
-                normalize=True, weight_clip=None, input_size=None)
+                normalize=True, max_abs_weight=None, input_size=None)
 DEPLOY = dict(block="conv", normalize=False)
+
+# Training defaults that differ from mai_sr.train.BASE_RECIPE: none (L1, 5% warm-up).
+RECIPE: dict = {}
 
 
 def build(scale: int = 3, **config) -> keras.Model:

@@ -16,9 +16,10 @@ No code was published; this is our reading of the report text and its Fig. 3:
   quantization parameters, close to the published 67 KB INT8 file (Table 1: 30.03 dB,
   19.2 ms on the VS680 NPU). A third plain conv (35 -> 32 -> 27) would give ~65 K
   parameters and overshoot.
-- Weight clipping (Z6 clip the skewed first-layer weights because TFLite quantizes weights
-  symmetrically): ``weight_clip=<max |w|>`` puts a ClipWeights constraint on every conv
-  kernel; off by default because the report gives no value.
+- Weight bound: ``max_abs_weight=<max |w|>`` puts a ClipWeights constraint (|w| <= max) on
+  every conv kernel; off by default because the report gives no value. Z6's own weight
+  clipping (the skewed first-layer weights, because TFLite quantizes weights symmetrically)
+  is the training loop's (``mai_sr.qat.apply_weight_clip``, off with ``--no-weight-clip``).
 - Training graph (``normalize=True``): [0, 1] domain as in ABPN. The last conv reads the
   image scaled by 1/255 and the features as they are, and its output is scaled by 255; it
   starts as nearest-neighbour upscaling (nearest-conv kernel on the image's centre tap,
@@ -33,14 +34,18 @@ from mai_sr.models.blocks import (PIXEL_MAX, NearestTapInitializer, conv_block,
                                   weight_constraint)
 
 DEFAULTS = dict(channels=32, blocks=5, block="repconv", clip="before_d2s", normalize=True,
-                weight_clip=None, input_size=None)
+                max_abs_weight=None, input_size=None)
 DEPLOY = dict(block="conv", normalize=False)
+
+# Training defaults that differ from mai_sr.train.BASE_RECIPE: Z6 trained with a cosine
+# schedule after a 10% warm-up (Ignatov et al., ECCV 2022 Workshops challenge report, 4.1).
+RECIPE = {"warmup": 0.1}
 
 
 def build(scale: int = 3, *, channels: int, blocks: int, block: str, clip: str, normalize: bool,
-          weight_clip, input_size) -> keras.Model:
+          max_abs_weight, input_size) -> keras.Model:
     """SCSRN with ``DEFAULTS`` updated by the keyword arguments."""
-    constraint = weight_constraint(weight_clip)
+    constraint = weight_constraint(max_abs_weight)
     inp = sr_input(input_size)
     x = conv_block("conv", channels, "conv1", "relu", constraint,
                    **first_conv_args(normalize))(inp)

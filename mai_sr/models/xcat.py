@@ -41,15 +41,20 @@ from mai_sr.models.blocks import (HXBlock, conv_block, first_conv_args, hidden_c
                                   weight_constraint)
 
 DEFAULTS = dict(groups=((22, 3), (2, 1)), shift=2, blocks=3, block="hx",
-                anchor="nearest_conv", clip="before_d2s", normalize=True, weight_clip=None,
-                input_size=None)
+                anchor="nearest_conv", clip="before_d2s", normalize=True,
+                max_abs_weight=None, input_size=None)
 DEPLOY = dict(block="conv", normalize=False)
+
+# Training defaults that differ from mai_sr.train.BASE_RECIPE: Aselsan's Charbonnier loss and
+# x1/x0.7/x0.5 intensity augmentation (Ignatov et al., ECCV 2022 Workshops challenge report,
+# 4.17).
+RECIPE = {"loss": "charbonnier", "intensity_aug": True}
 
 
 def build(scale: int = 3, *, groups, shift: int, blocks: int, block: str, anchor: str,
-          clip: str, normalize: bool, weight_clip, input_size) -> keras.Model:
+          clip: str, normalize: bool, max_abs_weight, input_size) -> keras.Model:
     """XCAT with ``DEFAULTS`` updated by the keyword arguments."""
-    constraint = weight_constraint(weight_clip)
+    constraint = weight_constraint(max_abs_weight)
     channels = sum(c for c, _ in groups)
     inp = sr_input(input_size)
     x = conv_block("conv", channels, "conv1", "relu", constraint,

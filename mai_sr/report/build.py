@@ -33,9 +33,8 @@ from mai_sr.report.cards import build_model_card, lint_summary
 from mai_sr.results import BenchResult, EvalResult, ImageScore
 from mai_sr.tflite.artifacts import check_twins
 
-SCALE = 3
 GRID_IMAGES = 3      # images in the visual comparison
-GRID_CROP_LR = 32    # LR pixels per side of a crop (96 HR pixels)
+GRID_CROP_LR = 32    # LR pixels per side of a crop (96 HR pixels at x3)
 GRID_DATASETS = ("Set14", "B100")  # preferred for the comparison (varied photographs)
 NO_RETRY_RUNNERS = frozenset({"adb"})  # device errors are transient: never cached
 _MODEL = "<model file>"  # stands for the model's path in cached error messages
@@ -284,22 +283,32 @@ def resolve_inputs(inputs) -> list[ModelInput]:
 
 def evaluate_keras_fp32(run_dir: Path, source: str, predict=None) -> EvalResult:
     """PSNR/SSIM of a run's FP32 Keras deploy model on `source`, scored like `mai-sr eval`
-    (RGB, border crop = scale). `predict` (a compiled model call) can be passed to reuse."""
+    (RGB, border crop = the run's scale). `predict` (a compiled model call) can be passed to
+    reuse."""
     from mai_sr.data import bicubic_upscale, iter_pairs
     from mai_sr.evaluate import dataset_name
     from mai_sr.metrics import psnr, ssim
+    from mai_sr.runs import read_run_config, run_scale
 
+    scale = run_scale(read_run_config(run_dir))
     predict = predict or keras_predictor(run_dir)
     rows = []
-    for pair in iter_pairs(source, scale=SCALE):
+    for pair in iter_pairs(source, scale=scale):
         out = np.asarray(predict(pair.lr[None].astype(np.float32)))[0]
         sr = np.clip(np.rint(out), 0, 255).astype(np.uint8)
-        bicubic = bicubic_upscale(pair.lr, SCALE)
-        rows.append(ImageScore(pair.name, psnr(sr, pair.hr, crop=SCALE),
-                               ssim(sr, pair.hr, crop=SCALE), psnr(bicubic, pair.hr, crop=SCALE),
-                               ssim(bicubic, pair.hr, crop=SCALE), *pair.hr.shape[:2]))
+        bicubic = bicubic_upscale(pair.lr, scale)
+        rows.append(ImageScore(pair.name, psnr(sr, pair.hr, crop=scale),
+                               ssim(sr, pair.hr, crop=scale), psnr(bicubic, pair.hr, crop=scale),
+                               ssim(bicubic, pair.hr, crop=scale), *pair.hr.shape[:2]))
     return EvalResult(model=f"{run_dir.name} (keras fp32)", dataset=dataset_name(source),
-                      images=tuple(rows), crop=SCALE)
+                      images=tuple(rows), crop=scale)
+
+
+def graph_scale(path: Path) -> int:
+    """The upscaling factor of a .tflite file, read from its graph (LiteRT, no TensorFlow)."""
+    from mai_sr.tflite.runtime import TFLiteSR
+
+    return TFLiteSR(path).scale
 
 
 def keras_predictor(run_dir: Path):
@@ -320,15 +329,15 @@ def _bench(runner: str, options: dict, path: Path) -> list[dict]:
     return [r.to_dict() for r in (result if isinstance(result, list) else [result])]
 
 
-def _busiest_box(hr: np.ndarray, size: int) -> tuple[int, int]:
+def _busiest_box(hr: np.ndarray, size: int, scale: int) -> tuple[int, int]:
     """Top-left (y, x), in LR pixels, of the size x size LR crop with the most detail
     (gradient energy of the HR image), on a half-crop grid."""
     grey = hr.astype(np.float32).mean(axis=2)
     energy = np.zeros_like(grey)
     energy[:, 1:] += np.abs(np.diff(grey, axis=1))
     energy[1:, :] += np.abs(np.diff(grey, axis=0))
-    h, w = hr.shape[0] // SCALE, hr.shape[1] // SCALE
-    s, step = SCALE, max(1, size // 2)
+    h, w = hr.shape[0] // scale, hr.shape[1] // scale
+    s, step = scale, max(1, size // 2)
     candidates = [(y, x) for y in range(0, h - size + 1, step) for x in range(0, w - size + 1, step)]
     return max(candidates,
                key=lambda yx: energy[yx[0] * s:(yx[0] + size) * s, yx[1] * s:(yx[1] + size) * s]
@@ -440,10 +449,17 @@ class _Report:
             else:
                 benches += [BenchResult.from_dict(d) for d in value]
 
+        scale = {"scale": s} if (s := self.model_scale(model)) else {}
         return build_model_card(model.name, tflite=model.files, architecture=model.architecture,
-                                scale=SCALE, int8_results=int8, fp32_results=fp32,
+                                **scale, int8_results=int8, fp32_results=fp32,
                                 bench_results=benches, lint=lint,
                                 run_config_hash=model.run_config_hash, errors=errors)
+
+    def model_scale(self, model: ModelInput) -> int | None:
+        """`model`'s upscaling factor, from its graph (cached per file); None if unreadable."""
+        value, _error = self.cached("scale", {"model": file_hash(model.fidelity)},
+                                    lambda: graph_scale(model.fidelity), path=model.fidelity)
+        return value
 
     def _eval(self, path: Path, ds: Dataset) -> EvalResult:
         from mai_sr import evaluate
@@ -458,23 +474,24 @@ class _Report:
         return self._predictors[run_dir]
 
     # ------------------------------------------------------------ comparison grid
-    def grid_plan(self) -> list[dict]:
-        """The comparison images: the first colour images of Set14/B100 (else of the first
-        data set) big enough for a crop, each with its most detailed crop box."""
+    def grid_plan(self, scale: int) -> list[dict]:
+        """The comparison images at `scale`: the first colour images of Set14/B100 (else of
+        the first data set) big enough for a crop, each with its most detailed crop box."""
         if self._plan is None:
             preferred = [d for d in self.datasets if d.name in GRID_DATASETS] or self.datasets[:1]
             plan, _error = self.cached("gridplan", {"data": [d.fingerprint for d in preferred],
-                                                    "images": GRID_IMAGES, "crop": GRID_CROP_LR},
-                                       lambda: self._make_plan(preferred))
+                                                    "images": GRID_IMAGES, "crop": GRID_CROP_LR,
+                                                    "scale": scale},
+                                       lambda: self._make_plan(preferred, scale))
             self._plan = plan or []
         return self._plan
 
-    def _make_plan(self, datasets: list[Dataset]) -> list[dict]:
+    def _make_plan(self, datasets: list[Dataset], scale: int) -> list[dict]:
         from mai_sr.data import iter_pairs
 
         plan = []
         for ds in datasets:
-            for pair in iter_pairs(ds.source, scale=SCALE, min_lr_size=GRID_CROP_LR):
+            for pair in iter_pairs(ds.source, scale=scale, min_lr_size=GRID_CROP_LR):
                 if len(plan) == GRID_IMAGES:
                     return plan
                 rgb = pair.hr.astype(np.int16)
@@ -482,8 +499,8 @@ class _Report:
                                                                                 rgb[..., 2]):
                     continue  # greyscale: colour errors would not show
                 plan.append({"source": ds.source, "dataset": ds.name, "image": pair.name,
-                             "fingerprint": ds.fingerprint,
-                             "box": list(_busiest_box(pair.hr, GRID_CROP_LR))})
+                             "fingerprint": ds.fingerprint, "scale": scale,
+                             "box": list(_busiest_box(pair.hr, GRID_CROP_LR, scale))})
         return plan
 
     def _pair(self, item: dict):
@@ -492,9 +509,9 @@ class _Report:
 
         if self._grid_pairs is None:
             self._grid_pairs = {}
-            wanted = {(p["source"], p["image"]) for p in self.grid_plan()}
+            wanted = {(p["source"], p["image"]) for p in self._plan}
             for source in dict.fromkeys(s for s, _ in wanted):
-                for pair in iter_pairs(source, scale=SCALE):
+                for pair in iter_pairs(source, scale=item["scale"]):
                     if (source, pair.name) in wanted:
                         self._grid_pairs[(source, pair.name)] = pair
                     if wanted <= self._grid_pairs.keys():
@@ -504,9 +521,9 @@ class _Report:
     def crop(self, item: dict, method: str, model_path: Path | None = None) -> np.ndarray | None:
         """The HR-size crop of `item` for method "hr", "bicubic" or a model (None on error)."""
         y, x = item["box"]
-        c, s = GRID_CROP_LR, SCALE
+        c, s = GRID_CROP_LR, item["scale"]
         parts = {"data": item["fingerprint"], "image": item["image"], "box": item["box"],
-                 "crop": c, "method": file_hash(model_path) if model_path else method}
+                 "crop": c, "scale": s, "method": file_hash(model_path) if model_path else method}
         key = self.cache.key("crop", **parts)
         data = self.cache.get_bytes("crop", key)
         if data is not None:
@@ -520,7 +537,7 @@ class _Report:
 
                 tile = bicubic_upscale(pair.lr, s)[y * s:(y + c) * s, x * s:(x + c) * s]
             else:
-                tile = self._model_crop(model_path, pair.lr, y, x)
+                tile = self._model_crop(model_path, pair.lr, y, x, s)
         except MaiSrError as exc:
             self.error_log.append(f"crop {item['image']} {model_path}: {exc}")
             return None
@@ -528,13 +545,13 @@ class _Report:
         return tile
 
     @staticmethod
-    def _model_crop(path: Path, lr: np.ndarray, y: int, x: int) -> np.ndarray:
+    def _model_crop(path: Path, lr: np.ndarray, y: int, x: int, s: int) -> np.ndarray:
         """Upscale only the crop plus a receptive-field margin: equal to cropping the whole
         upscaled image, at a fraction of the work."""
         from mai_sr.tflite.runtime import TFLiteSR
 
         model = TFLiteSR(path)
-        c, s, m = GRID_CROP_LR, SCALE, model.receptive_field + 1
+        c, m = GRID_CROP_LR, model.receptive_field + 1
         y0, x0 = max(0, y - m), max(0, x - m)
         region = lr[y0:min(lr.shape[0], y + c + m), x0:min(lr.shape[1], x + c + m)]
         sr = model.upscale(region)
@@ -630,9 +647,10 @@ def _figures(report: _Report, models: list[ModelInput], table) -> list[dict]:
     grid = _grid(report, models)
     if grid:
         figures.append({"file": "comparison.png", "title": "Visual comparison",
-                        "caption": f"{GRID_CROP_LR * SCALE}x{GRID_CROP_LR * SCALE} HR crops "
-                                   "(the most detailed region of each image): HR, bicubic, "
-                                   "then each model's output (INT8 TFLite).",
+                        "caption": f"HR crops of {GRID_CROP_LR}x{GRID_CROP_LR} LR pixels (the "
+                                   "most detailed region of each image): HR, bicubic, then "
+                                   "the output of each model of the most common scale "
+                                   "(INT8 TFLite).",
                         "png": grid})
     return figures
 
@@ -640,11 +658,22 @@ def _figures(report: _Report, models: list[ModelInput], table) -> list[dict]:
 def _grid(report: _Report, models: list[ModelInput]) -> bytes | None:
     from mai_sr.report import plots
 
-    plan = report.grid_plan()
+    # One scale per grid (crops side by side must match): the most common of the models',
+    # whose models are shown; the challenge's x3 on a tie.
+    from collections import Counter
+
+    from mai_sr.challenge import CHALLENGE_SCALE
+
+    scales = {m.name: report.model_scale(m) for m in models}
+    counts = Counter(s for s in scales.values() if s)
+    if not counts:
+        return None
+    scale = max(counts, key=lambda s: (counts[s], s == CHALLENGE_SCALE))
+    plan = report.grid_plan(scale)
     if not plan:
         return None
     methods = [("HR", "hr", None), ("bicubic", "bicubic", None)] + \
-              [(m.name, "model", m.fidelity) for m in models]
+              [(m.name, "model", m.fidelity) for m in models if scales[m.name] == scale]
     # The figure depends only on the plan and the model files: a rerun decodes no crop.
     inputs = [plan, [(label, path and file_hash(path)) for label, _, path in methods]]
 
@@ -655,7 +684,7 @@ def _grid(report: _Report, models: list[ModelInput]) -> bytes | None:
             for label, method, path in methods:
                 tile = report.crop(item, method, path)
                 if tile is None:  # failed model: a grey tile keeps the columns aligned
-                    tile = np.full((GRID_CROP_LR * SCALE,) * 2 + (3,), 128, np.uint8)
+                    tile = np.full((GRID_CROP_LR * scale,) * 2 + (3,), 128, np.uint8)
                 tiles.append((label, tile))
             rows.append({"title": f"{item['dataset']}/{item['image']}", "tiles": tiles})
         return plots.comparison_grid_png(rows)
@@ -749,8 +778,8 @@ def _notes(datasets: list[str], runners: list[str], cards: list[dict]) -> list[s
     from mai_sr.report.challenge import TABLE1
     from mai_sr.score import C
 
-    notes = [f"PSNR/SSIM: RGB, border crop {SCALE}, mean over {datasets[0]} (the INT8 TFLite "
-             "file; its dynamic-shape variant when there is one).",
+    notes = [f"PSNR/SSIM: RGB, border crop = the model's scale, mean over {datasets[0]} (the "
+             "INT8 TFLite file; its dynamic-shape variant when there is one).",
              "dPSNR FP32->INT8: the run's Keras FP32 network minus the INT8 file on the same "
              "images; n.a. for .tflite inputs without a run."]
     if "local" in runners:

@@ -12,10 +12,11 @@ the report prints those words in the score's own cell.
 
 from __future__ import annotations
 
+from mai_sr.challenge import CHALLENGE_LR_HW, CHALLENGE_SCALE  # noqa: F401  (re-exported)
+
 # Section 2 of the challenge report: x3 upscaling, 640x360 LR -> 1920x1080, DIV2K test set,
-# runtime on the Synaptics VS680 board's NPU.
-CHALLENGE_SCALE = 3
-CHALLENGE_INPUT_HW = (360, 640)
+# runtime on the Synaptics VS680 board's NPU (scale and input size: mai_sr.challenge).
+CHALLENGE_INPUT_HW = CHALLENGE_LR_HW
 CHALLENGE_TEST_SET = "DIV2K test"
 CHALLENGE_RUNTIME = "Synaptics VS680 NPU"
 

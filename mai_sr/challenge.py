@@ -1,0 +1,41 @@
+"""The challenge's fixed setting, and the input each scale is timed at.
+
+Mobile AI 2022 quantized SR (Ignatov et al., "Efficient and Accurate Quantized Image
+Super-Resolution on Mobile NPUs, Mobile AI & AIM 2022 Challenge: Report", ECCV 2022
+Workshops): x3, runtime measured on a 640x360 LR input (1920x1080 output). The score
+(:mod:`mai_sr.score`) is defined for that setting only; other scales and sizes still rank,
+labelled "not a challenge score" (:func:`mai_sr.report.challenge.score_caveats`).
+
+TF-free: the CLI's defaults and the report read it without importing TensorFlow.
+"""
+
+from __future__ import annotations
+
+from mai_sr.errors import MaiSrError
+
+CHALLENGE_SCALE = 3
+CHALLENGE_LR_HW = (360, 640)  # LR height x width the challenge's runtime is measured on
+
+# The shipped models in mai_sr/pretrained were trained for the challenge, so they are x3.
+PRETRAINED_SCALE = CHALLENGE_SCALE
+
+# Efficiency profile of x4 models: FLOPs and activations "on an LR image of size 256x256"
+# (Zhang et al., "AIM 2020 Challenge on Efficient Super-Resolution: Methods and Results",
+# ECCV 2020 Workshops; Li et al., "NTIRE 2023 Challenge on Efficient Super-Resolution:
+# Methods and Results", CVPR 2023 Workshops).
+EFFICIENT_SR_X4_LR_HW = (256, 256)
+
+# The fixed input a model of each scale is exported and timed at. x3 is the challenge's;
+# x4 follows the efficient-SR reports above, so its profile compares with their tables; x2
+# has no efficiency-challenge convention, so it keeps the challenge's 1920x1080 output
+# (960x540 LR), the display size a phone upscales to.
+TIMING_LR_HW = {2: (540, 960), CHALLENGE_SCALE: CHALLENGE_LR_HW, 4: EFFICIENT_SR_X4_LR_HW}
+
+
+def timing_input(scale: int) -> tuple[int, int]:
+    """The LR (height, width) a model of `scale` is exported and timed at by default."""
+    try:
+        return TIMING_LR_HW[scale]
+    except KeyError:
+        raise MaiSrError(f"scale {scale!r}: no timing input defined (scales: "
+                         f"{', '.join(map(str, sorted(TIMING_LR_HW)))})") from None

@@ -1,0 +1,350 @@
+"""The training loop: the FP32 and QAT stages, their optimizer steps, validation and losses.
+
+:func:`train_from_config` is the entry point; the run directory is written through
+:class:`~mai_sr.train.rundir.RunWriter`, checkpoints by :mod:`mai_sr.train.checkpoint`, and the
+process's lock, signals, progress and strategy come from :mod:`mai_sr.train.session`.
+TensorFlow is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from mai_sr.errors import MaiSrError
+from mai_sr.runs import (FP32_DEPLOY_WEIGHTS, FP32_TRAIN_WEIGHTS, QAT_WEIGHTS, build_deploy,
+                         load_run_model, read_run_config, read_summary)
+from mai_sr.train.checkpoint import load_checkpoint, read_checkpoint_weights
+from mai_sr.train.config import LEGACY_TRAIN_GRAPH, LOSSES, TRAIN_GRAPH, TrainConfig
+from mai_sr.train.rundir import RunWriter, resolve_run
+from mai_sr.train.session import (Progress, StopOnSignal, TrainingInterrupted, hold_run_lock,
+                                  is_chief, make_strategy)
+
+CHARBONNIER_EPS = 1e-3  # on images scaled to [0, 1]
+
+
+def train_from_config(config: TrainConfig, resume: bool = False, quiet: bool = False, *,
+                      on_step: Callable[[str, int], None] | None = None) -> Path:
+    """Run (or, with `resume`, continue) the training described by `config`; return the run dir.
+
+    `on_step(stage, step)` is called after every optimizer step (progress hooks, tests).
+    Ctrl-C or SIGTERM finishes the current step, writes a checkpoint and raises
+    :class:`TrainingInterrupted` (exit code 130) saying how to resume.
+    """
+    started = time.perf_counter()
+    chief = is_chief(config.distribute)
+    run_dir, config = resolve_run(config, resume, chief)
+    train_pairs, val_pairs = _load_data(config)
+
+    from mai_sr._tf import tf  # noqa: F401  (strategy creation must precede other TF ops)
+
+    strategy = make_strategy(config.distribute)
+    if config.batch % strategy.num_replicas_in_sync:
+        raise MaiSrError(f"--batch {config.batch}: not divisible by the "
+                         f"{strategy.num_replicas_in_sync} replicas of --distribute "
+                         f"{config.distribute}")
+    train_graph = (read_run_config(run_dir).get("train_graph", LEGACY_TRAIN_GRAPH) if resume
+                   else TRAIN_GRAPH)
+    run = RunWriter(run_dir, config, chief, quiet, train_graph)
+    if not resume:
+        run.create(train_pairs, val_pairs)
+    lock = hold_run_lock(run_dir) if chief else None
+    with StopOnSignal() as stop:
+        summary = run.read_summary()
+        summary["bicubic_val_psnr"] = _bicubic_psnr(val_pairs, config.scale)
+        deploy_weights = None  # handed over in memory: other workers may not see the file yet
+        if config.from_run is not None:
+            run.copy_fp32_from(Path(config.from_run))
+            summary.setdefault("fp32", read_summary(Path(config.from_run)).get("fp32"))
+        elif not (run_dir / FP32_DEPLOY_WEIGHTS).is_file():
+            summary["fp32"], deploy_weights = _fp32_stage(run, strategy, train_pairs, val_pairs,
+                                                          stop, on_step)
+            run.write_summary(summary)
+        if config.qat and not (run_dir / QAT_WEIGHTS).is_file():
+            summary["qat"] = _qat_stage(run, strategy, train_pairs, val_pairs, stop, on_step,
+                                        deploy_weights)
+    summary["wall_seconds_last_invocation"] = round(time.perf_counter() - started, 1)
+    run.write_summary(summary)
+    if lock is not None:
+        lock.close()
+    return run_dir
+
+
+def _load_data(config: TrainConfig):
+    """(train pairs, validation pairs): --val, or every ~1/val_fraction-th training image."""
+    from mai_sr import data
+
+    def load(option: str, source: str, **kwargs):
+        try:
+            return data.load_pairs(source, scale=config.scale, **kwargs)
+        except MaiSrError as exc:
+            raise MaiSrError(f"--{option} {source}: {exc}") from None
+
+    pairs = load("data", config.data, min_lr_size=config.patch)
+    if config.val is not None:
+        return pairs, load("val", config.val)
+    if len(pairs) < 2:
+        raise MaiSrError(f"--data {config.data}: only {len(pairs)} usable image(s); need 2 to "
+                         "hold one out for validation, or pass --val DIR")
+    n_val = max(1, round(len(pairs) * config.val_fraction))
+    # Evenly spaced, so a "DIR,DIR" source contributes from every folder.
+    held = {int((i + 0.5) * len(pairs) / n_val) for i in range(n_val)}
+    return ([p for i, p in enumerate(pairs) if i not in held],
+            [p for i, p in enumerate(pairs) if i in held])
+
+
+# ---------------------------------------------------------------- stages
+
+
+def _fp32_stage(run: RunWriter, strategy, train_pairs, val_pairs, stop, on_step):
+    """Train the training graph, collapse it; return (summary dict, deploy weights)."""
+    from mai_sr._tf import keras
+    from mai_sr.models import collapse, create_model
+
+    config = run.config
+    keras.utils.set_random_seed(config.seed)  # reproducible initial weights
+    with strategy.scope():
+        model = create_model(config.model, scale=config.scale, deploy=False, **run.train_graph)
+    if config.init_run is not None:
+        init_graph = read_run_config(config.init_run).get("train_graph", LEGACY_TRAIN_GRAPH)
+        if init_graph != run.train_graph:
+            raise MaiSrError(f"--init {config.init_run}: trained graph {init_graph}, this run "
+                             f"builds {run.train_graph}")
+        # A checkpoint, when resuming, overrides these in _train_stage.
+        model.load_weights(str(Path(config.init_run) / FP32_TRAIN_WEIGHTS))
+    result = _train_stage(run, "fp32", model, strategy, train_pairs, val_pairs, stop, on_step)
+    run.save_weights(model, FP32_TRAIN_WEIGHTS)
+    deploy = collapse(model)
+    # Collapse is exact up to float rounding; the deploy-graph PSNR shows it on real images.
+    result["val_psnr_deploy"] = _val_psnr(deploy, val_pairs, config.scale)
+    run.save_weights(deploy, FP32_DEPLOY_WEIGHTS)
+    run.log(f"fp32: val PSNR {result['val_psnr']:.3f} dB (training graph), "
+            f"{result['val_psnr_deploy']:.3f} dB (deploy graph)")
+    return result, deploy.get_weights()
+
+
+def _qat_stage(run: RunWriter, strategy, train_pairs, val_pairs, stop, on_step,
+               deploy_weights=None) -> dict:
+    """Quantize the FP32 deploy model (given weights, else fp32/) and fine-tune it."""
+    from mai_sr.qat import quantize_model
+
+    with strategy.scope():
+        deploy = build_deploy(run.config.model, run.config.scale)
+        if deploy_weights is None:
+            deploy.load_weights(str(run.path(FP32_DEPLOY_WEIGHTS)))
+        else:
+            deploy.set_weights(deploy_weights)
+        # Data lets quantize_model fit SCSRN's skip-concat features into the image's fixed
+        # [0, 255] range and start the activation ranges from real values (mai_sr.qat).
+        model = quantize_model(deploy, calibration=[p.lr[None].astype(np.float32)
+                                                    for p in train_pairs[:16]])
+    result = _train_stage(run, "qat", model, strategy, train_pairs, val_pairs, stop, on_step)
+    run.save_weights(model, QAT_WEIGHTS)
+    run.log(f"qat: val PSNR {result['val_psnr']:.3f} dB (fake-quant Keras model)")
+    return result
+
+
+def _stage_settings(config: TrainConfig, stage: str) -> tuple[int, float, str]:
+    """(steps, peak learning rate, loss) of a stage."""
+    if stage == "fp32":
+        return config.steps, config.lr, config.loss
+    return config.qat_steps, config.qat_lr, config.qat_loss
+
+
+def make_lr_schedule(config: TrainConfig, stage: str):
+    """The stage's LR as a function of the optimizer's iteration count (so resume is exact).
+
+    cosine: linear warm-up over ``warmup * steps`` steps to the peak, then cosine decay to 0.
+    step: the peak halved every ``decay_every`` steps (default a quarter of the steps).
+    """
+    from mai_sr._tf import keras
+
+    steps, peak, _ = _stage_settings(config, stage)
+    schedules = keras.optimizers.schedules
+    if config.schedule == "step":
+        every = config.decay_every or max(1, steps // 4)
+        return schedules.ExponentialDecay(peak, every, 0.5, staircase=True)
+    warm = int(config.warmup * steps)
+    if warm == 0:
+        return schedules.CosineDecay(peak, steps)
+    return schedules.CosineDecay(0.0, steps - warm, warmup_target=peak, warmup_steps=warm)
+
+
+def per_example_loss(name: str):
+    """Loss per batch element on images scaled to [0, 1]: (B,H,W,C) x2 -> (B,)."""
+    from mai_sr._tf import tf
+
+    def loss(sr, hr):
+        diff = (sr - hr) / 255.0
+        if name == "l1":
+            err = tf.abs(diff)
+        elif name == "l2":
+            err = tf.square(diff)
+        else:  # charbonnier: a smooth L1
+            err = tf.sqrt(tf.square(diff) + CHARBONNIER_EPS ** 2)
+        return tf.reduce_mean(err, axis=[1, 2, 3])
+
+    if name not in LOSSES:
+        raise MaiSrError(f"--loss: {name!r} is not one of {', '.join(LOSSES)}")
+    return loss
+
+
+def _weight_clip_hook(model, enabled: bool):
+    """Z6's weight clipping (``mai_sr.qat.apply_weight_clip``: the first-layer conv kernels,
+    the ones reading the RGB image, to their per-output-channel mean +- k std) as a function
+    to run after each step; None if off."""
+    if not enabled:
+        return None
+    from mai_sr.qat import apply_weight_clip
+
+    return lambda: apply_weight_clip(model)
+
+
+def load_teacher(teacher: str):
+    """The float deploy model named by ``--teacher``: a run's FP32 weights or a shipped model's
+    (TrainConfig checked that its scale is the run's)."""
+    if Path(teacher).is_dir():
+        return load_run_model(teacher, stage="fp32")
+    from mai_sr.challenge import PRETRAINED_SCALE
+    from mai_sr.pretrained import pretrained_path
+
+    model = build_deploy(teacher, PRETRAINED_SCALE)
+    model.load_weights(str(pretrained_path(teacher, "weights")))
+    return model
+
+
+def _make_train_step(model, optimizer, strategy, loss_name: str, global_batch: int, clip,
+                     teacher=None, distill_weight: float = 0.0):
+    from mai_sr._tf import tf
+
+    loss_fn = per_example_loss(loss_name)
+
+    def replica_step(lr, hr):
+        with tf.GradientTape() as tape:
+            sr = model(lr, training=True)
+            per_example = loss_fn(sr, hr)
+            if teacher is not None:
+                # Output distillation: the teacher's SR is a smoother target than HR, which
+                # a small student can follow more of (TCLResearchEurope distilled,
+                # Ignatov et al., ECCV 2022 Workshops challenge report, sec. 3).
+                guide = tf.stop_gradient(teacher(lr, training=False))
+                per_example = ((1 - distill_weight) * per_example
+                               + distill_weight * loss_fn(sr, guide))
+            # Averaged over the *global* batch, so summing replicas equals one device.
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    @tf.function
+    def train_step(lr, hr):
+        per_replica = strategy.run(replica_step, args=(lr, hr))
+        if clip is not None:
+            clip()  # cross-replica context: one assignment updates every replica's copy
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+    return train_step
+
+
+def _val_psnr(model, val_pairs, scale: int) -> float:
+    """Mean PSNR (RGB, border crop = scale) of `model` on full validation images.
+
+    Eager calls: one per image, and no tf.function retracing for every image size.
+    """
+    from mai_sr.metrics import psnr
+
+    scores = []
+    for pair in val_pairs:
+        out = model(pair.lr[None].astype(np.float32), training=False).numpy()[0]
+        sr = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        scores.append(psnr(sr, pair.hr, crop=scale))
+    return float(np.mean(scores))
+
+
+def _bicubic_psnr(val_pairs, scale: int) -> float:
+    from mai_sr.data import bicubic_upscale
+    from mai_sr.metrics import psnr
+
+    return float(np.mean([psnr(bicubic_upscale(p.lr, scale), p.hr, crop=scale)
+                          for p in val_pairs]))
+
+
+def _train_stage(run: RunWriter, stage: str, model, strategy, train_pairs, val_pairs, stop,
+                 on_step) -> dict:
+    """Train `model` for the stage's steps from its last checkpoint; leave the best weights."""
+    from mai_sr._tf import keras
+    from mai_sr.data import make_train_dataset
+
+    config = run.config
+    steps, _, loss_name = _stage_settings(config, stage)
+    schedule = make_lr_schedule(config, stage)
+    with strategy.scope():
+        optimizer = keras.optimizers.Adam(learning_rate=schedule, jit_compile=False)
+        optimizer.build(model.trainable_variables)
+    # The loop state saved with every checkpoint; "window" holds the losses since the last
+    # metrics row so a resumed run logs the same averages as an uninterrupted one.
+    state = {"stage": stage, "step": 0, "elapsed": 0.0, "best_psnr": None, "best_step": None,
+             "val_psnr": None, "window": []}
+    last_path, best_path = run.checkpoint(stage, "last"), run.checkpoint(stage, "best")
+    best_weights = None
+    if last_path.is_file():
+        state = load_checkpoint(last_path, model, optimizer)
+        run.log(f"{stage}: resuming at step {state['step']}/{steps} from {last_path}")
+        if best_path.is_file():
+            best_weights, best_state = read_checkpoint_weights(best_path)
+            if best_state["step"] > state["step"]:  # written just before a kill: redone below
+                best_weights = None
+    run.truncate_metrics(stage, state["step"])
+    clip = _weight_clip_hook(model, config.weight_clip)
+    teacher = None
+    if config.teacher is not None:
+        with strategy.scope():
+            teacher = load_teacher(config.teacher)
+        teacher.trainable = False
+    train_step = _make_train_step(model, optimizer, strategy, loss_name, config.batch, clip,
+                                  teacher, config.distill_weight)
+    dataset = make_train_dataset(train_pairs, patch=config.patch, batch=config.batch,
+                                 scale=config.scale, seed=config.seed, start_step=state["step"],
+                                 intensity_aug=config.intensity_aug)
+    batches = iter(strategy.experimental_distribute_dataset(dataset))
+    clock = time.perf_counter() - state["elapsed"]
+    progress = Progress(run, stage, steps, state)
+    try:
+        while state["step"] < steps and not stop.requested:
+            lr_now = float(schedule(state["step"]))
+            loss = float(train_step(*next(batches)))
+            if not math.isfinite(loss):
+                raise MaiSrError(f"{stage} step {state['step'] + 1}: loss is {loss}; "
+                                 f"try a lower --{'lr' if stage == 'fp32' else 'qat-lr'}")
+            state["step"] += 1
+            step = state["step"]
+            state["elapsed"] = time.perf_counter() - clock
+            state["window"].append(loss)
+            val = None
+            if step % config.val_every == 0 or step == steps:
+                val = state["val_psnr"] = _val_psnr(model, val_pairs, config.scale)
+                if state["best_psnr"] is None or val > state["best_psnr"]:
+                    state["best_psnr"], state["best_step"] = val, step
+                    best_weights = model.get_weights()
+                    run.save_checkpoint(best_path, model, None, state)
+            progress.update(lr_now, val, log=step % config.log_every == 0 or step == steps)
+            if on_step is not None:
+                on_step(stage, step)
+            if step % config.ckpt_every == 0 or step == steps:
+                run.save_checkpoint(last_path, model, optimizer, state)
+                run.write_metrics()
+    finally:
+        progress.close()
+    if stop.requested:
+        run.save_checkpoint(last_path, model, optimizer, state)
+        run.write_metrics()
+        raise TrainingInterrupted(
+            f"{stop.signal_name} at {stage} step {state['step']}/{steps}: checkpoint saved to "
+            f"{last_path}; continue with: mai-sr train --out {run.dir} --resume")
+    if best_weights is not None:
+        model.set_weights(best_weights)
+    return {"steps": steps, "best_step": state["best_step"], "val_psnr": state["best_psnr"]}
