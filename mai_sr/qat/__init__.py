@@ -6,7 +6,9 @@
 - :func:`quantize_scope`: for loading/cloning QAT models.
 - :func:`calibrate`: activation ranges from data (PTQ, or before QAT).
 - :func:`apply_weight_clip` (``mai_sr.qat.weight_clip``): Z6's weight clipping, after each
-  optimizer step.
+  optimizer step: the first-layer kernels (those reading the RGB image) to their
+  per-output-channel mean +- k std. Not ``create_model(max_abs_weight=MAX)``, a hard bound
+  on every conv kernel (a Keras kernel constraint).
 
 Importing this package does not import TensorFlow; the names above load their module (and
 TensorFlow) on first use.
