@@ -260,6 +260,7 @@ def test_the_scale_comes_from_the_source_and_sets_the_timing_shape(run_dir, tmp_
         export(tmp_path / "m.tflite", model="abpn", weights=x4, shape=SHAPE)
     with pytest.raises(MaiSrError, match=r"--scale 2: --run .* trained x3"):
         export(tmp_path / "m.tflite", run=run_dir[0], scale=2, shape=SHAPE)
+    capsys.readouterr()  # the exports' progress bars
     assert cli.main(["export", str(tmp_path / "p.tflite"), "--pretrained", "abpn",
                      "--scale", "4"]) == 2
     err = capsys.readouterr().err
