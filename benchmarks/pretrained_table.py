@@ -240,6 +240,34 @@ def ship(run: Path, card: dict) -> list[Path]:
     return written
 
 
+def clean_metadata(path: Path) -> bool:
+    """Rewrite a shipped file's embedded provenance without local paths, leaving every other
+    byte as it is: the record is re-encoded and padded with spaces (valid JSON) to its old
+    length, so the graph and all flatbuffer offsets stay byte-identical. Returns whether the
+    file changed."""
+    from mai_sr.tflite.artifacts import read_metadata
+
+    record = read_metadata(path)
+    data = path.read_bytes()
+    if record is None:
+        return False
+    old = json.dumps(record, sort_keys=True).encode()
+    at = data.find(old)
+    if at < 0 or data.find(old, at + 1) >= 0:
+        raise SystemExit(f"{path}: provenance record not found once in the file")
+    source = dict(record.get("source") or {})
+    if "run" in source:  # the run's folder name, not where it lived on the training machine
+        source["run"] = Path(source["run"]).name
+    new = json.dumps({**record, "source": source}, sort_keys=True).encode()
+    if new == old:
+        return False
+    if len(new) > len(old):
+        raise SystemExit(f"{path}: cleaned provenance is longer than the old one")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data[:at] + new.ljust(len(old), b" ") + data[at + len(old):])
+    return True
+
+
 def resimulate(write_cards: bool = False) -> dict:
     """The stored result with every SyNAP figure recomputed by today's simulator: the shipped
     fixed-shape files (the files the cards timed) are re-benchmarked with ``--runner synap``
@@ -248,24 +276,31 @@ def resimulate(write_cards: bool = False) -> dict:
     the score in the shipped model cards (``mai_sr/pretrained/<model>.json``); the .tflite
     files are untouched."""
     from mai_sr.device.synap import SynapRunner
+    from mai_sr.fileio import sha256_file
+    from mai_sr.pretrained import pretrained_path
     from mai_sr.report.cards import validate_model_card
     from mai_sr.score import final_score
 
     result = json.loads((ROOT / "benchmarks" / "results" / f"{NAME}.json").read_text())
     for m, row in result["models"].items():
-        ms = SynapRunner().bench(SHIP_DIR / f"{m}.tflite").avg_ms
+        bench = SynapRunner().bench(SHIP_DIR / f"{m}.tflite")
+        ms = bench.avg_ms
         psnr = row["sets"][result["score_set"]]["int8_psnr"]
         print(f"{m}: SyNAP {row['synap_ms']:.2f} -> {ms:.2f} ms (simulated), score "
               f"{row['score']:.3g} -> {final_score(psnr, ms):.3g}")
         row["synap_ms"], row["score"] = ms, final_score(psnr, ms)
         if write_cards:
+            for kind in ("fixed", "dynamic"):
+                clean_metadata(pretrained_path(m, kind))
             path = SHIP_DIR / f"{m}.json"
             card = json.loads(path.read_text())
             synap = next(r for r in card["runtimes"] if r["runner"] == "synap")
-            synap["avg_ms"] = ms
+            synap["avg_ms"], synap["device"] = bench.avg_ms, bench.device
             if card["score"].get("runner") == "synap" and card["score"]["psnr"] is not None:
                 card["score"]["runtime_ms"] = ms
                 card["score"]["value"] = final_score(card["score"]["psnr"], ms)
+            for entry in card["files"]:  # the metadata changed, so the hashes did
+                entry["sha256"] = sha256_file(SHIP_DIR / entry["name"])
             validate_model_card(card)
             write_json(path, card)
             print(f"rewrote {path.relative_to(ROOT)}")
