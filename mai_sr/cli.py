@@ -218,7 +218,7 @@ def lint_exit_code(report, strict: bool = False) -> int:
 
 
 def cmd_lint(args) -> int:
-    from mai_sr.tflite.lint import TargetLintReport, lint_for_target, lint_model
+    from mai_sr.lint import TargetLintReport, lint_for_target, lint_model
 
     report = lint_for_target(args.model, args.target) if args.target else lint_model(args.model)
     if isinstance(report, TargetLintReport):  # 2 when Vela leaves an op on the CPU

@@ -15,7 +15,7 @@ from mai_sr.errors import MaiSrError
 from mai_sr.export import convert
 from mai_sr.export.convert import calibration_batches, export
 from mai_sr.tflite.artifacts import read_metadata
-from mai_sr.tflite.lint import lint_model
+from mai_sr.lint import lint_model
 from mai_sr.tflite.graph import read_graph
 from mai_sr.tflite.runtime import TFLiteSR
 from mai_sr.metrics import psnr

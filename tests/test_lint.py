@@ -10,7 +10,7 @@ import pytest
 
 import tflite_factory
 from mai_sr.cli import lint_exit_code, main
-from mai_sr.tflite.lint import ERROR, WARNING, lint_model
+from mai_sr.lint import ERROR, WARNING, lint_model
 
 
 @pytest.fixture(scope="module")

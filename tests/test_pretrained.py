@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mai_sr.cli import main
-from mai_sr.tflite.lint import lint_model
+from mai_sr.lint import lint_model
 from mai_sr.fileio import sha256_file
 from mai_sr.tflite.runtime import TFLiteSR
 from mai_sr.pretrained import NAMES, PRETRAINED_DIR, available, pretrained_path

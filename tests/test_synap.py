@@ -20,7 +20,7 @@ from mai_sr.device.base import schema_errors
 from mai_sr.device.synap import (COSTS, FEATURES, CostConstants, SynapRunner, compile_plan,
                                   convert, estimate_ms)
 from mai_sr.errors import MaiSrError
-from mai_sr.tflite.lint import lint_model
+from mai_sr.lint import lint_model
 from mai_sr.tflite.graph import read_graph
 from mai_sr.published import TIMED_FILES, for_architecture
 

@@ -151,7 +151,7 @@ def test_vela_places_every_rewritten_op_on_the_npu(small_model, target, tmp_path
 
 
 def test_lint_target_ethos_u_uses_vela(small_model, tmp_path):
-    from mai_sr.tflite.lint import lint_for_target
+    from mai_sr.lint import lint_for_target
 
     report = lint_for_target(small_model, "ethos-u55")
     assert [r["type"] for r in report.cpu_ops] == ["DEPTH_TO_SPACE"]

@@ -14,7 +14,7 @@ Accepted quantization (SyNAP manual, "NPU Operators"): either asym-u8 everywhere
 activations and uint8 per-tensor weights) or asym-i8 activations with symmetric int8 weights
 (per-channel or per-tensor, zero points 0) - not a mix. uint8 <-> int8 QUANTIZE ops at the
 graph inputs and outputs are allowed (every full-integer TFLite export with uint8 IO has
-them). Float or int16 tensors and ops outside :data:`mai_sr.tflite.lint.VS680_UNITS` are
+them). Float or int16 tensors and ops outside :data:`mai_sr.lint.VS680_UNITS` are
 rejected; int32 shape bookkeeping (SHAPE and ops on its output) falls back to the CPU.
 
 Cost model
@@ -35,7 +35,7 @@ The graph is compiled into layers the way the NPU compiler groups ops:
   made operand by operand: ABPN's 9-copy anchor reads its 3-channel input 9 times.
 
 Every remaining layer runs on its unit (NN engine, TP = tensor processor, PPU, or the host
-CPU; table in :mod:`mai_sr.tflite.lint`) and costs, in ms,
+CPU; table in :mod:`mai_sr.lint`) and costs, in ms,
 
     t = MACs_padded / (eff * 3.5 TMAC/s)      NN compute
       + DRAM bytes / B                         off-chip traffic

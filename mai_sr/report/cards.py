@@ -167,7 +167,7 @@ def _precision(graph) -> str:
 
 def lint_summary(path: str | os.PathLike) -> dict:
     """`mai-sr lint` in brief: error/warning counts and the error and warning lines."""
-    from mai_sr.tflite.lint import lint_model
+    from mai_sr.lint import lint_model
 
     report = lint_model(path)
     shown = [f for f in report.findings if f.severity in ("error", "warning")]

@@ -1,6 +1,8 @@
 """`mai-sr lint`: check a TFLite model against what the VS680 NPU and NNAPI accept.
 
-No TensorFlow: the graph comes from :func:`mai_sr.tflite.graph.read_graph`.
+No TensorFlow: the graph comes from :func:`mai_sr.tflite.graph.read_graph`. Lint stands
+above the runners (:mod:`mai_sr.device`): a finding's cost comes from the SyNAP simulator,
+and the Ethos-U verdicts from Vela itself.
 
 Every op gets a row (type, tensor types, quantization, kernel) and a verdict for the two
 targets. Findings have a severity:
