@@ -361,7 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--qat-steps", type=positive_int, default=None)
     p.add_argument("--qat-lr", type=positive_float, default=None)
     p.add_argument("--from", dest="from_run", default=None,
-                   help="finished FP32 run: do only QAT, in a new run directory")
+                   help="finished FP32 run, or deploy weights W.weights.h5 (mai-sr import; "
+                        "with --model): do only QAT, in a new run directory")
     p.add_argument("--init", dest="init_run", default=None,
                    help="finished FP32 run: start FP32 training from its weights (fine-tune)")
     p.add_argument("--teacher", default=None,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from mai_sr.challenge import CHALLENGE_SCALE
 from mai_sr.errors import MaiSrError
+from mai_sr.importer.weights_file import is_weights_file, weights_file_model
 from mai_sr.registry import check_model_name, check_scale, model_module
 from mai_sr.runs import FP32_DEPLOY_WEIGHTS, FP32_TRAIN_WEIGHTS, read_run_config, run_scale
 
@@ -67,8 +68,8 @@ class TrainConfig:
     qat_steps: int = 300
     qat_lr: float = 5e-5
     qat_loss: str | None = None      # None: same as loss
-    from_run: str | None = None      # finished FP32 run: only the QAT stage (implies qat)
-    init_run: str | None = None      # finished FP32 run whose weights start the FP32 stage
+    from_run: str | None = None      # finished FP32 run or deploy .weights.h5: only QAT
+    init_run: str | None = None      # finished FP32 run (or deploy .weights.h5) to start from
     teacher: str | None = None       # distillation: an FP32 run dir or a pretrained model name
     distill_weight: float = 0.5      # share of the loss measured against the teacher's output
     weight_clip: bool = True         # Z6's mean +- k std clipping of first-layer kernels
@@ -84,7 +85,13 @@ class TrainConfig:
     def __post_init__(self):
         if self.from_run is not None:
             self.qat = True
-            self.from_run = self._take_model_from("--from", self.from_run)
+            if is_weights_file(self.from_run):
+                self.from_run, self.model = weights_file_model(self.from_run, self.model)
+                # Z6's first-layer clip would cut the imported kernels' outliers at step one.
+                if self.explicit is not None and "weight_clip" not in self.explicit:
+                    self.weight_clip = False
+            else:
+                self.from_run = self._take_model_from("--from", self.from_run)
         if self.init_run is not None:
             self._resolve_init_run()
         self.model = self.model or "abpn"
@@ -107,6 +114,9 @@ class TrainConfig:
         """Fine-tuning (``--init RUN``): RUN's model and finished FP32 weights, checked now."""
         if self.from_run is not None:
             raise MaiSrError("--init: not with --from (--from skips the FP32 stage --init starts)")
+        if is_weights_file(self.init_run):
+            self.init_run, self.model = weights_file_model(self.init_run, self.model)
+            return
         require_finished_fp32("--init", self.init_run, FP32_TRAIN_WEIGHTS)
         self.init_run = self._take_model_from("--init", self.init_run)
 
@@ -178,7 +188,7 @@ class TrainConfig:
         if args.get("no_weight_clip"):
             given["weight_clip"] = False
         inherited = {}
-        if given.get("from_run") is not None:
+        if given.get("from_run") is not None and not is_weights_file(given["from_run"]):
             # `--qat --from RUN` fine-tunes on the data the FP32 run used, unless told otherwise.
             source = read_run_config(given["from_run"])
             inherited = {k: source[k] for k in FROM_RUN_INHERITS if k in source and k not in given}

@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from mai_sr.errors import MaiSrError
+from mai_sr.importer.weights_file import is_weights_file
 from mai_sr.runs import (FP32_DEPLOY_WEIGHTS, FP32_TRAIN_WEIGHTS, QAT_WEIGHTS, build_deploy,
                          load_run_model, read_run_config, read_summary)
 from mai_sr.train.checkpoint import load_checkpoint, read_checkpoint_weights
@@ -57,7 +58,10 @@ def train_from_config(config: TrainConfig, resume: bool = False, quiet: bool = F
         summary = run.read_summary()
         summary["bicubic_val_psnr"] = _bicubic_psnr(val_pairs, config.scale)
         deploy_weights = None  # handed over in memory: other workers may not see the file yet
-        if config.from_run is not None:
+        if config.from_run is not None and is_weights_file(config.from_run):
+            deploy_weights = _imported_weights(config)
+            run.copy_fp32_from(Path(config.from_run))
+        elif config.from_run is not None:
             run.copy_fp32_from(Path(config.from_run))
             summary.setdefault("fp32", read_summary(Path(config.from_run)).get("fp32"))
         elif not (run_dir / FP32_DEPLOY_WEIGHTS).is_file():
@@ -100,6 +104,15 @@ def _load_data(config: TrainConfig):
 # ---------------------------------------------------------------- stages
 
 
+def _imported_weights(config: TrainConfig) -> list:
+    """``--from FILE``: the deploy weights QAT starts from (checked against the model)."""
+    from mai_sr.importer.weights_file import load_deploy_weights
+
+    deploy = build_deploy(config.model, config.scale)
+    load_deploy_weights(deploy, config.from_run)
+    return deploy.get_weights()
+
+
 def _fp32_stage(run: RunWriter, strategy, train_pairs, val_pairs, stop, on_step):
     """Train the training graph, collapse it; return (summary dict, deploy weights)."""
     from mai_sr._tf import keras
@@ -109,7 +122,11 @@ def _fp32_stage(run: RunWriter, strategy, train_pairs, val_pairs, stop, on_step)
     keras.utils.set_random_seed(config.seed)  # reproducible initial weights
     with strategy.scope():
         model = create_model(config.model, scale=config.scale, deploy=False, **run.train_graph)
-    if config.init_run is not None:
+    if config.init_run is not None and is_weights_file(config.init_run):
+        from mai_sr.importer.weights_file import init_training_graph
+
+        init_training_graph(model, config.model, config.init_run)
+    elif config.init_run is not None:
         init_graph = read_run_config(config.init_run).get("train_graph", LEGACY_TRAIN_GRAPH)
         if init_graph != run.train_graph:
             raise MaiSrError(f"--init {config.init_run}: trained graph {init_graph}, this run "

@@ -35,6 +35,7 @@ import numpy as np
 
 from mai_sr import __version__, fileio
 from mai_sr.errors import MaiSrError
+from mai_sr.importer.weights_file import is_weights_file
 from mai_sr.runs import (CONFIG_FILE, FP32_DEPLOY_WEIGHTS, FP32_TRAIN_WEIGHTS, METRICS_COLUMNS,
                          METRICS_FILE, STAGES, SUMMARY_FILE, read_run_config, read_summary)
 from mai_sr.train.checkpoint import save_checkpoint
@@ -57,7 +58,7 @@ def resolve_run(config: TrainConfig, resume: bool, chief: bool) -> tuple[Path, T
             n += 1
             run_dir = Path("runs") / f"{config.model}-{stamp}-{n}"
         config = replace(config, out=str(run_dir))
-    if config.from_run is not None:
+    if config.from_run is not None and not is_weights_file(config.from_run):
         require_finished_fp32("--from", config.from_run, FP32_DEPLOY_WEIGHTS)
     run_dir = Path(config.out)
     if run_dir.exists() and chief:
@@ -161,7 +162,12 @@ class RunWriter:
             save_checkpoint(path, model, optimizer, state)
 
     def copy_fp32_from(self, source: Path) -> None:
-        """`--from`: this run's fp32/ is the source run's (the source stays untouched)."""
+        """`--from`: this run's fp32/ is the source run's, or the deploy weights file (the
+        source stays untouched)."""
+        if source.is_file():
+            if self.chief and not (self.dir / FP32_DEPLOY_WEIGHTS).is_file():
+                fileio.write_bytes(self.dir / FP32_DEPLOY_WEIGHTS, source.read_bytes())
+            return
         for relative in (FP32_DEPLOY_WEIGHTS, FP32_TRAIN_WEIGHTS):
             src = source / relative
             if src.is_file() and self.chief and not (self.dir / relative).is_file():

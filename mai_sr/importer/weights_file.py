@@ -1,0 +1,58 @@
+"""A deploy-weights file as the start of QAT (``mai-sr train --qat --from W.weights.h5``).
+
+``--from`` normally names a finished FP32 run; given a ``.weights.h5`` file (what ``mai-sr
+import`` writes) the QAT stage starts from those deploy weights instead, with no FP32 stage:
+fine-tuning DIV2K-trained weights on a few hundred small images would lose what the import
+brings. The architecture comes from ``--model`` or from the record ``mai-sr import`` writes
+beside the file (``<file>.json``). Standard library only: the checks run before TF loads.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mai_sr.errors import MaiSrError
+
+SUFFIX = ".weights.h5"
+
+
+def is_weights_file(source) -> bool:
+    """True when `source` names a deploy-weights file rather than a run directory."""
+    return str(source).endswith(SUFFIX) and not Path(source).is_dir()
+
+
+def weights_file_model(path, model: str | None) -> tuple[str, str]:
+    """(absolute path, architecture) for ``--from FILE``: `model`, else the import record's.
+
+    Raises a one-line MaiSrError when the file is missing, or the architecture is unknown or
+    differs from the one the import record names.
+    """
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise MaiSrError(f"--from {path}: not found")
+    record_path = Path(f"{path}.json")
+    recorded = None
+    if record_path.is_file():
+        try:
+            recorded = json.loads(record_path.read_text()).get("model")
+        except (ValueError, AttributeError):
+            recorded = None
+    if model is not None and recorded is not None and model != recorded:
+        raise MaiSrError(f"--model {model}: --from {path.name} holds {recorded} weights "
+                         f"(per {record_path.name})")
+    model = model or recorded
+    if model is None:
+        raise MaiSrError(f"--from {path.name}: give --model (the architecture of these deploy "
+                         "weights)")
+    return str(path), model
+
+
+def load_deploy_weights(model, path) -> None:
+    """Load deploy weights into `model` (a deploy graph) with a one-line error on mismatch."""
+    try:
+        model.load_weights(str(path))
+    except Exception as exc:  # h5py and Keras raise many types for a foreign file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MaiSrError(f"--from {path}: not deploy-graph weights of {model.name} "
+                         f"({first})") from None
