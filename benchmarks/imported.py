@@ -107,6 +107,16 @@ def _previous() -> dict:
     return json.loads(path.read_text()).get("imports", {}) if path.is_file() else {}
 
 
+def _recipe(run_dir) -> dict:
+    """The QAT settings of a run (its config.json), for the result."""
+    from mai_sr.runs import read_run_config
+
+    config = read_run_config(run_dir)
+    data = "+".join(Path(d).name for d in str(config.get("data", "")).split(","))
+    return {k: config.get(k) for k in ("qat_steps", "qat_lr", "qat_loss", "batch", "patch",
+                                       "weight_clip")} | {"data": data}
+
+
 def run(work: Path, qat_runs: dict, only, reuse: bool = False) -> dict:
     from mai_sr.export.convert import export
     from mai_sr.importer import import_weights
@@ -144,7 +154,8 @@ def run(work: Path, qat_runs: dict, only, reuse: bool = False) -> dict:
         if key in qat_runs:
             qat = export(out / f"{key}_qat.tflite", run=qat_runs[key], dynamic=True)
             entry["rows"]["mai-sr INT8 QAT"] = _tflite_scores(qat[-1], pairs)
-            entry["qat_run"] = str(qat_runs[key])
+            entry["qat_run"] = Path(qat_runs[key]).name  # the name: no local paths in results
+            entry["qat_recipe"] = _recipe(qat_runs[key])
         theirs = [v for k, v in entry["rows"].items() if k.startswith("authors' INT8")]
         if theirs:
             best = {s: max(r[s]["rgb"] for r in theirs) for s in SETS}

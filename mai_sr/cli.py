@@ -364,7 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="finished FP32 run, or deploy weights W.weights.h5 (mai-sr import; "
                         "with --model): do only QAT, in a new run directory")
     p.add_argument("--init", dest="init_run", default=None,
-                   help="finished FP32 run: start FP32 training from its weights (fine-tune)")
+                   help="finished FP32 run, or deploy weights W.weights.h5: start FP32 "
+                        "training from its weights (fine-tune)")
     p.add_argument("--teacher", default=None,
                    help="distil from a finished FP32 run or a pretrained model (abpn, scsrn, ...)")
     p.add_argument("--distill-weight", type=positive_float, default=None,

@@ -333,3 +333,53 @@ def test_cli_import_prints_conventions_and_fails_in_one_line(tmp_path, capsys):
                  "--out", str(tmp_path / "bad.weights.h5")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("mai-sr import: error: sanity gate") and "\n" not in err
+
+
+# ------------------------------------------------------------------ QAT from a weights file
+
+
+def test_qat_starts_from_an_imported_weights_file(tmp_path, etds_weights):
+    """``train --qat --from W.weights.h5``: no FP32 stage, the QAT model starts from exactly
+    the imported weights, and ``export --run`` takes the run."""
+    from mai_sr.cli import main
+    from mai_sr.models import create_model
+    from mai_sr.runs import FP32_DEPLOY_WEIGHTS, QAT_WEIGHTS, read_run_config
+
+    run = tmp_path / "run"
+    assert main(["train", "--qat", "--from", str(etds_weights[0]), "--qat-steps", "2",
+                 "--patch", "16", "--batch", "2", "--out", str(run), "--quiet"]) == 0
+    config = read_run_config(run)
+    assert config["model"] == "abpn" and config["weight_clip"] is False
+    assert (run / QAT_WEIGHTS).is_file() and not (run / "fp32" / "train.weights.h5").exists()
+    start, imported = create_model("abpn", deploy=True), create_model("abpn", deploy=True)
+    start.load_weights(str(run / FP32_DEPLOY_WEIGHTS))
+    imported.load_weights(str(etds_weights[0]))
+    for a, b in zip(start.weights, imported.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_qat_from_a_weights_file_of_another_model_fails_in_one_line(tmp_path, etds_weights,
+                                                                     capsys):
+    from mai_sr.cli import main
+
+    assert main(["train", "--qat", "--from", str(etds_weights[0]), "--model", "ncnet",
+                 "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "holds abpn weights" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("model_name,weights", [("abpn", "etds")])
+def test_init_training_graph_from_imported_weights(etds_weights, shared_data, model_name,
+                                                   weights):
+    """``train --init W.weights.h5``: the [0, 1]-domain training graph, set from the deploy
+    weights, computes what the deploy graph computes on a real image."""
+    from mai_sr.data import iter_pairs
+    from mai_sr.importer.weights_file import init_training_graph
+    from mai_sr.models import create_model
+
+    train = create_model(model_name)
+    init_training_graph(train, model_name, etds_weights[0])
+    deploy = create_model(model_name, deploy=True)
+    deploy.load_weights(str(etds_weights[0]))
+    lr = next(iter(iter_pairs(shared_data / "Set5", scale=3))).lr[None].astype(np.float32)
+    np.testing.assert_allclose(train(lr).numpy(), deploy(lr).numpy(), atol=2e-3)

@@ -56,3 +56,30 @@ def load_deploy_weights(model, path) -> None:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MaiSrError(f"--from {path}: not deploy-graph weights of {model.name} "
                          f"({first})") from None
+
+
+def init_training_graph(train_model, model_name: str, path) -> None:
+    """``--init W.weights.h5``: set a plain-conv training graph to the deploy weights.
+
+    Each training-graph conv has the deploy conv's name; a ScaledConv2D's fixed factors are
+    divided out (kernel / (input_scale * output_scale), bias / output_scale), so the
+    training graph computes what the deploy weights compute. Re-parameterizable blocks have
+    no unique inverse, so a training graph with them is refused.
+    """
+    from mai_sr._tf import keras
+    from mai_sr.models import create_model
+    from mai_sr.models.blocks import NearestConvAnchor, ScaledConv2D
+
+    deploy = create_model(model_name, deploy=True)
+    load_deploy_weights(deploy, path)
+    for layer in train_model.layers:
+        if not layer.weights or isinstance(layer, NearestConvAnchor):
+            continue
+        if not isinstance(layer, keras.layers.Conv2D):
+            raise MaiSrError(f"--init {Path(path).name}: the {model_name} training graph has a "
+                             f"{type(layer).__name__} ({layer.name}), which deploy weights "
+                             "cannot start; use --qat --from instead")
+        kernel, bias = deploy.get_layer(layer.name).get_weights()
+        if isinstance(layer, ScaledConv2D):
+            kernel, bias = kernel / layer.kernel_factor, bias / layer.output_scale
+        layer.set_weights([kernel.astype("float32"), bias.astype("float32")])
