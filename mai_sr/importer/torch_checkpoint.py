@@ -87,9 +87,11 @@ class _RestrictedUnpickler(pickle.Unpickler):
         try:
             return ALLOWED_GLOBALS[(module, name)]
         except KeyError:
+            hint = ("; it looks like a whole pickled model: save model.state_dict() instead"
+                    if module.startswith("torch.nn") or module == "__main__" else "")
             raise MaiSrError(f"{self._source}: refusing to load {module}.{name}: only tensor "
                              "and state-dict globals are admitted (the pickle could run "
-                             "code)") from None
+                             f"code){hint}") from None
 
     def persistent_load(self, pid):
         # ('storage', storage_type, key, location, numel)
