@@ -159,7 +159,8 @@ def cmd_eval(args) -> int:
 
     results = evaluate_tflite(model_file(args.model, args.pretrained), args.data,
                               y_channel=args.y, crop=args.crop, save_dir=args.save_dir,
-                              quiet=args.quiet, cache_dir=args.cache_dir, jobs=args.jobs)
+                              quiet=args.quiet, cache_dir=args.cache_dir, jobs=args.jobs,
+                              tile=args.tile)
     if args.csv == "-":  # the CSV is the output; the summary goes to stderr
         sys.stdout.write(results_csv(results))
         print(format_results(results), file=sys.stderr)
@@ -290,7 +291,7 @@ def cmd_upscale(args) -> int:
     written = upscale_paths(args.input, args.output, model=args.model,
                             pretrained=args.pretrained, tile=args.tile, quiet=args.quiet,
                             png_level=args.png_level, quality=args.quality, fmt=args.format,
-                            jobs=args.jobs)
+                            jobs=args.jobs, max_pixels=args.max_pixels)
     for p in written:
         print(p)
     return 0
@@ -413,6 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", type=non_negative_int, default=None, help="border crop (default = scale)")
     p.add_argument("--save-dir", help="write the upscaled images here")
     p.add_argument("--csv", help="write per-image rows here ('-': standard output)")
+    p.add_argument("--tile", type=positive_int, default=None,
+                   help="run a dynamic model in exact LR tiles of this size, to bound memory "
+                        "on large images (default: whole images)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--cache-dir", default=None,
@@ -522,6 +526,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JPEG/WebP quality 1-100 (default 95)")
     p.add_argument("--jobs", type=positive_int, default=None,
                    help="threads encoding while the model runs (default: cores, max 2)")
+    p.add_argument("--max-pixels", type=non_negative_int, default=178_956_970,
+                   help="refuse inputs above this many pixels, a guard against decompression "
+                        "bombs (default 178956970, Pillow's; 0: no limit)")
     p.set_defaults(func=cmd_upscale)
 
     # import -----------------------------------------------------------------

@@ -82,7 +82,8 @@ def evaluate_tflite(model_path: str | os.PathLike, data, *, y_channel: bool = Fa
                     crop: int | None = None, save_dir: str | os.PathLike | None = None,
                     quiet: bool = False, require_int8: bool = True,
                     threads: int = 2, cache_dir: str | os.PathLike | None = None,
-                    use_cache: bool = True, jobs: int | None = None) -> list[EvalResult]:
+                    use_cache: bool = True, jobs: int | None = None,
+                    tile: int | None = None) -> list[EvalResult]:
     """Score a TFLite SR model on each dataset of `data`; one :class:`EvalResult` per dataset.
 
     `data`: a list of sources (or a comma-separated string), each 'builtin' or a folder of
@@ -96,7 +97,8 @@ def evaluate_tflite(model_path: str | os.PathLike, data, *, y_channel: bool = Fa
     ``$XDG_CACHE_HOME/mai-sr``, see :mod:`mai_sr.cache`) when present, and are stored there
     otherwise; `use_cache` False neither reads nor writes it. Decoding, inference and
     scoring overlap on `jobs` worker threads (:mod:`mai_sr.pipeline`); the scores equal a
-    sequential run's.
+    sequential run's. `tile` (LR pixels) runs a dynamic model in exact tiles, bounding its
+    memory on large images (the scores are the same: tiling is exact).
     """
     from mai_sr._memory import reuse_freed_memory
     from mai_sr.cache import BaselineCache
@@ -130,7 +132,7 @@ def evaluate_tflite(model_path: str | os.PathLike, data, *, y_channel: bool = Fa
         try:
             with OrderedWork(jobs or default_jobs(), on_result=rows.append) as work:
                 for pair in tqdm(loaded, desc=name, unit="img", disable=quiet):
-                    work.submit(score, pair, model.upscale(pair.lr),
+                    work.submit(score, pair, model.upscale(pair.lr, tile=tile),
                                 _cached_baseline(cached, pair))
         finally:
             loaded.close()  # stops the decoding thread when leaving early

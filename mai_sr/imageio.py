@@ -7,6 +7,8 @@ naming the file.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +20,36 @@ from mai_sr.fileio import atomic_path
 # EXIF orientations 5-8 rotate by 90 degrees, swapping width and height.
 _TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
 
+# The largest image read by default: Pillow's decompression-bomb threshold (about 179 MP, a
+# 1 GB RGB array in memory and 1.6 G output pixels at x3). A crafted header can claim far
+# more than the file holds; `--max-pixels` lifts it (0: no limit).
+MAX_PIXELS = 178_956_970
 
-def read_image(path: Path) -> np.ndarray:
-    """Decode upright (EXIF applied) to L, LA, RGB or RGBA, as a uint8 array."""
+
+@contextlib.contextmanager
+def _opened(path: Path, max_pixels: int | None):
+    """Image.open with our pixel limit in place of Pillow's (which would raise its own
+    DecompressionBombError, a traceback, above twice its threshold)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            with Image.open(path) as im:
+                w, h = im.size
+                if max_pixels and w * h > max_pixels:
+                    raise MaiSrError(f"{path}: {w}x{h} is {w * h:,} pixels, above the "
+                                     f"{max_pixels:,}-pixel limit that guards against "
+                                     "decompression bombs; pass --max-pixels 0 to lift it")
+                yield im
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def read_image(path: Path, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
+    """Decode upright (EXIF applied) to L, LA, RGB or RGBA, as a uint8 array. Images above
+    `max_pixels` (0 or None: no limit) are refused with one line."""
     try:
-        with Image.open(path) as im:
+        with _opened(path, max_pixels) as im:
             im.load()
             im = ImageOps.exif_transpose(im)
             if im.mode not in ("L", "LA", "RGB", "RGBA"):
@@ -33,20 +60,24 @@ def read_image(path: Path) -> np.ndarray:
             return np.asarray(im, dtype=np.uint8)
     except FileNotFoundError:
         raise MaiSrError(f"{path}: no such file") from None
+    except MemoryError:
+        raise MaiSrError(f"{path}: too large to decode in this machine's memory") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise MaiSrError(f"{path}: not a readable image ({' '.join(str(exc).split())})") from None
 
 
-def upright_size(path: Path) -> tuple[int, int]:
+def upright_size(path: Path, max_pixels: int | None = MAX_PIXELS) -> tuple[int, int]:
     """(height, width) after EXIF orientation, from the header only (no decoding)."""
     try:
-        with Image.open(path) as im:
+        with _opened(path, max_pixels) as im:
             w, h = im.size
             if im.getexif().get(ExifTags.Base.Orientation, 1) in _TRANSPOSING_ORIENTATIONS:
                 w, h = h, w
             return h, w
     except FileNotFoundError:
         raise MaiSrError(f"{path}: no such file") from None
+    except MemoryError:
+        raise MaiSrError(f"{path}: too large to decode in this machine's memory") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise MaiSrError(f"{path}: not a readable image ({' '.join(str(exc).split())})") from None
 

@@ -26,8 +26,8 @@ from tqdm import tqdm
 
 from mai_sr.data import IMAGE_SUFFIXES, bicubic_upscale
 from mai_sr.errors import MaiSrError
-from mai_sr.imageio import (FORMATS, PNG_LEVEL, QUALITY, check_encoding, read_image,
-                            upright_size, write_image)
+from mai_sr.imageio import (FORMATS, MAX_PIXELS, PNG_LEVEL, QUALITY, check_encoding,
+                            read_image, upright_size, write_image)
 from mai_sr.tflite.artifacts import model_file
 from mai_sr.tflite.runtime import TFLiteSR
 
@@ -106,7 +106,7 @@ def upscale_paths(input: str | os.PathLike, output: str | os.PathLike, *,
                   model: str | os.PathLike | None = None, pretrained: str | None = None,
                   tile: int | None = None, quiet: bool = False, png_level: int = PNG_LEVEL,
                   quality: int = QUALITY, fmt: str | None = None,
-                  jobs: int | None = None) -> list[Path]:
+                  jobs: int | None = None, max_pixels: int | None = MAX_PIXELS) -> list[Path]:
     """Upscale an image file, or every image of a folder (recursively), into `output`.
 
     `model`: a .tflite file, or `pretrained`: a shipped model name (its dynamic-shape file).
@@ -118,6 +118,7 @@ def upscale_paths(input: str | os.PathLike, output: str | os.PathLike, *,
     Every input is checked before anything is written; each output is written atomically.
     The next image is decoded and the previous ones encoded (on `jobs` threads, default:
     one per core, at most 2) while the model runs; the files equal a sequential run's.
+    Inputs above `max_pixels` (0: no limit) are refused before anything is written.
     Returns the written paths.
     """
     from mai_sr._memory import reuse_freed_memory
@@ -128,7 +129,7 @@ def upscale_paths(input: str | os.PathLike, output: str | os.PathLike, *,
     reuse_freed_memory()
     sr_model = TFLiteSR(model_file(model, pretrained))
     pairs = _jobs(Path(input), os.fspath(output), fmt)
-    sizes = [upright_size(src) for src, _ in pairs]
+    sizes = [upright_size(src, max_pixels) for src, _ in pairs]
     total = sum(len(sr_model.tiles(h, w, tile)) for h, w in sizes)
     written: list[Path] = []
 
@@ -136,7 +137,7 @@ def upscale_paths(input: str | os.PathLike, output: str | os.PathLike, *,
         write_image(dst, sr, png_level=png_level, quality=quality)
         return dst
 
-    loaded = prefetch(((src, dst, read_image(src)) for src, dst in pairs), depth=1)
+    loaded = prefetch(((src, dst, read_image(src, max_pixels)) for src, dst in pairs), depth=1)
     try:
         with tqdm(total=total, unit="tile", disable=quiet, desc="upscale") as bar, \
                 OrderedWork(jobs or default_jobs(), on_result=written.append) as work:

@@ -41,3 +41,10 @@ def link_images(folder: Path, shared_data: Path, names) -> Path:
     for name in names:
         (folder / Path(name).name).symlink_to(shared_data / name)
     return folder
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(monkeypatch, tmp_path_factory):
+    """Tests never read or fill the user's ~/.cache/mai-sr (eval's bicubic baselines): one
+    cache for the whole test session, in pytest's temp folder."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))

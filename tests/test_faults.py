@@ -189,3 +189,56 @@ def test_report_refuses_a_fixed_file_and_a_dynamic_twin_from_two_exports(tmp_pat
     err = capsys.readouterr().err
     assert "m.tflite and m_none.tflite are not one export (their model" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_upscale_refuses_a_decompression_bomb_in_one_line_and_can_lift_the_limit(tmp_path,
+                                                                                 capsys):
+    """A 20000x10000 PNG that compresses to a few hundred KB (200 MP > Pillow's 179 MP)."""
+    import zlib
+
+    from PIL import Image
+
+    from mai_sr.cli import main
+
+    bomb = tmp_path / "bomb.png"
+    Image.new("L", (20000, 10000)).save(bomb, optimize=False, compress_level=9)
+    assert bomb.stat().st_size < 2_000_000 and zlib  # tiny on disk
+    assert main(["upscale", str(bomb), str(tmp_path / "out.png"), "--pretrained", "abpn",
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "bomb.png: 20000x10000 is 200,000,000 pixels, above the 178,956,970-pixel" in err
+    assert "--max-pixels 0" in err and err.count("\n") == 1
+    small = tmp_path / "small.png"
+    Image.new("RGB", (40, 30)).save(small)
+    assert main(["upscale", str(small), str(tmp_path / "o.png"), "--pretrained", "abpn",
+                 "--max-pixels", "1000", "--quiet"]) == 2
+    assert "40x30 is 1,200 pixels, above the 1,000-pixel limit" in capsys.readouterr().err
+    assert main(["upscale", str(small), str(tmp_path / "o.png"), "--pretrained", "abpn",
+                 "--max-pixels", "0", "--quiet"]) == 0
+
+
+def test_a_file_claiming_a_huge_input_is_one_line_in_eval_and_upscale(tmp_path, capsys,
+                                                                      shared_data):
+    """A fixed-shape model whose input claims 1x100000x100000x3: LiteRT cannot allocate it."""
+    from mai_sr.cli import main
+    from mai_sr.pretrained import pretrained_path
+
+    data = bytearray(pretrained_path("abpn", "fixed").read_bytes())
+    import struct
+
+    # The fixed file's input shape vector holds [1, 360, 640, 3] as int32: make it 100000.
+    old = struct.pack("<4i", 1, 360, 640, 3)
+    assert data.count(old) >= 1
+    data = data.replace(old, struct.pack("<4i", 1, 100000, 100000, 3))  # shape and signature
+    huge = tmp_path / "huge.tflite"
+    huge.write_bytes(bytes(data))
+    img = tmp_path / "in.png"
+    from PIL import Image
+
+    Image.new("RGB", (64, 48)).save(img)
+    for argv in (["eval", str(huge), "--data", str(shared_data / "Set5"), "--quiet"],
+                 ["upscale", str(img), str(tmp_path / "o.png"), "--model", str(huge), "--quiet"]):
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1, err
+        assert err.startswith(f"mai-sr {argv[0]}: error: ") and "huge.tflite" in err

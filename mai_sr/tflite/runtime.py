@@ -193,7 +193,10 @@ class TFLiteSR:
             if dynamic:
                 self._allocate((_PROBE, _PROBE))
             else:
-                self._interpreter.allocate_tensors()
+                try:
+                    self._interpreter.allocate_tensors()
+                except (RuntimeError, ValueError, MemoryError) as exc:
+                    raise self._allocation_error(self.fixed_shape, exc) from None
         in_h, in_w = self._size
         out_h, out_w = (int(d) for d in self._interpreter.get_output_details()[0]["shape"][1:3])
         if out_h % in_h or out_w % in_w or out_h // in_h != out_w // in_w:
@@ -214,9 +217,22 @@ class TFLiteSR:
     # ------------------------------------------------------------ one invoke
 
     def _allocate(self, size: tuple[int, int]) -> None:
-        self._interpreter.resize_tensor_input(self._input["index"], [1, size[0], size[1], 3])
-        self._interpreter.allocate_tensors()
+        try:
+            self._interpreter.resize_tensor_input(self._input["index"],
+                                                  [1, size[0], size[1], 3])
+            self._interpreter.allocate_tensors()
+        except (RuntimeError, ValueError, MemoryError) as exc:
+            raise self._allocation_error(size, exc) from None
         self._size = size
+
+    def _allocation_error(self, size, exc: BaseException) -> MaiSrError:
+        """LiteRT could not allocate the tensors of a `size` input: say so in one line, and
+        how to bound the memory (tiles) where the model allows it."""
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        hint = ("; run it in tiles (--tile 512)" if self.fixed_shape is None
+                else "; this file's input size itself is too large to run here")
+        return MaiSrError(f"{self.path}: LiteRT cannot allocate a {size[0]}x{size[1]} input "
+                          f"({reason}){hint}")
 
     def _quantize(self, lr: np.ndarray) -> np.ndarray:
         if np.issubdtype(self.input_dtype, np.floating):
@@ -285,7 +301,11 @@ class TFLiteSR:
         h, w = lr.shape[:2]
         s = self.scale
         size = self.tile_size(tile)
-        out = np.empty((h * s, w * s, 3), np.uint8)
+        try:
+            out = np.empty((h * s, w * s, 3), np.uint8)
+        except MemoryError:
+            raise MaiSrError(f"a {h * s}x{w * s} output does not fit in this machine's "
+                             "memory") from None
         for rows, cols in self.tiles(h, w, tile):
             patch = lr[rows.start:rows.stop, cols.start:cols.stop]
             ph, pw = patch.shape[:2]
