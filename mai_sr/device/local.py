@@ -19,12 +19,13 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from tqdm import tqdm
 
+from mai_sr.challenge import CHALLENGE_LR_HW
 from mai_sr.device.base import check_model_file
 from mai_sr.errors import MaiSrError
 from mai_sr.results import BenchResult
 from mai_sr.tflite.runtime import quiet_delegate_notice
 
-DEFAULT_DYNAMIC_SHAPE = (360, 640)  # the challenge's LR size, HxW
+DEFAULT_DYNAMIC_SHAPE = CHALLENGE_LR_HW  # a dynamic model is timed at the challenge's size
 
 
 def cpu_model() -> str:

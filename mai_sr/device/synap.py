@@ -97,6 +97,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from mai_sr.challenge import CHALLENGE_LR_HW
 from mai_sr import __version__
 from mai_sr.errors import MaiSrError
 from mai_sr.tflite.ops import CLIP_OPS, vs680_unit
@@ -106,7 +107,7 @@ from mai_sr.results import BenchResult
 
 SIMULATED = "SIMULATED"
 TARGETS = ("VS680",)
-CHALLENGE_HW = (360, 640)        # LR input of the challenge's runtime measurement
+CHALLENGE_HW = CHALLENGE_LR_HW   # LR input of the challenge's runtime measurement
 PEAK_MACS_PER_S = 3.5e12         # 7 TOPS INT8 (challenge report section 2.3), 2 ops per MAC
 LANES = 16                       # channels per NN-engine block / TP-PPU vector
 DEVICE = {"name": "Synaptics VS680 (simulated)", "soc": "VS680",

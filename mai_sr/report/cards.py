@@ -32,12 +32,13 @@ import math
 import os
 from pathlib import Path
 
+from mai_sr.challenge import CHALLENGE_LR_HW
 from mai_sr import __version__
 from mai_sr.errors import MaiSrError
 from mai_sr.results import BenchResult, EvalResult
 
 CARD_SCHEMA_VERSION = 1
-TIMING_HW = (360, 640)  # the MAI 2022 challenge's LR input (640x360 -> 1920x1080)
+TIMING_HW = CHALLENGE_LR_HW  # a dynamic file is profiled at the challenge's LR input
 # Runners whose time is an NPU time, best first: a real device beats the simulator.
 NPU_RUNNERS = ("adb", "synap")
 CONV_LIKE_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED"})
