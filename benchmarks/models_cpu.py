@@ -167,7 +167,7 @@ def readme_tables(result: dict) -> str:
         f"Median of {result['rounds']} alternating rounds × {result['runs_per_round']} runs; "
         f"{m['cpus']} CPUs ({m['processor']}) shared with other jobs (1-min load "
         f"{m['load_avg_1min']:.1f}), TF {m['tensorflow']}, {result['date'][:10]}. "
-        "Published figures: seed 004, Table 1. Written by `benchmarks/models_cpu.py`.",
+        "Published figures: MAI 2022 report, Table 1. Written by `benchmarks/models_cpu.py`.",
     ])
 
 

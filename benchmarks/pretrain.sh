@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The exact training behind the pretrained models shipped in mai_sr/pretrained/ (issue 8),
-# also the runs benchmarks/qat_quality.py measures (issue 4).
+# The exact training behind the pretrained models shipped in mai_sr/pretrained/,
+# also the runs benchmarks/qat_quality.py measures.
 #
 #   benchmarks/pretrain.sh [MODEL ...]        # default: abpn ncnet scsrn xcat, one after another
 #   WEIGHT_CLIP=off benchmarks/pretrain.sh    # the same without weight clipping (MODEL-noclip)

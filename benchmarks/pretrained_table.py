@@ -1,4 +1,4 @@
-"""The pretrained models' results table (issue 8), and with ``--ship`` the packaging.
+"""The pretrained models' results table, and with ``--ship`` the packaging.
 
 For each finished run of ``benchmarks/pretrain.sh`` (``benchmarks/out/pretrain/<model>``),
 `mai-sr report`'s own machinery (:func:`mai_sr.report.make_report`) exports the run's QAT
@@ -7,7 +7,7 @@ FP32 deploy model on B100, Set14 and Set5 (RGB, border crop 3: what ``mai-sr eva
 lints it, and times it with the local LiteRT runner and the SyNAP simulator. This script
 turns the model cards into ``benchmarks/results/pretrained.json`` and the README table
 (between the ``bench:pretrained`` markers), with the published Table 1 figures beside them,
-and checks the issue's targets:
+and checks the targets:
 
 - INT8 PSNR at least 1.2 dB above bicubic on B100 and on Set14;
 - FP32 -> INT8 drop at most 0.05 dB on every set;
@@ -48,10 +48,10 @@ NAME = "pretrained"
 MODELS = ("abpn", "ncnet", "scsrn", "xcat")
 DATA = Path(os.environ.get("MAI_SR_DATA", ROOT.parent / "shared" / "data"))
 SETS = ("B100", "Set14", "Set5")  # the first is the score's PSNR (like the report's first set)
-TARGET_GAIN_DB = 1.2      # issue 8: INT8 over bicubic, on each of GAIN_SETS
+TARGET_GAIN_DB = 1.2      # target: INT8 over bicubic, on each of GAIN_SETS
 GAIN_SETS = ("B100", "Set14")
-TARGET_DROP_DB = 0.05     # issue 8: FP32 -> INT8
-RANKING_GAP_DB = 0.1      # issue 8: published PSNRs further apart than this must keep order
+TARGET_DROP_DB = 0.05     # target: FP32 -> INT8
+RANKING_GAP_DB = 0.1      # target: published PSNRs further apart than this must keep order
 REPORT_OUT = ROOT / "benchmarks" / "out" / "pretrained_report"
 SHIP_DIR = ROOT / "mai_sr" / "pretrained"
 

@@ -15,7 +15,7 @@ images; QAT from the run) and PSNR (RGB, border crop 3) is measured on Set14 and
 - LiteRT INT8 PTQ and LiteRT INT8 QAT (the exported files, uint8 in/out),
 - the Keras QAT (fake-quant) model, to check that the export keeps what QAT learned.
 
-Targets (issue 4): QAT INT8 within 0.05 dB of FP32 for every model; QAT better than PTQ;
+Targets: QAT INT8 within 0.05 dB of FP32 for every model; QAT better than PTQ;
 weight clipping measurably helping the models with a skewed first layer (the first conv's
 per-channel skew is reported: |mean|/std and max|w|/std).
 
@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "results" / "qat_quality.json"
 DATA = Path(os.environ.get("MAI_SR_DATA", ROOT.parent / "shared" / "data"))
 EVAL_SETS = ("Set14", "B100")
-TARGET_QAT_DROP = 0.05  # dB, issue 4
+TARGET_QAT_DROP = 0.05  # dB
 MEASURABLE = 0.01  # dB: a smaller difference between two trainings is noise here
 
 
@@ -170,7 +170,7 @@ def run_variant(name: str, clip: bool, args, eval_pairs) -> dict:
 
 
 def verdicts(models: dict) -> dict:
-    """The issue's targets, checked on Set14 and B100 (with weight clipping, the default).
+    """The targets, checked on Set14 and B100 (with weight clipping, the default).
     Clipping "helps" when it lowers the FP32 -> INT8 drop by more than MEASURABLE on both."""
     out = {}
     for name, variants in models.items():

@@ -48,7 +48,7 @@ BUILTIN_PHOTOS = ("astronaut", "chelsea", "coffee", "hubble_deep_field",
                   "immunohistochemistry", "motorcycle_left", "motorcycle_right", "retina",
                   "rocket")
 
-# Per-sample intensity factors of XCAT's augmentation (seed 004, section 4.17).
+# Per-sample intensity factors of XCAT's augmentation (MAI 2022 challenge report, section 4.17).
 INTENSITY_FACTORS = (1.0, 0.7, 0.5)
 
 _DIV2K_HR = re.compile(r"^DIV2K_(?P<split>[A-Za-z0-9]+)_HR$")

@@ -24,11 +24,11 @@ SCALES = registry.SCALES
 # (MAI 2021 winner); restated in ../shared/DESIGN.md "Models".
 ABPN_PARAMS = 42_539
 # NCNet: Luo et al., "Fast Nearest Convolution for Real-Time Efficient Image
-# Super-Resolution", ECCVW 2022 (team MegSR, seed 004 sec. 4.10); DESIGN.md "Models".
+# Super-Resolution", ECCVW 2022 (team MegSR, MAI 2022 report, sec. 4.10); DESIGN.md "Models".
 NCNET_PARAMS = 52_279
 NEAREST_CONV_WEIGHTS = 27 * 3  # the frozen 1x1 anchor 3 -> 27 (x3), no bias
 
-# Allowed deploy-graph ops (issue 3 acceptance; seed 004 sec. 3.1: 3x3 kernels at most).
+# Allowed deploy-graph ops (MAI 2022 challenge report, section 3.1: 3x3 kernels at most).
 ALLOWED_OPS = {"CONV_2D", "DEPTH_TO_SPACE", "ADD", "CONCATENATION", "RELU", "RELU6",
                "RELU_N1_TO_1", "RELU_0_TO_1", "MINIMUM", "MAXIMUM"}
 

@@ -10,7 +10,8 @@ from mai_sr.errors import MaiSrError
 from mai_sr.models.blocks import DepthToSpace
 from mai_sr.profile import format_profile, profile_keras, profile_model
 
-# AIM 2020 efficient SR challenge (seed 001, sec. 2 "Challenge"): the MSRResNet x4 baseline
+# "AIM 2020 Challenge on Efficient Super-Resolution: Methods and Results" (Zhang et al., ECCV
+# 2020 Workshops), section 2 "Challenge": the MSRResNet x4 baseline
 # has 1,517,571 params, 166.36 G "FLOPs" and 292.55 M activations ("elements of all outputs
 # of convolutional layers") for a 256x256 LR input, and 37 convolutional layers.
 MSRRESNET_PARAMS = 1_517_571
@@ -20,8 +21,8 @@ MSRRESNET_CONVS = 37
 
 
 def msrresnet_x4(size=256):
-    """MSRResNet (Wang et al.) as described in seed 001: conv + LReLU, 16 residual blocks
-    (conv, ReLU, conv, + skip), two (conv 64 -> 256, pixel shuffle x2, LReLU), HR conv + LReLU,
+    """MSRResNet (Wang et al.) as the AIM 2020 ESR report describes it: conv + LReLU, 16
+    residual blocks (conv, ReLU, conv, + skip), two (conv 64 -> 256, pixel shuffle x2, LReLU), HR conv + LReLU,
     last conv, + bilinear upsampling of the input."""
     def conv(channels, x):
         return keras.layers.Conv2D(channels, 3, padding="same")(x)
@@ -56,7 +57,7 @@ def test_abpn_at_360x640_by_hand():
     biases = 5 * 28 + 2 * 27
     assert prof.params == 42_539 and prof.frozen_params == 81
     assert prof.macs == kernel * pixels
-    assert round(prof.macs / 1e9, 1) == 9.8  # issue 3 acceptance: "about 9.8 GMAC"
+    assert round(prof.macs / 1e9, 1) == 9.8  # the profile's reference figure: "about 9.8 GMAC"
     assert prof.activations == (5 * 28 + 2 * 27 + 27) * pixels
     assert prof.convs == 8
     assert prof.int8_weight_bytes == kernel + 4 * biases

@@ -1,5 +1,5 @@
 """QAT on the deploy graphs: what gets a range, the fixed [0, 255] ranges, and the pitfalls
-of issue 4 (a drifting output range, D2S/concat adding ranges, a stale or inexact weight
+of QAT (a drifting output range, D2S/concat adding ranges, a stale or inexact weight
 range), plus weight clipping."""
 
 import numpy as np
@@ -159,7 +159,7 @@ def test_input_and_output_are_quantized_to_whole_pixels(name, qat_models):
 
 
 def test_output_range_does_not_drift_with_dark_data():
-    """The issue's pitfall: a learned output range shrank to [-0.7, 186] and cost 4 dB.
+    """The pitfall: a learned output range shrank to [-0.7, 186] and cost 4 dB.
     With the residual zeroed, ABPN is nearest-neighbour upsampling; after calibrating and
     training on dark images only, a white image must still come out white."""
     deploy = create_model("abpn", deploy=True)

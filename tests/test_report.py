@@ -3,7 +3,7 @@
 One report is built per session on small factory models (tests/tflite_factory.py: raw TF
 ops, no project code) and three real images; the tests read its files. References are
 independent: PSNR from skimage on outputs of a bare LiteRT interpreter, complexity from the
-factory's weight shapes, published figures from seed 004 Table 1.
+factory's weight shapes, published figures from MAI 2022 challenge report, Table 1.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ RUNNERS = ["local", "synap"]
 # Few timed runs: the test checks plumbing, benchmarks/report_cache.py measures.
 FAST = {"local": {"min_runs": 3, "min_seconds": 0.01, "warmup_runs": 1,
                   "warmup_min_seconds": 0.0}}
-# C fitted to all 25 scored rows of seed 004 Table 1 (derivation in mai_sr/score.py).
+# C fitted to all 25 scored rows of MAI 2022 report, Table 1 (derivation in mai_sr/score.py).
 C_TABLE1 = 2.81515e15
 # Seed 004 Table 1, row "ABPN [19] baseline": 53 KB, 29.87 dB, 0.8686, CPU 998 ms, NPU 36.9 ms.
 ABPN_TABLE1 = {"size_kb": 53, "psnr": 29.87, "ssim": 0.8686, "cpu_ms": 998, "npu_ms": 36.9,

@@ -359,7 +359,7 @@ def test_config_defaults_are_per_model_data():
     abpn = TrainConfig.from_cli(cli_args())
     assert (abpn.model, abpn.loss, abpn.qat_loss, abpn.intensity_aug) == ("abpn", "l1", "l1", False)
     assert abpn.weight_clip and not abpn.qat and abpn.explicit == frozenset()
-    # XCAT: Charbonnier loss and x1/0.7/0.5 intensity augmentation (seed 004, 4.17);
+    # XCAT: Charbonnier loss and x1/0.7/0.5 intensity augmentation (MAI 2022 report, sec. 4.17);
     # SCSRN: a 0.1 warm-up ratio (4.1). Explicit options win.
     xcat = TrainConfig.from_cli(cli_args(model="xcat"))
     assert (xcat.loss, xcat.intensity_aug) == ("charbonnier", True)

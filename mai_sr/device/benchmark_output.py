@@ -3,7 +3,7 @@
 The formats come from the TFLite sources (tensorflow/lite/tools/benchmark/benchmark_model.cc,
 benchmark_tflite_model.cc, tensorflow/core/util/stats_calculator.{h,cc},
 tensorflow/lite/profiling/profile_summary_formatter.cc) and from transcripts pasted in
-public issue threads; `tests/fake_adb/transcripts/` holds examples with their sources.
+public bug-tracker threads; `tests/fake_adb/transcripts/` holds examples with their sources.
 Lines vary across versions and launchers, so each line is first stripped of its log
 prefix (`INFO: `, `VERBOSE: `, or an Android logcat prefix) and then matched:
 

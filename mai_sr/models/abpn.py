@@ -3,12 +3,12 @@
 Published form (DESIGN.md "Models"; the authors' TF code): six 3x3 convs with ReLU
 (3 -> 28, four 28 -> 28, 28 -> 27), a linear 3x3 conv 27 -> 27, plus the anchor
 ``concat([x] * 9)``, then depth_to_space(3) and a clip to [0, 255] *after* it: 42,539
-parameters, 53 KB as INT8, 36.9 ms on the VS680 NPU (seed 004, Table 1).
+parameters, 53 KB as INT8, 36.9 ms on the VS680 NPU (MAI 2022 challenge report, Table 1).
 
 Deploy form (``deploy=True``): the same convs and weights, but the anchor is a frozen 1x1
 "nearest convolution" (one CONV_2D instead of a 9-input CONCATENATION) and the clip runs on
 the 27-channel LR tensor before depth-to-space (9x fewer values; the MAI 2022 recipe,
-seed 004 sec. 3.1). Both changes are exact, so the outputs are identical (tested).
+MAI 2022 report, sec. 3.1). Both changes are exact, so the outputs are identical (tested).
 ``create_model("abpn", deploy=True, clip="after_d2s")`` or ``anchor="concat"`` rebuilds the
 slow variants, e.g. for lint tests.
 

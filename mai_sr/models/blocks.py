@@ -5,7 +5,7 @@ layers below, so the QAT code needs a QuantizeConfig for just these:
 
 - :class:`DepthToSpace` - ``tf.nn.depth_to_space`` (TFLite DEPTH_TO_SPACE, DCR channel order).
 - :class:`ClipByValue` - ``tf.clip_by_value`` to [0, 255] (TFLite MAXIMUM + MINIMUM); placed
-  *before* depth-to-space in deploy graphs (seed 004, sec. 3.1, item 6).
+  *before* depth-to-space in deploy graphs (MAI 2022 challenge report, section 3.1, item 6).
 - :class:`NearestConvAnchor` - a frozen 1x1 ``Conv2D`` 3 -> 3*s^2 without bias (TFLite CONV_2D)
   that, followed by depth-to-space, is exactly nearest-neighbour x s upsampling.
 - :class:`ConcatAnchor` - ``concat([x] * s^2)``, ABPN's original anchor (TFLite CONCATENATION
@@ -432,7 +432,7 @@ class RepConv(Collapsible):
 
 @serializable
 class CollapsibleLinearBlock(Collapsible):
-    """Collapsible linear block (seed 004, sec. 4.2): 3x3 conv to ``expand*filters``
+    """Collapsible linear block (MAI 2022 report, sec. 4.2): 3x3 conv to ``expand*filters``
     channels, 1x1 projection back to ``filters`` (no activation between), + identity when
     in == out, then activation.
 
@@ -603,7 +603,7 @@ def make_anchor(kind: str, x, scale: int):
 def sr_head(x, scale: int, clip: str):
     """Clip to [0, 255] and depth-to-space, in the order ``clip`` says.
 
-    "before_d2s" clips the small LR-resolution tensor (the NPU-friendly order, seed 004
+    "before_d2s" clips the small LR-resolution tensor (the NPU-friendly order, the MAI 2022 report
     sec. 3.1 item 6); "after_d2s" is the published ABPN order. depth_to_space only permutes
     values, so both give identical outputs (tested).
     """

@@ -1,10 +1,10 @@
-"""NCNet, the nearest convolution network (Luo et al., team MegSR, seed 004 sec. 4.10).
+"""NCNet, the nearest convolution network (Luo et al., team MegSR, MAI 2022 report, sec. 4.10).
 
 ABPN's body at 32 channels: seven 3x3 convs (3 -> 32, four 32 -> 32, 32 -> 27 with ReLU,
 27 -> 27 linear) = 52,279 trainable parameters, plus the frozen nearest-convolution anchor
 (a 1x1 conv 3 -> 27 without bias, 81 fixed weights: output channel k copies input channel
 k % 3, TF's depth_to_space order). Published: 65 KB INT8, 29.94 dB, 29.8 ms on the VS680 NPU
-(seed 004, Table 1).
+(MAI 2022 challenge report, Table 1).
 
 NCNet already uses the nearest-conv anchor when training, so its training and deploy graphs
 have the same layers; the training graph's first and last convs work in the [0, 1] domain

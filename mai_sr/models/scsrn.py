@@ -1,4 +1,4 @@
-"""SCSRN, the skip-concatenated SR network (team Z6, MAI 2022 winner; seed 004 sec. 4.1).
+"""SCSRN, the skip-concatenated SR network (team Z6, MAI 2022 winner; MAI 2022 report, sec. 4.1).
 
 No code was published; this is our reading of the report text and its Fig. 3:
 

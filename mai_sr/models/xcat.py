@@ -1,4 +1,4 @@
-"""XCAT (team Aselsan Research, Ayazoglu & Bilecen, ECCVW 2022; seed 004 sec. 4.17).
+"""XCAT (team Aselsan Research, Ayazoglu & Bilecen, ECCVW 2022; MAI 2022 report, sec. 4.17).
 
 No code was published; this is our reading of the report and the paper's abstract:
 

@@ -1,4 +1,4 @@
-"""Weight clipping (team Z6's recipe, seed 004 sec. 4.1), on by default in FP32 and QAT training.
+"""Weight clipping (team Z6, MAI 2022 report, sec. 4.1), on by default in FP32 and QAT training.
 
 Why: TFLite quantizes conv weights symmetrically per output channel: the step is
 ``max|w_c| / 127`` for channel c. When a channel's weights are skewed (most of them small and
