@@ -29,7 +29,8 @@ MAX_PIXELS = 178_956_970
 @contextlib.contextmanager
 def _opened(path: Path, max_pixels: int | None):
     """Image.open with our pixel limit in place of Pillow's (which would raise its own
-    DecompressionBombError, a traceback, above twice its threshold)."""
+    DecompressionBombError, a traceback, above twice its threshold), and one-line errors
+    for a missing, unreadable or oversized file."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
@@ -40,7 +41,14 @@ def _opened(path: Path, max_pixels: int | None):
                     raise MaiSrError(f"{path}: {w}x{h} is {w * h:,} pixels, above the "
                                      f"{max_pixels:,}-pixel limit that guards against "
                                      "decompression bombs; pass --max-pixels 0 to lift it")
-                yield im
+                yield im  # errors while decoding come back here, and get the same words
+        except FileNotFoundError:
+            raise MaiSrError(f"{path}: no such file") from None
+        except MemoryError:
+            raise MaiSrError(f"{path}: too large to decode in this machine's memory") from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise MaiSrError(f"{path}: not a readable image "
+                             f"({' '.join(str(exc).split())})") from None
         finally:
             Image.MAX_IMAGE_PIXELS = saved
 
@@ -48,38 +56,24 @@ def _opened(path: Path, max_pixels: int | None):
 def read_image(path: Path, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
     """Decode upright (EXIF applied) to L, LA, RGB or RGBA, as a uint8 array. Images above
     `max_pixels` (0 or None: no limit) are refused with one line."""
-    try:
-        with _opened(path, max_pixels) as im:
-            im.load()
-            im = ImageOps.exif_transpose(im)
-            if im.mode not in ("L", "LA", "RGB", "RGBA"):
-                has_alpha = "transparency" in im.info or im.mode in ("PA", "La")
-                grey = im.mode in ("1", "I;16", "I;16B", "I;16L", "I", "F")
-                im = im.convert(("LA" if grey else "RGBA") if has_alpha else
-                                ("L" if grey else "RGB"))
-            return np.asarray(im, dtype=np.uint8)
-    except FileNotFoundError:
-        raise MaiSrError(f"{path}: no such file") from None
-    except MemoryError:
-        raise MaiSrError(f"{path}: too large to decode in this machine's memory") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise MaiSrError(f"{path}: not a readable image ({' '.join(str(exc).split())})") from None
+    with _opened(path, max_pixels) as im:
+        im.load()
+        im = ImageOps.exif_transpose(im)
+        if im.mode not in ("L", "LA", "RGB", "RGBA"):
+            has_alpha = "transparency" in im.info or im.mode in ("PA", "La")
+            grey = im.mode in ("1", "I;16", "I;16B", "I;16L", "I", "F")
+            im = im.convert(("LA" if grey else "RGBA") if has_alpha else
+                            ("L" if grey else "RGB"))
+        return np.asarray(im, dtype=np.uint8)
 
 
 def upright_size(path: Path, max_pixels: int | None = MAX_PIXELS) -> tuple[int, int]:
     """(height, width) after EXIF orientation, from the header only (no decoding)."""
-    try:
-        with _opened(path, max_pixels) as im:
-            w, h = im.size
-            if im.getexif().get(ExifTags.Base.Orientation, 1) in _TRANSPOSING_ORIENTATIONS:
-                w, h = h, w
-            return h, w
-    except FileNotFoundError:
-        raise MaiSrError(f"{path}: no such file") from None
-    except MemoryError:
-        raise MaiSrError(f"{path}: too large to decode in this machine's memory") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise MaiSrError(f"{path}: not a readable image ({' '.join(str(exc).split())})") from None
+    with _opened(path, max_pixels) as im:
+        w, h = im.size
+        if im.getexif().get(ExifTags.Base.Orientation, 1) in _TRANSPOSING_ORIENTATIONS:
+            w, h = h, w
+        return h, w
 
 
 # Output encoding. PNG is lossless at every level, so the default is the fast end. Measured
