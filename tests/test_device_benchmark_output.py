@@ -308,3 +308,15 @@ def test_proto_and_text_agree_to_the_texts_rounding(name, parser):
                          ("warmup_avg_ms", "average_warm_up_ms")):
         assert getattr(text, ours) == pytest.approx(latency[theirs], abs=tolerance), ours
     assert text.count == misc["num_runs"]
+
+
+@pytest.mark.parametrize("line", [
+    "count=50 first=1 curr=36907 min=36510 max=38102 avg=nan std=0",
+    "count=50 first=1 curr=36907 min=36510 max=38102 avg=0 std=0",
+    "count=50 first=1 curr=36907 min=36510 max=38102 avg=-3 std=0",
+])
+def test_an_average_that_is_not_a_time_is_refused_not_replaced(line):
+    """avg=nan once became the `curr` value; zero or negative averages were scored."""
+    out = parse_benchmark_output(f"INFO: STARTING!\n{line}\n")
+    with pytest.raises(MaiSrError, match="reported an average of .* us, not a time"):
+        out.to_bench_result(runner="adb", model="m.tflite")

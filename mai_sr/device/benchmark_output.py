@@ -25,13 +25,15 @@ plus the op-profiling tables after "Operator-wise Profiling Info for Regular Ben
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
 from mai_sr.errors import MaiSrError
 from mai_sr.results import BenchResult
 
-NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+# nan and inf are matched too, so that a broken timing is seen and refused, not skipped
+NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf)"
 
 # "05-31 10:31:13.022 21767 21767 I tflite  : " (logcat) or "INFO: " / "VERBOSE: " ...
 _PREFIX = re.compile(r"^(?:\d\d-\d\d \d\d:\d\d:\d\d\.\d+\s+\d+\s+\d+\s+[VDIWEF]\s+[^:]*:\s?)?"
@@ -140,9 +142,15 @@ class BenchmarkOutput:
 
     def to_bench_result(self, *, runner: str, model: str, device: dict | None = None,
                         requested_delegate: str | None = None) -> BenchResult:
-        """A BenchResult in milliseconds; notes say when the requested delegate did not run."""
+        """A BenchResult in milliseconds; notes say when the requested delegate did not run.
+        An average that is not a finite, positive time (nan, inf, 0, negative) is refused:
+        scoring it would divide by it."""
         def ms(us):
             return None if us is None else us / 1000.0
+
+        if self.avg_us is not None and not (math.isfinite(self.avg_us) and self.avg_us > 0):
+            raise MaiSrError(f"benchmark_model reported an average of {self.avg_us:g} us, not "
+                             "a time: the run is unusable (rerun it; check the tool's output)")
 
         regular = self.regular or RunStats(count=0)
         notes = list(self.warnings) + [f"benchmark_model logged: {e}" for e in self.errors]
