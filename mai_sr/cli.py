@@ -146,7 +146,7 @@ def cmd_export(args) -> int:
     paths = export(args.output, run=args.run, model=args.model, weights=args.weights,
                    pretrained=args.pretrained, shape=args.shape, scale=args.scale,
                    dynamic=args.dynamic, precision=args.precision, calib=args.calib,
-                   calib_n=args.calib_n, target=args.target)
+                   calib_n=args.calib_n, target=args.target, force=args.force)
     for p in paths:
         print(p)
     return 0
@@ -312,6 +312,39 @@ def cmd_import(args) -> int:
 # ---------------------------------------------------------------- parser
 
 
+# `mai-sr train` options whose help is completed with their default from TrainConfig (the
+# one place defaults live; argparse's own defaults stay None so --resume can tell what was
+# given).
+TRAIN_HELP = {
+    "steps": "FP32 optimizer steps", "patch": "LR patch side (HR = scale x patch)",
+    "batch": "global batch size (split across --distribute replicas)",
+    "lr": "peak FP32 learning rate", "schedule": "learning-rate schedule",
+    "loss": "training loss", "seed": "seed of initial weights, patches and augmentation "
+    "(0 to 2^32-1)", "qat_steps": "QAT optimizer steps", "qat_lr": "peak QAT learning rate",
+    "distribute": "tf.distribute strategy", "val_every": "validate every N steps (and at the "
+    "last step; fixed for the run: it picks the best weights)", "ckpt_every": "checkpoint every N steps (and on "
+    "Ctrl-C; may change on --resume)",
+}
+
+
+def _describe_train_defaults(parser: argparse.ArgumentParser) -> None:
+    """Help texts of `mai-sr train` with the defaults read from TrainConfig and BASE_RECIPE
+    (per-model recipes override some: said, not listed, as reading them imports TF)."""
+    from dataclasses import fields
+
+    from mai_sr.train.config import BASE_RECIPE, TrainConfig
+
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    for action in parser._actions:
+        if action.dest not in TRAIN_HELP:
+            continue
+        if action.dest in BASE_RECIPE:
+            default = f"{BASE_RECIPE[action.dest]}; some models' recipes differ"
+        else:
+            default = defaults.get(action.dest)
+        action.help = f"{TRAIN_HELP[action.dest]} (default {default})"
+
+
 def _add_runner_options(parser: argparse.ArgumentParser) -> None:
     """One argument group per runner in RUNNERS, filled by its class's add_cli_options."""
     from mai_sr.device import runner_class
@@ -381,6 +414,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-every", type=positive_int, default=None)
     p.add_argument("--ckpt-every", type=positive_int, default=None)
     p.add_argument("--quiet", action="store_true", help="no progress bar; plain log lines")
+    p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=None,
+                   help="write TensorBoard logs to RUN/tensorboard (loss, LR, validation PSNR "
+                        "and images; default: on)")
+    p.add_later(_describe_train_defaults)
     p.set_defaults(func=cmd_train)
 
     # export -----------------------------------------------------------------
@@ -397,12 +434,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="LR input HxW (default: the scale's timing input, 360x640 at x3)")
     p.add_argument("--dynamic", action="store_true", help="also write a dynamic-shape *_none.tflite")
     p.add_argument("--precision", choices=("int8", "fp16", "fp32"), default="int8")
-    p.add_argument("--calib", help="folder of images for post-training calibration (default builtin)")
+    p.add_argument("--calib", help="folder of images for post-training calibration (default "
+                   "builtin); refused where unused (a QAT source, fp16/fp32)")
     p.add_argument("--calib-n", type=positive_int, default=100)
     p.add_argument("--target", choices=EXPORT_TARGETS, default=None,
                    help="rewrite the INT8 file with exact equivalents so every op runs on this "
                         "Arm Ethos-U NPU under Vela (depth-to-space -> split convs, concat, "
                         "reshape); outputs stay bit-identical")
+    p.add_argument("--force", action="store_true",
+                   help="replace existing output files (default: refuse, as train --out does)")
     p.set_defaults(func=cmd_export)
 
     # eval -------------------------------------------------------------------

@@ -14,7 +14,7 @@ Every pair holds the HR image cropped at the bottom/right to a multiple of the s
 LR image exactly ``1/scale`` of that size: Pillow's antialiased bicubic
 (``Image.resize(..., Image.BICUBIC, reducing_gap=None)``), unless DIV2K provides it.
 Greyscale, palette and RGBA images become RGB. Images whose LR side is smaller than
-``min_lr_size`` are skipped with a warning naming them. A file that cannot be decoded, a
+``min_lr_size`` are skipped with one warning that counts them and names a few. A file that cannot be decoded, a
 missing folder, or a folder without images raises :class:`~mai_sr.errors.MaiSrError`.
 
 Usage::
@@ -245,13 +245,27 @@ def iter_pairs(source, scale: int = CHALLENGE_SCALE, min_lr_size: int | None = N
 
 
 def _iter_entries(entries: list[_Entry], scale: int, min_lr: int) -> Iterator[ImagePair]:
+    skipped = []
     for entry in entries:
         pair = _make_pair(entry, scale)
         if min(pair.lr.shape[:2]) < min_lr:
-            warnings.warn(f"skipping {entry.name}: LR {pair.lr.shape[1]}x{pair.lr.shape[0]} is "
-                          f"smaller than {min_lr}x{min_lr}", stacklevel=3)
+            skipped.append(entry.name)
             continue
         yield pair
+    _warn_skipped(skipped, len(entries), f"their LR side is below {min_lr} pixels at x{scale}")
+
+
+SKIPPED_NAMES_SHOWN = 5  # a folder like T91 can skip a hundred: name a few, count the rest
+
+
+def _warn_skipped(names: list[str], total: int, why: str) -> None:
+    """One warning for all the images skipped for one reason (not one per image)."""
+    if not names:
+        return
+    shown = ", ".join(names[:SKIPPED_NAMES_SHOWN])
+    more = f" and {len(names) - SKIPPED_NAMES_SHOWN} more" if len(names) > SKIPPED_NAMES_SHOWN else ""
+    warnings.warn(f"skipped {len(names)} of {total} images ({shown}{more}): {why}",
+                  stacklevel=3)
 
 
 def load_pairs(source, scale: int = CHALLENGE_SCALE, min_lr_size: int | None = None) -> list[ImagePair]:
@@ -288,15 +302,15 @@ def make_train_dataset(pairs: Sequence[ImagePair], *, patch: int = 64, batch: in
     if patch < 1 or batch < 1 or start_step < 0:
         raise MaiSrError(f"patch, batch must be >= 1 and start_step >= 0 "
                          f"(got {patch}, {batch}, {start_step})")
-    usable = []
+    usable, skipped = [], []
     for p in pairs:
         if p.lr.shape[0] * scale != p.hr.shape[0] or p.lr.shape[1] * scale != p.hr.shape[1]:
             raise MaiSrError(f"{p.name}: HR {p.hr.shape[:2]} is not {scale}x LR {p.lr.shape[:2]}")
         if min(p.lr.shape[:2]) < patch:
-            warnings.warn(f"skipping {p.name}: LR {p.lr.shape[1]}x{p.lr.shape[0]} is smaller "
-                          f"than the {patch}x{patch} patch", stacklevel=2)
+            skipped.append(p.name)
             continue
         usable.append(p)
+    _warn_skipped(skipped, len(pairs), f"their LR side is smaller than the {patch}x{patch} patch")
     if not usable:
         raise MaiSrError(f"no training image has an LR side of at least {patch} pixels")
 

@@ -53,7 +53,15 @@ def run_scale(config: dict) -> int:
 def read_summary(run_dir: str | os.PathLike) -> dict:
     """The run's ``summary.json`` (per finished stage), or {} before the first stage ends."""
     path = Path(run_dir) / SUMMARY_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise MaiSrError(f"{path}: damaged ({exc})") from None
+    if not isinstance(summary, dict):
+        raise MaiSrError(f"{path}: damaged (not a JSON object)")
+    return summary
 
 
 def load_run_model(run_dir: str | os.PathLike, stage: str = "qat"):

@@ -294,3 +294,78 @@ def test_int8_files_at_every_scale_keep_the_exact_anchor_and_tile_bit_exactly(sc
     whole = TFLiteSR(dynamic).run(lr)
     assert whole.shape == (45 * scale, 71 * scale, 3) and TFLiteSR(fixed).scale == scale
     np.testing.assert_array_equal(TFLiteSR(fixed).upscale(lr), whole)
+
+
+# ---------------------------------------------------------------- sets, policies, calibration
+
+
+def dead_pid() -> int:
+    import subprocess
+    import sys
+
+    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True).stdout)
+
+
+def test_fixed_and_dynamic_files_of_two_exports_of_one_run_are_told_apart(run_dir, tmp_path):
+    """Same run, same config, different weights: only the weights' hash tells them apart."""
+    import shutil
+
+    from mai_sr.tflite.artifacts import check_twins, sidecar_path
+
+    first = export(tmp_path / "a" / "m.tflite", run=run_dir[0], shape=SHAPE, dynamic=True)
+    meta = [read_metadata(p) for p in first]
+    assert meta[0]["weights_sha256"] == meta[1]["weights_sha256"]
+    check_twins(*first)
+    changed = tmp_path / run_dir[0].name
+    shutil.copytree(run_dir[0], changed)
+    qat = quantize_model(create_model("abpn", deploy=True))
+    qat.load_weights(str(changed / QAT_WEIGHTS))
+    qat.set_weights([w * 1.01 if w.ndim == 4 else w for w in qat.get_weights()])
+    qat.save_weights(str(changed / QAT_WEIGHTS))
+    second = export(tmp_path / "b" / "m.tflite", run=changed, shape=SHAPE, dynamic=True)
+    assert read_metadata(second[0])["source"] == meta[0]["source"]  # the run looks the same
+    torn = tmp_path / "torn"
+    torn.mkdir()
+    for path in (first[0], second[1]):  # fixed from the first export, dynamic from the second
+        for f in (path, sidecar_path(path)):
+            shutil.copy(f, torn / f.name)
+    with pytest.raises(MaiSrError, match="not one export .*weights_sha256"):
+        check_twins(torn / "m.tflite", torn / "m_none.tflite")
+
+
+def test_existing_files_need_force_and_dead_writers_temps_are_cleaned(tmp_path, capfd):
+    out = tmp_path / "m.tflite"
+    stale = tmp_path / f".m.tflite.{dead_pid()}.abcd1234.tflite"
+    stale.write_bytes(b"half a network")
+    args = ["export", str(out), "--pretrained", "abpn", "--shape", "24x32"]
+    assert cli.main(args) == 0
+    err = capfd.readouterr().err
+    assert "fully_quantize" not in err  # the converter's C++ line is hidden
+    assert not stale.exists()
+    before = out.read_bytes()
+    assert cli.main(args) == 2
+    err = capfd.readouterr().err
+    assert err == f"mai-sr export: error: {out}: already exists; add --force to replace the 2 files\n"
+    assert out.read_bytes() == before
+    assert cli.main([*args, "--force"]) == 0
+
+
+def test_too_little_calibration_data_and_unused_calib_are_refused(run_dir, tmp_path, capsys):
+    from PIL import Image
+
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    for i in range(3):
+        Image.new("RGB", (30, 24), (40 * i, 90, 200)).save(tiny / f"{i}.png")  # LR 10x8
+    weights = run_dir[0] / FP32_DEPLOY_WEIGHTS
+    assert cli.main(["export", str(tmp_path / "p.tflite"), "--model", "abpn", "--weights",
+                     str(weights), "--calib", str(tiny)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--calib {tiny}: too little calibration data" in err
+    assert "the largest of 3 is 10x8" in err
+    assert cli.main(["export", str(tmp_path / "q.tflite"), "--run", str(run_dir[0]),
+                     "--calib", str(tiny)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--calib" in err and "unused" in err
+    assert not list(tmp_path.glob("*.tflite"))

@@ -242,3 +242,62 @@ def test_a_file_claiming_a_huge_input_is_one_line_in_eval_and_upscale(tmp_path, 
         err = capsys.readouterr().err
         assert code == 2 and err.count("\n") == 1, err
         assert err.startswith(f"mai-sr {argv[0]}: error: ") and "huge.tflite" in err
+
+
+# ---------------------------------------------------------------- train and export commands
+
+
+def mai_sr_cli(*args: str, cwd=None, setpriv: bool = False) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    argv = [sys.executable, "-m", "mai_sr", *args]
+    if setpriv:
+        return without_dac_override(*argv, env=env, cwd=cwd)
+    return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd)
+
+
+def one_line_error(proc: subprocess.CompletedProcess, command: str) -> str:
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith(f"mai-sr {command}: error: "), proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    return lines[-1]
+
+
+TINY_TRAIN = ["--steps", "2", "--val-every", "2", "--ckpt-every", "1", "--batch", "2",
+              "--patch", "16", "--quiet"]
+
+
+def test_train_on_a_full_disk_and_into_bad_folders_is_one_line(small_disk, tmp_path):
+    from mai_sr.cli import main
+
+    # A checkpoint (weights + Adam moments) does not fit in 256 KiB.
+    proc = mai_sr_cli("train", *TINY_TRAIN, "--out", str(small_disk / "run"))
+    line = one_line_error(proc, "train")
+    assert "No space left on device" in line and str(small_disk) in line
+    assert not [p for p in small_disk.rglob(".*") if p.name != ".lock"]  # no temp left
+    (tmp_path / "file").write_text("x")
+    assert main(["train", *TINY_TRAIN, "--out", str(tmp_path / "file" / "run")]) == 2
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    line = one_line_error(mai_sr_cli("train", *TINY_TRAIN, "--out", str(locked / "run"),
+                                     setpriv=True), "train")
+    assert line == f"mai-sr train: error: {locked / 'run'}: cannot write (Permission denied)"
+
+
+def test_export_on_a_full_disk_and_into_bad_folders_is_one_line(small_disk, tmp_path):
+    args = ["--pretrained", "abpn", "--dynamic"]  # fp32: two ~170 KB networks > 256 KiB
+    big = mai_sr_cli("export", str(small_disk / "m.tflite"), *args, "--precision", "fp32")
+    line = one_line_error(big, "export")
+    assert "No space left on device" in line
+    assert sorted(p.name for p in small_disk.iterdir()) == []  # nothing torn, no temp
+    (tmp_path / "d.tflite").mkdir()
+    line = one_line_error(mai_sr_cli("export", str(tmp_path / "d.tflite"), *args, "--force"),
+                          "export")
+    assert "is a folder, not a file name" in line
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    line = one_line_error(mai_sr_cli("export", str(locked / "m.tflite"), *args, setpriv=True),
+                          "export")
+    assert "cannot write (Permission denied)" in line

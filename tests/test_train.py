@@ -278,7 +278,7 @@ def test_sigterm_then_sigkill_of_the_cli(shared_data, tmp_path):
 
 @pytest.mark.parametrize("option, value, stored", [
     ("--steps", "50", "steps=10"), ("--model", "ncnet", "model='abpn'"),
-    ("--scale", "2", "scale=3")])
+    ("--scale", "2", "scale=3"), ("--val-every", "7", "val_every=5")])
 def test_resume_with_other_settings_names_the_field(reference_run, capsys, option, value,
                                                     stored):
     assert main(["train", "--out", str(reference_run), "--resume", option, value]) == 2
@@ -430,3 +430,154 @@ def test_mirrored_two_cpu_replicas_match_one_device(shared_data, tmp_path):
     np.testing.assert_allclose([float(r["loss"]) for r in two], [float(r["loss"]) for r in one],
                                rtol=0, atol=1e-4)
     assert_same_weights(tmp_path / "none", tmp_path / "mirrored", FP32_TRAIN_WEIGHTS, atol=1e-4)
+
+
+# ---------------------------------------------------------------- damage and leftovers
+
+
+def damaged_copy(reference_run: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    run = tmp_path / "runs" / "copy"
+    shutil.copytree(reference_run, run)
+    return run
+
+
+def test_resume_rebuilds_lost_summary_entries_and_removes_dead_writers_temps(
+        reference_run, tmp_path, capsys):
+    """A SIGKILL right after a stage's weights land used to lose its summary.json entry for
+    good, and killed writers' temp files outlived a successful --resume."""
+    run = damaged_copy(reference_run, tmp_path)
+    reference = json.loads((reference_run / SUMMARY_FILE).read_text())
+    (run / SUMMARY_FILE).write_text(json.dumps({"bicubic_val_psnr": 1.0}))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    temps = [run / "checkpoints" / f".fp32-last.npz.{dead}.abcd1234.npz",
+             run / "fp32" / f".deploy.weights.h5.{dead}.abcd_123.weights.h5",
+             run / f".metrics.csv.{dead}.zz99zz99.csv"]
+    for temp in temps:
+        temp.write_bytes(b"half written")
+    assert main(["train", "--out", str(run), "--resume", "--quiet"]) == 0
+    summary = json.loads((run / SUMMARY_FILE).read_text())
+    for stage in ("fp32", "qat"):
+        assert summary[stage] == reference[stage], stage
+    assert not [t for t in temps if t.exists()]
+    assert "summary entry rebuilt" in capsys.readouterr().err
+
+
+def test_damaged_checkpoint_and_metrics_fall_back_and_say_so(reference_run, tmp_path, capsys):
+    run = damaged_copy(reference_run, tmp_path)
+    (run / QAT_WEIGHTS).unlink()  # the QAT stage is unfinished: it resumes from checkpoints
+    last = run / "checkpoints" / "qat-last.npz"
+    last.write_bytes(last.read_bytes()[:1000])  # truncated
+    (run / METRICS_FILE).write_text(metrics_text := (reference_run / METRICS_FILE).read_text()
+                                    [:200] + "\x00garbled,\n")
+    assert main(["train", "--out", str(run), "--resume", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert f"{last}: damaged" in err and "qat-best.npz" in err
+    assert f"{run / METRICS_FILE}: damaged" in err
+    assert "Traceback" not in err
+    # The best checkpoint is a complete resume point: the QAT weights are the reference's.
+    assert_same_weights(run, reference_run, QAT_WEIGHTS, atol=0)
+    assert metrics_text  # (the damaged text was written)
+
+
+def test_two_trainings_on_one_new_out_and_bad_seed_or_val_are_one_line(reference_run,
+                                                                       tmp_path, capsys):
+    from mai_sr.train.rundir import RunWriter, resolve_run
+
+    out = tmp_path / "race"
+    config = TrainConfig(out=str(out))
+    run_dir, config = resolve_run(config, resume=False, chief=True)
+    out.mkdir()  # the other training won the race between the check and the mkdir
+    with pytest.raises(MaiSrError, match=r"--out .*race: already exists"):
+        RunWriter(run_dir, config, True, True, {}).create([], [])
+
+    from PIL import Image
+
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    Image.new("RGB", (5, 5), "gray").save(tiny / "dot.png")
+    new = tmp_path / "new"
+    for args, message in [(["--seed", str(2**32)], "--seed: must be a whole number in [0, "),
+                          (["--seed", "-1"], "--seed: must be a whole number in [0, "),
+                          (["--val", str(tiny)], f"--val {tiny}")]:
+        assert main(["train", "--out", str(new), "--steps", "1", *args]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("mai-sr train: error: ") and err.count("\n") == 1, err
+        assert message in err, err
+        assert not new.exists()
+
+
+@pytest.mark.parametrize("tf_config, message", [
+    ('[1, 2]', "must be a JSON object"),
+    ('{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, '
+     '"task": {"type": "worker", "index": "one"}}', 'task "index" must be a whole number'),
+    ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 3}}',
+     "task index 3 but the cluster has 1 worker(s)")])
+def test_malformed_tf_config_is_one_line(tf_config, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", tf_config)
+    out = tmp_path / "run"
+    assert main(["train", "--distribute", "multiworker", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mai-sr train: error: TF_CONFIG: ") and err.count("\n") == 1, err
+    assert message in err and not out.exists()
+
+
+def test_a_dead_worker_is_one_line_naming_it_and_the_resume_command(monkeypatch):
+    """On TF's own error type, with the text its collectives give when a peer is gone (two
+    real workers would take minutes on this machine)."""
+    from mai_sr._tf import tf
+    from mai_sr.train.session import worker_lost_error
+
+    monkeypatch.setenv("TF_CONFIG", json.dumps({
+        "cluster": {"worker": ["127.0.0.1:20001", "127.0.0.1:20002"]},
+        "task": {"type": "worker", "index": 0}}))
+    exc = tf.errors.UnavailableError(None, None, "Collective ops is aborted by: failed to "
+                                     "connect to all addresses\nAdditional GRPC error "
+                                     "information from remote target "
+                                     "/job:worker/replica:0/task:1:\n:{...}")
+    err = worker_lost_error(exc, Path("runs/mw"))
+    assert str(err).startswith("--distribute multiworker: worker 1 stopped responding "
+                               "(UnavailableError: Collective ops is aborted")
+    assert str(err).endswith("mai-sr train --out runs/mw --resume --distribute multiworker")
+    assert "\n" not in str(err)
+    by_address = tf.errors.DeadlineExceededError(None, None, "ipv4:127.0.0.1:20002: timeout")
+    assert "worker 1 (127.0.0.1:20002)" in str(worker_lost_error(by_address, Path("r")))
+    assert worker_lost_error(ValueError("x"), Path("r")) is None
+
+
+def test_resume_waits_for_a_run_that_is_still_stopping(tmp_path):
+    """After Ctrl-C the old process holds the lock while it saves: a --resume meanwhile
+    waits for it instead of being refused."""
+    import threading
+
+    from mai_sr.train.session import hold_run_lock, mark_stopping
+
+    lock = hold_run_lock(tmp_path)
+    mark_stopping(lock)
+    threading.Timer(1.0, lock.close).start()
+    started = time.perf_counter()
+    hold_run_lock(tmp_path).close()  # would raise "is training this run" without waiting
+    assert 0.9 < time.perf_counter() - started < 5
+
+
+def test_the_bar_fits_80_columns_and_shows_the_loss_from_the_first_step(capsys):
+    """A 6-step QAT stage with rows every 20 steps showed no loss until it ended, and the
+    bar's tail (loss, val PSNR) was cut off at 80 columns."""
+    from types import SimpleNamespace
+
+    from mai_sr.train.session import Progress
+
+    run = SimpleNamespace(quiet=False, chief=True, rows=[], log=print)
+    state = {"step": 0, "elapsed": 0.0, "val_psnr": 27.123, "window": []}
+    progress = Progress(run, "qat", 6000, state)
+    for loss in (0.02, 0.04):
+        state["step"] += 1
+        state["window"].append(loss)
+        progress.update(4.5e-5, None, log=False)
+    progress.bar.ncols = 80
+    line = str(progress.bar)
+    progress.close()
+    assert "loss 0.0300" in line and "val 27.12 dB" in line and "lr 4.5e-05" in line, line
+    assert len(line) <= 80, line

@@ -32,10 +32,10 @@ def save_checkpoint(path: Path, model, optimizer, state: dict) -> None:
 
 
 def load_checkpoint(path: Path, model, optimizer) -> dict:
-    """Restore what :func:`save_checkpoint` wrote (optimizer may be None); return the state."""
-    weights, state = read_checkpoint_weights(path)
-    with np.load(path, allow_pickle=False) as npz:
-        opt = [npz[k] for k in sorted(k for k in npz.files if k.startswith("optimizer_"))]
+    """Restore what :func:`save_checkpoint` wrote (optimizer may be None); return the state.
+
+    A damaged file raises :class:`CheckpointDamaged` and leaves `model` untouched."""
+    weights, opt, state = read_checkpoint(path)
     expected = [tuple(w.shape) for w in model.weights]
     if [w.shape for w in weights] != expected:
         raise MaiSrError(f"{path}: checkpoint does not match the {len(expected)}-weight model "
@@ -48,7 +48,33 @@ def load_checkpoint(path: Path, model, optimizer) -> dict:
     return state
 
 
+class CheckpointDamaged(MaiSrError):
+    """A checkpoint file that cannot be read whole (truncated, garbled, not a checkpoint)."""
+
+
+STATE_KEYS = ("stage", "step", "best_psnr", "best_step", "window")
+
+
+def read_checkpoint(path: Path) -> tuple[list[np.ndarray], list[np.ndarray], dict]:
+    """(weights, optimizer variables, loop state) of a checkpoint, every array read in full,
+    or :class:`CheckpointDamaged` naming the file and what is wrong."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            names = sorted(npz.files)
+            weights = [npz[k] for k in names if k.startswith("weight_")]
+            opt = [npz[k] for k in names if k.startswith("optimizer_")]
+            state = json.loads(str(npz["state"]))
+        if not isinstance(state, dict) or any(k not in state for k in STATE_KEYS):
+            raise ValueError("no loop state")
+        if not weights:
+            raise ValueError("no weights")
+    except Exception as exc:  # noqa: BLE001 - zipfile, numpy and json raise many types
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointDamaged(f"{path}: damaged ({reason})") from None
+    return weights, opt, state
+
+
 def read_checkpoint_weights(path: Path) -> tuple[list[np.ndarray], dict]:
-    with np.load(path, allow_pickle=False) as npz:
-        weights = [npz[k] for k in sorted(k for k in npz.files if k.startswith("weight_"))]
-        return weights, json.loads(str(npz["state"]))
+    """(weights, loop state) of a checkpoint (:class:`CheckpointDamaged` if unreadable)."""
+    weights, _, state = read_checkpoint(path)
+    return weights, state

@@ -9,7 +9,9 @@ TensorFlow is imported inside the functions.
 from __future__ import annotations
 
 import math
+import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -19,11 +21,11 @@ from mai_sr.errors import MaiSrError
 from mai_sr.importer.weights_file import is_weights_file
 from mai_sr.runs import (FP32_DEPLOY_WEIGHTS, FP32_TRAIN_WEIGHTS, QAT_WEIGHTS, build_deploy,
                          load_run_model, read_run_config, read_summary)
-from mai_sr.train.checkpoint import load_checkpoint, read_checkpoint_weights
+from mai_sr.train.checkpoint import CheckpointDamaged, load_checkpoint, read_checkpoint_weights
 from mai_sr.train.config import LEGACY_TRAIN_GRAPH, LOSSES, TRAIN_GRAPH, TrainConfig
 from mai_sr.train.rundir import RunWriter, resolve_run
 from mai_sr.train.session import (Progress, StopOnSignal, TrainingInterrupted, hold_run_lock,
-                                  is_chief, make_strategy)
+                                  is_chief, make_strategy, worker_lost_error)
 
 CHARBONNIER_EPS = 1e-3  # on images scaled to [0, 1]
 
@@ -50,13 +52,33 @@ def train_from_config(config: TrainConfig, resume: bool = False, quiet: bool = F
                          f"{config.distribute}")
     train_graph = (read_run_config(run_dir).get("train_graph", LEGACY_TRAIN_GRAPH) if resume
                    else TRAIN_GRAPH)
+    bicubic = _bicubic_psnr(val_pairs, config.scale)  # before the run exists: checks --val
     run = RunWriter(run_dir, config, chief, quiet, train_graph)
     if not resume:
         run.create(train_pairs, val_pairs)
     lock = hold_run_lock(run_dir) if chief else None
-    with StopOnSignal() as stop:
+    try:
+        return _train_locked(run, config, strategy, train_pairs, val_pairs, bicubic, lock,
+                             on_step, started)
+    finally:
+        # Released as soon as the last write is done (also on Ctrl-C): a --resume started
+        # while this process is still exiting does not find the run locked.
+        if lock is not None:
+            lock.close()
+
+
+def _train_locked(run: RunWriter, config: TrainConfig, strategy, train_pairs, val_pairs,
+                  bicubic: float, lock, on_step, started: float) -> Path:
+    """The stages of :func:`train_from_config`, with the run lock held."""
+    run_dir = run.dir
+    if run.chief:
+        run.remove_stale_temps()  # what killed writers left; the lock says none is alive here
+    with StopOnSignal(lock) as stop:
         summary = run.read_summary()
-        summary["bicubic_val_psnr"] = _bicubic_psnr(val_pairs, config.scale)
+        for line in run.damaged:
+            run.log(line)
+        summary["bicubic_val_psnr"] = bicubic
+        _rebuild_summary(run, summary, val_pairs)
         deploy_weights = None  # handed over in memory: other workers may not see the file yet
         if config.from_run is not None and is_weights_file(config.from_run):
             deploy_weights = _imported_weights(config)
@@ -73,9 +95,56 @@ def train_from_config(config: TrainConfig, resume: bool = False, quiet: bool = F
                                         deploy_weights)
     summary["wall_seconds_last_invocation"] = round(time.perf_counter() - started, 1)
     run.write_summary(summary)
-    if lock is not None:
-        lock.close()
     return run_dir
+
+
+def _rebuild_summary(run: RunWriter, summary: dict, val_pairs) -> None:
+    """Entries of finished stages that summary.json lacks (a kill between a stage's weights
+    and its summary write, or a damaged summary.json), from the stage's checkpoint state."""
+    config, rebuilt = run.config, False
+    if not run.chief:
+        return
+    finished = {"fp32": config.from_run is None and run.path(FP32_DEPLOY_WEIGHTS).is_file(),
+                "qat": config.qat and run.path(QAT_WEIGHTS).is_file()}
+    for stage, done in finished.items():
+        if not done or stage in summary:
+            continue
+        steps, _, _ = _stage_settings(config, stage)
+        state = None
+        for kind in ("last", "best"):
+            try:
+                _, state = read_checkpoint_weights(run.checkpoint(stage, kind))
+                break
+            except (CheckpointDamaged, FileNotFoundError):
+                continue
+        if state is not None and state["best_psnr"] is not None:
+            result = {"steps": steps, "best_step": state["best_step"],
+                      "val_psnr": state["best_psnr"]}
+        else:  # no readable state: measure the saved weights (the best ones, by design)
+            result = {"steps": steps, "best_step": None,
+                      "val_psnr": _val_psnr(_saved_model(run, stage), val_pairs, config.scale)}
+        if stage == "fp32":
+            result["val_psnr_deploy"] = _val_psnr(load_run_model(run.dir, "fp32"), val_pairs,
+                                                  config.scale)
+        summary[stage], rebuilt = result, True
+        run.log(f"{stage}: summary entry rebuilt from the finished stage")
+    if rebuilt:
+        run.write_summary(summary)
+
+
+def _saved_model(run: RunWriter, stage: str):
+    """The stage's saved model: the FP32 training graph, or the QAT model."""
+    if stage == "qat":
+        return load_run_model(run.dir, "qat")
+    from mai_sr.models import create_model
+
+    model = create_model(run.config.model, scale=run.config.scale, deploy=False,
+                         **run.train_graph)
+    model.load_weights(str(run.path(FP32_TRAIN_WEIGHTS)))
+    return model
+
+
+VAL_MIN_LR = 3  # LR side: the PSNR crops `scale` HR pixels per border, 2 x scale < 3 x scale
 
 
 def _load_data(config: TrainConfig):
@@ -83,14 +152,21 @@ def _load_data(config: TrainConfig):
     from mai_sr import data
 
     def load(option: str, source: str, **kwargs):
-        try:
-            return data.load_pairs(source, scale=config.scale, **kwargs)
-        except MaiSrError as exc:
-            raise MaiSrError(f"--{option} {source}: {exc}") from None
+        # Skipped images come as one warning per folder; said as one plain line (no
+        # Python warning header), naming the option.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                pairs = data.load_pairs(source, scale=config.scale, **kwargs)
+            except MaiSrError as exc:
+                raise MaiSrError(f"--{option} {source}: {exc}") from None
+        for warning in caught:
+            print(f"mai-sr train: --{option} {source}: {warning.message}", file=sys.stderr)
+        return pairs
 
     pairs = load("data", config.data, min_lr_size=config.patch)
     if config.val is not None:
-        return pairs, load("val", config.val)
+        return pairs, load("val", config.val, min_lr_size=VAL_MIN_LR)
     if len(pairs) < 2:
         raise MaiSrError(f"--data {config.data}: only {len(pairs)} usable image(s); need 2 to "
                          "hold one out for validation, or pass --val DIR")
@@ -308,13 +384,29 @@ def _train_stage(run: RunWriter, stage: str, model, strategy, train_pairs, val_p
              "val_psnr": None, "window": []}
     last_path, best_path = run.checkpoint(stage, "last"), run.checkpoint(stage, "best")
     best_weights = None
-    if last_path.is_file():
-        state = load_checkpoint(last_path, model, optimizer)
-        run.log(f"{stage}: resuming at step {state['step']}/{steps} from {last_path}")
-        if best_path.is_file():
+    resumed_from = None
+    # The last checkpoint, else the best one (it holds the optimizer state too, so resuming
+    # from it is exact, only earlier); a damaged file is said and skipped.
+    for path in (last_path, best_path):
+        if not path.is_file():
+            continue
+        try:
+            state = load_checkpoint(path, model, optimizer)
+        except CheckpointDamaged as exc:
+            run.log(f"{stage}: {exc}; not resuming from it")
+            continue
+        resumed_from = path
+        run.log(f"{stage}: resuming at step {state['step']}/{steps} from {path}")
+        break
+    if resumed_from is not None and best_path.is_file():
+        try:
             best_weights, best_state = read_checkpoint_weights(best_path)
             if best_state["step"] > state["step"]:  # written just before a kill: redone below
                 best_weights = None
+        except CheckpointDamaged:
+            # Its step's weights are gone: the best so far is re-found only among the steps
+            # still to run, so forget a best PSNR that no longer has weights behind it.
+            state.update(best_psnr=None, best_step=None)
     run.truncate_metrics(stage, state["step"])
     clip = _weight_clip_hook(model, config.weight_clip)
     teacher = None
@@ -333,7 +425,14 @@ def _train_stage(run: RunWriter, stage: str, model, strategy, train_pairs, val_p
     try:
         while state["step"] < steps and not stop.requested:
             lr_now = float(schedule(state["step"]))
-            loss = float(train_step(*next(batches)))
+            try:
+                loss = float(train_step(*next(batches)))
+            except Exception as exc:  # noqa: BLE001 - TF's error types, translated below
+                lost = (worker_lost_error(exc, run.dir) if config.distribute == "multiworker"
+                        else None)
+                if lost is None:
+                    raise
+                raise lost from None
             if not math.isfinite(loss):
                 raise MaiSrError(f"{stage} step {state['step'] + 1}: loss is {loss}; "
                                  f"try a lower --{'lr' if stage == 'fp32' else 'qat-lr'}")
@@ -341,14 +440,17 @@ def _train_stage(run: RunWriter, stage: str, model, strategy, train_pairs, val_p
             step = state["step"]
             state["elapsed"] = time.perf_counter() - clock
             state["window"].append(loss)
-            val = None
+            val, new_best = None, False
             if step % config.val_every == 0 or step == steps:
                 val = state["val_psnr"] = _val_psnr(model, val_pairs, config.scale)
                 if state["best_psnr"] is None or val > state["best_psnr"]:
                     state["best_psnr"], state["best_step"] = val, step
-                    best_weights = model.get_weights()
-                    run.save_checkpoint(best_path, model, None, state)
+                    best_weights, new_best = model.get_weights(), True
             progress.update(lr_now, val, log=step % config.log_every == 0 or step == steps)
+            if new_best:
+                # With the optimizer and after the row is logged: a complete resume point
+                # when the last checkpoint is damaged.
+                run.save_checkpoint(best_path, model, optimizer, state)
             if on_step is not None:
                 on_step(stage, step)
             if step % config.ckpt_every == 0 or step == steps:

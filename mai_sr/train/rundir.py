@@ -104,13 +104,14 @@ class RunWriter:
                  train_graph: dict):
         self.dir, self.config, self.chief, self.quiet = run_dir, config, chief, quiet
         self.train_graph = train_graph
+        self.damaged: list[str] = []  # one line per damaged file found (said on resume)
         self.rows = self._read_metrics()
 
     def create(self, train_pairs, val_pairs) -> None:
         """Make the directory and write config.json (the chief only); point `latest` at it."""
         if not self.chief:
             return
-        self.dir.mkdir(parents=True)
+        make_run_dir(self.dir)
         from mai_sr.qat import DEFAULT_K
 
         record = {**self.config.to_dict(), "versions": environment(),
@@ -130,11 +131,25 @@ class RunWriter:
 
     # metrics.csv is rewritten whole (atomically) so it always matches the last checkpoint.
     def _read_metrics(self) -> list[dict]:
+        """The logged rows; a damaged file (a disk error, an edit) keeps its rows up to the
+        first unreadable one, and says so: the run itself is in the checkpoints."""
         path = self.dir / METRICS_FILE
         if not path.is_file():
             return []
-        with open(path, newline="") as f:
-            return [dict(row, step=int(row["step"])) for row in csv.DictReader(f)]
+        rows = []
+        try:
+            with open(path, newline="", encoding="utf-8") as f:
+                reader = csv.DictReader(f)
+                if tuple(reader.fieldnames or ()) != METRICS_COLUMNS:
+                    raise ValueError(f"header is not {','.join(METRICS_COLUMNS)}")
+                for row in reader:
+                    if row.get("stage") not in STAGES or None in row.values() or None in row:
+                        raise ValueError(f"line {reader.line_num} is not a metrics row")
+                    rows.append(dict(row, step=int(row["step"])))
+        except (OSError, ValueError, UnicodeDecodeError, csv.Error) as exc:
+            self.damaged.append(f"{path}: damaged ({exc}); keeping its first {len(rows)} "
+                                "row(s)")
+        return rows
 
     def truncate_metrics(self, stage: str, step: int) -> None:
         """Forget rows logged after `stage`'s checkpoint at `step` (they will be redone)."""
@@ -174,7 +189,20 @@ class RunWriter:
                 fileio.write_bytes(self.dir / relative, src.read_bytes())
 
     def read_summary(self) -> dict:
-        return read_summary(self.dir)
+        """summary.json, or {} when it is damaged (said once; the entries are rebuilt from
+        the checkpoints by the loop)."""
+        try:
+            return read_summary(self.dir)
+        except MaiSrError as exc:
+            self.damaged.append(f"{exc}; rebuilding it")
+            return {}
+
+    def remove_stale_temps(self) -> list[Path]:
+        """Delete temp files that killed writers left in the run folder and its subfolders."""
+        removed = []
+        for folder in [self.dir, *(p for p in self.dir.rglob("*") if p.is_dir())]:
+            removed += fileio.remove_stale_temps(folder)
+        return removed
 
     def write_summary(self, summary: dict) -> None:
         if self.chief:
@@ -185,6 +213,20 @@ class RunWriter:
             from tqdm import tqdm
 
             tqdm.write(message, file=sys.stderr)
+
+
+def make_run_dir(run_dir: Path) -> None:
+    """Create `run_dir` atomically (``mkdir`` fails if it exists): of two trainings started
+    on one ``--out``, exactly one gets it and the other gets one line."""
+    try:
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        run_dir.mkdir()
+    except FileExistsError:
+        raise MaiSrError(f"--out {run_dir}: already exists (another training just created "
+                         "it?); add --resume to continue that run or choose another "
+                         "--out") from None
+    except OSError as exc:
+        raise fileio.write_error(run_dir, exc) from None
 
 
 def point_latest(run_dir: Path) -> None:
