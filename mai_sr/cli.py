@@ -135,7 +135,8 @@ def cmd_train(args) -> int:
     from mai_sr.train import TrainConfig, train_from_config
 
     config = TrainConfig.from_cli(vars(args))
-    run_dir = train_from_config(config, resume=args.resume, quiet=args.quiet)
+    run_dir = train_from_config(config, resume=args.resume, quiet=args.quiet,
+                                tensorboard=args.tensorboard is not False)
     print(f"run: {run_dir}")
     return 0
 

@@ -14,8 +14,9 @@ Every pair holds the HR image cropped at the bottom/right to a multiple of the s
 LR image exactly ``1/scale`` of that size: Pillow's antialiased bicubic
 (``Image.resize(..., Image.BICUBIC, reducing_gap=None)``), unless DIV2K provides it.
 Greyscale, palette and RGBA images become RGB. Images whose LR side is smaller than
-``min_lr_size`` are skipped with one warning that counts them and names a few. A file that cannot be decoded, a
-missing folder, or a folder without images raises :class:`~mai_sr.errors.MaiSrError`.
+``min_lr_size`` are skipped with one warning that counts them and names a few. A file
+that cannot be decoded, a missing folder, or a folder without images raises
+:class:`~mai_sr.errors.MaiSrError`.
 
 Usage::
 
@@ -263,7 +264,8 @@ def _warn_skipped(names: list[str], total: int, why: str) -> None:
     if not names:
         return
     shown = ", ".join(names[:SKIPPED_NAMES_SHOWN])
-    more = f" and {len(names) - SKIPPED_NAMES_SHOWN} more" if len(names) > SKIPPED_NAMES_SHOWN else ""
+    hidden = len(names) - SKIPPED_NAMES_SHOWN
+    more = f" and {hidden} more" if hidden > 0 else ""
     warnings.warn(f"skipped {len(names)} of {total} images ({shown}{more}): {why}",
                   stacklevel=3)
 

@@ -346,7 +346,8 @@ def test_existing_files_need_force_and_dead_writers_temps_are_cleaned(tmp_path, 
     before = out.read_bytes()
     assert cli.main(args) == 2
     err = capfd.readouterr().err
-    assert err == f"mai-sr export: error: {out}: already exists; add --force to replace the 2 files\n"
+    assert err == (f"mai-sr export: error: {out}: already exists; add --force to replace "
+                   "the 2 files\n")
     assert out.read_bytes() == before
     assert cli.main([*args, "--force"]) == 0
 

@@ -581,3 +581,52 @@ def test_the_bar_fits_80_columns_and_shows_the_loss_from_the_first_step(capsys):
     progress.close()
     assert "loss 0.0300" in line and "val 27.12 dB" in line and "lr 4.5e-05" in line, line
     assert len(line) <= 80, line
+
+
+def test_tensorboard_logs_hold_the_metrics_rows_and_validation_images(reference_run):
+    """Read back with TF's own event parser (no tensorboard package): every metrics.csv row
+    is a loss/lr scalar at its step, validations are val_psnr, and each stage has images."""
+    from mai_sr._tf import tf
+    from tensorflow.core.util import event_pb2
+
+    scalars, images = {}, set()
+    for path in (reference_run / "tensorboard").glob("events.out.tfevents.*"):
+        for record in tf.data.TFRecordDataset(str(path)):
+            event = event_pb2.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                plugin = value.metadata.plugin_data.plugin_name
+                if plugin == "scalars":
+                    scalars[(value.tag, event.step)] = tf.make_ndarray(value.tensor).item()
+                elif plugin == "images":
+                    width, height = tf.make_ndarray(value.tensor)[:2]
+                    images.add((value.tag.split("/")[0], int(width) // 3, int(height)))
+    rows = metrics(reference_run)
+    assert rows
+    for row in rows:
+        step, stage = int(row["step"]), row["stage"]
+        assert scalars[(f"{stage}/loss", step)] == pytest.approx(float(row["loss"]), rel=1e-6)
+        assert scalars[(f"{stage}/lr", step)] == pytest.approx(float(row["lr"]), rel=1e-6)
+        if row["val_psnr"]:
+            assert scalars[(f"{stage}/val_psnr", step)] == pytest.approx(float(row["val_psnr"]))
+    assert {stage for stage, _, _ in images} == {"fp32", "qat"}
+    assert all(w > 0 and h > 0 for _, w, h in images)
+
+
+def test_images_too_small_for_the_patch_are_one_summary_line(tmp_path):
+    """`--patch 64` on T91 printed one raw Python warning per skipped image."""
+    import warnings
+
+    from PIL import Image
+
+    from mai_sr import data
+
+    for i in range(8):
+        Image.new("RGB", (30, 30), (i * 20, 50, 90)).save(tmp_path / f"small{i}.png")
+    Image.new("RGB", (240, 240), "gray").save(tmp_path / "big.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pairs = data.load_pairs(tmp_path, min_lr_size=64)
+    assert [p.name for p in pairs] == ["big"]
+    assert [str(w.message) for w in caught] == [
+        "skipped 8 of 9 images (small0, small1, small2, small3, small4 and 3 more): their "
+        "LR side is below 64 pixels at x3"]

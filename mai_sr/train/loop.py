@@ -31,12 +31,14 @@ CHARBONNIER_EPS = 1e-3  # on images scaled to [0, 1]
 
 
 def train_from_config(config: TrainConfig, resume: bool = False, quiet: bool = False, *,
-                      on_step: Callable[[str, int], None] | None = None) -> Path:
+                      on_step: Callable[[str, int], None] | None = None,
+                      tensorboard: bool = True) -> Path:
     """Run (or, with `resume`, continue) the training described by `config`; return the run dir.
 
     `on_step(stage, step)` is called after every optimizer step (progress hooks, tests).
     Ctrl-C or SIGTERM finishes the current step, writes a checkpoint and raises
     :class:`TrainingInterrupted` (exit code 130) saying how to resume.
+    `tensorboard` writes ``RUN/tensorboard/`` (:mod:`mai_sr.train.tensorboard`).
     """
     started = time.perf_counter()
     chief = is_chief(config.distribute)
@@ -53,7 +55,7 @@ def train_from_config(config: TrainConfig, resume: bool = False, quiet: bool = F
     train_graph = (read_run_config(run_dir).get("train_graph", LEGACY_TRAIN_GRAPH) if resume
                    else TRAIN_GRAPH)
     bicubic = _bicubic_psnr(val_pairs, config.scale)  # before the run exists: checks --val
-    run = RunWriter(run_dir, config, chief, quiet, train_graph)
+    run = RunWriter(run_dir, config, chief, quiet, train_graph, tensorboard=tensorboard)
     if not resume:
         run.create(train_pairs, val_pairs)
     lock = hold_run_lock(run_dir) if chief else None
@@ -63,6 +65,8 @@ def train_from_config(config: TrainConfig, resume: bool = False, quiet: bool = F
     finally:
         # Released as soon as the last write is done (also on Ctrl-C): a --resume started
         # while this process is still exiting does not find the run locked.
+        if run._tensorboard is not None:
+            run._tensorboard.close()
         if lock is not None:
             lock.close()
 
@@ -466,4 +470,6 @@ def _train_stage(run: RunWriter, stage: str, model, strategy, train_pairs, val_p
             f"{last_path}; continue with: mai-sr train --out {run.dir} --resume")
     if best_weights is not None:
         model.set_weights(best_weights)
+    run.tensorboard.images(stage, steps, model, val_pairs, config.scale)
+    run.tensorboard.flush()
     return {"steps": steps, "best_step": state["best_step"], "val_psnr": state["best_psnr"]}

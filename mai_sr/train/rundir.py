@@ -15,6 +15,7 @@ the newest run)::
     fp32/deploy.weights.h5  the same collapsed to the deploy graph (what QAT and export use)
     qat/qat.weights.h5      quantized deploy model (weights and quantizer ranges)
     summary.json          validation PSNRs of bicubic, FP32 (train and deploy graph), QAT
+    tensorboard/          TensorBoard events (unless --no-tensorboard)
     export/               left to `mai-sr export`
     .lock                 flock-ed by the process training the run (:mod:`mai_sr.train.session`)
 """
@@ -101,8 +102,10 @@ class RunWriter:
     """Files of one run directory; non-chief multi-worker processes write nothing."""
 
     def __init__(self, run_dir: Path, config: TrainConfig, chief: bool, quiet: bool,
-                 train_graph: dict):
+                 train_graph: dict, tensorboard: bool = False):
         self.dir, self.config, self.chief, self.quiet = run_dir, config, chief, quiet
+        self._tensorboard_on = tensorboard and chief
+        self._tensorboard = None
         self.train_graph = train_graph
         self.damaged: list[str] = []  # one line per damaged file found (said on resume)
         self.rows = self._read_metrics()
@@ -122,6 +125,15 @@ class RunWriter:
                                   "val": [p.name for p in val_pairs]}}
         fileio.write_json(self.dir / CONFIG_FILE, record)
         point_latest(self.dir)
+
+    @property
+    def tensorboard(self):
+        """The run's TensorBoard writer (opened on first use: the folder must exist)."""
+        if self._tensorboard is None:
+            from mai_sr.train.tensorboard import TensorBoardLog
+
+            self._tensorboard = TensorBoardLog(self.dir, self._tensorboard_on)
+        return self._tensorboard
 
     def path(self, relative: str) -> Path:
         return self.dir / relative

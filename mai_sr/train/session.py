@@ -230,6 +230,8 @@ class Progress:
                "lr": lr, "val_psnr": "" if val is None else val,
                "time": round(state["elapsed"], 3)}
         self.run.rows.append(row)
+        self.run.tensorboard.scalars(self.stage, row["step"], {
+            "loss": row["loss"], "lr": lr, "val_psnr": val})
         state["window"].clear()
         last_val = "-" if state["val_psnr"] is None else f"{state['val_psnr']:.2f}"
         self._show(row["loss"], lr)
