@@ -267,7 +267,7 @@ TINY_TRAIN = ["--steps", "2", "--val-every", "2", "--ckpt-every", "1", "--batch"
               "--patch", "16", "--quiet"]
 
 
-def test_train_on_a_full_disk_and_into_bad_folders_is_one_line(small_disk, tmp_path):
+def test_train_on_a_full_disk_and_into_bad_folders_is_one_line(small_disk, tmp_path, capsys):
     from mai_sr.cli import main
 
     # A checkpoint (weights + Adam moments) does not fit in 256 KiB.
@@ -277,6 +277,9 @@ def test_train_on_a_full_disk_and_into_bad_folders_is_one_line(small_disk, tmp_p
     assert not [p for p in small_disk.rglob(".*") if p.name != ".lock"]  # no temp left
     (tmp_path / "file").write_text("x")
     assert main(["train", *TINY_TRAIN, "--out", str(tmp_path / "file" / "run")]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"mai-sr train: error: {tmp_path / 'file' / 'run'}: cannot write "
+        f"({tmp_path / 'file'} is a file, not a folder)")
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o555)

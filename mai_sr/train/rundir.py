@@ -232,6 +232,9 @@ def make_run_dir(run_dir: Path) -> None:
     on one ``--out``, exactly one gets it and the other gets one line."""
     try:
         run_dir.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a parent that is a file, a read-only folder
+        raise fileio.write_error(run_dir, exc) from None
+    try:
         run_dir.mkdir()
     except FileExistsError:
         raise MaiSrError(f"--out {run_dir}: already exists (another training just created "

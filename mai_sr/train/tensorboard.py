@@ -18,6 +18,15 @@ from mai_sr.errors import MaiSrError
 
 TENSORBOARD_DIR = "tensorboard"
 IMAGES_PER_STAGE = 3  # validation images shown per stage (the first ones of the val set)
+IMAGE_LR_CROP = 96  # LR side of the centre crop shown: whole photos made 1 MB PNGs each
+
+
+def _center_crop(lr: np.ndarray, hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """The centre (at most IMAGE_LR_CROP square) of an LR image and the matching HR."""
+    h, w = min(IMAGE_LR_CROP, lr.shape[0]), min(IMAGE_LR_CROP, lr.shape[1])
+    y, x = (lr.shape[0] - h) // 2, (lr.shape[1] - w) // 2
+    return (lr[y:y + h, x:x + w],
+            hr[y * scale:(y + h) * scale, x * scale:(x + w) * scale])
 
 
 class TensorBoardLog:
@@ -74,9 +83,10 @@ class TensorBoardLog:
         metadata = self._metadata("images")
         with self._errors(), self.writer.as_default():
             for pair in val_pairs[:IMAGES_PER_STAGE]:
-                out = model(pair.lr[None].astype(np.float32), training=False).numpy()[0]
+                lr, hr = _center_crop(pair.lr, pair.hr, scale)
+                out = model(lr[None].astype(np.float32), training=False).numpy()[0]
                 sr = np.clip(np.rint(out), 0, 255).astype(np.uint8)
-                strip = np.concatenate([bicubic_upscale(pair.lr, scale), sr, pair.hr], axis=1)
+                strip = np.concatenate([bicubic_upscale(lr, scale), sr, hr], axis=1)
                 # The image plugin's tensor: [width, height, PNG bytes...] as strings.
                 tensor = tf.stack([tf.as_string(strip.shape[1]), tf.as_string(strip.shape[0]),
                                    tf.io.encode_png(strip)])
