@@ -9,7 +9,6 @@ TensorFlow is imported inside the functions.
 from __future__ import annotations
 
 import math
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -43,7 +42,7 @@ def train_from_config(config: TrainConfig, resume: bool = False, quiet: bool = F
     started = time.perf_counter()
     chief = is_chief(config.distribute)
     run_dir, config = resolve_run(config, resume, chief)
-    train_pairs, val_pairs = _load_data(config)
+    train_pairs, val_pairs, data_notes = _load_data(config)
 
     from mai_sr._tf import tf  # noqa: F401  (strategy creation must precede other TF ops)
 
@@ -56,6 +55,8 @@ def train_from_config(config: TrainConfig, resume: bool = False, quiet: bool = F
                    else TRAIN_GRAPH)
     bicubic = _bicubic_psnr(val_pairs, config.scale)  # before the run exists: checks --val
     run = RunWriter(run_dir, config, chief, quiet, train_graph, tensorboard=tensorboard)
+    for note in data_notes:
+        run.log(note)
     if not resume:
         run.create(train_pairs, val_pairs)
     lock = hold_run_lock(run_dir) if chief else None
@@ -152,8 +153,11 @@ VAL_MIN_LR = 3  # LR side: the PSNR crops `scale` HR pixels per border, 2 x scal
 
 
 def _load_data(config: TrainConfig):
-    """(train pairs, validation pairs): --val, or every ~1/val_fraction-th training image."""
+    """(train pairs, validation pairs, notes): --val, or every ~1/val_fraction-th training
+    image; notes say which images were skipped (one line per folder)."""
     from mai_sr import data
+
+    notes = []  # one line per folder with skipped images, said once the run writer exists
 
     def load(option: str, source: str, **kwargs):
         # Skipped images come as one warning per folder; said as one plain line (no
@@ -164,13 +168,12 @@ def _load_data(config: TrainConfig):
                 pairs = data.load_pairs(source, scale=config.scale, **kwargs)
             except MaiSrError as exc:
                 raise MaiSrError(f"--{option} {source}: {exc}") from None
-        for warning in caught:
-            print(f"mai-sr train: --{option} {source}: {warning.message}", file=sys.stderr)
+        notes.extend(f"--{option} {source}: {w.message}" for w in caught)
         return pairs
 
     pairs = load("data", config.data, min_lr_size=config.patch)
     if config.val is not None:
-        return pairs, load("val", config.val, min_lr_size=VAL_MIN_LR)
+        return pairs, load("val", config.val, min_lr_size=VAL_MIN_LR), notes
     if len(pairs) < 2:
         raise MaiSrError(f"--data {config.data}: only {len(pairs)} usable image(s); need 2 to "
                          "hold one out for validation, or pass --val DIR")
@@ -178,7 +181,7 @@ def _load_data(config: TrainConfig):
     # Evenly spaced, so a "DIR,DIR" source contributes from every folder.
     held = {int((i + 0.5) * len(pairs) / n_val) for i in range(n_val)}
     return ([p for i, p in enumerate(pairs) if i not in held],
-            [p for i, p in enumerate(pairs) if i in held])
+            [p for i, p in enumerate(pairs) if i in held], notes)
 
 
 # ---------------------------------------------------------------- stages
