@@ -317,14 +317,20 @@ def cmd_import(args) -> int:
 # one place defaults live; argparse's own defaults stay None so --resume can tell what was
 # given).
 TRAIN_HELP = {
-    "steps": "FP32 optimizer steps", "patch": "LR patch side (HR = scale x patch)",
+    "steps": "FP32 optimizer steps",
+    "patch": "LR patch side (HR = scale x patch)",
     "batch": "global batch size (split across --distribute replicas)",
-    "lr": "peak FP32 learning rate", "schedule": "learning-rate schedule",
-    "loss": "training loss", "seed": "seed of initial weights, patches and augmentation "
-    "(0 to 2^32-1)", "qat_steps": "QAT optimizer steps", "qat_lr": "peak QAT learning rate",
-    "distribute": "tf.distribute strategy", "val_every": "validate every N steps (and at the "
-    "last step; fixed for the run: it picks the best weights)", "ckpt_every": "checkpoint every N steps (and on "
-    "Ctrl-C; may change on --resume)",
+    "lr": "peak FP32 learning rate",
+    "schedule": "learning-rate schedule",
+    "loss": "training loss",
+    "seed": "RNG start value of initial weights, patches and augmentation (0 to 2^32-1)",
+    "qat_steps": "QAT optimizer steps",
+    "qat_lr": "peak QAT learning rate",
+    "distribute": "tf.distribute strategy",
+    "val_every": "validate every N steps and at the last (fixed for the run: it picks the "
+                 "best weights)",
+    "ckpt_every": "checkpoint every N steps, at the last and on Ctrl-C (may change on "
+                  "--resume)",
 }
 
 

@@ -20,7 +20,7 @@ from mai_sr.registry import check_model_name, check_scale, model_module
 from mai_sr.runs import FP32_DEPLOY_WEIGHTS, FP32_TRAIN_WEIGHTS, read_run_config, run_scale
 
 LOSSES = ("l1", "l2", "charbonnier")
-SEED_MAX = 2**32 - 1  # keras.utils.set_random_seed / NumPy accept 32-bit seeds
+SEED_MAX = 2**32 - 1  # the largest value NumPy and keras.utils.set_random_seed accept
 SCHEDULES = ("cosine", "step")
 DISTRIBUTE = ("none", "mirrored", "multiworker")
 
@@ -175,7 +175,7 @@ class TrainConfig:
             if not (isinstance(value, (int, float)) and 0 < value < math.inf):
                 raise MaiSrError(f"--{name.replace('_', '-')}: must be > 0, got {value!r}")
         if not (isinstance(self.seed, int) and 0 <= self.seed <= SEED_MAX):
-            # NumPy's and TF's generators take 32-bit seeds; checked before the run exists.
+            # NumPy and TF take 32-bit values; checked before the run exists.
             raise MaiSrError(f"--seed: must be a whole number in [0, {SEED_MAX}], got "
                              f"{self.seed!r}")
         if not 0 <= self.warmup < 1:
