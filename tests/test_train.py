@@ -630,3 +630,26 @@ def test_images_too_small_for_the_patch_are_one_summary_line(tmp_path):
     assert [str(w.message) for w in caught] == [
         "skipped 8 of 9 images (small0, small1, small2, small3, small4 and 3 more): their "
         "LR side is below 64 pixels at x3"]
+
+
+def test_train_help_states_the_defaults_of_the_config():
+    """--batch, --lr, --seed, --qat-steps, --val-every, --steps had no help and no default."""
+    import dataclasses
+
+    from mai_sr.cli import build_parser
+
+    parser = build_parser()
+    train = parser._subparsers._group_actions[0].choices["train"]
+    entries, current = {}, None
+    for line in train.format_help().splitlines():  # "  --batch BATCH  help..." + indented
+        if line.startswith("  -"):
+            current = line.split()[0]
+            entries[current] = " ".join(line.split()[2:])
+        elif current and line.startswith("      "):
+            entries[current] += " " + line.strip()
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    for option, name in [("--batch", "batch"), ("--lr", "lr"), ("--seed", "seed"),
+                         ("--qat-steps", "qat_steps"), ("--val-every", "val_every"),
+                         ("--steps", "steps")]:
+        help_text = entries[option].strip()
+        assert help_text.endswith(f"(default {defaults[name]})"), (option, help_text)
