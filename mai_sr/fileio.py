@@ -75,16 +75,11 @@ def write_files(contents: dict[str | os.PathLike, bytes]) -> list[Path]:
     A kill between two renames can still mix old and new files; sets written here therefore
     carry content hashes (the export's sidecars) so that readers detect such a mix.
     """
+    # A failed write reaches its own atomic_path first (one line naming that file), then
+    # the others, which delete their temps. ExitStack renames in reverse order of entry.
     with contextlib.ExitStack() as stack:
-        temps = []
         for path, data in contents.items():
-            tmp = stack.enter_context(atomic_path(path))
-            try:
-                tmp.write_bytes(data)
-            except OSError as exc:
-                raise write_error(path, exc) from None
-            temps.append(tmp)
-        # ExitStack renames in reverse order of entry: the last file written lands first.
+            stack.enter_context(atomic_path(path)).write_bytes(data)
     return [Path(p) for p in contents]
 
 
