@@ -37,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _publish import add_write_readme, measured_under, publish
+from _publish import add_write_readme, measured_under, publish, result_path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MAI_SR_DATA", ROOT.parent / "shared" / "data"))
@@ -139,7 +139,8 @@ def readme_table(result: dict) -> str:
              "| command | command time | inference alone | ratio | target | load (command) "
              "| load (inference) |", "|---|---:|---:|---:|---:|---|---|"]
     for name, row in result["commands"].items():
-        lines.append(f"| {labels[name]} | {row['command_s']:.1f} s | {row['inference_s']:.2f} s "
+        when = f" (measured {row['measured'][:16].replace('T', ' ')})" if row.get("measured") else ""
+        lines.append(f"| {labels[name]}{when} | {row['command_s']:.1f} s | {row['inference_s']:.2f} s "
                      f"| {row['ratio']:.1f}x | <= {row['target']:g}x | "
                      f"{row['load_command'][0]}->{row['load_command'][1]} | "
                      f"{row['load_inference'][0]}->{row['load_inference'][1]} |")
@@ -150,7 +151,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=str(SHARED), help="folder holding B100 and BSD200")
     parser.add_argument("--images", type=int, default=4, help="1080p images to upscale")
-    parser.add_argument("--skip", default="", help="comma-separated: eval,upscale,report")
+    parser.add_argument("--skip", default="", help="comma-separated: eval,upscale,report "
+                        "(their rows of the last result are kept, with their date)")
     add_write_readme(parser)
     args = parser.parse_args()
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
@@ -199,6 +201,15 @@ def main() -> int:
                 "report", command, denominator,
                 {"load_inference": [inf["load_before"], inf["load_after"]],
                  "parts_s": {k: round(v, 3) for k, v in inf.items() if k.endswith("_s")}})
+    if skip:  # the skipped commands keep their last rows, marked with when they were measured
+        previous = result_path("everyday")
+        last = json.loads(previous.read_text()) if previous.is_file() else {}
+        for name, row in last.get("commands", {}).items():
+            if name not in commands and name.split("_")[0] in skip:
+                commands[name] = {**row, "measured": row.get("measured") or
+                                  last.get("measured_under", {}).get("date")}
+        if "upscale" in skip and "hd_images" in last:
+            result["hd_images"] = last["hd_images"]
     result["pass"] = all(row["pass"] for row in commands.values())
     result["measured_under"] = measured_under()
     publish("everyday", result, readme_table(result), write_readme=args.write_readme)

@@ -113,8 +113,13 @@ def _recipe(run_dir) -> dict:
 
     config = read_run_config(run_dir)
     data = "+".join(Path(d).name for d in str(config.get("data", "")).split(","))
+    teacher = config.get("teacher")
     return {k: config.get(k) for k in ("qat_steps", "qat_lr", "qat_loss", "batch", "patch",
-                                       "weight_clip")} | {"data": data}
+                                       "weight_clip", "seed")} | {
+        "data": data,
+        # the name only: no local paths in results
+        "teacher": Path(teacher).name if teacher else None,
+        "distill_weight": config.get("distill_weight") if teacher else None}
 
 
 def run(work: Path, qat_runs: dict, only, reuse: bool = False) -> dict:

@@ -39,3 +39,12 @@ def timing_input(scale: int) -> tuple[int, int]:
     except KeyError:
         raise MaiSrError(f"scale {scale!r}: no timing input defined (scales: "
                          f"{', '.join(map(str, sorted(TIMING_LR_HW)))})") from None
+
+
+def graph_timing_input(graph) -> tuple[int, int]:
+    """The LR (height, width) a dynamic-shape graph is timed and profiled at: its scale's
+    :func:`timing_input`, the scale read from the graph (output height / input height at the
+    challenge's input). A scale without a timing input gets the challenge's."""
+    out = graph.shapes(CHALLENGE_LR_HW)[graph.outputs[0]]
+    scale = out[1] // CHALLENGE_LR_HW[0]
+    return TIMING_LR_HW.get(scale, CHALLENGE_LR_HW)

@@ -139,6 +139,7 @@ def upscale_paths(input: str | os.PathLike, output: str | os.PathLike, *,
 
     loaded = prefetch(((src, dst, read_image(src, max_pixels)) for src, dst in pairs), depth=1)
     try:
+        sr_model.prepare(*sizes[0], tile)  # while the first image decodes
         with tqdm(total=total, unit="tile", disable=quiet, desc="upscale") as bar, \
                 OrderedWork(jobs or default_jobs(), on_result=written.append) as work:
             for src, dst, img in loaded:

@@ -127,6 +127,23 @@ def test_dynamic_model_runs_at_the_challenge_size_by_default(models):
     assert small.notes[0] == "random uint8 input 1x12x20x3"
 
 
+def test_a_dynamic_model_is_timed_at_its_scales_input(tmp_path):
+    """x4 and x2 dynamic files are timed (local) and priced (SyNAP simulator) at their
+    scale's timing input (256x256, the efficient-SR reports'; 540x960), not the x3 one."""
+    from mai_sr.challenge import timing_input
+    from mai_sr.device.synap import compile_plan
+    from mai_sr.tflite.graph import read_graph
+    from tflite_factory import int8_sr_model
+
+    for scale in (4, 2):
+        path = int8_sr_model(tmp_path / f"x{scale}.tflite", shape=None, scale=scale)
+        h, w = timing_input(scale)
+        result = LocalRunner(min_runs=1, min_seconds=1e-6, warmup_runs=0).bench(path)
+        assert result.notes[0] == f"random uint8 input 1x{h}x{w}x3"
+        graph = read_graph(path)
+        assert compile_plan(graph) == compile_plan(graph, (h, w)) != compile_plan(graph, (360, 640))
+
+
 def test_runs_until_min_runs_and_min_seconds(models):
     start = time.perf_counter()
     result = LocalRunner(min_runs=1, min_seconds=0.3, warmup_runs=0).bench(models["int8"])

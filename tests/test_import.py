@@ -358,6 +358,34 @@ def test_qat_starts_from_an_imported_weights_file(tmp_path, etds_weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
+def test_a_weights_file_teaches_its_own_qat(tmp_path, etds_weights):
+    """``--teacher W.weights.h5``: QAT from imported weights distils from their own float
+    model (what the run records and loads is exactly that model); a teacher file of another
+    architecture or scale is refused before the run exists."""
+    from mai_sr.cli import main
+    from mai_sr.models import create_model
+    from mai_sr.runs import read_run_config
+    from mai_sr.train import TrainConfig, load_teacher
+
+    weights = str(etds_weights[0])
+    run = tmp_path / "run"
+    assert main(["train", "--qat", "--from", weights, "--teacher", weights,
+                 "--distill-weight", "1", "--qat-steps", "2", "--patch", "16", "--batch", "2",
+                 "--out", str(run), "--quiet"]) == 0
+    config = read_run_config(run)
+    assert config["teacher"] == str(Path(weights).resolve()) and config["distill_weight"] == 1
+    teacher = load_teacher(config["teacher"], "abpn", 3)
+    imported = create_model("abpn", deploy=True)
+    imported.load_weights(weights)
+    lr = np.random.default_rng(0).uniform(0, 255, (1, 24, 24, 3)).astype(np.float32)
+    np.testing.assert_array_equal(teacher(lr).numpy(), imported(lr).numpy())
+    for kwargs, words in ((dict(model="ncnet"), "holds abpn weights"),
+                          (dict(model="abpn", scale=2), "holds x3 weights")):
+        with pytest.raises(MaiSrError, match=words):
+            TrainConfig(teacher=weights, out=str(tmp_path / "refused"), **kwargs)
+    assert not (tmp_path / "refused").exists()
+
+
 def test_qat_from_a_weights_file_of_another_model_fails_in_one_line(tmp_path, etds_weights,
                                                                      capsys):
     from mai_sr.cli import main
@@ -378,8 +406,61 @@ def test_init_training_graph_from_imported_weights(etds_weights, shared_data, mo
     from mai_sr.models import create_model
 
     train = create_model(model_name)
-    init_training_graph(train, model_name, etds_weights[0])
+    init_training_graph(train, model_name, 3, etds_weights[0])
     deploy = create_model(model_name, deploy=True)
     deploy.load_weights(str(etds_weights[0]))
     lr = next(iter(iter_pairs(shared_data / "Set5", scale=3))).lr[None].astype(np.float32)
     np.testing.assert_allclose(train(lr).numpy(), deploy(lr).numpy(), atol=2e-3)
+
+
+def _bilinear_x2_abpn():
+    """The published-form ABPN at x2 with weights that compute bilinear upscaling: ReLU
+    convs pass the colours through, the linear conv adds (bilinear - nearest) to the anchor."""
+    from mai_sr._tf import keras
+    from mai_sr.models import create_model
+
+    model = create_model("abpn", scale=2, normalize=False)  # concat anchor, as published
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    for layer in convs[:-1]:  # colour c in channel c (and in every 2x2 slot of the last one)
+        kernel = np.zeros(layer.kernel.shape, np.float32)
+        for out in range(kernel.shape[3]):
+            if out % 3 < kernel.shape[2]:
+                kernel[1, 1, out % 3, out] = 1
+        layer.set_weights([kernel, np.zeros(kernel.shape[3], np.float32)])
+    # Half-pixel bilinear: HR row 2i + d samples LR row i - 1/4 (d = 0) or i + 1/4 (d = 1).
+    taps = {0: {0: 0.25, 1: 0.75}, 1: {1: 0.75, 2: 0.25}}
+    kernel = np.zeros(convs[-1].kernel.shape, np.float32)
+    for dy in (0, 1):
+        for dx in (0, 1):
+            for c in range(3):
+                out = (dy * 2 + dx) * 3 + c  # depth-to-space (DCR) order
+                for ty, wy in taps[dy].items():
+                    for tx, wx in taps[dx].items():
+                        kernel[ty, tx, c, out] += wy * wx
+                kernel[1, 1, c, out] -= 1  # the anchor adds the nearest pixel back
+    convs[-1].set_weights([kernel, np.zeros(kernel.shape[3], np.float32)])
+    return model
+
+
+def test_an_x2_source_imports_at_x2(tmp_path, shared_data):
+    """The scale comes from the source: an x2 Keras file imports into an x2 deploy graph
+    that computes what the file computes (here bilinear upscaling, checked against TF's
+    half-pixel bilinear resize inside the border), and export adopts x2 from the record."""
+    from mai_sr._tf import tf
+    from mai_sr.data import iter_pairs
+    from mai_sr.export.convert import _load_source
+    from mai_sr.importer import import_weights
+
+    source = tmp_path / "bilinear_x2.h5"
+    _bilinear_x2_abpn().save(str(source))
+    out = tmp_path / "x2.weights.h5"
+    result = import_weights(source, "abpn", out)
+    assert result.scale == 2 and result.conventions["scale"].startswith("x2")
+    assert result.gate["margin"] > 0
+    deploy, name, scale, _ = _load_source(None, "abpn", str(out), None, "fp32")
+    assert (name, scale) == ("abpn", 2)
+    lr = next(iter(iter_pairs(shared_data / "Set5", scale=2))).lr[None].astype(np.float32)
+    h, w = lr.shape[1:3]
+    expected = tf.image.resize(lr, (2 * h, 2 * w), method="bilinear").numpy()
+    np.testing.assert_allclose(deploy(lr).numpy()[:, 2:-2, 2:-2],
+                               np.clip(expected, 0, 255)[:, 2:-2, 2:-2], atol=1e-3)

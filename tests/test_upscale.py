@@ -74,6 +74,19 @@ def test_tiled_equals_whole_image_bit_exact(dynamic_model, lr_image, tile):
     np.testing.assert_array_equal(tiled, whole)
 
 
+@pytest.mark.parametrize("tile", [None, 16])
+def test_prepare_allocates_for_the_first_tile_and_changes_nothing(dynamic_model, lr_image,
+                                                                   tile):
+    """``prepare`` (called while the first image decodes) allocates at the size of the
+    image's first tile, so that image's invokes need no new allocation; pixels unchanged."""
+    reference = dynamic_model.upscale(lr_image, tile=tile)
+    dynamic_model.run(lr_image[:8, :8])  # another size allocated
+    dynamic_model.prepare(*lr_image.shape[:2], tile)
+    rows, cols = dynamic_model.tiles(*lr_image.shape[:2], tile)[0]
+    assert dynamic_model._size == (rows.stop - rows.start, cols.stop - cols.start)
+    np.testing.assert_array_equal(dynamic_model.upscale(lr_image, tile=tile), reference)
+
+
 def test_fixed_shape_tiling_equals_dynamic(dynamic_model, lr_image, tmp_path_factory):
     fixed = TFLiteSR(built_model(tmp_path_factory, "fixed"))
     # Image larger than the 24x32 input: shifted last tiles, exact everywhere.

@@ -24,21 +24,21 @@ def _tf():
     return tf
 
 
-def _weights(channels: int, kernel: int, seed: int):
+def _weights(channels: int, kernel: int, seed: int, scale: int = SCALE):
     rng = np.random.default_rng(seed)
     w1 = rng.normal(0, 0.05, (kernel, kernel, 3, channels)).astype(np.float32)
     b1 = rng.normal(0, 1.0, (channels,)).astype(np.float32)
-    w2 = rng.normal(0, 0.02, (kernel, kernel, channels, 3 * SCALE * SCALE)).astype(np.float32)
-    b2 = rng.normal(0, 0.5, (3 * SCALE * SCALE,)).astype(np.float32)
-    anchor = np.zeros((1, 1, 3, 3 * SCALE * SCALE), np.float32)
-    for k in range(3 * SCALE * SCALE):
+    w2 = rng.normal(0, 0.02, (kernel, kernel, channels, 3 * scale * scale)).astype(np.float32)
+    b2 = rng.normal(0, 0.5, (3 * scale * scale,)).astype(np.float32)
+    anchor = np.zeros((1, 1, 3, 3 * scale * scale), np.float32)
+    for k in range(3 * scale * scale):
         anchor[0, 0, k % 3, k] = 1.0  # TF depth_to_space (DCR) order
     return w1, b1, w2, b2, anchor
 
 
-def _concrete_function(shape, channels, kernel, clip, resize, seed):
+def _concrete_function(shape, channels, kernel, clip, resize, seed, scale=SCALE):
     tf = _tf()
-    w1, b1, w2, b2, anchor = (tf.constant(a) for a in _weights(channels, kernel, seed))
+    w1, b1, w2, b2, anchor = (tf.constant(a) for a in _weights(channels, kernel, seed, scale))
     h, w = shape if shape is not None else (None, None)
 
     @tf.function(input_signature=[tf.TensorSpec([1, h, w, 3], tf.float32)])
@@ -48,7 +48,7 @@ def _concrete_function(shape, channels, kernel, clip, resize, seed):
         y = y + tf.nn.conv2d(x, anchor, 1, "VALID")
         if clip == "before":
             y = tf.clip_by_value(y, 0.0, 255.0)
-        y = tf.nn.depth_to_space(y, SCALE)
+        y = tf.nn.depth_to_space(y, scale)
         if clip == "after":
             y = tf.clip_by_value(y, 0.0, 255.0)
         if resize:
@@ -69,7 +69,7 @@ def _calibration(shape, n=8, seed=0):
 
 
 def build_sr_tflite(path, *, shape=(24, 32), precision="int8", clip="before", kernel=3,
-                    channels=8, resize=False, io_dtype="uint8", seed=0) -> Path:
+                    channels=8, resize=False, io_dtype="uint8", seed=0, scale=SCALE) -> Path:
     """Write a small SR TFLite file.
 
     precision: "int8" (full-integer, uint8/int8 IO per `io_dtype`) or "float".
@@ -77,7 +77,7 @@ def build_sr_tflite(path, *, shape=(24, 32), precision="int8", clip="before", ke
     resize: add a RESIZE_NEAREST_NEIGHBOR op (NNAPI CPU fallback) for lint tests.
     """
     tf = _tf()
-    fn = _concrete_function(shape, channels, kernel, clip, resize, seed)
+    fn = _concrete_function(shape, channels, kernel, clip, resize, seed, scale)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], fn)
     if precision == "int8":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]

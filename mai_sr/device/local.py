@@ -19,13 +19,13 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from tqdm import tqdm
 
-from mai_sr.challenge import CHALLENGE_LR_HW
+from mai_sr.challenge import graph_timing_input
 from mai_sr.device.base import check_model_file
 from mai_sr.errors import MaiSrError
 from mai_sr.results import BenchResult
+from mai_sr.tflite.graph import read_graph
 from mai_sr.tflite.runtime import quiet_delegate_notice
 
-DEFAULT_DYNAMIC_SHAPE = CHALLENGE_LR_HW  # a dynamic model is timed at the challenge's size
 
 
 def cpu_model() -> str:
@@ -117,9 +117,10 @@ class LocalRunner:
 
     def __init__(self, threads: int = 2, min_runs: int = 50, min_seconds: float = 1.0,
                  warmup_runs: int = 1, warmup_min_seconds: float = 0.5,
-                 max_seconds: float = 150.0, shape: tuple[int, int] = DEFAULT_DYNAMIC_SHAPE,
+                 max_seconds: float = 150.0, shape: tuple[int, int] | None = None,
                  xnnpack: bool = True, seed: int = 0):
-        """`shape` (LR HxW) is used only for models with a dynamic input size.
+        """`shape` (LR HxW) is used only for models with a dynamic input size; None: the
+        model's scale's timing input (360x640 at x3, :func:`mai_sr.challenge.timing_input`).
         `warmup_runs=0` skips warm-up entirely (benchmark_model would still warm up for
         `warmup_min_seconds`)."""
         if min_runs < 1 or max_seconds <= 0:
@@ -144,8 +145,9 @@ class LocalRunner:
             for detail in interpreter.get_input_details():
                 signature = list(detail["shape_signature"])
                 if -1 in signature[1:3]:
+                    shape = self.shape or graph_timing_input(read_graph(path))
                     interpreter.resize_tensor_input(
-                        detail["index"], [1, *self.shape, signature[3]], strict=False)
+                        detail["index"], [1, *shape, signature[3]], strict=False)
             with quiet_delegate_notice():
                 interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:

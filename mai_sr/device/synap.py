@@ -97,7 +97,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mai_sr.challenge import CHALLENGE_LR_HW
+from mai_sr.challenge import CHALLENGE_LR_HW, graph_timing_input
 from mai_sr import __version__
 from mai_sr.errors import MaiSrError
 from mai_sr.tflite.ops import CLIP_OPS, vs680_unit
@@ -329,12 +329,13 @@ def compile_plan(graph: TFLiteGraph, input_hw: tuple[int, int] | None = None,
                  costs: CostConstants = COSTS) -> list[Layer]:
     """Group ops into layers, price each with `costs` (see module docstring).
 
-    `input_hw` defaults to the model's own input size, or 360x640 for dynamic models.
+    `input_hw` defaults to the model's own input size, or for a dynamic model its scale's
+    timing input (:func:`mai_sr.challenge.graph_timing_input`: 360x640 at x3).
     Convolutions the TP runs (stride != 1) are priced like NN ones: Table 1 has no data on
     the "considerably slower" TP path, so those estimates are optimistic.
     """
     if input_hw is None and graph.is_dynamic:
-        input_hw = CHALLENGE_HW
+        input_hw = graph_timing_input(graph)
     shapes = graph.shapes(input_hw)
     groups, alias = _group_ops(graph)
     group_of = {op.index: g for g, ops in enumerate(groups) for op in ops}
@@ -448,7 +449,7 @@ class SynapConversion:
 def _input_shape(graph: TFLiteGraph) -> tuple[int, ...]:
     first = graph.input_tensors[0]
     if graph.is_dynamic:
-        return (1, *CHALLENGE_HW, first.shape[-1])
+        return (1, *graph_timing_input(graph), first.shape[-1])
     return (1, *first.shape[1:])
 
 

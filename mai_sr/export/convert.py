@@ -49,6 +49,7 @@ from mai_sr.tflite.artifacts import METADATA_NAME, dynamic_path, sidecar_path
 from mai_sr._tf import keras, tf
 from mai_sr.challenge import CHALLENGE_SCALE, PRETRAINED_SCALE, timing_input
 from mai_sr.errors import MaiSrError
+from mai_sr.importer.weights_file import is_weights_file, weights_file_model
 
 PRECISIONS = ("int8", "fp16", "fp32")
 CALIB_CROP = 96  # LR side of a calibration crop (whole image when smaller)
@@ -271,6 +272,9 @@ def _load_source(run, model, weights, pretrained, precision: str, scale=None) ->
         return loaded, pretrained, PRETRAINED_SCALE, source
     if not (model and weights):
         raise MaiSrError("--model and --weights go together (deploy-graph weights of that model)")
+    if is_weights_file(weights) and Path(weights).is_file():
+        # `mai-sr import` records the source's scale beside the file: adopt or check it.
+        _, model, scale = weights_file_model(weights, model, scale, option="--weights")
     scale = CHALLENGE_SCALE if scale is None else scale
     path = Path(weights)
     loaded, kind = _load_weights_into(model, path, scale)
@@ -289,7 +293,8 @@ def export(output, *, run=None, model=None, weights=None, pretrained=None, shape
 
     Source: `run` (a `mai-sr train` run directory; its QAT model when it has one),
     `model` + `weights` (deploy-graph weights, float or QAT), or `pretrained` (a model name
-    shipped in ``mai_sr/pretrained``, x3). `scale` is needed only with `model` (default 3);
+    shipped in ``mai_sr/pretrained``, x3). `scale` is needed only with `model` (default: the
+    scale ``mai-sr import`` recorded beside `weights`, else 3);
     with `run` or `pretrained` it must agree with the source. `shape` is the LR (H, W) of the
     fixed file (default: the scale's timing input, :func:`mai_sr.challenge.timing_input`).
     `target` (``ethos-u55``/``ethos-u65``/``ethos-u85``) rewrites the INT8 file with exact

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,8 +9,9 @@ import numpy as np
 
 from mai_sr import fileio
 from mai_sr.errors import MaiSrError
-from mai_sr.importer.matcher import PIXEL_MAX, Fitted, fit
+from mai_sr.importer.matcher import PIXEL_MAX, Fitted, fit, put_in_chain_order, source_scale
 from mai_sr.importer.source import SourceNet
+from mai_sr.registry import SCALES, check_scale
 
 CHANNEL_ORDER_CHOICES = ("auto", "dcr", "crd")
 INPUT_RANGE_CHOICES = ("auto", "1", "255")
@@ -79,17 +79,17 @@ def read_source(path) -> SourceNet:
                      ".h5/.keras, .tflite or a SavedModel folder")
 
 
-def _gate_pairs(data: str, n: int = GATE_IMAGES, crop: int = GATE_CROP) -> list:
+def _gate_pairs(data: str, scale: int, n: int = GATE_IMAGES, crop: int = GATE_CROP) -> list:
     """(LR float32 (1, h, w, 3), HR uint8) centre crops of the first `n` images of `data`."""
     from mai_sr.data import iter_pairs
 
     pairs = []
-    for pair in iter_pairs(data, scale=3):
+    for pair in iter_pairs(data, scale=scale):
         lr = pair.lr
         h, w = min(crop, lr.shape[0]), min(crop, lr.shape[1])
         y, x = (lr.shape[0] - h) // 2, (lr.shape[1] - w) // 2
         pairs.append((lr[None, y:y + h, x:x + w].astype(np.float32),
-                      pair.hr[3 * y:3 * (y + h), 3 * x:3 * (x + w)]))
+                      pair.hr[scale * y:scale * (y + h), scale * x:scale * (x + w)]))
         if len(pairs) == n:
             break
     if not pairs:
@@ -117,7 +117,8 @@ def _score(model, pairs) -> tuple[float, float]:
     ours, anchor = [], []
     for lr, hr in pairs:
         sr = np.clip(np.rint(np.asarray(model(lr, training=False))[0]), 0, PIXEL_MAX)
-        nearest = np.repeat(np.repeat(lr[0], 3, axis=0), 3, axis=1)
+        scale = hr.shape[0] // lr.shape[1]
+        nearest = np.repeat(np.repeat(lr[0], scale, axis=0), scale, axis=1)
         ours.append(psnr(sr.astype(np.uint8), hr, crop=3))
         anchor.append(psnr(np.rint(nearest).astype(np.uint8), hr, crop=3))
     return float(np.mean(ours)), float(np.mean(anchor))
@@ -149,9 +150,17 @@ def import_weights(source, model: str, out=None, *, channel_order: str = "auto",
     if out is not None and not str(out).endswith(".weights.h5"):
         raise MaiSrError(f"{out}: the output name must end in .weights.h5")
     src = read_source(source)
-    deploy = create_model(model, scale=3, deploy=True)
+    put_in_chain_order(src)
+    # The source says its scale (last conv's 3s^2 outputs); mai-sr builds the model at it.
+    scale = source_scale(src)
+    try:
+        check_scale(scale)
+    except MaiSrError:
+        raise MaiSrError(f"{src.path} is an x{scale} model; mai-sr builds x"
+                         f"{', x'.join(map(str, SCALES))}") from None
+    deploy = create_model(model, scale=scale, deploy=True)
     targets = [tuple(layer.kernel.shape) for layer in _body_convs(deploy)]
-    pairs = _gate_pairs(gate_data)
+    pairs = _gate_pairs(gate_data, scale)
     scored = []
     for order, rng in _candidates(src, channel_order, str(input_range)):
         fitted = fit(src, model, targets, channel_order=order, input_range=rng)

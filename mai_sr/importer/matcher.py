@@ -110,6 +110,18 @@ def _is_chain(convs) -> bool:
     return all(a.kernel.shape[3] == b.kernel.shape[2] for a, b in zip(convs, convs[1:]))
 
 
+def put_in_chain_order(source: SourceNet) -> bool:
+    """Reorder `source.convs` into a chain when the file lists them out of forward order
+    (see :func:`chain_order`); True when it did."""
+    if _is_chain(source.convs):
+        return False
+    chain = chain_order(source.convs)
+    if chain is None:
+        return False
+    source.convs = chain
+    return True
+
+
 def chain_order(convs: list) -> list | None:
     """`convs` reordered into a chain (each conv's inputs = the previous one's outputs) that
     starts from the 3 colours, keeping the file's order among convs that could go next;
@@ -137,11 +149,7 @@ def fit(source: SourceNet, model: str, target_shapes: list[tuple], *, channel_or
         raise MaiSrError(f"channel order must be dcr or crd, got {channel_order!r}")
     if input_range not in (1.0, PIXEL_MAX):
         raise MaiSrError(f"input range must be 1 or 255, got {input_range!r}")
-    reordered = False
-    if not _is_chain(source.convs):
-        chain = chain_order(source.convs)
-        if chain is not None:
-            source.convs, reordered = chain, True
+    reordered = put_in_chain_order(source)
     scale = source_scale(source)
     target_scale = round((target_shapes[-1][3] / 3) ** 0.5) if target_shapes else scale
     if scale != target_scale:

@@ -22,43 +22,50 @@ def is_weights_file(source) -> bool:
     return str(source).endswith(SUFFIX) and not Path(source).is_dir()
 
 
-def weights_file_model(path, model: str | None) -> tuple[str, str]:
-    """(absolute path, architecture) for ``--from FILE``: `model`, else the import record's.
+def weights_file_model(path, model: str | None, scale: int | None = None,
+                       option: str = "--from") -> tuple[str, str, int | None]:
+    """(absolute path, architecture, scale) for ``OPTION FILE``: `model` and `scale`, else the
+    import record's (scale None when neither says).
 
     Raises a one-line MaiSrError when the file is missing, or the architecture is unknown or
-    differs from the one the import record names.
+    differs from the one the import record names, or the scale differs from the record's.
     """
     path = Path(path).resolve()
     if not path.is_file():
-        raise MaiSrError(f"--from {path}: not found")
+        raise MaiSrError(f"{option} {path}: not found")
     record_path = Path(f"{path}.json")
-    recorded = None
+    record = {}
     if record_path.is_file():
         try:
-            recorded = json.loads(record_path.read_text()).get("model")
-        except (ValueError, AttributeError):
-            recorded = None
-    if model is not None and recorded is not None and model != recorded:
-        raise MaiSrError(f"--model {model}: --from {path.name} holds {recorded} weights "
-                         f"(per {record_path.name})")
-    model = model or recorded
+            record = json.loads(record_path.read_text())
+        except ValueError:
+            record = {}
+        record = record if isinstance(record, dict) else {}
+    recorded_model, recorded_scale = record.get("model"), record.get("scale")
+    if model is not None and recorded_model is not None and model != recorded_model:
+        raise MaiSrError(f"--model {model}: {option} {path.name} holds {recorded_model} "
+                         f"weights (per {record_path.name})")
+    if scale is not None and recorded_scale is not None and scale != recorded_scale:
+        raise MaiSrError(f"--scale {scale}: {option} {path.name} holds x{recorded_scale} "
+                         f"weights (per {record_path.name})")
+    model = model or recorded_model
     if model is None:
-        raise MaiSrError(f"--from {path.name}: give --model (the architecture of these deploy "
-                         "weights)")
-    return str(path), model
+        raise MaiSrError(f"{option} {path.name}: give --model (the architecture of these "
+                         "deploy weights)")
+    return str(path), model, scale or recorded_scale
 
 
-def load_deploy_weights(model, path) -> None:
+def load_deploy_weights(model, path, option: str = "--from") -> None:
     """Load deploy weights into `model` (a deploy graph) with a one-line error on mismatch."""
     try:
         model.load_weights(str(path))
     except Exception as exc:  # h5py and Keras raise many types for a foreign file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MaiSrError(f"--from {path}: not deploy-graph weights of {model.name} "
+        raise MaiSrError(f"{option} {path}: not deploy-graph weights of {model.name} "
                          f"({first})") from None
 
 
-def init_training_graph(train_model, model_name: str, path) -> None:
+def init_training_graph(train_model, model_name: str, scale: int, path) -> None:
     """``--init W.weights.h5``: set a plain-conv training graph to the deploy weights.
 
     Each training-graph conv has the deploy conv's name; a ScaledConv2D's fixed factors are
@@ -70,8 +77,8 @@ def init_training_graph(train_model, model_name: str, path) -> None:
     from mai_sr.models import create_model
     from mai_sr.models.blocks import NearestConvAnchor, ScaledConv2D
 
-    deploy = create_model(model_name, deploy=True)
-    load_deploy_weights(deploy, path)
+    deploy = create_model(model_name, scale=scale, deploy=True)
+    load_deploy_weights(deploy, path, option="--init")
     for layer in train_model.layers:
         if not layer.weights or isinstance(layer, NearestConvAnchor):
             continue

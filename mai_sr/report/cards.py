@@ -10,7 +10,7 @@ with finite numbers required), shared by the cards `mai-sr report` writes
   dynamic dimensions, precision), ``size_kb`` (first file's bytes / 1024);
 - ``complexity``: ``params`` (constant weights and biases of conv/FC ops), ``macs`` and
   ``activations`` (elements written by conv ops) at ``input_hw`` (the fixed input, or
-  360x640 for a dynamic model), ``convs`` (number of conv ops);
+  a dynamic model's scale's timing input: 360x640 at x3), ``convs`` (number of conv ops);
 - ``quality``: one row per (dataset, precision): PSNR/SSIM of the Keras FP32 network
   (``source: "keras"``) and of the TFLite file (``source: "tflite"``), with the bicubic
   baseline, image count, colour space and border crop;
@@ -32,13 +32,12 @@ import math
 import os
 from pathlib import Path
 
-from mai_sr.challenge import CHALLENGE_LR_HW
+from mai_sr.challenge import graph_timing_input
 from mai_sr import __version__
 from mai_sr.errors import MaiSrError
 from mai_sr.results import BenchResult, EvalResult
 
 CARD_SCHEMA_VERSION = 1
-TIMING_HW = CHALLENGE_LR_HW  # a dynamic file is profiled at the challenge's LR input
 # Runners whose time is an NPU time, best first: a real device beats the simulator.
 NPU_RUNNERS = ("adb", "synap")
 CONV_LIKE_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED"})
@@ -137,14 +136,14 @@ def validate_model_card(card) -> None:
 def graph_stats(path: str | os.PathLike) -> dict:
     """Precision, input shape and complexity of a .tflite, read from its graph (no TF).
 
-    Complexity is taken at the model's fixed input, or at 360x640 for a dynamic model (the
-    challenge's timing input). Params count each constant tensor fed to a conv/FC op once.
+    Complexity is taken at the model's fixed input, or for a dynamic model at its scale's
+    timing input (360x640 at x3, the challenge's). Params count each constant tensor fed to a conv/FC op once.
     """
     from mai_sr.tflite.graph import read_graph
 
     graph = read_graph(path)
     first = graph.input_tensors[0]
-    input_hw = TIMING_HW if graph.is_dynamic else tuple(first.shape[1:3])
+    input_hw = graph_timing_input(graph) if graph.is_dynamic else tuple(first.shape[1:3])
     shapes = graph.shapes(input_hw if graph.is_dynamic else None)
     convs = [op for op in graph.ops if op.type in CONV_LIKE_OPS]
     weights = {t.index: math.prod(t.shape) for op in convs for t in graph.op_inputs(op)

@@ -268,6 +268,20 @@ class TFLiteSR:
         self._interpreter.invoke()
         return self._dequantize(self._interpreter.get_tensor(self._output["index"])[0])
 
+    def prepare(self, height: int, width: int,
+                tile: int | tuple[int, int] | None = None) -> None:
+        """Allocate the tensors :meth:`upscale` needs first for a `height` x `width` image.
+
+        Allocation at a new size costs about as much as an invoke; a caller that knows the
+        size before the pixels (from the file header) pays it while the image decodes.
+        """
+        if self.fixed_shape is not None:
+            return
+        rows, cols = self.tiles(height, width, tile)[0]
+        size = (rows.stop - rows.start, cols.stop - cols.start)
+        if size != self._size:
+            self._allocate(size)
+
     # ------------------------------------------------------------ tiling
 
     def tile_size(self, tile: int | tuple[int, int] | None = None) -> tuple[int, int] | None:

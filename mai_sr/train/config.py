@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mai_sr.challenge import CHALLENGE_SCALE
 from mai_sr.errors import MaiSrError
-from mai_sr.importer.weights_file import is_weights_file, weights_file_model
+from mai_sr.importer.weights_file import SUFFIX, is_weights_file, weights_file_model
 from mai_sr.registry import check_model_name, check_scale, model_module
 from mai_sr.runs import FP32_DEPLOY_WEIGHTS, FP32_TRAIN_WEIGHTS, read_run_config, run_scale
 
@@ -73,7 +73,7 @@ class TrainConfig:
     qat_loss: str | None = None      # None: same as loss
     from_run: str | None = None      # finished FP32 run or deploy .weights.h5: only QAT
     init_run: str | None = None      # finished FP32 run (or deploy .weights.h5) to start from
-    teacher: str | None = None       # distillation: an FP32 run dir or a pretrained model name
+    teacher: str | None = None       # distillation: FP32 run dir, .weights.h5 or pretrained name
     distill_weight: float = 0.5      # share of the loss measured against the teacher's output
     weight_clip: bool = True         # Z6's mean +- k std clipping of first-layer kernels
     distribute: str = "none"
@@ -89,7 +89,8 @@ class TrainConfig:
         if self.from_run is not None:
             self.qat = True
             if is_weights_file(self.from_run):
-                self.from_run, self.model = weights_file_model(self.from_run, self.model)
+                self.from_run, self.model, self.scale = weights_file_model(
+                    self.from_run, self.model, self.scale)
                 # Z6's first-layer clip would cut the imported kernels' outliers at step one.
                 if self.explicit is not None and "weight_clip" not in self.explicit:
                     self.weight_clip = False
@@ -118,7 +119,8 @@ class TrainConfig:
         if self.from_run is not None:
             raise MaiSrError("--init: not with --from (--from skips the FP32 stage --init starts)")
         if is_weights_file(self.init_run):
-            self.init_run, self.model = weights_file_model(self.init_run, self.model)
+            self.init_run, self.model, self.scale = weights_file_model(
+                self.init_run, self.model, self.scale, option="--init")
             return
         require_finished_fp32("--init", self.init_run, FP32_TRAIN_WEIGHTS)
         self.init_run = self._take_model_from("--init", self.init_run)
@@ -137,11 +139,18 @@ class TrainConfig:
         return run
 
     def _resolve_teacher(self) -> None:
-        """``--teacher``: a finished FP32 run (path made absolute) or a shipped model's name."""
+        """``--teacher``: a finished FP32 run or a deploy-weights file of this run's model
+        (path made absolute), or a shipped model's name."""
         from mai_sr.challenge import PRETRAINED_SCALE
         from mai_sr.pretrained import NAMES, pretrained_path
 
-        if Path(self.teacher).is_dir():
+        if is_weights_file(self.teacher):
+            # Its own float model as the teacher: QAT then learns to reproduce what the
+            # weights compute rather than to re-fit a few hundred small images.
+            self.teacher, _, teacher_scale = weights_file_model(
+                self.teacher, self.model, self.scale, option="--teacher")
+            teacher_scale = teacher_scale or self.scale
+        elif Path(self.teacher).is_dir():
             self.teacher = str(Path(self.teacher).resolve())
             require_finished_fp32("--teacher", self.teacher, FP32_DEPLOY_WEIGHTS)
             teacher_scale = run_scale(read_run_config(self.teacher))
@@ -149,8 +158,8 @@ class TrainConfig:
             pretrained_path(self.teacher, "weights")
             teacher_scale = PRETRAINED_SCALE
         else:
-            raise MaiSrError(f"--teacher {self.teacher}: neither a run directory nor a "
-                             f"pretrained model ({', '.join(NAMES)})")
+            raise MaiSrError(f"--teacher {self.teacher}: neither a run directory, a "
+                             f"{SUFFIX} file nor a pretrained model ({', '.join(NAMES)})")
         if teacher_scale != self.scale:
             raise MaiSrError(f"--teacher {self.teacher}: upscales x{teacher_scale}, this run "
                              f"trains x{self.scale}")

@@ -208,7 +208,7 @@ def _fp32_stage(run: RunWriter, strategy, train_pairs, val_pairs, stop, on_step)
     if config.init_run is not None and is_weights_file(config.init_run):
         from mai_sr.importer.weights_file import init_training_graph
 
-        init_training_graph(model, config.model, config.init_run)
+        init_training_graph(model, config.model, config.scale, config.init_run)
     elif config.init_run is not None:
         init_graph = read_run_config(config.init_run).get("train_graph", LEGACY_TRAIN_GRAPH)
         if init_graph != run.train_graph:
@@ -304,9 +304,15 @@ def _weight_clip_hook(model, enabled: bool):
     return lambda: apply_weight_clip(model)
 
 
-def load_teacher(teacher: str):
-    """The float deploy model named by ``--teacher``: a run's FP32 weights or a shipped model's
-    (TrainConfig checked that its scale is the run's)."""
+def load_teacher(teacher: str, model_name: str | None = None, scale: int | None = None):
+    """The float deploy model named by ``--teacher``: a run's FP32 weights, a deploy-weights
+    file of `model_name` at `scale`, or a shipped model's (TrainConfig checked the scale)."""
+    if is_weights_file(teacher):
+        from mai_sr.importer.weights_file import load_deploy_weights
+
+        model = build_deploy(model_name, scale)
+        load_deploy_weights(model, teacher, option="--teacher")
+        return model
     if Path(teacher).is_dir():
         return load_run_model(teacher, stage="fp32")
     from mai_sr.challenge import PRETRAINED_SCALE
@@ -419,7 +425,7 @@ def _train_stage(run: RunWriter, stage: str, model, strategy, train_pairs, val_p
     teacher = None
     if config.teacher is not None:
         with strategy.scope():
-            teacher = load_teacher(config.teacher)
+            teacher = load_teacher(config.teacher, config.model, config.scale)
         teacher.trainable = False
     train_step = _make_train_step(model, optimizer, strategy, loss_name, config.batch, clip,
                                   teacher, config.distill_weight)
