@@ -376,7 +376,7 @@ def _add_push_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Quantized x3 super-resolution for mobile NPUs: "
+    parser = _Parser(prog=PROG, description="Quantized super-resolution (x2, x3, x4) for mobile NPUs: "
                      "train, QAT, export INT8 TFLite, lint, evaluate, benchmark, score.",
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
@@ -560,7 +560,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     # upscale ----------------------------------------------------------------
-    p = sub.add_parser("upscale", help="upscale images x3 with a TFLite model (any size, tiled)")
+    p = sub.add_parser("upscale", help="upscale images with a TFLite model, by its scale "
+                       "(any size, tiled)")
     p.add_argument("input", help="image file or folder")
     p.add_argument("output", help="output file or folder")
     p.add_argument("--model", help=".tflite file")
