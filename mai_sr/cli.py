@@ -376,8 +376,9 @@ def _add_push_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Quantized super-resolution (x2, x3, x4) for mobile NPUs: "
-                     "train, QAT, export INT8 TFLite, lint, evaluate, benchmark, score.",
+    parser = _Parser(prog=PROG, description="Quantized super-resolution (x2, x3, x4) for "
+                     "mobile NPUs: train, QAT, export INT8 TFLite, lint, evaluate, benchmark, "
+                     "score.",
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)

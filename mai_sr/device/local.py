@@ -27,7 +27,6 @@ from mai_sr.tflite.graph import read_graph
 from mai_sr.tflite.runtime import quiet_delegate_notice
 
 
-
 def cpu_model() -> str:
     """CPU name from /proc/cpuinfo ("model name" on x86, "Hardware"/"Processor" on ARM)."""
     try:

@@ -137,7 +137,8 @@ def graph_stats(path: str | os.PathLike) -> dict:
     """Precision, input shape and complexity of a .tflite, read from its graph (no TF).
 
     Complexity is taken at the model's fixed input, or for a dynamic model at its scale's
-    timing input (360x640 at x3, the challenge's). Params count each constant tensor fed to a conv/FC op once.
+    timing input (360x640 at x3, the challenge's). Params count each constant tensor fed to
+    a conv/FC op once.
     """
     from mai_sr.tflite.graph import read_graph
 
