@@ -10,10 +10,10 @@ import numpy as np
 from mai_sr import fileio
 from mai_sr.errors import MaiSrError
 from mai_sr.importer.matcher import PIXEL_MAX, Fitted, fit, put_in_chain_order, source_scale
-from mai_sr.importer.source import SourceNet
+from mai_sr.importer.source import CHANNEL_ORDERS, SourceNet
 from mai_sr.registry import SCALES, check_scale
 
-CHANNEL_ORDER_CHOICES = ("auto", "dcr", "crd")
+CHANNEL_ORDER_CHOICES = ("auto", *CHANNEL_ORDERS)
 INPUT_RANGE_CHOICES = ("auto", "1", "255")
 GATE_CROP = 128   # LR side of the gate's centre crops (enough texture, fast on CPU)
 GATE_IMAGES = 6   # builtin photos the gate scores

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mai_sr.errors import MaiSrError
-from mai_sr.importer.source import SourceNet
+from mai_sr.importer.source import CHANNEL_ORDERS, SourceNet
 
 PIXEL_MAX = 255.0
 ANCHOR_TOLERANCE = 1e-2  # an int8 anchor dequantizes to 1 +- 1/127
@@ -93,7 +93,7 @@ def describe_anchor(source: SourceNet, scale: int, order: str) -> str:
     kernel = source.anchor_kernel
     bias = source.anchor_bias if source.anchor_bias is not None else np.zeros(1)
     deviation = {o: float(max(np.abs(kernel - nearest_anchor(scale, o)).max(),
-                              np.abs(bias).max())) for o in ("dcr", "crd")}
+                              np.abs(bias).max())) for o in CHANNEL_ORDERS}
     if deviation[order] <= ANCHOR_TOLERANCE:
         return f"1x1 nearest conv in the weights, equal to nearest-neighbour " \
                f"(max deviation {deviation[order]:.1e}) = mai-sr's frozen anchor"
@@ -145,7 +145,7 @@ def fit(source: SourceNet, model: str, target_shapes: list[tuple], *, channel_or
         input_range: float) -> Fitted:
     """The deploy weights of `model` (whose convs have HWIO `target_shapes`, in graph
     order) from `source`, with the given depth-to-space order and input range."""
-    if channel_order not in ("dcr", "crd"):
+    if channel_order not in CHANNEL_ORDERS:
         raise MaiSrError(f"channel order must be dcr or crd, got {channel_order!r}")
     if input_range not in (1.0, PIXEL_MAX):
         raise MaiSrError(f"input range must be 1 or 255, got {input_range!r}")

@@ -31,11 +31,6 @@ class SourceConv:
     bias: np.ndarray | None
     label: str  # where it came from, for messages ("backbone.2.0", "CONV_2D op 3")
 
-    @property
-    def shape_text(self) -> str:
-        kh, kw, cin, cout = self.kernel.shape
-        return f"{cin}->{cout} {kh}x{kw}"
-
 
 @dataclass
 class SourceNet:
@@ -49,7 +44,6 @@ class SourceNet:
     anchor: str = "built in"   # "built in" (code, no weights), "concat", "nearest conv"
     anchor_kernel: np.ndarray | None = None  # the 1x1 anchor conv's HWIO kernel, if any
     anchor_bias: np.ndarray | None = None
-    input_range: float | None = None  # 1.0 or 255.0 when the file says; None: measure
     notes: list[str] = field(default_factory=list)  # e.g. "state dict under 'params_ema'"
 
 
