@@ -54,19 +54,19 @@ def dataset_fingerprint(source: str) -> str:
     relative path, size and modification time of every image file below it (stat only, so
     large folders cost milliseconds; touching a file recomputes, which is the safe side).
     """
-    from mai_sr.data import BUILTIN_PHOTOS, IMAGE_SUFFIXES
+    from mai_sr.data import BUILTIN_PHOTOS, data_folder, image_files
 
     if source == "builtin":
         import skimage
 
         return sha256_json({"builtin": BUILTIN_PHOTOS, "skimage": skimage.__version__})
-    folder = Path(source)
+    # The folder the data reader uses: a bare name (``Set14``) is looked up under
+    # $MAI_SR_DATA, so its fingerprint is that folder's images, not an empty list.
+    folder = data_folder(source)
     rows = []
-    for p in sorted(folder.rglob("*")):
-        rel = p.relative_to(folder)
-        if p.suffix.lower() in IMAGE_SUFFIXES and not any(s.startswith(".") for s in rel.parts):
-            st = p.stat()
-            rows.append((rel.as_posix(), st.st_size, st.st_mtime_ns))
+    for p in image_files(folder):
+        st = p.stat()
+        rows.append((p.relative_to(folder).as_posix(), st.st_size, st.st_mtime_ns))
     return sha256_json(rows)
 
 
@@ -74,13 +74,11 @@ class BaselineCache:
     """The bicubic rows of data sets, as JSON files ``<root>/baselines/<key>.json``.
 
     A row is ``{"name", "height", "width", "bicubic_psnr", "bicubic_ssim"}`` for one image.
-    `root` None is :func:`default_cache_dir`. `hits` and `misses` count lookups.
+    `root` None is :func:`default_cache_dir`.
     """
 
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root) if root is not None else default_cache_dir()
-        self.hits = 0
-        self.misses = 0
 
     @staticmethod
     def key(source: str, *, scale: int, crop: int, y_channel: bool) -> str:
@@ -107,9 +105,7 @@ class BaselineCache:
                      "width": int(r["width"]), "bicubic_psnr": float(r["bicubic_psnr"]),
                      "bicubic_ssim": float(r["bicubic_ssim"])} for r in rows]
         except (OSError, ValueError, TypeError, KeyError):
-            self.misses += 1
             return None
-        self.hits += 1
         return rows
 
     def put(self, key: str, rows: list[dict]) -> bool:

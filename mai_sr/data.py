@@ -145,7 +145,8 @@ def _builtin_entries() -> list[_Entry]:
     return [_Entry(name, lambda n=name: _builtin_photo(n)) for name in BUILTIN_PHOTOS]
 
 
-def _image_files(folder: Path) -> list[Path]:
+def image_files(folder: Path) -> list[Path]:
+    """The image files below `folder` (hidden parts skipped), in relative-path order."""
     files = [p for p in folder.rglob("*")
              if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
              and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
@@ -159,7 +160,7 @@ def _folder_entries(folder: Path, scale: int) -> list[_Entry]:
     div2k_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and _DIV2K_HR.match(p.name))
     if div2k_dirs:
         return [e for d in div2k_dirs for e in _div2k_entries(d, scale)]
-    files = _image_files(folder)
+    files = image_files(folder)
     if not files:
         raise MaiSrError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
     return [_Entry(p.relative_to(folder).with_suffix("").as_posix(), lambda p=p: read_image_rgb(p))
@@ -168,7 +169,7 @@ def _folder_entries(folder: Path, scale: int) -> list[_Entry]:
 
 def _div2k_entries(hr_dir: Path, scale: int) -> list[_Entry]:
     """DIV2K_<split>_HR/NNNN.png, with LR from DIV2K_<split>_LR_bicubic/X<scale>/NNNNx<scale>.png."""
-    files = _image_files(hr_dir)
+    files = image_files(hr_dir)
     if not files:
         raise MaiSrError(f"{hr_dir}: no images in this DIV2K HR folder")
     split = _DIV2K_HR.match(hr_dir.name).group("split")

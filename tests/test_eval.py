@@ -250,6 +250,26 @@ def test_changed_data_files_recompute_the_baseline(dynamic_model, shared_data, t
     assert _rows(after) == _rows(reference)
 
 
+def test_a_folder_name_under_mai_sr_data_is_fingerprinted_by_its_images(eval_folder, tmp_path,
+                                                                         monkeypatch):
+    """`--data Set14` (a name under $MAI_SR_DATA) keys the baseline cache by that folder's
+    images, as its full path does, so changing an image there changes the key."""
+    import os
+    import shutil
+
+    from mai_sr.cache import dataset_fingerprint, sha256_json
+
+    shared = tmp_path / "shared"
+    shutil.copytree(eval_folder, shared / "Mine")
+    monkeypatch.setenv("MAI_SR_DATA", str(shared))
+    monkeypatch.chdir(tmp_path)
+    by_name = dataset_fingerprint("Mine")
+    assert by_name == dataset_fingerprint(str(shared / "Mine")) != sha256_json([])
+    image = shared / "Mine" / "bird.png"
+    os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9))
+    assert dataset_fingerprint("Mine") != by_name
+
+
 def test_unwritable_cache_location_means_no_cache(dynamic_model, eval_folder, tmp_path, capsys):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the cache folder would be")

@@ -26,8 +26,6 @@ class ResultCache:
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
-        self.hits = 0
-        self.misses = 0
 
     @staticmethod
     def key(kind: str, **parts) -> str:
@@ -39,14 +37,12 @@ class ResultCache:
         return self.root / kind / f"{key}{suffix}"
 
     def get_json(self, kind: str, key: str):
-        """The cached object, or None (missing or unreadable entries count as misses)."""
+        """The cached object, or None (missing or unreadable entries)."""
         path = self._path(kind, key, ".json")
         try:
             value = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            self.misses += 1
             return None
-        self.hits += 1
         return value
 
     def put_json(self, kind: str, key: str, value) -> None:
@@ -57,9 +53,7 @@ class ResultCache:
         try:
             data = path.read_bytes()
         except OSError:
-            self.misses += 1
             return None
-        self.hits += 1
         return data
 
     def put_bytes(self, kind: str, key: str, data: bytes, suffix: str = ".png") -> None:
