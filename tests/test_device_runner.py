@@ -131,10 +131,13 @@ def test_a_dynamic_model_is_timed_at_its_scales_input(tmp_path):
     """x4 and x2 dynamic files are timed (local) and priced (SyNAP simulator) at their
     scale's timing input (256x256, the efficient-SR reports'; 540x960), not the x3 one."""
     from mai_sr.challenge import timing_input
-    from mai_sr.device.synap import compile_plan
+    from mai_sr.device.synap import SynapRunner, compile_plan
     from mai_sr.tflite.graph import read_graph
     from tflite_factory import int8_sr_model
 
+    x3 = int8_sr_model(tmp_path / "x3.tflite", shape=None)
+    assert ("dynamic input shape: estimated at the challenge's 1x360x640x3"
+            in SynapRunner().bench(x3).notes)
     for scale in (4, 2):
         path = int8_sr_model(tmp_path / f"x{scale}.tflite", shape=None, scale=scale)
         h, w = timing_input(scale)
@@ -142,6 +145,8 @@ def test_a_dynamic_model_is_timed_at_its_scales_input(tmp_path):
         assert result.notes[0] == f"random uint8 input 1x{h}x{w}x3"
         graph = read_graph(path)
         assert compile_plan(graph) == compile_plan(graph, (h, w)) != compile_plan(graph, (360, 640))
+        assert (f"dynamic input shape: estimated at its scale's timing input 1x{h}x{w}x3"
+                in SynapRunner().bench(path).notes)
 
 
 def test_runs_until_min_runs_and_min_seconds(models):

@@ -453,6 +453,15 @@ def _input_shape(graph: TFLiteGraph) -> tuple[int, ...]:
     return (1, *first.shape[1:])
 
 
+def _dynamic_input_note(graph: TFLiteGraph) -> list[str]:
+    """For a dynamic-shape file, the note naming the input it was estimated at."""
+    if not graph.is_dynamic:
+        return []
+    shape = _input_shape(graph)
+    whose = "the challenge's" if shape[1:3] == CHALLENGE_HW else "its scale's timing input"
+    return [f"dynamic input shape: estimated at {whose} {'x'.join(map(str, shape))}"]
+
+
 def _plan(model_path) -> tuple[TFLiteGraph, list[Layer], list[str]]:
     graph = read_graph(model_path)
     errors = check_model(graph)
@@ -568,12 +577,10 @@ def convert(model_path, *, target: str = "VS680", out_dir, meta=None) -> SynapCo
     stale_log = out_dir / "error.log"
     if stale_log.exists():
         stale_log.unlink()  # from an earlier failed conversion of this out_dir
-    notes = []
-    if graph.is_dynamic:
-        notes.append("dynamic input shape: estimated at the challenge's 1x360x640x3")
     return SynapConversion(model=model_path, target=target, out_dir=out_dir,
                            input_shape=_input_shape(graph), layers=layers,
-                           files=[out_dir / "model.synap", info_path], notes=notes)
+                           files=[out_dir / "model.synap", info_path],
+                           notes=_dynamic_input_note(graph))
 
 
 # ------------------------------------------------------------------ runner
@@ -610,9 +617,7 @@ class SynapRunner:
         notes = [f"{SIMULATED}: Synaptics VS680 NPU cost model fitted to the MAI 2022 report's "
                  "Table 1 runtimes of the real timed files; "
                  "an estimate, not a measurement",
-                 f"input {shape}"]
-        if graph.is_dynamic:
-            notes.append("dynamic input shape: estimated at the challenge's 1x360x640x3")
+                 f"input {shape}", *_dynamic_input_note(graph)]
         return BenchResult(
             runner=self.name, model=str(path), avg_ms=total,
             device={**DEVICE, "simulator": f"mai-sr {__version__}", "input_shape": shape},
