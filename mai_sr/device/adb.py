@@ -27,22 +27,24 @@ unless `allow_fallback`.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import re
 import shlex
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
-import dataclasses
-import tempfile
-
 from mai_sr.device.base import check_model_file
 from mai_sr.device.benchmark_output import output_tail, parse_benchmark_output
+from mai_sr.device.litert_output import (NPU_FAILURE_MARKERS, check_fallback,
+                                         check_ignored_flags, describe_placement,
+                                         node_placement, parse_litert_output)
 from mai_sr.errors import MaiSrError
 from mai_sr.results import BenchResult
 
@@ -752,8 +754,6 @@ class AdbRunner:
         if proc.returncode != 0:
             if re.search(r"^adb: .*(offline|unauthorized)", proc.stdout, flags=re.M):
                 raise device_error(serial, "the benchmark run", proc.stdout)
-            from mai_sr.device.litert_output import NPU_FAILURE_MARKERS
-
             # LiteRT's NPU-runtime error says more than the tool's closing lines
             cause = next((ln.strip() for ln in proc.stdout.splitlines()
                           if any(m in ln for m in NPU_FAILURE_MARKERS)), None)
@@ -763,8 +763,6 @@ class AdbRunner:
         text = proc.stdout
         unit = {"npu": "NPU", "qnn": "QNN"}.get(self.delegate)
         if unit:
-            from mai_sr.device.litert_output import check_fallback, parse_litert_output
-
             try:
                 parsed = (parse_litert_output(text, source=source)
                           if "BENCHMARK RESULTS" in text
@@ -778,8 +776,6 @@ class AdbRunner:
             notes = check_fallback(parsed, text, unit=unit, source=source,
                                    allow_fallback=self.allow_fallback)
         else:
-            from mai_sr.device.litert_output import check_ignored_flags
-
             parsed = parse_benchmark_output(text, source=source)
             notes = check_ignored_flags(parsed, source=source, allow_fallback=self.allow_fallback)
         device = dict(facts)
@@ -792,8 +788,6 @@ class AdbRunner:
                                         requested_delegate=DELEGATE_NAMES[self.delegate])
         delegate = dict(result.delegate)
         if unit:
-            from mai_sr.device.litert_output import describe_placement, node_placement
-
             # the unit's own counts, not those of whichever delegate's line came first
             placement = node_placement(parsed)
             on_unit = placement.get(unit, 0)

@@ -383,8 +383,7 @@ def export(output, *, run=None, model=None, weights=None, pretrained=None, shape
     for path, data, info in files:  # everything converted: now write, as one set
         sidecar = {**info, "file": path.name, "sha256": hashlib.sha256(data).hexdigest()}
         contents[path] = data
-        contents[sidecar_path(path)] = (json.dumps(sidecar, indent=2, sort_keys=True,
-                                                   default=str) + "\n").encode()
+        contents[sidecar_path(path)] = fileio.json_bytes(sidecar)
     fileio.write_files(contents)
     return [path for path, _, _ in files]
 
