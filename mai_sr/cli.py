@@ -212,21 +212,22 @@ def cmd_synap(args) -> int:
 
 
 def lint_exit_code(report, strict: bool = False) -> int:
-    """`mai-sr lint`'s exit code for a LintReport: 2 errors, 1 warnings (only with
-    `strict`), 0 clean."""
+    """`mai-sr lint`'s exit code: for a LintReport 2 errors, 1 warnings (only with
+    `strict`), 0 clean; for a TargetLintReport (--target) 2 when an op stays on the CPU."""
+    from mai_sr.lint import TargetLintReport
+
+    if isinstance(report, TargetLintReport):
+        return 2 if report.cpu_ops else 0
     if report.errors:
         return 2
     return 1 if strict and report.warnings else 0
 
 
 def cmd_lint(args) -> int:
-    from mai_sr.lint import TargetLintReport, lint_for_target, lint_model
+    from mai_sr.lint import lint_for_target, lint_model
 
     report = lint_for_target(args.model, args.target) if args.target else lint_model(args.model)
-    if isinstance(report, TargetLintReport):  # 2 when Vela leaves an op on the CPU
-        code = 2 if report.cpu_ops else 0
-    else:
-        code = lint_exit_code(report, args.strict)
+    code = lint_exit_code(report, args.strict)
     if args.json:
         print(json.dumps({**report.to_dict(), "exit_code": code}, indent=2))
     else:

@@ -344,10 +344,6 @@ class TargetLintReport:
     def cpu_ops(self) -> list[dict]:
         return [r for r in self.rows if r["unit"] != "NPU"]
 
-    def exit_code(self, strict: bool = False) -> int:
-        """0 when every op runs on the NPU, 2 when some fall back to the CPU."""
-        return 2 if self.cpu_ops else 0
-
     def format_table(self) -> str:
         width = max([len(r["type"]) for r in self.rows] + [2])
         out = [f"{'#':>3}  {'op':<{width}}  unit  reason"]
