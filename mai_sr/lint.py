@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from mai_sr.errors import MaiSrError
+from mai_sr.export.targets import TARGETS as EXPORT_TARGETS
 from mai_sr.tflite.graph import TFLiteGraph, read_graph
 from mai_sr.tflite.ops import (CHANNEL_OPS, CLIP_OPS, INT8_IO, KERNEL_OPS, NNAPI_OPS,
                                QUANT_OPS, vs680_unit)
@@ -326,8 +327,8 @@ def lint_model(path) -> LintReport:
 # is compiled by Vela (mai_sr.device.vela) and every op it leaves on the CPU is an error with
 # Vela's reason; nothing here lists Ethos-U ops by hand.
 
-ETHOS_U_LINT_NPU = {"ethos-u55": "ethos-u55-256", "ethos-u65": "ethos-u65-512",
-                    "ethos-u85": "ethos-u85-2048"}
+# Each Ethos-U target is judged on the configuration `export --target` quotes its figures for.
+ETHOS_U_LINT_NPU = {target: spec["accelerator"] for target, spec in EXPORT_TARGETS.items()}
 LINT_TARGETS = ("vs680", "nnapi", *ETHOS_U_LINT_NPU)
 
 
