@@ -65,7 +65,7 @@ import numpy as np
 
 from mai_sr.device.synap import COSTS, FEATURES, CostConstants, compile_plan
 from mai_sr.fileio import write_bytes
-from mai_sr.published import REPORT, TABLE1, TIMED_FILES
+from mai_sr.published import SOURCE, TABLE1, TIMED_FILES
 from mai_sr.tflite.graph import read_graph
 
 # tests/test_synap.py loads this file by path, so benchmarks/ may not be on sys.path yet
@@ -266,7 +266,7 @@ def calibrate(feats: dict[str, np.ndarray], pts: list[Point]) -> dict:
         == sorted(real, key=lambda r: r["published_ms"]),
     }
     return {
-        "source": f"{REPORT}, Table 1", "input_shape": [1, *SHAPE, 3],
+        "source": SOURCE, "input_shape": [1, *SHAPE, 3],
         "constants": COSTS.to_dict(),
         "refit_constants": CostConstants.from_coefficients(coef).to_dict(),
         "vela_clip_after_d2s_prior": VELA_CLIP_AFTER_D2S_RATIO,

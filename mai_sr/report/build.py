@@ -367,8 +367,9 @@ class _Report:
     """State of one `make_report` call: cache, data sets, runners, error log."""
 
     def __init__(self, out: Path, datasets: list[Dataset], runners: list[str],
-                 runner_options: dict):
+                 runner_options: dict, baseline_cache_dir=None):
         self.datasets, self.runners, self.runner_options = datasets, runners, runner_options
+        self.baseline_cache_dir = baseline_cache_dir  # None: mai_sr.cache's default
         self.cache = ResultCache(out / "cache")
         self.error_log: list[str] = []
         self._predictors: dict[Path, object] = {}
@@ -466,7 +467,7 @@ class _Report:
 
         # require_int8=False: a float model is still scored; lint flags it as not INT8.
         return evaluate.evaluate_tflite(path, [ds.source], quiet=True, require_int8=False,
-                                        cache_dir=getattr(self, "baseline_cache_dir", None))[0]
+                                        cache_dir=self.baseline_cache_dir)[0]
 
     def _predictor(self, run_dir: Path):
         if run_dir not in self._predictors:
@@ -722,8 +723,7 @@ def make_report(inputs, *, data, runners, out_dir, quiet: bool = False,
     datasets = resolve_datasets(data)
     models = resolve_inputs(inputs)
     out = Path(out_dir)
-    report = _Report(out, datasets, runners, dict(runner_options or {}))
-    report.baseline_cache_dir = cache_dir
+    report = _Report(out, datasets, runners, dict(runner_options or {}), cache_dir)
 
     cards = []
     with tqdm(models, desc="report", unit="model", disable=quiet) as bar:
