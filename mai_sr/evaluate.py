@@ -72,12 +72,6 @@ def _cached_baseline(cached: dict, pair) -> dict | None:
     return None
 
 
-def default_jobs() -> int:
-    """Worker threads for metrics and encoding: one per core, at most 2 (one image is scored
-    while the model runs the next; more only adds memory)."""
-    return max(1, min(2, os.cpu_count() or 1))
-
-
 def evaluate_tflite(model_path: str | os.PathLike, data, *, y_channel: bool = False,
                     crop: int | None = None, save_dir: str | os.PathLike | None = None,
                     quiet: bool = False, require_int8: bool = True,
@@ -130,7 +124,7 @@ def evaluate_tflite(model_path: str | os.PathLike, data, *, y_channel: bool = Fa
 
         loaded = prefetch(pairs)
         try:
-            with OrderedWork(jobs or default_jobs(), on_result=rows.append) as work:
+            with OrderedWork(jobs, on_result=rows.append) as work:
                 for pair in tqdm(loaded, desc=name, unit="img", disable=quiet):
                     work.submit(score, pair, model.upscale(pair.lr, tile=tile),
                                 _cached_baseline(cached, pair))

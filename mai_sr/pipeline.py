@@ -15,6 +15,7 @@ on in the background. Ctrl-C (KeyboardInterrupt on the calling thread) does the 
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections import deque
@@ -78,8 +79,15 @@ def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
     return consume()
 
 
+def default_jobs() -> int:
+    """Worker threads for metrics and encoding: one per core, at most 2 (one image is scored
+    while the model runs the next; more only adds memory)."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
 class OrderedWork:
-    """Run jobs on `workers` threads, results in submission order, at most `window` pending.
+    """Run jobs on `workers` threads (None: :func:`default_jobs`), results in submission
+    order, at most `window` pending.
 
     ``submit`` blocks (finishing the oldest job) while `window` jobs are pending, which bounds
     memory; finished results are passed to `on_result` in order. Use as a context manager:
@@ -87,12 +95,12 @@ class OrderedWork:
     started and waits only for the running ones.
     """
 
-    def __init__(self, workers: int, on_result: Callable[[object], object] | None = None,
-                 window: int | None = None):
-        self._pool = ThreadPoolExecutor(max_workers=max(1, workers),
-                                        thread_name_prefix="mai-sr-work")
+    def __init__(self, workers: int | None = None,
+                 on_result: Callable[[object], object] | None = None, window: int | None = None):
+        workers = max(1, workers or default_jobs())
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mai-sr-work")
         self._pending: deque[Future] = deque()
-        self._window = window or max(1, workers) + 1
+        self._window = window or workers + 1
         self._on_result = on_result or (lambda _result: None)
 
     def submit(self, fn: Callable[..., T], *args) -> None:

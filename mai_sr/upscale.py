@@ -122,7 +122,6 @@ def upscale_paths(input: str | os.PathLike, output: str | os.PathLike, *,
     Returns the written paths.
     """
     from mai_sr._memory import reuse_freed_memory
-    from mai_sr.evaluate import default_jobs
     from mai_sr.pipeline import OrderedWork, prefetch
 
     check_encoding(png_level, quality)
@@ -141,7 +140,7 @@ def upscale_paths(input: str | os.PathLike, output: str | os.PathLike, *,
     try:
         sr_model.prepare(*sizes[0], tile)  # while the first image decodes
         with tqdm(total=total, unit="tile", disable=quiet, desc="upscale") as bar, \
-                OrderedWork(jobs or default_jobs(), on_result=written.append) as work:
+                OrderedWork(jobs, on_result=written.append) as work:
             for src, dst, img in loaded:
                 bar.set_postfix_str(src.name)
                 work.submit(save, dst, upscale_image(sr_model, img, tile=tile,
