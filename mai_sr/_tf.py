@@ -7,6 +7,8 @@ Model-running commands (eval, bench, lint, score, upscale) never import this mod
 
 import os
 
+from mai_sr._quiet import stderr_silenced
+
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -18,21 +20,11 @@ def _import_quietly():
     before absl logging is initialised, so TF_CPP_MIN_LOG_LEVEL cannot hide them. An import
     error still propagates, after stderr is restored. MAI_SR_TF_LOGS=1 shows them.
     """
-    if os.environ.get("MAI_SR_TF_LOGS") == "1":
+    with stderr_silenced() as silenced:
         import tensorflow
         import tf_keras
-        return tensorflow, tf_keras
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import tensorflow
-        import tf_keras
-        tensorflow.config.list_physical_devices("GPU")  # triggers the cuInit message now
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+        if silenced:
+            tensorflow.config.list_physical_devices("GPU")  # triggers the cuInit message now
     return tensorflow, tf_keras
 
 

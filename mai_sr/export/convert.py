@@ -33,11 +33,8 @@ existing one.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import sys
 import warnings
 from pathlib import Path
 
@@ -45,6 +42,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mai_sr import __version__, fileio
+from mai_sr._quiet import stderr_silenced
 from mai_sr.tflite.artifacts import METADATA_NAME, dynamic_path, sidecar_path
 from mai_sr._tf import keras, tf
 from mai_sr.challenge import CHALLENGE_SCALE, PRETRAINED_SCALE, timing_input
@@ -108,7 +106,10 @@ def convert_keras(model, shape, precision: str, representative=None) -> bytes:
     elif precision == "fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
-    with warnings.catch_warnings(), _converter_stderr_hidden():
+    # stderr: the converter's C++ prints a stray ``fully_quantize: 0, inference_type: 6, ...``
+    # line for every INT8 file, below the log level switches; failures still arrive as the
+    # exception's text.
+    with warnings.catch_warnings(), stderr_silenced():
         # uint8 input "statistics" are the fixed [0, 255] fake-quant range; nothing missing.
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
         try:
@@ -116,26 +117,6 @@ def convert_keras(model, shape, precision: str, representative=None) -> bytes:
         except Exception as exc:  # the converter raises many types, all with long text
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise MaiSrError(f"TFLite conversion failed ({precision}): {first}") from exc
-
-
-@contextlib.contextmanager
-def _converter_stderr_hidden():
-    """Silence file descriptor 2 while the converter runs: its C++ prints a stray
-    ``fully_quantize: 0, inference_type: 6, ...`` line for every INT8 file, below the log
-    level switches. Failures still arrive as the exception's text. MAI_SR_TF_LOGS=1 shows it."""
-    if os.environ.get("MAI_SR_TF_LOGS") == "1":
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def weights_sha256(model) -> str:

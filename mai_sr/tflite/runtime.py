@@ -36,6 +36,7 @@ from typing import Callable
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
+from mai_sr._quiet import stderr_silenced
 from mai_sr.errors import MaiSrError
 from mai_sr.tflite.artifacts import read_sidecar
 from mai_sr.tflite.graph import TFLiteGraph, read_graph
@@ -55,21 +56,12 @@ def quiet_delegate_notice():
     shows the line.
     """
     global _delegate_line_hidden
-    if _delegate_line_hidden or os.environ.get("MAI_SR_TF_LOGS") == "1":
+    if _delegate_line_hidden:
         yield
         return
-    import sys
-
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
+    with stderr_silenced():
         yield
-        _delegate_line_hidden = True
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+    _delegate_line_hidden = True
 
 
 @dataclass(frozen=True)
