@@ -55,14 +55,19 @@ def weights_file_model(path, model: str | None, scale: int | None = None,
     return str(path), model, scale or recorded_scale
 
 
-def load_deploy_weights(model, path, option: str = "--from") -> None:
-    """Load deploy weights into `model` (a deploy graph) with a one-line error on mismatch."""
+def load_deploy_weights(path, model_name: str, scale: int, option: str = "--from"):
+    """The deploy graph of `model_name` at `scale` with the weights of `path` (the file of
+    ``OPTION``), or a one-line MaiSrError naming the option when they do not fit."""
+    from mai_sr.runs import build_deploy
+
+    model = build_deploy(model_name, scale)
     try:
         model.load_weights(str(path))
     except Exception as exc:  # h5py and Keras raise many types for a foreign file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MaiSrError(f"{option} {path}: not deploy-graph weights of {model.name} "
                          f"({first})") from None
+    return model
 
 
 def init_training_graph(train_model, model_name: str, scale: int, path) -> None:
@@ -74,11 +79,9 @@ def init_training_graph(train_model, model_name: str, scale: int, path) -> None:
     no unique inverse, so a training graph with them is refused.
     """
     from mai_sr._tf import keras
-    from mai_sr.models import create_model
     from mai_sr.models.blocks import NearestConvAnchor, ScaledConv2D
 
-    deploy = create_model(model_name, scale=scale, deploy=True)
-    load_deploy_weights(deploy, path, option="--init")
+    deploy = load_deploy_weights(path, model_name, scale, option="--init")
     for layer in train_model.layers:
         if not layer.weights or isinstance(layer, NearestConvAnchor):
             continue

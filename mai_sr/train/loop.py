@@ -191,9 +191,7 @@ def _imported_weights(config: TrainConfig) -> list:
     """``--from FILE``: the deploy weights QAT starts from (checked against the model)."""
     from mai_sr.importer.weights_file import load_deploy_weights
 
-    deploy = build_deploy(config.model, config.scale)
-    load_deploy_weights(deploy, config.from_run)
-    return deploy.get_weights()
+    return load_deploy_weights(config.from_run, config.model, config.scale).get_weights()
 
 
 def _fp32_stage(run: RunWriter, strategy, train_pairs, val_pairs, stop, on_step):
@@ -310,9 +308,7 @@ def load_teacher(teacher: str, model_name: str | None = None, scale: int | None 
     if is_weights_file(teacher):
         from mai_sr.importer.weights_file import load_deploy_weights
 
-        model = build_deploy(model_name, scale)
-        load_deploy_weights(model, teacher, option="--teacher")
-        return model
+        return load_deploy_weights(teacher, model_name, scale, option="--teacher")
     if Path(teacher).is_dir():
         return load_run_model(teacher, stage="fp32")
     from mai_sr.challenge import PRETRAINED_SCALE
