@@ -304,7 +304,8 @@ def choose_form(g: _Graph, d2s) -> str:
 
 def _replace_depth_to_space(g: _Graph, d2s, form: str = "split") -> int:
     """Rewrite one DEPTH_TO_SPACE (and, in the "split" form, its tail) in place; returns
-    the number of tail ops split."""
+    the number of tail ops split. `form` is "split" or "slice" (the caller resolves
+    "auto" with :func:`choose_form`)."""
     src, dst = g.tensor(d2s.inputs[0]), g.tensor(d2s.outputs[0])
     b = int(d2s.builtinOptions.blockSize)
     n, h, w, cc = (int(v) for v in src.shape)
@@ -314,8 +315,6 @@ def _replace_depth_to_space(g: _Graph, d2s, form: str = "split") -> int:
     c = cc // (b * b)
     if not _same_quant(src, dst):
         raise MaiSrError("depth-to-space requantizes; the rewrite could not be exact")
-    if form == "auto":
-        form = choose_form(g, d2s)
     if form == "slice":
         tail, sliced = [], _slice_parts(g, d2s)
         return _finish(g, d2s, tail, [op for op, _ in sliced], [t for _, t in sliced])
