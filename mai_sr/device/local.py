@@ -23,7 +23,7 @@ from mai_sr.challenge import graph_timing_input
 from mai_sr.device.base import check_model_file
 from mai_sr.errors import MaiSrError
 from mai_sr.results import BenchResult
-from mai_sr.tflite.graph import read_graph
+from mai_sr.tflite.graph import check_builtin_only, read_graph
 from mai_sr.tflite.runtime import quiet_delegate_notice
 
 
@@ -138,6 +138,7 @@ class LocalRunner:
     def _load(self, path: Path):
         resolver = (OpResolverType.AUTO if self.xnnpack
                     else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        check_builtin_only(read_graph(path))
         try:
             interpreter = Interpreter(model_path=str(path), num_threads=self.threads,
                                       experimental_op_resolver_type=resolver)

@@ -17,6 +17,11 @@ from mai_sr.errors import MaiSrError
 
 # Kernel layouts, as the axes of a 4-D conv kernel, and the transpose that gives Keras' HWIO.
 LAYOUTS = {"OIHW": (2, 3, 1, 0), "OHWI": (1, 2, 3, 0), "HWIO": (0, 1, 2, 3)}
+# The most weight bytes an import reads from one file, decompressed. A mobile SR model is
+# small: ETDS-L, the largest in the ETDS zoo, holds 160 K float32 parameters (0.6 MiB), so
+# 64 MiB (16 M float32 values, 100x that) refuses a decompression or stride bomb long before
+# it can exhaust memory, and still admits any model a phone NPU runs in real time.
+MAX_SOURCE_BYTES = 64 * 2**20
 # Depth-to-space channel orders: TF's depth_to_space reads output pixel (i, j) of a block,
 # colour c, from channel (i*s + j)*C + c (DCR); PyTorch's PixelShuffle from c*s^2 + i*s + j
 # (CRD).

@@ -374,6 +374,22 @@ def read_graph(path) -> TFLiteGraph:
                          f"{reason})") from None
 
 
+def check_builtin_only(graph: TFLiteGraph) -> None:
+    """Refuse a graph with custom ops before any interpreter sees it.
+
+    A custom op runs code that is not in the file: a ``Flex*`` op runs a TensorFlow kernel
+    (``FlexWriteFile`` writes any path the process can), any other one a registered native
+    kernel. SR networks need none, so mai-sr runs only TFLite's builtin ops, whatever delegate
+    or resolver the local LiteRT build would offer.
+    """
+    custom = sorted({op.custom_code or "CUSTOM" for op in graph.ops if op.type == "CUSTOM"})
+    if custom:
+        flex = any(name.startswith("Flex") for name in custom)
+        raise MaiSrError(f"{graph.path}: holds custom op(s) {', '.join(custom)[:80]}"
+                         f"{' (TensorFlow ops run through the Flex delegate)' if flex else ''}; "
+                         "mai-sr runs only TFLite builtin ops")
+
+
 def _check_root(data: bytes) -> None:
     (root,) = struct.unpack_from("<I", data, 0)
     if root + 4 > len(data):

@@ -39,7 +39,7 @@ from ai_edge_litert.interpreter import Interpreter
 from mai_sr._quiet import stderr_silenced
 from mai_sr.errors import MaiSrError
 from mai_sr.tflite.artifacts import read_sidecar
-from mai_sr.tflite.graph import TFLiteGraph, read_graph
+from mai_sr.tflite.graph import TFLiteGraph, check_builtin_only, read_graph
 
 # LR size a dynamic model is first allocated at, to read its scale from the output shape.
 _PROBE = 16
@@ -140,6 +140,7 @@ class TFLiteSR:
         self.path = Path(path)
         # The flatbuffer reader names a missing, empty, truncated or foreign file precisely.
         graph = read_graph(self.path)
+        check_builtin_only(graph)
         try:
             self._interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
         except ValueError as exc:
