@@ -153,8 +153,13 @@ def test_op_profiling_and_memory_flags_give_layers_and_peak(fake, model):
     dev["transcripts"]["--enable_op_profiling=true --report_peak_memory_footprint=true"] = \
         "vs680_nnapi_profile.txt"
     fake.devices(dev)
+    # the profiled run left 1 of 12 nodes on the CPU: a mixed time, recorded only when asked
+    with pytest.raises(MaiSrError, match=r"NNAPI delegate took 11 of 12 nodes"):
+        AdbRunner(benchmark_binary=str(fake.binary), op_profiling=True,
+                  report_memory=True).bench(model)
     result = AdbRunner(benchmark_binary=str(fake.binary), op_profiling=True,
-                       report_memory=True).bench(model)
+                       report_memory=True, allow_fallback=True).bench(model)
+    assert result.delegate["coverage"] == "partial" and result.delegate["timed_on"] == "mixed"
     assert fake.benchmark_command()[-3:-1] == ["--enable_op_profiling=true",
                                                "--report_peak_memory_footprint=true"]
     assert result.peak_memory_mb == pytest.approx(31.4375)
@@ -245,12 +250,16 @@ def test_device_going_offline_mid_run(fake, model):
         AdbRunner(benchmark_binary=str(fake.binary)).bench(model)
 
 
-def test_nnapi_unavailable_falls_back_to_cpu_with_a_note(fake, model):
+def test_nnapi_unavailable_is_an_error_or_a_cpu_time_when_allowed(fake, model):
     fake.devices(device("OLD1", transcript="nnapi_unsupported.txt"))
-    result = AdbRunner(benchmark_binary=str(fake.binary)).bench(model)
+    with pytest.raises(MaiSrError, match=r"the NNAPI delegate took no node .*--allow-fallback"):
+        AdbRunner(benchmark_binary=str(fake.binary)).bench(model)
+    result = AdbRunner(benchmark_binary=str(fake.binary), allow_fallback=True).bench(model)
     assert result.avg_ms == pytest.approx(398.742)
     assert result.delegate["fully_delegated"] is False and result.delegate["delegated_nodes"] == 0
+    assert result.delegate["coverage"] == "none" and result.delegate["timed_on"] == "CPU"
     assert any("NNAPI delegate did not run the graph" in n for n in result.notes)
+    assert any(n.startswith("CPU time, not NNAPI") for n in result.notes)
 
 
 def test_nnapi_accelerator_missing_is_an_error_quoting_the_tool(fake, model):
@@ -269,7 +278,12 @@ def test_partial_delegation_on_a_phone(fake, model):
     phone = device("PHONE1", transcript="phone_nnapi_partial.txt")
     phone["props"].update({"ro.product.model": "Pixel 3", "ro.build.version.sdk": "28"})
     fake.devices(phone)
-    result = AdbRunner(benchmark_binary=str(fake.binary), op_profiling=True).bench(model)
+    with pytest.raises(MaiSrError, match=r"the NNAPI delegate took 9 node\(s\) \(total not "
+                                         r"printed\)"):
+        AdbRunner(benchmark_binary=str(fake.binary), op_profiling=True).bench(model)
+    result = AdbRunner(benchmark_binary=str(fake.binary), op_profiling=True,
+                       allow_fallback=True).bench(model)
+    assert result.delegate["timed_on"] == "mixed"
     assert result.device["model"] == "Pixel 3" and result.device["sdk"] == 28
     assert result.delegate["kernels"] == 2 and result.delegate["fully_delegated"] is False
     assert {l["op"] for l in result.layers if l["unit"] == "CPU"} == {"MINIMUM", "MAXIMUM"}
@@ -285,7 +299,8 @@ def test_device_farm_one_failing_does_not_stop_the_others(fake, model):
     assert results[0].error is None and results[0].avg_ms == pytest.approx(36.9073)
     assert "went offline" in results[1].error
     assert "unauthorized" in results[2].error
-    assert results[3].error is None and results[3].avg_ms == pytest.approx(49.6027)
+    # a partial NNAPI run is that device's error, not a result
+    assert "the NNAPI run fell back" in results[3].error and results[3].avg_ms != results[3].avg_ms
     payload = [r.to_dict() for r in results]
     assert payload[1]["avg_ms"] is None and not schema_errors(payload)
 

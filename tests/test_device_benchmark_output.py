@@ -202,8 +202,9 @@ import json  # noqa: E402
 
 from mai_sr.device.benchmark_proto import (parse_benchmark_result,  # noqa: E402
                                            serialize_benchmark_result)
-from mai_sr.device.litert_output import (check_fallback, describe_placement,  # noqa: E402
-                                         node_placement, parse_litert_output)
+from mai_sr.device.litert_output import parse_litert_output  # noqa: E402
+from mai_sr.device.placement import (check_fallback, describe_placement,  # noqa: E402
+                                     node_placement)
 
 
 def parse_litert(name):

@@ -21,8 +21,8 @@ and the output is parsed by `mai_sr.device.benchmark_output` (the classic tool) 
 Delegates: nnapi, gpu, xnnpack, cpu (classic tool); npu (CompiledModel tool with
 --use_npu=true and the vendor dispatch / compiler-plugin libraries of --npu-libs); qnn
 (classic tool with Qualcomm's QNN TFLite delegate loaded as an external delegate, libraries
-from a local QAIRT SDK). An npu or qnn run that did not run entirely on the NPU is an error
-unless `allow_fallback`.
+from a local QAIRT SDK). A run of any accelerator delegate (nnapi, gpu, npu, qnn) that did not
+run entirely on it is an error unless `allow_fallback` (:mod:`mai_sr.device.placement`).
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ from tqdm import tqdm
 
 from mai_sr.device.base import check_model_file
 from mai_sr.device.benchmark_output import output_tail, parse_benchmark_output
-from mai_sr.device.litert_output import (NPU_FAILURE_MARKERS, check_fallback,
-                                         check_ignored_flags, describe_placement,
-                                         node_placement, parse_litert_output)
+from mai_sr.device.litert_output import NPU_FAILURE_MARKERS, parse_litert_output
+from mai_sr.device.placement import (ACCELERATOR_UNITS, check_fallback, check_ignored_flags,
+                                     placement_fields, time_owner)
 from mai_sr.errors import MaiSrError
 from mai_sr.results import BenchResult
 
@@ -547,7 +547,8 @@ class AdbRunner:
                            help="Hexagon version of the QNN stub/skel libraries (default: from "
                                 "the SoC, e.g. SM8650 -> 75)")
         group.add_argument("--allow-fallback", action="store_true", default=None,
-                           help="record an npu/qnn run that fell back to the CPU (the result "
+                           help="record a run whose accelerator delegate (nnapi, gpu, npu, qnn) "
+                                "took only some nodes or none as a CPU or mixed time (the result "
                                 "says how many nodes ran where) instead of failing")
 
     @staticmethod
@@ -761,7 +762,8 @@ class AdbRunner:
                              + (f"\"{cause}\" ... " if cause else "")
                              + output_tail(proc.stdout))
         text = proc.stdout
-        unit = {"npu": "NPU", "qnn": "QNN"}.get(self.delegate)
+        # One fallback rule for every accelerator delegate (mai_sr.device.placement)
+        unit = ACCELERATOR_UNITS.get(self.delegate)
         if unit:
             try:
                 parsed = (parse_litert_output(text, source=source)
@@ -789,14 +791,9 @@ class AdbRunner:
         delegate = dict(result.delegate)
         if unit:
             # the unit's own counts, not those of whichever delegate's line came first
-            placement = node_placement(parsed)
-            on_unit = placement.get(unit, 0)
-            delegate.update({
-                "name": unit, "delegated_nodes": on_unit,
-                "total_nodes": sum(placement.values()) if "CPU" in placement else None,
-                "fully_delegated": bool(on_unit) and not any(
-                    n for u, n in placement.items() if u != unit),
-                "placement": describe_placement(placement) if placement else None})
+            delegate.update(placement_fields(parsed, text, unit))
+        else:
+            delegate["timed_on"] = time_owner(delegate.get("name"), "full")
         notes = list(result.notes) + notes
         if self.delegate == "nnapi" and (facts.get("sdk") or 0) >= NNAPI_DEPRECATED_FROM_SDK:
             notes.append(f"NNAPI is deprecated from Android 15 (API level "

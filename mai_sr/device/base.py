@@ -92,6 +92,9 @@ _DELEGATE = {
         "partitions": {"type": ["integer", "null"], "minimum": 0},
         "accelerator": {"type": ["string", "null"]},
         "available_accelerators": {"type": "array", "items": {"type": "string"}},
+        # mai_sr.device.placement: how much of the graph the accelerator took, whose time
+        "coverage": {"enum": ["full", "partial", "none", None]},
+        "timed_on": {"type": ["string", "null"]},
     },
     "additionalProperties": {"type": ["string", "number", "boolean", "null"]},
 }
@@ -169,13 +172,21 @@ def _describe_delegate(delegate: dict) -> str:
         parts.append(f"{done}/{total} nodes")
     if delegate.get("kernels") is not None:
         parts.append(f"{delegate['kernels']} delegate kernel(s)")
+    from mai_sr.device.placement import timed_on  # parsers: not for `--help` or `score`
+
+    whose = timed_on(delegate)
     if delegate.get("fully_delegated") is True:
         parts.append("fully delegated")
-    elif delegate.get("fully_delegated") is False and "xnnpack" in name.lower():
+    elif whose == "CPU" and name.upper() not in ("NONE", "CPU") and "xnnpack" not in name.lower():
+        parts.append(f"CPU time, not {name}: the {name} delegate took no node")
+    elif "xnnpack" in name.lower() and delegate.get("fully_delegated") is False:
         # XNNPACK is itself the CPU: a partial graph is not an accelerator falling back.
         parts.append("the other ops run in TFLite's builtin kernels (all on the CPU)")
-    elif delegate.get("fully_delegated") is False:
-        parts.append("NOT fully delegated: some ops fall back to the CPU")
+    elif whose == "mixed" or delegate.get("fully_delegated") is False:
+        parts.append(f"NOT fully delegated: the other nodes ran on the CPU (a mixed "
+                     f"{name}+CPU time)")
+    if (whose == "CPU" or "xnnpack" in name.lower()) and not parts[-1].startswith("CPU time"):
+        parts.append("a CPU time")
     return ", ".join(parts)
 
 

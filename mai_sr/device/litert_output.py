@@ -21,7 +21,8 @@ The CompiledModel tool (`litert/tools/benchmark_litert_model.h`, built as
 Which unit ran the graph is only in the TFLite partitioner's lines ("Replacing 1 out of 1
 node(s) with delegate (DispatchDelegate) node, ..."; XNNPACK's name means the CPU) and in the
 dispatch/compiler-plugin errors LiteRT logs when the NPU runtime cannot be used, after which
-the tool still runs, on the CPU. `check_fallback` turns those into one-line errors.
+the tool still runs, on the CPU. :mod:`mai_sr.device.placement` turns those into the one
+fallback verdict every accelerator delegate gets.
 """
 
 from __future__ import annotations
@@ -96,94 +97,3 @@ def parse_litert_output(text: str, source: str = "benchmark_model") -> Benchmark
         out.memory_delta_mb = (plain("Init footprint"), plain("Overall footprint"))
     out.peak_memory_mb = plain("Peak memory")
     return out
-
-
-# ---------------------------------------------------------------- where the nodes ran
-
-
-def node_placement(out: BenchmarkOutput) -> dict[str, int]:
-    """Graph nodes per unit, from the partitioner's lines: {"NPU": 1, "CPU (XNNPACK)": 3,
-    "CPU": 0}. Counts are nodes as the interpreter saw them (an NPU dispatch node can hold
-    many of the original ops). "CPU" is what no delegate took (TFLite's builtin kernels)."""
-    placement: dict[str, int] = {}
-    total = next((d["total"] for d in out.delegations if d["total"] is not None), None)
-    taken = 0
-    for d in out.delegations:
-        unit = ("CPU (XNNPACK)" if d["kernel"] == "TfLiteXNNPackDelegate"
-                else _DELEGATE_UNITS.get(d["kernel"], d["kernel"]))
-        placement[unit] = placement.get(unit, 0) + d["replaced"]
-        taken += d["replaced"]
-    if total is not None:
-        # A later delegate's "out of M" counts the earlier delegates' kernel nodes too, but
-        # never replaces them: what no delegate took is the first total minus all replaced.
-        placement["CPU"] = max(0, total - taken)
-    return placement
-
-
-def describe_placement(placement: dict[str, int]) -> str:
-    """"NPU 1, CPU (XNNPACK) 3, CPU 0" (zero counts other than CPU left out)."""
-    return ", ".join(f"{unit} {n}" for unit, n in placement.items() if n or unit == "CPU")
-
-
-def ignored_flags(out: BenchmarkOutput) -> list[str]:
-    """Flags the tool logged as unconsumed (it ran without them), bar OPTIONAL_FLAGS."""
-    return [f for f in out.unconsumed_flags if f.split("=", 1)[0] not in OPTIONAL_FLAGS]
-
-
-def check_ignored_flags(out: BenchmarkOutput, *, source: str, allow_fallback: bool) -> list[str]:
-    """A classic run whose tool ignored one of the flags it was given is not the run that
-    was asked for: a one-line error quoting the tool, or a note with `allow_fallback`."""
-    if not ignored_flags(out):
-        return []
-    if not allow_fallback:
-        raise MaiSrError(f"{source} ignored flags it does not know: \"{out.unconsumed_line}\"; "
-                         "this build cannot run what was asked (use a newer benchmark_model, "
-                         "or pass --allow-fallback to record the run anyway)")
-    return [f"benchmark_model: {out.unconsumed_line}"]
-
-
-def fallback_lines(out: BenchmarkOutput, text: str, unit: str) -> list[str]:
-    """The tool's own lines that show a run meant for `unit` ("NPU" or "QNN") did not run
-    there entirely; empty if it did."""
-    found = []
-    if ignored_flags(out):
-        found.append(out.unconsumed_line)
-    for raw in text.splitlines():
-        line = _message(raw)
-        if any(marker in line for marker in NPU_FAILURE_MARKERS) and line not in found:
-            found.append(line)
-    # lines naming another unit first: they say where the nodes went
-    for d in out.delegations:
-        if d["replaced"] and _DELEGATE_UNITS.get(d["kernel"], d["kernel"]) != unit:
-            found.append(d["line"])
-    for d in out.delegations:
-        if _DELEGATE_UNITS.get(d["kernel"], d["kernel"]) == unit and (
-                d["replaced"] == 0 or (d["total"] and d["replaced"] < d["total"])):
-            found.append(d["line"])
-    if out.coverage in ("none", "partial"):
-        found.append(f"the {out.delegate_name} delegate runs "
-                     f"{'none' if out.coverage == 'none' else 'part'} of the graph")
-    if not any(_DELEGATE_UNITS.get(d["kernel"]) == unit and d["replaced"]
-               for d in out.delegations) and not found:
-        found.append(f"no node(s) were replaced with the {unit} delegate (no 'Replacing N out "
-                     "of M node(s)' line names it)")
-    return found
-
-
-def check_fallback(out: BenchmarkOutput, text: str, *, unit: str, source: str,
-                   allow_fallback: bool) -> list[str]:
-    """Raise a one-line MaiSrError quoting the tool when a run meant for `unit` fell back
-    (to the CPU, the GPU, or nothing); with `allow_fallback`, return notes instead that say
-    how many nodes ran where."""
-    lines = fallback_lines(out, text, unit)
-    placement = node_placement(out)
-    where = describe_placement(placement) if placement else "unknown"
-    if not lines:
-        return [f"nodes per unit: {where}"] if placement else []
-    if not allow_fallback:
-        raise MaiSrError(f"{source}: the {unit} run fell back: \"{lines[0]}\""
-                         f"{f' (+{len(lines) - 1} more)' if len(lines) > 1 else ''}; "
-                         f"nodes per unit: {where}. The time would not be an {unit} time; pass "
-                         "--allow-fallback to record it anyway")
-    return ([f"{unit} fallback allowed: these timings are not all {unit}; nodes per unit: "
-             f"{where}"] + [f"benchmark_model: {line}" for line in lines])

@@ -14,7 +14,9 @@ with finite numbers required), shared by the cards `mai-sr report` writes
 - ``quality``: one row per (dataset, precision): PSNR/SSIM of the Keras FP32 network
   (``source: "keras"``) and of the TFLite file (``source: "tflite"``), with the bicubic
   baseline, image count, colour space and border crop;
-- ``runtimes``: one row per runner/device: average ms, device, whether simulated, error;
+- ``runtimes``: one row per runner/device: average ms, device, whether simulated, error,
+  whose time it is (``timed_on``: the accelerator's name, "CPU" or "mixed"), the nodes per
+  unit and the run's notes;
 - ``score``: the challenge score ``2^(2*PSNR) / (C * runtime_ms)`` with the PSNR, dataset,
   runtime and runner it was computed from (null value when either is missing);
 - ``lint``: error and warning counts and lines of `mai-sr lint` on the first file (or null);
@@ -93,6 +95,12 @@ MODEL_CARD_SCHEMA: dict = {
             "avg_ms": _NUMBER_OR_NULL,
             "simulated": {"type": "boolean"},
             "error": _STR_OR_NULL,
+        }, {
+            # whose time avg_ms is (mai_sr.device.placement.timed_on): an accelerator's
+            # name, "CPU" or "mixed"; how many nodes the accelerator took; the run's notes
+            "timed_on": _STR_OR_NULL,
+            "placement": _STR_OR_NULL,
+            "notes": {"type": "array", "items": {"type": "string"}},
         })},
         "score": _obj({
             "value": _NUMBER_OR_NULL, "psnr": _NUMBER_OR_NULL, "dataset": _STR_OR_NULL,
@@ -195,10 +203,29 @@ def _quality_row(result: EvalResult, source: str, precision: str | None) -> dict
 
 
 def _runtime_row(bench: BenchResult) -> dict:
+    from mai_sr.device.placement import timed_on
+
     ok = bench.error is None and bench.avg_ms is not None and bench.avg_ms > 0
+    delegate = bench.delegate or {}
+    done, total = delegate.get("delegated_nodes"), delegate.get("total_nodes")
+    placement = delegate.get("placement") or (
+        f"{delegate.get('name')} {done}/{total} nodes" if done is not None and total else None)
     return {"runner": bench.runner, "device": dict(bench.device or {}),
             "avg_ms": bench.avg_ms if ok else None, "simulated": bool(bench.simulated),
-            "error": bench.error}
+            "error": bench.error, "timed_on": timed_on(delegate, simulated=bench.simulated),
+            "placement": placement, "notes": [str(n) for n in bench.notes]}
+
+
+# Whose times are NPU times (mai_sr.device.placement.timed_on): an NNAPI driver's, LiteRT's
+# NPU dispatch and Qualcomm's QNN. A GPU, CPU or mixed time is a device time, not an NPU one.
+NPU_TIME_OWNERS = ("NNAPI", "NPU", "QNN")
+
+
+def is_npu_time(row: dict) -> bool:
+    """A runtime row whose time is an NPU's alone: a simulator's estimate, or a device run
+    whose accelerator took every node (rows of cards written before ``timed_on`` count)."""
+    owner = row.get("timed_on")
+    return bool(row.get("simulated")) or owner is None or owner in NPU_TIME_OWNERS
 
 
 def vela_summary(bench_results) -> dict | None:
@@ -223,11 +250,21 @@ def card_quality(card: dict, dataset: str, source: str) -> dict | None:
 
 
 def npu_runtime(runtimes: list[dict]) -> dict | None:
-    """The runtime row the score uses: the first successful NPU_RUNNERS row, in that order."""
+    """The runtime row the score uses: the first successful NPU_RUNNERS row, in that order,
+    whose time is the accelerator's alone (a CPU or mixed time never counts)."""
     for runner in NPU_RUNNERS:
         for row in runtimes:
-            if row["runner"] == runner and row["avg_ms"] is not None:
+            if row["runner"] == runner and row["avg_ms"] is not None and is_npu_time(row):
                 return row
+    return None
+
+
+def device_other_runtime(runtimes: list[dict]) -> dict | None:
+    """The first successful device row whose time is not an NPU's (a delegate that fell
+    back, recorded with --allow-fallback; a GPU, XNNPACK or CPU run on the phone), or None."""
+    for row in runtimes:
+        if row["runner"] in NPU_RUNNERS and row["avg_ms"] is not None and not is_npu_time(row):
+            return row
     return None
 
 

@@ -18,7 +18,7 @@ import math
 
 import pandas as pd
 
-from mai_sr.report.cards import card_quality, npu_runtime
+from mai_sr.report.cards import card_quality, device_other_runtime, npu_runtime
 from mai_sr.report.challenge import (CHALLENGE_RUNTIME, CHALLENGE_TEST_SET, caveat_label,
                                      score_caveats)
 
@@ -36,6 +36,7 @@ COLUMNS = {
     "delta_psnr": "dPSNR FP32->INT8",
     "cpu_ms": "CPU ms",
     "npu_ms": "NPU ms",
+    "device_ms": "Device ms, not NPU",
     "speedup": "Speed-up",
     "score": "Final score",
     "score_caveat": "Score caveat",
@@ -50,12 +51,15 @@ COLUMNS = {
 }
 # The leaderboard as the page and leaderboard.md show it (the score cell holds its caveat).
 SUMMARY = ("model", "architecture", "size_kb", "psnr", "ssim", "delta_psnr", "cpu_ms", "npu_ms",
-           "speedup", "score", "status")
+           "device_ms", "speedup", "score", "status")
+# Shown only when some row has it: a device time whose accelerator took some nodes or none.
+OPTIONAL_SUMMARY = ("device_ms",)
 # The page's expandable details table: the rest, per model.
 DETAILS = ("model", "params", "gflops", "activations_m", "input_hw", "npu_runner", "source",
            "error")
 
 _DECIMALS = {"size_kb": 0, "psnr": 2, "ssim": 4, "delta_psnr": 2, "cpu_ms": 1, "npu_ms": 1,
+             "device_ms": 1,
              "speedup": 1, "score": 2, "params": 0, "gflops": 2, "activations_m": 1}
 
 
@@ -70,6 +74,7 @@ def card_row(card: dict, datasets: list[str]) -> dict:
     fp32 = card_quality(card, primary, "keras") if primary else None
     cpu = next((r for r in card["runtimes"] if r["runner"] == CPU_RUNNER and r["avg_ms"]), None)
     npu = npu_runtime(card["runtimes"])
+    fell_back = device_other_runtime(card["runtimes"])
     cx = card["complexity"]
     runtime_source = None if npu is None else \
         "simulated NPU" if npu["simulated"] else f"{npu['runner']} device"
@@ -86,6 +91,7 @@ def card_row(card: dict, datasets: list[str]) -> dict:
         and fp32["psnr"] is not None else None,
         "cpu_ms": cpu["avg_ms"] if cpu else None,
         "npu_ms": npu["avg_ms"] if npu else None,
+        "device_ms": fell_back["avg_ms"] if fell_back else None,
         "speedup": cpu["avg_ms"] / npu["avg_ms"] if cpu and npu else None,
         "score": card["score"]["value"],
         "score_caveat": caveat_label(caveats) if card["score"]["value"] is not None else None,
@@ -94,7 +100,7 @@ def card_row(card: dict, datasets: list[str]) -> dict:
         "activations_m": cx["activations"] / 1e6 if cx["activations"] is not None else None,
         "input_hw": "x".join(map(str, cx["input_hw"])) if cx["input_hw"] else None,
         "npu_runner": (npu["runner"] + (" (simulated)" if npu["simulated"] else "")) if npu
-        else None,
+        else _fallback_label(fell_back) if fell_back else None,
         "status": card["status"],
         "error": "; ".join(card["errors"]) or None,
         "source": MEASURED,
@@ -105,6 +111,14 @@ def card_row(card: dict, datasets: list[str]) -> dict:
             row[f"psnr_{name}"] = q["psnr"] if q else None
             row[f"ssim_{name}"] = q["ssim"] if q else None
     return row
+
+
+def _fallback_label(row: dict) -> str:
+    """"adb: CPU time (NNAPI 0/31 nodes), no score" for a device time that is not an NPU's."""
+    whose = {"CPU": "CPU time", "mixed": "mixed accelerator+CPU time"}.get(
+        row.get("timed_on"), f"{row.get('timed_on')} time")
+    where = f" ({row['placement']})" if row.get("placement") else ""
+    return f"{row['runner']}: {whose}{where}, no score"
 
 
 def published_rows(architectures) -> list[dict]:
@@ -182,7 +196,9 @@ def summary_frame(table: pd.DataFrame, with_caveats: bool = True) -> pd.DataFram
     """The compact leaderboard (:data:`SUMMARY` columns) as text, each score followed by its
     caveat in the same cell: "56.99 (not a challenge score: PSNR on Set5, ...)" (the page
     sets the caveat under the value itself: `with_caveats` False)."""
-    shown = display_frame(table, columns=SUMMARY)
+    columns = [c for c in SUMMARY if c not in OPTIONAL_SUMMARY
+               or (c in table.columns and table[c].notna().any())]
+    shown = display_frame(table, columns=columns)
     if not with_caveats:
         return shown
     score = header("score")
