@@ -4,7 +4,8 @@ Mobile AI 2022 quantized SR (Ignatov et al., "Efficient and Accurate Quantized I
 Super-Resolution on Mobile NPUs, Mobile AI & AIM 2022 Challenge: Report", ECCV 2022
 Workshops): x3, runtime measured on a 640x360 LR input (1920x1080 output). The score
 (:mod:`mai_sr.score`) is defined for that setting only; other scales and sizes still rank,
-labelled "not a challenge score" (:func:`mai_sr.report.challenge.score_caveats`).
+labelled "not a challenge score" (:func:`score_caveats`, the one predicate the report and
+`mai-sr score` share).
 
 TF-free: the CLI's defaults and the report read it without importing TensorFlow.
 """
@@ -15,6 +16,12 @@ from mai_sr.errors import MaiSrError
 
 CHALLENGE_SCALE = 3
 CHALLENGE_LR_HW = (360, 640)  # LR height x width the challenge's runtime is measured on
+
+# Section 2 of the challenge report: PSNR on its DIV2K test images, runtime measured on the
+# Synaptics VS680 board's NPU.
+CHALLENGE_INPUT_HW = CHALLENGE_LR_HW
+CHALLENGE_TEST_SET = "DIV2K test"
+CHALLENGE_RUNTIME = "Synaptics VS680 NPU"
 
 # The shipped models in mai_sr/pretrained were trained for the challenge, so they are x3.
 PRETRAINED_SCALE = CHALLENGE_SCALE
@@ -48,3 +55,35 @@ def graph_timing_input(graph) -> tuple[int, int]:
     out = graph.shapes(CHALLENGE_LR_HW)[graph.outputs[0]]
     scale = out[1] // CHALLENGE_LR_HW[0]
     return TIMING_LR_HW.get(scale, CHALLENGE_LR_HW)
+
+
+def score_caveats(*, scale: int | None, input_hw, dataset: str | None,
+                  runtime_source: str | None) -> list[str]:
+    """Short reasons why a score is not a challenge score; empty when it is one.
+
+    scale: the model's upscaling factor; input_hw: (h, w) of the timed LR input;
+    dataset: the data set the PSNR is on; runtime_source: where the runtime comes from
+    (:data:`CHALLENGE_RUNTIME` for the challenge's board, else e.g. "synap (simulated)").
+    """
+    reasons = []
+    if dataset != CHALLENGE_TEST_SET:
+        reasons.append(f"PSNR on {dataset or 'unknown data'}")
+    if scale != CHALLENGE_SCALE:
+        reasons.append(f"x{scale}" if scale else "unknown scale")
+    if input_hw is None or tuple(input_hw) != CHALLENGE_INPUT_HW:
+        reasons.append(f"{'x'.join(map(str, input_hw))} input" if input_hw else
+                       "unknown input size")
+    if runtime_source != CHALLENGE_RUNTIME:
+        reasons.append(f"{runtime_source} time" if runtime_source else "no NPU time")
+    return reasons
+
+
+def is_challenge_score(*, scale, input_hw, dataset, runtime_source) -> bool:
+    """True when a score was computed as the challenge computed its scores."""
+    return not score_caveats(scale=scale, input_hw=input_hw, dataset=dataset,
+                             runtime_source=runtime_source)
+
+
+def caveat_label(caveats: list[str]) -> str:
+    """The words printed next to a score: '' for a challenge score."""
+    return f"not a challenge score: {', '.join(caveats)}" if caveats else ""

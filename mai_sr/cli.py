@@ -264,17 +264,22 @@ def cmd_score(args) -> int:
         return 0
     if args.psnr is None:
         raise MaiSrError("--psnr is required (with --runtime-ms or --runtime-from), or use --csv")
-    rows = score.score_runs(args.psnr, runtime_ms=args.runtime_ms, runtime_from=args.runtime_from)
+    if args.challenge:
+        args.data, args.device = args.data or "challenge", args.device or "vs680"
+    rows = score.score_runs(args.psnr, runtime_ms=args.runtime_ms, runtime_from=args.runtime_from,
+                            data=args.data, device=args.device, scale=args.scale,
+                            input_hw=args.input)
     if args.json:
         for row in rows:
             if not row["label"]:
                 del row["label"]
         print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2, sort_keys=True))
-    elif len(rows) == 1:
-        print(f"{rows[0]['score']:.2f}")
-    else:
-        for row in rows:
-            print(f"{row['label']}: {row['score']:.2f} ({row['runtime_ms']:.2f} ms)")
+        return 0
+    for row in rows:
+        label = f"{row['label']}: " if len(rows) > 1 else ""
+        ms = f" ({row['runtime_ms']:.2f} ms)" if len(rows) > 1 else ""
+        caveat = f"  ({row['caveat']})" if row["caveat"] else ""
+        print(f"{label}{row['score']:.2f}{ms}{caveat}")
     return 0
 
 
@@ -540,7 +545,18 @@ def build_parser() -> argparse.ArgumentParser:
                    "('-': standard input)")
     p.add_argument("--csv", help="CSV with psnr and runtime_ms columns: score every row "
                    "('-': standard input)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--data", help="data set the PSNR is on (challenge = the challenge's DIV2K "
+                   "test set); default unstated: said in the output")
+    p.add_argument("--device", help="where --runtime-ms was measured (vs680 = the challenge's "
+                   "Synaptics VS680 NPU); default unstated: said in the output")
+    p.add_argument("--scale", type=int, choices=SCALES,
+                   help="the model's scale (default: the bench file's model, else 3)")
+    p.add_argument("--input", type=size_hw, metavar="HxW",
+                   help="LR input the runtime was timed at (default: the scale's timing input)")
+    p.add_argument("--challenge", action="store_true",
+                   help="the PSNR is on the challenge's test set and the runtime from its VS680 "
+                   "(= --data challenge --device vs680)")
+    p.add_argument("--json", action="store_true", help="print JSON (with caveats and C)")
     p.set_defaults(func=cmd_score)
 
     # report -----------------------------------------------------------------

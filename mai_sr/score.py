@@ -36,6 +36,9 @@ import math
 import sys
 from pathlib import Path
 
+from mai_sr.challenge import (CHALLENGE_RUNTIME, CHALLENGE_SCALE, CHALLENGE_TEST_SET,
+                              caveat_label, graph_timing_input, score_caveats,
+                              timing_input)
 from mai_sr.errors import MaiSrError
 
 LOG2_C = 51.32213
@@ -65,9 +68,42 @@ def final_score(psnr: float, runtime_ms: float) -> float:
                          "overflows)") from None
 
 
-def _runtimes_from(path: str) -> list[tuple[str, float]]:
-    """(label, avg_ms) of every BenchResult in a `mai-sr bench --json` file (dict or list);
-    `path` "-" reads standard input."""
+# What `--device` and `--data` accept for the challenge's own board and test set.
+CHALLENGE_DEVICE_NAMES = ("vs680", "synaptics-vs680")
+CHALLENGE_DATA_NAMES = ("challenge", "div2k-test")
+
+
+def _bench_source(bench) -> tuple[str, int | None, tuple[int, int] | None]:
+    """(where a bench result's time comes from, the model's scale, its timed LR input), the
+    scale and input read from the model file's graph when it is still there (TF-free)."""
+    from mai_sr.tflite.graph import read_graph
+
+    device = bench.device or {}
+    if bench.simulated:
+        source = f"{bench.runner} (simulated)"
+    elif bench.runner == "local":
+        source = "this machine's CPU"
+    else:
+        owner = (bench.delegate or {}).get("timed_on")
+        where = device.get("model") or device.get("name") or device.get("serial") or bench.runner
+        source = f"{where} {owner}" if owner else (
+            f"{where} CPU" if bench.runner == "local" else str(where))
+    scale = input_hw = None
+    try:
+        graph = read_graph(bench.model)
+        # a dynamic file is timed at its scale's timing input (mai_sr.challenge)
+        input_hw = graph_timing_input(graph) if graph.is_dynamic else \
+            tuple(graph.input_tensors[0].shape[1:3])
+        shapes = graph.shapes(input_hw if graph.is_dynamic else None)
+        scale = shapes[graph.outputs[0]][1] // input_hw[0]
+    except (MaiSrError, KeyError, IndexError, ZeroDivisionError, TypeError, ValueError):
+        scale = input_hw = None  # the file is elsewhere or not a model: "unknown" caveats
+    return source, scale, input_hw
+
+
+def _runtimes_from(path: str) -> list[tuple[str, float, object]]:
+    """(label, avg_ms, BenchResult) of every BenchResult in a `mai-sr bench --json` file
+    (dict or list); `path` "-" reads standard input."""
     from mai_sr.results import BenchResult
 
     try:
@@ -95,7 +131,7 @@ def _runtimes_from(path: str) -> list[tuple[str, float]]:
             raise MaiSrError(f"{path}: entry {i} has no runtime ({bench.error or 'avg_ms is null'})")
         label = bench.device.get("name") or bench.device.get("serial") or bench.runner
         out.append((f"{label}:{Path(str(bench.model)).name}",
-                    _check_number(f"{path}: avg_ms", bench.avg_ms, positive=True)))
+                    _check_number(f"{path}: avg_ms", bench.avg_ms, positive=True), bench))
     if not out:
         raise MaiSrError(f"{path}: no benchmark results in this file")
     return out
@@ -136,15 +172,38 @@ def score_csv(csv_path: str):
 
 
 def score_runs(psnr: float, runtime_ms: float | None = None,
-               runtime_from: str | None = None) -> list[dict]:
+               runtime_from: str | None = None, *, data: str | None = None,
+               device: str | None = None, scale: int | None = None,
+               input_hw: tuple[int, int] | None = None) -> list[dict]:
     """Score one PSNR against a runtime: `runtime_ms`, or every result of `runtime_from` (a
     `mai-sr bench --json` file: one BenchResult or a list).
 
-    One row per runtime: {"label", "psnr", "runtime_ms", "score", "C"}; the label names the
-    device and model of a bench result and is "" for `runtime_ms`.
+    One row per runtime: {"label", "psnr", "runtime_ms", "score", "C", "challenge_score",
+    "caveats", "caveat"}; the label names the device and model of a bench result and is ""
+    for `runtime_ms`. Whether it is a challenge score is decided by the report's own
+    predicate (:func:`mai_sr.challenge.score_caveats`) from what is known: `data` (the set
+    the PSNR is on; "challenge" for the challenge's DIV2K test set), `device` (where
+    `runtime_ms` was measured; "vs680" for the challenge's board), `scale` and `input_hw`
+    (default: the bench result's model file, else x3 at 360x640 for `runtime_ms`).
     """
     if (runtime_ms is None) == (runtime_from is None):
         raise MaiSrError("give exactly one of --runtime-ms and --runtime-from")
-    runs = [("", runtime_ms)] if runtime_from is None else _runtimes_from(runtime_from)
-    return [{"label": label, "psnr": psnr, "runtime_ms": ms, "score": final_score(psnr, ms),
-             "C": C} for label, ms in runs]
+    dataset = CHALLENGE_TEST_SET if data in CHALLENGE_DATA_NAMES else (data or "unstated data")
+    rows = []
+    if runtime_from is None:
+        source = CHALLENGE_RUNTIME if device in CHALLENGE_DEVICE_NAMES else (
+            f"{device}" if device else "an unstated device's")
+        runs = [("", runtime_ms, source, scale or CHALLENGE_SCALE,
+                 input_hw or timing_input(scale or CHALLENGE_SCALE))]
+    else:
+        runs = []
+        for label, ms, bench in _runtimes_from(runtime_from):
+            source, bench_scale, bench_hw = _bench_source(bench)
+            runs.append((label, ms, source, scale or bench_scale, input_hw or bench_hw))
+    for label, ms, source, run_scale, run_hw in runs:
+        caveats = score_caveats(scale=run_scale, input_hw=run_hw, dataset=dataset,
+                                runtime_source=source)
+        rows.append({"label": label, "psnr": psnr, "runtime_ms": ms,
+                     "score": final_score(psnr, ms), "C": C, "challenge_score": not caveats,
+                     "caveats": caveats, "caveat": caveat_label(caveats)})
+    return rows

@@ -135,10 +135,39 @@ def test_a_c_off_by_one_percent_fails_these_checks(factor):
 
 
 def test_cli_z6(capsys):
-    assert main(["score", "--psnr", "30.03", "--runtime-ms", "19.2"]) == 0
+    assert main(["score", "--psnr", "30.03", "--runtime-ms", "19.2", "--challenge"]) == 0
     out = capsys.readouterr().out.strip()
     assert abs(float(out) - 22.22) <= 0.02  # Z6's published Final Score
     assert len(out.split(".")[1]) == 2
+
+
+def test_a_score_says_when_it_is_not_a_challenge_score(capsys):
+    """The same predicate as the report's: what is unstated or differs is named."""
+    from mai_sr.challenge import score_caveats
+
+    assert main(["score", "--psnr", "30.03", "--runtime-ms", "19.2"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.startswith("22.24  (not a challenge score: PSNR on unstated data, an unstated "
+                          "device's time)")
+    assert main(["score", "--psnr", "27.6", "--runtime-ms", "19.2", "--device", "vs680",
+                 "--data", "Set14", "--scale", "2", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["challenge_score"] is False
+    assert row["caveats"] == score_caveats(scale=2, input_hw=(540, 960), dataset="Set14",
+                                           runtime_source="Synaptics VS680 NPU")
+    assert row["caveats"] == ["PSNR on Set14", "x2", "540x960 input"]
+
+
+def test_runtime_from_a_real_bench_names_the_cpu(tmp_path, capsys):
+    """The README's example: a local CPU time of the shipped x3 model is not a VS680 time."""
+    from mai_sr.pretrained import pretrained_path
+
+    bench = {"runner": "local", "model": str(pretrained_path("abpn", "fixed")), "avg_ms": 67.6}
+    (tmp_path / "b.json").write_text(json.dumps(bench))
+    assert main(["score", "--psnr", "29.87", "--runtime-from", str(tmp_path / "b.json"),
+                 "--challenge", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["caveats"] == ["this machine's CPU time"]  # x3 at 360x640 read from the file
 
 
 def test_cli_json(capsys):
@@ -167,7 +196,9 @@ def test_runtime_from_bench_json(tmp_path, capsys):
     one = {"runner": "local", "model": "abpn.tflite", "avg_ms": 36.9}
     (tmp_path / "one.json").write_text(json.dumps(one))
     assert main(["score", "--psnr", "29.87", "--runtime-from", str(tmp_path / "one.json")]) == 0
-    assert float(capsys.readouterr().out) == pytest.approx(9.27, abs=0.02)
+    out = capsys.readouterr().out
+    assert float(out.split()[0]) == pytest.approx(9.27, abs=0.02)
+    assert "not a challenge score" in out and "this machine's CPU time" in out
 
     many = [one, dict(one, runner="adb", avg_ms=73.8, device={"name": "VS680"})]
     (tmp_path / "many.json").write_text(json.dumps(many))

@@ -12,13 +12,11 @@ the report prints those words in the score's own cell.
 
 from __future__ import annotations
 
-from mai_sr.challenge import CHALLENGE_LR_HW, CHALLENGE_SCALE  # noqa: F401  (re-exported)
-
-# Section 2 of the challenge report: x3 upscaling, 640x360 LR -> 1920x1080, DIV2K test set,
-# runtime on the Synaptics VS680 board's NPU (scale and input size: mai_sr.challenge).
-CHALLENGE_INPUT_HW = CHALLENGE_LR_HW
-CHALLENGE_TEST_SET = "DIV2K test"
-CHALLENGE_RUNTIME = "Synaptics VS680 NPU"
+# The predicate lives beside the challenge's setting (TF-free, read by `mai-sr score` too);
+# re-exported here for the report.
+from mai_sr.challenge import (CHALLENGE_INPUT_HW, CHALLENGE_LR_HW, CHALLENGE_RUNTIME,  # noqa: F401
+                              CHALLENGE_SCALE, CHALLENGE_TEST_SET, caveat_label,
+                              is_challenge_score, score_caveats)
 
 # (title, authors, venue, link) of the papers the report's columns come from.
 REFERENCES = {
@@ -43,35 +41,3 @@ def citation(key: str) -> str:
 
 
 TABLE1 = "Table 1 of the Mobile AI 2022 challenge report"  # short form, after a citation
-
-
-def score_caveats(*, scale: int | None, input_hw, dataset: str | None,
-                  runtime_source: str | None) -> list[str]:
-    """Short reasons why a score is not a challenge score; empty when it is one.
-
-    scale: the model's upscaling factor; input_hw: (h, w) of the timed LR input;
-    dataset: the data set the PSNR is on; runtime_source: where the runtime comes from
-    (:data:`CHALLENGE_RUNTIME` for the challenge's board, else e.g. "synap (simulated)").
-    """
-    reasons = []
-    if dataset != CHALLENGE_TEST_SET:
-        reasons.append(f"PSNR on {dataset or 'unknown data'}")
-    if scale != CHALLENGE_SCALE:
-        reasons.append(f"x{scale}" if scale else "unknown scale")
-    if input_hw is None or tuple(input_hw) != CHALLENGE_INPUT_HW:
-        reasons.append(f"{'x'.join(map(str, input_hw))} input" if input_hw else
-                       "unknown input size")
-    if runtime_source != CHALLENGE_RUNTIME:
-        reasons.append(f"{runtime_source} time" if runtime_source else "no NPU time")
-    return reasons
-
-
-def is_challenge_score(*, scale, input_hw, dataset, runtime_source) -> bool:
-    """True when a score was computed as the challenge computed its scores."""
-    return not score_caveats(scale=scale, input_hw=input_hw, dataset=dataset,
-                             runtime_source=runtime_source)
-
-
-def caveat_label(caveats: list[str]) -> str:
-    """The words printed next to a score: '' for a challenge score."""
-    return f"not a challenge score: {', '.join(caveats)}" if caveats else ""
