@@ -84,6 +84,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def tile_side(text: str) -> int:
+    """--tile: a whole number of LR pixels, 1 to the runtime's MAX_TILE."""
+    from mai_sr.tflite.runtime import MAX_TILE
+
+    value = positive_int(text)
+    if value > MAX_TILE:
+        raise argparse.ArgumentTypeError(f"at most {MAX_TILE} LR pixels a side, got {text!r}")
+    return value
+
+
 def non_negative_int(text: str) -> int:
     value = positive_int(text) if text.strip() != "0" else 0
     return value
@@ -470,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", type=non_negative_int, default=None, help="border crop (default = scale)")
     p.add_argument("--save-dir", help="write the upscaled images here")
     p.add_argument("--csv", help="write per-image rows here ('-': standard output)")
-    p.add_argument("--tile", type=positive_int, default=None,
+    p.add_argument("--tile", type=tile_side, default=None,
                    help="run a dynamic model in exact LR tiles of this size, to bound memory "
                         "on large images (default: whole images)")
     p.add_argument("--json", action="store_true")
@@ -584,7 +594,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", help="output file or folder")
     p.add_argument("--model", help=".tflite file")
     p.add_argument("--pretrained", choices=PRETRAINED_NAMES)
-    p.add_argument("--tile", type=positive_int, default=None, help="LR tile size (default: model's)")
+    p.add_argument("--tile", type=tile_side, default=None,
+                   help="LR tile side, at most 2048 (default: the model's fixed input, or none)")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--format", choices=("png", "jpg", "webp"), default=None,
                    help="write every output in this format (default: the input's extension)")

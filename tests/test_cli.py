@@ -90,6 +90,9 @@ def test_parser_knows_exactly_these_subcommands():
     ["profile", "--model", "vgg"],
     ["bench", "--threads", "0"],
     ["eval", "--crop", "-1"],
+    ["eval", "--tile", "5000"],
+    ["eval", "--tile", "99999999999999999999999"],
+    ["upscale", "in.png", "out.png", "--tile", "4096"],
     ["synap"],
 ])
 def test_bad_input_is_one_line_on_stderr_and_exit_2(argv, capsys):

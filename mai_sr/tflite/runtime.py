@@ -337,10 +337,19 @@ def _shape_str(sig: list[int]) -> str:
     return "x".join("?" if d < 0 else str(d) for d in sig)
 
 
+# The largest LR tile side: a 2048x2048 tile is 4.2 M LR pixels, a 6144x6144 output at x3,
+# about 0.5 GB of activations for a 28-channel model in float; a bigger tile bounds no
+# memory (the point of tiling), and a huge one only fails later in the allocator.
+MAX_TILE = 2048
+
+
 def _pair(tile: int | tuple[int, int]) -> tuple[int, int]:
     h, w = (tile, tile) if isinstance(tile, (int, np.integer)) else tile
     if h < 1 or w < 1:
         raise MaiSrError(f"--tile: must be > 0, got {tile}")
+    if h > MAX_TILE or w > MAX_TILE:
+        raise MaiSrError(f"--tile: {tile} is larger than the largest tile, {MAX_TILE} LR pixels "
+                         "a side (omit --tile to run the whole image at once)")
     return int(h), int(w)
 
 
