@@ -168,6 +168,8 @@ def cmd_eval(args) -> int:
     from mai_sr.fileio import write_text
     from mai_sr.tflite.artifacts import model_file
 
+    if args.csv == "-" and sys.stdout is None:  # started with stdout closed (`>&-`)
+        raise MaiSrError("--csv -: standard output is closed; give --csv FILE")
     results = evaluate_tflite(model_file(args.model, args.pretrained), args.data,
                               y_channel=args.y, crop=args.crop, save_dir=args.save_dir,
                               quiet=args.quiet, cache_dir=args.cache_dir, jobs=args.jobs,

@@ -158,3 +158,17 @@ def test_dash_reads_stdin_for_score_and_writes_stdout_for_eval_csv(monkeypatch, 
     rows = out.out.strip().splitlines()
     assert rows[0].startswith("dataset,image,") and len(rows) == 6  # header + 5 images
     assert "Set5" in out.err  # the summary table went to stderr
+
+
+def test_csv_to_a_closed_stdout_is_one_line(shared_data):
+    """`mai-sr eval --csv - >&-`: Python starts with sys.stdout None; one line, exit 2."""
+    import os
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "mai_sr", "eval", "--pretrained", "abpn",
+                           "--data", str(shared_data / "Set5"), "--csv", "-"],
+                          preexec_fn=lambda: os.close(1), stderr=subprocess.PIPE, text=True,
+                          cwd=Path(__file__).resolve().parents[1], timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == ("mai-sr eval: error: --csv -: standard output is closed; "
+                                   "give --csv FILE")
