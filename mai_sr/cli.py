@@ -144,10 +144,29 @@ def _fixed_model(args):
 def cmd_train(args) -> int:
     from mai_sr.train import TrainConfig, train_from_config
 
+    if args.recipe:
+        return _train_recipe(args)
     config = TrainConfig.from_cli(vars(args))
     run_dir = train_from_config(config, resume=args.resume, quiet=args.quiet,
                                 tensorboard=args.tensorboard is not False)
     print(f"run: {run_dir}")
+    return 0
+
+
+def _train_recipe(args) -> int:
+    """``train --recipe FILE [--out DIR]``: every stage of the recipe, resumable."""
+    from mai_sr.train.recipe import read_recipe, run_recipe
+
+    ignored = {"recipe", "out", "quiet", "tensorboard", "resume", "command", "func"}
+    given = sorted(k for k, v in vars(args).items() if k not in ignored and v not in (None, False))
+    if given:
+        raise MaiSrError(f"--recipe: the recipe sets the training; do not combine it with "
+                         f"--{given[0].replace('_', '-')}")
+    out = args.out or f"runs/{read_recipe(args.recipe)['name']}"
+    runs = run_recipe(args.recipe, out, quiet=args.quiet,
+                      tensorboard=args.tensorboard is not False,
+                      on_stage=lambda name, action: print(f"stage {name}: {action}"))
+    print(f"run: {runs[-1]}")
     return 0
 
 
@@ -434,6 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of the loss against the teacher's output (default 0.5)")
     p.add_argument("--resume", action="store_true",
                    help="continue --out (default runs/latest) from its last checkpoint")
+    p.add_argument("--recipe", default=None, metavar="FILE",
+                   help="replay a recipe file (JSON: the stages that made a shipped weight) "
+                        "into --out (default runs/<recipe name>); rerun to resume")
     p.add_argument("--no-weight-clip", action="store_true", help="disable weight clipping (Z6)")
     p.add_argument("--intensity-aug", action=argparse.BooleanOptionalAction, default=None,
                    help="x1/x0.7/x0.5 intensity scaling of training pairs (Aselsan; default: "

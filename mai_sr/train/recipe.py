@@ -1,0 +1,172 @@
+"""Training recipes as files: every shipped weight has one, and ``mai-sr train --recipe FILE``
+replays it.
+
+A recipe is a JSON document (as BasicSR keeps one options file per run) naming the weight it
+makes and the stages that make it, in order. Each stage is a :class:`TrainConfig` written
+as data (the fields of ``mai-sr train``), plus a name; later stages refer to earlier ones:
+
+    {"name": "abpn.etds_div2k", "description": "...",
+     "stages": [
+       {"name": "qat", "train": {"model": "abpn", "from_run": "{weights:abpn.etds_div2k_fp32}",
+                                 "qat_steps": 300, "data": "{data}/T91,{data}/BSD200", ...}}
+     ]}
+
+Placeholders in string values: ``{data}`` is the data root (``$MAI_SR_DATA``, else
+``../shared/data`` beside the checkout); ``{stage:NAME}`` is the run directory of an earlier
+stage; ``{recipe_dir}`` is the folder the recipe file is in. Stages run into
+``OUT/<stage name>``; a stage that finished is skipped and an interrupted one resumes, so
+``--recipe FILE --out DIR`` is also the way to continue after a kill. The runs are exact
+(checkpoints resume bit for bit), so the same recipe on the same machine and thread count
+makes the same weights (tested on a shortened recipe).
+
+:func:`recipe_hash` is the sha256 of the recipe's canonical JSON, recorded in each stage's
+``recipe.json`` and in the model card of a shipped weight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import fields
+from pathlib import Path
+
+from mai_sr.errors import MaiSrError
+
+RECIPE_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "mai-sr training recipe",
+    "type": "object",
+    "required": ["name", "stages"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "minLength": 1},
+        "description": {"type": "string"},
+        "stages": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["name", "train"], "additionalProperties": False,
+            "properties": {"name": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+$"},
+                           "train": {"type": "object"}}}},
+    },
+}
+# Fields of TrainConfig a recipe may not set: where the run goes and how it is run are the
+# caller's (they do not change the weights).
+NOT_IN_RECIPES = frozenset({"out", "explicit", "distribute", "ckpt_every", "log_every"})
+_PLACEHOLDER = re.compile(r"\{(data|recipe_dir|stage:[A-Za-z0-9_.-]+)\}")
+STAGE_RECORD = "recipe.json"
+
+
+def data_root() -> Path:
+    """``$MAI_SR_DATA``, else ``../shared/data`` beside the checkout."""
+    env = os.environ.get("MAI_SR_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+def read_recipe(path) -> dict:
+    """The recipe at `path`, checked against :data:`RECIPE_SCHEMA` and the TrainConfig
+    fields; one-line MaiSrError naming the file otherwise."""
+    from mai_sr.schema import schema_errors
+    from mai_sr.train.config import TrainConfig
+
+    path = Path(path)
+    try:
+        recipe = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise MaiSrError(f"--recipe {path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MaiSrError(f"--recipe {path}: not a JSON recipe ({type(exc).__name__})") from None
+    found = schema_errors(recipe, RECIPE_SCHEMA, root="recipe")
+    if found:
+        raise MaiSrError(f"--recipe {path}: {found[0]}")
+    known = {f.name for f in fields(TrainConfig)} - NOT_IN_RECIPES
+    names = []
+    for stage in recipe["stages"]:
+        unknown = sorted(set(stage["train"]) - known)
+        if unknown:
+            raise MaiSrError(f"--recipe {path}: stage {stage['name']}: unknown or caller-only "
+                             f"field(s) {', '.join(unknown)}")
+        if stage["name"] in names:
+            raise MaiSrError(f"--recipe {path}: two stages named {stage['name']}")
+        names.append(stage["name"])
+    return recipe
+
+
+def recipe_hash(recipe: dict) -> str:
+    """sha256 of the recipe's canonical JSON (sorted keys, no whitespace)."""
+    text = json.dumps(recipe, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _expand(value, *, recipe_dir: Path, out: Path, done: set[str], stage: str):
+    if isinstance(value, str):
+        def sub(match):
+            key = match.group(1)
+            if key == "data":
+                return str(data_root())
+            if key == "recipe_dir":
+                return str(recipe_dir)
+            name = key.split(":", 1)[1]
+            if name not in done:
+                raise MaiSrError(f"stage {stage}: {{stage:{name}}} names no earlier stage")
+            return str(out / name)
+        return _PLACEHOLDER.sub(sub, value)
+    if isinstance(value, list):
+        return [_expand(v, recipe_dir=recipe_dir, out=out, done=done, stage=stage)
+                for v in value]
+    return value
+
+
+def stage_configs(recipe_path, out) -> list[tuple[str, dict]]:
+    """(stage name, TrainConfig keyword arguments with placeholders filled) per stage."""
+    recipe_path, out = Path(recipe_path).resolve(), Path(out).resolve()
+    recipe = read_recipe(recipe_path)
+    done: set[str] = set()
+    stages = []
+    for stage in recipe["stages"]:
+        kwargs = {k: _expand(v, recipe_dir=recipe_path.parent, out=out, done=done,
+                             stage=stage["name"])
+                  for k, v in stage["train"].items()}
+        stages.append((stage["name"], kwargs))
+        done.add(stage["name"])
+    return stages
+
+
+def run_recipe(recipe_path, out, *, quiet: bool = False, tensorboard: bool = True,
+               on_stage=None) -> list[Path]:
+    """Run every stage of the recipe into ``OUT/<stage>``: a finished stage is skipped, an
+    interrupted one resumes. Returns the stage run directories. `on_stage(name, action)`
+    is told "skip", "resume" or "start" before each stage."""
+    from mai_sr.fileio import write_json
+    from mai_sr.train.config import TrainConfig
+    from mai_sr.train.loop import train_from_config
+
+    recipe = read_recipe(recipe_path)
+    digest = recipe_hash(recipe)
+    out = Path(out)
+    runs = []
+    for name, kwargs in stage_configs(recipe_path, out):
+        run = out / name
+        record = run / STAGE_RECORD
+        if record.exists() and _stage_done(record):
+            action = "skip"
+        elif run.exists():
+            action = "resume"
+        else:
+            action = "start"
+        if on_stage is not None:
+            on_stage(name, action)
+        if action != "skip":
+            config = TrainConfig(**kwargs, out=str(run))
+            train_from_config(config, resume=action == "resume", quiet=quiet,
+                              tensorboard=tensorboard)
+            write_json(record, {"recipe": recipe["name"], "stage": name, "sha256": digest,
+                                "finished": True})
+        runs.append(run)
+    return runs
+
+
+def _stage_done(record: Path) -> bool:
+    try:
+        return bool(json.loads(record.read_text()).get("finished"))
+    except (OSError, ValueError):
+        return False

@@ -1,0 +1,81 @@
+"""Recipes as files: `mai-sr train --recipe FILE` replays a recipe's stages exactly."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mai_sr.errors import MaiSrError
+
+SHORT = {
+    "name": "abpn.test_short",
+    "description": "a shortened two-stage recipe: FP32 then QAT from it, on builtin photos",
+    "stages": [
+        {"name": "fp32", "train": {"model": "abpn", "data": "builtin", "steps": 6, "patch": 16,
+                                   "batch": 2, "val_every": 3, "seed": 7}},
+        {"name": "qat", "train": {"from_run": "{stage:fp32}", "qat_steps": 4, "val_every": 2}},
+    ],
+}
+
+
+def _weights(path):
+    import h5py
+
+    out = []
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, node: out.append((name, node[()]))
+                     if isinstance(node, h5py.Dataset) else None)
+    return out
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_a_recipe_replays_bit_for_bit(tmp_path, capsys):
+    from mai_sr.cli import main
+
+    recipe = tmp_path / "short.json"
+    recipe.write_text(json.dumps(SHORT))
+    for out in ("a", "b"):
+        assert main(["train", "--recipe", str(recipe), "--out", str(tmp_path / out),
+                     "--quiet", "--no-tensorboard"]) == 0
+    a, b = (_weights(tmp_path / o / "qat" / "qat" / "qat.weights.h5") for o in ("a", "b"))
+    assert [n for n, _ in a] == [n for n, _ in b] and a
+    assert all(np.array_equal(x, y) for (_, x), (_, y) in zip(a, b))
+    # a third call finds every stage finished and trains nothing
+    assert main(["train", "--recipe", str(recipe), "--out", str(tmp_path / "a"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "stage fp32: skip" in out and "stage qat: skip" in out
+    record = json.loads((tmp_path / "a" / "qat" / "recipe.json").read_text())
+    from mai_sr.train.recipe import read_recipe, recipe_hash
+
+    assert record["sha256"] == recipe_hash(read_recipe(recipe))
+
+
+@pytest.mark.parametrize("mutate, complaint", [
+    (lambda r: r["stages"][0]["train"].update(out="x"), "caller-only field"),
+    (lambda r: r["stages"][0]["train"].update(bogus=1), "unknown or caller-only field"),
+    (lambda r: r["stages"][1]["train"].update(from_run="{stage:nope}"), "names no earlier"),
+    (lambda r: r.pop("stages"), "stages"),
+    (lambda r: r["stages"].append(r["stages"][0]), "two stages named fp32"),
+])
+def test_a_bad_recipe_is_one_line(tmp_path, mutate, complaint):
+    from mai_sr.train.recipe import stage_configs
+
+    recipe = json.loads(json.dumps(SHORT))
+    mutate(recipe)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(recipe))
+    with pytest.raises(MaiSrError, match=complaint) as info:
+        stage_configs(path, tmp_path / "out")
+    assert "\n" not in str(info.value)
+
+
+def test_recipe_refuses_other_training_options(tmp_path, capsys):
+    from mai_sr.cli import main
+
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(SHORT))
+    assert main(["train", "--recipe", str(path), "--steps", "5"]) == 2
+    assert "do not combine it with --steps" in capsys.readouterr().err
