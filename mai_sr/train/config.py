@@ -139,16 +139,18 @@ class TrainConfig:
         return run
 
     def _resolve_teacher(self) -> None:
-        """``--teacher``: a finished FP32 run or a deploy-weights file of this run's model
+        """``--teacher``: a finished FP32 run, a deploy-weights file of any architecture
         (path made absolute), or a shipped model's name."""
         from mai_sr.challenge import PRETRAINED_SCALE
         from mai_sr.pretrained import NAMES, pretrained_path
 
         if is_weights_file(self.teacher):
-            # Its own float model as the teacher: QAT then learns to reproduce what the
-            # weights compute rather than to re-fit a few hundred small images.
+            # Deploy weights of any architecture (the import record names it; without a
+            # record, this run's): its own float model as the teacher of QAT, or a larger
+            # network a smaller one learns from (SCSRN from ETDS-L).
             self.teacher, _, teacher_scale = weights_file_model(
-                self.teacher, self.model, self.scale, option="--teacher")
+                self.teacher, teacher_architecture(self.teacher) or self.model, self.scale,
+                option="--teacher")
             teacher_scale = teacher_scale or self.scale
         elif Path(self.teacher).is_dir():
             self.teacher = str(Path(self.teacher).resolve())
@@ -215,6 +217,18 @@ class TrainConfig:
         d = asdict(self)
         d.pop("explicit")
         return d
+
+
+def teacher_architecture(path) -> str | None:
+    """The architecture the import record beside a deploy-weights file names, or None."""
+    import json
+
+    record = Path(f"{path}.json")
+    try:
+        data = json.loads(record.read_text()) if record.is_file() else {}
+    except (OSError, ValueError):
+        return None
+    return data.get("model") if isinstance(data, dict) else None
 
 
 def model_recipe(name: str) -> dict:

@@ -304,11 +304,15 @@ def _weight_clip_hook(model, enabled: bool):
 
 def load_teacher(teacher: str, model_name: str | None = None, scale: int | None = None):
     """The float deploy model named by ``--teacher``: a run's FP32 weights, a deploy-weights
-    file of `model_name` at `scale`, or a shipped model's (TrainConfig checked the scale)."""
+    file (of the architecture its import record names, else `model_name`) at `scale`, or a
+    shipped model's (TrainConfig checked the scale)."""
     if is_weights_file(teacher):
         from mai_sr.importer.weights_file import load_deploy_weights
+        from mai_sr.train.config import teacher_architecture
 
-        return load_deploy_weights(teacher, model_name, scale, option="--teacher")
+        # the teacher's own architecture (its import record's), which may be another one
+        return load_deploy_weights(teacher, teacher_architecture(teacher) or model_name, scale,
+                                   option="--teacher")
     if Path(teacher).is_dir():
         return load_run_model(teacher, stage="fp32")
     from mai_sr.challenge import PRETRAINED_SCALE
