@@ -79,3 +79,20 @@ def test_recipe_refuses_other_training_options(tmp_path, capsys):
     path.write_text(json.dumps(SHORT))
     assert main(["train", "--recipe", str(path), "--steps", "5"]) == 2
     assert "do not combine it with --steps" in capsys.readouterr().err
+
+
+def test_an_import_stage_feeds_a_later_stage(tmp_path):
+    from mai_sr.train.recipe import IMPORTED, stage_configs
+
+    recipe = {"name": "ncnet.from_abpn", "stages": [
+        {"name": "teacher", "import": {"source": "{artifacts}/etds_abpn/ABPN_M4C28_x3.pth",
+                                       "model": "abpn"}},
+        {"name": "fp32", "train": {"model": "ncnet", "teacher": "{stage:teacher}",
+                                   "data": "{data}/T91"}}]}
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(recipe))
+    (name, kind, kwargs), (name2, kind2, kwargs2) = stage_configs(path, tmp_path / "out")
+    assert (name, kind) == ("teacher", "import") and kwargs["source"].endswith(
+        "artifacts/etds_abpn/ABPN_M4C28_x3.pth")
+    assert kind2 == "train" and kwargs2["teacher"] == str(tmp_path / "out" / "teacher" / IMPORTED)
+    assert kwargs2["data"].endswith("data/T91")

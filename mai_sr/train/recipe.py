@@ -12,8 +12,11 @@ as data (the fields of ``mai-sr train``), plus a name; later stages refer to ear
      ]}
 
 Placeholders in string values: ``{data}`` is the data root (``$MAI_SR_DATA``, else
-``../shared/data`` beside the checkout); ``{stage:NAME}`` is the run directory of an earlier
-stage; ``{recipe_dir}`` is the folder the recipe file is in. Stages run into
+``../shared/data`` beside the checkout), ``{artifacts}`` the published models'
+(``$MAI_SR_ARTIFACTS``, else ``../shared/artifacts``); ``{stage:NAME}`` is the run directory
+of an earlier stage, or the weights file of an earlier ``import`` stage (``{"name":
+"teacher", "import": {"source": "{artifacts}/...pth", "model": "etds_l"}}``: published
+weights through ``mai-sr import``); ``{recipe_dir}`` is the folder the recipe file is in. Stages run into
 ``OUT/<stage name>``; a stage that finished is skipped and an interrupted one resumes, so
 ``--recipe FILE --out DIR`` is also the way to continue after a kill. The runs are exact
 (checkpoints resume bit for bit), so the same recipe on the same machine and thread count
@@ -44,15 +47,24 @@ RECIPE_SCHEMA = {
         "name": {"type": "string", "minLength": 1},
         "description": {"type": "string"},
         "stages": {"type": "array", "minItems": 1, "items": {
-            "type": "object", "required": ["name", "train"], "additionalProperties": False,
+            "type": "object", "required": ["name"], "additionalProperties": False,
+            "oneOf": [{"required": ["train"]}, {"required": ["import"]}],
             "properties": {"name": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+$"},
-                           "train": {"type": "object"}}}},
+                           "train": {"type": "object"},
+                           # published weights brought in by `mai-sr import` (a teacher, or
+                           # the start of QAT): {"source": PATH, "model": NAME (optional)}
+                           "import": {"type": "object", "required": ["source"],
+                                      "additionalProperties": False,
+                                      "properties": {"source": {"type": "string"},
+                                                     "model": {"type": "string"}}}}}},
     },
 }
 # Fields of TrainConfig a recipe may not set: where the run goes and how it is run are the
 # caller's (they do not change the weights).
 NOT_IN_RECIPES = frozenset({"out", "explicit", "distribute", "ckpt_every", "log_every"})
-_PLACEHOLDER = re.compile(r"\{(data|recipe_dir|stage:[A-Za-z0-9_.-]+)\}")
+_PLACEHOLDER = re.compile(r"\{(data|artifacts|recipe_dir|stage:[A-Za-z0-9_.-]+)\}")
+# The weights file an import stage writes, in its stage folder.
+IMPORTED = "imported.weights.h5"
 STAGE_RECORD = "recipe.json"
 
 
@@ -60,6 +72,12 @@ def data_root() -> Path:
     """``$MAI_SR_DATA``, else ``../shared/data`` beside the checkout."""
     env = os.environ.get("MAI_SR_DATA")
     return Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+def artifacts_root() -> Path:
+    """``$MAI_SR_ARTIFACTS`` (published model files), else ``../shared/artifacts``."""
+    env = os.environ.get("MAI_SR_ARTIFACTS")
+    return Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "artifacts"
 
 
 def read_recipe(path) -> dict:
@@ -81,7 +99,7 @@ def read_recipe(path) -> dict:
     known = {f.name for f in fields(TrainConfig)} - NOT_IN_RECIPES
     names = []
     for stage in recipe["stages"]:
-        unknown = sorted(set(stage["train"]) - known)
+        unknown = sorted(set(stage.get("train", {})) - known)
         if unknown:
             raise MaiSrError(f"--recipe {path}: stage {stage['name']}: unknown or caller-only "
                              f"field(s) {', '.join(unknown)}")
@@ -97,36 +115,42 @@ def recipe_hash(recipe: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _expand(value, *, recipe_dir: Path, out: Path, done: set[str], stage: str):
+def _expand(value, *, recipe_dir: Path, out: Path, done: set[str], stage: str,
+            imports: frozenset = frozenset()):
     if isinstance(value, str):
         def sub(match):
             key = match.group(1)
             if key == "data":
                 return str(data_root())
+            if key == "artifacts":
+                return str(artifacts_root())
             if key == "recipe_dir":
                 return str(recipe_dir)
             name = key.split(":", 1)[1]
             if name not in done:
                 raise MaiSrError(f"stage {stage}: {{stage:{name}}} names no earlier stage")
-            return str(out / name)
+            return str(out / name / IMPORTED) if name in imports else str(out / name)
         return _PLACEHOLDER.sub(sub, value)
     if isinstance(value, list):
-        return [_expand(v, recipe_dir=recipe_dir, out=out, done=done, stage=stage)
-                for v in value]
+        return [_expand(v, recipe_dir=recipe_dir, out=out, done=done, stage=stage,
+                        imports=imports) for v in value]
     return value
 
 
-def stage_configs(recipe_path, out) -> list[tuple[str, dict]]:
-    """(stage name, TrainConfig keyword arguments with placeholders filled) per stage."""
+def stage_configs(recipe_path, out) -> list[tuple[str, str, dict]]:
+    """(stage name, "train" or "import", its keyword arguments with placeholders filled)
+    per stage. ``{stage:NAME}`` of an import stage is the weights file it wrote."""
     recipe_path, out = Path(recipe_path).resolve(), Path(out).resolve()
     recipe = read_recipe(recipe_path)
     done: set[str] = set()
+    imports = frozenset(s["name"] for s in recipe["stages"] if "import" in s)
     stages = []
     for stage in recipe["stages"]:
+        kind = "train" if "train" in stage else "import"
         kwargs = {k: _expand(v, recipe_dir=recipe_path.parent, out=out, done=done,
-                             stage=stage["name"])
-                  for k, v in stage["train"].items()}
-        stages.append((stage["name"], kwargs))
+                             stage=stage["name"], imports=imports)
+                  for k, v in stage[kind].items()}
+        stages.append((stage["name"], kind, kwargs))
         done.add(stage["name"])
     return stages
 
@@ -144,21 +168,29 @@ def run_recipe(recipe_path, out, *, quiet: bool = False, tensorboard: bool = Tru
     digest = recipe_hash(recipe)
     out = Path(out)
     runs = []
-    for name, kwargs in stage_configs(recipe_path, out):
+    for name, kind, kwargs in stage_configs(recipe_path, out):
         run = out / name
         record = run / STAGE_RECORD
         if record.exists() and _stage_done(record):
             action = "skip"
-        elif run.exists():
+        elif run.exists() and kind == "train":
             action = "resume"
         else:
             action = "start"
         if on_stage is not None:
             on_stage(name, action)
         if action != "skip":
-            config = TrainConfig(**kwargs, out=str(run))
-            train_from_config(config, resume=action == "resume", quiet=quiet,
-                              tensorboard=tensorboard)
+            if kind == "import":
+                from mai_sr.importer import import_weights
+
+                run.mkdir(parents=True, exist_ok=True)
+                for stale in (run / IMPORTED, run / f"{IMPORTED}.json"):  # an unfinished try
+                    stale.unlink(missing_ok=True)
+                import_weights(kwargs["source"], kwargs.get("model"), run / IMPORTED)
+            else:
+                config = TrainConfig(**kwargs, out=str(run))
+                train_from_config(config, resume=action == "resume", quiet=quiet,
+                                  tensorboard=tensorboard)
             write_json(record, {"recipe": recipe["name"], "stage": name, "sha256": digest,
                                 "finished": True})
         runs.append(run)
