@@ -35,10 +35,10 @@ for p in (str(ROOT), BENCHMARKS):
     if p not in sys.path:
         sys.path.insert(0, p)
 from _publish import add_write_readme, publish  # noqa: E402
+from mai_sr.tflite.targets import export_targets, quoted_config  # noqa: E402
 
 MODELS = ("abpn", "ncnet", "xcat", "scsrn")
-CONFIGS = {"ethos-u55": "ethos-u55-256", "ethos-u65": "ethos-u65-512",
-           "ethos-u85": "ethos-u85-2048"}
+CONFIGS = {target: quoted_config(target) for target in export_targets()}
 SPEED_TARGET = 1.3
 RECIPE_ORDER = ("recipe", "clip_after", "concat_anchor", "resize_anchor", "nju_abpn",
                 "megsr_ncnet", "our_ncnet")
@@ -65,7 +65,7 @@ def synap_ms(path: Path) -> float:
 
 def shipped(tmp: Path) -> dict:
     """Table 1: per model and configuration, default vs target (both clip forms)."""
-    from mai_sr.export.targets import TARGETS, rewrite_for_target
+    from mai_sr.export.targets import DROP_NOOP_CLIPS, rewrite_for_target
 
     rows = {}
     for model in MODELS:
@@ -84,7 +84,7 @@ def shipped(tmp: Path) -> dict:
             data, rewrite = rewrite_for_target(src.read_bytes(), target)
             path.write_bytes(data)
             chosen = (f"{rewrite.form}/"
-                      f"{'drop' if TARGETS[target]['drop_noop_clips'] else 'keep'} clips")
+                      f"{'drop' if DROP_NOOP_CLIPS else 'keep'} clips")
             best = min(forms, key=lambda k: forms[k]["ms"])
             rows[f"{model}/{npu}"] = {
                 "model": model, "npu": npu, "default": default, "target": forms[chosen],

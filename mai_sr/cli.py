@@ -18,14 +18,20 @@ for Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import shutil
 import sys
+from collections.abc import Sequence
+from functools import cached_property
 
 from mai_sr import __version__
 from mai_sr.device import RUNNERS
 from mai_sr.errors import MaiSrError
+from mai_sr.export import PRECISIONS
 from mai_sr.pretrained import available as available_pretrained
 from mai_sr.registry import SCALES, list_models
+from mai_sr.tflite.targets import export_targets, lint_targets
 
 PROG = "mai-sr"
 
@@ -122,8 +128,25 @@ def csv_list(text: str) -> list[str]:
 
 MODEL_NAMES = tuple(list_models())
 PRETRAINED_NAMES = tuple(available_pretrained())
-EXPORT_TARGETS = ("ethos-u55", "ethos-u65", "ethos-u85")  # = mai_sr.export.targets.TARGETS
-LINT_TARGETS = ("vs680", "nnapi", "ethos-u55", "ethos-u65", "ethos-u85")
+
+
+class LibraryChoices(Sequence):
+    """A choice list that is a library constant, read when argparse first needs it (to check
+    a value or print help): the modules holding these import NumPy, which `mai-sr --help` and
+    the other subcommands need not pay for."""
+
+    def __init__(self, module: str, name: str):
+        self.module, self.name = module, name
+
+    @cached_property
+    def values(self) -> tuple:
+        return tuple(getattr(importlib.import_module(self.module), self.name))
+
+    def __getitem__(self, index):
+        return self.values[index]
+
+    def __len__(self) -> int:
+        return len(self.values)
 
 
 # ---------------------------------------------------------------- handlers
@@ -255,14 +278,15 @@ def lint_exit_code(report, strict: bool = False) -> int:
 
 
 def cmd_lint(args) -> int:
-    from mai_sr.lint import lint_for_target, lint_model
+    from mai_sr.lint import lint_file
 
-    report = lint_for_target(args.model, args.target) if args.target else lint_model(args.model)
+    report = lint_file(args.model, args.target)
     code = lint_exit_code(report, args.strict)
     if args.json:
         print(json.dumps({**report.to_dict(), "exit_code": code}, indent=2))
-    else:
-        print(report.format_table())
+    else:  # the terminal's width ($COLUMNS; 80 when piped), at least 60 columns
+        width = None if args.wide else max(60, shutil.get_terminal_size().columns)
+        print(report.format_table(width))
     return code
 
 
@@ -432,8 +456,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patch", type=positive_int, default=None, help="LR patch size (HR = scale x)")
     p.add_argument("--batch", type=positive_int, default=None)
     p.add_argument("--lr", type=positive_float, default=None)
-    p.add_argument("--schedule", choices=("cosine", "step"), default=None)
-    p.add_argument("--loss", choices=("l1", "l2", "charbonnier"), default=None)
+    p.add_argument("--schedule", choices=LibraryChoices("mai_sr.train.config", "SCHEDULES"),
+                   default=None)
+    p.add_argument("--loss", choices=LibraryChoices("mai_sr.train.config", "LOSSES"), default=None)
     p.add_argument("--out", default=None, help="run directory (default runs/<model>-<time>)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--qat", action="store_true", help="add stage 2: quantization-aware training")
@@ -460,7 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--intensity-aug", action=argparse.BooleanOptionalAction, default=None,
                    help="x1/x0.7/x0.5 intensity scaling of training pairs (Aselsan; default: "
                         "on for xcat only)")
-    p.add_argument("--distribute", choices=("none", "mirrored", "multiworker"), default=None)
+    p.add_argument("--distribute", choices=LibraryChoices("mai_sr.train.config", "DISTRIBUTE"),
+                   default=None)
     p.add_argument("--val-every", type=positive_int, default=None)
     p.add_argument("--ckpt-every", type=positive_int, default=None)
     p.add_argument("--quiet", action="store_true", help="no progress bar; plain log lines")
@@ -483,11 +509,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shape", type=size_hw, default=None,
                    help="LR input HxW (default: the scale's timing input, 360x640 at x3)")
     p.add_argument("--dynamic", action="store_true", help="also write a dynamic-shape *_none.tflite")
-    p.add_argument("--precision", choices=("int8", "fp16", "fp32"), default="int8")
+    p.add_argument("--precision", choices=PRECISIONS, default="int8")
     p.add_argument("--calib", help="folder of images for post-training calibration (default "
                    "builtin); refused where unused (a QAT source, fp16/fp32)")
     p.add_argument("--calib-n", type=positive_int, default=100)
-    p.add_argument("--target", choices=EXPORT_TARGETS, default=None,
+    p.add_argument("--target", choices=export_targets(), default=None,
                    help="rewrite the INT8 file with exact equivalents so every op runs on this "
                         "Arm Ethos-U NPU under Vela (depth-to-space -> split convs, concat, "
                         "reshape); outputs stay bit-identical")
@@ -556,9 +582,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help=".tflite file")
     p.add_argument("--json", action="store_true")
     p.add_argument("--strict", action="store_true", help="exit 1 on warnings")
-    p.add_argument("--target", choices=LINT_TARGETS, default=None,
+    p.add_argument("--wide", action="store_true",
+                   help="every column (inputs, weights, quantization), unwrapped (default: fit "
+                        "the terminal)")
+    p.add_argument("--target", choices=lint_targets(), default=None,
                    help="one target's verdicts; ethos-u* compiles with Vela and reports the ops "
-                        "it leaves on the CPU (default: the VS680 and NNAPI columns)")
+                        "it leaves on the CPU (default: the target the file was exported for, "
+                        "else the VS680 and NNAPI columns)")
     p.set_defaults(func=cmd_lint)
 
     # profile ----------------------------------------------------------------
@@ -621,7 +651,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=tile_side, default=None,
                    help="LR tile side, at most 2048 (default: the model's fixed input, or none)")
     p.add_argument("--quiet", action="store_true")
-    p.add_argument("--format", choices=("png", "jpg", "webp"), default=None,
+    p.add_argument("--format", choices=LibraryChoices("mai_sr.imageio", "FORMATS"), default=None,
                    help="write every output in this format (default: the input's extension)")
     p.add_argument("--png-level", type=non_negative_int, default=1,
                    help="PNG zlib level 0-9, lossless at every level (default 1: fast)")
@@ -641,10 +671,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=MODEL_NAMES, required=True, help="target architecture")
     p.add_argument("--out", default=None,
                    help="output NAME.weights.h5 (default: check only, write nothing)")
-    p.add_argument("--channel-order", choices=("auto", "dcr", "crd"), default="auto",
+    p.add_argument("--channel-order", default="auto",
+                   choices=LibraryChoices("mai_sr.importer.core", "CHANNEL_ORDER_CHOICES"),
                    help="depth-to-space order of the source's last conv (default: the "
                         "framework's, crd for PyTorch PixelShuffle, dcr for TF)")
-    p.add_argument("--input-range", choices=("auto", "1", "255"), default="auto",
+    p.add_argument("--input-range", default="auto",
+                   choices=LibraryChoices("mai_sr.importer.core", "INPUT_RANGE_CHOICES"),
                    help="pixel range the source was trained on (default: measured)")
     p.add_argument("--gate-data", default="builtin",
                    help="images of the sanity gate (default builtin photos)")

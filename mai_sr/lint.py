@@ -47,13 +47,15 @@ Op lists and their sources: :mod:`mai_sr.tflite.ops`.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mai_sr.errors import MaiSrError
-from mai_sr.export.targets import TARGETS as EXPORT_TARGETS
 from mai_sr.tflite.graph import TFLiteGraph, read_graph
+from mai_sr.tflite.targets import (check_target, export_targets, judged_by_vela, lint_targets,
+                                   quoted_config)
 from mai_sr.tflite.ops import (CHANNEL_OPS, CLIP_OPS, INT8_IO, KERNEL_OPS, NNAPI_OPS,
                                QUANT_OPS, vs680_unit)
 
@@ -67,10 +69,16 @@ class Finding:
     code: str
     message: str
     op: int | None = None
+    fix: str | None = None     # the command that fixes it, when one does
 
     def to_dict(self) -> dict[str, Any]:
         return {"severity": self.severity, "code": self.code, "message": self.message,
-                "op": self.op}
+                "op": self.op, "fix": self.fix}
+
+    def text(self) -> str:
+        where = f"op {self.op}: " if self.op is not None else ""
+        fix = f"; fix: {self.fix}" if self.fix else ""
+        return f"{self.severity.upper():7s} [{self.code}] {where}{self.message}{fix}"
 
 
 @dataclass(frozen=True)
@@ -97,11 +105,15 @@ class OpRow:
 
 @dataclass
 class LintReport:
-    """Everything `mai-sr lint` found in one model."""
+    """Everything `mai-sr lint` found in one model; `target` is set by ``--target vs680`` or
+    ``nnapi`` (that target's verdicts only), `exported_for` when the file's provenance names
+    an export target."""
 
     path: Path
     rows: list[OpRow]
     findings: list[Finding] = field(default_factory=list)
+    target: str | None = None
+    exported_for: str | None = None
 
     def count(self, severity: str) -> int:
         return sum(f.severity == severity for f in self.findings)
@@ -115,42 +127,101 @@ class LintReport:
         return self.count(WARNING)
 
     def summary(self) -> str:
+        verdict = "FAIL" if self.errors else ("WARN" if self.warnings else "OK")
+        return (f"{self.path}: {verdict}: {self.errors} error(s), {self.warnings} warning(s), "
+                f"{self.count(NOTE)} note(s)")
+
+    def op_counts(self) -> dict[str, str]:
+        """Per target, how many of the file's TFLite ops it runs on its NPU."""
         units: dict[str, int] = {}
         for row in self.rows:
             units[row.vs680] = units.get(row.vs680, 0) + 1
+        on_npu = sum(n for unit, n in units.items() if unit not in ("CPU", "-"))
         unit_text = ", ".join(f"{u} {n}" for u, n in sorted(units.items()))
-        verdict = "FAIL" if self.errors else ("WARN" if self.warnings else "OK")
-        return (f"{self.path}: {verdict}: {len(self.rows)} ops, {self.errors} error(s), "
-                f"{self.warnings} warning(s), {self.count(NOTE)} note(s) "
-                f"(VS680 units: {unit_text or 'none'})")
+        counts = {"vs680": f"{on_npu}/{len(self.rows)} TFLite ops on the NPU "
+                           f"(units: {unit_text or 'none'})",
+                  "nnapi": f"{sum(r.nnapi for r in self.rows)}/{len(self.rows)} TFLite ops "
+                           "accepted by the delegate"}
+        return {t: c for t, c in counts.items() if self.target in (None, t)}
 
-    def format_table(self) -> str:
-        """One row per op, then findings, then the summary line."""
-        head = ("#", "op", "inputs", "outputs", "weights", "quant", "kernel", "VS680", "NNAPI",
-                "verdict")
-        lines = [[str(r.index), r.type, " ".join(r.inputs), " ".join(r.outputs), r.weights,
-                  r.quantization, r.kernel, r.vs680, "yes" if r.nnapi else "no", r.verdict]
-                 for r in self.rows]
-        widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h)
-                  for i, h in enumerate(head)]
-        out = ["  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip()]
-        out += ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines]
+    def format_table(self, width: int | None = None) -> str:
+        """One row per op, then findings, then the summary. `width` (columns) fits it to a
+        terminal: the op table keeps type, output, kernel and verdicts (all columns are in
+        the wide layout and --json) and long text wraps; None: the wide layout, unwrapped."""
+        verdicts = [("VS680", lambda r: r.vs680), ("NNAPI", lambda r: "yes" if r.nnapi else "no")]
+        verdicts = [v for v in verdicts if self.target in (None, v[0].lower())]
+        if width is None:
+            head = ("#", "op", "inputs", "outputs", "weights", "quant", "kernel")
+            cells = [[str(r.index), r.type, " ".join(r.inputs), " ".join(r.outputs), r.weights,
+                      r.quantization, r.kernel] for r in self.rows]
+            wrap = None
+        else:
+            head = ("#", "op", "output", "kernel")
+            cells = [[str(r.index), r.type, " ".join(r.outputs), r.kernel] for r in self.rows]
+            wrap = 2
+        head += tuple(name for name, _ in verdicts) + ("verdict",)
+        for line, row in zip(cells, self.rows):
+            line += [get(row) for _, get in verdicts] + [row.verdict]
+        out = table_lines(head, cells, width, wrap)
         if self.findings:
             out.append("")
-            for f in self.findings:
-                where = f"op {f.op}: " if f.op is not None else ""
-                out.append(f"{f.severity.upper():7s} [{f.code}] {where}{f.message}")
+            out += [_wrap(f.text(), width, indent=8) for f in self.findings]
         out.append("")
-        out.append(self.summary())
+        if self.exported_for:
+            out.append(_wrap(exported_for_hint(self.exported_for, linted=False), width))
+        out.append(_wrap(self.summary(), width))
+        out += [_wrap(f"{t}: {c}", width, indent=2) for t, c in self.op_counts().items()]
         return "\n".join(out)
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": str(self.path), "ops": [r.to_dict() for r in self.rows],
                 "findings": [f.to_dict() for f in self.findings], "errors": self.errors,
-                "warnings": self.warnings, "notes": self.count(NOTE)}
+                "warnings": self.warnings, "notes": self.count(NOTE), "target": self.target,
+                "exported_for": self.exported_for, "op_counts": self.op_counts()}
+
+
+# ------------------------------------------------------------------ text layout
+
+
+def table_lines(head, rows: list[list[str]], width: int | None = None,
+                wrap: int | None = None) -> list[str]:
+    """Columns two spaces apart. With `width`, column `wrap` gets what the others leave (at
+    least its header's width) and its cells wrap onto more lines; None: no wrapping."""
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(head)]
+    if width is not None and wrap is not None:
+        rest = sum(w for i, w in enumerate(widths) if i != wrap) + 2 * (len(head) - 1)
+        widths[wrap] = max(len(head[wrap]), min(widths[wrap], width - rest))
+    out = []
+    for row in [list(head), *rows]:
+        cells = [textwrap.wrap(c, widths[i], break_on_hyphens=False) or [""]
+                 if i == wrap and width is not None else [c] for i, c in enumerate(row)]
+        for k in range(max(len(c) for c in cells)):
+            out.append("  ".join((c[k] if k < len(c) else "").ljust(widths[i])
+                                 for i, c in enumerate(cells)).rstrip())
+    return out
+
+
+def _wrap(text: str, width: int | None, indent: int = 0) -> str:
+    """`text` wrapped to `width` columns, continuation lines indented (None: as it is)."""
+    if width is None:
+        return text
+    return textwrap.fill(text, width, subsequent_indent=" " * indent, break_on_hyphens=False)
+
+
+def exported_for_hint(target: str, linted: bool) -> str:
+    """The line saying which target the file was exported for (from its provenance)."""
+    if linted:
+        return (f"exported for {target} (the file's provenance): linted for {target}; "
+                "--target vs680 or --target nnapi judges it for those")
+    return f"exported for {target}: run mai-sr lint --target {target}"
 
 
 # ------------------------------------------------------------------ checks
+
+# The commands findings point to. OUT and RUN stand for the user's output file and training
+# run (or --pretrained NAME, --model/--weights).
+EXPORT_COMMAND = "mai-sr export OUT.tflite --run RUN"
+INT8_EXPORT_COMMAND = f"{EXPORT_COMMAND} --precision int8"
 
 
 def _tensor_text(t) -> str:
@@ -221,8 +292,8 @@ def _op_findings(graph: TFLiteGraph, op, inherent: set[int],
     found: list[Finding] = []
     ins, outs = graph.op_inputs(op), graph.op_outputs(op)
 
-    def add(severity, code, message):
-        found.append(Finding(severity, code, message, op.index))
+    def add(severity, code, message, fix=None):
+        found.append(Finding(severity, code, message, op.index, fix))
 
     float_tensors = [t for t in ins + outs if t.is_float]
     if op.index in float_edges:
@@ -230,15 +301,16 @@ def _op_findings(graph: TFLiteGraph, op, inherent: set[int],
         role = "input" if t.index in graph.inputs else "output"
         add(WARNING, "float-io", f"{op.type} converts the float32 graph {role} '{t.name}' at "
                                  "the edge of an INT8 core: CPU work before/after the NPU "
-                                 "(one pass over the image); uint8 IO avoids it")
+                                 "(one pass over the image); uint8 IO avoids it",
+            fix=f"{EXPORT_COMMAND} (uint8 IO)")
     elif float_tensors:
         t = float_tensors[0]
         add(ERROR, "float-op", f"{op.type} computes in {t.dtype} (tensor '{t.name}'); "
-                               "the NPU runs INT8 only")
+                               "the NPU runs INT8 only", fix=INT8_EXPORT_COMMAND)
     for t in ins + outs:
         if t.dtype == "int16":
             add(ERROR, "int16", f"{op.type} tensor '{t.name}' is int16 (16x8 quantization is "
-                                "not supported)")
+                                "not supported)", fix=INT8_EXPORT_COMMAND)
             break
     unit = vs680_unit(graph, op)
     if unit is None:
@@ -251,7 +323,7 @@ def _op_findings(graph: TFLiteGraph, op, inherent: set[int],
     for t in ins + outs:
         if t.dtype in INT8_IO and not t.is_constant and not t.quantization.is_quantized:
             add(ERROR, "unquantized", f"{t.dtype} tensor '{t.name}' has no quantization "
-                                      "parameters")
+                                      "parameters", fix=INT8_EXPORT_COMMAND)
             break
 
     if op.type in CLIP_OPS and _after_d2s(graph, op):
@@ -303,10 +375,12 @@ def lint_graph(graph: TFLiteGraph) -> LintReport:
         if t.dtype not in INT8_IO and t.index not in edge_io:
             role = "input" if t.index in graph.inputs else "output"
             findings.append(Finding(ERROR, "io-dtype", f"graph {role} '{t.name}' is {t.dtype}; "
-                                                       "use uint8 (or int8) model IO"))
+                                                       "use uint8 (or int8) model IO",
+                                    fix=INT8_EXPORT_COMMAND))
     if graph.is_dynamic:
         findings.append(Finding(NOTE, "dynamic-shape", "dynamic input shape (fidelity model); "
-                                "NPU runtimes are measured on a fixed 1x360x640x3 export"))
+                                "NPU runtimes are measured on a fixed 1x360x640x3 export",
+                                fix=f"{EXPORT_COMMAND} (fixed shape: no --dynamic)"))
     inherent = _inherent_channels(graph)
     rows = []
     for op in graph.ops:
@@ -323,13 +397,10 @@ def lint_model(path) -> LintReport:
 
 
 # ------------------------------------------------------------------ per-target lint
-# `mai-sr lint --target T`. For the Ethos-U NPUs the verdict per op is Vela's own: the model
-# is compiled by Vela (mai_sr.device.vela) and every op it leaves on the CPU is an error with
-# Vela's reason; nothing here lists Ethos-U ops by hand.
-
-# Each Ethos-U target is judged on the configuration `export --target` quotes its figures for.
-ETHOS_U_LINT_NPU = {target: spec["accelerator"] for target, spec in EXPORT_TARGETS.items()}
-LINT_TARGETS = ("vs680", "nnapi", *ETHOS_U_LINT_NPU)
+# `mai-sr lint --target T`, T a row of mai_sr.tflite.targets. For the Ethos-U NPUs the verdict
+# per op is Vela's own: the model is compiled by Vela (mai_sr.device.vela) at the target's
+# quoted configuration and every op it leaves on the CPU is an error with Vela's reason;
+# nothing here lists Ethos-U ops by hand.
 
 
 @dataclass
@@ -338,28 +409,54 @@ class TargetLintReport:
 
     path: Path
     target: str
-    rows: list[dict]             # {"index", "type", "output", "unit", "reason"}
+    rows: list[dict]             # {"index", "type", "output", "unit", "reason", "fix"}
     tool: str                    # what decided the placement, e.g. "Vela 5.2.0, ethos-u85-2048"
+    vela_ops: tuple[int, int] | None = None  # (NPU, total) in Vela's own count (it fuses ops)
+    exported_for: str | None = None
 
     @property
     def cpu_ops(self) -> list[dict]:
         return [r for r in self.rows if r["unit"] != "NPU"]
 
-    def format_table(self) -> str:
-        width = max([len(r["type"]) for r in self.rows] + [2])
-        out = [f"{'#':>3}  {'op':<{width}}  unit  reason"]
-        out += [f"{r['index']:>3}  {r['type']:<{width}}  {r['unit']:<4}  {r['reason']}".rstrip()
-                for r in self.rows]
+    def op_counts(self) -> dict[str, str]:
+        """The op count of this target, in the file's TFLite ops (and Vela's own count)."""
         npu = len(self.rows) - len(self.cpu_ops)
+        text = f"{npu}/{len(self.rows)} TFLite ops on the NPU ({self.tool})"
+        if self.vela_ops is not None:
+            text += (f"; Vela's own count, after it fuses ops: {self.vela_ops[0]}/"
+                     f"{self.vela_ops[1]} (what bench --runner vela reports)")
+        return {self.target: text}
+
+    def format_table(self, width: int | None = None) -> str:
+        """One row per op (Vela's reason and the fix wrap to `width` columns; None: no
+        wrapping), then the verdict and the op count."""
+        cells = [[str(r["index"]), r["type"], r["unit"],
+                  r["reason"] + (f"; fix: {r['fix']}" if r.get("fix") else "")]
+                 for r in self.rows]
+        out = table_lines(("#", "op", "unit", "reason"), cells, width, wrap=3)
         verdict = "FAIL" if self.cpu_ops else "OK"
-        out += ["", f"{self.path}: {verdict}: {npu}/{len(self.rows)} ops on the {self.target} "
-                    f"NPU ({self.tool})"]
+        out.append("")
+        if self.exported_for:
+            out.append(_wrap(exported_for_hint(self.exported_for,
+                                               linted=self.exported_for == self.target), width))
+        out.append(_wrap(f"{self.path}: {verdict} on {self.target}", width))
+        out += [_wrap(f"{t}: {c}", width, indent=2) for t, c in self.op_counts().items()]
         return "\n".join(out)
 
     def to_dict(self) -> dict[str, Any]:
+        npu = len(self.rows) - len(self.cpu_ops)
         return {"model": str(self.path), "target": self.target, "tool": self.tool,
-                "ops": self.rows, "cpu_ops": len(self.cpu_ops),
-                "npu_ops": len(self.rows) - len(self.cpu_ops)}
+                "ops": self.rows, "cpu_ops": len(self.cpu_ops), "npu_ops": npu,
+                "op_counts": self.op_counts(), "exported_for": self.exported_for,
+                "vela_npu_ops": self.vela_ops[0] if self.vela_ops else None,
+                "vela_ops": self.vela_ops[1] if self.vela_ops else None}
+
+
+def _cpu_fix(op_type: str, target: str) -> str | None:
+    """The command that moves an op Vela left on the CPU onto the NPU, when there is one."""
+    if op_type == "DEPTH_TO_SPACE" and target in export_targets():
+        return f"{EXPORT_COMMAND} --target {target} (exact rewrite Vela places on the NPU)"
+    return None
 
 
 def lint_ethos_u(path, target: str) -> TargetLintReport:
@@ -369,11 +466,11 @@ def lint_ethos_u(path, target: str) -> TargetLintReport:
     ``ethosu`` extra (one-line error otherwise)."""
     from mai_sr.device.vela import compile_model, require_vela
 
-    if target not in ETHOS_U_LINT_NPU:
-        raise MaiSrError(f"--target: {target!r} is not one of {', '.join(LINT_TARGETS)}")
+    if not judged_by_vela(check_target(target, lint_targets())):
+        raise MaiSrError(f"--target: {target} is not an Ethos-U target (Vela does not judge it)")
     version = require_vela()
     graph = read_graph(path)
-    npu = ETHOS_U_LINT_NPU[target]
+    npu = quoted_config(target)
     out = compile_model(path, npu)
     by_output: dict[str, dict] = {c["name"]: c for c in out.cpu_fallback}
     rows = []
@@ -382,27 +479,61 @@ def lint_ethos_u(path, target: str) -> TargetLintReport:
         hit = next((by_output[n] for n in names if n in by_output), None)
         rows.append({"index": op.index, "type": op.type, "output": names[0] if names else "",
                      "unit": "CPU" if hit else "NPU",
-                     "reason": f"Vela: {hit['reason']}" if hit else ""})
+                     "reason": f"Vela: {hit['reason']}" if hit else "",
+                     "fix": _cpu_fix(op.type, target) if hit else None})
     placed = sum(r["unit"] == "CPU" for r in rows)
     if placed != len(out.cpu_fallback):  # a CPU op whose name matched no tensor: say so
         missing = [c for c in out.cpu_fallback
                    if not any(r["output"] == c["name"] for r in rows)]
         for c in missing:
             rows.append({"index": -1, "type": c["op"], "output": c["name"], "unit": "CPU",
-                         "reason": f"Vela: {c['reason']} (tensor not found in the graph)"})
+                         "reason": f"Vela: {c['reason']} (tensor not found in the graph)",
+                         "fix": None})
     return TargetLintReport(path=Path(path), target=target, rows=rows,
-                            tool=f"Vela {version}, {npu}")
+                            tool=f"Vela {version}, {npu}",
+                            vela_ops=(out.npu_ops, out.npu_ops + out.cpu_ops))
 
 
 def lint_for_target(path, target: str):
     """`mai-sr lint --target`: a TargetLintReport (Ethos-U, from Vela) or, for vs680/nnapi,
     the LintReport restricted to that target's op-support findings."""
-    if target in ETHOS_U_LINT_NPU:
+    if judged_by_vela(check_target(target, lint_targets())):
         return lint_ethos_u(path, target)
-    if target not in LINT_TARGETS:
-        raise MaiSrError(f"--target: {target!r} is not one of {', '.join(LINT_TARGETS)}")
     report = lint_model(path)
-    other = "unsupported-nnapi" if target == "vs680" else "unsupported-vs680"
+    report.target = target
+    other = {"vs680": "unsupported-nnapi", "nnapi": "unsupported-vs680"}.get(target)
     report.findings = [f for f in report.findings if f.code != other]
     return report
 
+
+def exported_target(path) -> str | None:
+    """The target `path` was exported for (``export --target``), from the provenance embedded
+    in the file or, failing that, its sidecar; None when neither names one."""
+    from mai_sr.tflite.artifacts import read_metadata, read_sidecar
+
+    for read in (read_metadata, read_sidecar):
+        try:
+            record = read(path) or {}
+        except MaiSrError:  # a sidecar of another export: its target is not this file's
+            continue
+        target = record.get("target")
+        name = target.get("target") if isinstance(target, dict) else None
+        if isinstance(name, str):
+            return name
+    return None
+
+
+def lint_file(path, target: str | None = None):
+    """`mai-sr lint [--target T]`: with no `target`, a file exported for a target is linted
+    for it (when Vela, which judges the Ethos-U targets, is installed; otherwise the report
+    says which target to ask for); else :func:`lint_model`. The report's `exported_for`
+    records the provenance's target."""
+    exported = exported_target(path)
+    if target is None and exported in lint_targets():
+        from mai_sr.device.vela import vela_version
+
+        if not judged_by_vela(exported) or vela_version() is not None:
+            target = exported
+    report = lint_model(path) if target is None else lint_for_target(path, target)
+    report.exported_for = exported
+    return report

@@ -1,5 +1,6 @@
 """`mai-sr` command line: subcommands, help without TensorFlow, one-line errors with exit 2."""
 
+import argparse
 import json
 import shutil
 import subprocess
@@ -172,3 +173,57 @@ def test_csv_to_a_closed_stdout_is_one_line(shared_data):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip() == ("mai-sr eval: error: --csv -: standard output is closed; "
                                    "give --csv FILE")
+
+
+def _choice_actions(parser, path=()):
+    """(subcommand path, option, action) of every argparse action with choices."""
+    parser.format_help()  # completes options added later (bench's runner options)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _choice_actions(sub, (*path, name))
+        elif action.choices is not None:
+            yield " ".join(path), action.option_strings[0] if action.option_strings \
+                else action.dest, action
+
+
+def test_every_choice_list_is_its_library_constant():
+    """Each argparse choice list equals the library constant it stands for (none is a copy
+    that could drift), and every choice list of the CLI is listed here."""
+    from mai_sr.device import RUNNERS
+    from mai_sr.device.adb import DELEGATES, QNN_BACKENDS, QNN_PERFORMANCE_MODES
+    from mai_sr.export import PRECISIONS
+    from mai_sr.imageio import FORMATS
+    from mai_sr.importer.core import CHANNEL_ORDER_CHOICES, INPUT_RANGE_CHOICES
+    from mai_sr.pretrained import available
+    from mai_sr.registry import SCALES, list_models
+    from mai_sr.tflite.targets import export_targets, lint_targets, vela_configs
+    from mai_sr.train.config import DISTRIBUTE, LOSSES, SCHEDULES
+
+    constants = {
+        ("train", "--model"): list_models(), ("train", "--scale"): SCALES,
+        ("train", "--schedule"): SCHEDULES, ("train", "--loss"): LOSSES,
+        ("train", "--distribute"): DISTRIBUTE,
+        ("export", "--pretrained"): available(), ("export", "--model"): list_models(),
+        ("export", "--scale"): SCALES, ("export", "--precision"): PRECISIONS,
+        ("export", "--target"): export_targets(),
+        ("eval", "--pretrained"): available(),
+        ("bench", "--pretrained"): available(), ("bench", "--runner"): tuple(RUNNERS),
+        ("bench", "--npu"): vela_configs(), ("bench", "--delegate"): DELEGATES,
+        ("bench", "--qnn-backend"): QNN_BACKENDS,
+        ("bench", "--qnn-performance-mode"): tuple(QNN_PERFORMANCE_MODES),
+        ("push", "--pretrained"): available(),
+        ("lint", "--target"): lint_targets(),
+        ("profile", "--model"): list_models(), ("profile", "--scale"): SCALES,
+        ("score", "--scale"): SCALES,
+        ("upscale", "--pretrained"): available(), ("upscale", "--format"): tuple(FORMATS),
+        ("import", "--model"): list_models(),
+        ("import", "--channel-order"): CHANNEL_ORDER_CHOICES,
+        ("import", "--input-range"): INPUT_RANGE_CHOICES,
+    }
+    found = {(cmd, option): tuple(action.choices)
+             for cmd, option, action in _choice_actions(build_parser())
+             if cmd}  # the top level's only choice list is the subcommands themselves
+    assert set(found) == set(constants)
+    for key, constant in constants.items():
+        assert found[key] == tuple(constant), key

@@ -122,11 +122,13 @@ def test_unsupported_shape_ops_are_errors(models):
 
 
 def test_lint_cli_outputs(models, capsys):
-    assert main(["lint", str(models["clip_after"]), "--strict"]) == 1
+    assert main(["lint", str(models["clip_after"]), "--strict", "--wide"]) == 1
     text = capsys.readouterr().out
     assert "DEPTH_TO_SPACE" in text and "clip-after-d2s" in text
-    assert text.strip().splitlines()[-1].endswith(
-        "WARN: 9 ops, 0 error(s), 2 warning(s), 1 note(s) (VS680 units: NN 4, PPU 1, TP 4)")
+    assert text.strip().splitlines()[-3:] == [
+        f"{models['clip_after']}: WARN: 0 error(s), 2 warning(s), 1 note(s)",
+        "vs680: 9/9 TFLite ops on the NPU (units: NN 4, PPU 1, TP 4)",
+        "nnapi: 9/9 TFLite ops accepted by the delegate"]
     assert main(["lint", str(models["float"]), "--json"]) == 2
     data = json.loads(capsys.readouterr().out)
     assert data["exit_code"] == 2 and data["errors"] == len(
@@ -162,3 +164,53 @@ def test_lint_does_not_import_tensorflow(models):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert "RC 0 HEAVY []" in proc.stdout, proc.stdout + proc.stderr
+
+
+# ------------------------------------------------------------------ layout, counts, fixes
+
+
+@pytest.mark.parametrize("kind", ["float", "clip_after", "k5_resize", "dynamic_resize"])
+def test_lint_fits_80_columns_and_wide_keeps_every_column(models, kind):
+    """With COLUMNS=80 no line is wider than 80 and no word of a finding is lost; --wide is
+    the full layout (inputs, weights, quantization), unwrapped."""
+    import os
+
+    env = {**os.environ, "COLUMNS": "80"}
+    narrow = subprocess.run([sys.executable, "-m", "mai_sr", "lint", str(models[kind])],
+                            capture_output=True, text=True, timeout=120, env=env)
+    wide = subprocess.run([sys.executable, "-m", "mai_sr", "lint", str(models[kind]), "--wide"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert narrow.returncode == wide.returncode == lint_exit_code(lint_model(models[kind]))
+    assert max(len(line) for line in narrow.stdout.splitlines()) <= 80
+    assert max(len(line) for line in wide.stdout.splitlines()) > 80
+    assert wide.stdout.splitlines()[0].split()[:7] == ["#", "op", "inputs", "outputs", "weights",
+                                                       "quant", "kernel"]
+    for finding in lint_model(models[kind]).findings:  # wrapped, not cut
+        assert " ".join(finding.message.split()) in " ".join(narrow.stdout.split())
+
+
+def test_findings_with_a_fix_name_the_command(models):
+    report = lint_model(models["float"])
+    fixes = {f.code: f.fix for f in report.findings}
+    assert "mai-sr export" in fixes["float-op"] and "--precision int8" in fixes["float-op"]
+    assert "mai-sr export" in fixes["io-dtype"]
+    clip = lint_model(models["clip_after"])
+    assert [f.fix for f in clip.findings if f.code == "clip-after-d2s"] == [None, None]
+    assert json.loads(json.dumps(report.to_dict()))["findings"][0]["fix"] == report.findings[0].fix
+
+
+def test_one_op_count_per_target_in_tflite_ops(models):
+    from mai_sr.lint import lint_for_target
+
+    report = lint_model(models["dynamic_resize"])
+    both, n = report.op_counts(), len(report.rows)
+    assert set(both) == {"vs680", "nnapi"}
+    off = {code: len({f.op for f in report.findings if f.code == code})
+           for code in ("unsupported-vs680", "unsupported-nnapi")}
+    assert off["unsupported-vs680"] >= 1  # SHAPE and its int32 arithmetic run on the host
+    assert both["vs680"].startswith(f"{n - off['unsupported-vs680']}/{n} TFLite ops on the NPU")
+    assert both["nnapi"].startswith(f"{n - off['unsupported-nnapi']}/{n} TFLite ops")
+    only = lint_for_target(models["dynamic_resize"], "nnapi")
+    assert set(only.op_counts()) == {"nnapi"}
+    assert "unsupported-vs680" not in {f.code for f in only.findings}
+    assert "VS680" not in only.format_table(80).splitlines()[0]

@@ -2,6 +2,7 @@
 same files (an independent parser) and against hand-counted MACs."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -140,3 +141,65 @@ def test_bad_files_give_one_line_errors(models, tmp_path):
         cut.write_bytes(data[: math.floor(len(data) * fraction)])
         _one_line_error(cut, "truncated or corrupt")
     _one_line_error(tmp_path / "missing.tflite", "no such file")
+
+
+# ------------------------------------------------------------------ op codes
+
+
+def _zero_deprecated_codes(data: bytes) -> tuple[bytes, int]:
+    """`data` with every OperatorCode's `deprecated_builtin_code` set to 0 in place, the op
+    left in `builtin_code` only: how Google's AI Edge Quantizer writes its files. Returns the
+    bytes and how many codes held the op in both fields."""
+    import flatbuffers
+    import tflite
+
+    out = bytearray(data)
+    model = tflite.Model.GetRootAs(out, 0)
+    zeroed = 0
+    for i in range(model.OperatorCodesLength()):
+        table = model.OperatorCodes(i)._tab
+        deprecated, builtin = table.Offset(4), table.Offset(10)
+        if deprecated and builtin:
+            assert table.Get(flatbuffers.number_types.Int32Flags, builtin + table.Pos) > 0
+            flatbuffers.encode.Write(flatbuffers.packer.int8, out, deprecated + table.Pos, 0)
+            zeroed += 1
+    return bytes(out), zeroed
+
+
+def test_op_names_when_deprecated_builtin_code_is_zero(tmp_path, capsys):
+    """A shipped model rewritten as the AI Edge Quantizer writes op codes: LiteRT (which
+    reads the larger of the two fields, as the schema says) still runs it to the same
+    output, and the reader and `mai-sr lint` name every op as LiteRT does."""
+    from mai_sr.cli import main
+
+    original = Path(__file__).resolve().parents[1] / "mai_sr" / "pretrained" / "ncnet.tflite"
+    data, zeroed = _zero_deprecated_codes(original.read_bytes())
+    assert zeroed >= 4  # QUANTIZE, CONV_2D, DEPTH_TO_SPACE, MINIMUM...; ADD (0) has neither
+    patched = tmp_path / "ai_edge_style.tflite"
+    patched.write_bytes(data)
+    import tflite
+
+    codes = tflite.Model.GetRootAs(data, 0)
+    assert all(codes.OperatorCodes(i).DeprecatedBuiltinCode() == 0
+               for i in range(codes.OperatorCodesLength()))
+
+    interp = Interpreter(model_path=str(patched))
+    litert_ops = [d["op_name"] for d in interp._get_ops_details()]
+    assert [op.type for op in read_graph(patched).ops] == litert_ops
+    assert [op.type for op in read_graph(original).ops] == litert_ops
+    assert {"QUANTIZE", "CONV_2D", "DEPTH_TO_SPACE"} <= set(litert_ops)
+
+    lr = np.random.default_rng(3).integers(0, 256, (1, 360, 640, 3), dtype=np.uint8)
+    outputs = []
+    for path in (original, patched):
+        it = Interpreter(model_path=str(path))
+        it.allocate_tensors()
+        it.set_tensor(it.get_input_details()[0]["index"], lr)
+        it.invoke()
+        outputs.append(it.get_tensor(it.get_output_details()[0]["index"]))
+    assert np.array_equal(*outputs)
+
+    assert main(["lint", str(patched), "--wide"]) == 0
+    rows = [line.split()[:2] for line in capsys.readouterr().out.splitlines()[1:]
+            if line[:1].isdigit()]
+    assert [name for _, name in rows] == litert_ops

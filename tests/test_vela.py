@@ -218,7 +218,7 @@ def test_bench_vela_errors_are_one_line(small_model, tmp_path, monkeypatch):
 # ------------------------------------------------------------------ export --target
 
 
-def test_export_target_records_rewrite_and_matches_default(tmp_path):
+def test_export_target_records_rewrite_and_matches_default(tmp_path, monkeypatch):
     """The CLI path: a shipped model exported at an odd size, with and without --target."""
     from mai_sr.export.convert import export
     from mai_sr.tflite.artifacts import read_metadata, read_sidecar
@@ -232,6 +232,31 @@ def test_export_target_records_rewrite_and_matches_default(tmp_path):
     assert "target" not in read_sidecar(plain)
     for name, lr in _inputs(45, 61).items():
         assert np.array_equal(_litert(plain.read_bytes(), lr), _litert(target.read_bytes(), lr))
+    _check_lint_of_exports(plain, target, monkeypatch)
+
+
+def _check_lint_of_exports(plain: Path, target: Path, monkeypatch) -> None:
+    """lint of a file exported for ethos-u65 judges it for ethos-u65 by default (its
+    provenance says so); without Vela it names the command instead; a plain file is linted
+    for the VS680 and NNAPI as before."""
+    from mai_sr.cli import lint_exit_code
+    from mai_sr.device import vela
+    from mai_sr.lint import LintReport, TargetLintReport, lint_file
+
+    report = lint_file(target)
+    assert isinstance(report, TargetLintReport) and report.target == "ethos-u65"
+    assert report.exported_for == "ethos-u65" and report.cpu_ops == []
+    assert lint_exit_code(report) == 0
+    assert "exported for ethos-u65 (the file's provenance): linted for ethos-u65" in \
+        " ".join(report.format_table(80).split())
+    assert lint_file(target, "vs680").target == "vs680"
+    plain_report = lint_file(plain)
+    assert isinstance(plain_report, LintReport) and plain_report.exported_for is None
+    monkeypatch.setattr(vela, "vela_version", lambda: None)
+    without_vela = lint_file(target)
+    assert isinstance(without_vela, LintReport) and without_vela.exported_for == "ethos-u65"
+    assert "exported for ethos-u65: run mai-sr lint --target ethos-u65" in \
+        without_vela.format_table(80)
 
 
 def test_export_target_refuses_float_and_dynamic(tmp_path):
@@ -259,3 +284,124 @@ def test_model_card_carries_velas_estimate(small_model):
     assert 0 < vela["npu_op_percent"] < 100
     assert card["score"]["runner"] is None
     assert build_model_card("small", tflite=small_model)["vela"] is None
+
+
+# ------------------------------------------------------------------ Vela: bounds
+
+
+@pytest.mark.parametrize("env,value,limit", [("MAI_SR_VELA_TIMEOUT", "0.01", "time limit (0.01 s"),
+                                             ("MAI_SR_VELA_MEMORY_GB", "0.05",
+                                              "memory limit (0.05 GB")])
+def test_vela_stops_at_its_limits_with_one_line(env, value, limit, monkeypatch, tmp_path):
+    """Tiny limits, so the real Vela meets them at once: bench and lint --target each stop
+    with exit 2 and one line naming the limit (and the variable that raises it)."""
+    from mai_sr.device.vela import compile_model
+    from mai_sr.errors import MaiSrError
+
+    monkeypatch.setenv(env, value)
+    with pytest.raises(MaiSrError) as stopped:
+        compile_model(PRETRAINED / "abpn.tflite", "ethos-u55-256")
+    assert limit in str(stopped.value) and env in str(stopped.value)
+    for argv in (["bench", "--pretrained", "abpn", "--runner", "vela"],
+                 ["lint", str(PRETRAINED / "abpn.tflite"), "--target", "ethos-u85"]):
+        run = subprocess.run([sys.executable, "-m", "mai_sr", *argv], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120,
+                             env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", env: value})
+        assert run.returncode == 2 and run.stdout == ""
+        assert run.stderr.count("\n") == 1 and limit in run.stderr, run.stderr
+
+
+def test_vela_limits_default_and_bad_values(monkeypatch):
+    from mai_sr.device import vela
+    from mai_sr.errors import MaiSrError
+
+    monkeypatch.delenv("MAI_SR_VELA_TIMEOUT", raising=False)
+    monkeypatch.delenv("MAI_SR_VELA_MEMORY_GB", raising=False)
+    assert vela.vela_limits() == (vela.VELA_TIMEOUT_S, vela.VELA_MEMORY_BYTES)
+    monkeypatch.setenv("MAI_SR_VELA_MEMORY_GB", "1.5")
+    assert vela.vela_limits()[1] == int(1.5 * 2**30)
+    for bad in ("abc", "0", "-3", "inf"):
+        monkeypatch.setenv("MAI_SR_VELA_TIMEOUT", bad)
+        with pytest.raises(MaiSrError, match="MAI_SR_VELA_TIMEOUT"):
+            vela.vela_limits()
+
+
+def test_default_limits_leave_room_for_a_shipped_model():
+    """A shipped model compiles within a tenth of both default limits (measured in a fresh
+    process, whose only child is Vela)."""
+    from mai_sr.device import vela
+
+    code = ("import resource, time; from mai_sr.device.vela import compile_model; "
+            "start = time.monotonic(); "
+            f"compile_model({str(PRETRAINED / 'xcat.tflite')!r}, 'ethos-u55-256'); "
+            "print(time.monotonic() - start, "
+            "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    seconds, peak_kb = (float(v) for v in run.stdout.split())
+    assert seconds < vela.VELA_TIMEOUT_S / 10
+    assert 0 < peak_kb * 1024 < vela.VELA_MEMORY_BYTES / 10
+
+
+# ------------------------------------------------------------------ Vela: dynamic shapes
+
+
+def test_bench_vela_times_a_dynamic_file_at_its_timing_input(tmp_path):
+    """The dynamic twin of a shipped model gets the estimate of its fixed 360x640 file (the
+    same network converted at the timing input), with a note saying so."""
+    from mai_sr.device import get_runner
+
+    runner = get_runner("vela", npu="ethos-u85-256")
+    fixed = runner.bench(PRETRAINED / "ncnet.tflite")
+    dynamic = runner.bench(PRETRAINED / "ncnet_none.tflite")
+    assert dynamic.avg_ms > 1
+    assert dynamic.delegate["cycles_total"] == fixed.delegate["cycles_total"]
+    assert dynamic.avg_ms == pytest.approx(fixed.avg_ms)
+    assert any("dynamic input shape: estimated at its scale's timing input 1x360x640x3" in n
+               for n in dynamic.notes)
+    assert not any("dynamic" in n for n in fixed.notes)
+    run = subprocess.run([sys.executable, "-m", "mai_sr", "bench", "--runner", "vela",
+                          str(PRETRAINED / "ncnet_none.tflite")], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert run.returncode == 0, run.stderr
+    assert "timing input 1x360x640x3" in run.stdout and "0.00 ms" not in run.stdout
+
+
+@pytest.mark.tf
+def test_dynamic_file_whose_shapes_cannot_be_fixed_is_refused(tmp_path):
+    """A dynamic graph that computes a resize size at run time (SHAPE, int32 arithmetic):
+    one line, never a 0.00 ms estimate."""
+    from mai_sr.device.vela import compile_model
+    from mai_sr.errors import MaiSrError
+
+    path = build_sr_tflite(tmp_path / "dyn_resize.tflite", shape=None, resize=True)
+    with pytest.raises(MaiSrError, match="dynamic input shape and .*SHAPE.*fixed-shape") as no:
+        compile_model(path, "ethos-u65-256")
+    assert "\n" not in str(no.value)
+
+
+# ------------------------------------------------------------------ lint: op counts, fixes
+
+
+def test_lint_target_counts_tflite_ops_and_velas_own(small_model):
+    """lint --target counts the file's TFLite ops and states Vela's own count, which is the
+    count bench --runner vela reports for the same configuration."""
+    from mai_sr.device import get_runner
+    from mai_sr.lint import lint_for_target
+    from mai_sr.tflite.graph import read_graph
+
+    report = lint_for_target(small_model, "ethos-u65")
+    bench = get_runner("vela", npu="ethos-u65-512").bench(small_model)
+    n = len(read_graph(small_model).ops)
+    assert len(report.rows) == n
+    assert report.vela_ops == (bench.delegate["delegated_nodes"], bench.delegate["total_nodes"])
+    text = report.format_table(80)
+    assert f"{n - 1}/{n} TFLite ops on the NPU" in text
+    assert f"Vela's own count, after it fuses ops: {report.vela_ops[0]}/{report.vela_ops[1]}" \
+        in " ".join(text.split())
+    assert max(len(line) for line in text.splitlines()) <= 80
+    d2s = report.cpu_ops[0]
+    assert d2s["type"] == "DEPTH_TO_SPACE"
+    assert "mai-sr export" in d2s["fix"] and "--target ethos-u65" in d2s["fix"]

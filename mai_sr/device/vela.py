@@ -27,6 +27,9 @@ import csv
 import importlib.util
 import os
 import re
+import resource
+import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -36,15 +39,12 @@ from pathlib import Path
 from mai_sr.device.base import check_model_file
 from mai_sr.errors import MaiSrError
 from mai_sr.results import BenchResult
+from mai_sr.tflite.graph import ELEMENTWISE_OPS, POOL_OPS, read_graph
+from mai_sr.tflite.targets import VELA_BENCH_DEFAULT, check_vela_config, vela_configs
 
-# `vela --accelerator-config` choices (Vela 5.2 `vela --help`).
-NPUS = ("ethos-u55-32", "ethos-u55-64", "ethos-u55-128", "ethos-u55-256", "ethos-u65-256",
-        "ethos-u65-512", "ethos-u85-128", "ethos-u85-256", "ethos-u85-512", "ethos-u85-1024",
-        "ethos-u85-2048")
-# The Ethos-U65 with 256 MACs/cycle is the NPU of NXP's i.MX 93, the application-class SoC
-# (Linux, display pipeline) closest to the challenge's phone/TV-box setting among Ethos-U
-# parts; U55s sit in microcontrollers and U85 parts were not shipping in SoCs at Vela 5.2.
-DEFAULT_NPU = "ethos-u65-256"
+# The Ethos-U configurations Vela compiles for, and the one `bench` uses by default, are rows
+# of the one NPU table (mai_sr.tflite.targets), read when needed.
+DEFAULT_NPU = VELA_BENCH_DEFAULT
 INSTALL_HINT = "pip install 'mai-sr[ethosu]'"
 
 _OPS_LINE = re.compile(r"^(CPU|NPU) operators = (\d+)")
@@ -61,6 +61,8 @@ class VelaOutput:
     cpu_ops: int
     cpu_fallback: list[dict]     # {"op", "name", "reason"} per op Vela put on the CPU
     stdout: str
+    tflite_ops: int = 0          # ops of the .tflite file (Vela's own count fuses some)
+    input_shape: tuple[int, ...] | None = None  # set when a dynamic file was fixed to it
 
 
 def vela_version() -> str | None:
@@ -88,27 +90,84 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "no output"
 
 
-def run_vela(args: list[str], cwd: str | os.PathLike) -> str:
-    """Run Vela (this interpreter's `ethosu.vela`) in `cwd`; its stdout, or a one-line
-    MaiSrError quoting Vela's last line when it fails."""
+# Vela's bounds. Vela compiles the shipped 360x640 models in under 2 s with under 50 MB
+# resident (and runs in a 200 MB address space) on this 2-core, 23 GB machine; a crafted
+# file once kept it busy for over 280 s at 7.8 GB. The defaults leave 60x the time and 20x
+# the address space of a shipped model, and stay well inside the machine's memory.
+VELA_TIMEOUT_S = 120.0
+VELA_MEMORY_BYTES = 4 * 2**30
+TIMEOUT_ENV, MEMORY_ENV = "MAI_SR_VELA_TIMEOUT", "MAI_SR_VELA_MEMORY_GB"
+# What a process that hit RLIMIT_AS says on its way out (Python, the dynamic loader, OpenBLAS,
+# C++): Vela has no error of its own for it.
+_OUT_OF_MEMORY = ("MemoryError", "failed to map segment", "Memory allocation",
+                  "Cannot allocate memory", "bad_alloc", "out of memory")
+
+
+def vela_limits() -> tuple[float, int]:
+    """(seconds, address-space bytes) Vela may use: the defaults above, or the environment's
+    ``MAI_SR_VELA_TIMEOUT`` (seconds) and ``MAI_SR_VELA_MEMORY_GB``."""
+    limits = []
+    for env, default, unit in ((TIMEOUT_ENV, VELA_TIMEOUT_S, 1), (MEMORY_ENV, VELA_MEMORY_BYTES,
+                                                                  2**30)):
+        text = os.environ.get(env)
+        if text is None:
+            limits.append(default)
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not 0 < value < float("inf"):
+            raise MaiSrError(f"{env}={text!r}: expected a number > 0")
+        limits.append(value * unit)
+    return limits[0], int(limits[1])
+
+
+def _limit_address_space(limit: int):
+    """preexec_fn for the Vela process: cap its address space at `limit` bytes."""
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    return apply
+
+
+def run_vela(args: list[str], cwd: str | os.PathLike, timeout_s: float | None = None,
+             memory_bytes: int | None = None) -> str:
+    """Run Vela (this interpreter's `ethosu.vela`) in `cwd`, bounded in time and address
+    space (:func:`vela_limits` unless given); its stdout, or a one-line MaiSrError quoting
+    Vela's last line when it fails, or naming the limit it hit."""
     require_vela()
-    proc = subprocess.run([sys.executable, "-m", "ethosu.vela", *args], cwd=cwd,
-                          capture_output=True, text=True)
+    default_s, default_bytes = vela_limits()
+    timeout_s = default_s if timeout_s is None else timeout_s
+    memory_bytes = default_bytes if memory_bytes is None else memory_bytes
+    try:
+        proc = subprocess.run([sys.executable, "-m", "ethosu.vela", *args], cwd=cwd,
+                              capture_output=True, text=True, timeout=timeout_s,
+                              preexec_fn=_limit_address_space(memory_bytes))
+    except subprocess.TimeoutExpired:
+        raise MaiSrError(f"vela stopped at its time limit ({timeout_s:g} s; set {TIMEOUT_ENV} "
+                         "to allow more)") from None
     if proc.returncode != 0:
+        said = proc.stderr + proc.stdout
+        limit = f"{memory_bytes / 2**30:.3g} GB of address space; set {MEMORY_ENV} to allow more"
+        if any(sign in said for sign in _OUT_OF_MEMORY):
+            raise MaiSrError(f"vela stopped at its memory limit ({limit})")
+        if proc.returncode < 0:  # a C extension that met the limit may crash instead
+            raise MaiSrError(f"vela was killed by {signal.Signals(-proc.returncode).name} "
+                             f"(its memory limit: {limit})")
         raise MaiSrError(f"vela failed: {_last_line(proc.stderr or proc.stdout)}")
     return proc.stdout
 
 
-def refuse_float(path: Path) -> None:
-    """A clear refusal for float models: Vela passes float ops to the CPU untouched."""
-    from mai_sr.tflite.graph import read_graph
-
+def refuse_float(path: Path):
+    """The model's graph; a clear refusal for float models: Vela passes float ops to the CPU
+    untouched."""
     graph = read_graph(path)
     floats = [t for t in graph.tensors if t.is_float]
     if floats:
         raise MaiSrError(f"{path}: a float model (tensor '{floats[0].name}' is "
                          f"{floats[0].dtype}); Ethos-U NPUs run INT8 models only - export "
                          "with --precision int8")
+    return graph
 
 
 def _parse_stdout(stdout: str) -> tuple[int, int, list[dict]]:
@@ -128,22 +187,73 @@ def _parse_stdout(stdout: str) -> tuple[int, int, list[dict]]:
     return counts["NPU"], counts["CPU"], fallback
 
 
+# Ops whose output shape mai_sr.tflite.graph derives from the input size: a dynamic-shape
+# file made of them alone can be given concrete shapes exactly (Vela compiles fixed shapes).
+_SHAPE_DERIVED = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH",
+                            "CONCATENATION"} | POOL_OPS | ELEMENTWISE_OPS)
+
+
+def fixed_shape_copy(path: Path, graph) -> tuple[bytes, tuple[int, ...]]:
+    """The bytes of dynamic-shape `path` with every tensor's shape (and shape signature) set
+    to what it is at the scale's timing input (:func:`mai_sr.challenge.graph_timing_input`,
+    360x640 at x3), as the SyNAP simulator times such files; and that input shape.
+
+    The shapes are written in place: each is an int32 vector of the same rank. A graph with
+    an op whose output shape cannot be derived from the input size is refused in one line."""
+    import tflite
+
+    from mai_sr.challenge import graph_timing_input
+
+    odd = sorted({op.type for op in graph.ops if op.type not in _SHAPE_DERIVED})
+    if odd:
+        raise MaiSrError(f"{path}: dynamic input shape and {', '.join(odd)}, whose output "
+                         "shape Vela would need fixed; bench the fixed-shape export (mai-sr "
+                         "export without --dynamic)")
+    hw = graph_timing_input(graph)
+    shapes = graph.shapes(hw)
+    data = bytearray(path.read_bytes())
+    sub = tflite.Model.GetRootAs(data, 0).Subgraphs(0)
+    written: dict[int, tuple[int, ...]] = {}
+    for i in range(sub.TensorsLength()):
+        tensor = sub.Tensors(i)
+        for field in (4, 18):  # Tensor.shape, Tensor.shape_signature (TFLite schema)
+            at = tensor._tab.Offset(field)
+            if not at:
+                continue
+            start, rank = tensor._tab.Vector(at), tensor._tab.VectorLen(at)
+            shape = tuple(int(d) for d in shapes[i])
+            if rank != len(shape) or written.get(start, shape) != shape:
+                raise MaiSrError(f"{path}: cannot fix the shape of tensor "
+                                 f"'{graph.tensors[i].name}' for Vela; bench the fixed-shape "
+                                 "export (mai-sr export without --dynamic)")
+            struct.pack_into(f"<{rank}i", data, start, *shape)
+            written[start] = shape
+    return bytes(data), (1, *hw, graph.input_tensors[0].shape[-1])
+
+
 def compile_model(model_path, npu: str = DEFAULT_NPU, system_config: str | None = None,
                   memory_mode: str | None = None, extra_args: list[str] | None = None
                   ) -> VelaOutput:
-    """Compile `model_path` with Vela for `npu` in a temporary folder and read its CSVs."""
-    if npu not in NPUS:
-        raise MaiSrError(f"--npu: {npu!r} is not one of {', '.join(NPUS)}")
+    """Compile `model_path` with Vela for `npu` in a temporary folder and read its CSVs.
+
+    A dynamic-shape file is compiled at its scale's timing input (:func:`fixed_shape_copy`);
+    :attr:`VelaOutput.input_shape` says so. Vela runs within :func:`vela_limits`."""
+    check_vela_config(npu)
     path = check_model_file(model_path).resolve()
     require_vela()
-    refuse_float(path)
-    args = [str(path), "--accelerator-config", npu, "--output-dir", "out",
-            "--verbose-performance", *(extra_args or [])]
-    if system_config:
-        args += ["--system-config", system_config]
-    if memory_mode:
-        args += ["--memory-mode", memory_mode]
+    graph = refuse_float(path)
     with tempfile.TemporaryDirectory(prefix="mai_sr_vela_") as tmp:
+        compiled, input_shape = path, None
+        if graph.is_dynamic:
+            data, input_shape = fixed_shape_copy(path, graph)
+            compiled = Path(tmp) / path.name
+            compiled.write_bytes(data)
+        args = [str(compiled), "--accelerator-config", npu, "--output-dir", "out",
+                "--verbose-performance", *(extra_args or [])]
+        if system_config:
+            args += ["--system-config", system_config]
+        if memory_mode:
+            args += ["--memory-mode", memory_mode]
         stdout = run_vela(args, tmp)
         out = Path(tmp) / "out"
         summaries = sorted(out.glob(f"{path.stem}_summary_*.csv"))
@@ -157,7 +267,8 @@ def compile_model(model_path, npu: str = DEFAULT_NPU, system_config: str | None 
             layers = list(csv.DictReader(f))
     npu_ops, cpu_ops, fallback = _parse_stdout(stdout)
     return VelaOutput(summary=summary, layers=layers, npu_ops=npu_ops, cpu_ops=cpu_ops,
-                      cpu_fallback=fallback, stdout=stdout)
+                      cpu_fallback=fallback, stdout=stdout, tflite_ops=len(graph.ops),
+                      input_shape=input_shape)
 
 
 def _layer_row(row: dict, clock_hz: float) -> dict:
@@ -182,6 +293,11 @@ def to_bench_result(model: Path, npu: str, out: VelaOutput, version: str) -> Ben
     cycles_total = int(float(s["cycles_total"]))
     notes = [f"estimated by Vela {version} (not measured): {s['accelerator_configuration']}, "
              f"system config {s['system_config']}, memory mode {s['memory_mode']}"]
+    notes.append(f"op counts are Vela's: {total} ops after it fuses some; the file has "
+                 f"{out.tflite_ops} TFLite ops (the ones lint --target counts)")
+    if out.input_shape is not None:
+        notes.append("dynamic input shape: estimated at its scale's timing input "
+                     f"{'x'.join(map(str, out.input_shape))}")
     if out.cpu_ops:
         named = ", ".join(f"{c['op']} '{c['name']}'" for c in out.cpu_fallback) \
             or f"{out.cpu_ops} op(s)"
@@ -211,15 +327,17 @@ class VelaRunner:
 
     def __init__(self, npu: str = DEFAULT_NPU, system_config: str | None = None,
                  memory_mode: str | None = None):
-        if npu not in NPUS:
-            raise MaiSrError(f"--npu: {npu!r} is not one of {', '.join(NPUS)}")
+        check_vela_config(npu)
         self.npu, self.system_config, self.memory_mode = npu, system_config, memory_mode
 
     @classmethod
     def add_cli_options(cls, group) -> None:
         """The runner's own `mai-sr bench` options (dest = constructor keyword)."""
-        group.add_argument("--npu", choices=NPUS, default=None,
-                           help=f"Ethos-U configuration (default {DEFAULT_NPU}, the i.MX 93's)")
+        group.add_argument("--npu", choices=vela_configs(), default=None,
+                           help=f"Ethos-U configuration (default {DEFAULT_NPU}, the i.MX 93's); "
+                                f"Vela runs for at most {VELA_TIMEOUT_S:g} s in "
+                                f"{VELA_MEMORY_BYTES / 2**30:g} GB of address space "
+                                f"(${TIMEOUT_ENV}, ${MEMORY_ENV})")
         group.add_argument("--system-config", dest="system_config", default=None,
                            help="Vela system config, e.g. Ethos_U85_SYS_DRAM_High "
                                 "(default: the configuration's own)")
@@ -247,8 +365,8 @@ def format_vela(result: BenchResult) -> str:
     lines.append(f"  inference (estimated): {result.avg_ms:.2f} ms   "
                  f"{d.get('cycles_total'):,} cycles   MAC utilisation "
                  f"{d.get('mac_util_percent')}%")
-    lines.append(f"  ops: {d.get('delegated_nodes')}/{d.get('total_nodes')} on the NPU "
-                 f"({d.get('npu_op_percent')}%)"
+    lines.append(f"  ops: {d.get('delegated_nodes')}/{d.get('total_nodes')} of Vela's ops "
+                 f"on the NPU ({d.get('npu_op_percent')}%)"
                  + ("" if d.get("complete") else f", on the CPU: {d.get('cpu_ops')}"))
     lines.append(f"  traffic: SRAM {d.get('sram_total_bytes', 0) / 1e6:.1f} MB, "
                  f"DRAM {d.get('dram_total_bytes', 0) / 1e6:.1f} MB per inference")

@@ -47,9 +47,9 @@ from mai_sr.tflite.artifacts import METADATA_NAME, dynamic_path, sidecar_path
 from mai_sr._tf import keras, tf
 from mai_sr.challenge import CHALLENGE_SCALE, PRETRAINED_SCALE, timing_input
 from mai_sr.errors import MaiSrError
+from mai_sr.export import PRECISIONS
 from mai_sr.importer.weights_file import is_weights_file, weights_file_model
 
-PRECISIONS = ("int8", "fp16", "fp32")
 CALIB_CROP = 96  # LR side of a calibration crop (whole image when smaller)
 # Smallest LR side an image must have to calibrate on: ranges from tinier crops are mostly
 # the convs' zero-padded borders and miss real image content (a folder of tiny images gave
@@ -300,10 +300,9 @@ def export(output, *, run=None, model=None, weights=None, pretrained=None, shape
     if calib_n <= 0:
         raise MaiSrError(f"--calib-n: must be > 0, got {calib_n}")
     if target is not None:
-        from mai_sr.export.targets import TARGETS
+        from mai_sr.tflite.targets import check_target, export_targets
 
-        if target not in TARGETS:
-            raise MaiSrError(f"--target: {target!r} is not one of {', '.join(TARGETS)}")
+        check_target(target, export_targets())
         if precision != "int8":
             raise MaiSrError(f"--target {target} needs --precision int8 (Ethos-U NPUs run "
                              "integer ops only)")

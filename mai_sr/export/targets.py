@@ -30,7 +30,8 @@ in each tail, before the concatenation.
 Two clip ops are no-ops on int8 and are deleted exactly (``drop_noop_clips``):
 MINIMUM(x, c) whose constant is the int8 maximum (127) and RELU whose zero point is -128,
 when input and output share one quantization (the int8 range already is the clip range
-[0, 255] at scale 1, zero point -128). See :data:`TARGETS` and ``benchmarks/vela.py``.
+[0, 255] at scale 1, zero point -128). See :data:`DROP_NOOP_CLIPS` and
+``benchmarks/vela.py``; the targets are the Vela-judged rows of :mod:`mai_sr.tflite.targets`.
 
 Rejected forms (measured with Vela 5.2 on the shipped models and a probe model):
 TRANSPOSE_CONV (stride 3, 0/1 kernel) is exact but U55/U65 reject stride 3 and U85 prices
@@ -49,17 +50,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from mai_sr.errors import MaiSrError
+from mai_sr.tflite.targets import check_target, export_targets
 
-# name -> the configuration its figures are quoted for, and whether the exact no-op clips
-# are deleted. Deleting MINIMUM(x, 127) and RELU (zero point -128) was faster in Vela 5.2's
-# estimate on every configuration for the shipped models (on U85-2048 ABPN: 23.3 ms deleted,
-# 34.6 ms kept; a tiny probe model had shown the opposite on U85, where the conv work is
-# small); benchmarks/vela.py measures both forms per configuration.
-TARGETS = {
-    "ethos-u55": {"accelerator": "ethos-u55-256", "drop_noop_clips": True, "form": "auto"},
-    "ethos-u65": {"accelerator": "ethos-u65-512", "drop_noop_clips": True, "form": "auto"},
-    "ethos-u85": {"accelerator": "ethos-u85-2048", "drop_noop_clips": True, "form": "auto"},
-}
+# Whether the exact no-op clips are deleted, for every Ethos-U target: deleting MINIMUM(x, 127)
+# and RELU (zero point -128) was faster in Vela 5.2's estimate on every configuration for the
+# shipped models (on U85-2048 ABPN: 23.3 ms deleted, 34.6 ms kept; a tiny probe model had
+# shown the opposite on U85, where the conv work is small); benchmarks/vela.py measures both
+# forms per configuration. The targets themselves are rows of mai_sr.tflite.targets.
+DROP_NOOP_CLIPS = True
+FORM = "auto"  # "split", "slice" or "auto" (:func:`choose_form`)
 
 # Ops whose output channel k depends only on input channel k (and scalar/per-channel
 # constants): a tail made of them can be split by output channel.
@@ -457,12 +456,11 @@ def rewrite_for_target(tflite_bytes: bytes, target: str,
                        ) -> tuple[bytes, Rewrite]:
     """`tflite_bytes` rewritten so every op runs on the Ethos-U NPU `target`; same outputs.
 
-    `target` is a key of :data:`TARGETS`. `drop_noop_clips` overrides the target's choice
-    (None: use it). Raises MaiSrError, naming the op, when a part of the graph cannot be
-    rewritten exactly.
+    `target` is one of :func:`mai_sr.tflite.targets.export_targets`. `drop_noop_clips`
+    overrides :data:`DROP_NOOP_CLIPS` and `form` overrides :data:`FORM` (None: use them).
+    Raises MaiSrError, naming the op, when a part of the graph cannot be rewritten exactly.
     """
-    if target not in TARGETS:
-        raise MaiSrError(f"--target: {target!r} is not one of {', '.join(TARGETS)}")
+    check_target(target, export_targets())
     schema, flatbuffer_utils = _schema()
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(tflite_bytes))
     if len(model.subgraphs) != 1:
@@ -472,13 +470,13 @@ def rewrite_for_target(tflite_bytes: bytes, target: str,
     if any(t.type == schema.TensorType.FLOAT32 for t in tensors):
         raise MaiSrError("--target needs an INT8 model (Ethos-U NPUs run integer ops only); "
                          "export with --precision int8")
-    drop = TARGETS[target]["drop_noop_clips"] if drop_noop_clips is None else drop_noop_clips
+    drop = DROP_NOOP_CLIPS if drop_noop_clips is None else drop_noop_clips
     dropped = _drop_noop_clips(g) if drop else 0
     d2s_ops = [op for op in g.sg.operators if g.op_type(op) == "DEPTH_TO_SPACE"]
     split = 0
     forms = []
     for d2s in d2s_ops:
-        chosen = form or TARGETS[target]["form"]
+        chosen = form or FORM
         forms.append(choose_form(g, d2s) if chosen == "auto" else chosen)
         split += _replace_depth_to_space(g, d2s, forms[-1])
     _compact(g)

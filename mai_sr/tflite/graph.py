@@ -22,6 +22,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import flatbuffers
 import tflite
 from tflite.ActivationFunctionType import ActivationFunctionType
 from tflite.BuiltinOptions import BuiltinOptions
@@ -494,9 +495,23 @@ def _options(op) -> dict[str, Any]:
     return out
 
 
+def builtin_code(code) -> int:
+    """An OperatorCode's builtin operator, as the TFLite schema defines it (``GetBuiltinCode``
+    in TFLite's schema utilities): the larger of `builtin_code` (int32, written since the
+    schema outgrew 127 ops) and `deprecated_builtin_code` (int8), each read raw.
+
+    The `tflite` package's ``BuiltinCode()`` returns the deprecated field whenever the new one
+    is below 127, so a file that leaves the deprecated field 0 (as Google's AI Edge Quantizer
+    writes them) would read as ADD (code 0) for every op below 127."""
+    table = code._tab
+    at = table.Offset(10)  # OperatorCode.builtin_code, the schema's fourth field
+    raw = table.Get(flatbuffers.number_types.Int32Flags, at + table.Pos) if at else 0
+    return max(raw, code.DeprecatedBuiltinCode())
+
+
 def _op(index: int, op, opcodes, tensors: list[Tensor]) -> Op:
     code = opcodes[op.OpcodeIndex()]
-    builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+    builtin = builtin_code(code)
     op_type = BUILTIN_OPCODE2NAME.get(builtin, f"BUILTIN_{builtin}")
     custom = code.CustomCode().decode() if op_type == "CUSTOM" and code.CustomCode() else None
     inputs = tuple(int(i) for i in op.InputsAsNumpy()) if op.InputsLength() else ()
