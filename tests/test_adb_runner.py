@@ -1,10 +1,12 @@
-"""The adb runner and `mai-sr push`, run for real against a fake `adb` executable.
+"""The adb runner and `mai-sr push`, run against a fake `adb`.
 
-tests/fake_adb/adb is put first on PATH and emulates the adb client (device listing,
-getprop, push, shell with chmod/ls/rm and benchmark_model) from a JSON scenario; its
-benchmark_model prints transcripts in the real format (sources in
+The fake (tests/fake_adb/device_emulator.py) emulates the adb client (device listing,
+getprop, push, shell with chmod/ls/rm/sha256sum and benchmark_model) from a JSON scenario;
+its benchmark_model prints transcripts in the real format (sources in
 tests/fake_adb/transcripts/SOURCES.md), so the runner code under test is exactly what runs
-against a device.
+against a device. Most tests call it in-process, through `Adb._spawn`, the one place the
+client starts a process; the `fake_process` tests run tests/fake_adb/adb as a real
+executable found on PATH, end to end.
 """
 
 import json
@@ -12,6 +14,8 @@ import os
 import re
 import shlex
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,21 +24,28 @@ from mai_sr.cli import main
 from mai_sr.device import adb as adb_module
 from mai_sr.device import get_runner
 from mai_sr.device.adb import AdbRunner, find_adb, push_model
+from mai_sr.device.android import client as client_module
 from mai_sr.device.base import schema_errors
 from mai_sr.errors import MaiSrError
 from mai_sr.results import BenchResult
 
 FAKE_ADB_DIR = Path(__file__).parent / "fake_adb"
+sys.path.insert(0, str(FAKE_ADB_DIR))
+import device_emulator  # noqa: E402
+
 ARM64_PROPS = {"ro.product.model": "VS680 EVK", "ro.product.manufacturer": "Synaptics",
                "ro.board.platform": "vs680", "ro.build.version.sdk": "30",
                "ro.product.cpu.abi": "arm64-v8a",
                "ro.product.cpu.abilist": "arm64-v8a,armeabi-v7a,armeabi"}
+# What makes a fake binary one tool or the other: a flag name each real binary holds.
+TOOL_MARKERS = {"classic": b"--use_nnapi", "litert": b"--dispatch_library_path", None: b""}
 
 
-def elf_binary(path, machine):
-    """A file with a 64-bit little-endian ELF header for CPU `machine` (183 = AArch64)."""
+def elf_binary(path, machine, tool=None):
+    """A file with a 64-bit little-endian ELF header for CPU `machine` (183 = AArch64), and
+    `tool`'s flag name among its bytes (None: neither, so the device's default tool)."""
     header = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8) + struct.pack("<HH", 2, machine)
-    path.write_bytes(header + bytes(44))
+    path.write_bytes(header + bytes(44) + TOOL_MARKERS[tool])
     return path
 
 
@@ -44,12 +55,23 @@ def device(serial, transcript="vs680_nnapi.txt", **extra):
 
 
 class FakeAdb:
-    def __init__(self, tmp_path, monkeypatch):
+    """The scenario, the fake adb on PATH, and (unless `process`) the in-process emulator
+    behind `Adb._spawn`."""
+
+    def __init__(self, tmp_path, monkeypatch, process=False):
         self.scenario = tmp_path / "scenario.json"
         monkeypatch.setenv("FAKE_ADB_SCENARIO", str(self.scenario))
         monkeypatch.setenv("PATH", f"{FAKE_ADB_DIR}{os.pathsep}{os.environ['PATH']}")
         monkeypatch.delenv("ADB", raising=False)
         self.binary = elf_binary(tmp_path / "benchmark_model", 183)
+        self.classic = elf_binary(tmp_path / "android_aarch64_benchmark_model", 183, "classic")
+        self.litert = elf_binary(tmp_path / "litert_benchmark_model", 183, "litert")
+        if not process:
+            monkeypatch.setattr(client_module.Adb, "_spawn", staticmethod(self.spawn))
+
+    def spawn(self, cmd, *, merge, timeout):
+        code, out, err = device_emulator.run(cmd[1:], self.scenario, merge=merge, exe=cmd[0])
+        return subprocess.CompletedProcess(cmd, code, out, err)
 
     def devices(self, *devices):
         self.scenario.write_text(json.dumps({"devices": list(devices)}))
@@ -70,9 +92,10 @@ class FakeAdb:
         return split
 
     def benchmark_command(self):
-        """The last benchmark_model command line, split into words."""
+        """The last benchmark_model run's command line (not a --help probe), split into words."""
         return next(c for c in reversed(self.commands())
-                    if any(w.endswith("benchmark_model") for w in c[3:4] + c[5:8]))
+                    if any(w.endswith("benchmark_model") for w in c[3:4] + c[5:8])
+                    and c[-1] != "--help")
 
     def pushes(self):
         return [c for c in self.raw_commands() if "push" in c]
@@ -85,6 +108,12 @@ class FakeAdb:
 @pytest.fixture
 def fake(tmp_path, monkeypatch):
     return FakeAdb(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def fake_process(tmp_path, monkeypatch):
+    """The fake adb as a separate executable, for the end-to-end tests."""
+    return FakeAdb(tmp_path, monkeypatch, process=True)
 
 
 @pytest.fixture
@@ -101,9 +130,10 @@ def test_finds_the_fake_adb_on_path(fake):
     assert find_adb() == str(FAKE_ADB_DIR / "adb")
 
 
-def test_single_device_nnapi_run_pushes_chmods_and_parses(fake, model):
+def test_single_device_nnapi_run_pushes_chmods_and_parses(fake_process, model):
+    fake = fake_process  # end to end: the fake adb is a separate executable
     fake.devices(device("VS680A"))
-    runner = AdbRunner(benchmark_binary=str(fake.binary), nnapi_accelerator="synap-npu",
+    runner = AdbRunner(benchmark_binary=str(fake.classic), nnapi_accelerator="synap-npu",
                        threads=2, min_runs=50, warmup_runs=1)
     result = runner.bench(model)
     assert result.runner == "adb" and result.model == str(model)
@@ -113,23 +143,37 @@ def test_single_device_nnapi_run_pushes_chmods_and_parses(fake, model):
                              "platform": "vs680", "sdk": 30, "abi": "arm64-v8a",
                              "abilist": "arm64-v8a,armeabi-v7a,armeabi",
                              "soc": "vs680", "soc_manufacturer": None,  # no ro.soc.model
-                             "nnapi_accelerators": "synap-npu,nnapi-reference"}
+                             "nnapi_accelerators": "synap-npu,nnapi-reference",
+                             "benchmark_tool": "TFLite's classic benchmark_model"}
     remote = "/data/local/tmp/mai_sr_abpn_int8.tflite"  # the space is made safe for sh
+    binary = "/data/local/tmp/benchmark_model"
+    run = [binary, f"--graph={remote}", "--num_threads=2", "--num_runs=50", "--warmup_runs=1",
+           "--use_nnapi=true", "--nnapi_accelerator_name=synap-npu",
+           "--result_file_path=/data/local/tmp/mai_sr_result.pb"]
     assert fake.commands() == [
         ["devices", "-l"],
         ["-s", "VS680A", "shell", "getprop"],
-        ["-s", "VS680A", "push", str(fake.binary), "/data/local/tmp/benchmark_model"],
-        ["-s", "VS680A", "shell", "chmod", "755", "/data/local/tmp/benchmark_model"],
+        ["-s", "VS680A", "shell", "sha256sum", binary],   # not there yet: pushed
+        ["-s", "VS680A", "push", str(fake.classic), binary],
+        ["-s", "VS680A", "shell", "chmod", "755", binary],
+        ["-s", "VS680A", "shell", binary, "--help"],      # which tool it is
         ["-s", "VS680A", "push", str(model), remote],
-        ["-s", "VS680A", "shell", "/data/local/tmp/benchmark_model", f"--graph={remote}",
-         "--num_threads=2", "--num_runs=50", "--warmup_runs=1", "--use_nnapi=true",
-         "--nnapi_accelerator_name=synap-npu", "--result_file_path=/data/local/tmp/mai_sr_result.pb"],
+        ["-s", "VS680A", "shell", *run],
         # this transcript has no BenchmarkResult sidecar: no file, the text is parsed
         ["-s", "VS680A", "pull", "/data/local/tmp/mai_sr_result.pb", fake.commands()[-2][-1]],
         ["-s", "VS680A", "shell", "rm", "-f", remote, "/data/local/tmp/mai_sr_result.pb"],
     ]
     assert remote not in fake.files("VS680A")  # cleaned up; the binary stays for next time
-    assert "/data/local/tmp/benchmark_model" in fake.files("VS680A")
+    assert binary in fake.files("VS680A")
+    # what ran is kept: the device command line, and the tool's output as printed
+    assert result.command == " ".join(shlex.quote(w) for w in run)
+    assert shlex.split(result.command) == run
+    assert result.raw_output == (FAKE_ADB_DIR / "transcripts" / "vs680_nnapi.txt").read_text() \
+        .replace("{graph}", remote)
+    assert not schema_errors(result.to_dict())
+    # a second run finds the same binary by its hash and pushes only the model
+    runner.bench(model)
+    assert [c[-1] for c in fake.pushes()] == [binary, remote, remote]
 
 
 @pytest.mark.parametrize("delegate, flags", [
@@ -199,7 +243,11 @@ def test_binary_missing_on_device_says_how_to_get_one(fake, model):
     fake.devices(device("VS680A"))
     with pytest.raises(MaiSrError) as err:
         AdbRunner().bench(model)
-    assert "has no benchmark_model" in str(err.value) and "--benchmark-binary" in str(err.value)
+    message = str(err.value)
+    assert message.startswith("device VS680A has no TFLite's classic benchmark_model (not at "
+                              "/data/local/tmp/benchmark_model nor on its PATH), which --delegate "
+                              "nnapi needs: pass --benchmark-binary PATH with TFLite's classic")
+    assert "android_aarch64_benchmark_model" in message and "\n" not in message
     assert not any(c[-1:] == ["/data/local/tmp/benchmark_model"] and "push" in c
                    for c in fake.commands())
 
@@ -244,8 +292,9 @@ def test_unauthorized_and_offline_devices(fake, model, state, message):
 
 
 def test_device_going_offline_mid_run(fake, model):
-    # getprop, push binary, chmod succeed; the model push finds the device offline
-    fake.devices(device("VS680A", offline_after=3))
+    # getprop, sha256sum, push binary, chmod, --help succeed; the model push finds the
+    # device offline
+    fake.devices(device("VS680A", offline_after=5))
     with pytest.raises(MaiSrError, match="device VS680A went offline during push of the model"):
         AdbRunner(benchmark_binary=str(fake.binary)).bench(model)
 
@@ -424,7 +473,7 @@ def test_push_rejects_a_non_tflite_file(fake, tmp_path, capsys):
 def test_missing_adb_is_a_one_line_error_saying_how_to_get_it(tmp_path, monkeypatch, model):
     monkeypatch.setenv("PATH", str(tmp_path))  # no adb on PATH
     monkeypatch.delenv("ADB", raising=False)
-    monkeypatch.setattr(adb_module, "_bundled_adb", lambda: None)  # nor from adbutils
+    monkeypatch.setattr(client_module, "_bundled_adb", lambda: None)  # nor from adbutils
     with pytest.raises(MaiSrError) as err:
         AdbRunner().bench(model)
     message = str(err.value)
@@ -443,7 +492,7 @@ def test_bad_adb_option_and_env_via_cli(tmp_path, monkeypatch, model, capsys):
 
 def test_bundled_adb_of_adbutils_is_found():
     pytest.importorskip("adbutils")
-    bundled = adb_module._bundled_adb()
+    bundled = client_module._bundled_adb()
     assert bundled is not None and Path(bundled).name == "adb" and os.access(bundled, os.X_OK)
     assert "adbutils" in Path(bundled).parts
 
@@ -504,7 +553,7 @@ def test_npu_aot_model_full_delegation_reads_the_result_block_and_proto(fake, mo
     run = fake.benchmark_command()
     assert run[3:6] == ["env", "LD_LIBRARY_PATH=/data/local/tmp/mai_sr_npu",
                         "ADSP_LIBRARY_PATH=/data/local/tmp/mai_sr_npu"]
-    assert run[6:] == ["/data/local/tmp/benchmark_model",
+    assert run[6:] == ["/data/local/tmp/mai_sr_litert/benchmark_model",  # LiteRT's own path
                        "--graph=/data/local/tmp/mai_sr_abpn_int8.tflite", "--use_npu=true",
                        "--dispatch_library_path=/data/local/tmp/mai_sr_npu",
                        "--qualcomm_htp_performance_mode=burst",
@@ -517,8 +566,8 @@ def test_npu_aot_model_full_delegation_reads_the_result_block_and_proto(fake, mo
 
 
 def test_npu_cli_prints_the_results_block_average(fake, model, npu_libs, capsys):
-    # the binary from an earlier run is on the device; no --benchmark-binary
-    fake.devices(phone(preinstalled=["/data/local/tmp/benchmark_model"]))
+    # LiteRT's binary from an earlier run is on the device; no --benchmark-binary
+    fake.devices(phone(preinstalled=["/data/local/tmp/mai_sr_litert/benchmark_model"]))
     assert main(["bench", str(model), "--runner", "adb", "--delegate", "npu",
                  "--npu-libs", str(npu_libs)]) == 0
     out = capsys.readouterr().out
@@ -534,8 +583,9 @@ def test_npu_libraries_are_pushed_once_and_reused(fake, model, npu_libs):
     runner.bench(model)
     assert len(first) == len(NPU_LIBS)
     assert [c for c in fake.pushes() if "mai_sr_npu" in c[-1]] == first  # nothing new
-    # a changed library (different size) is pushed again, alone
-    (npu_libs / "libQnnHtp.so").write_bytes(b"\x7fELF" + bytes(100))
+    # a changed library (same size, other bytes: the hash differs) is pushed again, alone
+    old = (npu_libs / "libQnnHtp.so").read_bytes()
+    (npu_libs / "libQnnHtp.so").write_bytes(old[:-1] + b"\x01")
     runner.bench(model)
     again = [c for c in fake.pushes() if "mai_sr_npu" in c[-1]][len(first):]
     assert [c[-1] for c in again] == ["/data/local/tmp/mai_sr_npu/libQnnHtp.so"]
@@ -593,15 +643,95 @@ def test_unconsumed_flag_is_a_one_line_error_exit_2(fake, model, npu_libs, capsy
     assert err.count("\n") == 1
 
 
-def test_classic_benchmark_model_given_npu_flags_is_caught(fake, model, npu_libs, capsys):
-    # --benchmark-binary pointing at TFLite's classic tool: it ignores --use_npu and runs
-    # on the CPU in its own format (no BENCHMARK RESULTS block)
-    fake.devices(phone(transcript="cpu_xnnpack.txt", tool="classic"))
+def test_classic_tool_given_to_npu_is_refused_naming_both_tools(fake, model, npu_libs, capsys):
+    # --benchmark-binary pointing at TFLite's classic tool: its --help has no --use_npu
+    fake.devices(phone(transcript="cpu_xnnpack.txt"))
+    argv = ["bench", str(model), "--runner", "adb", "--delegate", "npu",
+            "--npu-libs", str(npu_libs), "--benchmark-binary", str(fake.classic)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mai-sr bench: error: device S24: --benchmark-binary {fake.classic} is "
+                          "TFLite's classic benchmark_model, but --delegate npu needs LiteRT's "
+                          "CompiledModel benchmark_model: pass --benchmark-binary PATH with "
+                          "LiteRT's prebuilt Android binary (https://storage.googleapis.com/"
+                          "litert/binaries/VERSION/android_arm64/benchmark_model")
+    assert err.count("\n") == 1 and "Traceback" not in err
+    # it never ran, and it is not left at LiteRT's path for a later run to reuse
+    assert not any("--use_npu=true" in c for c in fake.commands())
+    assert "/data/local/tmp/mai_sr_litert/benchmark_model" not in fake.files("S24")
+
+
+def test_litert_tool_given_to_nnapi_is_refused_naming_both_tools(fake, model, capsys):
+    fake.devices(phone(transcript="logcat_nnapi.txt"))
+    assert main(["bench", str(model), "--runner", "adb", "--benchmark-binary",
+                 str(fake.litert)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mai-sr bench: error: device S24: --benchmark-binary {fake.litert} is "
+                          "LiteRT's CompiledModel benchmark_model, but --delegate nnapi needs "
+                          "TFLite's classic benchmark_model: pass --benchmark-binary PATH with "
+                          "TFLite's classic benchmark_model built for the device")
+    assert err.count("\n") == 1
+
+
+def test_the_tool_is_told_by_what_it_says_not_by_its_name(fake, model, npu_libs, tmp_path):
+    # LiteRT's binary saved under the classic tool's usual name still runs the NPU, from
+    # LiteRT's own device path
+    renamed = elf_binary(tmp_path / "android_aarch64_benchmark_model_x", 183, "litert")
+    fake.devices(phone())
+    result = AdbRunner(benchmark_binary=str(renamed), delegate="npu",
+                       npu_libs=str(npu_libs)).bench(model)
+    assert result.device["benchmark_tool"] == "LiteRT's CompiledModel benchmark_model"
+    assert fake.benchmark_command()[6] == "/data/local/tmp/mai_sr_litert/benchmark_model"
+    # and the probe is the tool's own flag table (BenchmarkModel::ParseFlags on --help)
+    code, _, err = device_emulator.run(
+        ["-s", "S24", "shell", "/data/local/tmp/mai_sr_litert/benchmark_model --help"],
+        fake.scenario)
+    assert code == 1 and err.startswith("INFO: STARTING!\nERROR: usage: ")
+    assert adb_module.identify_tool(err) == "litert"
+
+
+def test_nnapi_after_npu_on_the_same_device_uses_the_classic_tool(fake, model, npu_libs):
+    fake.devices(phone(transcripts={"": "litert_npu_aot.txt",
+                                    "--use_nnapi=true": "vs680_nnapi.txt"}))
+    AdbRunner(benchmark_binary=str(fake.litert), delegate="npu",
+              npu_libs=str(npu_libs)).bench(model)
+    nnapi = AdbRunner(benchmark_binary=str(fake.classic)).bench(model)
+    assert nnapi.delegate["name"] == "NNAPI" and nnapi.avg_ms == pytest.approx(36.9073)
+    files = fake.files("S24")
+    assert files["/data/local/tmp/mai_sr_litert/benchmark_model"]["tool"] == "litert"
+    assert files["/data/local/tmp/benchmark_model"]["tool"] == "classic"
+    # without --benchmark-binary each delegate finds its own tool where it left it
+    AdbRunner(delegate="npu", npu_libs=str(npu_libs)).bench(model)
+    assert fake.benchmark_command()[6] == "/data/local/tmp/mai_sr_litert/benchmark_model"
+    assert AdbRunner().bench(model).device["benchmark_tool"] == "TFLite's classic benchmark_model"
+    assert fake.benchmark_command()[3] == "/data/local/tmp/benchmark_model"
+
+
+def test_npu_without_litert_s_tool_names_it_and_where_it_comes_from(fake, model, npu_libs):
+    # only a classic tool on the device (an earlier NNAPI run left it): not used for npu
+    fake.devices(phone(preinstalled=["/data/local/tmp/benchmark_model"], tool="classic"))
     with pytest.raises(MaiSrError) as err:
-        AdbRunner(benchmark_binary=str(fake.binary), delegate="npu",
-                  npu_libs=str(npu_libs)).bench(model)
-    assert "Unconsumed cmdline flags: --use_npu=true" in str(err.value)
-    assert "\n" not in str(err.value)
+        AdbRunner(delegate="npu", npu_libs=str(npu_libs)).bench(model)
+    message = str(err.value)
+    assert message.startswith("device S24 has no LiteRT's CompiledModel benchmark_model (not at "
+                              "/data/local/tmp/mai_sr_litert/benchmark_model nor on its PATH), "
+                              "which --delegate npu needs")
+    assert "storage.googleapis.com/litert/binaries/VERSION/android_arm64/" in message
+    assert "//litert/tools:benchmark_model" in message and "\n" not in message
+
+
+def test_a_binary_is_pushed_again_only_when_its_hash_differs(fake, model, tmp_path):
+    fake.devices(device("VS680A", lacks_sha256sum=True))  # old toybox: md5sum instead
+    runner = AdbRunner(benchmark_binary=str(fake.classic))
+    runner.bench(model)
+    runner.bench(model)
+    binary = "/data/local/tmp/benchmark_model"
+    assert [c for c in fake.commands() if c[-1] == binary and "push" in c] == [
+        ["-s", "VS680A", "push", str(fake.classic), binary]]
+    assert ["-s", "VS680A", "shell", "md5sum", binary] in fake.commands()
+    fake.classic.write_bytes(fake.classic.read_bytes() + b" rebuilt")
+    runner.bench(model)
+    assert len([c for c in fake.commands() if c[-1] == binary and "push" in c]) == 2
 
 
 def test_old_build_without_result_file_path_falls_back_to_the_text(fake, model, npu_libs):

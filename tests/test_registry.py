@@ -101,8 +101,8 @@ def test_each_runner_declares_its_own_options():
                                               "nnapi_accelerator", "op_profiling",
                                               "report_memory", "npu_libs", "npu_options",
                                               "qairt", "qnn_backend", "qnn_performance_mode",
-                                              "qnn_options", "hexagon_version",
-                                              "allow_fallback"]
+                                              "qnn_options", "compiler_cache",
+                                              "hexagon_version", "allow_fallback", "verbose"]
     # every dest of a runner's options is a keyword of that runner's constructor
     for name in device.RUNNERS:
         title = f"--runner {name} options"

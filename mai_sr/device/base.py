@@ -128,7 +128,11 @@ BENCH_RESULT_SCHEMA = {
                 "simulated": {"type": "boolean"},
                 "error": {"type": ["string", "null"]},
                 "notes": {"type": "array", "items": {"type": "string"}},
-                "schema_version": {"type": "integer", "enum": [BENCH_SCHEMA_VERSION]},
+                # the device command line and the tool's output, as run (adb); version 1
+                # results have neither
+                "command": {"type": ["string", "null"]},
+                "raw_output": {"type": ["string", "null"]},
+                "schema_version": {"type": "integer", "enum": [1, BENCH_SCHEMA_VERSION]},
             },
             "additionalProperties": False,
         }
