@@ -514,6 +514,20 @@ def phone(serial="S24", transcript="litert_npu_aot.txt", tool="litert", **extra)
             "hexagon": "75", **extra}
 
 
+MEDIATEK_PROPS = {"ro.product.model": "Galaxy Tab S10+", "ro.product.manufacturer": "samsung",
+                  "ro.board.platform": "mt6989", "ro.soc.manufacturer": "Mediatek",
+                  "ro.soc.model": "MT6989", "ro.build.version.sdk": "35",
+                  "ro.product.cpu.abi": "arm64-v8a", "ro.product.cpu.abilist": "arm64-v8a"}
+MEDIATEK_LIBS = ["libLiteRtDispatch_MediaTek.so", "libneuronusdk_adapter.mtk.so"]
+
+
+def mediatek_phone(serial="MTK1", transcript="mediatek_npu_aot.txt", **extra):
+    """A Dimensity 9300+ (MT6989) tablet on Android 15, LiteRT's tool installed by tests."""
+    return {"serial": serial, "state": "device", "model": "Galaxy Tab S10+",
+            "props": dict(MEDIATEK_PROPS), "transcripts": {"": transcript}, "tool": "litert",
+            **extra}
+
+
 def library_folder(path, names):
     path.mkdir(parents=True, exist_ok=True)
     for i, name in enumerate(names):
@@ -1018,3 +1032,88 @@ def test_report_refuses_an_adb_option_without_the_adb_runner(fake, model, capsys
     assert capsys.readouterr().err == ("mai-sr report: error: --delegate is an option of "
                                        "--runner adb, which this command does not use "
                                        "(--runner local)\n")
+
+
+# ---------------------------------------------------------------- compiler cache, MediaTek
+
+
+def test_compiler_cache_second_run_loads_the_cached_compilation(fake, model, tmp_path):
+    libs = library_folder(tmp_path / "jit", NPU_LIBS + ["libLiteRtCompilerPlugin_Qualcomm.so"])
+    fake.devices(phone(transcript="litert_npu_jit_cache.txt"))
+    runner = AdbRunner(benchmark_binary=str(fake.litert), delegate="npu", npu_libs=str(libs),
+                       compiler_cache=True)
+    first = runner.bench(model)
+    cache = "/data/local/tmp/mai_sr_npu_cache"
+    assert ["-s", "S24", "shell", "mkdir", "-p", cache] in fake.commands()  # LiteRT needs it
+    assert f"--compiler_cache_path={cache}" in fake.benchmark_command()
+    assert first.delegate["npu_compilation"] == "jit" and first.init_ms == pytest.approx(2264.57)
+    assert any(p.startswith(cache + "/") for p in fake.files("S24"))  # the compiled model
+    second = runner.bench(model)
+    assert second.delegate["npu_compilation"] == "cache"
+    assert "Flatbuffer model initialized from cached model." in second.raw_output
+    assert any(n.startswith("NPU compilation loaded from the on-device cache") for n in second.notes)
+    assert second.init_ms == pytest.approx(398.06) and second.delegate["fully_delegated"] is True
+    with pytest.raises(MaiSrError, match="--compiler-cache needs --delegate npu"):
+        AdbRunner(compiler_cache=True)
+
+
+def test_mediatek_npu_run_loads_neuropilot_and_records_its_version(fake, model, tmp_path):
+    libs = library_folder(tmp_path / "mtk", MEDIATEK_LIBS)
+    fake.devices(mediatek_phone())
+    result = AdbRunner(benchmark_binary=str(fake.litert), delegate="npu",
+                       npu_libs=str(libs)).bench(model)
+    assert result.delegate["coverage"] == "full" and result.avg_ms == pytest.approx(4.05)
+    assert result.device["soc"] == "MT6989" and result.device["neuron_api_version"] == "8.2.26"
+    assert "hexagon_version" not in result.device
+    pushed = sorted(c[-1].split("/")[-1] for c in fake.pushes() if "mai_sr_npu/" in c[-1])
+    assert pushed == sorted(MEDIATEK_LIBS)
+
+
+def test_mediatek_uses_the_phone_s_own_neuronadapter_when_the_folder_has_none(fake, model,
+                                                                            tmp_path):
+    libs = library_folder(tmp_path / "mtk", ["libLiteRtDispatch_MediaTek.so"])
+    own = "/system_ext/lib64/libneuronusdk_adapter.mtk.so"
+    fake.devices(mediatek_phone(system_libs=[own]))
+    result = AdbRunner(benchmark_binary=str(fake.litert), delegate="npu",
+                       npu_libs=str(libs)).bench(model)
+    assert result.device["neuron_adapter"] == own and result.delegate["coverage"] == "full"
+    # a phone without one, and a folder without one: refused before anything is pushed
+    fake.devices(mediatek_phone(serial="MTK2"))
+    with pytest.raises(MaiSrError) as err:
+        AdbRunner(benchmark_binary=str(fake.litert), delegate="npu",
+                  npu_libs=str(libs)).bench(model)
+    message = str(err.value)
+    assert "no NeuroPilot NeuronAdapter library" in message and "MT6989" in message
+    assert "neuro_pilot/v8_0_10/usdk/lib64/libneuronusdk_adapter.mtk.so" in message
+    assert "\n" not in message and not any("MTK2" in c for c in fake.pushes())
+
+
+def test_mediatek_adapter_that_does_not_load_is_a_fallback_error(fake, model, tmp_path, capsys):
+    libs = library_folder(tmp_path / "mtk", MEDIATEK_LIBS)
+    fake.devices(mediatek_phone(adapter_fails=True))  # e.g. a NeuroPilot 9 adapter on an 8 SoC
+    argv = ["bench", str(model), "--runner", "adb", "--delegate", "npu", "--npu-libs", str(libs),
+            "--benchmark-binary", str(fake.litert)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "the NPU run fell back" in err and "Failed to load NeuronAdapter shared library" in err
+    assert err.count("\n") == 1
+    assert main(argv + ["--allow-fallback", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["delegate"]["timed_on"] == "CPU" and payload["avg_ms"] == pytest.approx(117.64)
+
+
+def test_bench_verbose_prints_the_device_command(fake, model, capsys):
+    fake.devices(device("VS680A"))
+    assert main(["bench", str(model), "--runner", "adb", "--benchmark-binary", str(fake.classic),
+                 "--verbose"]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("  command: "))
+    assert line == ("  command: adb -s VS680A shell /data/local/tmp/benchmark_model "
+                    "--graph=/data/local/tmp/mai_sr_abpn_int8.tflite --num_threads=2 "
+                    "--use_nnapi=true "
+                    "--result_file_path=/data/local/tmp/mai_sr_result.pb")
+    assert main(["bench", str(model), "--runner", "adb", "--benchmark-binary",
+                 str(fake.classic), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["command"] == line.split(" shell ", 1)[1]
+    assert "Inference timings in us" in payload["raw_output"] and not schema_errors(payload)

@@ -21,6 +21,7 @@ Scenario:
                 "lacks_flags": ["result_file_path"],  # flags this build does not know
                 "lacks_sha256sum": true,           # an old toybox: md5sum only
                 "system_libs": ["/vendor/lib64/libneuron_adapter.so"],  # the image's own
+                "adapter_fails": true,             # no NeuronAdapter loads (MediaTek)
                 "hexagon": "75"}]}                 # the SoC's real Hexagon version (QNN)
 
 Which tool a pushed binary is comes from its bytes, as on a device: a file holding the
@@ -321,7 +322,7 @@ def fallback_transcript(dev, files, flags, env):
             return dev.get("npu_no_dispatch_transcript", "litert_npu_no_dispatch.txt")
         mediatek = dev.get("props", {}).get("ro.soc.manufacturer", "").lower() == "mediatek"
         system = {os.path.basename(p) for p in dev.get("system_libs", [])}
-        if mediatek and not (present | system) & set(NEURON_ADAPTERS):
+        if mediatek and (dev.get("adapter_fails") or not (present | system) & set(NEURON_ADAPTERS)):
             return dev.get("mediatek_no_adapter_transcript", "mediatek_npu_no_adapter.txt")
     if "external_delegate_path" in flags and "backend_type:htp" in flags.get(
             "external_delegate_options", ""):
