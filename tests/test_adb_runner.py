@@ -130,6 +130,7 @@ def test_finds_the_fake_adb_on_path(fake):
     assert find_adb() == str(FAKE_ADB_DIR / "adb")
 
 
+@pytest.mark.slow  # ten adb processes: seconds on a loaded 2-core machine
 def test_single_device_nnapi_run_pushes_chmods_and_parses(fake_process, model):
     fake = fake_process  # end to end: the fake adb is a separate executable
     fake.devices(device("VS680A"))
@@ -171,9 +172,6 @@ def test_single_device_nnapi_run_pushes_chmods_and_parses(fake_process, model):
     assert result.raw_output == (FAKE_ADB_DIR / "transcripts" / "vs680_nnapi.txt").read_text() \
         .replace("{graph}", remote)
     assert not schema_errors(result.to_dict())
-    # a second run finds the same binary by its hash and pushes only the model
-    runner.bench(model)
-    assert [c[-1] for c in fake.pushes()] == [binary, remote, remote]
 
 
 @pytest.mark.parametrize("delegate, flags", [
@@ -393,9 +391,11 @@ def test_accelerator_values_that_are_not_device_names_are_refused(fake, model, v
 @pytest.mark.parametrize("word", ["npu;touch /data/pwned", "a && touch /data/pwned",
                                   "x | touch /data/pwned", "$(touch /data/pwned)",
                                   "it's; touch /data/pwned"])
-def test_every_shell_word_reaches_the_device_as_one_literal_word(fake, word):
-    """Adb.run quotes: the fake device parses the line with sh's rules (; && | $()) and
-    `touch` really creates files there, so an unquoted word would create /data/pwned."""
+def test_every_shell_word_reaches_the_device_as_one_literal_word(fake_process, word):
+    """Adb.run quotes: the fake device (a separate process, as adb is) parses the line with
+    sh's rules (; && | $()) and `touch` really creates files there, so an unquoted word
+    would create /data/pwned."""
+    fake = fake_process
     fake.devices(device("VS680A"))
     client = adb_module.Adb()
     client.run("shell", "touch", "/data/ok", word, serial="VS680A")
@@ -994,6 +994,7 @@ def _leaderboard(out):
     return row
 
 
+@pytest.mark.slow  # a whole report: eval on a real image, lint, the leaderboard
 def test_report_times_the_phone_the_way_bench_does(fake, model, npu_libs, one_image, tmp_path,
                                                    capsys):
     fake.devices(phone(), phone(serial="OTHER"))  # two phones: --serial picks one
@@ -1011,6 +1012,7 @@ def test_report_times_the_phone_the_way_bench_does(fake, model, npu_libs, one_im
     assert card["runtimes"][0]["device"]["soc"] == "SM8650"
 
 
+@pytest.mark.slow
 def test_report_shows_a_fallen_back_time_as_a_device_time_with_no_score(fake, model, one_image,
                                                                         tmp_path, capsys):
     fake.devices(device("D1", transcript="nnapi_not_executed.txt"))
