@@ -339,10 +339,12 @@ def cmd_score(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from mai_sr.device.options import collect_runner_options
     from mai_sr.report import make_report
 
     out = make_report(args.inputs, data=args.data, runners=args.runner, out_dir=args.out,
-                      quiet=args.quiet, cache_dir=args.cache_dir)
+                      quiet=args.quiet, cache_dir=args.cache_dir,
+                      runner_options=collect_runner_options(args, args.runner))
     print(f"report: {out}")
     return 0
 
@@ -415,19 +417,9 @@ def _describe_train_defaults(parser: argparse.ArgumentParser) -> None:
 
 def _add_runner_options(parser: argparse.ArgumentParser) -> None:
     """One argument group per runner in RUNNERS, filled by its class's add_cli_options."""
-    from mai_sr.device import runner_class
+    from mai_sr.device.options import add_runner_option_groups
 
-    for name in RUNNERS:
-        try:
-            cls = runner_class(name)
-        except MaiSrError as exc:
-            # a runner whose optional dependency is missing must not break the other runners;
-            # `--runner NAME` itself then fails with the same one-line error
-            parser.add_argument_group(f"--runner {name} options", str(exc))
-            continue
-        add_options = getattr(cls, "add_cli_options", None)
-        if add_options is not None:
-            add_options(parser.add_argument_group(f"--runner {name} options"))
+    add_runner_option_groups(parser)
 
 
 def _add_push_options(parser: argparse.ArgumentParser) -> None:
@@ -639,6 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None,
                    help="bicubic baseline cache (default $XDG_CACHE_HOME/mai-sr; an unwritable "
                         "folder means no cache)")
+    p.add_later(_add_runner_options)  # each runner's own options, as for bench
     p.set_defaults(func=cmd_report)
 
     # upscale ----------------------------------------------------------------

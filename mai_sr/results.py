@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-BENCH_SCHEMA_VERSION = 1
+# 2: `command` and `raw_output` (what a device runner ran and what the tool printed)
+BENCH_SCHEMA_VERSION = 2
 
 
 def _clean(value):
@@ -34,6 +35,8 @@ class BenchResult:
     `delegate` describes acceleration coverage, e.g. {"name": "NNAPI", "fully_delegated": True,
     "delegated_nodes": 9, "total_nodes": 9}. `layers` holds per-op timing rows when available
     ({"name", "op", "unit", "ms"}). `simulated` is True for estimates (SyNAP stub).
+    `command` is the exact command line a device runner ran (for adb: what the device's sh
+    executed) and `raw_output` what the tool printed, so a run can be repeated or reported.
     """
 
     runner: str
@@ -54,6 +57,8 @@ class BenchResult:
     simulated: bool = False
     error: str | None = None
     notes: list = field(default_factory=list)
+    command: str | None = None
+    raw_output: str | None = None
     schema_version: int = BENCH_SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,17 +1,20 @@
-"""The adb runner and `mai-sr push`, run for real against a fake `adb` executable.
+"""The adb runner and `mai-sr push`, run against a fake `adb`.
 
-tests/fake_adb/adb is put first on PATH and emulates the adb client (device listing,
-getprop, push, shell with chmod/ls/rm and benchmark_model) from a JSON scenario; its
-benchmark_model prints transcripts in the real format (sources in
+The fake (tests/fake_adb/device_emulator.py) emulates the adb client (device listing,
+getprop, push, shell with chmod/ls/rm/sha256sum and benchmark_model) from a JSON scenario;
+its benchmark_model prints transcripts in the real format (sources in
 tests/fake_adb/transcripts/SOURCES.md), so the runner code under test is exactly what runs
-against a device.
+against a device. Most tests call it in-process, through `Adb._spawn`, the one place the
+client starts a process; the `fake_process` tests run tests/fake_adb/adb as a real
+executable found on PATH, end to end.
 """
 
 import json
 import os
-import re
 import shlex
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,21 +23,27 @@ from mai_sr.cli import main
 from mai_sr.device import adb as adb_module
 from mai_sr.device import get_runner
 from mai_sr.device.adb import AdbRunner, find_adb, push_model
+from mai_sr.device.android import client as client_module
 from mai_sr.device.base import schema_errors
 from mai_sr.errors import MaiSrError
-from mai_sr.results import BenchResult
 
 FAKE_ADB_DIR = Path(__file__).parent / "fake_adb"
+sys.path.insert(0, str(FAKE_ADB_DIR))
+import device_emulator  # noqa: E402
+
 ARM64_PROPS = {"ro.product.model": "VS680 EVK", "ro.product.manufacturer": "Synaptics",
                "ro.board.platform": "vs680", "ro.build.version.sdk": "30",
                "ro.product.cpu.abi": "arm64-v8a",
                "ro.product.cpu.abilist": "arm64-v8a,armeabi-v7a,armeabi"}
+# What makes a fake binary one tool or the other: a flag name each real binary holds.
+TOOL_MARKERS = {"classic": b"--use_nnapi", "litert": b"--dispatch_library_path", None: b""}
 
 
-def elf_binary(path, machine):
-    """A file with a 64-bit little-endian ELF header for CPU `machine` (183 = AArch64)."""
+def elf_binary(path, machine, tool=None):
+    """A file with a 64-bit little-endian ELF header for CPU `machine` (183 = AArch64), and
+    `tool`'s flag name among its bytes (None: neither, so the device's default tool)."""
     header = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8) + struct.pack("<HH", 2, machine)
-    path.write_bytes(header + bytes(44))
+    path.write_bytes(header + bytes(44) + TOOL_MARKERS[tool])
     return path
 
 
@@ -44,12 +53,23 @@ def device(serial, transcript="vs680_nnapi.txt", **extra):
 
 
 class FakeAdb:
-    def __init__(self, tmp_path, monkeypatch):
+    """The scenario, the fake adb on PATH, and (unless `process`) the in-process emulator
+    behind `Adb._spawn`."""
+
+    def __init__(self, tmp_path, monkeypatch, process=False):
         self.scenario = tmp_path / "scenario.json"
         monkeypatch.setenv("FAKE_ADB_SCENARIO", str(self.scenario))
         monkeypatch.setenv("PATH", f"{FAKE_ADB_DIR}{os.pathsep}{os.environ['PATH']}")
         monkeypatch.delenv("ADB", raising=False)
         self.binary = elf_binary(tmp_path / "benchmark_model", 183)
+        self.classic = elf_binary(tmp_path / "android_aarch64_benchmark_model", 183, "classic")
+        self.litert = elf_binary(tmp_path / "litert_benchmark_model", 183, "litert")
+        if not process:
+            monkeypatch.setattr(client_module.Adb, "_spawn", staticmethod(self.spawn))
+
+    def spawn(self, cmd, *, merge, timeout):
+        code, out, err = device_emulator.run(cmd[1:], self.scenario, merge=merge, exe=cmd[0])
+        return subprocess.CompletedProcess(cmd, code, out, err)
 
     def devices(self, *devices):
         self.scenario.write_text(json.dumps({"devices": list(devices)}))
@@ -70,9 +90,10 @@ class FakeAdb:
         return split
 
     def benchmark_command(self):
-        """The last benchmark_model command line, split into words."""
+        """The last benchmark_model run's command line (not a --help probe), split into words."""
         return next(c for c in reversed(self.commands())
-                    if any(w.endswith("benchmark_model") for w in c[3:4] + c[5:8]))
+                    if any(w.endswith("benchmark_model") for w in c[3:4] + c[5:8])
+                    and c[-1] != "--help")
 
     def pushes(self):
         return [c for c in self.raw_commands() if "push" in c]
@@ -85,6 +106,12 @@ class FakeAdb:
 @pytest.fixture
 def fake(tmp_path, monkeypatch):
     return FakeAdb(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def fake_process(tmp_path, monkeypatch):
+    """The fake adb as a separate executable, for the end-to-end tests."""
+    return FakeAdb(tmp_path, monkeypatch, process=True)
 
 
 @pytest.fixture
@@ -101,9 +128,11 @@ def test_finds_the_fake_adb_on_path(fake):
     assert find_adb() == str(FAKE_ADB_DIR / "adb")
 
 
-def test_single_device_nnapi_run_pushes_chmods_and_parses(fake, model):
+@pytest.mark.slow  # ten adb processes: seconds on a loaded 2-core machine
+def test_single_device_nnapi_run_pushes_chmods_and_parses(fake_process, model):
+    fake = fake_process  # end to end: the fake adb is a separate executable
     fake.devices(device("VS680A"))
-    runner = AdbRunner(benchmark_binary=str(fake.binary), nnapi_accelerator="synap-npu",
+    runner = AdbRunner(benchmark_binary=str(fake.classic), nnapi_accelerator="synap-npu",
                        threads=2, min_runs=50, warmup_runs=1)
     result = runner.bench(model)
     assert result.runner == "adb" and result.model == str(model)
@@ -113,23 +142,34 @@ def test_single_device_nnapi_run_pushes_chmods_and_parses(fake, model):
                              "platform": "vs680", "sdk": 30, "abi": "arm64-v8a",
                              "abilist": "arm64-v8a,armeabi-v7a,armeabi",
                              "soc": "vs680", "soc_manufacturer": None,  # no ro.soc.model
-                             "nnapi_accelerators": "synap-npu,nnapi-reference"}
+                             "nnapi_accelerators": "synap-npu,nnapi-reference",
+                             "benchmark_tool": "TFLite's classic benchmark_model"}
     remote = "/data/local/tmp/mai_sr_abpn_int8.tflite"  # the space is made safe for sh
+    binary = "/data/local/tmp/benchmark_model"
+    run = [binary, f"--graph={remote}", "--num_threads=2", "--num_runs=50", "--warmup_runs=1",
+           "--use_nnapi=true", "--nnapi_accelerator_name=synap-npu",
+           "--result_file_path=/data/local/tmp/mai_sr_result.pb"]
     assert fake.commands() == [
         ["devices", "-l"],
         ["-s", "VS680A", "shell", "getprop"],
-        ["-s", "VS680A", "push", str(fake.binary), "/data/local/tmp/benchmark_model"],
-        ["-s", "VS680A", "shell", "chmod", "755", "/data/local/tmp/benchmark_model"],
+        ["-s", "VS680A", "shell", "sha256sum", binary],   # not there yet: pushed
+        ["-s", "VS680A", "push", str(fake.classic), binary],
+        ["-s", "VS680A", "shell", "chmod", "755", binary],
+        ["-s", "VS680A", "shell", binary, "--help"],      # which tool it is
         ["-s", "VS680A", "push", str(model), remote],
-        ["-s", "VS680A", "shell", "/data/local/tmp/benchmark_model", f"--graph={remote}",
-         "--num_threads=2", "--num_runs=50", "--warmup_runs=1", "--use_nnapi=true",
-         "--nnapi_accelerator_name=synap-npu", "--result_file_path=/data/local/tmp/mai_sr_result.pb"],
+        ["-s", "VS680A", "shell", *run],
         # this transcript has no BenchmarkResult sidecar: no file, the text is parsed
         ["-s", "VS680A", "pull", "/data/local/tmp/mai_sr_result.pb", fake.commands()[-2][-1]],
         ["-s", "VS680A", "shell", "rm", "-f", remote, "/data/local/tmp/mai_sr_result.pb"],
     ]
     assert remote not in fake.files("VS680A")  # cleaned up; the binary stays for next time
-    assert "/data/local/tmp/benchmark_model" in fake.files("VS680A")
+    assert binary in fake.files("VS680A")
+    # what ran is kept: the device command line, and the tool's output as printed
+    assert result.command == " ".join(shlex.quote(w) for w in run)
+    assert shlex.split(result.command) == run
+    assert result.raw_output == (FAKE_ADB_DIR / "transcripts" / "vs680_nnapi.txt").read_text() \
+        .replace("{graph}", remote)
+    assert not schema_errors(result.to_dict())
 
 
 @pytest.mark.parametrize("delegate, flags", [
@@ -199,7 +239,11 @@ def test_binary_missing_on_device_says_how_to_get_one(fake, model):
     fake.devices(device("VS680A"))
     with pytest.raises(MaiSrError) as err:
         AdbRunner().bench(model)
-    assert "has no benchmark_model" in str(err.value) and "--benchmark-binary" in str(err.value)
+    message = str(err.value)
+    assert message.startswith("device VS680A has no TFLite's classic benchmark_model (not at "
+                              "/data/local/tmp/benchmark_model nor on its PATH), which --delegate "
+                              "nnapi needs: pass --benchmark-binary PATH with TFLite's classic")
+    assert "android_aarch64_benchmark_model" in message and "\n" not in message
     assert not any(c[-1:] == ["/data/local/tmp/benchmark_model"] and "push" in c
                    for c in fake.commands())
 
@@ -244,8 +288,9 @@ def test_unauthorized_and_offline_devices(fake, model, state, message):
 
 
 def test_device_going_offline_mid_run(fake, model):
-    # getprop, push binary, chmod succeed; the model push finds the device offline
-    fake.devices(device("VS680A", offline_after=3))
+    # getprop, sha256sum, push binary, chmod, --help succeed; the model push finds the
+    # device offline
+    fake.devices(device("VS680A", offline_after=5))
     with pytest.raises(MaiSrError, match="device VS680A went offline during push of the model"):
         AdbRunner(benchmark_binary=str(fake.binary)).bench(model)
 
@@ -344,9 +389,11 @@ def test_accelerator_values_that_are_not_device_names_are_refused(fake, model, v
 @pytest.mark.parametrize("word", ["npu;touch /data/pwned", "a && touch /data/pwned",
                                   "x | touch /data/pwned", "$(touch /data/pwned)",
                                   "it's; touch /data/pwned"])
-def test_every_shell_word_reaches_the_device_as_one_literal_word(fake, word):
-    """Adb.run quotes: the fake device parses the line with sh's rules (; && | $()) and
-    `touch` really creates files there, so an unquoted word would create /data/pwned."""
+def test_every_shell_word_reaches_the_device_as_one_literal_word(fake_process, word):
+    """Adb.run quotes: the fake device (a separate process, as adb is) parses the line with
+    sh's rules (; && | $()) and `touch` really creates files there, so an unquoted word
+    would create /data/pwned."""
+    fake = fake_process
     fake.devices(device("VS680A"))
     client = adb_module.Adb()
     client.run("shell", "touch", "/data/ok", word, serial="VS680A")
@@ -424,7 +471,7 @@ def test_push_rejects_a_non_tflite_file(fake, tmp_path, capsys):
 def test_missing_adb_is_a_one_line_error_saying_how_to_get_it(tmp_path, monkeypatch, model):
     monkeypatch.setenv("PATH", str(tmp_path))  # no adb on PATH
     monkeypatch.delenv("ADB", raising=False)
-    monkeypatch.setattr(adb_module, "_bundled_adb", lambda: None)  # nor from adbutils
+    monkeypatch.setattr(client_module, "_bundled_adb", lambda: None)  # nor from adbutils
     with pytest.raises(MaiSrError) as err:
         AdbRunner().bench(model)
     message = str(err.value)
@@ -443,7 +490,7 @@ def test_bad_adb_option_and_env_via_cli(tmp_path, monkeypatch, model, capsys):
 
 def test_bundled_adb_of_adbutils_is_found():
     pytest.importorskip("adbutils")
-    bundled = adb_module._bundled_adb()
+    bundled = client_module._bundled_adb()
     assert bundled is not None and Path(bundled).name == "adb" and os.access(bundled, os.X_OK)
     assert "adbutils" in Path(bundled).parts
 
@@ -463,6 +510,20 @@ def phone(serial="S24", transcript="litert_npu_aot.txt", tool="litert", **extra)
     return {"serial": serial, "state": "device", "model": "Galaxy S24",
             "props": dict(PHONE_PROPS), "transcripts": {"": transcript}, "tool": tool,
             "hexagon": "75", **extra}
+
+
+MEDIATEK_PROPS = {"ro.product.model": "Galaxy Tab S10+", "ro.product.manufacturer": "samsung",
+                  "ro.board.platform": "mt6989", "ro.soc.manufacturer": "Mediatek",
+                  "ro.soc.model": "MT6989", "ro.build.version.sdk": "35",
+                  "ro.product.cpu.abi": "arm64-v8a", "ro.product.cpu.abilist": "arm64-v8a"}
+MEDIATEK_LIBS = ["libLiteRtDispatch_MediaTek.so", "libneuronusdk_adapter.mtk.so"]
+
+
+def mediatek_phone(serial="MTK1", transcript="mediatek_npu_aot.txt", **extra):
+    """A Dimensity 9300+ (MT6989) tablet on Android 15, LiteRT's tool installed by tests."""
+    return {"serial": serial, "state": "device", "model": "Galaxy Tab S10+",
+            "props": dict(MEDIATEK_PROPS), "transcripts": {"": transcript}, "tool": "litert",
+            **extra}
 
 
 def library_folder(path, names):
@@ -486,345 +547,3 @@ def qairt_sdk(root, hexagon_versions=("75",), android=None):
     for v in hexagon_versions:
         library_folder(root / "lib" / f"hexagon-v{v}" / "unsigned", [f"libQnnHtpV{v}Skel.so"])
     return root
-
-
-def test_npu_aot_model_full_delegation_reads_the_result_block_and_proto(fake, model, npu_libs):
-    fake.devices(phone())
-    result = AdbRunner(benchmark_binary=str(fake.binary), delegate="npu",
-                       npu_libs=str(npu_libs),
-                       npu_options=["qualcomm_htp_performance_mode=burst"]).bench(model)
-    # litert_npu_aot.result.json (the proto) gives 3.40876 ms; the text block prints 3.41
-    assert result.avg_ms == pytest.approx(3.40876, abs=1e-5)
-    assert result.avg_ms == pytest.approx(3.41, abs=0.005)
-    assert result.count == 294 and result.median_ms == pytest.approx(3.3921, abs=1e-5)
-    assert result.delegate["name"] == "NPU" and result.delegate["placement"] == "NPU 1, CPU 0"
-    assert result.delegate["fully_delegated"] is True
-    assert result.device["soc"] == "SM8650" and result.device["hexagon_version"] == "75"
-    assert any("from the BenchmarkResult proto" in n for n in result.notes)
-    run = fake.benchmark_command()
-    assert run[3:6] == ["env", "LD_LIBRARY_PATH=/data/local/tmp/mai_sr_npu",
-                        "ADSP_LIBRARY_PATH=/data/local/tmp/mai_sr_npu"]
-    assert run[6:] == ["/data/local/tmp/benchmark_model",
-                       "--graph=/data/local/tmp/mai_sr_abpn_int8.tflite", "--use_npu=true",
-                       "--dispatch_library_path=/data/local/tmp/mai_sr_npu",
-                       "--qualcomm_htp_performance_mode=burst",
-                       "--result_file_path=/data/local/tmp/mai_sr_result.pb"]
-    # no compiler plugin in the folder: no --compiler_plugin_library_path (AOT runs as is)
-    assert not any("compiler_plugin" in w for w in run)
-    assert sorted(p.split("/")[-1] for p in fake.files("S24")
-                  if p.startswith("/data/local/tmp/mai_sr_npu/")) == sorted(NPU_LIBS)
-    assert not schema_errors(result.to_dict())
-
-
-def test_npu_cli_prints_the_results_block_average(fake, model, npu_libs, capsys):
-    # the binary from an earlier run is on the device; no --benchmark-binary
-    fake.devices(phone(preinstalled=["/data/local/tmp/benchmark_model"]))
-    assert main(["bench", str(model), "--runner", "adb", "--delegate", "npu",
-                 "--npu-libs", str(npu_libs)]) == 0
-    out = capsys.readouterr().out
-    assert "inference (avg): 3.41 ms" in out  # "Inference (avg): 3.41 ms (294 runs)"
-    assert "note: nodes per unit: NPU 1, CPU 0" in out
-
-
-def test_npu_libraries_are_pushed_once_and_reused(fake, model, npu_libs):
-    fake.devices(phone())
-    runner = AdbRunner(benchmark_binary=str(fake.binary), delegate="npu", npu_libs=str(npu_libs))
-    runner.bench(model)
-    first = [c for c in fake.pushes() if "mai_sr_npu" in c[-1]]
-    runner.bench(model)
-    assert len(first) == len(NPU_LIBS)
-    assert [c for c in fake.pushes() if "mai_sr_npu" in c[-1]] == first  # nothing new
-    # a changed library (different size) is pushed again, alone
-    (npu_libs / "libQnnHtp.so").write_bytes(b"\x7fELF" + bytes(100))
-    runner.bench(model)
-    again = [c for c in fake.pushes() if "mai_sr_npu" in c[-1]][len(first):]
-    assert [c[-1] for c in again] == ["/data/local/tmp/mai_sr_npu/libQnnHtp.so"]
-
-
-def test_npu_compiler_plugin_enables_on_device_compilation(fake, model, tmp_path):
-    libs = library_folder(tmp_path / "jit", NPU_LIBS + ["libLiteRtCompilerPlugin_Qualcomm.so"])
-    fake.devices(phone(transcript="litert_npu_aot.txt"))
-    AdbRunner(benchmark_binary=str(fake.binary), delegate="npu", npu_libs=str(libs)).bench(model)
-    assert ("--compiler_plugin_library_path=/data/local/tmp/mai_sr_npu"
-            in fake.benchmark_command())
-
-
-def test_npu_partial_delegation_is_an_error_by_default(fake, model, npu_libs, capsys):
-    fake.devices(phone(transcript="litert_npu_jit_partial.txt"))
-    assert main(["bench", str(model), "--runner", "adb", "--benchmark-binary",
-                 str(fake.binary), "--delegate", "npu", "--npu-libs", str(npu_libs)]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "the NPU run fell back" in err
-    assert "Replacing 3 out of 4 node(s) with delegate (TfLiteXNNPackDelegate)" in err
-    assert "NPU 1, CPU (XNNPACK) 3, CPU 0" in err
-
-
-def test_npu_partial_delegation_with_allow_fallback_says_where_nodes_ran(fake, model, npu_libs):
-    fake.devices(phone(transcript="litert_npu_jit_partial.txt"))
-    result = AdbRunner(benchmark_binary=str(fake.binary), delegate="npu",
-                       npu_libs=str(npu_libs), allow_fallback=True).bench(model)
-    assert result.avg_ms == pytest.approx(14.62)  # no proto sidecar: the text's 14.62 ms
-    assert result.std_ms == pytest.approx(0.47)   # "Inference (std): 0.47", printed without unit
-    assert result.delegate["fully_delegated"] is False
-    assert result.delegate["placement"] == "NPU 1, CPU (XNNPACK) 3, CPU 0"
-    assert (result.delegate["delegated_nodes"], result.delegate["total_nodes"]) == (1, 4)
-    assert any("nodes per unit: NPU 1, CPU (XNNPACK) 3, CPU 0" in n for n in result.notes)
-
-
-def test_npu_run_all_on_xnnpack_is_a_one_line_error_exit_2(fake, model, npu_libs, capsys):
-    fake.devices(phone(transcript="litert_npu_xnnpack.txt"))
-    assert main(["bench", str(model), "--runner", "adb", "--benchmark-binary",
-                 str(fake.binary), "--delegate", "npu", "--npu-libs", str(npu_libs)]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("mai-sr bench: error: device S24: benchmark_model: the NPU run fell back")
-    assert "Replacing 10 out of 14 node(s) with delegate (TfLiteXNNPackDelegate)" in err
-    assert "CPU (XNNPACK) 10, CPU 4" in err and err.count("\n") == 1
-
-
-def test_unconsumed_flag_is_a_one_line_error_exit_2(fake, model, npu_libs, capsys):
-    # An older CompiledModel build without the Qualcomm vendor flags warns and runs without it
-    fake.devices(phone(lacks_flags=["qualcomm_htp_performance_mode"]))
-    assert main(["bench", str(model), "--runner", "adb", "--benchmark-binary",
-                 str(fake.binary), "--delegate", "npu", "--npu-libs", str(npu_libs),
-                 "--npu-option", "qualcomm_htp_performance_mode=burst"]) == 2
-    err = capsys.readouterr().err
-    assert ('"WARN: Unconsumed cmdline flags: --qualcomm_htp_performance_mode=burst"' in err
-            or '"Unconsumed cmdline flags: --qualcomm_htp_performance_mode=burst"' in err)
-    assert err.count("\n") == 1
-
-
-def test_classic_benchmark_model_given_npu_flags_is_caught(fake, model, npu_libs, capsys):
-    # --benchmark-binary pointing at TFLite's classic tool: it ignores --use_npu and runs
-    # on the CPU in its own format (no BENCHMARK RESULTS block)
-    fake.devices(phone(transcript="cpu_xnnpack.txt", tool="classic"))
-    with pytest.raises(MaiSrError) as err:
-        AdbRunner(benchmark_binary=str(fake.binary), delegate="npu",
-                  npu_libs=str(npu_libs)).bench(model)
-    assert "Unconsumed cmdline flags: --use_npu=true" in str(err.value)
-    assert "\n" not in str(err.value)
-
-
-def test_old_build_without_result_file_path_falls_back_to_the_text(fake, model, npu_libs):
-    fake.devices(phone(lacks_flags=["result_file_path"]))
-    result = AdbRunner(benchmark_binary=str(fake.binary), delegate="npu",
-                       npu_libs=str(npu_libs)).bench(model)
-    assert result.avg_ms == pytest.approx(3.41)  # the text's rounding: no proto was written
-    assert not any("BenchmarkResult proto" in n for n in result.notes)
-    assert any("Unconsumed cmdline flags: --result_file_path" in n for n in result.notes)
-
-
-def test_npu_dispatch_library_missing_on_device_is_an_error(fake, model, npu_libs, capsys):
-    # The folder pushed, then the dispatch library removed on the device: LiteRT logs the
-    # dispatch errors and runs on the CPU (litert_npu_no_dispatch.txt)
-    fake.devices(phone())
-    runner = AdbRunner(benchmark_binary=str(fake.binary), delegate="npu", npu_libs=str(npu_libs))
-    runner.bench(model)
-    adb_module.Adb().run("shell", "rm", "-f",
-                         "/data/local/tmp/mai_sr_npu/libLiteRtDispatch_Qualcomm.so", serial="S24")
-    # the size listing no longer shows it, so the next run pushes it back...
-    runner.bench(model)
-    assert "/data/local/tmp/mai_sr_npu/libLiteRtDispatch_Qualcomm.so" in fake.files("S24")
-    # ...and on a device whose dispatch folder stays empty LiteRT logs the dispatch errors
-    # and runs on the CPU: an error quoting LiteRT
-    fake.devices(phone(serial="S24B"))
-    runner_without = AdbRunner(benchmark_binary=str(fake.binary), delegate="npu",
-                               npu_libs=str(npu_libs))
-    runner_without._push_libraries = lambda *a: None  # nothing reaches the device
-    with pytest.raises(MaiSrError) as err:
-        runner_without.bench(model)
-    message = str(err.value)
-    assert "the NPU run fell back" in message and "\n" not in message
-    assert '"Failed to apply compiler plugins: No compiler plugin found" (+4 more)' in message
-    assert "nodes per unit: CPU (XNNPACK) 10, CPU 4" in message
-
-
-def test_npu_run_that_aborts_quotes_litert_s_cause(fake, model, npu_libs):
-    # a build that stops instead of falling back: the dispatch error is quoted first
-    fake.devices(phone(transcript="litert_npu_no_dispatch.txt",
-                       exit_codes={"litert_npu_no_dispatch.txt": 1}))
-    with pytest.raises(MaiSrError) as err:
-        AdbRunner(benchmark_binary=str(fake.binary), delegate="npu",
-                  npu_libs=str(npu_libs)).bench(model)
-    assert str(err.value).startswith('device S24: benchmark_model exited with code 1: '
-                                     '"ERROR: [compiled_model.cc:590] Failed to apply compiler '
-                                     'plugins: No compiler plugin found"')
-
-
-@pytest.mark.parametrize("names, message", [
-    (["libQnnHtp.so"], r"no libLiteRtDispatch_Qualcomm.so \(device S24 has SoC SM8650, qualcomm"),
-    (["libLiteRtDispatch_MediaTek.so"], r"the folder has libLiteRtDispatch_MediaTek.so"),
-    (["libLiteRtDispatch_Qualcomm.so", "libQnnHtp.so", "libQnnHtpV73Stub.so",
-      "libQnnHtpV73Skel.so"], r"no libQnnHtpV75Skel.so \(SoC SM8650 runs Hexagon v75"),
-])
-def test_npu_missing_libraries_are_refused_before_anything_is_pushed(fake, model, tmp_path,
-                                                                    names, message):
-    fake.devices(phone())
-    libs = library_folder(tmp_path / "libs", names)
-    with pytest.raises(MaiSrError, match=message):
-        AdbRunner(benchmark_binary=str(fake.binary), delegate="npu", npu_libs=str(libs)).bench(model)
-    assert fake.pushes() == []
-
-
-def test_qnn_full_delegation_builds_options_and_pushes_qairt_libraries(fake, model, tmp_path):
-    sdk = qairt_sdk(tmp_path / "qairt" / "2.44.0")
-    fake.devices(phone(transcript="qnn_htp_full.txt", tool="classic"))
-    result = AdbRunner(benchmark_binary=str(fake.binary), delegate="qnn", qairt=str(sdk),
-                       qnn_performance_mode="burst").bench(model)
-    run = fake.benchmark_command()
-    remote = "/data/local/tmp/mai_sr_qnn"
-    assert run[3:6] == ["env", f"LD_LIBRARY_PATH={remote}", f"ADSP_LIBRARY_PATH={remote}"]
-    assert run[7:] == [
-        "--graph=/data/local/tmp/mai_sr_abpn_int8.tflite",
-        f"--external_delegate_path={remote}/libQnnTFLiteDelegate.so",
-        f"--external_delegate_options=backend_type:htp;library_path:{remote}/libQnnHtp.so;"
-        f"skel_library_dir:{remote};htp_performance_mode:2",
-        "--result_file_path=/data/local/tmp/mai_sr_result.pb"]
-    pushed = sorted(c[-1].split("/")[-1] for c in fake.pushes() if remote in c[-1])
-    assert pushed == ["libQnnHtp.so", "libQnnHtpPrepare.so", "libQnnHtpV75Skel.so",
-                      "libQnnHtpV75Stub.so", "libQnnSystem.so", "libQnnTFLiteDelegate.so"]
-    # proto 3.77691 ms; text "Inference (avg): 3776.91" us: the two agree
-    assert result.avg_ms == pytest.approx(3.77691, abs=1e-5) and result.count == 265
-    assert result.delegate["name"] == "QNN" and result.delegate["fully_delegated"] is True
-    assert result.delegate["placement"] == "QNN 13, CPU 0"
-    assert any("from the BenchmarkResult proto" in n for n in result.notes)
-
-
-def test_a_result_file_that_disagrees_with_the_text_is_ignored(fake, model, npu_libs):
-    # a file left by another run (its average is not the printed one): the text wins
-    result = adb_module.apply_benchmark_result(
-        BenchResult(runner="adb", model="m", avg_ms=3.41),
-        {"latency_metrics": {"avg_ms": 14.6213}, "misc_metrics": {"num_runs": 69}})
-    assert result.avg_ms == 3.41 and result.count is None
-    assert "ignored the BenchmarkResult file" in result.notes[-1]
-
-
-def test_qnn_partial_delegation_is_an_error_then_allowed(fake, model, tmp_path, capsys):
-    sdk = qairt_sdk(tmp_path / "qairt")
-    fake.devices(phone(transcript="qnn_htp_partial.txt", tool="classic"))
-    argv = ["bench", str(model), "--runner", "adb", "--benchmark-binary", str(fake.binary),
-            "--delegate", "qnn", "--qairt", str(sdk)]
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert "Replacing 10 out of 13 node(s) with delegate (TfLiteQnnDelegate)" in err
-    assert "QNN 10, CPU 3" in err and err.count("\n") == 1
-    assert main(argv + ["--allow-fallback", "--json"]) == 0
-    payload = json.loads(capsys.readouterr().out)
-    assert payload["avg_ms"] == pytest.approx(6.32948)
-    assert payload["delegate"]["placement"] == "QNN 10, CPU 3"
-    assert payload["delegate"]["fully_delegated"] is False and not schema_errors(payload)
-    assert (payload["delegate"]["delegated_nodes"], payload["delegate"]["total_nodes"]) == (10, 13)
-
-
-def test_qnn_wrong_hexagon_version_runs_on_the_cpu_and_is_an_error(fake, model, tmp_path):
-    # --hexagon-version 73 on an SM8650 (v75): the v73 stub/skel cannot drive its HTP, the
-    # delegate takes no node (qnn_not_executed.txt, the shape of tensorflow#83344)
-    sdk = qairt_sdk(tmp_path / "qairt", hexagon_versions=("73", "75"))
-    fake.devices(phone(transcript="qnn_htp_full.txt", tool="classic"))
-    with pytest.raises(MaiSrError) as err:
-        AdbRunner(benchmark_binary=str(fake.binary), delegate="qnn", qairt=str(sdk),
-                  hexagon_version="73").bench(model)
-    assert "TfLiteQnnDelegate delegate: 0 nodes delegated out of 13 nodes" in str(err.value)
-    assert "\n" not in str(err.value)
-
-
-def test_qnn_hexagon_version_follows_the_soc(fake, model, tmp_path):
-    sdk = qairt_sdk(tmp_path / "qairt", hexagon_versions=("73", "75", "79"))
-    s25 = phone(transcript="qnn_htp_full.txt", tool="classic", hexagon="79")
-    s25["props"]["ro.soc.model"] = "SM8750"
-    fake.devices(s25)
-    result = AdbRunner(benchmark_binary=str(fake.binary), delegate="qnn", qairt=str(sdk)).bench(model)
-    assert result.device["hexagon_version"] == "79"
-    pushed = {c[-1].split("/")[-1] for c in fake.pushes()}
-    assert {"libQnnHtpV79Stub.so", "libQnnHtpV79Skel.so"} <= pushed
-    assert not pushed & {"libQnnHtpV75Skel.so", "libQnnHtpV73Skel.so"}
-
-
-def test_qnn_soc_from_board_platform_when_ro_soc_model_is_missing(fake, model, tmp_path):
-    sdk = qairt_sdk(tmp_path / "qairt")
-    old = phone(transcript="qnn_htp_full.txt", tool="classic")
-    del old["props"]["ro.soc.model"]
-    old["props"]["ro.board.platform"] = "msmnile"  # SM8150's codename: not in the table
-    fake.devices(old)
-    with pytest.raises(MaiSrError, match=r"SoC MSMNILE has no known Hexagon version .* pass "
-                                         r"--hexagon-version NN"):
-        AdbRunner(benchmark_binary=str(fake.binary), delegate="qnn", qairt=str(sdk)).bench(model)
-
-
-def test_qnn_missing_skel_for_the_soc_is_refused(fake, model, tmp_path):
-    sdk = qairt_sdk(tmp_path / "qairt", hexagon_versions=("73",))
-    fake.devices(phone(transcript="qnn_htp_full.txt", tool="classic"))
-    with pytest.raises(MaiSrError, match=r"missing libQnnHtpV75Stub.so, lib/hexagon-v75/unsigned/"
-                                         r"libQnnHtpV75Skel.so \(the folder has hexagon-v73\)"):
-        AdbRunner(benchmark_binary=str(fake.binary), delegate="qnn", qairt=str(sdk)).bench(model)
-    assert fake.pushes() == []
-
-
-@pytest.mark.parametrize("option, why", [
-    ("log_level=", "is empty"),                       # "log_level:" splits into one part
-    ("cache_dir=/data/local/tmp/a:b", "contains : or ;"),   # three parts
-    ("model_token=a;b", "contains : or ;"),           # becomes two items, one dropped
-])
-def test_qnn_option_the_parser_would_drop_is_refused(fake, model, tmp_path, option, why, capsys):
-    sdk = qairt_sdk(tmp_path / "qairt")
-    fake.devices(phone(transcript="qnn_htp_full.txt", tool="classic"))
-    assert main(["bench", str(model), "--runner", "adb", "--benchmark-binary", str(fake.binary),
-                 "--delegate", "qnn", "--qairt", str(sdk), "--qnn-option", option]) == 2
-    err = capsys.readouterr().err
-    assert why in err and "drop it silently" in err and err.count("\n") == 1
-    assert fake.commands() == []  # refused before any adb call
-
-
-def test_external_delegate_options_round_trip_through_the_tools_split():
-    """What we build splits back, as external_delegate_provider.cc does (';' then ':',
-    items of two parts kept), into exactly the pairs we meant."""
-    pairs = [("backend_type", "htp"), ("library_path", "/data/local/tmp/q/libQnnHtp.so"),
-             ("htp_performance_mode", "2")]
-    text = adb_module.external_delegate_options(pairs)
-    kept = [tuple(item.split(":")) for item in text.split(";") if len(item.split(":")) == 2]
-    assert kept == pairs
-
-
-def test_nnapi_on_android_15_is_labelled_deprecated_and_sdk_recorded(fake, model):
-    s24 = phone(transcript="logcat_nnapi.txt", tool="classic")
-    fake.devices(s24)
-    result = AdbRunner(benchmark_binary=str(fake.binary)).bench(model)
-    assert result.device["sdk"] == 35
-    assert result.delegate["available_accelerators"] == ["ipuadaptor", "nnapi-reference"]
-    assert result.device["nnapi_accelerators"] == "ipuadaptor,nnapi-reference"
-    assert any("NNAPI is deprecated from Android 15" in n for n in result.notes)
-
-
-def test_nnapi_before_android_15_has_no_deprecation_note(fake, model):
-    fake.devices(device("VS680A"))
-    result = AdbRunner(benchmark_binary=str(fake.binary)).bench(model)
-    assert result.device["sdk"] == 30 and not any("deprecated" in n for n in result.notes)
-
-
-@pytest.mark.parametrize("kwargs, message", [
-    ({"delegate": "npu"}, "--delegate npu needs --npu-libs DIR"),
-    ({"delegate": "qnn"}, "--delegate qnn needs --qairt DIR"),
-    ({"delegate": "nnapi", "npu_libs": "."}, "--npu-libs and --npu-option need --delegate npu"),
-    ({"delegate": "npu", "npu_libs": ".", "npu_options": ["htp_mode=burst"]},
-     "vendor flags start with qualcomm_"),
-    ({"delegate": "npu", "npu_libs": ".", "npu_options": ["qualcomm_x=a b"]},
-     "the value must be non-empty"),
-    ({"delegate": "qnn", "qairt": ".", "qnn_performance_mode": "turbo"},
-     "--qnn-performance-mode turbo: choose from default"),
-    ({"delegate": "qnn", "qairt": ".", "qnn_options": ["backend_type=gpu"]},
-     "--qnn-option backend_type: set by mai-sr"),
-    ({"delegate": "npu", "npu_libs": ".", "op_profiling": True}, "--op-profiling is the classic"),
-])
-def test_npu_and_qnn_option_errors(fake, kwargs, message):
-    with pytest.raises(MaiSrError, match=re.escape(message)):
-        AdbRunner(**kwargs)
-
-@pytest.mark.parametrize("command", [["push"], ["bench", "--runner", "adb"]])
-def test_a_truncated_model_is_refused_before_anything_reaches_the_device(fake, model, command,
-                                                                         capsys):
-    fake.devices(device("A1"))
-    cut = model.with_name("cut.tflite")
-    cut.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
-    assert main([command[0], str(cut), *command[1:]]) == 2
-    err = capsys.readouterr().err
-    assert "cut.tflite: truncated or corrupt TFLite file" in err and err.count("\n") == 1
-    assert not any("push" in c for c in fake.commands())

@@ -212,11 +212,12 @@ def parse_litert(name):
 
 
 def fake_adb_module():
-    """tests/fake_adb/adb as a module: its hand-written proto encoder is independent of the
-    protobuf runtime the reader uses."""
-    path = str(TRANSCRIPTS.parent / "adb")
-    loader = importlib.machinery.SourceFileLoader("fake_adb", path)
-    module = importlib.util.module_from_spec(importlib.util.spec_from_loader("fake_adb", loader))
+    """The fake adb's device emulator as a module: its hand-written proto encoder is
+    independent of the protobuf runtime the reader uses."""
+    path = str(TRANSCRIPTS.parent / "device_emulator.py")
+    loader = importlib.machinery.SourceFileLoader("device_emulator_for_proto", path)
+    module = importlib.util.module_from_spec(
+        importlib.util.spec_from_loader("device_emulator_for_proto", loader))
     loader.exec_module(module)
     return module
 

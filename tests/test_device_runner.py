@@ -72,7 +72,7 @@ def test_schema_covers_exactly_the_bench_result_fields():
     (lambda d: d.update(count=True), "$.count: True is not of type 'integer', 'null'"),
     (lambda d: d.update(speed=3), "('speed' was unexpected)"),
     (lambda d: d.pop("runner"), "$: 'runner' is a required property"),
-    (lambda d: d.update(schema_version=99), "99 is not one of [1]"),
+    (lambda d: d.update(schema_version=99), "99 is not one of [1, 2]"),
     (lambda d: d["layers"].append({"name": "conv", "op": "CONV_2D"}),
      "$.layers[0]: 'ms' is a required property"),
     (lambda d: d["delegate"].update(kernels="two"), "$.delegate.kernels: 'two' is not of type"),

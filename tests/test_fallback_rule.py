@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from mai_sr.cli import main
-from test_adb_runner import NPU_LIBS, device, library_folder, phone, qairt_sdk
+from test_adb_runner import (MEDIATEK_LIBS, NPU_LIBS, device, library_folder, mediatek_phone,
+                             phone, qairt_sdk)
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -37,7 +38,7 @@ ROWS = table_rows()
 
 def test_the_table_covers_every_benchmark_transcript():
     shipped = {p.stem for p in (Path(__file__).parent / "fake_adb" / "transcripts").glob("*.txt")
-               if not p.stem.startswith(("logcat_", "mediatek_"))}
+               if not p.stem.startswith("logcat_")}  # a logcat capture, not a bench run
     listed = {row["transcript"].strip("`") for row in ROWS}
     assert listed == shipped
 
@@ -64,7 +65,10 @@ def _argv(row, fake, model, tmp_path) -> list[str]:
     delegate, flags = words[0], words[1:]
     argv = ["bench", str(model), "--runner", "adb", "--benchmark-binary", str(fake.binary),
             "--delegate", delegate, *flags]
-    if delegate == "npu":
+    if delegate == "npu" and name.startswith("mediatek_"):
+        fake.devices(mediatek_phone(transcript=f"{name}.txt"))
+        argv += ["--npu-libs", str(library_folder(tmp_path / "npu_libs", MEDIATEK_LIBS))]
+    elif delegate == "npu":
         fake.devices(phone(transcript=f"{name}.txt"))
         argv += ["--npu-libs", str(library_folder(tmp_path / "npu_libs", NPU_LIBS))]
     elif delegate == "qnn":

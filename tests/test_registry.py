@@ -101,8 +101,8 @@ def test_each_runner_declares_its_own_options():
                                               "nnapi_accelerator", "op_profiling",
                                               "report_memory", "npu_libs", "npu_options",
                                               "qairt", "qnn_backend", "qnn_performance_mode",
-                                              "qnn_options", "hexagon_version",
-                                              "allow_fallback"]
+                                              "qnn_options", "compiler_cache",
+                                              "hexagon_version", "allow_fallback", "verbose"]
     # every dest of a runner's options is a keyword of that runner's constructor
     for name in device.RUNNERS:
         title = f"--runner {name} options"
@@ -205,3 +205,25 @@ def test_a_runner_that_cannot_be_imported_breaks_only_itself(tmp_path, monkeypat
     assert main(["bench", "m.tflite", "--runner", "broken"]) == 2
     assert capsys.readouterr().err == ("mai-sr bench: error: runner 'broken' is unavailable: "
                                        "No module named 'no_such_package_for_mai_sr'\n")
+
+
+def test_a_new_runner_s_options_reach_report_with_no_change_to_report(toy_runner, tmp_path,
+                                                                      capsys):
+    with pytest.raises(SystemExit):
+        main(["report", "--help"])
+    help_text = capsys.readouterr().out
+    assert "--runner toy options:" in help_text and "--toy-speed SPEED" in help_text
+    assert "--runner adb options:" in help_text and "--delegate" in help_text
+    out = tmp_path / "report"
+    main(["report", str(toy_runner), "--runner", "toy", "--toy-speed", "4", "--out", str(out),
+          "--quiet"])
+    capsys.readouterr()
+    (card,) = [json.loads(p.read_text()) for p in (out / "cards").glob("*.json")]
+    assert [(r["runner"], r["avg_ms"], r["notes"]) for r in card["runtimes"]] == [
+        ("toy", 2.5, ["speed 4.0"])]
+    # an option of a runner the report does not use is refused, not dropped
+    assert main(["report", str(toy_runner), "--runner", "local", "--toy-speed", "4",
+                 "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        "mai-sr report: error: --toy-speed is an option of --runner toy, which this command "
+        "does not use (--runner local)\n")

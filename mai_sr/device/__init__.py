@@ -7,7 +7,7 @@
 Adding a runner means adding a module with a class that follows `Runner` and one line in
 `RUNNERS`: `mai-sr bench --runner` and `mai-sr report --runner` take their choices from it,
 and the runner's own `add_cli_options(group)` (see `Runner`) puts its options in `mai-sr
-bench --help`. Modules are imported only when their runner (or `bench`'s parser) asks for
+bench --help` and `mai-sr report --help` (:mod:`mai_sr.device.options`). Modules are imported only when their runner (or `bench`'s parser) asks for
 them, and none imports TensorFlow.
 """
 

@@ -22,9 +22,10 @@ class Runner(Protocol):
     `bench` returns one `BenchResult`, or a list when the runner drives several devices
     (`adb --serial all`). Optional, looked up with getattr:
 
-    - ``@classmethod add_cli_options(cls, group)``: add the runner's own `mai-sr bench`
-      options to the argparse group "--runner NAME options"; each option's `dest` is a
-      keyword argument of the constructor, which `get_runner` passes on. Option strings must
+    - ``@classmethod add_cli_options(cls, group)``: add the runner's own options to the
+      argparse group "--runner NAME options" of `mai-sr bench` and `mai-sr report`
+      (:mod:`mai_sr.device.options`); each option's `dest` is a keyword argument of the
+      constructor, which `get_runner` passes on. Option strings must
       not clash with another runner's or with bench's shared ones (--threads, --runs,
       --warmup, --min-seconds, --json, whose dests are threads, min_runs, warmup_runs,
       min_seconds).
@@ -128,7 +129,11 @@ BENCH_RESULT_SCHEMA = {
                 "simulated": {"type": "boolean"},
                 "error": {"type": ["string", "null"]},
                 "notes": {"type": "array", "items": {"type": "string"}},
-                "schema_version": {"type": "integer", "enum": [BENCH_SCHEMA_VERSION]},
+                # the device command line and the tool's output, as run (adb); version 1
+                # results have neither
+                "command": {"type": ["string", "null"]},
+                "raw_output": {"type": ["string", "null"]},
+                "schema_version": {"type": "integer", "enum": [1, BENCH_SCHEMA_VERSION]},
             },
             "additionalProperties": False,
         }

@@ -41,8 +41,11 @@ _PLAIN = re.compile(rf"^({NUM})(?: (?:ms|MB|MB/s))?$")
 
 # LiteRT's messages when the NPU runtime is missing or unusable; the tool then carries on
 # on the CPU (google-ai-edge/LiteRT#5592, #5594, #6059; dispatch_delegate.cc, compiler_plugin.cc).
+# MediaTek's dispatch logs "Failed to load NeuronAdapter shared library" when no NeuroPilot
+# adapter loads (litert/vendors/mediatek/neuron_adapter_api.cc).
 NPU_FAILURE_MARKERS = ("No compiler plugin found", "Failed to initialize Dispatch API",
-                       "No usable Dispatch runtime found", "No dispatch library found")
+                       "No usable Dispatch runtime found", "No dispatch library found",
+                       "Failed to load NeuronAdapter shared library")
 # Flags mai-sr adds for itself that an older build may not know; its warning then only
 # means "no proto file", and the text is parsed instead.
 OPTIONAL_FLAGS = ("--result_file_path",)

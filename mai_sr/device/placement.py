@@ -190,3 +190,14 @@ def timed_on(delegate: dict | None, *, simulated: bool = False) -> str:
     if kind is None and delegate.get("fully_delegated") is False:
         kind = "none" if delegate.get("delegated_nodes") == 0 else "partial"
     return time_owner(name, kind)
+
+
+def runtime_label(row: dict) -> str:
+    """A report's name for a device time: "adb: NPU on SM8650" (runner, whose time, the
+    device's SoC or model), or the runner alone when the row says no more."""
+    device = row.get("device") or {}
+    where = device.get("soc") or device.get("model") or device.get("npu")
+    owner = row.get("timed_on")
+    if not owner or row.get("simulated"):
+        return row["runner"]
+    return f"{row['runner']}: {owner}" + (f" on {where}" if where else "")

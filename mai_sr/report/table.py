@@ -69,6 +69,7 @@ def card_row(card: dict, datasets: list[str]) -> dict:
     PSNR/SSIM are on the first of `datasets`; with several, per-dataset ``psnr_<name>`` and
     ``ssim_<name>`` columns are added. dPSNR needs the Keras FP32 result on the same set.
     """
+    from mai_sr.device.placement import runtime_label  # device names: parsers' module
     primary = datasets[0] if datasets else None
     int8 = card_quality(card, primary, "tflite") if primary else None
     fp32 = card_quality(card, primary, "keras") if primary else None
@@ -99,7 +100,8 @@ def card_row(card: dict, datasets: list[str]) -> dict:
         "gflops": 2 * cx["macs"] / 1e9 if cx["macs"] is not None else None,
         "activations_m": cx["activations"] / 1e6 if cx["activations"] is not None else None,
         "input_hw": "x".join(map(str, cx["input_hw"])) if cx["input_hw"] else None,
-        "npu_runner": (npu["runner"] + (" (simulated)" if npu["simulated"] else "")) if npu
+        "npu_runner": (npu["runner"] + " (simulated)" if npu["simulated"] else runtime_label(npu))
+        if npu
         else _fallback_label(fell_back) if fell_back else None,
         "status": card["status"],
         "error": "; ".join(card["errors"]) or None,
