@@ -213,6 +213,10 @@ def test_every_choice_list_is_its_library_constant():
         ("bench", "--qnn-backend"): QNN_BACKENDS,
         ("bench", "--qnn-performance-mode"): tuple(QNN_PERFORMANCE_MODES),
         ("push", "--pretrained"): available(),
+        # report takes every runner's own options (the same declarations as bench's)
+        ("report", "--npu"): vela_configs(), ("report", "--delegate"): DELEGATES,
+        ("report", "--qnn-backend"): QNN_BACKENDS,
+        ("report", "--qnn-performance-mode"): tuple(QNN_PERFORMANCE_MODES),
         ("lint", "--target"): lint_targets(),
         ("profile", "--model"): list_models(), ("profile", "--scale"): SCALES,
         ("score", "--scale"): SCALES,
