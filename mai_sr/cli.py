@@ -113,7 +113,9 @@ def csv_list(text: str) -> list[str]:
 MODEL_NAMES = tuple(list_models())
 PRETRAINED_NAMES = tuple(available_pretrained())
 EXPORT_TARGETS = ("ethos-u55", "ethos-u65", "ethos-u85")  # = mai_sr.export.targets.TARGETS
-LINT_TARGETS = ("vs680", "nnapi", "ethos-u55", "ethos-u65", "ethos-u85")
+LINT_TARGETS = ("vs680", "nnapi", "ethos-u55", "ethos-u65", "ethos-u85",  # = mai_sr.lint's
+                "dimensity8100-neuron", "dimensity8100-nnapi", "snapdragon888-qnn-gpu",
+                "snapdragon8gen1-nnapi")
 
 
 # ---------------------------------------------------------------- handlers

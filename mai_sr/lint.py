@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mai_sr.device.profiles import profile_names
 from mai_sr.errors import MaiSrError
 from mai_sr.export.targets import TARGETS as EXPORT_TARGETS
 from mai_sr.tflite.graph import TFLiteGraph, read_graph
@@ -329,7 +330,9 @@ def lint_model(path) -> LintReport:
 
 # Each Ethos-U target is judged on the configuration `export --target` quotes its figures for.
 ETHOS_U_LINT_NPU = {target: spec["accelerator"] for target, spec in EXPORT_TARGETS.items()}
-LINT_TARGETS = ("vs680", "nnapi", *ETHOS_U_LINT_NPU)
+# Phone device profiles (mai_sr.device.profiles): op placements measured on real phones.
+PROFILE_LINT_TARGETS = tuple(n for n in profile_names() if not n.startswith("vs680"))
+LINT_TARGETS = ("vs680", "nnapi", *ETHOS_U_LINT_NPU, *PROFILE_LINT_TARGETS)
 
 
 @dataclass
@@ -399,6 +402,10 @@ def lint_for_target(path, target: str):
     the LintReport restricted to that target's op-support findings."""
     if target in ETHOS_U_LINT_NPU:
         return lint_ethos_u(path, target)
+    if target in PROFILE_LINT_TARGETS:
+        from mai_sr.device.estimate import lint_profile
+
+        return lint_profile(path, target)
     if target not in LINT_TARGETS:
         raise MaiSrError(f"--target: {target!r} is not one of {', '.join(LINT_TARGETS)}")
     report = lint_model(path)
