@@ -37,6 +37,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -99,14 +100,31 @@ def export_zoo(folder: Path) -> dict[tuple[str, int], Path]:
     return paths
 
 
+# Files `mai-sr export` could not write, and how they were made instead (in the result).
+EXPORT_FALLBACKS: dict[str, str] = {}
+
+
 def _export_one(name: str, scale: int, path: Path) -> None:
+    """`mai-sr export --model NAME --weights W --scale S --shape 360x640` (the Python API).
+    Where it fails, TFLite's own full-integer conversion of the same deploy graph (uint8 IO)
+    stands in, and the fallback is recorded."""
+    from mai_sr.errors import MaiSrError
     from mai_sr.export.convert import export
+    from mai_sr.fileio import write_bytes
     from mai_sr.models import create_model
 
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / f"{name}.weights.h5"
         create_model(name, scale=scale, deploy=True).save_weights(str(weights))
-        export(path, model=name, weights=weights, scale=scale, shape=SHAPE, calib_n=8)
+        try:
+            export(path, model=name, weights=weights, scale=scale, shape=SHAPE, calib_n=8)
+        except MaiSrError as exc:
+            from synap_calibration import int8_tflite
+
+            write_bytes(path, int8_tflite(create_model(name, scale=scale, deploy=True,
+                                                       input_size=SHAPE)))
+            EXPORT_FALLBACKS[path.name] = (f"mai-sr export failed ({str(exc)[:160]}); "
+                                           "TFLite's full-integer conversion used instead")
 
 
 def _outliers(profile) -> dict[tuple[str, int], dict]:
@@ -305,17 +323,20 @@ def main() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         paths = export_zoo(folder)
         fits = {p.name: fit_profile(p, table, paths) for p in phones}
+        refitted = {p.name: {**p.data, "coefficients": fits[p.name]["coefficients"],
+                             "fit": fit_record(p, fits[p.name], date)} for p in phones}
         if args.write_profiles:
             for p in phones:
-                save_profile(p, {**p.data, "coefficients": fits[p.name]["coefficients"],
-                                 "fit": fit_record(p, fits[p.name], date)})
-        profiles = [load_profile(n) for n in profile_names()]  # refitted, with the VS680
+                save_profile(p, refitted[p.name])
+        # this run's fit, with the VS680 (whether or not the files were written)
+        profiles = [replace(p, data=refitted.get(p.name, p.data))
+                    for p in map(load_profile, profile_names())]
         x2 = x2_estimates(paths, profiles)
         differences = reconstruction_costs(paths, profiles, folder)
     result = {"date": date, "source": ETDS_TABLE, "input_shape": [1, *SHAPE, 3],
               "features": list(FEATURES), "targets": TARGETS, "profiles": fits,
               "x2_estimates": x2, "reconstruction_differences": differences,
-              "profiles_written": args.write_profiles,
+              "profiles_written": args.write_profiles, "export_fallbacks": EXPORT_FALLBACKS,
               "seconds": round(time.time() - started, 1)}
     png = plot(fits, RESULTS / "phone_estimates.png")
     text = table_text(fits, x2)

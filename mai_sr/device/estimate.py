@@ -172,7 +172,7 @@ def _kind(graph: TFLiteGraph, op: Op) -> str:
 
 def _cpu_reason(graph: TFLiteGraph, op: Op, profile) -> str:
     """Why `op` runs on the CPU under `profile` ("" when it runs on the accelerator)."""
-    rule = profile.rule_for(op)
+    rule = profile.rule_for(op, graph)
     if rule is not None and rule.unit == "CPU":
         return rule.reason(profile.source)
     if op.type not in NNAPI_OPS:
@@ -225,7 +225,9 @@ def price_graph(graph: TFLiteGraph, profile, input_hw: tuple[int, int] | None = 
             # shape bookkeeping reads only its inputs' dimensions, not their data
             shape_only = all(graph.tensors[t].dtype in SHAPE_OUTPUT for t in outs)
             elements = sum(math.prod(shapes[t]) for t in (outs if shape_only else reads + outs))
-            cpu_ms = (macs / cpu.get("macs_per_s", 1e9) + elements / cpu.get(
+            # the CPU pads nothing: its MACs are the op's own
+            cpu_macs = conv_macs(graph, head, shapes, 1) if head.type in CONV_TYPES else 0
+            cpu_ms = (cpu_macs / cpu.get("macs_per_s", 1e9) + elements / cpu.get(
                 "elements_per_s", 2e8)) * 1e3 + 2 * cpu.get("sync_ms", 1.0)
             layers.append(PricedLayer(name=name, ops=tuple(op.type for op in ops), unit="CPU",
                                       features=(0.0,) * len(FEATURES), macs=macs,
@@ -316,7 +318,7 @@ def place_ops(model_path, profile) -> list[dict]:
     rows = []
     for op in graph.ops:
         reason = _cpu_reason(graph, op, profile)
-        rule = profile.rule_for(op)
+        rule = profile.rule_for(op, graph)
         if not reason and rule is not None:  # a rule that keeps the op but says what it costs
             reason = rule.reason(profile.source)
         outs = [graph.tensors[i].name for i in op.outputs if i >= 0]

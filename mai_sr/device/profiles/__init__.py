@@ -40,9 +40,12 @@ ETDS_TABLE = f"Table 2 of {ETDS_PAPER}"
 class PlacementRule:
     """An op the device's runtime leaves to the CPU, and the timing that shows it.
 
-    Matches ops of type `op` whose stride is `stride` (any stride when None). `row` names
-    the table row the rule comes from; `measured_ms` is that row's latency on this device,
-    `reference_ms` the same row on a device that runs the op on its accelerator."""
+    Matches ops of type `op` whose stride is `stride` (any stride when None) and whose
+    output has at least `min_channels` channels (when set). `unit` is where the op runs:
+    "CPU" for a measured fallback; "NPU" for a rule that only warns (a measured cost whose
+    cause the timings do not pin down). `row` names the table row(s) the rule comes from;
+    `measured_ms` is that row's latency on this device, `reference_ms` the latency of a
+    comparable graph (`reference`) without the op."""
 
     id: str
     op: str
@@ -50,19 +53,24 @@ class PlacementRule:
     why: str
     row: str
     stride: tuple[int, int] | None = None
-    measured_ms: float | None = None
-    reference_ms: float | None = None
+    min_channels: int | None = None
+    measured_ms: float | str | None = None
+    reference_ms: float | str | None = None
     reference: str | None = None
 
-    def matches(self, op) -> bool:
+    def matches(self, op, graph=None) -> bool:
         if op.type != self.op:
             return False
+        if self.min_channels is not None:
+            outs = graph.op_outputs(op) if graph is not None else []
+            if not outs or (outs[0].channels or 0) < self.min_channels:
+                return False
         return self.stride is None or tuple(op.stride or ()) == self.stride
 
     def reason(self, source: str) -> str:
         """One line: what runs where, the measured cost and the row it comes from."""
-        cost = f"; measured {self.measured_ms:g} ms" if self.measured_ms is not None else ""
-        ref = (f" against {self.reference_ms:g} ms on {self.reference}"
+        cost = f"; measured {self.measured_ms} ms" if self.measured_ms is not None else ""
+        ref = (f" against {self.reference_ms} ms on {self.reference}"
                if self.reference_ms is not None else "")
         return f"{self.why}{cost}{ref} ({source}, row {self.row}) [{self.id}]"
 
@@ -106,8 +114,8 @@ class Profile:
         return tuple(PlacementRule(**{**r, "stride": tuple(r["stride"]) if r.get("stride")
                                       else None}) for r in self.data.get("placement_rules", []))
 
-    def rule_for(self, op) -> PlacementRule | None:
-        return next((r for r in self.rules if r.matches(op)), None)
+    def rule_for(self, op, graph=None) -> PlacementRule | None:
+        return next((r for r in self.rules if r.matches(op, graph)), None)
 
     def validation_text(self) -> str:
         """One line: how the profile was validated (or that it is not fitted yet)."""
