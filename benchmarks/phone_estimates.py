@@ -97,6 +97,10 @@ def export_zoo(folder: Path) -> dict[tuple[str, int], Path]:
     todo = [(k, p) for k, p in paths.items() if not p.is_file()]
     for (model, scale), path in tqdm(todo, desc="exporting"):
         _export_one(ZOO[model], scale, path)
+    for path in paths.values():  # a reused file without the sidecar mai-sr export writes
+        if not Path(f"{path}.json").is_file():
+            EXPORT_FALLBACKS.setdefault(path.name, "mai-sr export failed on this model; "
+                                        "TFLite's full-integer conversion used instead")
     return paths
 
 
