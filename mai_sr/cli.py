@@ -8,7 +8,8 @@ and model-running commands (eval, bench, lint, score, upscale) never do.
 Lists come from their registries: model names from :func:`mai_sr.registry.list_models`,
 `--pretrained` from the shipped files (:func:`mai_sr.pretrained.available`), runners from
 :data:`mai_sr.device.RUNNERS`, and each runner's own `bench` options from its class's
-`add_cli_options(group)`.
+`add_cli_options(group)`. The parser class, its help formatter and the argument types are
+in :mod:`mai_sr.cli_args`; each subcommand's options are made by its own builder here.
 
 Exit codes: 0; 1 for `lint --strict` warnings and for a multi-device `bench` where a device
 failed; 2 for errors (a :class:`~mai_sr.errors.MaiSrError` becomes a one-line error); 130
@@ -18,14 +19,13 @@ for Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import shutil
 import sys
-from collections.abc import Sequence
-from functools import cached_property
 
 from mai_sr import __version__
+from mai_sr.cli_args import (LibraryChoices, Parser, csv_list, non_negative_int, positive_float,
+                             positive_int, size_hw, tile_side)
 from mai_sr.device import RUNNERS
 from mai_sr.errors import MaiSrError
 from mai_sr.export import PRECISIONS
@@ -35,118 +35,8 @@ from mai_sr.tflite.targets import export_targets, lint_targets
 
 PROG = "mai-sr"
 
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error (no usage dump) and exit code 2.
-
-    `add_later(fn)` defers `fn(parser)` until this parser parses or prints help: `bench`
-    and `push` take options from the runner classes, whose modules (LiteRT, the flatbuffer
-    reader) would otherwise be imported by every `mai-sr` command.
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._later = []
-
-    def add_later(self, fn) -> None:
-        self._later.append(fn)
-
-    def _complete(self) -> None:
-        while self._later:
-            self._later.pop(0)(self)
-
-    def parse_known_args(self, args=None, namespace=None):
-        self._complete()
-        return super().parse_known_args(args, namespace)
-
-    def format_help(self) -> str:
-        self._complete()
-        return super().format_help()
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-# ---------------------------------------------------------------- argument types
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-    return value
-
-
-def tile_side(text: str) -> int:
-    """--tile: a whole number of LR pixels, 1 to the runtime's MAX_TILE."""
-    from mai_sr.tflite.runtime import MAX_TILE
-
-    value = positive_int(text)
-    if value > MAX_TILE:
-        raise argparse.ArgumentTypeError(f"at most {MAX_TILE} LR pixels a side, got {text!r}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    value = positive_int(text) if text.strip() != "0" else 0
-    return value
-
-
-def size_hw(text: str) -> tuple[int, int]:
-    """'HxW' text such as '360x640' -> (height, width), as the challenge writes LR sizes."""
-    parts = text.lower().split("x")
-    if len(parts) != 2:
-        raise argparse.ArgumentTypeError(f"expected HxW such as 360x640, got {text!r}")
-    try:
-        h, w = (int(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW such as 360x640, got {text!r}") from None
-    if h <= 0 or w <= 0:
-        raise argparse.ArgumentTypeError(f"sizes must be > 0, got {text!r}")
-    return h, w
-
-
-def csv_list(text: str) -> list[str]:
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError("expected a comma-separated list")
-    return items
-
-
 MODEL_NAMES = tuple(list_models())
 PRETRAINED_NAMES = tuple(available_pretrained())
-
-
-class LibraryChoices(Sequence):
-    """A choice list that is a library constant, read when argparse first needs it (to check
-    a value or print help): the modules holding these import NumPy, which `mai-sr --help` and
-    the other subcommands need not pay for."""
-
-    def __init__(self, module: str, name: str):
-        self.module, self.name = module, name
-
-    @cached_property
-    def values(self) -> tuple:
-        return tuple(getattr(importlib.import_module(self.module), self.name))
-
-    def __getitem__(self, index):
-        return self.values[index]
-
-    def __len__(self) -> int:
-        return len(self.values)
 
 
 # ---------------------------------------------------------------- handlers
@@ -401,7 +291,7 @@ def cmd_fetch(args) -> int:
     for name in args.names:
         checkpoint = fetch(name, base=args.base)
         print(f"{name}: {checkpoint} (sha256 checked)")
-        if args.import_:
+        if args.import_ is not False:
             from mai_sr.importer import import_weights
 
             weight = get_weight(name)
@@ -415,6 +305,36 @@ def cmd_fetch(args) -> int:
 
 
 # ---------------------------------------------------------------- parser
+# One builder per subcommand, `_add_<command>_parser(sub)`, in the order of `mai-sr --help`.
+# Help texts state each default: "(default X)" for a value, "(default: ...)" for a rule.
+
+
+def _examples(*lines: str) -> str:
+    """The epilog of a subcommand's --help: its examples, kept as written."""
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _add_tflite_model(p: argparse.ArgumentParser, kind: str = "dynamic") -> None:
+    """The .tflite a command runs: a positional file or a shipped --pretrained one."""
+    p.add_argument("model", nargs="?", help=".tflite file (or --pretrained)")
+    shape = "fixed-shape (timing-input)" if kind == "fixed" else "dynamic-shape"
+    p.add_argument("--pretrained", choices=PRETRAINED_NAMES,
+                   help=f"a shipped model's {shape} file, instead of a file")
+
+
+def _add_json(p: argparse.ArgumentParser, what: str = "the result") -> None:
+    p.add_argument("--json", action="store_true", help=f"print {what} as JSON")
+
+
+def _add_quiet(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars or notes on standard error")
+
+
+def _add_cache_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cache-dir", default=None,
+                   help="bicubic baseline cache (default: $XDG_CACHE_HOME/mai-sr; an unwritable "
+                        "folder means no cache)")
 
 
 # `mai-sr train` options whose help is completed with their default from TrainConfig (the
@@ -456,47 +376,54 @@ def _describe_train_defaults(parser: argparse.ArgumentParser) -> None:
         action.help = f"{TRAIN_HELP[action.dest]} (default {default})"
 
 
-def _add_runner_options(parser: argparse.ArgumentParser) -> None:
-    """One argument group per runner in RUNNERS, filled by its class's add_cli_options."""
-    from mai_sr.device.options import add_runner_option_groups
-
-    add_runner_option_groups(parser)
-
-
-def _add_push_options(parser: argparse.ArgumentParser) -> None:
-    from mai_sr.device.adb import add_device_options
-
-    add_device_options(parser.add_argument_group("adb (Android device)"))
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Quantized super-resolution (x2, x3, x4) for "
-                     "mobile NPUs: train, QAT, export INT8 TFLite, lint, evaluate, benchmark, "
-                     "score.",
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
-
-    # train ------------------------------------------------------------------
-    p = sub.add_parser("train", help="train FP32 then (with --qat) quantization-aware")
-    p.add_argument("--model", choices=list_models(), default=None, help="architecture (default abpn)")
+def _add_train_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("train", help="train FP32 then (with --qat) quantization-aware",
+                       epilog=_examples("mai-sr train --model abpn --qat   # FP32, then QAT; "
+                                        "the run is linked as runs/latest",
+                                        "mai-sr train --resume            # continue "
+                                        "runs/latest from its last checkpoint"))
+    p.add_argument("--model", choices=list_models(), default=None,
+                   help="architecture (default abpn)")
     p.add_argument("--scale", type=int, choices=SCALES, default=None,
                    help="upscaling factor (default 3, or the --from/--init run's)")
-    p.add_argument("--data", default=None, help="builtin | DIR[,DIR] of HR images (default builtin)")
-    p.add_argument("--val", default=None, help="validation folder (default: held-out training images)")
-    p.add_argument("--steps", type=positive_int, default=None, help="FP32 training steps")
-    p.add_argument("--patch", type=positive_int, default=None, help="LR patch size (HR = scale x)")
-    p.add_argument("--batch", type=positive_int, default=None)
-    p.add_argument("--lr", type=positive_float, default=None)
-    p.add_argument("--schedule", choices=LibraryChoices("mai_sr.train.config", "SCHEDULES"),
-                   default=None)
-    p.add_argument("--loss", choices=LibraryChoices("mai_sr.train.config", "LOSSES"), default=None)
+    p.add_argument("--data", default=None,
+                   help="builtin | DIR[,DIR] of HR images (default builtin)")
+    p.add_argument("--val", default=None,
+                   help="validation folder (default: held-out training images)")
     p.add_argument("--out", default=None, help="run directory (default runs/<model>-<time>)")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--qat", action="store_true", help="add stage 2: quantization-aware training")
-    p.add_argument("--qat-steps", type=positive_int, default=None)
-    p.add_argument("--qat-lr", type=positive_float, default=None)
+    p.add_argument("--steps", type=positive_int, default=None, help=TRAIN_HELP["steps"])
+    p.add_argument("--patch", type=positive_int, default=None, help=TRAIN_HELP["patch"])
+    p.add_argument("--batch", type=positive_int, default=None, help=TRAIN_HELP["batch"])
+    p.add_argument("--lr", type=positive_float, default=None, help=TRAIN_HELP["lr"])
+    p.add_argument("--schedule", choices=LibraryChoices("mai_sr.train.config", "SCHEDULES"),
+                   default=None, help=TRAIN_HELP["schedule"])
+    p.add_argument("--loss", choices=LibraryChoices("mai_sr.train.config", "LOSSES"), default=None,
+                   help=TRAIN_HELP["loss"])
+    p.add_argument("--seed", type=int, default=None, help=TRAIN_HELP["seed"])
+    p.add_argument("--qat", action="store_true",
+                   help="add stage 2: quantization-aware training (default: FP32 only)")
+    p.add_argument("--qat-steps", type=positive_int, default=None, help=TRAIN_HELP["qat_steps"])
+    p.add_argument("--qat-lr", type=positive_float, default=None, help=TRAIN_HELP["qat_lr"])
+    _add_train_starting_points(p)
+    p.add_argument("--no-weight-clip", action="store_true", help="disable weight clipping (Z6)")
+    p.add_argument("--intensity-aug", action=argparse.BooleanOptionalAction, default=None,
+                   help="x1/x0.7/x0.5 intensity scaling of training pairs (Aselsan; default: "
+                        "on for xcat only)")
+    p.add_argument("--distribute", choices=LibraryChoices("mai_sr.train.config", "DISTRIBUTE"),
+                   default=None, help=TRAIN_HELP["distribute"])
+    p.add_argument("--val-every", type=positive_int, default=None, help=TRAIN_HELP["val_every"])
+    p.add_argument("--ckpt-every", type=positive_int, default=None, help=TRAIN_HELP["ckpt_every"])
+    p.add_argument("--quiet", action="store_true", help="no progress bar; plain log lines")
+    p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=None,
+                   help="write TensorBoard logs to RUN/tensorboard (loss, LR, validation PSNR "
+                        "and images; default: on)")
+    p.add_later(_describe_train_defaults)
+    p.set_defaults(func=cmd_train)
+    return p
+
+
+def _add_train_starting_points(p: argparse.ArgumentParser) -> None:
+    """`train`'s options that start from something other than fresh weights."""
     p.add_argument("--from", dest="from_run", default=None,
                    help="finished FP32 run, or deploy weights W.weights.h5 (mai-sr import; "
                         "with --model): do only QAT, in a new run directory")
@@ -514,23 +441,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", default=None, metavar="FILE",
                    help="replay a recipe file (JSON: the stages that made a shipped weight) "
                         "into --out (default runs/<recipe name>); rerun to resume")
-    p.add_argument("--no-weight-clip", action="store_true", help="disable weight clipping (Z6)")
-    p.add_argument("--intensity-aug", action=argparse.BooleanOptionalAction, default=None,
-                   help="x1/x0.7/x0.5 intensity scaling of training pairs (Aselsan; default: "
-                        "on for xcat only)")
-    p.add_argument("--distribute", choices=LibraryChoices("mai_sr.train.config", "DISTRIBUTE"),
-                   default=None)
-    p.add_argument("--val-every", type=positive_int, default=None)
-    p.add_argument("--ckpt-every", type=positive_int, default=None)
-    p.add_argument("--quiet", action="store_true", help="no progress bar; plain log lines")
-    p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=None,
-                   help="write TensorBoard logs to RUN/tensorboard (loss, LR, validation PSNR "
-                        "and images; default: on)")
-    p.add_later(_describe_train_defaults)
-    p.set_defaults(func=cmd_train)
 
-    # export -----------------------------------------------------------------
-    p = sub.add_parser("export", help="export INT8 (or fp16/fp32) TFLite")
+
+def _add_export_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("export", help="export INT8 (or fp16/fp32) TFLite",
+                       epilog=_examples("mai-sr export model.tflite --run runs/latest --dynamic",
+                                        "mai-sr export u85.tflite --pretrained abpn --target "
+                                        "ethos-u85 --force"))
     p.add_argument("output", help="output .tflite path (fixed shape); --dynamic adds *_none.tflite")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--run", help="run directory from `mai-sr train`")
@@ -541,80 +458,131 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="Keras deploy weights file, with --model")
     p.add_argument("--shape", type=size_hw, default=None,
                    help="LR input HxW (default: the scale's timing input, 360x640 at x3)")
-    p.add_argument("--dynamic", action="store_true", help="also write a dynamic-shape *_none.tflite")
-    p.add_argument("--precision", choices=PRECISIONS, default="int8")
+    p.add_argument("--dynamic", action="store_true",
+                   help="also write a dynamic-shape *_none.tflite")
+    p.add_argument("--precision", choices=PRECISIONS, default="int8",
+                   help="number format of the file (default %(default)s)")
     p.add_argument("--calib", help="folder of images for post-training calibration (default "
                    "builtin); refused where unused (a QAT source, fp16/fp32)")
-    p.add_argument("--calib-n", type=positive_int, default=100)
+    p.add_argument("--calib-n", type=positive_int, default=100,
+                   help="calibration crops drawn from --calib (default %(default)s)")
     p.add_argument("--target", choices=export_targets(), default=None,
                    help="rewrite the INT8 file with exact equivalents so every op runs on this "
                         "Arm Ethos-U NPU under Vela (depth-to-space -> split convs, concat, "
-                        "reshape); outputs stay bit-identical")
+                        "reshape); outputs stay bit-identical (default: no rewrite)")
     p.add_argument("--force", action="store_true",
                    help="replace existing output files (default: refuse, as train --out does)")
     p.set_defaults(func=cmd_export)
+    return p
 
-    # eval -------------------------------------------------------------------
-    p = sub.add_parser("eval", help="PSNR/SSIM of a TFLite model (LiteRT, no TensorFlow)")
-    p.add_argument("model", nargs="?", help=".tflite file")
-    p.add_argument("--pretrained", choices=PRETRAINED_NAMES)
-    p.add_argument("--data", type=csv_list, default=["builtin"], help="DIR[,DIR] or builtin")
-    p.add_argument("--y", action="store_true", help="on BT.601 luma instead of RGB")
-    p.add_argument("--crop", type=non_negative_int, default=None, help="border crop (default = scale)")
-    p.add_argument("--save-dir", help="write the upscaled images here")
+
+def _add_eval_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("eval", help="PSNR/SSIM of a TFLite model (LiteRT, no TensorFlow)",
+                       epilog=_examples("mai-sr eval --pretrained scsrn --data Set5/,Set14/",
+                                        "mai-sr eval model_none.tflite --data B100/ --y --csv "
+                                        "rows.csv"))
+    _add_tflite_model(p)
+    p.add_argument("--data", type=csv_list, default=["builtin"],
+                   help="HR images: DIR[,DIR], folder names under $MAI_SR_DATA, or builtin, "
+                        "scikit-image's photos, which train also uses by default (default "
+                        "builtin)")
+    p.add_argument("--y", action="store_true", help="on BT.601 luma (default: on RGB)")
+    p.add_argument("--crop", type=non_negative_int, default=None,
+                   help="border pixels left out of PSNR/SSIM (default: the scale)")
+    p.add_argument("--save-dir", help="write the upscaled images here (default: not written)")
     p.add_argument("--csv", help="write per-image rows here ('-': standard output)")
     p.add_argument("--tile", type=tile_side, default=None,
                    help="run a dynamic model in exact LR tiles of this size, to bound memory "
                         "on large images (default: whole images)")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--quiet", action="store_true")
-    p.add_argument("--cache-dir", default=None,
-                   help="bicubic baseline cache (default $XDG_CACHE_HOME/mai-sr; an unwritable "
-                        "folder means no cache)")
+    _add_json(p, "one record per data set")
+    _add_quiet(p)
+    _add_cache_dir(p)
     p.add_argument("--jobs", type=positive_int, default=None,
                    help="threads scoring/saving while the model runs (default: cores, max 2)")
     p.set_defaults(func=cmd_eval)
+    return p
 
-    # bench ------------------------------------------------------------------
+
+def _add_bench_parser(sub) -> argparse.ArgumentParser:
     # Options shared by several runners live here, with dests that are the runners'
     # constructor keywords; each runner's own options come from its add_cli_options.
-    p = sub.add_parser("bench", help="time a TFLite model on a runner")
-    p.add_argument("model", nargs="?", help=".tflite file")
-    p.add_argument("--pretrained", choices=PRETRAINED_NAMES)
-    p.add_argument("--runner", choices=tuple(RUNNERS), default="local")
-    p.add_argument("--threads", type=positive_int, default=2)
+    p = sub.add_parser("bench", help="time a TFLite model on a runner",
+                       epilog=_examples("mai-sr bench --pretrained abpn --json > bench.json",
+                                        "mai-sr bench model.tflite --runner adb --delegate nnapi "
+                                        "--serial all"))
+    _add_tflite_model(p, "fixed")
+    p.add_argument("--runner", choices=tuple(RUNNERS), default="local",
+                   help="where to time: local = this machine's CPU (LiteRT), adb = an Android "
+                        "device, synap = a VS680 simulator, vela = Arm Vela's Ethos-U estimate "
+                        "(default %(default)s)")
+    p.add_argument("--threads", type=positive_int, default=2,
+                   help="CPU threads of the local and adb runners (default %(default)s)")
     p.add_argument("--runs", dest="min_runs", metavar="RUNS", type=positive_int, default=None,
-                   help="minimum timed runs")
+                   help="minimum timed runs (default: the runner's; local 50)")
     p.add_argument("--warmup", dest="warmup_runs", metavar="WARMUP", type=non_negative_int,
-                   default=None, help="warmup runs")
-    p.add_argument("--min-seconds", type=positive_float, default=None, help="minimum timed seconds")
-    p.add_argument("--json", action="store_true")
+                   default=None, help="warmup runs (default: the runner's; local 1)")
+    p.add_argument("--min-seconds", type=positive_float, default=None,
+                   help="minimum timed seconds (default: the runner's; local 1)")
+    _add_json(p, "the result (a list for several devices)")
     p.add_later(_add_runner_options)
     p.set_defaults(func=cmd_bench)
+    return p
 
-    # push -------------------------------------------------------------------
-    p = sub.add_parser("push", help="copy a model to AI Benchmark's custom-model slot on a device")
-    p.add_argument("model", nargs="?", help=".tflite file")
-    p.add_argument("--pretrained", choices=PRETRAINED_NAMES)
+
+def _add_runner_options(parser: argparse.ArgumentParser) -> None:
+    """One argument group per runner in RUNNERS, filled by its class's add_cli_options."""
+    from mai_sr.device.options import add_runner_option_groups
+
+    add_runner_option_groups(parser)
+
+
+def _add_push_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("push", help="copy a model to AI Benchmark's custom-model slot on a device",
+                       epilog=_examples("mai-sr push model.tflite --serial VS680EVK01",
+                                        "mai-sr push --pretrained scsrn --serial all"))
+    _add_tflite_model(p, "fixed")
     p.add_later(_add_push_options)
     p.set_defaults(func=cmd_push)
+    return p
 
-    # synap ------------------------------------------------------------------
-    p = sub.add_parser("synap", help="SyNAP toolkit simulator (VS680 NPU): convert")
-    ssub = p.add_subparsers(dest="synap_command", metavar="SUBCOMMAND", parser_class=_Parser)
+
+def _add_push_options(parser: argparse.ArgumentParser) -> None:
+    """--adb and --serial as `bench --runner adb` declares them; --serial says what push does
+    with every device (copies, where bench times)."""
+    from mai_sr.device.adb import add_device_options
+
+    group = parser.add_argument_group("adb (Android device)")
+    add_device_options(group)
+    for action in group._group_actions:
+        if action.dest == "serial":
+            action.help = ("device serial; 'all' copies the model to every attached device "
+                           "(default: the one device attached)")
+
+
+def _add_synap_parser(sub) -> argparse.ArgumentParser:
+    example = "mai-sr synap convert --model model.tflite --out-dir synap_out"
+    p = sub.add_parser("synap", help="SyNAP toolkit simulator (VS680 NPU): convert",
+                       epilog=_examples(example))
+    ssub = p.add_subparsers(dest="synap_command", metavar="SUBCOMMAND", parser_class=Parser)
     ssub.required = True
-    c = ssub.add_parser("convert", help="validate and compile a TFLite model (simulated)")
+    c = ssub.add_parser("convert", help="validate and compile a TFLite model (simulated)",
+                        epilog=_examples(example, "mai-sr bench model.tflite --runner synap"))
     c.add_argument("--model", required=True, help=".tflite file")
-    c.add_argument("--target", default="VS680", help="target SoC (VS680 only)")
-    c.add_argument("--out-dir", required=True)
+    c.add_argument("--target", default="VS680", help="target SoC (default VS680, the only one)")
+    c.add_argument("--out-dir", required=True,
+                   help="folder for model.synap and model_info.txt (error.log if refused)")
     c.add_argument("--meta", help="SyNAP meta.yaml (accepted, recorded)")
     c.set_defaults(func=cmd_synap)
+    return p
 
-    # lint -------------------------------------------------------------------
-    p = sub.add_parser("lint", help="check a TFLite model against what the NPU accepts")
+
+def _add_lint_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("lint", help="check a TFLite model against what the NPU accepts",
+                       epilog=_examples("mai-sr lint model.tflite",
+                                        "mai-sr lint u85.tflite --target ethos-u85 --json"))
     p.add_argument("model", help=".tflite file")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--strict", action="store_true", help="exit 1 on warnings")
+    _add_json(p, "the report (with the exit code)")
+    p.add_argument("--strict", action="store_true", help="exit 1 on warnings (default: exit 0)")
     p.add_argument("--wide", action="store_true",
                    help="every column (inputs, weights, quantization), unwrapped (default: fit "
                         "the terminal)")
@@ -623,19 +591,30 @@ def build_parser() -> argparse.ArgumentParser:
                         "it leaves on the CPU (default: the target the file was exported for, "
                         "else the VS680 and NNAPI columns)")
     p.set_defaults(func=cmd_lint)
+    return p
 
-    # profile ----------------------------------------------------------------
-    p = sub.add_parser("profile", help="params, MACs, activations, #conv, memory of a model")
-    p.add_argument("--model", choices=list_models(), required=True)
+
+def _add_profile_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("profile", help="params, MACs, activations, #conv, memory of a model",
+                       epilog=_examples("mai-sr profile --model abpn --size 360x640",
+                                        "mai-sr profile --model scsrn --scale 4 --json"))
+    p.add_argument("--model", choices=list_models(), required=True, help="architecture")
     p.add_argument("--scale", type=int, choices=SCALES, default=3,
-                   help="upscaling factor (default 3)")
-    p.add_argument("--size", type=size_hw, default=(256, 256), help="LR input HxW (default 256x256)")
-    p.add_argument("--train-graph", action="store_true", help="profile the training graph")
-    p.add_argument("--json", action="store_true")
+                   help="upscaling factor (default %(default)s)")
+    p.add_argument("--size", type=size_hw, default=(256, 256),
+                   help="LR input HxW (default 256x256)")
+    p.add_argument("--train-graph", action="store_true",
+                   help="profile the training graph (default: the deploy graph)")
+    _add_json(p, "the profile")
     p.set_defaults(func=cmd_profile)
+    return p
 
-    # score ------------------------------------------------------------------
-    p = sub.add_parser("score", help="challenge score 2^(2*PSNR) / (C*runtime)")
+
+def _add_score_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("score", help="challenge score 2^(2*PSNR) / (C*runtime)",
+                       epilog=_examples("mai-sr score --psnr 30.03 --runtime-ms 19.2 --challenge",
+                                        "mai-sr score --psnr 27.6 --data Set14 --runtime-from "
+                                        "bench.json"))
     p.add_argument("--psnr", type=float, help="PSNR in dB")
     p.add_argument("--runtime-ms", type=positive_float, help="runtime in ms")
     p.add_argument("--runtime-from", help="bench --json output to take the runtime from "
@@ -653,38 +632,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--challenge", action="store_true",
                    help="the PSNR is on the challenge's test set and the runtime from its VS680 "
                    "(= --data challenge --device vs680)")
-    p.add_argument("--json", action="store_true", help="print JSON (with caveats and C)")
+    _add_json(p, "the score (with caveats and C)")
     p.set_defaults(func=cmd_score)
+    return p
 
-    # report -----------------------------------------------------------------
-    p = sub.add_parser("report", help="leaderboard, plots and HTML for runs and models")
+
+def _add_report_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("report", help="leaderboard, plots and HTML for runs and models",
+                       epilog=_examples("mai-sr report runs/latest --data Set14,B100 --runner "
+                                        "local,synap",
+                                        "mai-sr report a.tflite b.tflite --runner vela --npu "
+                                        "ethos-u65-512 --out cmp"))
     p.add_argument("inputs", nargs="+", help="run directories or .tflite files")
     p.add_argument("--data", type=csv_list, default=["builtin"],
                    help="DIR[,DIR], builtin, or folder names under $MAI_SR_DATA (e.g. Set14,B100);"
-                        " the first is the leaderboard's PSNR")
+                        " the first is the leaderboard's PSNR (default builtin)")
     # make_report checks the names against RUNNERS too (its message names all unknown ones)
     p.add_argument("--runner", type=csv_list, default=["local", "synap"],
                    metavar=f"{{{','.join(RUNNERS)}}}[,...]",
                    help="runners to time with: local = CPU ms, synap/adb = NPU ms "
                         "(default local,synap)")
-    p.add_argument("--out", default="report", help="report folder; its cache/ makes reruns cheap")
-    p.add_argument("--quiet", action="store_true")
-    p.add_argument("--cache-dir", default=None,
-                   help="bicubic baseline cache (default $XDG_CACHE_HOME/mai-sr; an unwritable "
-                        "folder means no cache)")
+    p.add_argument("--out", default="report",
+                   help="report folder; its cache/ makes reruns cheap (default %(default)s)")
+    _add_quiet(p)
+    _add_cache_dir(p)
     p.add_later(_add_runner_options)  # each runner's own options, as for bench
     p.set_defaults(func=cmd_report)
+    return p
 
-    # upscale ----------------------------------------------------------------
+
+def _add_upscale_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("upscale", help="upscale images with a TFLite model, by its scale "
-                       "(any size, tiled)")
+                       "(any size, tiled)",
+                       epilog=_examples("mai-sr upscale photo.png photo_x3.png --pretrained ncnet",
+                                        "mai-sr upscale photos/ photos_x3/ --model "
+                                        "model_none.tflite --format webp"))
     p.add_argument("input", help="image file or folder")
     p.add_argument("output", help="output file or folder")
-    p.add_argument("--model", help=".tflite file")
-    p.add_argument("--pretrained", choices=PRETRAINED_NAMES)
+    p.add_argument("--model", help=".tflite file (or --pretrained)")
+    p.add_argument("--pretrained", choices=PRETRAINED_NAMES,
+                   help="a shipped model's dynamic-shape file, instead of --model")
     p.add_argument("--tile", type=tile_side, default=None,
                    help="LR tile side, at most 2048 (default: the model's fixed input, or none)")
-    p.add_argument("--quiet", action="store_true")
+    _add_quiet(p)
     p.add_argument("--format", choices=LibraryChoices("mai_sr.imageio", "FORMATS"), default=None,
                    help="write every output in this format (default: the input's extension)")
     p.add_argument("--png-level", type=non_negative_int, default=1,
@@ -697,55 +687,83 @@ def build_parser() -> argparse.ArgumentParser:
                    help="refuse inputs above this many pixels, a guard against decompression "
                         "bombs (default 178956970, Pillow's; 0: no limit)")
     p.set_defaults(func=cmd_upscale)
+    return p
 
-    # import -----------------------------------------------------------------
+
+def _add_import_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("import", help="published weights (.pth/.pt, SavedModel, .h5/.keras, "
-                       ".tflite) -> deploy-graph weights for export --weights and QAT")
+                       ".tflite) -> deploy-graph weights for export --weights and QAT",
+                       epilog=_examples("mai-sr import ABPN_M4C28_x3.pth --model abpn --out "
+                                        "abpn.weights.h5",
+                                        "mai-sr export abpn.tflite --model abpn --weights "
+                                        "abpn.weights.h5"))
     p.add_argument("source", help="PyTorch checkpoint, SavedModel folder, Keras file or .tflite")
     p.add_argument("--model", choices=MODEL_NAMES, required=True, help="target architecture")
     p.add_argument("--out", default=None,
                    help="output NAME.weights.h5 (default: check only, write nothing)")
     p.add_argument("--channel-order", default="auto",
                    choices=LibraryChoices("mai_sr.importer.core", "CHANNEL_ORDER_CHOICES"),
-                   help="depth-to-space order of the source's last conv (default: the "
+                   help="depth-to-space order of the source's last conv (default auto: the "
                         "framework's, crd for PyTorch PixelShuffle, dcr for TF)")
     p.add_argument("--input-range", default="auto",
                    choices=LibraryChoices("mai_sr.importer.core", "INPUT_RANGE_CHOICES"),
-                   help="pixel range the source was trained on (default: measured)")
+                   help="pixel range the source was trained on (default auto: measured on "
+                        "--gate-data)")
     p.add_argument("--gate-data", default="builtin",
-                   help="images of the sanity gate (default builtin photos)")
-    p.add_argument("--json", action="store_true")
+                   help="images of the sanity gate (default builtin: scikit-image's photos)")
+    _add_json(p, "the import's result")
     p.set_defaults(func=cmd_import)
-    _add_models_parser(sub)
-    _add_fetch_parser(sub)
-    return parser
+    return p
 
 
 def _add_models_parser(sub) -> None:
     p = sub.add_parser("models", help="the architectures and the named weights (shipped and "
                        "fetchable), with their source, licence and published figures",
-                       epilog="examples:\n  mai-sr models\n  mai-sr models --scale 3 --json",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=_examples("mai-sr models", "mai-sr models --scale 3 --json"))
     p.add_argument("--scale", type=int, choices=SCALES, default=None,
                    help="only weights of this scale (default: all)")
-    p.add_argument("--json", action="store_true", help="print JSON (default: a table)")
+    _add_json(p, "the architectures and weights")
     p.set_defaults(func=cmd_models)
+    return p
 
 
 def _add_fetch_parser(sub) -> None:
-    p = sub.add_parser("fetch", help="download a named zoo weight, check its sha256, cache it "
-                       "and import it (for --pretrained-like use by --weights/--teacher/--from)",
-                       epilog="examples:\n  mai-sr fetch etds_l.etds_div2k\n"
-                              "  MAI_SR_WEIGHTS_URL=file:///mirror/pretrained mai-sr fetch "
-                              "abpn.etds_div2k_x2",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser("fetch", help="download named zoo weights, check their sha256, cache "
+                       "and import them (then --weights/--teacher/--from NAME)",
+                       epilog=_examples("mai-sr fetch etds_l.etds_div2k",
+                                        "mai-sr fetch abpn.etds_div2k_x2 --base "
+                                        "../shared/artifacts/etds_zoo/pretrained"))
     p.add_argument("names", nargs="+", metavar="NAME", help="weights names (mai-sr models)")
     p.add_argument("--base", default=None,
                    help="mirror to download from: URL or folder holding FAMILY/NAME.pth "
                         "(default: $MAI_SR_WEIGHTS_URL, else each weight's public URL)")
-    p.add_argument("--no-import", dest="import_", action="store_false",
-                   help="only download and check (default: also import into the cache)")
+    p.add_argument("--import", dest="import_", action=argparse.BooleanOptionalAction,
+                   default=None, help="also import into the cache as deploy weights; "
+                   "--no-import only downloads and checks (default: on)")
     p.set_defaults(func=cmd_fetch)
+    return p
+
+
+SUBCOMMAND_BUILDERS = (_add_train_parser, _add_export_parser, _add_eval_parser,
+                       _add_bench_parser, _add_push_parser, _add_synap_parser, _add_lint_parser,
+                       _add_profile_parser, _add_score_parser, _add_report_parser,
+                       _add_upscale_parser, _add_import_parser, _add_models_parser,
+                       _add_fetch_parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `mai-sr` parser: one subparser per command, each made by its builder."""
+    parser = Parser(prog=PROG, description="Quantized super-resolution (x2, x3, x4) for mobile "
+                     "NPUs: train, QAT, export INT8 TFLite,\nlint, evaluate, benchmark, score.",
+                     epilog=_examples("mai-sr train --model abpn --qat",
+                                      "mai-sr export model.tflite --run runs/latest",
+                                      "mai-sr eval model.tflite && mai-sr bench model.tflite"))
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+    for add_subcommand in SUBCOMMAND_BUILDERS:
+        add_subcommand(sub)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -326,5 +326,7 @@ def test_real_files_through_bench_json_and_score(shared_artifacts, tmp_path, cap
     assert "SIMULATED" in " ".join(bench["notes"])
     (tmp_path / "bench.json").write_text(json.dumps(bench))
     assert main(["score", "--psnr", "29.94", "--runtime-from", str(tmp_path / "bench.json")]) == 0
-    printed = float(capsys.readouterr().out.split()[-1])
+    out = capsys.readouterr().out
+    printed = float(out.split()[0])
+    assert "not a challenge score" in out and "synap (simulated) time" in out
     assert printed == pytest.approx(final_score(29.94, bench["avg_ms"]), rel=0.01)
