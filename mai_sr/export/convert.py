@@ -46,7 +46,7 @@ from mai_sr._quiet import stderr_silenced
 from mai_sr.tflite.artifacts import METADATA_NAME, dynamic_path, sidecar_path
 from mai_sr._tf import keras, tf
 from mai_sr.challenge import CHALLENGE_SCALE, PRETRAINED_SCALE, timing_input
-from mai_sr.errors import MaiSrError
+from mai_sr.errors import MaiSrError, first_line
 from mai_sr.importer.weights_file import is_weights_file, weights_file_model
 
 PRECISIONS = ("int8", "fp16", "fp32")
@@ -115,8 +115,8 @@ def convert_keras(model, shape, precision: str, representative=None) -> bytes:
         try:
             return converter.convert()
         except Exception as exc:  # the converter raises many types, all with long text
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise MaiSrError(f"TFLite conversion failed ({precision}): {first}") from exc
+            raise MaiSrError(f"TFLite conversion failed ({precision}): {first_line(exc)}") \
+                from exc
 
 
 def weights_sha256(model) -> str:
@@ -204,7 +204,7 @@ def _load_weights_into(name: str, path: Path, scale: int):
         quantized.load_weights(str(path))
     except Exception as exc:
         raise MaiSrError(f"{path}: not deploy-graph or QAT weights of {name} x{scale} "
-                         f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+                         f"({first_line(exc)})") from None
     return quantized, "qat"
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mai_sr import fileio
-from mai_sr.errors import MaiSrError
+from mai_sr.errors import MaiSrError, first_line
 
 
 def save_checkpoint(path: Path, model, optimizer, state: dict) -> None:
@@ -69,8 +69,7 @@ def read_checkpoint(path: Path) -> tuple[list[np.ndarray], list[np.ndarray], dic
         if not weights:
             raise ValueError("no weights")
     except Exception as exc:  # noqa: BLE001 - zipfile, numpy and json raise many types
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointDamaged(f"{path}: damaged ({reason})") from None
+        raise CheckpointDamaged(f"{path}: damaged ({first_line(exc)})") from None
     return weights, opt, state
 
 
