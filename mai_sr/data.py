@@ -13,7 +13,10 @@ Sources (the ``source`` argument of :func:`iter_pairs` / :func:`load_pairs`):
 Every pair holds the HR image cropped at the bottom/right to a multiple of the scale, and an
 LR image exactly ``1/scale`` of that size: Pillow's antialiased bicubic
 (``Image.resize(..., Image.BICUBIC, reducing_gap=None)``), unless DIV2K provides it.
-Greyscale, palette and RGBA images become RGB. Images whose LR side is smaller than
+Files are decoded by :func:`mai_sr.imageio.read_image_rgb`, the decoder every command
+shares: greyscale, palette and RGBA images become RGB, 16-bit ones are rounded to 8 bits
+(``round(v / 257)``), and images above :data:`mai_sr.imageio.MAX_PIXELS` are refused in
+one line (decompression bombs). Images whose LR side is smaller than
 ``min_lr_size`` are skipped with one warning that counts them and names a few. A file
 that cannot be decoded, a missing folder, or a folder without images raises
 :class:`~mai_sr.errors.MaiSrError`.
@@ -36,10 +39,11 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from mai_sr.challenge import CHALLENGE_SCALE
 from mai_sr.errors import MaiSrError
+from mai_sr.imageio import read_image_rgb
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -65,29 +69,6 @@ class ImagePair:
 
 
 # ---------------------------------------------------------------- single images
-
-
-def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Decode an image file to uint8 HxWx3 RGB (EXIF orientation applied).
-
-    Greyscale, palette, RGBA and 16-bit images become 8-bit RGB (alpha is dropped).
-    A missing or undecodable file raises MaiSrError naming it.
-    """
-    path = Path(path)
-    try:
-        with Image.open(path) as im:
-            im.load()  # decode now, so a truncated file fails here, not later
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                # 16-bit greyscale: keep the top 8 bits instead of Pillow's clipping.
-                im = Image.fromarray((np.asarray(im, dtype=np.uint32) >> 8).astype(np.uint8))
-            rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except FileNotFoundError:
-        raise MaiSrError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise MaiSrError(f"{path}: not a readable image ({reason})") from None
-    return np.ascontiguousarray(rgb)
 
 
 def crop_to_scale(img: np.ndarray, scale: int = CHALLENGE_SCALE) -> np.ndarray:
