@@ -460,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="PSNR/SSIM of a TFLite model (LiteRT, no TensorFlow)")
     p.add_argument("model", nargs="?", help=".tflite file")
     p.add_argument("--pretrained", choices=PRETRAINED_NAMES)
-    p.add_argument("--data", type=csv_list, default=["builtin"], help="DIR[,DIR] or builtin")
+    p.add_argument("--data", default="builtin", help="DIR[,DIR] or builtin")
     p.add_argument("--y", action="store_true", help="on BT.601 luma instead of RGB")
     p.add_argument("--crop", type=non_negative_int, default=None, help="border crop (default = scale)")
     p.add_argument("--save-dir", help="write the upscaled images here")
@@ -546,7 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
     # report -----------------------------------------------------------------
     p = sub.add_parser("report", help="leaderboard, plots and HTML for runs and models")
     p.add_argument("inputs", nargs="+", help="run directories or .tflite files")
-    p.add_argument("--data", type=csv_list, default=["builtin"],
+    p.add_argument("--data", default="builtin",
                    help="DIR[,DIR], builtin, or folder names under $MAI_SR_DATA (e.g. Set14,B100);"
                         " the first is the leaderboard's PSNR")
     # make_report checks the names against RUNNERS too (its message names all unknown ones)

@@ -166,14 +166,17 @@ def _div2k_entries(hr_dir: Path, scale: int) -> list[_Entry]:
     return entries
 
 
-def _split_source(source) -> list[str]:
-    if isinstance(source, (str, os.PathLike)):
-        items = [s.strip() for s in str(source).split(",")]
-    else:
-        items = [str(s).strip() for s in source]
-    items = [s for s in items if s]
+def split_sources(data, option: str = "--data") -> list[str]:
+    """The items of a data argument (``--data``, ``--val``, ``--calib``, ``--gate-data``):
+    a comma-separated string (``"Set14,B100"``), a path, or a list of those; blanks dropped.
+    Each item is 'builtin', a folder, or a folder name under $MAI_SR_DATA. Nothing left is a
+    MaiSrError naming `option`."""
+    if isinstance(data, (str, os.PathLike)):
+        data = [data]
+    items = [item.strip() for entry in data for item in str(entry).split(",")]
+    items = [item for item in items if item]
     if not items:
-        raise MaiSrError("data source: empty (give 'builtin', a folder, or DIR,DIR)")
+        raise MaiSrError(f"{option}: empty (give 'builtin', a folder of HR images, or DIR,DIR)")
     return items
 
 
@@ -194,7 +197,7 @@ def data_folder(item: str) -> Path:
 
 def _resolve(source, scale: int) -> list[_Entry]:
     entries: list[_Entry] = []
-    for item in _split_source(source):
+    for item in split_sources(source):
         if item == "builtin":
             entries += _builtin_entries()
             continue

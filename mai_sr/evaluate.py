@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from mai_sr.data import bicubic_upscale, iter_pairs
+from mai_sr.data import bicubic_upscale, iter_pairs, split_sources
 from mai_sr.errors import MaiSrError
 from mai_sr.tflite.runtime import TFLiteSR
 from mai_sr.metrics import psnr, ssim
@@ -31,14 +31,6 @@ from mai_sr.imageio import write_image
 
 CSV_COLUMNS = ("dataset", "image", "height", "width", "psnr", "ssim", "bicubic_psnr",
                "bicubic_ssim")
-
-
-def _sources(data) -> list[str]:
-    items = str(data).split(",") if isinstance(data, (str, os.PathLike)) else list(data)
-    items = [str(s).strip() for s in items if str(s).strip()]
-    if not items:
-        raise MaiSrError("--data: empty (give 'builtin' or folders of HR images)")
-    return items
 
 
 def dataset_name(source: str) -> str:
@@ -107,7 +99,7 @@ def evaluate_tflite(model_path: str | os.PathLike, data, *, y_channel: bool = Fa
         raise MaiSrError(f"--crop: must be >= 0, got {crop}")
     cache = BaselineCache(cache_dir) if use_cache else None
     results = []
-    for source in _sources(data):
+    for source in split_sources(data):
         name = dataset_name(source)
         pairs = iter_pairs(source, scale=model.scale)  # raises for a bad folder, up front
         key = cache.key(source, scale=model.scale, crop=crop, y_channel=y_channel) \

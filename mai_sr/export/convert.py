@@ -371,9 +371,10 @@ def export(output, *, run=None, model=None, weights=None, pretrained=None, shape
 
 def _source_names(calib) -> str:
     """The calibration data as recorded in provenance: 'builtin' or folder names, no paths."""
-    items = calib if isinstance(calib, (list, tuple)) else str(calib or "builtin").split(",")
-    return ",".join(s if s == "builtin" else Path(s).name for s in (str(i).strip() for i in items)
-                    if s)
+    from mai_sr.data import split_sources
+
+    return ",".join(item if item == "builtin" else Path(item).name
+                    for item in split_sources(calib or "builtin", "--calib"))
 
 
 def _versions() -> dict:

@@ -82,15 +82,11 @@ class ModelInput:
 
 def resolve_datasets(data) -> list[Dataset]:
     """`--data` items: 'builtin', a folder, or a folder name under $MAI_SR_DATA (e.g. Set14)."""
-    from mai_sr.data import data_folder
+    from mai_sr.data import data_folder, split_sources
     from mai_sr.evaluate import dataset_name
 
-    items = [s.strip() for s in (data.split(",") if isinstance(data, str) else data)]
-    items = [s for s in items if s]
-    if not items:
-        raise MaiSrError("--data: empty (give 'builtin' or folders of HR images)")
     out = []
-    for item in items:
+    for item in split_sources(data):
         try:
             source = item if item == "builtin" else str(data_folder(item))
         except MaiSrError as exc:
@@ -590,9 +586,13 @@ def _training_curves(models: list[ModelInput]) -> list[dict]:
 def validation_set(config: dict) -> str:
     """The images a run validated on, in words: its --val folders, else the share of its
     training data held out ("held-out T91+BSD200")."""
+    from mai_sr.data import split_sources
+
     def names(value) -> str:
-        items = value.split(",") if isinstance(value, str) else list(value or [])
-        return "+".join(Path(str(i).strip()).name for i in items if str(i).strip()) or "?"
+        try:
+            return "+".join(Path(item).name for item in split_sources(value or []))
+        except MaiSrError:  # an empty setting in an old run's config
+            return "?"
 
     if config.get("val"):
         return names(config["val"])
