@@ -279,25 +279,18 @@ def resolve_inputs(inputs) -> list[ModelInput]:
 
 def evaluate_keras_fp32(run_dir: Path, source: str, predict=None) -> EvalResult:
     """PSNR/SSIM of a run's FP32 Keras deploy model on `source`, scored like `mai-sr eval`
-    (RGB, border crop = the run's scale). `predict` (a compiled model call) can be passed to
-    reuse."""
-    from mai_sr.data import bicubic_upscale, iter_pairs
+    (RGB, border crop = the run's scale). `predict` (a compiled model call, as
+    :func:`keras_predictor` gives) can be passed to reuse."""
+    from mai_sr.data import iter_pairs
     from mai_sr.evaluate import dataset_name
-    from mai_sr.metrics import psnr, ssim
     from mai_sr.runs import read_run_config, run_scale
+    from mai_sr.scoring import Scoring, score_pairs
 
     scale = run_scale(read_run_config(run_dir))
-    predict = predict or keras_predictor(run_dir)
-    rows = []
-    for pair in iter_pairs(source, scale=scale):
-        out = np.asarray(predict(pair.lr[None].astype(np.float32)))[0]
-        sr = np.clip(np.rint(out), 0, 255).astype(np.uint8)
-        bicubic = bicubic_upscale(pair.lr, scale)
-        rows.append(ImageScore(pair.name, psnr(sr, pair.hr, crop=scale),
-                               ssim(sr, pair.hr, crop=scale), psnr(bicubic, pair.hr, crop=scale),
-                               ssim(bicubic, pair.hr, crop=scale), *pair.hr.shape[:2]))
+    rows = score_pairs(predict or keras_predictor(run_dir), iter_pairs(source, scale=scale),
+                       Scoring(scale))
     return EvalResult(model=f"{run_dir.name} (keras fp32)", dataset=dataset_name(source),
-                      images=tuple(rows), crop=scale)
+                      images=tuple(r.image_score() for r in rows), crop=scale)
 
 
 def graph_scale(path: Path) -> int:
@@ -308,14 +301,16 @@ def graph_scale(path: Path) -> int:
 
 
 def keras_predictor(run_dir: Path):
-    """A compiled call of the run's FP32 deploy model for any image size (imports TF)."""
+    """The run's FP32 deploy model as a predictor (uint8 LR -> uint8 SR), compiled once for
+    any image size (imports TF)."""
     from mai_sr._tf import tf
     from mai_sr.runs import load_run_model
+    from mai_sr.scoring import float_batch_predictor
 
     model = load_run_model(run_dir, stage="fp32")
     fn = tf.function(lambda x: model(x, training=False),
                      input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
-    return lambda x: fn(tf.constant(x)).numpy()
+    return float_batch_predictor(lambda x: fn(tf.constant(x)).numpy())
 
 
 def _bench(runner: str, options: dict, path: Path) -> list[dict]:

@@ -357,22 +357,17 @@ def _val_psnr(model, val_pairs, scale: int) -> float:
 
     Eager calls: one per image, and no tf.function retracing for every image size.
     """
-    from mai_sr.metrics import psnr
+    from mai_sr.scoring import Scoring, mean_psnr, score_pairs
 
-    scores = []
-    for pair in val_pairs:
-        out = model(pair.lr[None].astype(np.float32), training=False).numpy()[0]
-        sr = np.clip(np.rint(out), 0, 255).astype(np.uint8)
-        scores.append(psnr(sr, pair.hr, crop=scale))
-    return float(np.mean(scores))
+    return mean_psnr(score_pairs(model, val_pairs, Scoring(scale, ssim=False, baseline=None)))
 
 
 def _bicubic_psnr(val_pairs, scale: int) -> float:
-    from mai_sr.data import bicubic_upscale
-    from mai_sr.metrics import psnr
+    """Mean PSNR of bicubic upscaling on the validation images (the run's floor)."""
+    from mai_sr.scoring import Scoring, baseline_image, mean_psnr, score_pairs
 
-    return float(np.mean([psnr(bicubic_upscale(p.lr, scale), p.hr, crop=scale)
-                          for p in val_pairs]))
+    bicubic = lambda lr: baseline_image(lr, scale, "bicubic")  # noqa: E731
+    return mean_psnr(score_pairs(bicubic, val_pairs, Scoring(scale, ssim=False, baseline=None)))
 
 
 def _train_stage(run: RunWriter, stage: str, model, strategy, train_pairs, val_pairs, stop,
