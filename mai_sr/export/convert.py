@@ -220,7 +220,8 @@ def _load_source(run, model, weights, pretrained, precision: str, scale=None) ->
         raise MaiSrError("give one source: --run RUN, --model NAME --weights FILE, or "
                          "--pretrained NAME" + (f" (got {', '.join(given)})" if given else ""))
     if run is not None:
-        from mai_sr.runs import QAT_WEIGHTS, load_run_model, read_run_config, run_scale
+        from mai_sr.runs import QAT_WEIGHTS, read_run_config, run_scale
+        from mai_sr.train.run_model import load_run_model
 
         run = Path(run)
         config = read_run_config(run)

@@ -3,7 +3,7 @@ state and the loop state (step, elapsed time, best PSNR, the loss window), writt
 
 ``--resume`` restores weights, Adam moments and the iteration count; the LR schedule is a
 function of that count and training batch k a pure function of (seed, k)
-(``mai_sr.data.make_train_dataset(start_step=k)``), so an interrupted and resumed run ends
+(``mai_sr.train.dataset.make_train_dataset(start_step=k)``), so an interrupted and resumed run ends
 with the same weights as an uninterrupted one.
 """
 

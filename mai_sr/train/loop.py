@@ -18,11 +18,12 @@ import numpy as np
 
 from mai_sr.errors import MaiSrError
 from mai_sr.importer.weights_file import is_weights_file
-from mai_sr.runs import (FP32_DEPLOY_WEIGHTS, FP32_TRAIN_WEIGHTS, QAT_WEIGHTS, build_deploy,
-                         load_run_model, read_run_config, read_summary)
+from mai_sr.runs import (FP32_DEPLOY_WEIGHTS, FP32_TRAIN_WEIGHTS, QAT_WEIGHTS, read_run_config,
+                         read_summary)
 from mai_sr.train.checkpoint import CheckpointDamaged, load_checkpoint, read_checkpoint_weights
 from mai_sr.train.config import LEGACY_TRAIN_GRAPH, LOSSES, TRAIN_GRAPH, TrainConfig
 from mai_sr.train.rundir import RunWriter, resolve_run
+from mai_sr.train.run_model import build_deploy, load_run_model
 from mai_sr.train.session import (Progress, StopOnSignal, TrainingInterrupted, hold_run_lock,
                                   is_chief, make_strategy, worker_lost_error)
 
@@ -374,7 +375,7 @@ def _train_stage(run: RunWriter, stage: str, model, strategy, train_pairs, val_p
                  on_step) -> dict:
     """Train `model` for the stage's steps from its last checkpoint; leave the best weights."""
     from mai_sr._tf import keras
-    from mai_sr.data import make_train_dataset
+    from mai_sr.train.dataset import make_train_dataset
 
     config = run.config
     steps, _, loss_name = _stage_settings(config, stage)
