@@ -20,7 +20,7 @@ from mai_sr.errors import MaiSrError
 from mai_sr.importer.weights_file import is_weights_file
 from mai_sr.runs import (FP32_DEPLOY_WEIGHTS, FP32_TRAIN_WEIGHTS, QAT_WEIGHTS, read_run_config,
                          read_summary)
-from mai_sr.train.checkpoint import CheckpointDamaged, load_checkpoint, read_checkpoint_weights
+from mai_sr.train.checkpoint import CheckpointDamaged, read_checkpoint_weights, resume_stage
 from mai_sr.train.config import LEGACY_TRAIN_GRAPH, LOSSES, TRAIN_GRAPH, TrainConfig
 from mai_sr.train.rundir import RunWriter, resolve_run
 from mai_sr.train.run_model import build_deploy, load_run_model
@@ -81,6 +81,8 @@ def _train_locked(run: RunWriter, config: TrainConfig, strategy, train_pairs, va
         run.remove_stale_temps()  # what killed writers left; the lock says none is alive here
     with StopOnSignal(lock) as stop:
         summary = run.read_summary()
+        if run.chief:
+            run.restore_metrics()  # rows a damaged metrics.csv lost, from the checkpoints
         for line in run.damaged:
             run.log(line)
         summary["bicubic_val_psnr"] = bicubic
@@ -383,36 +385,8 @@ def _train_stage(run: RunWriter, stage: str, model, strategy, train_pairs, val_p
     with strategy.scope():
         optimizer = keras.optimizers.Adam(learning_rate=schedule, jit_compile=False)
         optimizer.build(model.trainable_variables)
-    # The loop state saved with every checkpoint; "window" holds the losses since the last
-    # metrics row so a resumed run logs the same averages as an uninterrupted one.
-    state = {"stage": stage, "step": 0, "elapsed": 0.0, "best_psnr": None, "best_step": None,
-             "val_psnr": None, "window": []}
+    state, best_weights = resume_stage(run, stage, model, optimizer, steps)
     last_path, best_path = run.checkpoint(stage, "last"), run.checkpoint(stage, "best")
-    best_weights = None
-    resumed_from = None
-    # The last checkpoint, else the best one (it holds the optimizer state too, so resuming
-    # from it is exact, only earlier); a damaged file is said and skipped.
-    for path in (last_path, best_path):
-        if not path.is_file():
-            continue
-        try:
-            state = load_checkpoint(path, model, optimizer)
-        except CheckpointDamaged as exc:
-            run.log(f"{stage}: {exc}; not resuming from it")
-            continue
-        resumed_from = path
-        run.log(f"{stage}: resuming at step {state['step']}/{steps} from {path}")
-        break
-    if resumed_from is not None and best_path.is_file():
-        try:
-            best_weights, best_state = read_checkpoint_weights(best_path)
-            if best_state["step"] > state["step"]:  # written just before a kill: redone below
-                best_weights = None
-        except CheckpointDamaged:
-            # Its step's weights are gone: the best so far is re-found only among the steps
-            # still to run, so forget a best PSNR that no longer has weights behind it.
-            state.update(best_psnr=None, best_step=None)
-    run.truncate_metrics(stage, state["step"])
     clip = _weight_clip_hook(model, config.weight_clip)
     teacher = None
     if config.teacher is not None:
