@@ -63,13 +63,30 @@ def test_a_flat_calibration_set_warns_and_a_varied_one_does_not(abpn_float, tmp_
     Image.new("RGB", (400, 400), (120, 110, 100)).save(flat / "grey.png")
     _, record = calibrate(abpn_float, str(flat), 20, 3)
     err = capsys.readouterr().err
-    check = record["int8_vs_fp32_psnr"]
+    check = record["check"]["int8_vs_fp32_psnr"]
     assert check["builtin"] < check["calibration"] - CALIB_HELD_OUT_DROP_DB
     assert "INT8 vs FP32 PSNR" in err and "warning: --calib" in err
-    assert record["images"] == 1 and record["lr_pixels"] > 96 * 96
+    assert record["check"]["images"] == 1 and record["check"]["lr_pixels"] > 96 * 96
 
     _, record = calibrate(abpn_float, str(shared_data / "Set5"), 20, 3)
     err = capsys.readouterr().err
-    check = record["int8_vs_fp32_psnr"]
+    check = record["check"]["int8_vs_fp32_psnr"]
     assert check["builtin"] > 40 and check["calibration"] > 40  # a faithful INT8 model
-    assert "warning" not in err and record["images"] > 1
+    assert "warning" not in err and record["check"]["images"] > 1
+
+
+def test_the_export_records_the_check_beside_the_calibration(tmp_path, shared_data, capsys):
+    import json
+
+    from mai_sr.export.convert import export
+    from mai_sr.pretrained import pretrained_path
+
+    export(tmp_path / "m.tflite", model="abpn", weights=pretrained_path("abpn", "weights"),
+           shape=(24, 24), calib=str(shared_data / "Set5"), calib_n=3)
+    side = json.loads((tmp_path / "m.tflite.json").read_text())
+    assert side["calibration"] == {"data": "Set5", "crops": 3, "crop": 96}
+    check = side["calibration_check"]
+    assert check["images"] == 3 and check["lr_pixels"] > 96 * 96
+    assert check["int8_vs_fp32_psnr"]["calibration"] > 40
+    assert f"{check['int8_vs_fp32_psnr']['builtin']:.2f} dB on the builtin photos" in \
+        capsys.readouterr().err

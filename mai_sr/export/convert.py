@@ -220,7 +220,8 @@ def int8_vs_fp32_psnr(fp32, int8, batches) -> float:
 
 def calibrate(model, calib, n: int, scale: int) -> tuple:
     """(the fake-quant model of float `model` calibrated on `n` crops of `calib`, the
-    provenance record of its calibration).
+    provenance record of its calibration: the data, the crops and, under "check", the
+    images and LR pixels covered and the INT8-vs-FP32 PSNRs).
 
     Refused when the crops cover fewer distinct LR pixels than :data:`MIN_CALIB_PIXELS`.
     The calibrated model is checked against its FP32 model on the calibration crops and on
@@ -243,8 +244,8 @@ def calibrate(model, calib, n: int, scale: int) -> tuple:
     check = {"calibration": round(int8_vs_fp32_psnr(model, quantized,
                                                     crops[:CALIB_CHECK_CROPS]), 2),
              "builtin": round(int8_vs_fp32_psnr(model, quantized, held_out), 2)}
-    record = {"data": _source_names(calib), "crops": n, "crop": CALIB_CROP, "images": images,
-              "lr_pixels": pixels, "int8_vs_fp32_psnr": check}
+    record = {"data": _source_names(calib), "crops": n, "crop": CALIB_CROP,
+              "check": {"images": images, "lr_pixels": pixels, "int8_vs_fp32_psnr": check}}
     tqdm.write(f"calibration: {n} crops of {images} image(s) ({pixels:,} LR pixels); INT8 "
                 f"vs FP32 PSNR {check['calibration']:.2f} dB on them, {check['builtin']:.2f} "
                 "dB on the builtin photos", file=sys.stderr)
@@ -437,7 +438,10 @@ def _quantize(keras_model, record: dict, calib, calib_n: int):
     if is_quantized(keras_model):
         record["quantization"] = "qat"
         return keras_model
-    quantized, record["calibration"] = calibrate(keras_model, calib, calib_n, record["scale"])
+    quantized, calibration = calibrate(keras_model, calib, calib_n, record["scale"])
+    # What was calibrated on, as before; the coverage and the INT8-vs-FP32 check beside it.
+    record["calibration_check"] = calibration.pop("check")
+    record["calibration"] = calibration
     record["quantization"] = "ptq"
     return quantized
 
