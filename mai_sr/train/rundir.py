@@ -109,6 +109,7 @@ class RunWriter:
         self.train_graph = train_graph
         self.damaged: list[str] = []  # one line per damaged file found (said on resume)
         self.rows = self._read_metrics()
+        self._metrics_damaged = bool(self.damaged)
 
     def create(self, train_pairs, val_pairs) -> None:
         """Make the directory and write config.json (the chief only); point `latest` at it."""
@@ -150,17 +151,22 @@ class RunWriter:
         if not path.is_file():
             return []
         try:
-            lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
+            text = path.read_bytes().decode("utf-8", errors="replace")
         except OSError as exc:
             self.damaged.append(f"{path}: damaged ({exc}); rebuilding it from the checkpoints")
             return []
+        lines = text.splitlines()
         if not lines or tuple(next(csv.reader(lines[:1]), ())) != METRICS_COLUMNS:
             self.damaged.append(f"{path}: damaged (header is not {','.join(METRICS_COLUMNS)}); "
                                 "rebuilding it from the checkpoints")
             return []
         rows, bad = [], []
+        # Every row ends in a newline: a last line without one was cut, maybe mid-number.
+        cut = len(lines) if not text.endswith("\n") else None
         for number, line in enumerate(lines[1:], start=2):
             try:
+                if number == cut:
+                    raise ValueError("cut short")
                 rows.append(_metrics_row(line))
             except (ValueError, csv.Error):
                 bad.append(number)
@@ -186,6 +192,8 @@ class RunWriter:
             self.rows.sort(key=lambda r: (STAGES.index(r["stage"]), r["step"]))
             self.damaged.append(f"{self.dir / METRICS_FILE}: {restored} lost row(s) restored "
                                 "from the checkpoints")
+        if restored or self._metrics_damaged:
+            self.write_metrics()  # now: a finished stage writes no rows again
 
     def truncate_metrics(self, stage: str, step: int) -> None:
         """Forget rows logged after `stage`'s checkpoint at `step` (they will be redone)."""
@@ -294,4 +302,6 @@ def _metrics_row(line: str) -> dict:
     row = dict(zip(METRICS_COLUMNS, values))
     if row["stage"] not in STAGES:
         raise ValueError("not a metrics row")
+    for column in ("loss", "lr", "time") + (("val_psnr",) if row["val_psnr"] else ()):
+        float(row[column])  # a number, or the line is damaged
     return dict(row, step=int(row["step"]))
