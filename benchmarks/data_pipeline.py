@@ -26,6 +26,7 @@ import warnings
 from pathlib import Path
 
 from mai_sr import data
+from mai_sr.train import dataset
 
 from _publish import add_write_readme, publish
 
@@ -79,7 +80,7 @@ def run(source: str, rounds: int, steps: int, batch: int, patch: int) -> dict:
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss
 
-    batches = iter(data.make_train_dataset(pairs, patch=patch, batch=batch, seed=0))
+    batches = iter(dataset.make_train_dataset(pairs, patch=patch, batch=batch, seed=0))
     const_lr, const_hr = next(batches)
 
     def pipeline_loop(n):

@@ -212,7 +212,7 @@ def ship(run: Path, card: dict) -> list[Path]:
     """Copy one model's files into mai_sr/pretrained (atomically, each file)."""
     from mai_sr.models import create_model
     from mai_sr.qat.quantize import activation_ranges, deploy_from_qat
-    from mai_sr.runs import load_run_model
+    from mai_sr.train.run_model import load_run_model
 
     from mai_sr.tflite.artifacts import read_metadata
 

@@ -135,7 +135,8 @@ def run_variant(name: str, clip: bool, args, eval_pairs) -> dict:
     from mai_sr.data import bicubic_upscale
     from mai_sr.export.convert import export
     from mai_sr.tflite.runtime import TFLiteSR
-    from mai_sr.runs import FP32_DEPLOY_WEIGHTS, load_run_model
+    from mai_sr.runs import FP32_DEPLOY_WEIGHTS
+    from mai_sr.train.run_model import load_run_model
 
     run_dir_ = run_dir(args, name, clip)
     files = {"qat": run_dir_ / "quality" / "qat.tflite", "ptq": run_dir_ / "quality" / "ptq.tflite"}

@@ -482,7 +482,7 @@ def _add_eval_parser(sub) -> argparse.ArgumentParser:
                                         "mai-sr eval model_none.tflite --data B100/ --y --csv "
                                         "rows.csv"))
     _add_tflite_model(p)
-    p.add_argument("--data", type=csv_list, default=["builtin"],
+    p.add_argument("--data", default="builtin",
                    help="HR images: DIR[,DIR], folder names under $MAI_SR_DATA, or builtin, "
                         "scikit-image's photos, which train also uses by default (default "
                         "builtin)")
@@ -644,7 +644,7 @@ def _add_report_parser(sub) -> argparse.ArgumentParser:
                                         "mai-sr report a.tflite b.tflite --runner vela --npu "
                                         "ethos-u65-512 --out cmp"))
     p.add_argument("inputs", nargs="+", help="run directories or .tflite files")
-    p.add_argument("--data", type=csv_list, default=["builtin"],
+    p.add_argument("--data", default="builtin",
                    help="DIR[,DIR], builtin, or folder names under $MAI_SR_DATA (e.g. Set14,B100);"
                         " the first is the leaderboard's PSNR (default builtin)")
     # make_report checks the names against RUNNERS too (its message names all unknown ones)

@@ -1,4 +1,4 @@
-"""Image data: HR/LR pairs for evaluation (NumPy) and a tf.data training pipeline.
+"""Image data: HR/LR pairs for evaluation and training, as NumPy arrays (no TensorFlow).
 
 Sources (the ``source`` argument of :func:`iter_pairs` / :func:`load_pairs`):
 
@@ -13,7 +13,10 @@ Sources (the ``source`` argument of :func:`iter_pairs` / :func:`load_pairs`):
 Every pair holds the HR image cropped at the bottom/right to a multiple of the scale, and an
 LR image exactly ``1/scale`` of that size: Pillow's antialiased bicubic
 (``Image.resize(..., Image.BICUBIC, reducing_gap=None)``), unless DIV2K provides it.
-Greyscale, palette and RGBA images become RGB. Images whose LR side is smaller than
+Files are decoded by :func:`mai_sr.imageio.read_image_rgb`, the decoder every command
+shares: greyscale, palette and RGBA images become RGB, 16-bit ones are rounded to 8 bits
+(``round(v / 257)``), and images above :data:`mai_sr.imageio.MAX_PIXELS` are refused in
+one line (decompression bombs). Images whose LR side is smaller than
 ``min_lr_size`` are skipped with one warning that counts them and names a few. A file
 that cannot be decoded, a missing folder, or a folder without images raises
 :class:`~mai_sr.errors.MaiSrError`.
@@ -22,8 +25,8 @@ Usage::
 
     python -c "import mai_sr.data as d; pairs = d.load_pairs('../shared/data/Set14'); print(len(pairs), pairs[0].hr.shape, pairs[0].lr.shape)"
 
-Training uses :func:`make_train_dataset`, which imports TensorFlow lazily: importing this
-module never imports TensorFlow, so evaluation stays TF-free.
+Training turns the pairs into a ``tf.data`` stream with
+:func:`mai_sr.train.dataset.make_train_dataset`; this module never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -33,13 +36,14 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from mai_sr.challenge import CHALLENGE_SCALE
 from mai_sr.errors import MaiSrError
+from mai_sr.imageio import read_image_rgb
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -48,9 +52,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 BUILTIN_PHOTOS = ("astronaut", "chelsea", "coffee", "hubble_deep_field",
                   "immunohistochemistry", "motorcycle_left", "motorcycle_right", "retina",
                   "rocket")
-
-# Per-sample intensity factors of XCAT's augmentation (MAI 2022 challenge report, section 4.17).
-INTENSITY_FACTORS = (1.0, 0.7, 0.5)
 
 _DIV2K_HR = re.compile(r"^DIV2K_(?P<split>[A-Za-z0-9]+)_HR$")
 
@@ -65,29 +66,6 @@ class ImagePair:
 
 
 # ---------------------------------------------------------------- single images
-
-
-def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Decode an image file to uint8 HxWx3 RGB (EXIF orientation applied).
-
-    Greyscale, palette, RGBA and 16-bit images become 8-bit RGB (alpha is dropped).
-    A missing or undecodable file raises MaiSrError naming it.
-    """
-    path = Path(path)
-    try:
-        with Image.open(path) as im:
-            im.load()  # decode now, so a truncated file fails here, not later
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                # 16-bit greyscale: keep the top 8 bits instead of Pillow's clipping.
-                im = Image.fromarray((np.asarray(im, dtype=np.uint32) >> 8).astype(np.uint8))
-            rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except FileNotFoundError:
-        raise MaiSrError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise MaiSrError(f"{path}: not a readable image ({reason})") from None
-    return np.ascontiguousarray(rgb)
 
 
 def crop_to_scale(img: np.ndarray, scale: int = CHALLENGE_SCALE) -> np.ndarray:
@@ -185,14 +163,17 @@ def _div2k_entries(hr_dir: Path, scale: int) -> list[_Entry]:
     return entries
 
 
-def _split_source(source) -> list[str]:
-    if isinstance(source, (str, os.PathLike)):
-        items = [s.strip() for s in str(source).split(",")]
-    else:
-        items = [str(s).strip() for s in source]
-    items = [s for s in items if s]
+def split_sources(data, option: str = "--data") -> list[str]:
+    """The items of a data argument (``--data``, ``--val``, ``--calib``, ``--gate-data``):
+    a comma-separated string (``"Set14,B100"``), a path, or a list of those; blanks dropped.
+    Each item is 'builtin', a folder, or a folder name under $MAI_SR_DATA. Nothing left is a
+    MaiSrError naming `option`."""
+    if isinstance(data, (str, os.PathLike)):
+        data = [data]
+    items = [item.strip() for entry in data for item in str(entry).split(",")]
+    items = [item for item in items if item]
     if not items:
-        raise MaiSrError("data source: empty (give 'builtin', a folder, or DIR,DIR)")
+        raise MaiSrError(f"{option}: empty (give 'builtin', a folder of HR images, or DIR,DIR)")
     return items
 
 
@@ -213,7 +194,7 @@ def data_folder(item: str) -> Path:
 
 def _resolve(source, scale: int) -> list[_Entry]:
     entries: list[_Entry] = []
-    for item in _split_source(source):
+    for item in split_sources(source):
         if item == "builtin":
             entries += _builtin_entries()
             continue
@@ -254,13 +235,13 @@ def _iter_entries(entries: list[_Entry], scale: int, min_lr: int) -> Iterator[Im
             skipped.append(entry.name)
             continue
         yield pair
-    _warn_skipped(skipped, len(entries), f"their LR side is below {min_lr} pixels at x{scale}")
+    warn_skipped(skipped, len(entries), f"their LR side is below {min_lr} pixels at x{scale}")
 
 
 SKIPPED_NAMES_SHOWN = 5  # a folder like T91 can skip a hundred: name a few, count the rest
 
 
-def _warn_skipped(names: list[str], total: int, why: str) -> None:
+def warn_skipped(names: list[str], total: int, why: str) -> None:
     """One warning for all the images skipped for one reason (not one per image)."""
     if not names:
         return
@@ -277,102 +258,3 @@ def load_pairs(source, scale: int = CHALLENGE_SCALE, min_lr_size: int | None = N
     if not pairs:
         raise MaiSrError(f"{source}: no image has an LR side of at least {min_lr_size} pixels")
     return pairs
-
-
-# ---------------------------------------------------------------- training pipeline
-
-
-def make_train_dataset(pairs: Sequence[ImagePair], *, patch: int = 64, batch: int = 16,
-                       scale: int = CHALLENGE_SCALE, seed: int = 0, start_step: int = 0,
-                       intensity_aug: bool = False):
-    """Infinite ``tf.data.Dataset`` of ``(lr, hr)`` float32 batches with values in [0, 255].
-
-    Shapes: lr ``(batch, patch, patch, 3)``, hr ``(batch, scale*patch, scale*patch, 3)``.
-    Each sample is a random image (uniform over images), a random LR patch position with the
-    HR patch at ``scale`` times that position, one of the 8 flips/90° rotations applied to
-    both, and with `intensity_aug` both multiplied by 1, 0.7 or 0.5 (XCAT).
-
-    Batch ``k`` is a pure function of ``(seed, k)``: all randomness comes from stateless ops
-    seeded by ``(seed, k)``, and the stream starts at ``Dataset.counter(start_step)``. So a run
-    resumed with ``start_step=k`` sees exactly the batches an uninterrupted run would have.
-
-    The decoded images are held once in memory as two flat uint8 tensors (all HR pixels, all
-    LR pixels); a batch is two gathers whose indices already encode crop, flip and rotation.
-    Pairs whose LR side is smaller than `patch` are skipped with a warning.
-    """
-    from mai_sr._tf import tf
-
-    if patch < 1 or batch < 1 or start_step < 0:
-        raise MaiSrError(f"patch, batch must be >= 1 and start_step >= 0 "
-                         f"(got {patch}, {batch}, {start_step})")
-    usable, skipped = [], []
-    for p in pairs:
-        if p.lr.shape[0] * scale != p.hr.shape[0] or p.lr.shape[1] * scale != p.hr.shape[1]:
-            raise MaiSrError(f"{p.name}: HR {p.hr.shape[:2]} is not {scale}x LR {p.lr.shape[:2]}")
-        if min(p.lr.shape[:2]) < patch:
-            skipped.append(p.name)
-            continue
-        usable.append(p)
-    _warn_skipped(skipped, len(pairs), f"their LR side is smaller than the {patch}x{patch} patch")
-    if not usable:
-        raise MaiSrError(f"no training image has an LR side of at least {patch} pixels")
-
-    lr_shapes = np.array([p.lr.shape[:2] for p in usable], dtype=np.int64)
-    hr_pixels = np.array([p.hr.shape[0] * p.hr.shape[1] for p in usable], dtype=np.int64)
-    lr_pixels = lr_shapes[:, 0] * lr_shapes[:, 1]
-    # Flat pixel buffers ([N_pixels, 3]) and where each image starts in them.
-    hr_flat = tf.constant(np.concatenate([p.hr.reshape(-1, 3) for p in usable]))
-    lr_flat = tf.constant(np.concatenate([p.lr.reshape(-1, 3) for p in usable]))
-    hr_start = tf.constant(np.concatenate([[0], np.cumsum(hr_pixels)[:-1]]))
-    lr_start = tf.constant(np.concatenate([[0], np.cumsum(lr_pixels)[:-1]]))
-    lr_h = tf.constant(lr_shapes[:, 0])
-    lr_w = tf.constant(lr_shapes[:, 1])
-    factors = tf.constant(INTENSITY_FACTORS, dtype=tf.float32)
-    n_images = len(usable)
-
-    def gather_patches(flat, start, width, y0, x0, size, transpose, flip_h, flip_v):
-        """Patches (B, size, size, 3) at (y0, x0) of row-major images, with a dihedral transform.
-
-        Output pixel (i, j) reads source (r, c) = (j, i) if transposed else (i, j), then
-        r -> size-1-r if flip_v and c -> size-1-c if flip_h. The flat index
-        start + (y0 + r) * width + x0 + c splits into a term in i and a term in j.
-        """
-        k = tf.range(size, dtype=tf.int64)[None, :]                 # (1, size)
-        rev = size - 1 - k
-        v_term = width[:, None] * tf.where(flip_v[:, None], rev, k)  # source row r, x width
-        h_term = tf.where(flip_h[:, None], rev, k)                  # source column c
-        t = transpose[:, None]
-        term_i = tf.where(t, h_term, v_term)                        # (B, size)
-        term_j = tf.where(t, v_term, h_term)
-        base = start + y0 * width + x0                              # (B,)
-        index = base[:, None, None] + term_i[:, :, None] + term_j[:, None, :]
-        return tf.gather(flat, index)                               # (B, size, size, 3)
-
-    def make_batch(step):
-        seeds = tf.random.experimental.stateless_split(
-            tf.stack([tf.constant(seed, tf.int64), step]), num=5)
-        image = tf.random.stateless_uniform([batch], seeds[0], 0, n_images, dtype=tf.int64)
-        h, w = tf.gather(lr_h, image), tf.gather(lr_w, image)
-        # Uniform positions in [0, side - patch]; float64 keeps the floor exact for any size.
-        uy = tf.random.stateless_uniform([batch], seeds[1], dtype=tf.float64)
-        ux = tf.random.stateless_uniform([batch], seeds[2], dtype=tf.float64)
-        y0 = tf.cast(tf.floor(uy * tf.cast(h - patch + 1, tf.float64)), tf.int64)
-        x0 = tf.cast(tf.floor(ux * tf.cast(w - patch + 1, tf.float64)), tf.int64)
-        flips = tf.random.stateless_uniform([3, batch], seeds[3], 0, 2, dtype=tf.int32) > 0
-        lr = gather_patches(lr_flat, tf.gather(lr_start, image), w, y0, x0, patch,
-                            flips[0], flips[1], flips[2])
-        hr = gather_patches(hr_flat, tf.gather(hr_start, image), w * scale, y0 * scale,
-                            x0 * scale, patch * scale, flips[0], flips[1], flips[2])
-        lr, hr = tf.cast(lr, tf.float32), tf.cast(hr, tf.float32)
-        if intensity_aug:
-            which = tf.random.stateless_uniform([batch], seeds[4], 0, len(INTENSITY_FACTORS),
-                                                dtype=tf.int32)
-            f = tf.gather(factors, which)[:, None, None, None]
-            lr, hr = lr * f, hr * f
-        return lr, hr
-
-    options = tf.data.Options()
-    options.deterministic = True
-    ds = tf.data.Dataset.counter(start=start_step, dtype=tf.int64)
-    ds = ds.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)

@@ -22,23 +22,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from mai_sr.data import bicubic_upscale, iter_pairs
+from mai_sr.data import iter_pairs, split_sources
 from mai_sr.errors import MaiSrError
 from mai_sr.tflite.runtime import TFLiteSR
-from mai_sr.metrics import psnr, ssim
-from mai_sr.results import EvalResult, ImageScore
+from mai_sr.results import EvalResult
+from mai_sr.scoring import Scoring, score_pairs
 from mai_sr.imageio import write_image
 
 CSV_COLUMNS = ("dataset", "image", "height", "width", "psnr", "ssim", "bicubic_psnr",
                "bicubic_ssim")
-
-
-def _sources(data) -> list[str]:
-    items = str(data).split(",") if isinstance(data, (str, os.PathLike)) else list(data)
-    items = [str(s).strip() for s in items if str(s).strip()]
-    if not items:
-        raise MaiSrError("--data: empty (give 'builtin' or folders of HR images)")
-    return items
 
 
 def dataset_name(source: str) -> str:
@@ -46,29 +38,11 @@ def dataset_name(source: str) -> str:
     return source if source == "builtin" else Path(source).resolve().name
 
 
-def _score(name: str, sr, hr, crop: int, y_channel: bool, scale: int,
-           lr=None, baseline: dict | None = None) -> ImageScore:
-    """The model's scores for one image, and the bicubic baseline's: from `baseline` (a
-    cached row) when given, else computed from `lr`."""
-    try:
-        if baseline is None:
-            bicubic = bicubic_upscale(lr, scale)
-            baseline = {"bicubic_psnr": psnr(bicubic, hr, crop=crop, y_channel=y_channel),
-                        "bicubic_ssim": ssim(bicubic, hr, crop=crop, y_channel=y_channel)}
-        return ImageScore(name=name,
-                          psnr=psnr(sr, hr, crop=crop, y_channel=y_channel),
-                          ssim=ssim(sr, hr, crop=crop, y_channel=y_channel),
-                          bicubic_psnr=baseline["bicubic_psnr"],
-                          bicubic_ssim=baseline["bicubic_ssim"],
-                          height=hr.shape[0], width=hr.shape[1])
-    except MaiSrError as exc:
-        raise MaiSrError(f"{name}: {exc}") from None
-
-
-def _cached_baseline(cached: dict, pair) -> dict | None:
+def _cached_baseline(cached: dict, pair) -> tuple[float, float] | None:
+    """The cached bicubic (PSNR, SSIM) of `pair`, if its row is for an image of this size."""
     row = cached.get(pair.name)
     if row is not None and (row["height"], row["width"]) == pair.hr.shape[:2]:
-        return row
+        return row["bicubic_psnr"], row["bicubic_ssim"]
     return None
 
 
@@ -96,40 +70,29 @@ def evaluate_tflite(model_path: str | os.PathLike, data, *, y_channel: bool = Fa
     """
     from mai_sr._memory import reuse_freed_memory
     from mai_sr.cache import BaselineCache
-    from mai_sr.pipeline import OrderedWork, prefetch
 
     reuse_freed_memory()
     model = TFLiteSR(model_path, threads, require_int8=require_int8)
     if model.float_io and not quiet:  # say what the file is, beside the progress bars
         tqdm.write(f"{model.path.name}: {model.description}", file=sys.stderr)
-    crop = model.scale if crop is None else crop
-    if crop < 0:
-        raise MaiSrError(f"--crop: must be >= 0, got {crop}")
+    scoring = Scoring(model.scale, crop=crop, y_channel=y_channel)
     cache = BaselineCache(cache_dir) if use_cache else None
     results = []
-    for source in _sources(data):
+    for source in split_sources(data):
         name = dataset_name(source)
         pairs = iter_pairs(source, scale=model.scale)  # raises for a bad folder, up front
-        key = cache.key(source, scale=model.scale, crop=crop, y_channel=y_channel) \
-            if cache else None
+        key = cache.key(source, scale=model.scale, crop=scoring.border,
+                        y_channel=y_channel) if cache else None
         cached = {r["name"]: r for r in (cache.get(key) or [])} if cache else {}
-        rows: list[ImageScore] = []
 
-        def score(pair, sr, baseline):
-            row = _score(pair.name, sr, pair.hr, crop, y_channel, model.scale,
-                         lr=pair.lr, baseline=baseline)
-            if save_dir is not None:
-                write_image(Path(save_dir) / name / f"{pair.name}.png", sr)
-            return row
+        def save(pair, sr, name=name):
+            write_image(Path(save_dir) / name / f"{pair.name}.png", sr)
 
-        loaded = prefetch(pairs)
-        try:
-            with OrderedWork(jobs, on_result=rows.append) as work:
-                for pair in tqdm(loaded, desc=name, unit="img", disable=quiet):
-                    work.submit(score, pair, model.upscale(pair.lr, tile=tile),
-                                _cached_baseline(cached, pair))
-        finally:
-            loaded.close()  # stops the decoding thread when leaving early
+        rows = [r.image_score() for r in score_pairs(
+            model, pairs, scoring, tile=tile, jobs=jobs,
+            baselines=lambda pair: _cached_baseline(cached, pair),
+            on_sr=save if save_dir is not None else None,
+            progress=lambda it, name=name: tqdm(it, desc=name, unit="img", disable=quiet))]
         if not rows:
             raise MaiSrError(f"{source}: no image large enough to evaluate")
         if cache and [r.name for r in rows] != list(cached):
@@ -137,7 +100,7 @@ def evaluate_tflite(model_path: str | os.PathLike, data, *, y_channel: bool = Fa
                              "bicubic_psnr": r.bicubic_psnr, "bicubic_ssim": r.bicubic_ssim}
                             for r in rows])
         results.append(EvalResult(model=model.path.name, dataset=name, images=tuple(rows),
-                                  y_channel=y_channel, crop=crop))
+                                  y_channel=y_channel, crop=scoring.border))
     return results
 
 

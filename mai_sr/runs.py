@@ -8,8 +8,8 @@
     RUN/qat/qat.weights.h5       the QAT model's weights and quantizer ranges
     RUN/checkpoints/*.npz        resumable state (written and read by `mai_sr.train.checkpoint`)
 
-Reading the files needs only the standard library; :func:`load_run_model` imports
-TensorFlow when called.
+Reading the files needs only the standard library. The run's Keras models are loaded by
+:func:`mai_sr.train.run_model.load_run_model`.
 """
 
 from __future__ import annotations
@@ -64,36 +64,11 @@ def read_summary(run_dir: str | os.PathLike) -> dict:
     return summary
 
 
-def load_run_model(run_dir: str | os.PathLike, stage: str = "qat"):
-    """Rebuild a run's deploy model and load its weights; ``stage`` is "qat" or "fp32".
-
-    "fp32" returns the collapsed deploy graph with ``fp32/deploy.weights.h5``. "qat" builds
-    the same graph, quantizes it with ``mai_sr.qat.quantize_model`` and loads
-    ``qat/qat.weights.h5`` (weights and quantizer ranges): rebuilding from code avoids
-    deserializing tfmot wrappers. A missing stage raises MaiSrError naming the file.
-    """
-    if stage not in STAGES:
-        raise MaiSrError(f"stage: {stage!r} is not one of {', '.join(STAGES)}")
-    run_dir = Path(run_dir)
-    config = read_run_config(run_dir)
-    needed = [run_dir / FP32_DEPLOY_WEIGHTS] + ([run_dir / QAT_WEIGHTS] if stage == "qat" else [])
-    for path in needed:
-        if not path.is_file():
-            hint = " (train with --qat)" if path.name == Path(QAT_WEIGHTS).name else ""
-            raise MaiSrError(f"{path}: not found; {run_dir} has no finished {stage} stage{hint}")
-    deploy = build_deploy(config["model"], run_scale(config))
-    deploy.load_weights(str(needed[0]))
-    if stage == "fp32":
-        return deploy
-    from mai_sr.qat import quantize_model
-
-    quantized = quantize_model(deploy)
-    quantized.load_weights(str(needed[1]))
-    return quantized
-
-
 def build_deploy(model_name: str, scale: int):
-    """The deploy graph of `model_name` at `scale`, untrained (imports TensorFlow)."""
+    """The deploy graph of `model_name` at `scale`, untrained (imports TensorFlow).
+
+    It builds, never loads: loading a run's weights is :mod:`mai_sr.train.run_model`'s. It
+    stays here while ``mai_sr.importer.weights_file`` imports it from here."""
     from mai_sr.models import create_model
 
     return create_model(model_name, scale=scale, deploy=True)

@@ -7,7 +7,8 @@ result equals one whole-image invoke (see :mod:`mai_sr.tflite.runtime`). Images 
 - EXIF orientation is applied on read, so the output is upright (and carries no rotation tag);
 - greyscale (L) goes through the model as RGB and is converted back to L;
 - alpha (LA, RGBA, palette with transparency) is upscaled by bicubic, colour by the model;
-- other modes (CMYK, 1-bit, 16-bit...) are converted to RGB (or L) first.
+- other modes (CMYK, 1-bit...) are converted to RGB (or L) first, and 16-bit images are
+  rounded to 8 bits (:mod:`mai_sr.imageio`, the decoder every command shares).
 
 Usage::
 
@@ -128,7 +129,8 @@ def upscale_paths(input: str | os.PathLike, output: str | os.PathLike, *,
     reuse_freed_memory()
     sr_model = TFLiteSR(model_file(model, pretrained))
     pairs = _jobs(Path(input), os.fspath(output), fmt)
-    sizes = [upright_size(src, max_pixels) for src, _ in pairs]
+    sizes = [upright_size(src, max_pixels, limit_option="--max-pixels")
+             for src, _ in pairs]
     total = sum(len(sr_model.tiles(h, w, tile)) for h, w in sizes)
     written: list[Path] = []
 
@@ -136,7 +138,8 @@ def upscale_paths(input: str | os.PathLike, output: str | os.PathLike, *,
         write_image(dst, sr, png_level=png_level, quality=quality)
         return dst
 
-    loaded = prefetch(((src, dst, read_image(src, max_pixels)) for src, dst in pairs), depth=1)
+    loaded = prefetch(((src, dst, read_image(src, max_pixels, limit_option="--max-pixels"))
+                       for src, dst in pairs), depth=1)
     try:
         sr_model.prepare(*sizes[0], tile)  # while the first image decodes
         with tqdm(total=total, unit="tile", disable=quiet, desc="upscale") as bar, \

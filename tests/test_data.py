@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from mai_sr import data
+from mai_sr.train import dataset
 from mai_sr.errors import MaiSrError
 
 PATCH = 32  # small patches keep the pipeline tests fast; the geometry is the same at 64
@@ -160,7 +161,7 @@ def train_pairs(set14):
 
 def _batches(pairs, n, **kw):
     kw = {"patch": PATCH, "batch": 8, "seed": 7, **kw}
-    it = iter(data.make_train_dataset(pairs, **kw))
+    it = iter(dataset.make_train_dataset(pairs, **kw))
     return [tuple(t.numpy() for t in next(it)) for _ in range(n)]
 
 
@@ -246,6 +247,6 @@ def test_intensity_augmentation_scales_lr_and_hr_alike(train_pairs):
 def test_pairs_smaller_than_a_patch_are_skipped(train_pairs, set14):
     small = data.ImagePair("small", set14[0].hr[:60, :60], set14[0].lr[:20, :20])
     with pytest.warns(UserWarning, match="small"):
-        data.make_train_dataset([small, *train_pairs], patch=PATCH)
+        dataset.make_train_dataset([small, *train_pairs], patch=PATCH)
     with pytest.warns(UserWarning), pytest.raises(MaiSrError, match="no training image"):
-        data.make_train_dataset([small], patch=PATCH)
+        dataset.make_train_dataset([small], patch=PATCH)

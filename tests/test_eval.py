@@ -210,7 +210,7 @@ def _rows(result):
 
 def test_bicubic_rows_cached_once_and_shared(dynamic_model, eval_folder, private_cache_home,
                                              monkeypatch):
-    from mai_sr import evaluate
+    from mai_sr import scoring  # where the bicubic baseline is computed
 
     (uncached,) = evaluate_tflite(dynamic_model, str(eval_folder), quiet=True, use_cache=False)
     assert not private_cache_home.exists()
@@ -222,8 +222,8 @@ def test_bicubic_rows_cached_once_and_shared(dynamic_model, eval_folder, private
 
     # A warm cache: the bicubic baseline is neither upscaled nor scored again...
     calls = []
-    real = evaluate.bicubic_upscale
-    monkeypatch.setattr(evaluate, "bicubic_upscale", lambda *a: calls.append(a) or real(*a))
+    real = scoring.bicubic_upscale
+    monkeypatch.setattr(scoring, "bicubic_upscale", lambda *a: calls.append(a) or real(*a))
     (warm,) = evaluate_tflite(dynamic_model, str(eval_folder), quiet=True)
     assert calls == []
     # ...and every figure is the one computed without a cache (JSON round-trips floats).

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from mai_sr._tf import keras, tf
-from mai_sr.data import load_pairs, make_train_dataset
+from mai_sr.data import load_pairs
+from mai_sr.train.dataset import make_train_dataset
 from mai_sr.models import collapse, create_model
 from mai_sr.models.blocks import ScaledConv2D
 from mai_sr.qat.weight_clip import apply_weight_clip, clip_kernel

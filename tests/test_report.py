@@ -26,6 +26,7 @@ import mai_sr.device
 import mai_sr.evaluate
 import mai_sr.tflite.runtime
 import mai_sr.report.build
+import mai_sr.report.measure
 from mai_sr.cli import main
 from mai_sr.data import load_pairs
 from mai_sr.errors import MaiSrError
@@ -267,7 +268,7 @@ def test_rerun_does_no_eval_or_bench_work(report, models, images, tmp_path, monk
     shutil.copytree(report, out)
     evals = _Counter(monkeypatch, mai_sr.evaluate, "evaluate_tflite")
     runners = _Counter(monkeypatch, mai_sr.device, "get_runner")
-    lints = _Counter(monkeypatch, mai_sr.report.build, "lint_summary")
+    lints = _Counter(monkeypatch, mai_sr.report.measure, "lint_summary")
     crops = _Counter(monkeypatch, mai_sr.tflite.runtime, "TFLiteSR")  # model runs of the crop grid
     make_report(_inputs(models), data=[str(images)], runners=RUNNERS, out_dir=out, quiet=True,
                 runner_options=FAST)
@@ -318,7 +319,7 @@ def run_dir(models, tmp_path) -> Path:
 def test_run_directory_is_exported_and_gets_dpsnr_and_curves(run_dir, models, images,
                                                             tmp_path, monkeypatch):
     import mai_sr.export.convert
-    from mai_sr.runs import load_run_model
+    from mai_sr.train.run_model import load_run_model
 
     exports = []
 

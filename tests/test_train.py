@@ -482,6 +482,26 @@ def test_damaged_checkpoint_and_metrics_fall_back_and_say_so(reference_run, tmp_
     assert metrics_text  # (the damaged text was written)
 
 
+def test_resume_after_a_damaged_or_lost_metrics_file_keeps_every_row(reference_run, tmp_path,
+                                                                      capsys):
+    """The rows before the resume come back: the readable ones from the file, the rest from
+    the rows each stage's checkpoint holds."""
+    reference = metrics(reference_run)
+    text = (reference_run / METRICS_FILE).read_text()
+    tail = "".join(text.splitlines(keepends=True)[-3:])
+    for name, damaged in (("garbled", text[:200] + "\x00garbled,\n" + tail), ("lost", None)):
+        run = damaged_copy(reference_run, tmp_path / name)
+        (run / QAT_WEIGHTS).unlink()  # the QAT stage resumes from its last checkpoint
+        if damaged is None:
+            (run / METRICS_FILE).unlink()
+        else:
+            (run / METRICS_FILE).write_text(damaged)
+        assert main(["train", "--out", str(run), "--resume", "--quiet"]) == 0
+        err = capsys.readouterr().err
+        assert "lost row(s) restored from the checkpoints" in err, name
+        assert metrics(run) == reference, name
+
+
 def test_two_trainings_on_one_new_out_and_bad_seed_or_val_are_one_line(reference_run,
                                                                        tmp_path, capsys):
     from mai_sr.train.rundir import RunWriter, resolve_run

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import warnings
 from pathlib import Path
 
@@ -46,7 +47,7 @@ from mai_sr._quiet import stderr_silenced
 from mai_sr.tflite.artifacts import METADATA_NAME, dynamic_path, sidecar_path
 from mai_sr._tf import keras, tf
 from mai_sr.challenge import CHALLENGE_SCALE, PRETRAINED_SCALE, timing_input
-from mai_sr.errors import MaiSrError
+from mai_sr.errors import MaiSrError, first_line
 from mai_sr.export import PRECISIONS
 from mai_sr.importer.weights_file import is_weights_file, weights_file_model
 
@@ -55,6 +56,15 @@ CALIB_CROP = 96  # LR side of a calibration crop (whole image when smaller)
 # the convs' zero-padded borders and miss real image content (a folder of tiny images gave
 # one 1x1 crop and a file scoring 27.18 dB on Set5 against 30.97 dB when calibrated properly).
 MIN_CALIB_LR_SIDE = 16
+# Distinct LR pixels the calibration crops must cover: one full crop's worth. Ranges from
+# fewer pixels fit one small patch (one 48x48 image, 256 LR pixels at x3, gave a file at
+# 27.61 dB on Set5, below bicubic's 28.62).
+MIN_CALIB_PIXELS = CALIB_CROP * CALIB_CROP
+CALIB_CHECK_CROPS = 16  # crops of each INT8-vs-FP32 check (calibration, builtin photos)
+# How much worse the INT8 model may follow its FP32 model on the builtin photos than on its
+# calibration crops before a line warns. Measured on ABPN: 51-53 dB on both for T91-like
+# sets, one photo, or the builtin photos; 70 dB against 31 dB for one flat 400x400 image.
+CALIB_HELD_OUT_DROP_DB = 3.0
 
 
 # ---------------------------------------------------------------- conversion
@@ -115,8 +125,8 @@ def convert_keras(model, shape, precision: str, representative=None) -> bytes:
         try:
             return converter.convert()
         except Exception as exc:  # the converter raises many types, all with long text
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise MaiSrError(f"TFLite conversion failed ({precision}): {first}") from exc
+            raise MaiSrError(f"TFLite conversion failed ({precision}): {first_line(exc)}") \
+                from exc
 
 
 def weights_sha256(model) -> str:
@@ -157,29 +167,94 @@ def calibration_batches(source, n: int, crop: int = CALIB_CROP, seed: int = 0,
     Crops are `crop` x `crop` (the whole LR image when it is smaller), each from an image
     and position drawn with a fixed seed, so an export is reproducible.
     """
+    return _calibration_crops(source, n, crop, seed, scale)[0]
+
+
+def _calibration_crops(source, n: int, crop: int = CALIB_CROP, seed: int = 0,
+                       scale: int = CHALLENGE_SCALE) -> tuple[list, int, int]:
+    """(crops as :func:`calibration_batches` gives them, images they come from, distinct
+    LR pixels they cover)."""
     from mai_sr.data import load_pairs
 
     name = source or "builtin"
-    try:
-        pairs = load_pairs(name, scale=scale)
-    except MaiSrError as exc:
-        raise MaiSrError(f"--calib {name}: {exc}") from None
+    with warnings.catch_warnings(record=True) as skipped:  # said in the error, if any
+        warnings.simplefilter("always")
+        try:
+            pairs = load_pairs(name, scale=scale)
+        except MaiSrError as exc:
+            raise MaiSrError(f"--calib {name}: {exc}") from None
     usable = [p for p in pairs if min(p.lr.shape[:2]) >= MIN_CALIB_LR_SIDE]
     if not usable:
         largest = max(pairs, key=lambda p: p.lr.shape[0] * p.lr.shape[1]).lr.shape
+        also = f" ({skipped[0].message})" if skipped else ""
         raise MaiSrError(f"--calib {name}: too little calibration data: no image has an LR "
                          f"side of at least {MIN_CALIB_LR_SIDE} px at x{scale} (the largest "
-                         f"of {len(pairs)} is {largest[1]}x{largest[0]}); give bigger images "
-                         "(or leave out --calib for the builtin photos)")
-    pairs = usable
+                         f"of {len(pairs)} is {largest[1]}x{largest[0]}){also}; give bigger "
+                         "images (or leave out --calib for the builtin photos)")
     rng = np.random.default_rng(seed)
-    crops = []
+    crops, seen = [], {}
     for _ in range(n):
-        lr = pairs[rng.integers(len(pairs))].lr
+        index = int(rng.integers(len(usable)))
+        lr = usable[index].lr
         ch, cw = min(crop, lr.shape[0]), min(crop, lr.shape[1])
         y, x = rng.integers(lr.shape[0] - ch + 1), rng.integers(lr.shape[1] - cw + 1)
         crops.append(lr[None, y:y + ch, x:x + cw].astype(np.float32))
-    return crops
+        seen.setdefault(index, np.zeros(lr.shape[:2], bool))[y:y + ch, x:x + cw] = True
+    return crops, len(seen), int(sum(mask.sum() for mask in seen.values()))
+
+
+def int8_vs_fp32_psnr(fp32, int8, batches) -> float:
+    """PSNR (dB, over all pixels of `batches`) of the INT8 (fake-quant) model's output
+    against its FP32 model's, both rounded to pixels: how much quantization changes the
+    image, where an INT8 model should be near its FP32 one (infinite when identical)."""
+    from mai_sr.scoring import to_uint8
+
+    squared, count = 0.0, 0
+    for lr in batches:
+        a = to_uint8(np.asarray(fp32(lr, training=False))).astype(np.float64)
+        b = to_uint8(np.asarray(int8(lr, training=False))).astype(np.float64)
+        squared, count = squared + float(np.sum((a - b) ** 2)), count + a.size
+    mse = squared / count
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0 ** 2 / mse))
+
+
+def calibrate(model, calib, n: int, scale: int) -> tuple:
+    """(the fake-quant model of float `model` calibrated on `n` crops of `calib`, the
+    provenance record of its calibration: the data, the crops and, under "check", the
+    images and LR pixels covered and the INT8-vs-FP32 PSNRs).
+
+    Refused when the crops cover fewer distinct LR pixels than :data:`MIN_CALIB_PIXELS`.
+    The calibrated model is checked against its FP32 model on the calibration crops and on
+    held-out crops of the builtin photos (the INT8-vs-FP32 PSNR of each, in the record and
+    on stderr); a line warns when the held-out figure falls :data:`CALIB_HELD_OUT_DROP_DB`
+    below the calibration one (ranges fitted to the calibration images clip others).
+    """
+    from mai_sr.qat.quantize import quantize_model
+
+    name = calib or "builtin"
+    crops, images, pixels = _calibration_crops(calib, n, scale=scale)
+    if pixels < MIN_CALIB_PIXELS:
+        raise MaiSrError(f"--calib {name}: too little calibration data: its {n} crops cover "
+                         f"{pixels:,} distinct LR pixels of {images} image(s) at x{scale}, "
+                         f"fewer than one {CALIB_CROP}x{CALIB_CROP} crop ({MIN_CALIB_PIXELS:,}); "
+                         "give more or bigger images (or leave out --calib for the builtin "
+                         "photos)")
+    quantized = quantize_model(model, calibration=crops)
+    held_out = calibration_batches("builtin", CALIB_CHECK_CROPS, scale=scale, seed=1)
+    check = {"calibration": round(int8_vs_fp32_psnr(model, quantized,
+                                                    crops[:CALIB_CHECK_CROPS]), 2),
+             "builtin": round(int8_vs_fp32_psnr(model, quantized, held_out), 2)}
+    record = {"data": _source_names(calib), "crops": n, "crop": CALIB_CROP,
+              "check": {"images": images, "lr_pixels": pixels, "int8_vs_fp32_psnr": check}}
+    tqdm.write(f"calibration: {n} crops of {images} image(s) ({pixels:,} LR pixels); INT8 "
+                f"vs FP32 PSNR {check['calibration']:.2f} dB on them, {check['builtin']:.2f} "
+                "dB on the builtin photos", file=sys.stderr)
+    if check["builtin"] < check["calibration"] - CALIB_HELD_OUT_DROP_DB:
+        tqdm.write(f"warning: --calib {name}: the INT8 model follows its FP32 model "
+                    f"{check['calibration'] - check['builtin']:.1f} dB worse on other images "
+                    "than on its calibration images: calibrate on more varied images",
+                    file=sys.stderr)
+    return quantized, record
 
 
 # ---------------------------------------------------------------- sources
@@ -204,7 +279,7 @@ def _load_weights_into(name: str, path: Path, scale: int):
         quantized.load_weights(str(path))
     except Exception as exc:
         raise MaiSrError(f"{path}: not deploy-graph or QAT weights of {name} x{scale} "
-                         f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+                         f"({first_line(exc)})") from None
     return quantized, "qat"
 
 
@@ -220,7 +295,8 @@ def _load_source(run, model, weights, pretrained, precision: str, scale=None) ->
         raise MaiSrError("give one source: --run RUN, --model NAME --weights FILE, or "
                          "--pretrained NAME" + (f" (got {', '.join(given)})" if given else ""))
     if run is not None:
-        from mai_sr.runs import QAT_WEIGHTS, load_run_model, read_run_config, run_scale
+        from mai_sr.runs import QAT_WEIGHTS, read_run_config, run_scale
+        from mai_sr.train.run_model import load_run_model
 
         run = Path(run)
         config = read_run_config(run)
@@ -289,6 +365,34 @@ def export(output, *, run=None, model=None, weights=None, pretrained=None, shape
     Returns the paths of the written .tflite files (sidecars ``<file>.json`` beside them).
     """
     output = Path(output)
+    _check_arguments(output, precision, shape, calib_n, target, dynamic)
+    outputs = [output] + ([dynamic_path(output)] if dynamic else [])
+    _clear_the_way(outputs, force)
+    keras_model, name, scale, source = _load_source(run, model, weights, pretrained, precision,
+                                                    scale)
+    if calib is not None and (precision != "int8" or is_quantized(keras_model)):
+        why = (f"{precision} needs no calibration" if precision != "int8"
+               else "the source is exported with its quantization-aware-trained ranges")
+        raise MaiSrError(f"--calib {calib}: unused ({why}); drop --calib")
+    record = {"model": name, "scale": scale, "precision": precision, "source": source,
+              "toolkit": _versions()}
+    keras_model = _quantize(keras_model, record, calib, calib_n)
+    record["weights_sha256"] = weights_sha256(keras_model)
+    fixed = tuple(int(v) for v in shape) if shape is not None else timing_input(scale)
+    shapes = [(output, fixed)] + ([(dynamic_path(output), None)] if dynamic else [])
+    files = _convert_files(keras_model, record, shapes, target)
+    contents = {}
+    for path, data, info in files:  # everything converted: now write, as one set
+        sidecar = {**info, "file": path.name, "sha256": hashlib.sha256(data).hexdigest()}
+        contents[path] = data
+        contents[sidecar_path(path)] = fileio.json_bytes(sidecar)
+    fileio.write_files(contents)
+    return [path for path, _, _ in files]
+
+
+def _check_arguments(output: Path, precision: str, shape, calib_n: int, target,
+                     dynamic: bool) -> None:
+    """MaiSrError for export arguments that cannot go together, before any work."""
     if output.suffix != ".tflite":
         raise MaiSrError(f"{output}: the output file name must end in .tflite")
     if precision not in PRECISIONS:
@@ -299,18 +403,21 @@ def export(output, *, run=None, model=None, weights=None, pretrained=None, shape
             raise MaiSrError(f"--shape: sizes must be > 0, got {h}x{w}")
     if calib_n <= 0:
         raise MaiSrError(f"--calib-n: must be > 0, got {calib_n}")
-    if target is not None:
-        from mai_sr.tflite.targets import check_target, export_targets
+    if target is None:
+        return
+    from mai_sr.tflite.targets import check_target, export_targets
 
-        check_target(target, export_targets())
-        if precision != "int8":
-            raise MaiSrError(f"--target {target} needs --precision int8 (Ethos-U NPUs run "
-                             "integer ops only)")
-        if dynamic:
-            raise MaiSrError(f"--target {target} rewrites a fixed-shape file (NPU compilers "
-                             "take fixed shapes); drop --dynamic")
+    check_target(target, export_targets())
+    if precision != "int8":
+        raise MaiSrError(f"--target {target} needs --precision int8 (Ethos-U NPUs run "
+                         "integer ops only)")
+    if dynamic:
+        raise MaiSrError(f"--target {target} rewrites a fixed-shape file (NPU compilers "
+                         "take fixed shapes); drop --dynamic")
 
-    outputs = [output] + ([dynamic_path(output)] if dynamic else [])
+
+def _clear_the_way(outputs: list[Path], force: bool) -> None:
+    """Refuse to replace existing outputs without `force`; remove what killed exports left."""
     if not force:
         existing = [str(p) for o in outputs for p in (o, sidecar_path(o)) if p.exists()]
         if existing:
@@ -319,35 +426,31 @@ def export(output, *, run=None, model=None, weights=None, pretrained=None, shape
     for folder in {o.parent for o in outputs}:
         fileio.remove_stale_temps(folder)  # what killed exports left; never renamed into place
 
-    keras_model, name, scale, source = _load_source(run, model, weights, pretrained, precision,
-                                                    scale)
-    if calib is not None and (precision != "int8" or is_quantized(keras_model)):
-        why = (f"{precision} needs no calibration" if precision != "int8"
-               else "the source is exported with its quantization-aware-trained ranges")
-        raise MaiSrError(f"--calib {calib}: unused ({why}); drop --calib")
-    if shape is None:
-        h, w = timing_input(scale)
-    record = {"model": name, "scale": scale, "precision": precision, "source": source,
-              "toolkit": _versions()}
-    if precision == "int8":
-        record["io"] = {"dtype": "uint8", "scale": 1.0, "zero_point": 0}
-        if is_quantized(keras_model):
-            record["quantization"] = "qat"
-        else:
-            from mai_sr.qat.quantize import quantize_model
 
-            crops = calibration_batches(calib, calib_n, scale=scale)
-            keras_model = quantize_model(keras_model, calibration=crops)
-            record["quantization"] = "ptq"
-            record["calibration"] = {"data": _source_names(calib), "crops": calib_n,
-                                     "crop": CALIB_CROP}
-    else:
+def _quantize(keras_model, record: dict, calib, calib_n: int):
+    """The model to convert: INT8 needs the fake-quant graph (a QAT source as it is, a float
+    one calibrated on `calib`); `record` gets the IO and quantization entries."""
+    if record["precision"] != "int8":
         record["io"] = {"dtype": "float32"}
+        return keras_model
+    record["io"] = {"dtype": "uint8", "scale": 1.0, "zero_point": 0}
+    if is_quantized(keras_model):
+        record["quantization"] = "qat"
+        return keras_model
+    quantized, calibration = calibrate(keras_model, calib, calib_n, record["scale"])
+    # What was calibrated on, as before; the coverage and the INT8-vs-FP32 check beside it.
+    record["calibration_check"] = calibration.pop("check")
+    record["calibration"] = calibration
+    record["quantization"] = "ptq"
+    return quantized
 
-    record["weights_sha256"] = weights_sha256(keras_model)
-    targets = [(output, (h, w))] + ([(dynamic_path(output), None)] if dynamic else [])
+
+def _convert_files(keras_model, record: dict, shapes: list, target) -> list[tuple]:
+    """(path, TFLite bytes, provenance) of every file: one conversion per input shape (None:
+    dynamic), rewritten for `target`, the provenance embedded as metadata."""
+    scale, precision = record["scale"], record["precision"]
     files = []
-    for path, fixed in tqdm(targets, desc="converting", unit="file", leave=False):
+    for path, fixed in tqdm(shapes, desc="converting", unit="file", leave=False):
         info = {**record, "input_shape": [1, *(fixed or (None, None)), 3],
                 "output_shape": [1, *((fixed[0] * scale, fixed[1] * scale) if fixed
                                       else (None, None)), 3]}
@@ -359,20 +462,15 @@ def export(output, *, run=None, model=None, weights=None, pretrained=None, shape
             info["target"] = rewrite.to_dict()
         data = add_metadata(data, METADATA_NAME, json.dumps(info, sort_keys=True).encode())
         files.append((path, data, info))
-    contents = {}
-    for path, data, info in files:  # everything converted: now write, as one set
-        sidecar = {**info, "file": path.name, "sha256": hashlib.sha256(data).hexdigest()}
-        contents[path] = data
-        contents[sidecar_path(path)] = fileio.json_bytes(sidecar)
-    fileio.write_files(contents)
-    return [path for path, _, _ in files]
+    return files
 
 
 def _source_names(calib) -> str:
     """The calibration data as recorded in provenance: 'builtin' or folder names, no paths."""
-    items = calib if isinstance(calib, (list, tuple)) else str(calib or "builtin").split(",")
-    return ",".join(s if s == "builtin" else Path(s).name for s in (str(i).strip() for i in items)
-                    if s)
+    from mai_sr.data import split_sources
+
+    return ",".join(item if item == "builtin" else Path(item).name
+                    for item in split_sources(calib or "builtin", "--calib"))
 
 
 def _versions() -> dict:

@@ -89,7 +89,25 @@ def model_file(model: str | os.PathLike | None, pretrained: str | None,
         return pretrained_path(pretrained, kind)
     if not model:
         raise MaiSrError("no model: give a .tflite model file or --pretrained NAME")
+    check_set(model)
     return Path(model)
+
+
+def check_set(path: str | os.PathLike) -> None:
+    """Refuse one file of an export set (``X.tflite`` + ``X_none.tflite``) whose other file
+    lies beside it but comes from another export (:func:`check_twins`): every command that
+    reads one file of a set checks it, as ``report`` does, so ``eval`` of the dynamic file
+    and ``bench`` of the fixed one never measure half of a torn set. A file without a
+    twin beside it is not checked."""
+    path = Path(path)
+    if path.suffix != ".tflite":
+        return
+    if path.stem.endswith("_none"):
+        fixed, dynamic = path.with_name(path.stem[:-len("_none")] + path.suffix), path
+    else:
+        fixed, dynamic = path, dynamic_path(path)
+    if fixed.is_file() and dynamic.is_file():
+        check_twins(fixed, dynamic)
 
 
 # Provenance fields that must agree between a fixed file and its dynamic twin: the two are

@@ -37,7 +37,7 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from mai_sr._quiet import stderr_silenced
-from mai_sr.errors import MaiSrError
+from mai_sr.errors import MaiSrError, first_line
 from mai_sr.tflite.artifacts import read_sidecar
 from mai_sr.tflite.graph import TFLiteGraph, check_builtin_only, read_graph
 
@@ -221,11 +221,10 @@ class TFLiteSR:
     def _allocation_error(self, size, exc: BaseException) -> MaiSrError:
         """LiteRT could not allocate the tensors of a `size` input: say so in one line, and
         how to bound the memory (tiles) where the model allows it."""
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         hint = ("; run it in tiles (--tile 512)" if self.fixed_shape is None
                 else "; this file's input size itself is too large to run here")
         return MaiSrError(f"{self.path}: LiteRT cannot allocate a {size[0]}x{size[1]} input "
-                          f"({reason}){hint}")
+                          f"({first_line(exc)}){hint}")
 
     def _quantize(self, lr: np.ndarray) -> np.ndarray:
         if np.issubdtype(self.input_dtype, np.floating):

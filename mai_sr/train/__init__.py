@@ -34,6 +34,8 @@ The package:
 - :mod:`~mai_sr.train.rundir`: the run writer (the layout readers see is :mod:`mai_sr.runs`);
 - :mod:`~mai_sr.train.checkpoint`: resumable ``.npz`` checkpoints (exact resume);
 - :mod:`~mai_sr.train.session`: the run lock, Ctrl-C/SIGTERM, progress, ``tf.distribute``;
+- :mod:`~mai_sr.train.dataset`: the ``tf.data`` pipeline of random patch batches;
+- :mod:`~mai_sr.train.run_model`: a finished run's Keras model (:func:`load_run_model`);
 - :mod:`~mai_sr.train.loop`: :func:`train_from_config`, the stages and the train step.
 
 Importing it does not import TensorFlow; building a :class:`TrainConfig` does (the model's
@@ -42,9 +44,10 @@ module holds its recipe).
 
 from mai_sr.runs import (CONFIG_FILE, FP32_DEPLOY_WEIGHTS, FP32_TRAIN_WEIGHTS, LOCK_FILE,
                          METRICS_COLUMNS, METRICS_FILE, QAT_WEIGHTS, STAGES, SUMMARY_FILE,
-                         build_deploy, load_run_model, read_run_config, read_summary, run_scale)
+                         read_run_config, read_summary, run_scale)
 from mai_sr.train.config import (BASE_RECIPE, DISTRIBUTE, LOSSES, SCHEDULES, TrainConfig,
                                  model_recipe)
+from mai_sr.train.run_model import build_deploy, load_run_model
 from mai_sr.train.loop import load_teacher, make_lr_schedule, per_example_loss, train_from_config
 from mai_sr.train.session import TrainingInterrupted, hold_run_lock, make_strategy
 

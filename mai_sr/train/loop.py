@@ -18,11 +18,12 @@ import numpy as np
 
 from mai_sr.errors import MaiSrError
 from mai_sr.importer.weights_file import is_weights_file
-from mai_sr.runs import (FP32_DEPLOY_WEIGHTS, FP32_TRAIN_WEIGHTS, QAT_WEIGHTS, build_deploy,
-                         load_run_model, read_run_config, read_summary)
-from mai_sr.train.checkpoint import CheckpointDamaged, load_checkpoint, read_checkpoint_weights
+from mai_sr.runs import (FP32_DEPLOY_WEIGHTS, FP32_TRAIN_WEIGHTS, QAT_WEIGHTS, read_run_config,
+                         read_summary)
+from mai_sr.train.checkpoint import CheckpointDamaged, read_checkpoint_weights, resume_stage
 from mai_sr.train.config import LEGACY_TRAIN_GRAPH, LOSSES, TRAIN_GRAPH, TrainConfig
 from mai_sr.train.rundir import RunWriter, resolve_run
+from mai_sr.train.run_model import build_deploy, load_run_model
 from mai_sr.train.session import (Progress, StopOnSignal, TrainingInterrupted, hold_run_lock,
                                   is_chief, make_strategy, worker_lost_error)
 
@@ -80,6 +81,8 @@ def _train_locked(run: RunWriter, config: TrainConfig, strategy, train_pairs, va
         run.remove_stale_temps()  # what killed writers left; the lock says none is alive here
     with StopOnSignal(lock) as stop:
         summary = run.read_summary()
+        if run.chief:
+            run.restore_metrics()  # rows a damaged metrics.csv lost, from the checkpoints
         for line in run.damaged:
             run.log(line)
         summary["bicubic_val_psnr"] = bicubic
@@ -361,29 +364,24 @@ def _val_psnr(model, val_pairs, scale: int) -> float:
 
     Eager calls: one per image, and no tf.function retracing for every image size.
     """
-    from mai_sr.metrics import psnr
+    from mai_sr.scoring import Scoring, mean_psnr, score_pairs
 
-    scores = []
-    for pair in val_pairs:
-        out = model(pair.lr[None].astype(np.float32), training=False).numpy()[0]
-        sr = np.clip(np.rint(out), 0, 255).astype(np.uint8)
-        scores.append(psnr(sr, pair.hr, crop=scale))
-    return float(np.mean(scores))
+    return mean_psnr(score_pairs(model, val_pairs, Scoring(scale, ssim=False, baseline=None)))
 
 
 def _bicubic_psnr(val_pairs, scale: int) -> float:
-    from mai_sr.data import bicubic_upscale
-    from mai_sr.metrics import psnr
+    """Mean PSNR of bicubic upscaling on the validation images (the run's floor)."""
+    from mai_sr.scoring import Scoring, baseline_image, mean_psnr, score_pairs
 
-    return float(np.mean([psnr(bicubic_upscale(p.lr, scale), p.hr, crop=scale)
-                          for p in val_pairs]))
+    bicubic = lambda lr: baseline_image(lr, scale, "bicubic")  # noqa: E731
+    return mean_psnr(score_pairs(bicubic, val_pairs, Scoring(scale, ssim=False, baseline=None)))
 
 
 def _train_stage(run: RunWriter, stage: str, model, strategy, train_pairs, val_pairs, stop,
                  on_step) -> dict:
     """Train `model` for the stage's steps from its last checkpoint; leave the best weights."""
     from mai_sr._tf import keras
-    from mai_sr.data import make_train_dataset
+    from mai_sr.train.dataset import make_train_dataset
 
     config = run.config
     steps, _, loss_name = _stage_settings(config, stage)
@@ -391,36 +389,8 @@ def _train_stage(run: RunWriter, stage: str, model, strategy, train_pairs, val_p
     with strategy.scope():
         optimizer = keras.optimizers.Adam(learning_rate=schedule, jit_compile=False)
         optimizer.build(model.trainable_variables)
-    # The loop state saved with every checkpoint; "window" holds the losses since the last
-    # metrics row so a resumed run logs the same averages as an uninterrupted one.
-    state = {"stage": stage, "step": 0, "elapsed": 0.0, "best_psnr": None, "best_step": None,
-             "val_psnr": None, "window": []}
+    state, best_weights = resume_stage(run, stage, model, optimizer, steps)
     last_path, best_path = run.checkpoint(stage, "last"), run.checkpoint(stage, "best")
-    best_weights = None
-    resumed_from = None
-    # The last checkpoint, else the best one (it holds the optimizer state too, so resuming
-    # from it is exact, only earlier); a damaged file is said and skipped.
-    for path in (last_path, best_path):
-        if not path.is_file():
-            continue
-        try:
-            state = load_checkpoint(path, model, optimizer)
-        except CheckpointDamaged as exc:
-            run.log(f"{stage}: {exc}; not resuming from it")
-            continue
-        resumed_from = path
-        run.log(f"{stage}: resuming at step {state['step']}/{steps} from {path}")
-        break
-    if resumed_from is not None and best_path.is_file():
-        try:
-            best_weights, best_state = read_checkpoint_weights(best_path)
-            if best_state["step"] > state["step"]:  # written just before a kill: redone below
-                best_weights = None
-        except CheckpointDamaged:
-            # Its step's weights are gone: the best so far is re-found only among the steps
-            # still to run, so forget a best PSNR that no longer has weights behind it.
-            state.update(best_psnr=None, best_step=None)
-    run.truncate_metrics(stage, state["step"])
     clip = _weight_clip_hook(model, config.weight_clip)
     teacher = None
     if config.teacher is not None:

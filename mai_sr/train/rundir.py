@@ -39,7 +39,7 @@ from mai_sr.errors import MaiSrError
 from mai_sr.importer.weights_file import is_weights_file
 from mai_sr.runs import (CONFIG_FILE, FP32_DEPLOY_WEIGHTS, FP32_TRAIN_WEIGHTS, METRICS_COLUMNS,
                          METRICS_FILE, STAGES, SUMMARY_FILE, read_run_config, read_summary)
-from mai_sr.train.checkpoint import save_checkpoint
+from mai_sr.train.checkpoint import save_checkpoint, saved_rows
 from mai_sr.train.config import TrainConfig, merge_for_resume, require_finished_fp32
 
 
@@ -109,6 +109,7 @@ class RunWriter:
         self.train_graph = train_graph
         self.damaged: list[str] = []  # one line per damaged file found (said on resume)
         self.rows = self._read_metrics()
+        self._metrics_damaged = bool(self.damaged)
 
     def create(self, train_pairs, val_pairs) -> None:
         """Make the directory and write config.json (the chief only); point `latest` at it."""
@@ -143,25 +144,56 @@ class RunWriter:
 
     # metrics.csv is rewritten whole (atomically) so it always matches the last checkpoint.
     def _read_metrics(self) -> list[dict]:
-        """The logged rows; a damaged file (a disk error, an edit) keeps its rows up to the
-        first unreadable one, and says so: the run itself is in the checkpoints."""
+        """The logged rows; a damaged file (a disk error, an edit) keeps every row that can
+        still be read, and says so. The rows it lost come back from the checkpoints
+        (:meth:`restore_metrics`)."""
         path = self.dir / METRICS_FILE
         if not path.is_file():
             return []
-        rows = []
         try:
-            with open(path, newline="", encoding="utf-8") as f:
-                reader = csv.DictReader(f)
-                if tuple(reader.fieldnames or ()) != METRICS_COLUMNS:
-                    raise ValueError(f"header is not {','.join(METRICS_COLUMNS)}")
-                for row in reader:
-                    if row.get("stage") not in STAGES or None in row.values() or None in row:
-                        raise ValueError(f"line {reader.line_num} is not a metrics row")
-                    rows.append(dict(row, step=int(row["step"])))
-        except (OSError, ValueError, UnicodeDecodeError, csv.Error) as exc:
-            self.damaged.append(f"{path}: damaged ({exc}); keeping its first {len(rows)} "
-                                "row(s)")
+            text = path.read_bytes().decode("utf-8", errors="replace")
+        except OSError as exc:
+            self.damaged.append(f"{path}: damaged ({exc}); rebuilding it from the checkpoints")
+            return []
+        lines = text.splitlines()
+        if not lines or tuple(next(csv.reader(lines[:1]), ())) != METRICS_COLUMNS:
+            self.damaged.append(f"{path}: damaged (header is not {','.join(METRICS_COLUMNS)}); "
+                                "rebuilding it from the checkpoints")
+            return []
+        rows, bad = [], []
+        # Every row ends in a newline: a last line without one was cut, maybe mid-number.
+        cut = len(lines) if not text.endswith("\n") else None
+        for number, line in enumerate(lines[1:], start=2):
+            try:
+                if number == cut:
+                    raise ValueError("cut short")
+                rows.append(_metrics_row(line))
+            except (ValueError, csv.Error):
+                bad.append(number)
+        if bad:
+            self.damaged.append(f"{path}: damaged (line {bad[0]} is not a metrics row"
+                                f"{f', and {len(bad) - 1} more' if len(bad) > 1 else ''}); "
+                                f"keeping its {len(rows)} readable row(s)")
         return rows
+
+    def restore_metrics(self) -> None:
+        """Put back the rows metrics.csv lost (damaged, truncated or deleted) from the rows
+        each stage's checkpoint holds (the last checkpoint, else the best one)."""
+        have = {(r["stage"], r["step"]) for r in self.rows}
+        restored = 0
+        for stage in STAGES:
+            for kind in ("last", "best"):
+                for row in saved_rows(self.checkpoint(stage, kind)):
+                    if row.get("stage") == stage and (stage, row.get("step")) not in have:
+                        self.rows.append(row)
+                        have.add((stage, row["step"]))
+                        restored += 1
+        if restored:
+            self.rows.sort(key=lambda r: (STAGES.index(r["stage"]), r["step"]))
+            self.damaged.append(f"{self.dir / METRICS_FILE}: {restored} lost row(s) restored "
+                                "from the checkpoints")
+        if restored or self._metrics_damaged:
+            self.write_metrics()  # now: a finished stage writes no rows again
 
     def truncate_metrics(self, stage: str, step: int) -> None:
         """Forget rows logged after `stage`'s checkpoint at `step` (they will be redone)."""
@@ -185,8 +217,10 @@ class RunWriter:
                 model.save_weights(str(tmp))
 
     def save_checkpoint(self, path: Path, model, optimizer, state: dict) -> None:
+        """The checkpoint, with the stage's metrics rows so far in its state."""
         if self.chief:
-            save_checkpoint(path, model, optimizer, state)
+            rows = [r for r in self.rows if r["stage"] == state["stage"]]
+            save_checkpoint(path, model, optimizer, {**state, "rows": rows})
 
     def copy_fp32_from(self, source: Path) -> None:
         """`--from`: this run's fp32/ is the source run's, or the deploy weights file (the
@@ -257,3 +291,17 @@ def point_latest(run_dir: Path) -> None:
         os.replace(tmp, link)
     except OSError:
         pass  # filesystems without symlinks: runs/latest is a convenience only
+
+
+def _metrics_row(line: str) -> dict:
+    """One metrics.csv line as a row (ValueError unless it has every column, a known stage
+    and an integer step)."""
+    values = next(csv.reader([line]), [])
+    if len(values) != len(METRICS_COLUMNS):
+        raise ValueError("not a metrics row")
+    row = dict(zip(METRICS_COLUMNS, values))
+    if row["stage"] not in STAGES:
+        raise ValueError("not a metrics row")
+    for column in ("loss", "lr", "time") + (("val_psnr",) if row["val_psnr"] else ()):
+        float(row[column])  # a number, or the line is damaged
+    return dict(row, step=int(row["step"]))

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mai_sr.errors import MaiSrError
+from mai_sr.errors import MaiSrError, first_line
 from mai_sr.runs import LOCK_FILE
 from mai_sr.train.config import DISTRIBUTE
 
@@ -165,9 +165,8 @@ def worker_lost_error(exc: BaseException, run_dir: Path) -> MaiSrError | None:
                     break
             if dead:
                 break
-    first = message.strip().splitlines()[0][:120] if message.strip() else type(exc).__name__
     return MaiSrError(f"--distribute multiworker: {dead or 'another worker'} stopped "
-                      f"responding ({type(exc).__name__}: {first}); restart every worker "
+                      f"responding ({type(exc).__name__}: {first_line(exc, 120)}); restart every worker "
                       f"with: mai-sr train --out {run_dir} --resume --distribute multiworker")
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mai_sr.errors import MaiSrError
+from mai_sr.errors import MaiSrError, first_line
 
 TENSORBOARD_DIR = "tensorboard"
 IMAGES_PER_STAGE = 3  # validation images shown per stage (the first ones of the val set)
@@ -48,8 +48,8 @@ class TensorBoardLog:
         try:
             yield
         except (tf.errors.OpError, OSError) as exc:
-            reason = str(getattr(exc, "message", exc)).strip().splitlines()[0]
-            raise MaiSrError(f"{self.folder}: cannot write TensorBoard logs ({reason}); "
+            raise MaiSrError(f"{self.folder}: cannot write TensorBoard logs "
+                             f"({first_line(exc)}); "
                              "--no-tensorboard skips them") from None
 
     @staticmethod

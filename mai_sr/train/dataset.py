@@ -1,0 +1,144 @@
+"""The training pipeline: a ``tf.data`` stream of random (LR, HR) patch batches.
+
+:func:`make_train_dataset` turns :class:`~mai_sr.data.ImagePair` objects (from
+:func:`mai_sr.data.load_pairs`, which stays TensorFlow-free) into an infinite, resumable
+stream. TensorFlow is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from mai_sr.challenge import CHALLENGE_SCALE
+from mai_sr.data import ImagePair, warn_skipped
+from mai_sr.errors import MaiSrError
+
+# Per-sample intensity factors of XCAT's augmentation (MAI 2022 challenge report, section 4.17).
+INTENSITY_FACTORS = (1.0, 0.7, 0.5)
+
+
+def make_train_dataset(pairs: Sequence[ImagePair], *, patch: int = 64, batch: int = 16,
+                       scale: int = CHALLENGE_SCALE, seed: int = 0, start_step: int = 0,
+                       intensity_aug: bool = False):
+    """Infinite ``tf.data.Dataset`` of ``(lr, hr)`` float32 batches with values in [0, 255].
+
+    Shapes: lr ``(batch, patch, patch, 3)``, hr ``(batch, scale*patch, scale*patch, 3)``.
+    Each sample is a random image (uniform over images), a random LR patch position with the
+    HR patch at ``scale`` times that position, one of the 8 flips/90° rotations applied to
+    both, and with `intensity_aug` both multiplied by 1, 0.7 or 0.5 (XCAT).
+
+    Batch ``k`` is a pure function of ``(seed, k)``: all randomness comes from stateless ops
+    seeded by ``(seed, k)``, and the stream starts at ``Dataset.counter(start_step)``. So a run
+    resumed with ``start_step=k`` sees exactly the batches an uninterrupted run would have.
+
+    The decoded images are held once in memory as two flat uint8 tensors (all HR pixels, all
+    LR pixels); a batch is two gathers whose indices already encode crop, flip and rotation.
+    Pairs whose LR side is smaller than `patch` are skipped with a warning.
+    """
+    from mai_sr._tf import tf
+
+    if patch < 1 or batch < 1 or start_step < 0:
+        raise MaiSrError(f"patch, batch must be >= 1 and start_step >= 0 "
+                         f"(got {patch}, {batch}, {start_step})")
+    usable, skipped = _usable_pairs(pairs, patch, scale)
+    warn_skipped(skipped, len(pairs), f"their LR side is smaller than the {patch}x{patch} patch")
+    if not usable:
+        raise MaiSrError(f"no training image has an LR side of at least {patch} pixels")
+    images = _PixelBuffers(usable)
+    make_batch = _batch_maker(images, patch=patch, batch=batch, scale=scale, seed=seed,
+                              intensity_aug=intensity_aug)
+    options = tf.data.Options()
+    options.deterministic = True
+    ds = tf.data.Dataset.counter(start=start_step, dtype=tf.int64)
+    ds = ds.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def _usable_pairs(pairs: Sequence[ImagePair], patch: int,
+                  scale: int) -> tuple[list[ImagePair], list[str]]:
+    """(the pairs a `patch` fits in, the names of the others); MaiSrError for a pair whose
+    HR is not `scale` times its LR."""
+    usable, skipped = [], []
+    for p in pairs:
+        if p.lr.shape[0] * scale != p.hr.shape[0] or p.lr.shape[1] * scale != p.hr.shape[1]:
+            raise MaiSrError(f"{p.name}: HR {p.hr.shape[:2]} is not {scale}x LR {p.lr.shape[:2]}")
+        if min(p.lr.shape[:2]) < patch:
+            skipped.append(p.name)
+            continue
+        usable.append(p)
+    return usable, skipped
+
+
+class _PixelBuffers:
+    """Every image's pixels as two flat tensors ([N_pixels, 3] HR and LR), where each image
+    starts in them, and the LR sides."""
+
+    def __init__(self, usable: list[ImagePair]):
+        from mai_sr._tf import tf
+
+        lr_shapes = np.array([p.lr.shape[:2] for p in usable], dtype=np.int64)
+        hr_pixels = np.array([p.hr.shape[0] * p.hr.shape[1] for p in usable], dtype=np.int64)
+        lr_pixels = lr_shapes[:, 0] * lr_shapes[:, 1]
+        self.hr_flat = tf.constant(np.concatenate([p.hr.reshape(-1, 3) for p in usable]))
+        self.lr_flat = tf.constant(np.concatenate([p.lr.reshape(-1, 3) for p in usable]))
+        self.hr_start = tf.constant(np.concatenate([[0], np.cumsum(hr_pixels)[:-1]]))
+        self.lr_start = tf.constant(np.concatenate([[0], np.cumsum(lr_pixels)[:-1]]))
+        self.lr_h = tf.constant(lr_shapes[:, 0])
+        self.lr_w = tf.constant(lr_shapes[:, 1])
+        self.count = len(usable)
+
+
+def _gather_patches(flat, start, width, y0, x0, size, transpose, flip_h, flip_v):
+    """Patches (B, size, size, 3) at (y0, x0) of row-major images, with a dihedral transform.
+
+    Output pixel (i, j) reads source (r, c) = (j, i) if transposed else (i, j), then
+    r -> size-1-r if flip_v and c -> size-1-c if flip_h. The flat index
+    start + (y0 + r) * width + x0 + c splits into a term in i and a term in j.
+    """
+    from mai_sr._tf import tf
+
+    k = tf.range(size, dtype=tf.int64)[None, :]                 # (1, size)
+    rev = size - 1 - k
+    v_term = width[:, None] * tf.where(flip_v[:, None], rev, k)  # source row r, x width
+    h_term = tf.where(flip_h[:, None], rev, k)                  # source column c
+    t = transpose[:, None]
+    term_i = tf.where(t, h_term, v_term)                        # (B, size)
+    term_j = tf.where(t, v_term, h_term)
+    base = start + y0 * width + x0                              # (B,)
+    index = base[:, None, None] + term_i[:, :, None] + term_j[:, None, :]
+    return tf.gather(flat, index)                               # (B, size, size, 3)
+
+
+def _batch_maker(images: _PixelBuffers, *, patch: int, batch: int, scale: int, seed: int,
+                 intensity_aug: bool):
+    """The function step -> (lr, hr) batch, every random draw seeded by (seed, step)."""
+    from mai_sr._tf import tf
+
+    factors = tf.constant(INTENSITY_FACTORS, dtype=tf.float32)
+
+    def make_batch(step):
+        seeds = tf.random.experimental.stateless_split(
+            tf.stack([tf.constant(seed, tf.int64), step]), num=5)
+        image = tf.random.stateless_uniform([batch], seeds[0], 0, images.count, dtype=tf.int64)
+        h, w = tf.gather(images.lr_h, image), tf.gather(images.lr_w, image)
+        # Uniform positions in [0, side - patch]; float64 keeps the floor exact for any size.
+        uy = tf.random.stateless_uniform([batch], seeds[1], dtype=tf.float64)
+        ux = tf.random.stateless_uniform([batch], seeds[2], dtype=tf.float64)
+        y0 = tf.cast(tf.floor(uy * tf.cast(h - patch + 1, tf.float64)), tf.int64)
+        x0 = tf.cast(tf.floor(ux * tf.cast(w - patch + 1, tf.float64)), tf.int64)
+        flips = tf.random.stateless_uniform([3, batch], seeds[3], 0, 2, dtype=tf.int32) > 0
+        lr = _gather_patches(images.lr_flat, tf.gather(images.lr_start, image), w, y0, x0,
+                             patch, flips[0], flips[1], flips[2])
+        hr = _gather_patches(images.hr_flat, tf.gather(images.hr_start, image), w * scale,
+                             y0 * scale, x0 * scale, patch * scale, flips[0], flips[1], flips[2])
+        lr, hr = tf.cast(lr, tf.float32), tf.cast(hr, tf.float32)
+        if intensity_aug:
+            which = tf.random.stateless_uniform([batch], seeds[4], 0, len(INTENSITY_FACTORS),
+                                                dtype=tf.int32)
+            f = tf.gather(factors, which)[:, None, None, None]
+            lr, hr = lr * f, hr * f
+        return lr, hr
+
+    return make_batch
