@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from mai_sr.data import IMAGE_SUFFIXES, bicubic_upscale
 from mai_sr.errors import MaiSrError
@@ -158,7 +157,7 @@ def upscale_paths(input: str | os.PathLike, output: str | os.PathLike, *,
     Returns the written paths.
     """
     from mai_sr._memory import reuse_freed_memory
-    from mai_sr.pipeline import OrderedWork, prefetch
+    from mai_sr.pipeline import OrderedWork, prefetch, progress
 
     check_encoding(png_level, quality)
     reuse_freed_memory()
@@ -181,7 +180,7 @@ def upscale_paths(input: str | os.PathLike, output: str | os.PathLike, *,
     loaded = prefetch(((src, dst, read_image(src, max_pixels)) for src, dst in pairs), depth=1)
     try:
         sr_model.prepare(*sizes[0], tile_for(*sizes[0]))  # while the first image decodes
-        with tqdm(total=total, unit="tile", disable=quiet, desc="upscale") as bar, \
+        with progress(total=total, unit="tile", disable=quiet, desc="upscale") as bar, \
                 OrderedWork(jobs, on_result=written.append) as work:
             for src, dst, img in loaded:
                 bar.set_postfix_str(src.name)
