@@ -19,11 +19,11 @@ Usage::
 from __future__ import annotations
 
 import os
+from math import ceil
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from mai_sr.data import IMAGE_SUFFIXES, bicubic_upscale
 from mai_sr.errors import MaiSrError
@@ -31,6 +31,39 @@ from mai_sr.imageio import (FORMATS, MAX_PIXELS, PNG_LEVEL, QUALITY, check_encod
                             read_image, upright_size, write_image)
 from mai_sr.tflite.artifacts import model_file
 from mai_sr.tflite.runtime import TFLiteSR
+
+# A dynamic model runs a large image in even tiles no larger than the challenge's LR frame,
+# 360x640 (Mobile AI 2022 quantized-SR challenge: 640x360 -> 1920x1080). LiteRT's XNNPACK
+# delegate spends about as much CPU allocating for a new input size as invoking at it, and
+# its memory grows with that size: a whole 1080p input costs 0.8 s of CPU and 1.5 GB before
+# its first pixel, 281x491 tiles 0.1 s and 0.3 GB. Tiles of one size are allocated once,
+# even tiles overlap by only twice the receptive field (6.5% more pixels for 1080p), and the
+# pixels are the whole-image invoke's (tiling is exact, see mai_sr.tflite.runtime).
+AUTO_TILE = (360, 640)
+
+
+def even_tile(height: int, width: int, margin: int,
+              limit: tuple[int, int] = AUTO_TILE) -> tuple[int, int] | None:
+    """The LR tile (h, w), at most `limit`, that splits a `height` x `width` image into the
+    fewest equal tiles overlapping by 2*`margin`; None when the image fits in one tile (or
+    `limit` is too small for that margin: the image then runs whole).
+
+    n tiles cover L pixels with tiles of ceil((L + 2*margin*(n-1)) / n) pixels, which fits
+    in M when n >= (L - 2*margin) / (M - 2*margin).
+    """
+    if height <= limit[0] and width <= limit[1]:
+        return None
+    tile = []
+    for length, most in zip((height, width), limit):
+        if length <= most:
+            tile.append(length)
+            continue
+        if most <= 2 * margin:
+            return None
+        count = ceil((length - 2 * margin) / (most - 2 * margin))
+        tile.append(ceil((length + 2 * margin * (count - 1)) / count))
+    return tile[0], tile[1]
+
 
 def upscale_image(model: TFLiteSR, img: np.ndarray, tile: int | None = None,
                   on_tile=None) -> np.ndarray:
@@ -111,8 +144,10 @@ def upscale_paths(input: str | os.PathLike, output: str | os.PathLike, *,
     """Upscale an image file, or every image of a folder (recursively), into `output`.
 
     `model`: a .tflite file, or `pretrained`: a shipped model name (its dynamic-shape file).
-    `tile`: LR tile size for dynamic models (default: whole image in one invoke; set it to
-    bound memory on large images); fixed-shape models always tile at their input size.
+    `tile`: LR tile size for dynamic models (default: :func:`even_tile`, whole images up to
+    360x640 and even tiles of at most that above, which allocate faster and use less
+    memory than one invoke; same pixels); fixed-shape models always tile at their input
+    size.
     Output files keep the input's relative path and name; the extension picks the format,
     or `fmt` ("png", "jpg", "webp") replaces every extension. `png_level` (zlib 0-9, all
     lossless, default 1) and `quality` (JPEG/WebP, default 95) set the encoding.
@@ -123,7 +158,7 @@ def upscale_paths(input: str | os.PathLike, output: str | os.PathLike, *,
     Returns the written paths.
     """
     from mai_sr._memory import reuse_freed_memory
-    from mai_sr.pipeline import OrderedWork, prefetch
+    from mai_sr.pipeline import OrderedWork, prefetch, progress
 
     check_encoding(png_level, quality)
     reuse_freed_memory()
@@ -131,7 +166,13 @@ def upscale_paths(input: str | os.PathLike, output: str | os.PathLike, *,
     pairs = _jobs(Path(input), os.fspath(output), fmt)
     sizes = [upright_size(src, max_pixels, limit_option="--max-pixels")
              for src, _ in pairs]
-    total = sum(len(sr_model.tiles(h, w, tile)) for h, w in sizes)
+
+    def tile_for(height: int, width: int):
+        if tile is not None or sr_model.fixed_shape is not None:
+            return tile
+        return even_tile(height, width, sr_model.receptive_field)
+
+    total = sum(len(sr_model.tiles(h, w, tile_for(h, w))) for h, w in sizes)
     written: list[Path] = []
 
     def save(dst: Path, sr: np.ndarray) -> Path:
@@ -141,12 +182,13 @@ def upscale_paths(input: str | os.PathLike, output: str | os.PathLike, *,
     loaded = prefetch(((src, dst, read_image(src, max_pixels, limit_option="--max-pixels"))
                        for src, dst in pairs), depth=1)
     try:
-        sr_model.prepare(*sizes[0], tile)  # while the first image decodes
-        with tqdm(total=total, unit="tile", disable=quiet, desc="upscale") as bar, \
+        sr_model.prepare(*sizes[0], tile_for(*sizes[0]))  # while the first image decodes
+        with progress(total=total, unit="tile", disable=quiet, desc="upscale") as bar, \
                 OrderedWork(jobs, on_result=written.append) as work:
             for src, dst, img in loaded:
                 bar.set_postfix_str(src.name)
-                work.submit(save, dst, upscale_image(sr_model, img, tile=tile,
+                work.submit(save, dst, upscale_image(sr_model, img,
+                                                     tile=tile_for(*img.shape[:2]),
                                                      on_tile=bar.update))
     finally:
         loaded.close()  # stops the decoding thread when leaving early
