@@ -75,7 +75,11 @@ def read_source(path) -> SourceNet:
     if suffix == ".tflite":
         from mai_sr.importer.tflite_weights import read_tflite
 
-        return read_tflite(path)
+        try:
+            return read_tflite(path)
+        except (ValueError, IndexError, KeyError, TypeError) as exc:  # a crafted file
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise MaiSrError(f"{path}: malformed TFLite model ({first})") from None
     if suffix in (".h5", ".keras", ".hdf5"):
         from mai_sr.importer.keras_source import read_keras
 
