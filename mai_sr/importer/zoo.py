@@ -215,8 +215,10 @@ def _et_tail(last, last_bias, clip, clip_bias, *, scale, plain_in, anchor_cols, 
     out = 3 * scale * scale
     unit = float(clip_bias[0])
     eye = -np.eye(clip.shape[0], dtype=np.float32)[:, :, None, None]
-    if np.abs(clip - eye).max() > ET_TOLERANCE or np.abs(clip_bias - unit).max() > ET_TOLERANCE:
-        raise MaiSrError(f"{label}: the ET form's 1x1 clip conv is not -I with a constant bias")
+    if np.abs(clip - eye).max() > ET_TOLERANCE or np.abs(clip_bias - unit).max() > ET_TOLERANCE \
+            or min(abs(unit - 1.0), abs(unit - PIXEL_MAX)) > ET_TOLERANCE:
+        raise MaiSrError(f"{label}: the ET form's 1x1 clip conv is not -I with bias 1 (or 255, "
+                         "the pixel maximum)")
     anchor = np.zeros((out, len(anchor_cols), 3, 3), np.float32)
     for k in range(out):  # CRD: output channel k copies colour k // s^2
         anchor[k, k // (scale * scale), 1, 1] = -1.0
