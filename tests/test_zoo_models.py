@@ -187,7 +187,7 @@ def test_every_family_exports_to_full_int8(checkpoint, ops, tmp_path, shared_dat
     model = json.loads(Path(f"{weights}.json").read_text())["model"]
     out = tmp_path / "m.tflite"
     cli("export", str(out), "--model", model, "--weights", str(weights), "--calib",
-        str(shared_data / "T91"), "--calib-n", "8", "--shape", "24,32")
+        str(shared_data / "T91"), "--calib-n", "8", "--shape", "24x32")
     graph = read_graph(out)
     assert {t.dtype for t in graph.tensors} <= {"int8", "uint8", "int32"}
     assert ops <= {op.type for op in graph.ops}
