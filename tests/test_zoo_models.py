@@ -133,6 +133,26 @@ def test_the_training_graph_collapses_to_the_deploy_graph(name, scale):
     assert np.abs(got - expected).max() <= 1e-4 * max(np.abs(expected).max(), 1.0)
 
 
+@pytest.mark.parametrize("name, head", [("espcn", "to_pixels"), ("fsrcnn", "clip"),
+                                        ("ecbsr", "clip"), ("etds_m", "conv_clip")])
+def test_the_output_of_every_family_is_fixed_to_whole_pixels(name, head):
+    """The layer that makes the image (a clip, ESPCN's x 255, ETDS's last ReLU conv) has the
+    fixed [0, 255] range: scale 1, zero point 0, whatever calibration sees; a conv feeding
+    tanh or sigmoid has that activation's fixed input range."""
+    from mai_sr.models import create_model
+    from mai_sr.qat.quantize import plan_quantization
+
+    plan = plan_quantization(create_model(name, deploy=True))
+    assert plan[head].get_config()["output_range"] == [0.0, 255.0]
+    if name == "espcn":
+        assert [plan[c].get_config()["output_range"] for c in ("conv1", "conv2", "conv3")] \
+            == [[-4.0, 4.0], [-4.0, 4.0], [-8.0, 8.0]]
+        assert plan["sigmoid"].get_config()["output_range"] == [0.0, 255 / 256]
+    if name == "fsrcnn":
+        assert plan["deconv"].get_config()["per_channel"] is False
+        assert plan["prelu1"].get_config() == {"output_range": None}
+
+
 def tflite_ops(model, tmp_path) -> list:
     from mai_sr._tf import tf
     from mai_sr.tflite.graph import read_graph

@@ -155,7 +155,11 @@ def plan_quantization(model) -> dict[str, object]:
         learned range (the converter gives a concat's inputs the concat's scale); the fixed
         range of a clip or concat, which the producer must carry itself (the converter does
         not pass a clip's range back: a range-less ADD before the clip stayed in float);
-        else None (a range of its own)."""
+        else None (a range of its own). The model's output (no consumers) is the image:
+        the fixed pixel range, so a net that bounds its output itself (ETDS's clip by
+        ReLUs) still ends in whole pixels."""
+        if not consumers[name]:
+            return PIXEL_RANGE
         wanted = set()
         for c in consumers[name]:
             if roles[c] == "activation" or (roles[c] == "concat" and fixed[c] is None):
