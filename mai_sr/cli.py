@@ -255,7 +255,8 @@ def cmd_import(args) -> int:
     from mai_sr.importer import import_weights
 
     result = import_weights(args.source, args.model, args.out, channel_order=args.channel_order,
-                            input_range=args.input_range, gate_data=args.gate_data)
+                            input_range=args.input_range, gate_data=args.gate_data,
+                            scale=args.scale, force=args.force)
     if args.json:
         _print_json(result.to_dict())
     else:
@@ -698,9 +699,17 @@ def _add_import_parser(sub) -> argparse.ArgumentParser:
                                         "mai-sr export abpn.tflite --model abpn --weights "
                                         "abpn.weights.h5"))
     p.add_argument("source", help="PyTorch checkpoint, SavedModel folder, Keras file or .tflite")
-    p.add_argument("--model", choices=MODEL_NAMES, required=True, help="target architecture")
+    p.add_argument("--model", choices=MODEL_NAMES, default=None,
+                   help="target architecture (default: recognised from a PyTorch state dict "
+                        "of ESPCN, FSRCNN, ECBSR, ABPN or ETDS; needed for other files)")
+    p.add_argument("--scale", type=int, choices=SCALES, default=None,
+                   help="upscaling factor, for weights that do not hold it (FSRCNN's stride; "
+                        "default: measured on the sanity gate)")
     p.add_argument("--out", default=None,
-                   help="output NAME.weights.h5 (default: check only, write nothing)")
+                   help="output NAME.weights.h5 (default: check only, write nothing); its "
+                        "record NAME.weights.h5.json is written with it")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing output and its record (default: refuse)")
     p.add_argument("--channel-order", default="auto",
                    choices=LibraryChoices("mai_sr.importer.core", "CHANNEL_ORDER_CHOICES"),
                    help="depth-to-space order of the source's last conv (default auto: the "

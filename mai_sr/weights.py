@@ -235,6 +235,7 @@ def weights_file_model(path, model: str | None, scale: int | None = None,
         raise MaiSrError(f"{option} {path}: not found")
     record = weights_record(path)
     record_name = f"{path.name}.json"
+    check_record_hash(path, record, Path(record_name))
     recorded_model, recorded_scale = record.get("model"), record.get("scale")
     if model is not None and recorded_model is not None and model != recorded_model:
         raise MaiSrError(f"--model {model}: {option} {path.name} holds {recorded_model} "
@@ -247,6 +248,21 @@ def weights_file_model(path, model: str | None, scale: int | None = None,
         raise MaiSrError(f"{option} {path.name}: give --model (the architecture of these "
                          "deploy weights)")
     return str(path), model, scale or recorded_scale
+
+
+def check_record_hash(path: Path, record: dict, record_path: Path) -> None:
+    """A record that names the weights' sha256 (``mai-sr import`` writes it) must match the
+    file: a mismatch means another import's record, or a set torn by a kill between its
+    two renames. One-line MaiSrError."""
+    expected = record.get("weights_sha256")
+    if expected is None:
+        return
+    actual = _sha256(Path(path))
+    if actual != expected:
+        raise MaiSrError(f"{Path(path).name} does not match its record {Path(record_path).name} "
+                         f"(weights sha256 {actual[:12]}..., the record says "
+                         f"{str(expected)[:12]}...): another import's record or a torn "
+                         "write; import again")
 
 
 # ---------------------------------------------------------------- the one resolver

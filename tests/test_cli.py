@@ -219,7 +219,7 @@ def test_every_choice_list_is_its_library_constant():
         ("report", "--qnn-performance-mode"): tuple(QNN_PERFORMANCE_MODES),
         ("lint", "--target"): lint_targets(),
         ("profile", "--model"): list_models(), ("profile", "--scale"): SCALES,
-        ("score", "--scale"): SCALES, ("models", "--scale"): SCALES,
+        ("score", "--scale"): SCALES, ("models", "--scale"): SCALES, ("import", "--scale"): SCALES,
         ("upscale", "--pretrained"): available(), ("upscale", "--format"): tuple(FORMATS),
         ("import", "--model"): list_models(),
         ("import", "--channel-order"): CHANNEL_ORDER_CHOICES,

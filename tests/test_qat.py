@@ -47,8 +47,10 @@ def test_importing_the_packages_does_not_import_tensorflow():
 # ---------------------------------------------------------------- the plan
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", [m for m in MODELS if m not in ("espcn", "fsrcnn")
+                                  and not m.startswith("etds")])  # heads without a clip:
 def test_every_tensor_gets_one_range_and_the_head_is_fixed_to_pixels(name, deploy_models):
+    # tests/test_zoo_models.py::test_the_output_of_every_family_is_fixed_to_whole_pixels
     model = deploy_models[name]
     plan = plan_quantization(model)
     assert set(plan) == {layer.name for layer in model.layers[1:]}
@@ -70,7 +72,8 @@ def test_every_tensor_gets_one_range_and_the_head_is_fixed_to_pixels(name, deplo
 def test_skip_concat_shares_the_image_range_with_its_inputs(deploy_models):
     plan = plan_quantization(deploy_models["scsrn"])
     assert plan["skip_concat"].get_config() == {"output_range": PIXELS}
-    assert plan["block5"].get_config() == {"quantize_output": True, "output_range": PIXELS}
+    assert plan["block5"].get_config() == {"quantize_output": True, "output_range": PIXELS,
+                                           "per_channel": True}
 
 
 def test_skip_concat_features_are_rescaled_to_fill_the_image_range():

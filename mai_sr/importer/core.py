@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from mai_sr import fileio
 from mai_sr.errors import MaiSrError
 from mai_sr.importer.matcher import PIXEL_MAX, Fitted, fit, put_in_chain_order, source_scale
 from mai_sr.importer.source import CHANNEL_ORDERS, SourceNet
+from mai_sr.importer import zoo
 from mai_sr.registry import SCALES, check_scale
 
 CHANNEL_ORDER_CHOICES = ("auto", *CHANNEL_ORDERS)
@@ -50,6 +52,13 @@ class ImportResult:
         return "\n".join(lines)
 
 
+TORCH_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
+
+
+def _is_torch(path: Path) -> bool:
+    return path.is_file() and "".join(path.suffixes[-1:]).lower() in TORCH_SUFFIXES
+
+
 def read_source(path) -> SourceNet:
     """Read any supported source by what it is: a SavedModel folder, a ``.tflite``, a
     Keras ``.h5``/``.keras`` or a PyTorch ``.pth``/``.pt`` zip."""
@@ -66,12 +75,16 @@ def read_source(path) -> SourceNet:
     if suffix == ".tflite":
         from mai_sr.importer.tflite_weights import read_tflite
 
-        return read_tflite(path)
+        try:
+            return read_tflite(path)
+        except (ValueError, IndexError, KeyError, TypeError) as exc:  # a crafted file
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise MaiSrError(f"{path}: malformed TFLite model ({first})") from None
     if suffix in (".h5", ".keras", ".hdf5"):
         from mai_sr.importer.keras_source import read_keras
 
         return read_keras(path)
-    if suffix in (".pth", ".pt", ".ckpt", ".bin"):
+    if suffix in TORCH_SUFFIXES:
         from mai_sr.importer.torch_source import read_torch
 
         return read_torch(path)
@@ -98,6 +111,10 @@ def _gate_pairs(data: str, scale: int, n: int = GATE_IMAGES, crop: int = GATE_CR
 
 
 def _set_weights(model, fitted: Fitted) -> None:
+    if isinstance(fitted.weights, dict):  # a recognised family's weights, by layer name
+        for name, weights in fitted.weights.items():
+            model.get_layer(name).set_weights(weights)
+        return
     for layer, (kernel, bias) in zip(_body_convs(model), fitted.weights):
         layer.set_weights([kernel, bias])
 
@@ -124,71 +141,242 @@ def _score(model, pairs) -> tuple[float, float]:
     return float(np.mean(ours)), float(np.mean(anchor))
 
 
-def _candidates(source: SourceNet, channel_order: str, input_range: str) -> list:
-    orders = [source.channel_order] if channel_order == "auto" else [channel_order]
-    ranges = [1.0, PIXEL_MAX] if input_range == "auto" else [float(input_range)]
+def _candidates(source_order: str, channel_order: str, input_range: str,
+                ranges=(1.0, PIXEL_MAX)) -> list:
+    orders = [source_order] if channel_order == "auto" else [channel_order]
+    ranges = list(ranges) if input_range == "auto" else [float(input_range)]
     return [(o, r) for o in orders for r in ranges]
 
 
-def import_weights(source, model: str, out=None, *, channel_order: str = "auto",
-                   input_range: str = "auto", gate_data: str = "builtin") -> ImportResult:
-    """Import `source` into ``create_model(model, deploy=True)`` and write `out`.
-
-    `channel_order`: "auto" (the source framework's: CRD for PyTorch, DCR for TF files),
-    "dcr" or "crd". `input_range`: "auto" (the range, [0, 1] or [0, 255], whose model scores
-    higher on `gate_data`), "1" or "255". The FP32 model must beat its own nearest-neighbour
-    anchor on `gate_data` (the sanity gate), else MaiSrError names the likely cause and
-    nothing is written. `out=None` checks without writing. A JSON record of the source,
-    conventions and gate is written beside `out` (``<out>.json``).
-    """
-    from mai_sr.models import create_model
-
+def _check_options(channel_order, input_range, out, scale, force) -> None:
     if channel_order not in CHANNEL_ORDER_CHOICES:
         raise MaiSrError(f"--channel-order: choose from {', '.join(CHANNEL_ORDER_CHOICES)}")
     if str(input_range) not in INPUT_RANGE_CHOICES:
         raise MaiSrError(f"--input-range: choose from {', '.join(INPUT_RANGE_CHOICES)}")
-    if out is not None and not str(out).endswith(".weights.h5"):
+    if scale is not None:
+        check_scale(scale)
+    if out is None:
+        return
+    if not str(out).endswith(".weights.h5"):
         raise MaiSrError(f"{out}: the output name must end in .weights.h5")
-    src = read_source(source)
+    if Path(out).is_dir():
+        raise MaiSrError(f"{out}: is a folder, not a file name")
+    existing = [p for p in (Path(out), Path(f"{out}.json")) if p.exists()]
+    if existing and not force:
+        raise MaiSrError(f"{existing[0]} exists; give --force to replace it (and its record)")
+
+
+def import_weights(source, model: str | None = None, out=None, *,
+                   channel_order: str = "auto", input_range: str = "auto",
+                   gate_data: str = "builtin", scale: int | None = None,
+                   force: bool = True) -> ImportResult:
+    """Import `source` into a mai-sr deploy graph and write `out`.
+
+    `model` None: a PyTorch state dict of a published family (ESPCN, FSRCNN, ECBSR, ABPN,
+    ETDS, and the ET forms of ABPN and ECBSR) is placed by its keys and shapes
+    (:mod:`mai_sr.importer.zoo`); any other file needs `model`, the registry name of the
+    deploy graph whose plain convs it fits (:mod:`mai_sr.importer.matcher`). A `model`
+    that names the recognised one also takes the recognised path. `channel_order`:
+    "auto" (the source framework's: CRD for PyTorch, DCR for TF files), "dcr" or "crd".
+    `input_range`: "auto" (the range, [0, 1] or [0, 255], whose model scores higher on
+    `gate_data`), "1" or "255". `scale`: for a source whose weights do not say it (FSRCNN's
+    stride), else checked against them. The FP32 model must beat its own nearest-neighbour
+    anchor on `gate_data` (the sanity gate), else MaiSrError names the likely cause and
+    nothing is written. `out=None` checks without writing; else the weights and their JSON
+    record (``<out>.json``: source, conventions, gate, and the weights' sha256) are written
+    as one set, replacing existing files only with `force`.
+    """
+    _check_options(channel_order, input_range, out, scale, force)
+    path = Path(source)
+    placed = tensors = nesting = None
+    if _is_torch(path):
+        from mai_sr.importer.torch_checkpoint import read_state_dict
+
+        tensors, nesting = read_state_dict(path)
+        placed = zoo.recognise(tensors)
+        if placed is None and model is None:
+            raise MaiSrError(zoo.describe(path, tensors))
+    elif model is None:
+        raise MaiSrError(f"{source}: give --model: mai-sr recognises architectures from "
+                         "PyTorch state dicts; for other formats name the deploy graph")
+    if placed is not None and model in (None, placed.model):
+        deploy, fitted, gate = _import_recognised(placed, source, channel_order,
+                                                  str(input_range), gate_data, scale)
+        src_format, notes = "pytorch", list(placed.notes)
+        if nesting:
+            notes.append(f"state dict under {nesting!r}")
+    else:
+        from mai_sr.importer.torch_source import source_from_state_dict
+
+        src = (source_from_state_dict(path, tensors, nesting) if tensors is not None
+               else read_source(source))
+        deploy, fitted, gate = _import_chain(src, model, channel_order, str(input_range),
+                                             gate_data, scale)
+        src_format, notes = src.format, src.notes
+    name = placed.model if placed is not None and model in (None, placed.model) else model
+    result = ImportResult(path=None if out is None else Path(out), model=name,
+                          source=str(source), format=src_format, scale=fitted.scale,
+                          conventions=fitted.conventions, gate=gate, notes=notes)
+    if out is not None:
+        _write_weights_and_record(deploy, out, result, source)
+    return result
+
+
+def _gate_record(gate_data, pairs, best_psnr, anchor_psnr) -> dict:
+    return {"data": gate_data, "images": len(pairs), "psnr": round(best_psnr, 3),
+            "anchor_psnr": round(anchor_psnr, 3), "margin": round(best_psnr - anchor_psnr, 3)}
+
+
+def _build(model: str, scale: int):
+    from mai_sr.models import create_model
+
+    return create_model(model, scale=scale, deploy=True)
+
+
+def _import_chain(src: SourceNet, model: str, channel_order: str, input_range: str,
+                  gate_data: str, scale: int | None):
+    """(deploy model, fitted, gate) of a plain conv chain fitted to `model`."""
     put_in_chain_order(src)
     # The source says its scale (last conv's 3s^2 outputs); mai-sr builds the model at it.
-    scale = source_scale(src)
+    source_s = source_scale(src)
     try:
-        check_scale(scale)
+        check_scale(source_s)
     except MaiSrError:
-        raise MaiSrError(f"{src.path} is an x{scale} model; mai-sr builds x"
+        raise MaiSrError(f"{src.path} is an x{source_s} model; mai-sr builds x"
                          f"{', x'.join(map(str, SCALES))}") from None
-    deploy = create_model(model, scale=scale, deploy=True)
+    if scale is not None and scale != source_s:
+        raise MaiSrError(f"--scale {scale}: {src.path} is an x{source_s} model")
+    deploy = _build(model, source_s)
     targets = [tuple(layer.kernel.shape) for layer in _body_convs(deploy)]
-    pairs = _gate_pairs(gate_data, scale)
+    pairs = _gate_pairs(gate_data, source_s)
     scored = []
-    for order, rng in _candidates(src, channel_order, str(input_range)):
+    for order, rng in _candidates(src.channel_order, channel_order, input_range):
         fitted = fit(src, model, targets, channel_order=order, input_range=rng)
         _set_weights(deploy, fitted)
         scored.append((*_score(deploy, pairs), fitted))
-    best_psnr, anchor_psnr, fitted = max(scored, key=lambda s: s[0])
-    if len(scored) > 1:
-        other = min(scored, key=lambda s: s[0])
-        fitted.conventions["input range"] += (
-            f"; measured {best_psnr:.2f} dB against {other[0]:.2f} dB with the other range")
+    best_psnr, anchor_psnr, fitted = _pick(scored)
     if not best_psnr > anchor_psnr:
-        cause = _diagnose(src, model, targets, deploy, pairs, fitted,
-                          forced_range=str(input_range) != "auto")
-        raise MaiSrError(f"sanity gate: the imported FP32 model scores {best_psnr:.2f} dB, below "
-                         f"its own nearest-neighbour anchor ({anchor_psnr:.2f} dB) on "
-                         f"{gate_data}; likely cause: {cause}; nothing written")
+        def refit(order, rng):
+            return fit(src, model, targets, channel_order=order, input_range=rng)
+        cause = _diagnose(refit, deploy, pairs, fitted, forced_range=input_range != "auto")
+        raise _gate_error(best_psnr, anchor_psnr, gate_data, cause)
     _set_weights(deploy, fitted)
-    gate = {"data": gate_data, "images": len(pairs), "psnr": round(best_psnr, 3),
-            "anchor_psnr": round(anchor_psnr, 3), "margin": round(best_psnr - anchor_psnr, 3)}
-    result = ImportResult(path=None if out is None else Path(out), model=model,
-                          source=str(source), format=src.format, scale=fitted.scale,
-                          conventions=fitted.conventions, gate=gate, notes=src.notes)
-    if out is not None:
-        with fileio.atomic_path(out, suffix=".weights.h5") as tmp:
-            deploy.save_weights(str(tmp))
-        record = {**result.to_dict(), "source_sha256": _sha256(source)}
-        fileio.write_json(f"{out}.json", record)
-    return result
+    return deploy, fitted, _gate_record(gate_data, pairs, best_psnr, anchor_psnr)
+
+
+def _pick(scored: list) -> tuple:
+    """The best (psnr, anchor psnr, fitted) by margin over the anchor; the input-range
+    convention line says what the other range measured."""
+    best = max(scored, key=lambda s: s[0] - s[1])
+    same_scale = [s for s in scored if s[2].scale == best[2].scale and s is not best
+                  and s[2].input_range != best[2].input_range]
+    if same_scale:
+        other = max(same_scale, key=lambda s: s[0])
+        best[2].conventions["input range"] += (
+            f"; measured {best[0]:.2f} dB against {other[0]:.2f} dB with the other range")
+    return best
+
+
+def _gate_error(best_psnr, anchor_psnr, gate_data, cause) -> MaiSrError:
+    return MaiSrError(f"sanity gate: the imported FP32 model scores {best_psnr:.2f} dB, below "
+                      f"its own nearest-neighbour anchor ({anchor_psnr:.2f} dB) on "
+                      f"{gate_data}; likely cause: {cause}; nothing written")
+
+
+def _import_recognised(placed, source, channel_order: str, input_range: str, gate_data: str,
+                       scale: int | None):
+    """(deploy model, fitted, gate) of a checkpoint :func:`zoo.recognise` placed."""
+    scales = placed.scales
+    if scale is not None:
+        if scale not in scales:
+            raise MaiSrError(f"--scale {scale}: {source} holds an x{scales[0]} "
+                             f"{placed.architecture.split(' x')[0]}")
+        scales = (scale,)
+    ranges = (1.0, PIXEL_MAX)
+    scored, built = [], {}
+    for s in scales:
+        deploy = built[s] = _build(placed.model, s)
+        pairs = _gate_pairs(gate_data, s)
+        for order, rng in _candidates("crd", channel_order, input_range, ranges):
+            fitted = _recognised_fit(placed, s, order, rng, measured=len(scales) > 1)
+            _set_weights(deploy, fitted)
+            scored.append((*_score(deploy, pairs), fitted, pairs))
+    if len(scales) > 1:
+        by_scale = {}
+        for psnr_, anchor, fitted, _ in scored:
+            margin = psnr_ - anchor
+            by_scale[fitted.scale] = max(by_scale.get(fitted.scale, margin), margin)
+        texts = ", ".join(f"x{s} {m:+.2f} dB" for s, m in sorted(by_scale.items()))
+        for _, _, fitted, _ in scored:
+            fitted.conventions["scale"] += f" (over the anchor: {texts})"
+    best = max(scored, key=lambda item: item[0] - item[1])
+    best_psnr, anchor_psnr, fitted, pairs = best
+    _pick([item[:3] for item in scored])
+    deploy = built[fitted.scale]
+    if not best_psnr > anchor_psnr:
+        def refit(order, rng):
+            return _recognised_fit(placed, fitted.scale, order, rng, measured=False)
+        cause = _diagnose(refit, deploy, pairs, fitted, forced_range=input_range != "auto")
+        raise _gate_error(best_psnr, anchor_psnr, gate_data, cause)
+    _set_weights(deploy, fitted)
+    return deploy, fitted, _gate_record(gate_data, pairs, best_psnr, anchor_psnr)
+
+
+def _recognised_fit(placed, scale: int, order: str, input_range: float,
+                    measured: bool) -> Fitted:
+    """The Fitted of a recognised checkpoint at `scale`, with its conventions in words."""
+    weights = placed.convert(scale, order, input_range)
+    n = 3 * scale * scale
+    if placed.shuffle:
+        channel = ("PixelShuffle CRD -> depth-to-space DCR (the last conv's "
+                   f"{n} output channels and bias reordered)") if order == "crd" \
+            else "depth-to-space DCR (as is)"
+    else:
+        channel = "no pixel shuffle (the transposed conv upsamples)"
+    if input_range == PIXEL_MAX:
+        rng = "[0, 255] (as is)"
+    elif placed.homogeneous:
+        rng = "[0, 1] -> [0, 255] (every bias x255)"
+    else:
+        rng = "[0, 1] -> [0, 255] (the first kernel / 255: tanh is not homogeneous)"
+    scale_text = (f"x{scale} (the transposed conv's stride: not in the weights, measured)"
+                  if measured or not placed.shuffle else
+                  f"x{scale} (last conv's {n} = 3*{scale}^2 output channels)")
+    conventions = {
+        "architecture": f"{placed.architecture} = mai-sr {placed.model} "
+                        "(recognised from the state dict's keys and shapes)",
+        "layout": "OIHW -> HWIO (transposed)" + (
+            "; the transposed conv's (in, out, 9, 9) -> (h, w, out, in), zero-padded to "
+            f"{8 + scale}x{8 + scale} to align as PyTorch does" if not placed.shuffle else ""),
+        "channel order": channel,
+        "input range": rng,
+        "anchor": placed.anchor,
+        "scale": scale_text,
+        "layers": f"{len(weights)} layers set by name: {', '.join(weights)}",
+    }
+    return Fitted(weights, conventions, scale, order, input_range)
+
+
+def _write_weights_and_record(deploy, out, result: ImportResult, source) -> None:
+    """The weights file and its JSON record, as one set (:func:`fileio.write_files`): the
+    record holds the weights' sha256, which readers check
+    (:func:`mai_sr.importer.weights_file.weights_file_model`)."""
+    import tempfile
+
+    out = Path(out)
+    staging = "/dev/shm" if Path("/dev/shm").is_dir() else None
+    try:
+        with tempfile.TemporaryDirectory(dir=staging, prefix="mai-sr-import-") as folder:
+            staged = Path(folder) / out.name
+            deploy.save_weights(str(staged))
+            data = staged.read_bytes()
+    except Exception as exc:  # h5py raises many types on an OS failure
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MaiSrError(f"{out}: cannot stage the weights in {staging or tempfile.gettempdir()}"
+                         f" ({first})") from None
+    record = {**result.to_dict(), "weights_file": out.name,
+              "weights_sha256": hashlib.sha256(data).hexdigest(), "source_sha256": _sha256(source)}
+    fileio.write_files({out: data, Path(f"{out}.json"): fileio.json_bytes(record)})
 
 
 def _sha256(path) -> str | None:
@@ -196,15 +384,16 @@ def _sha256(path) -> str | None:
     return fileio.sha256_file(path) if path.is_file() else None
 
 
-def _diagnose(src, model, targets, deploy, pairs, fitted, forced_range: bool) -> str:
-    """Which other convention would have passed the gate: the likely cause, in words."""
+def _diagnose(refit, deploy, pairs, fitted, forced_range: bool) -> str:
+    """Which other convention would have passed the gate: the likely cause, in words.
+    `refit(order, input_range)` gives the Fitted of another convention."""
     other_order = "crd" if fitted.channel_order == "dcr" else "dcr"
     other_range = PIXEL_MAX / fitted.input_range
     best = None
     for order, rng in ((other_order, fitted.input_range), (other_order, other_range),
                        (fitted.channel_order, other_range)):
         try:
-            trial = fit(src, model, targets, channel_order=order, input_range=rng)
+            trial = refit(order, rng)
         except MaiSrError:
             continue
         _set_weights(deploy, trial)

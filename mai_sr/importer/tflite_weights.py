@@ -37,6 +37,17 @@ def _dequantized(graph, index: int) -> np.ndarray | None:
     return data.astype(np.float32)
 
 
+def _checked(graph, index: int, path, label: str, what: str) -> np.ndarray | None:
+    """:func:`_dequantized`, with a crafted file's inconsistency (a buffer whose length does
+    not fit its tensor's shape, quantization scales that fit no axis, a tensor index out of
+    range) as one line naming the op."""
+    try:
+        return _dequantized(graph, index)
+    except (ValueError, IndexError, TypeError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MaiSrError(f"{path}: {label}: its {what} tensor is malformed ({first})") from None
+
+
 def _graph_input_ids(graph) -> set[int]:
     """The graph input and the tensors a QUANTIZE/DEQUANTIZE makes of it."""
     ids = set(graph.inputs)
@@ -60,11 +71,11 @@ def read_tflite(path) -> SourceNet:
         if op.type != "CONV_2D":
             continue
         label = f"CONV_2D op {op.index}"
-        kernel = _dequantized(graph, op.inputs[1])
+        kernel = _checked(graph, op.inputs[1], path, label, "weights")
         if kernel is None:
             raise MaiSrError(f"{path}: {label} has no constant weights")
-        bias = _dequantized(graph, op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 \
-            else None
+        bias = _checked(graph, op.inputs[2], path, label, "bias") \
+            if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
         conv = SourceConv(to_hwio(kernel, "OHWI", label), bias, label)
         if op.inputs[0] in inputs and conv.kernel.shape[:2] == (1, 1):
             anchor_conv = conv

@@ -12,6 +12,11 @@ def read_torch(path) -> SourceNet:
     order of a sequential backbone); each 4-D ``X.weight`` takes the ``X.bias`` beside it.
     Names are only used to pair a weight with its bias, never to place a layer."""
     tensors, nesting = read_state_dict(path)
+    return source_from_state_dict(path, tensors, nesting)
+
+
+def source_from_state_dict(path, tensors: dict, nesting: str | None = None) -> SourceNet:
+    """:func:`read_torch` of a state dict already read (``{name: array}``)."""
     convs, used = [], set()
     for name, value in tensors.items():
         if value.ndim != 4:

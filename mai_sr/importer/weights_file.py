@@ -13,8 +13,10 @@ from pathlib import Path
 
 from mai_sr.errors import MaiSrError
 
-# The file type and its record are mai_sr.weights' (TF-free, shared with export and train).
-from mai_sr.weights import SUFFIX, is_weights_file, weights_file_model  # noqa: E402,F401
+# The file type, its record and the record's hash check are mai_sr.weights' (TF-free,
+# shared with export and train).
+from mai_sr.weights import (SUFFIX, check_record_hash, is_weights_file,  # noqa: E402,F401
+                            weights_file_model)
 
 
 def load_deploy_weights(path, model_name: str, scale: int, option: str = "--from"):

@@ -26,7 +26,8 @@ DepthToSpace, concat anchor    nothing: they move values, so their output keeps 
                                of their input (TFLite requires the same scale anyway).
 Concatenate                    one range for all inputs and the output: fixed [0, 255] if an
                                input is the image (skip concatenation), else moving average.
-Conv2DTranspose                as Conv2D, per output channel (its kernel's axis -2).
+Conv2DTranspose                as Conv2D, but one symmetric range for the whole kernel
+                               (see :class:`PerTensorWeightQuantizer`).
 PReLU                          output with a moving-average range; its producer keeps a range
                                of its own (TFLite does not fuse PRELU into the conv). The
                                slopes are constants the converter quantizes.
@@ -74,24 +75,15 @@ def _same_config(a, b) -> bool:
 class PerChannelWeightQuantizer(Quantizer):
     """Symmetric per-output-channel 8-bit weight quantizer, range from the current kernel.
 
-    Levels are [-127, 127] x max|w_c|/127 for output channel c, the scheme the TFLite
-    converter uses for CONV_2D and TRANSPOSE_CONV weights. The output channels are the last
-    kernel axis of a Conv2D (``axis=-1``) and the second last of a Conv2DTranspose
-    (``axis=-2``: its kernel is (h, w, out, in)). No variables: the range always matches the
-    weights.
+    Levels are [-127, 127] x max|w_c|/127 for output channel c (the last kernel axis), the
+    scheme the TFLite converter uses for CONV_2D weights. No variables: the range always
+    matches the weights.
     """
-
-    def __init__(self, axis: int = -1):
-        self.axis = int(axis)
 
     def build(self, tensor_shape, name, layer):
         return {}
 
     def __call__(self, inputs, training, weights, **kwargs):
-        if self.axis != -1:  # TF's per-channel fake quant works on the last axis only
-            swapped = tf.experimental.numpy.swapaxes(inputs, self.axis, -1)
-            quantized = PerChannelWeightQuantizer()(swapped, training, weights)
-            return tf.experimental.numpy.swapaxes(quantized, self.axis, -1)
         axes = list(range(len(inputs.shape) - 1))
         # A zero channel would give an empty range; any positive bound quantizes it to 0.
         bound = tf.maximum(tf.reduce_max(tf.abs(inputs), axis=axes), 1e-8)
@@ -99,10 +91,25 @@ class PerChannelWeightQuantizer(Quantizer):
             inputs, -bound, bound, num_bits=8, narrow_range=True)
 
     def get_config(self):
-        return {"axis": self.axis}
+        return {}
 
     def __eq__(self, other):
         return _same_config(self, other)
+
+
+class PerTensorWeightQuantizer(PerChannelWeightQuantizer):
+    """Symmetric per-tensor 8-bit weight quantizer, range max|w| from the current kernel.
+
+    For a Conv2DTranspose: its Keras kernel is (h, w, out, in), so per-output-channel
+    fake quantization would need a transpose around it, which the TFLite converter refuses
+    ("mismatched quantized axes"); tfmot's own Conv2DTranspose config is per tensor too.
+    """
+
+    def __call__(self, inputs, training, weights, **kwargs):
+        bound = tf.maximum(tf.reduce_max(tf.abs(inputs)), 1e-8)
+        return tf.quantization.fake_quant_with_min_max_vars(
+            inputs, -bound, bound, num_bits=8, narrow_range=True)
+
 
 
 class MovingAverageRangeQuantizer(Quantizer):
@@ -167,13 +174,15 @@ class ConvQuantizeConfig(QuantizeConfig):
     (a conv feeding the clip takes the clip's range); None means a moving-average range.
     """
 
-    def __init__(self, quantize_output: bool = True, output_range=None, channel_axis: int = -1):
+    def __init__(self, quantize_output: bool = True, output_range=None,
+                 per_channel: bool = True):
         self.quantize_output = bool(quantize_output)
         self.output_range = _range_or_none(output_range)
-        self.channel_axis = int(channel_axis)
+        self.per_channel = bool(per_channel)
 
     def get_weights_and_quantizers(self, layer):
-        return [(layer.kernel, PerChannelWeightQuantizer(self.channel_axis))]
+        quantizer = PerChannelWeightQuantizer() if self.per_channel else PerTensorWeightQuantizer()
+        return [(layer.kernel, quantizer)]
 
     def set_quantize_weights(self, layer, quantize_weights):
         (layer.kernel,) = quantize_weights
@@ -192,7 +201,7 @@ class ConvQuantizeConfig(QuantizeConfig):
 
     def get_config(self):
         return {"quantize_output": self.quantize_output, "output_range": self.output_range,
-                "channel_axis": self.channel_axis}
+                "per_channel": self.per_channel}
 
 
 class PassThroughQuantizeConfig(QuantizeConfig):
@@ -235,5 +244,6 @@ class OutputQuantizeConfig(PassThroughQuantizeConfig):
 
 
 CUSTOM_OBJECTS = {cls.__name__: cls for cls in (
-    PerChannelWeightQuantizer, MovingAverageRangeQuantizer, ConvQuantizeConfig,
+    PerChannelWeightQuantizer, PerTensorWeightQuantizer, MovingAverageRangeQuantizer,
+    ConvQuantizeConfig,
     OutputQuantizeConfig, PassThroughQuantizeConfig)}
