@@ -373,6 +373,47 @@ def cmd_import(args) -> int:
     return 0
 
 
+def cmd_models(args) -> int:
+    from mai_sr.registry import list_models
+    from mai_sr.weights import list_weights
+
+    rows = [w for w in list_weights() if args.scale is None or w.scale == args.scale]
+    if args.json:
+        from dataclasses import asdict
+
+        _print_json({"architectures": list_models(), "weights": [asdict(w) for w in rows]})
+        return 0
+    print(f"architectures: {', '.join(list_models())}")
+    print(f"{'weights':<30} {'arch':<12} {'x':>1} {'source':<14} {'licence':<10} "
+          f"{'Set5 Y (pub.)':>13}")
+    for w in rows:
+        source = "shipped" if w.shipped else "ETDS zoo"
+        y = (w.published_psnr_y or {}).get("Set5")
+        print(f"{w.name:<30} {w.architecture:<12} {w.scale:>1} {source:<14} {w.licence:<10} "
+              f"{'' if y is None else f'{y:.2f}':>13}")
+    print("shipped: --pretrained NAME; zoo: mai-sr fetch NAME, then --weights/--teacher NAME")
+    return 0
+
+
+def cmd_fetch(args) -> int:
+    from mai_sr.weights import cached_deploy_weights, fetch, get_weight
+
+    for name in args.names:
+        checkpoint = fetch(name, base=args.base)
+        print(f"{name}: {checkpoint} (sha256 checked)")
+        if args.import_:
+            from mai_sr.importer import import_weights
+
+            weight = get_weight(name)
+            out = cached_deploy_weights(weight)
+            if not out.is_file():
+                result = import_weights(checkpoint, weight.architecture, out)
+                print(f"  imported: {result.path} (sanity gate +{result.gate['margin']:.2f} dB)")
+            else:
+                print(f"  imported: {out} (cached)")
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -675,7 +716,36 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images of the sanity gate (default builtin photos)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_import)
+    _add_models_parser(sub)
+    _add_fetch_parser(sub)
     return parser
+
+
+def _add_models_parser(sub) -> None:
+    p = sub.add_parser("models", help="the architectures and the named weights (shipped and "
+                       "fetchable), with their source, licence and published figures",
+                       epilog="examples:\n  mai-sr models\n  mai-sr models --scale 3 --json",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scale", type=int, choices=SCALES, default=None,
+                   help="only weights of this scale (default: all)")
+    p.add_argument("--json", action="store_true", help="print JSON (default: a table)")
+    p.set_defaults(func=cmd_models)
+
+
+def _add_fetch_parser(sub) -> None:
+    p = sub.add_parser("fetch", help="download a named zoo weight, check its sha256, cache it "
+                       "and import it (for --pretrained-like use by --weights/--teacher/--from)",
+                       epilog="examples:\n  mai-sr fetch etds_l.etds_div2k\n"
+                              "  MAI_SR_WEIGHTS_URL=file:///mirror/pretrained mai-sr fetch "
+                              "abpn.etds_div2k_x2",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("names", nargs="+", metavar="NAME", help="weights names (mai-sr models)")
+    p.add_argument("--base", default=None,
+                   help="mirror to download from: URL or folder holding FAMILY/NAME.pth "
+                        "(default: $MAI_SR_WEIGHTS_URL, else each weight's public URL)")
+    p.add_argument("--no-import", dest="import_", action="store_false",
+                   help="only download and check (default: also import into the cache)")
+    p.set_defaults(func=cmd_fetch)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,8 +54,8 @@ from typing import Any
 
 from mai_sr.errors import MaiSrError
 from mai_sr.tflite.graph import TFLiteGraph, read_graph
-from mai_sr.tflite.targets import (check_target, export_targets, judged_by_vela, lint_targets,
-                                   quoted_config)
+from mai_sr.tflite.targets import (check_target, export_targets, judged_by_profile,
+                                   judged_by_vela, lint_targets, quoted_config)
 from mai_sr.tflite.ops import (CHANNEL_OPS, CLIP_OPS, INT8_IO, KERNEL_OPS, NNAPI_OPS,
                                QUANT_OPS, vs680_unit)
 
@@ -499,6 +499,10 @@ def lint_for_target(path, target: str):
     the LintReport restricted to that target's op-support findings."""
     if judged_by_vela(check_target(target, lint_targets())):
         return lint_ethos_u(path, target)
+    if judged_by_profile(target):
+        from mai_sr.device.estimate import lint_profile
+
+        return lint_profile(path, target)
     report = lint_model(path)
     report.target = target
     other = {"vs680": "unsupported-nnapi", "nnapi": "unsupported-vs680"}.get(target)

@@ -14,12 +14,43 @@ from types import ModuleType
 from mai_sr.errors import MaiSrError
 
 # name -> module defining build(scale, **config), DEFAULTS (the training graph), DEPLOY (what
-# deploy=True changes) and RECIPE (training defaults that differ from mai_sr.train's)
+# deploy=True changes) and RECIPE (training defaults that differ from mai_sr.train's). The
+# published sizes of a family share its module, one line each, their options in SIZES.
 MODELS: dict[str, str] = {
     "abpn": "mai_sr.models.abpn",
+    "abpn_m6c40": "mai_sr.models.abpn",
+    "ecbsr": "mai_sr.models.ecbsr",
+    "ecbsr_m4c32": "mai_sr.models.ecbsr",
+    "ecbsr_m6c40": "mai_sr.models.ecbsr",
+    "espcn": "mai_sr.models.espcn",
+    "etds": "mai_sr.models.etds",
+    "etds_l": "mai_sr.models.etds",
+    "etds_m": "mai_sr.models.etds",
+    "etds_s": "mai_sr.models.etds",
+    "fsrcnn": "mai_sr.models.fsrcnn",
     "ncnet": "mai_sr.models.ncnet",
     "scsrn": "mai_sr.models.scsrn",
     "xcat": "mai_sr.models.xcat",
+}
+
+# The options of each published size (over its module's DEFAULTS). Data, not code, so that
+# `mai-sr import` places a checkpoint by its shapes before TensorFlow loads.
+SIZES: dict[str, dict] = {
+    # Du et al., "Anchor-based Plain Net for Mobile Image Super-Resolution", CVPRW 2021
+    # (M4C28); Chao et al., "Equivalent Transformation and Dual Stream Network Construction
+    # for Mobile Image Super-Resolution", CVPR 2023, Table 2 (M6C40)
+    "abpn": {"body": 4, "channels": 28},
+    "abpn_m6c40": {"body": 6, "channels": 40},
+    # Zhang, Zeng and Zhang, "Edge-oriented Convolution Block for Real-time Super Resolution
+    # on Mobile Devices", ACM MM 2021: M4C16, M4C32, M6C40
+    "ecbsr": {"blocks": 4, "channels": 16},
+    "ecbsr_m4c32": {"blocks": 4, "channels": 32},
+    "ecbsr_m6c40": {"blocks": 6, "channels": 40},
+    # Chao et al., CVPR 2023, Table 2: ETDS-T, -S, -M, -L
+    "etds": {"blocks": 5, "channels": 16},
+    "etds_s": {"blocks": 4, "channels": 32},
+    "etds_m": {"blocks": 6, "channels": 32},
+    "etds_l": {"blocks": 7, "channels": 48},
 }
 
 # Upscaling factors every registered model builds, trains and exports at.

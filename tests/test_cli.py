@@ -11,7 +11,7 @@ import pytest
 
 from mai_sr.cli import build_parser, main
 
-SUBCOMMANDS = ("train", "export", "eval", "bench", "push", "synap", "lint", "profile", "score",
+SUBCOMMANDS = ("train", "export", "eval", "bench", "push", "synap", "lint", "profile", "score", "models", "fetch",
                "report", "upscale", "import")
 
 # Runs in a fresh interpreter: every --help, a real `score`, and the TF-free library modules,
@@ -219,7 +219,7 @@ def test_every_choice_list_is_its_library_constant():
         ("report", "--qnn-performance-mode"): tuple(QNN_PERFORMANCE_MODES),
         ("lint", "--target"): lint_targets(),
         ("profile", "--model"): list_models(), ("profile", "--scale"): SCALES,
-        ("score", "--scale"): SCALES,
+        ("score", "--scale"): SCALES, ("models", "--scale"): SCALES,
         ("upscale", "--pretrained"): available(), ("upscale", "--format"): tuple(FORMATS),
         ("import", "--model"): list_models(),
         ("import", "--channel-order"): CHANNEL_ORDER_CHOICES,

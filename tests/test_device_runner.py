@@ -45,7 +45,7 @@ def operator_count(path) -> int:
 
 
 def test_registry_names_and_unknown_runner():
-    assert list_runners() == ["adb", "local", "synap", "vela"]
+    assert list_runners() == ["adb", "local", "sim", "synap", "vela"]
     with pytest.raises(MaiSrError, match="unknown runner 'tpu'"):
         get_runner("tpu")
 

@@ -34,7 +34,9 @@ def test_table_lists_velas_own_configurations():
     quoted configuration, of its own product line."""
     accelerator = pytest.importorskip("ethosu.vela.architecture_features").Accelerator
     assert vela_configs() == tuple(a.value for a in accelerator)
-    assert lint_targets() == ("vs680", "nnapi", "ethos-u55", "ethos-u65", "ethos-u85")
+    assert lint_targets() == ("vs680", "nnapi", "ethos-u55", "ethos-u65", "ethos-u85",
+                              "dimensity8100-nnapi", "dimensity8100-neuron",
+                              "snapdragon888-qnn-gpu", "snapdragon8gen1-nnapi")
     assert export_targets() == ("ethos-u55", "ethos-u65", "ethos-u85")
     for target in lint_targets():
         assert sum(c.quoted for c in targets.NPU_CONFIGS if c.target == target) == 1

@@ -25,6 +25,7 @@ RUNNERS = {
     "local": "mai_sr.device.local:LocalRunner",
     "adb": "mai_sr.device.adb:AdbRunner",
     "synap": "mai_sr.device.synap:SynapRunner",
+    "sim": "mai_sr.device.estimate:SimRunner",
     "vela": "mai_sr.device.vela:VelaRunner",
 }
 

@@ -9,50 +9,12 @@ beside the file (``<file>.json``). Standard library only: the checks run before 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from mai_sr.errors import MaiSrError
 
-SUFFIX = ".weights.h5"
-
-
-def is_weights_file(source) -> bool:
-    """True when `source` names a deploy-weights file rather than a run directory."""
-    return str(source).endswith(SUFFIX) and not Path(source).is_dir()
-
-
-def weights_file_model(path, model: str | None, scale: int | None = None,
-                       option: str = "--from") -> tuple[str, str, int | None]:
-    """(absolute path, architecture, scale) for ``OPTION FILE``: `model` and `scale`, else the
-    import record's (scale None when neither says).
-
-    Raises a one-line MaiSrError when the file is missing, or the architecture is unknown or
-    differs from the one the import record names, or the scale differs from the record's.
-    """
-    path = Path(path).resolve()
-    if not path.is_file():
-        raise MaiSrError(f"{option} {path}: not found")
-    record_path = Path(f"{path}.json")
-    record = {}
-    if record_path.is_file():
-        try:
-            record = json.loads(record_path.read_text())
-        except ValueError:
-            record = {}
-        record = record if isinstance(record, dict) else {}
-    recorded_model, recorded_scale = record.get("model"), record.get("scale")
-    if model is not None and recorded_model is not None and model != recorded_model:
-        raise MaiSrError(f"--model {model}: {option} {path.name} holds {recorded_model} "
-                         f"weights (per {record_path.name})")
-    if scale is not None and recorded_scale is not None and scale != recorded_scale:
-        raise MaiSrError(f"--scale {scale}: {option} {path.name} holds x{recorded_scale} "
-                         f"weights (per {record_path.name})")
-    model = model or recorded_model
-    if model is None:
-        raise MaiSrError(f"{option} {path.name}: give --model (the architecture of these "
-                         "deploy weights)")
-    return str(path), model, scale or recorded_scale
+# The file type and its record are mai_sr.weights' (TF-free, shared with export and train).
+from mai_sr.weights import SUFFIX, is_weights_file, weights_file_model  # noqa: E402,F401
 
 
 def load_deploy_weights(path, model_name: str, scale: int, option: str = "--from"):

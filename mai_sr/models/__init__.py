@@ -24,7 +24,7 @@ from mai_sr.challenge import CHALLENGE_SCALE
 from mai_sr.errors import MaiSrError
 from mai_sr.models.blocks import (CUSTOM_OBJECTS, FOLDABLE, ClipByValue, ConcatAnchor,
                                   DepthToSpace, NearestConvAnchor, layer_inputs)
-from mai_sr.registry import check_scale, list_models, model_module
+from mai_sr.registry import SIZES, check_scale, list_models, model_module
 
 __all__ = ["create_model", "collapse", "list_models", "custom_objects", "model_config"]
 
@@ -36,7 +36,8 @@ def model_config(name: str, deploy: bool = False, **overrides) -> dict[str, Any]
     if unknown:
         raise MaiSrError(f"model {name}: unknown option(s) {', '.join(unknown)}; "
                          f"known: {', '.join(sorted(module.DEFAULTS))}")
-    return {**module.DEFAULTS, **(module.DEPLOY if deploy else {}), **overrides}
+    size = SIZES.get(name, {})
+    return {**module.DEFAULTS, **size, **(module.DEPLOY if deploy else {}), **overrides}
 
 
 def create_model(name: str, scale: int = CHALLENGE_SCALE, deploy: bool = False, **overrides) -> keras.Model:

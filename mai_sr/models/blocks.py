@@ -316,6 +316,13 @@ def _conv(filters, kernel_size, name, kernel_constraint=None, input_scale=1.0,
                         output_scale=output_scale, **kwargs)
 
 
+def sized_conv(filters: int, kernel_size: int, name: str, kernel_constraint=None, **kwargs):
+    """A 'same'-padded ``kernel_size`` conv: a Conv2D, or a ScaledConv2D when an
+    ``input_scale`` / ``output_scale`` keyword is not 1 (the other families' 1x1, 5x5 and
+    9x9 kernels; :func:`conv_block` builds the 3x3 ones)."""
+    return _conv(filters, kernel_size, name, kernel_constraint, **kwargs)
+
+
 def _build(layer, input_shape):
     """Build a sub-layer under its own name scope, so its weights get unique names
     ("block1/conv3/kernel:0"), which the HDF5 format needs."""
@@ -624,9 +631,106 @@ def weight_constraint(max_abs_weight):
     return ClipWeights(max_abs_weight) if max_abs_weight else None
 
 
+# ------------------------------------------------------------------ layers of the older families
+# ESPCN, FSRCNN and ECBSR use activations, kernels and upsamplers the four MAI 2022 models
+# avoid (tanh/sigmoid, PReLU, 5x5 and 9x9 kernels, a transposed convolution). Their deploy
+# graphs keep them, exactly as published; these are the pieces.
+
+
+def prelu(name: str):
+    """PyTorch's ``nn.PReLU(C)``: one learnt slope per channel (TFLite PRELU), initial 0.25
+    as in PyTorch. PReLU(a * x) = a * PReLU(x) for a > 0, so a PReLU net, like a ReLU net,
+    moves from [0, 1] to [0, 255] pixels by scaling its biases."""
+    return keras.layers.PReLU(alpha_initializer=keras.initializers.Constant(0.25),
+                              shared_axes=[1, 2], name=name)
+
+
+@serializable
+class Scale(keras.layers.Layer):
+    """``x * factor`` for a fixed factor (TFLite MUL by a constant); e.g. ESPCN's sigmoid
+    output in [0, 1] times 255 gives pixels."""
+
+    def __init__(self, factor: float, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = float(factor)
+
+    def call(self, x):
+        return x * self.factor
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+@serializable
+class KernelSupport(keras.constraints.Constraint):
+    """Zero every kernel tap outside the top-left ``size`` x ``size`` window (after each
+    optimizer step), so a kernel padded to a larger size for alignment (see
+    :func:`deconv_kernel_size`) keeps the published support when trained."""
+
+    def __init__(self, size: int):
+        self.size = int(size)
+
+    def __call__(self, w):
+        kh, kw = int(w.shape[0]), int(w.shape[1])
+        mask = np.zeros((kh, kw, 1, 1), np.float32)
+        mask[:self.size, :self.size] = 1.0
+        return w * mask
+
+    def get_config(self):
+        return {"size": self.size}
+
+
+def deconv_kernel_size(kernel: int, scale: int) -> int:
+    """Kernel side of a 'same' Keras transposed conv that equals PyTorch's
+    ``ConvTranspose2d(kernel, stride=scale, padding=kernel // 2, output_padding=scale - 1)``
+    when the published k x k kernel sits in its top-left corner (the rest zero).
+
+    Both give an (s*H, s*W) output cropped from the full (H-1)*s + k one: PyTorch drops
+    ``kernel // 2`` rows at the top, TF's SAME drops (k' - s) // 2 for a k' x k' kernel.
+    With k' = k + s - 1 (k odd) those agree, (k - 1) // 2 = k // 2, and the added bottom-right
+    taps are zeros: the same products and sums as the published layer, one TRANSPOSE_CONV op
+    and no slicing.
+    """
+    return kernel + scale - 1
+
+
+@serializable
+class ScaledConv2DTranspose(keras.layers.Conv2DTranspose):
+    """A Conv2DTranspose with fixed factors on its input and its output (as
+    :class:`ScaledConv2D`): ``output_scale * deconv(input_scale * x)``, so a training graph
+    can end in [0, 1] units and return pixels. :meth:`collapse` folds the factors into the
+    kernel (its last axis is the input channels) and the bias."""
+
+    def __init__(self, *args, input_scale=1.0, output_scale=1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.input_scale = float(input_scale)
+        self.output_scale = float(output_scale)
+
+    def call(self, x):
+        return super().call(x * self.input_scale) * self.output_scale
+
+    def collapse(self) -> tuple[np.ndarray, np.ndarray]:
+        """(kernel, bias) of the equivalent plain Conv2DTranspose."""
+        factor = np.float32(self.input_scale * self.output_scale)
+        return self.kernel.numpy() * factor, self.bias.numpy() * np.float32(self.output_scale)
+
+    def deploy_layer(self) -> keras.layers.Conv2DTranspose:
+        """The plain Conv2DTranspose (same name, shape, constraint) that replaces it."""
+        config = super().get_config()
+        return keras.layers.Conv2DTranspose.from_config(config)
+
+    def get_config(self):
+        return {**super().get_config(), "input_scale": self.input_scale,
+                "output_scale": self.output_scale}
+
+
 CUSTOM_OBJECTS = {cls.__name__: cls for cls in (
     ClipWeights, DepthToSpace, ClipByValue, ConcatAnchor, NearestConvAnchor, ScaledConv2D,
-    NearestTapInitializer, RepConv, CollapsibleLinearBlock, HXBlock)}
+    NearestTapInitializer, RepConv, CollapsibleLinearBlock, HXBlock, Scale, KernelSupport,
+    ScaledConv2DTranspose)}
 
 # Training-graph layers that collapse() replaces by a plain Conv2D (deploy_layer + collapse).
-FOLDABLE = (ScaledConv2D, Collapsible)
+FOLDABLE = (ScaledConv2D, Collapsible, ScaledConv2DTranspose)

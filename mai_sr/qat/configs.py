@@ -26,6 +26,14 @@ DepthToSpace, concat anchor    nothing: they move values, so their output keeps 
                                of their input (TFLite requires the same scale anyway).
 Concatenate                    one range for all inputs and the output: fixed [0, 255] if an
                                input is the image (skip concatenation), else moving average.
+Conv2DTranspose                as Conv2D, per output channel (its kernel's axis -2).
+PReLU                          output with a moving-average range; its producer keeps a range
+                               of its own (TFLite does not fuse PRELU into the conv). The
+                               slopes are constants the converter quantizes.
+tanh / sigmoid (Activation)    output fixed to the range TFLite's int8 TANH / LOGISTIC
+                               kernels require: [-1, 127/128] (scale 1/128, zero point 0)
+                               and [0, 255/256] (scale 1/256, zero point -128).
+Scale by 255                   output fixed to [0, 255] (ESPCN's sigmoid x 255 is the image).
 model input                    fixed [0, 255] (raw uint8 pixels: scale 1, zero point 0).
 =============================  =============================================================
 
@@ -66,15 +74,24 @@ def _same_config(a, b) -> bool:
 class PerChannelWeightQuantizer(Quantizer):
     """Symmetric per-output-channel 8-bit weight quantizer, range from the current kernel.
 
-    Levels are [-127, 127] x max|w_c|/127 for output channel c (the last kernel axis), the
-    scheme the TFLite converter uses for CONV_2D weights. No variables: the range always
-    matches the weights.
+    Levels are [-127, 127] x max|w_c|/127 for output channel c, the scheme the TFLite
+    converter uses for CONV_2D and TRANSPOSE_CONV weights. The output channels are the last
+    kernel axis of a Conv2D (``axis=-1``) and the second last of a Conv2DTranspose
+    (``axis=-2``: its kernel is (h, w, out, in)). No variables: the range always matches the
+    weights.
     """
+
+    def __init__(self, axis: int = -1):
+        self.axis = int(axis)
 
     def build(self, tensor_shape, name, layer):
         return {}
 
     def __call__(self, inputs, training, weights, **kwargs):
+        if self.axis != -1:  # TF's per-channel fake quant works on the last axis only
+            swapped = tf.experimental.numpy.swapaxes(inputs, self.axis, -1)
+            quantized = PerChannelWeightQuantizer()(swapped, training, weights)
+            return tf.experimental.numpy.swapaxes(quantized, self.axis, -1)
         axes = list(range(len(inputs.shape) - 1))
         # A zero channel would give an empty range; any positive bound quantizes it to 0.
         bound = tf.maximum(tf.reduce_max(tf.abs(inputs), axis=axes), 1e-8)
@@ -82,7 +99,7 @@ class PerChannelWeightQuantizer(Quantizer):
             inputs, -bound, bound, num_bits=8, narrow_range=True)
 
     def get_config(self):
-        return {}
+        return {"axis": self.axis}
 
     def __eq__(self, other):
         return _same_config(self, other)
@@ -150,12 +167,13 @@ class ConvQuantizeConfig(QuantizeConfig):
     (a conv feeding the clip takes the clip's range); None means a moving-average range.
     """
 
-    def __init__(self, quantize_output: bool = True, output_range=None):
+    def __init__(self, quantize_output: bool = True, output_range=None, channel_axis: int = -1):
         self.quantize_output = bool(quantize_output)
         self.output_range = _range_or_none(output_range)
+        self.channel_axis = int(channel_axis)
 
     def get_weights_and_quantizers(self, layer):
-        return [(layer.kernel, PerChannelWeightQuantizer())]
+        return [(layer.kernel, PerChannelWeightQuantizer(self.channel_axis))]
 
     def set_quantize_weights(self, layer, quantize_weights):
         (layer.kernel,) = quantize_weights
@@ -173,7 +191,8 @@ class ConvQuantizeConfig(QuantizeConfig):
         return []
 
     def get_config(self):
-        return {"quantize_output": self.quantize_output, "output_range": self.output_range}
+        return {"quantize_output": self.quantize_output, "output_range": self.output_range,
+                "channel_axis": self.channel_axis}
 
 
 class PassThroughQuantizeConfig(QuantizeConfig):

@@ -61,7 +61,15 @@ LAYER_ROLES = {
     "ClipByValue": "clip",
     "DepthToSpace": "move",
     "ConcatAnchor": "move",
+    "Conv2DTranspose": "deconv",
+    "PReLU": "prelu",
+    "Activation": "fixed_activation",
+    "Scale": "to_pixels",
 }
+# Output ranges of the activations TFLite quantizes with fixed parameters: int8 TANH needs
+# scale 1/128 and zero point 0, int8 LOGISTIC scale 1/256 and zero point -128 (the LiteRT
+# int8 kernels' requirements; another range would make the converter add a requantize).
+FIXED_ACTIVATION_RANGES = {"tanh": (-1.0, 127.0 / 128.0), "sigmoid": (0.0, 255.0 / 256.0)}
 INHERITED = "inherited"  # no range of its own: the consumer's range is this tensor's
 
 
@@ -84,6 +92,9 @@ def _role(layer) -> str:
     role = LAYER_ROLES.get(name)
     if role == "activation" and layer.get_config().get("max_value") is not None:
         return "clip"
+    if role == "fixed_activation" and layer.get_config().get("activation") \
+            not in FIXED_ACTIVATION_RANGES:
+        role = None
     if role is None:
         raise MaiSrError(f"quantize_model: layer {layer.name!r} ({name}) has no QuantizeConfig; "
                          f"supported layer classes: {', '.join(sorted(LAYER_ROLES))}")
@@ -119,6 +130,10 @@ def plan_quantization(model) -> dict[str, object]:
             fixed[layer.name] = PIXEL_RANGE
         elif role == "clip":
             fixed[layer.name] = _clip_bounds(layer)
+        elif role == "fixed_activation":
+            fixed[layer.name] = FIXED_ACTIVATION_RANGES[layer.get_config()["activation"]]
+        elif role == "to_pixels":
+            fixed[layer.name] = PIXEL_RANGE
         elif role in ("anchor", "move") and known:
             fixed[layer.name] = known[0]
         elif role == "concat" and known:
@@ -152,13 +167,14 @@ def plan_quantization(model) -> dict[str, object]:
         if role == "input":
             continue
         wanted = from_consumers(name)
-        if role in ("anchor", "clip", "concat"):
+        if role in ("anchor", "clip", "concat", "fixed_activation", "to_pixels"):
             plan[name] = OutputQuantizeConfig(fixed[name])
         elif role == "move":
             plan[name] = PassThroughQuantizeConfig()
-        elif role == "conv":
+        elif role in ("conv", "deconv"):
             plan[name] = ConvQuantizeConfig(quantize_output=wanted is not INHERITED,
-                                            output_range=None if wanted is INHERITED else wanted)
+                                            output_range=None if wanted is INHERITED else wanted,
+                                            channel_axis=-2 if role == "deconv" else -1)
         elif wanted is INHERITED:
             plan[name] = PassThroughQuantizeConfig()
         else:

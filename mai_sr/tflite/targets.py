@@ -23,6 +23,9 @@ from mai_sr.errors import MaiSrError
 
 OP_LISTS = "op lists"  # judged by the op tables of mai_sr.tflite.ops (SyNAP manual, NNAPI)
 VELA = "vela"          # judged by Arm's Vela compiler (ethos-u-vela, the `ethosu` extra)
+# judged by a phone device profile's placement rules (mai_sr.device.profiles, fitted on the
+# ETDS paper's Table 2 timings: Chao et al., CVPR 2023)
+PROFILE = "device profile"
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,10 @@ NPU_CONFIGS: list[NpuConfig] = [
     NpuConfig("ethos-u85", VELA, "ethos-u85-512"),
     NpuConfig("ethos-u85", VELA, "ethos-u85-1024"),
     NpuConfig("ethos-u85", VELA, "ethos-u85-2048", quoted=True),
+    NpuConfig("dimensity8100-nnapi", PROFILE, quoted=True),    # MediaTek Dimensity 8100, NNAPI
+    NpuConfig("dimensity8100-neuron", PROFILE, quoted=True),   # the same SoC, MediaTek Neuron
+    NpuConfig("snapdragon888-qnn-gpu", PROFILE, quoted=True),  # Snapdragon 888, QNN GPU
+    NpuConfig("snapdragon8gen1-nnapi", PROFILE, quoted=True),  # Snapdragon 8 Gen 1, NNAPI
 ]
 
 # `bench --runner vela` without --npu: the Ethos-U65 with 256 MACs/cycle is the NPU of NXP's
@@ -80,6 +87,11 @@ def export_targets() -> tuple[str, ...]:
 def vela_configs() -> tuple[str, ...]:
     """``bench --runner vela --npu`` choices: Vela's accelerator configurations."""
     return tuple(dict.fromkeys(c.vela_config for c in NPU_CONFIGS if c.vela_config))
+
+
+def judged_by_profile(target: str) -> bool:
+    """Is `target` judged by a phone device profile's placement rules?"""
+    return any(c.target == target and c.judge == PROFILE for c in NPU_CONFIGS)
 
 
 def judged_by_vela(target: str) -> bool:
