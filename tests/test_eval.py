@@ -174,6 +174,7 @@ def test_float_model_evaluates_when_int8_not_required(tmp_path_factory, eval_fol
 # ------------------------------------------------------------ third-party files
 
 
+@pytest.mark.slow
 def test_third_party_ncnet_files_evaluate(shared_artifacts, shared_data, capsys):
     """MegSR's published NCNet, as shipped: dynamic uint8 IO, the same INT8 network with
     float32 IO, and the fixed 1x360x640x3 file with input scale 0.9765 (tiled). Set5 RGB
@@ -354,6 +355,7 @@ def _eval_output(shared_data: Path, env: dict) -> str:
     return done.stdout + done.stderr
 
 
+@pytest.mark.slow
 def test_eval_prints_no_litert_or_tensorflow_line(shared_data):
     # LiteRT writes "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." to fd 2 from
     # C++; only the command's own table and progress bar may appear.

@@ -25,6 +25,8 @@ from mai_sr.registry import SCALES
 from mai_sr.runs import CONFIG_FILE, FP32_DEPLOY_WEIGHTS, QAT_WEIGHTS
 from mai_sr.train import TrainConfig
 
+pytestmark = pytest.mark.tf  # the TFLite converter
+
 SHAPE = (24, 32)
 # Everything an INT8 export may contain (recipe: plain convs, anchor as CONV_2D, clip before
 # depth-to-space as MINIMUM + RELU/MAXIMUM, QUANTIZE only at the uint8 edges).

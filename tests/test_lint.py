@@ -140,6 +140,7 @@ def _run(*argv):
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_cli_bad_files_one_line_errors(models, tmp_path):
     cut = tmp_path / "cut.tflite"
     cut.write_bytes(models["int8"].read_bytes()[:3000])
@@ -169,6 +170,7 @@ def test_lint_does_not_import_tensorflow(models):
 
 
 @pytest.mark.parametrize("kind", ["float", "clip_after", "k5_resize", "dynamic_resize"])
+@pytest.mark.slow  # two CLI processes per model
 def test_lint_fits_80_columns_and_wide_keeps_every_column(models, kind):
     """With COLUMNS=80 no line is wider than 80 and no word of a finding is lost; --wide is
     the full layout (inputs, weights, quantization), unwrapped."""

@@ -16,6 +16,8 @@ from mai_sr.models import collapse, create_model, custom_objects, list_models
 from mai_sr.models.blocks import (ClipByValue, Collapsible, ConcatAnchor, DepthToSpace,
                                   NearestConvAnchor, ScaledConv2D)
 
+pytestmark = pytest.mark.tf  # Keras models
+
 MODELS = list_models()
 SCALES = registry.SCALES
 

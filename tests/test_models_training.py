@@ -18,6 +18,8 @@ from mai_sr.models.blocks import ScaledConv2D
 from mai_sr.qat.weight_clip import apply_weight_clip, clip_kernel
 from mai_sr.registry import list_models
 
+pytestmark = pytest.mark.tf  # Keras models and training steps
+
 MODELS = list_models()
 LAST_CONV = {"abpn": "conv7", "ncnet": "conv7", "scsrn": "conv_out", "xcat": "conv_out"}
 

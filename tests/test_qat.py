@@ -17,6 +17,8 @@ from mai_sr.qat.configs import (ConvQuantizeConfig, MovingAverageRangeQuantizer,
 from mai_sr.qat.weight_clip import clip_kernel, kernel_variables
 from mai_sr.registry import list_models
 
+pytestmark = pytest.mark.tf  # tfmot quantization-aware training
+
 MODELS = list_models()
 PIXELS = [0.0, 255.0]
 

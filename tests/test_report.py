@@ -262,6 +262,7 @@ class _Counter:
         monkeypatch.setattr(owner, name, counted)
 
 
+@pytest.mark.slow
 def test_rerun_does_no_eval_or_bench_work(report, models, images, tmp_path, monkeypatch):
     out = tmp_path / "out"
     shutil.copytree(report, out)
@@ -355,6 +356,7 @@ def test_run_directory_is_exported_and_gets_dpsnr_and_curves(run_dir, models, im
     assert len(exports) == 1
 
 
+@pytest.mark.slow
 def test_cli_report_and_one_line_errors(models, images, tmp_path, capsys):
     out = tmp_path / "cli"
     code = main(["report", str(models / "small.tflite"), "--data", str(images),

@@ -193,6 +193,7 @@ def test_runner_result_and_synap_cli_text(small):
         runner.bench(small["float"])
 
 
+@pytest.mark.slow
 def test_cli(small, tmp_path):
     run = [sys.executable, "-m", "mai_sr.cli"]
     ok = subprocess.run([*run, "synap", "convert", "--model", str(small["int8"]), "--target",

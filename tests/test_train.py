@@ -27,6 +27,8 @@ from mai_sr.train import (CONFIG_FILE, FP32_DEPLOY_WEIGHTS, FP32_TRAIN_WEIGHTS, 
                           QAT_WEIGHTS, SUMMARY_FILE, TrainConfig, TrainingInterrupted,
                           load_run_model, read_run_config, train_from_config)
 
+pytestmark = pytest.mark.tf  # training (mai_sr._tf is imported at module level below)
+
 TINY = dict(steps=10, patch=16, batch=4, val_every=5, ckpt_every=4, log_every=1,
             qat=True, qat_steps=6)
 

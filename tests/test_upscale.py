@@ -205,6 +205,7 @@ print("HEAVY", heavy)
 
 
 @pytest.mark.tf
+@pytest.mark.slow
 def test_receptive_field_follows_the_longest_path(tmp_path):
     """SCSRN's training graph (un-collapsed rep blocks: 3x3, 1x1 and identity branches added)
     has the radius of its collapsed deploy graph, not the sum over branches. Checked against

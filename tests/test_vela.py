@@ -93,6 +93,7 @@ def test_rewrite_is_bit_exact_on_small_odd_model(small_model, form, drop, tmp_pa
 
 @pytest.mark.parametrize("model,form", [("abpn", "split"), ("scsrn", "slice")])
 @pytest.mark.tf
+@pytest.mark.slow
 def test_rewrite_of_shipped_model_is_bit_exact_at_360x640(model, form, real_lr):
     from mai_sr.export.targets import rewrite_for_target
 
@@ -145,6 +146,7 @@ def test_rewrite_refuses_float_and_unknown_target(tmp_path):
 
 @pytest.mark.parametrize("target", list(ETHOS_U))
 @pytest.mark.tf
+@pytest.mark.slow
 def test_vela_places_every_rewritten_op_on_the_npu(small_model, target, tmp_path):
     from mai_sr.device.vela import compile_model
 
@@ -157,6 +159,7 @@ def test_vela_places_every_rewritten_op_on_the_npu(small_model, target, tmp_path
 
 
 @pytest.mark.tf
+@pytest.mark.slow
 def test_lint_target_ethos_u_uses_vela(small_model, tmp_path):
     from mai_sr.cli import lint_exit_code
     from mai_sr.lint import lint_for_target
@@ -193,6 +196,7 @@ def test_bench_vela_layers_sum_to_velas_total(small_model):
     assert any("INCOMPLETE" in n and "DEPTH_TO_SPACE" in n for n in data["notes"])
 
 
+@pytest.mark.slow
 def test_bench_vela_cli_text_and_options(small_model, tmp_path):
     env_path = str(ROOT)
     run = subprocess.run(
@@ -226,6 +230,7 @@ def test_bench_vela_errors_are_one_line(small_model, tmp_path, monkeypatch):
 
 
 @pytest.mark.tf
+@pytest.mark.slow
 def test_export_target_records_rewrite_and_matches_default(tmp_path, monkeypatch):
     """The CLI path: a shipped model exported at an odd size, with and without --target."""
     from mai_sr.export.convert import export
@@ -301,6 +306,7 @@ def test_model_card_carries_velas_estimate(small_model):
 @pytest.mark.parametrize("env,value,limit", [("MAI_SR_VELA_TIMEOUT", "0.01", "time limit (0.01 s"),
                                              ("MAI_SR_VELA_MEMORY_GB", "0.05",
                                               "memory limit (0.05 GB")])
+@pytest.mark.slow
 def test_vela_stops_at_its_limits_with_one_line(env, value, limit, monkeypatch, tmp_path):
     """Tiny limits, so the real Vela meets them at once: bench and lint --target each stop
     with exit 2 and one line naming the limit (and the variable that raises it)."""
@@ -356,6 +362,7 @@ def test_default_limits_leave_room_for_a_shipped_model():
 # ------------------------------------------------------------------ Vela: dynamic shapes
 
 
+@pytest.mark.slow
 def test_bench_vela_times_a_dynamic_file_at_its_timing_input(tmp_path):
     """The dynamic twin of a shipped model gets the estimate of its fixed 360x640 file (the
     same network converted at the timing input), with a note saying so."""
