@@ -217,6 +217,7 @@ def test_etds_import_names_every_convention(etds_weights):
 
 
 @pytest.mark.tf
+@pytest.mark.slow
 def test_etds_import_reaches_the_published_fp32_figures(etds_weights, shared_data):
     from mai_sr.models import create_model
 
@@ -249,6 +250,7 @@ def test_a_source_of_another_shape_gives_one_line(tmp_path):
 
 
 @pytest.mark.tf
+@pytest.mark.slow
 def test_structure_not_names(tmp_path, etds_weights):
     """A Keras file of the published ABPN whose layer names sort against graph order
     imports to the same weights (legacy .h5 and v3 .keras)."""
@@ -279,6 +281,7 @@ def test_structure_not_names(tmp_path, etds_weights):
 
 
 @pytest.mark.tf
+@pytest.mark.slow
 def test_nju_savedmodel_import_equals_the_savedmodel(tmp_path, shared_data):
     from mai_sr._tf import tf
     from mai_sr.data import iter_pairs
@@ -331,6 +334,7 @@ def test_nju_int8_tflite_with_concat_anchor_imports(tmp_path):
 
 
 @pytest.mark.tf
+@pytest.mark.slow
 def test_cli_import_prints_conventions_and_fails_in_one_line(tmp_path, capsys):
     from mai_sr.cli import main
 
@@ -348,6 +352,7 @@ def test_cli_import_prints_conventions_and_fails_in_one_line(tmp_path, capsys):
 
 
 @pytest.mark.tf
+@pytest.mark.slow
 def test_qat_starts_from_an_imported_weights_file(tmp_path, etds_weights):
     """``train --qat --from W.weights.h5``: no FP32 stage, the QAT model starts from exactly
     the imported weights, and ``export --run`` takes the run."""
@@ -369,6 +374,7 @@ def test_qat_starts_from_an_imported_weights_file(tmp_path, etds_weights):
 
 
 @pytest.mark.tf
+@pytest.mark.slow
 def test_a_weights_file_teaches_its_own_qat(tmp_path, etds_weights):
     """``--teacher W.weights.h5``: QAT from imported weights distils from their own float
     model (what the run records and loads is exactly that model); a teacher file of another

@@ -118,6 +118,7 @@ def test_weight_clip_on_the_training_graph_clips_the_deploy_kernel_alike():
                                rtol=1e-5, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_abpn_seed_0_trains_its_conv_branch_from_raw_pixels(set5):
     """60 Adam steps at 1e-3, no warm-up, on 24x24 LR patches of Set5: the conv branch must
     add a real residual to the anchor and beat the anchor alone. On raw pixels (the graph

@@ -75,6 +75,7 @@ def test_skip_concat_shares_the_image_range_with_its_inputs(deploy_models):
     assert plan["block5"].get_config() == {"quantize_output": True, "output_range": PIXELS}
 
 
+@pytest.mark.slow
 def test_skip_concat_features_are_rescaled_to_fill_the_image_range():
     """SCSRN's features share the image's fixed [0, 255] range. Features that overflow it
     are clipped; features far below it are rounded coarsely and make the next conv's
@@ -112,6 +113,7 @@ def test_skip_concat_features_are_rescaled_to_fill_the_image_range():
     np.testing.assert_allclose(bigger(x).numpy(), small(x).numpy(), rtol=1e-4, atol=2e-3)
 
 
+@pytest.mark.slow
 def test_feature_concat_gets_one_learned_range(tmp_path):
     from mai_sr.export.convert import convert_keras
     from mai_sr.tflite.graph import read_graph

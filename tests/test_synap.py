@@ -226,6 +226,7 @@ def architectures(tmp_path_factory):
 
 
 @pytest.mark.tf
+@pytest.mark.slow
 def test_scsrn_and_xcat_within_15pct_of_table1(architectures):
     """SCSRN (Z6) and XCAT (Aselsan Research) have no published file: their Table 1 rows are
     the check, and neither is a calibration point."""
@@ -240,6 +241,7 @@ def test_scsrn_and_xcat_within_15pct_of_table1(architectures):
 
 
 @pytest.mark.tf
+@pytest.mark.slow  # converts our four architectures (a module fixture)
 def test_four_architectures_lint_clean(architectures):
     for name, path in architectures.items():
         report = lint_model(path)
@@ -264,6 +266,7 @@ def test_real_timed_files_keep_their_published_order(shared_artifacts):
 
 
 @pytest.mark.tf
+@pytest.mark.slow
 def test_real_ncnet_file_priced_like_our_graph_with_the_clip_moved(shared_artifacts, tmp_path):
     """MegSR's file is our NCNet deploy graph with the clip after depth-to-space (same
     anchor, same width): the two must price alike, and the difference to our clip-before

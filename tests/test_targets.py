@@ -92,6 +92,7 @@ def test_throwaway_target_is_linted_by_vela(throwaway, capsys):
 
 
 @pytest.mark.tf
+@pytest.mark.slow
 def test_throwaway_target_is_an_export_target(throwaway, tmp_path):
     """export --target's rewrite accepts the new target, and Vela then places every op of
     the file on its NPU."""
