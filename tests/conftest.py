@@ -48,3 +48,166 @@ def _private_cache(monkeypatch, tmp_path_factory):
     """Tests never read or fill the user's ~/.cache/mai-sr (eval's bicubic baselines): one
     cache for the whole test session, in pytest's temp folder."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
+
+
+# ------------------------------------------------------------------ the TF-free tier's guard
+# `pytest -m "not tf and not slow"` is the fast tier: it must not load TensorFlow (about 10 s
+# of import, and the TF-free commands promise not to need it). When the run's -m expression
+# deselects a test marked only `tf`, an import of tensorflow while a test is set up, runs or
+# is torn down fails that test with a message naming it; an import while a test module is
+# collected is that module's collection error. Whole modules marked `pytestmark =
+# pytest.mark.tf` are not even imported in such a run (read from their source).
+
+import ast  # noqa: E402
+import importlib.abc  # noqa: E402
+import importlib.machinery  # noqa: E402
+import re  # noqa: E402
+import sys  # noqa: E402
+
+BLOCKED_TOP_LEVEL = ("tensorflow",)  # tf_keras and tfmot import it in their turn
+
+
+def _run_excludes_tf(config) -> bool:
+    """True when -m deselects a test marked only `tf` (e.g. "not tf", "not tf and not slow")."""
+    expr = config.getoption("markexpr", "") or ""
+    if not expr:
+        return False
+    try:
+        from _pytest.mark.expression import Expression
+
+        return not Expression.compile(expr).evaluate(lambda name, **kwargs: name == "tf")
+    except Exception:  # pytest's private parser moved: read the expression by hand
+        return re.search(r"\bnot\s+tf\b", expr) is not None
+
+
+def _module_marked_tf(path: Path) -> bool:
+    """The test module assigns `pytestmark` at top level, and it includes `pytest.mark.tf`."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return False  # let pytest collect it and report the problem itself
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else \
+            [node.target] if isinstance(node, ast.AnnAssign) and node.value else []
+        if any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in targets):
+            return any(isinstance(n, ast.Attribute) and n.attr == "tf"
+                       and isinstance(n.value, ast.Attribute) and n.value.attr == "mark"
+                       for n in ast.walk(node.value))
+    return False
+
+
+class TensorFlowBlocker(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """First finder on sys.meta_path: any import of a BLOCKED_TOP_LEVEL module is recorded
+    against the current test (or module being collected) and raises ImportError at load time.
+
+    `importlib.util.find_spec` still answers (a spec is returned), so code that only asks
+    whether TF is installed is not counted; loading it is. Recording matters because code
+    under test may catch the ImportError and carry on: the test still fails.
+    """
+
+    def __init__(self):
+        self.where = None      # nodeid of the running test, or "collecting <module>"
+        self.attempts = {}     # where -> first module name imported there
+
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] not in BLOCKED_TOP_LEVEL:
+            return None
+        return importlib.machinery.ModuleSpec(name, self)
+
+    def create_module(self, spec):
+        where = self.where or "code outside any test"
+        self.attempts.setdefault(where, spec.name)
+        raise ImportError(self.message(where, spec.name), name=spec.name)
+
+    def exec_module(self, module):  # never reached: create_module raises
+        raise ImportError(f"{module.__name__} is blocked in a run without tf tests")
+
+    @staticmethod
+    def message(where: str, module: str) -> str:
+        if where.startswith("collecting "):
+            return (f"{where[len('collecting '):]} imports {module} at module level in a run "
+                    "that excludes tf tests: mark the module `pytestmark = pytest.mark.tf` or "
+                    "move the import into its tf tests")
+        return (f"{where} imports {module} in a run that excludes tf tests: mark it "
+                "@pytest.mark.tf (TensorFlow stays out of `pytest -m \"not tf\"`)")
+
+    def install(self):
+        """Put the blocker first on sys.meta_path (again, if a library inserted before it)."""
+        if sys.meta_path and sys.meta_path[0] is self:
+            return
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        sys.meta_path.insert(0, self)
+
+
+_BLOCKER = TensorFlowBlocker()
+
+
+def _tf_loaded() -> bool:
+    return any(name in sys.modules for name in BLOCKED_TOP_LEVEL)
+
+
+def pytest_configure(config):
+    if not _run_excludes_tf(config):
+        return
+    config._tf_blocker = _BLOCKER
+    if _tf_loaded():
+        config.issue_config_time_warning(pytest.PytestConfigWarning(
+            "tensorflow was imported before the tests started (a plugin or conftest): the "
+            "guard of the TF-free tier cannot see test imports in this run"), stacklevel=2)
+    _BLOCKER.install()
+
+
+def pytest_unconfigure(config):
+    if getattr(config, "_tf_blocker", None) is not None and _BLOCKER in sys.meta_path:
+        sys.meta_path.remove(_BLOCKER)
+
+
+def pytest_ignore_collect(collection_path, config):
+    if (getattr(config, "_tf_blocker", None) is not None and collection_path.suffix == ".py"
+            and collection_path.name.startswith("test_") and _module_marked_tf(collection_path)):
+        return True
+    return None
+
+
+def pytest_collectstart(collector):
+    if getattr(collector.config, "_tf_blocker", None) is not None and \
+            isinstance(collector, pytest.Module):
+        _BLOCKER.where = f"collecting {collector.nodeid}"
+        _BLOCKER.install()
+
+
+def pytest_collection_finish(session):
+    _BLOCKER.where = None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if getattr(item.config, "_tf_blocker", None) is None:
+        return (yield)
+    _BLOCKER.install()
+    _BLOCKER.where = item.nodeid
+    item._tf_loaded_before = _tf_loaded()
+    try:
+        return (yield)
+    finally:
+        _BLOCKER.where = None
+        _BLOCKER.attempts.pop(item.nodeid, None)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if getattr(item.config, "_tf_blocker", None) is None:
+        return report
+    module = _BLOCKER.attempts.pop(item.nodeid, None)  # this phase's attempt, reported once
+    if not report.passed:
+        return report
+    if module is None and call.when == "teardown" and not item._tf_loaded_before \
+            and _tf_loaded():
+        module = "tensorflow"  # loaded past the blocker (sys.meta_path edited): still caught
+    if module is not None:
+        report.outcome = "failed"
+        report.longrepr = TensorFlowBlocker.message(item.nodeid, module) + \
+            " (its ImportError was caught by the code under test)"
+    return report

@@ -193,6 +193,7 @@ def _locate(lr_patch, hr_patch, pairs):
     return None
 
 
+@pytest.mark.tf  # the tf.data training pipeline
 def test_batches_shapes_and_range(train_pairs):
     (lr, hr), = _batches(train_pairs, 1)
     assert lr.shape == (8, PATCH, PATCH, 3) and hr.shape == (8, 3 * PATCH, 3 * PATCH, 3)
@@ -200,6 +201,7 @@ def test_batches_shapes_and_range(train_pairs):
     assert 0 <= lr.min() and hr.max() <= 255 and np.array_equal(hr, np.round(hr))
 
 
+@pytest.mark.tf  # the tf.data training pipeline
 def test_patches_are_aligned_crops_under_all_flips_and_rotations(train_pairs):
     found = [_locate(lr, hr, train_pairs) for lr_b, hr_b in _batches(train_pairs, 8)
              for lr, hr in zip(lr_b, hr_b)]
@@ -208,6 +210,7 @@ def test_patches_are_aligned_crops_under_all_flips_and_rotations(train_pairs):
     assert {f[0] for f in found} == {0, 1, 2}        # every image is sampled
 
 
+@pytest.mark.tf  # the tf.data training pipeline
 def test_hr_patch_downscales_to_lr_patch(train_pairs):
     for lr_b, hr_b in _batches(train_pairs, 1):
         for lr, hr in zip(lr_b.astype(np.uint8), hr_b.astype(np.uint8)):
@@ -218,6 +221,7 @@ def test_hr_patch_downscales_to_lr_patch(train_pairs):
             assert any(np.array_equal(d[2:-2, 2:-2], lr[2:-2, 2:-2]) for d in down)
 
 
+@pytest.mark.tf  # the tf.data training pipeline
 def test_deterministic_and_resumable(train_pairs):
     fresh = _batches(train_pairs, 4)
     again = _batches(train_pairs, 4)
@@ -231,6 +235,7 @@ def test_deterministic_and_resumable(train_pairs):
     assert not np.array_equal(fresh[0][1], other_seed[0][1])
 
 
+@pytest.mark.tf  # the tf.data training pipeline
 def test_intensity_augmentation_scales_lr_and_hr_alike(train_pairs):
     plain = _batches(train_pairs, 2)
     scaled = _batches(train_pairs, 2, intensity_aug=True)
@@ -244,6 +249,7 @@ def test_intensity_augmentation_scales_lr_and_hr_alike(train_pairs):
     assert set(factors) == {1.0, 0.7, 0.5}
 
 
+@pytest.mark.tf  # the tf.data training pipeline
 def test_pairs_smaller_than_a_patch_are_skipped(train_pairs, set14):
     small = data.ImagePair("small", set14[0].hr[:60, :60], set14[0].lr[:20, :20])
     with pytest.warns(UserWarning, match="small"):

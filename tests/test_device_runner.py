@@ -23,14 +23,14 @@ FAST = dict(min_runs=3, min_seconds=1e-6, warmup_runs=1, warmup_min_seconds=1e-6
 
 @pytest.fixture(scope="session")
 def models(tmp_path_factory):
-    """Small factory models (tests/tflite_factory.py builds them with raw TF ops)."""
+    """Small factory models (tests/tflite_factory.py built them with raw TF ops)."""
     sys.path.insert(0, str(Path(__file__).parent))
     import tflite_factory as factory
 
     d = tmp_path_factory.mktemp("device_models")
-    return {"int8": factory.int8_sr_model(d / "int8.tflite"),
-            "dynamic": factory.int8_sr_model(d / "dynamic.tflite", shape=None),
-            "float": factory.float_sr_model(d / "float.tflite")}
+    return {"int8": factory.prebuilt("int8", d / "int8.tflite"),
+            "dynamic": factory.prebuilt("dynamic", d / "dynamic.tflite"),
+            "float": factory.prebuilt("float", d / "float.tflite")}
 
 
 def operator_count(path) -> int:
@@ -133,13 +133,13 @@ def test_a_dynamic_model_is_timed_at_its_scales_input(tmp_path):
     from mai_sr.challenge import timing_input
     from mai_sr.device.synap import SynapRunner, compile_plan
     from mai_sr.tflite.graph import read_graph
-    from tflite_factory import int8_sr_model
+    from tflite_factory import prebuilt
 
-    x3 = int8_sr_model(tmp_path / "x3.tflite", shape=None)
+    x3 = prebuilt("dynamic", tmp_path / "x3.tflite")
     assert ("dynamic input shape: estimated at the challenge's 1x360x640x3"
             in SynapRunner().bench(x3).notes)
     for scale in (4, 2):
-        path = int8_sr_model(tmp_path / f"x{scale}.tflite", shape=None, scale=scale)
+        path = prebuilt(f"dynamic_x{scale}", tmp_path / f"x{scale}.tflite")
         h, w = timing_input(scale)
         result = LocalRunner(min_runs=1, min_seconds=1e-6, warmup_runs=0).bench(path)
         assert result.notes[0] == f"random uint8 input 1x{h}x{w}x3"

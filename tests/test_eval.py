@@ -1,6 +1,7 @@
 """`mai-sr eval` / mai_sr.evaluate: scores equal independent references on real images.
 
-Model files come from tests/tflite_factory.py (raw TF ops, no project code). The references
+Model files come from tests/tflite_factory.py (raw TF ops, no project code), prebuilt in
+tests/data. The references
 here run the .tflite through the bare LiteRT Interpreter and compute the bicubic baseline
 with Pillow and scikit-image, so they share no code with mai_sr.evaluate or mai_sr.tflite.runtime.
 """
@@ -23,23 +24,20 @@ from mai_sr.cli import main
 from mai_sr.errors import MaiSrError
 from mai_sr.evaluate import evaluate_tflite
 from mai_sr.metrics import psnr, ssim
-from tflite_factory import build_sr_tflite
+from tflite_factory import prebuilt
 
 # LR size the fixed-shape test model is built for; every Set5 LR image is larger.
 FIXED_SHAPE = (24, 32)
-MODEL_KINDS = {
-    "dynamic": dict(shape=None),
-    "fixed": dict(shape=FIXED_SHAPE),
-    "int8_io": dict(shape=None, io_dtype="int8"),
-    "float": dict(shape=None, precision="float"),
-}
+# kind -> prebuilt test model (tests/data): uint8 IO unless named
+MODEL_KINDS = {"dynamic": "dynamic", "fixed": "int8", "int8_io": "dynamic_int8_io",
+               "float": "dynamic_float"}
 
 
 def built_model(tmp_path_factory, kind: str) -> Path:
-    """Build a factory model once per test session (shared by test_eval and test_upscale)."""
+    """A factory model copied once per test session (shared by test_eval and test_upscale)."""
     path = tmp_path_factory.getbasetemp() / "factory_models" / f"{kind}.tflite"
     if not path.exists():
-        build_sr_tflite(path, **MODEL_KINDS[kind])
+        prebuilt(MODEL_KINDS[kind], path)
     return path
 
 
@@ -176,6 +174,7 @@ def test_float_model_evaluates_when_int8_not_required(tmp_path_factory, eval_fol
 # ------------------------------------------------------------ third-party files
 
 
+@pytest.mark.slow
 def test_third_party_ncnet_files_evaluate(shared_artifacts, shared_data, capsys):
     """MegSR's published NCNet, as shipped: dynamic uint8 IO, the same INT8 network with
     float32 IO, and the fixed 1x360x640x3 file with input scale 0.9765 (tiled). Set5 RGB
@@ -356,6 +355,7 @@ def _eval_output(shared_data: Path, env: dict) -> str:
     return done.stdout + done.stderr
 
 
+@pytest.mark.slow
 def test_eval_prints_no_litert_or_tensorflow_line(shared_data):
     # LiteRT writes "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." to fd 2 from
     # C++; only the command's own table and progress bar may appear.

@@ -25,6 +25,8 @@ from mai_sr.registry import SCALES
 from mai_sr.runs import CONFIG_FILE, FP32_DEPLOY_WEIGHTS, QAT_WEIGHTS
 from mai_sr.train import TrainConfig
 
+pytestmark = pytest.mark.tf  # the TFLite converter
+
 SHAPE = (24, 32)
 # Everything an INT8 export may contain (recipe: plain convs, anchor as CONV_2D, clip before
 # depth-to-space as MINIMUM + RELU/MAXIMUM, QUANTIZE only at the uint8 edges).
@@ -88,6 +90,7 @@ def test_exports_are_lint_clean(exported):
 
 
 @pytest.mark.parametrize("name", ["scsrn", "xcat"])
+@pytest.mark.slow
 def test_other_graph_shapes_convert_lint_clean(name, tmp_path):
     """SCSRN's skip concatenation and XCAT's anchor + collapsed group convs."""
     qat = quantize_model(create_model(name, deploy=True))
@@ -151,6 +154,7 @@ def test_provenance_in_sidecar_and_metadata(exported, run_dir):
         == [1, SHAPE[0] * 3, SHAPE[1] * 3, 3]
 
 
+@pytest.mark.slow
 def test_converter_samples_do_not_change_any_range(run_dir, exported, monkeypatch):
     """The INT8 converter demands a representative dataset; every range already comes from
     a fake-quant op, so what it sees must not matter."""
@@ -163,6 +167,7 @@ def test_converter_samples_do_not_change_any_range(run_dir, exported, monkeypatc
     assert [t.quantization for t in other.tensors] == [t.quantization for t in base.tensors]
 
 
+@pytest.mark.slow
 def test_ptq_from_weights_calibrates_on_real_crops(run_dir, tmp_path, shared_data):
     out = tmp_path / "ptq.tflite"
     (path,) = export(out, model="abpn", weights=run_dir[0] / FP32_DEPLOY_WEIGHTS, shape=SHAPE,
@@ -176,6 +181,7 @@ def test_ptq_from_weights_calibrates_on_real_crops(run_dir, tmp_path, shared_dat
     assert graph.input_tensors[0].quantization.scales == (1.0,)
 
 
+@pytest.mark.slow
 def test_qat_weights_file_and_the_challenge_shape(run_dir, tmp_path):
     (path,) = export(tmp_path / "m.tflite", model="abpn", weights=run_dir[0] / QAT_WEIGHTS)
     graph = read_graph(path)
@@ -246,6 +252,7 @@ def test_cli_error_is_one_line_and_exit_2(tmp_path, capsys):
     assert err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_the_scale_comes_from_the_source_and_sets_the_timing_shape(run_dir, tmp_path, capsys):
     """x4 --model/--weights: 256x256 LR by default (the efficient-SR reports' input), scale 4
     in the sidecar; a scale the source contradicts is a one-line error."""
@@ -270,6 +277,7 @@ def test_the_scale_comes_from_the_source_and_sets_the_timing_shape(run_dir, tmp_
 
 
 @pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.slow
 def test_int8_files_at_every_scale_keep_the_exact_anchor_and_tile_bit_exactly(scale, tmp_path,
                                                                            shared_data):
     """At x2, x3 and x4: the anchor is an exact 0/1 CONV_2D 3 -> 3s^2, the file lints clean,
@@ -307,6 +315,7 @@ def dead_pid() -> int:
                               capture_output=True, text=True).stdout)
 
 
+@pytest.mark.slow
 def test_fixed_and_dynamic_files_of_two_exports_of_one_run_are_told_apart(run_dir, tmp_path):
     """Same run, same config, different weights: only the weights' hash tells them apart."""
     import shutil
@@ -334,6 +343,7 @@ def test_fixed_and_dynamic_files_of_two_exports_of_one_run_are_told_apart(run_di
         check_twins(torn / "m.tflite", torn / "m_none.tflite")
 
 
+@pytest.mark.slow
 def test_existing_files_need_force_and_dead_writers_temps_are_cleaned(tmp_path, capfd):
     out = tmp_path / "m.tflite"
     stale = tmp_path / f".m.tflite.{dead_pid()}.abcd1234.tflite"

@@ -155,6 +155,7 @@ def one_image(tmp_path, shared_data):
     return folder
 
 
+@pytest.mark.slow
 def test_report_on_a_full_disk_keeps_the_previous_report_whole(small_disk, one_image, tmp_path,
                                                                capsys):
     from mai_sr.cli import main
@@ -191,6 +192,7 @@ def test_report_refuses_a_fixed_file_and_a_dynamic_twin_from_two_exports(tmp_pat
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_upscale_refuses_a_decompression_bomb_in_one_line_and_can_lift_the_limit(tmp_path,
                                                                                  capsys):
     """A 20000x10000 PNG that compresses to a few hundred KB (200 MP > Pillow's 179 MP)."""
@@ -267,6 +269,8 @@ TINY_TRAIN = ["--steps", "2", "--val-every", "2", "--ckpt-every", "1", "--batch"
               "--patch", "16", "--quiet"]
 
 
+@pytest.mark.tf
+@pytest.mark.slow
 def test_train_on_a_full_disk_and_into_bad_folders_is_one_line(small_disk, tmp_path, capsys):
     from mai_sr.cli import main
 
@@ -288,6 +292,8 @@ def test_train_on_a_full_disk_and_into_bad_folders_is_one_line(small_disk, tmp_p
     assert line == f"mai-sr train: error: {locked / 'run'}: cannot write (Permission denied)"
 
 
+@pytest.mark.tf
+@pytest.mark.slow
 def test_export_on_a_full_disk_and_into_bad_folders_is_one_line(small_disk, tmp_path):
     args = ["--pretrained", "abpn", "--dynamic"]  # fp32: two ~170 KB networks > 256 KiB
     big = mai_sr_cli("export", str(small_disk / "m.tflite"), *args, "--precision", "fp32")

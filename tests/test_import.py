@@ -203,6 +203,7 @@ def _keras_psnr(model, folder: Path, y_channel: bool) -> float:
     return float(np.mean(values))
 
 
+@pytest.mark.tf
 def test_etds_import_names_every_convention(etds_weights):
     out, result = etds_weights
     conv = result.conventions
@@ -215,6 +216,8 @@ def test_etds_import_names_every_convention(etds_weights):
     assert record["conventions"] == conv and len(record["source_sha256"]) == 64
 
 
+@pytest.mark.tf
+@pytest.mark.slow
 def test_etds_import_reaches_the_published_fp32_figures(etds_weights, shared_data):
     from mai_sr.models import create_model
 
@@ -226,6 +229,7 @@ def test_etds_import_reaches_the_published_fp32_figures(etds_weights, shared_dat
         assert value >= ETDS_PUBLISHED_Y[name] - 0.02, name
 
 
+@pytest.mark.tf
 def test_channel_order_trap_fails_the_sanity_gate(tmp_path):
     from mai_sr.importer import import_weights
 
@@ -235,6 +239,7 @@ def test_channel_order_trap_fails_the_sanity_gate(tmp_path):
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
+@pytest.mark.tf
 def test_a_source_of_another_shape_gives_one_line(tmp_path):
     from mai_sr.importer import import_weights
 
@@ -244,6 +249,8 @@ def test_a_source_of_another_shape_gives_one_line(tmp_path):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.tf
+@pytest.mark.slow
 def test_structure_not_names(tmp_path, etds_weights):
     """A Keras file of the published ABPN whose layer names sort against graph order
     imports to the same weights (legacy .h5 and v3 .keras)."""
@@ -273,6 +280,8 @@ def test_structure_not_names(tmp_path, etds_weights):
             np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
+@pytest.mark.tf
+@pytest.mark.slow
 def test_nju_savedmodel_import_equals_the_savedmodel(tmp_path, shared_data):
     from mai_sr._tf import tf
     from mai_sr.data import iter_pairs
@@ -292,6 +301,7 @@ def test_nju_savedmodel_import_equals_the_savedmodel(tmp_path, shared_data):
         assert np.abs(ours - theirs).max() <= 1e-3, pair.name
 
 
+@pytest.mark.tf
 def test_megsr_tflite_import_reproduces_the_int8_file(tmp_path, shared_data):
     """The dequantized weights in mai-sr's FP32 NCNet give what MegSR's INT8 file gives, to
     within its quantization error."""
@@ -314,6 +324,7 @@ def test_megsr_tflite_import_reproduces_the_int8_file(tmp_path, shared_data):
         assert abs(psnr(ours.astype(np.uint8), pair.hr) - psnr(theirs, pair.hr)) < 0.3
 
 
+@pytest.mark.tf
 def test_nju_int8_tflite_with_concat_anchor_imports(tmp_path):
     from mai_sr.importer import import_weights
 
@@ -322,6 +333,8 @@ def test_nju_int8_tflite_with_concat_anchor_imports(tmp_path):
     assert result.format == "tflite"
 
 
+@pytest.mark.tf
+@pytest.mark.slow
 def test_cli_import_prints_conventions_and_fails_in_one_line(tmp_path, capsys):
     from mai_sr.cli import main
 
@@ -338,6 +351,8 @@ def test_cli_import_prints_conventions_and_fails_in_one_line(tmp_path, capsys):
 # ------------------------------------------------------------------ QAT from a weights file
 
 
+@pytest.mark.tf
+@pytest.mark.slow
 def test_qat_starts_from_an_imported_weights_file(tmp_path, etds_weights):
     """``train --qat --from W.weights.h5``: no FP32 stage, the QAT model starts from exactly
     the imported weights, and ``export --run`` takes the run."""
@@ -358,6 +373,8 @@ def test_qat_starts_from_an_imported_weights_file(tmp_path, etds_weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
+@pytest.mark.tf
+@pytest.mark.slow
 def test_a_weights_file_teaches_its_own_qat(tmp_path, etds_weights):
     """``--teacher W.weights.h5``: QAT from imported weights distils from their own float
     model (what the run records and loads is exactly that model); a teacher file of another
@@ -387,6 +404,7 @@ def test_a_weights_file_teaches_its_own_qat(tmp_path, etds_weights):
     assert not (tmp_path / "refused").exists()
 
 
+@pytest.mark.tf
 def test_qat_from_a_weights_file_of_another_model_fails_in_one_line(tmp_path, etds_weights,
                                                                      capsys):
     from mai_sr.cli import main
@@ -398,6 +416,7 @@ def test_qat_from_a_weights_file_of_another_model_fails_in_one_line(tmp_path, et
 
 
 @pytest.mark.parametrize("model_name,weights", [("abpn", "etds")])
+@pytest.mark.tf
 def test_init_training_graph_from_imported_weights(etds_weights, shared_data, model_name,
                                                    weights):
     """``train --init W.weights.h5``: the [0, 1]-domain training graph, set from the deploy
@@ -443,6 +462,7 @@ def _bilinear_x2_abpn():
     return model
 
 
+@pytest.mark.tf
 def test_an_x2_source_imports_at_x2(tmp_path, shared_data):
     """The scale comes from the source: an x2 Keras file imports into an x2 deploy graph
     that computes what the file computes (here bilinear upscaling, checked against TF's

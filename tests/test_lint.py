@@ -17,14 +17,13 @@ from mai_sr.lint import ERROR, WARNING, lint_model
 def models(tmp_path_factory):
     d = tmp_path_factory.mktemp("lint")
     return {
-        "int8": tflite_factory.int8_sr_model(d / "int8.tflite"),
-        "int8_io": tflite_factory.build_sr_tflite(d / "int8io.tflite", io_dtype="int8"),
-        "float": tflite_factory.float_sr_model(d / "float.tflite"),
-        "clip_after": tflite_factory.clip_after_d2s_model(d / "clip_after.tflite"),
-        "k5_resize": tflite_factory.build_sr_tflite(d / "k5.tflite", kernel=5, resize=True),
-        "six_channels": tflite_factory.build_sr_tflite(d / "c6.tflite", channels=6),
-        "dynamic_resize": tflite_factory.build_sr_tflite(d / "dynr.tflite", shape=None,
-                                                         resize=True),
+        "int8": tflite_factory.prebuilt("int8", d / "int8.tflite"),
+        "int8_io": tflite_factory.prebuilt("int8_io", d / "int8io.tflite"),
+        "float": tflite_factory.prebuilt("float", d / "float.tflite"),
+        "clip_after": tflite_factory.prebuilt("clip_after", d / "clip_after.tflite"),
+        "k5_resize": tflite_factory.prebuilt("k5_resize", d / "k5.tflite"),
+        "six_channels": tflite_factory.prebuilt("six_channels", d / "c6.tflite"),
+        "dynamic_resize": tflite_factory.prebuilt("dynamic_resize", d / "dynr.tflite"),
     }
 
 
@@ -141,6 +140,7 @@ def _run(*argv):
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_cli_bad_files_one_line_errors(models, tmp_path):
     cut = tmp_path / "cut.tflite"
     cut.write_bytes(models["int8"].read_bytes()[:3000])
@@ -170,6 +170,7 @@ def test_lint_does_not_import_tensorflow(models):
 
 
 @pytest.mark.parametrize("kind", ["float", "clip_after", "k5_resize", "dynamic_resize"])
+@pytest.mark.slow  # two CLI processes per model
 def test_lint_fits_80_columns_and_wide_keeps_every_column(models, kind):
     """With COLUMNS=80 no line is wider than 80 and no word of a finding is lost; --wide is
     the full layout (inputs, weights, quantization), unwrapped."""

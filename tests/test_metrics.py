@@ -40,6 +40,7 @@ def test_rgb_psnr_ssim_equal_skimage(real_pairs, crop):
         assert metrics.ssim(sr, hr, crop=crop) == pytest.approx(sk_ssim(b, a), abs=1e-6), name
 
 
+@pytest.mark.slow
 def test_y_channel_equals_skimage_on_matlab_luma(real_pairs):
     for name, sr, hr in real_pairs:
         # skimage's rgb2ycbcr is MATLAB's: Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255.

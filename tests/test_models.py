@@ -16,6 +16,8 @@ from mai_sr.models import collapse, create_model, custom_objects, list_models
 from mai_sr.models.blocks import (ClipByValue, Collapsible, ConcatAnchor, DepthToSpace,
                                   NearestConvAnchor, ScaledConv2D)
 
+pytestmark = pytest.mark.tf  # Keras models
+
 MODELS = list_models()
 SCALES = registry.SCALES
 # Models whose deploy graph ends in clip -> depth-to-space, tested with random weights here
@@ -161,6 +163,7 @@ def test_abpn_published_form_and_deploy_form_are_identical(scale):
 
 
 @pytest.mark.parametrize("name", MODELS)
+@pytest.mark.slow
 def test_keras_save_load_round_trip(name, tmp_path):
     for deploy in (False, True):
         model = randomize(create_model(name, deploy=deploy, max_abs_weight=1.0), seed=4)
@@ -182,6 +185,7 @@ def test_h5_round_trip_of_a_training_graph(tmp_path):
 
 
 @pytest.mark.parametrize("name", NPU_FRIENDLY_MODELS)
+@pytest.mark.slow
 def test_deploy_graph_converts_to_npu_friendly_tflite_ops(name, tmp_path):
     ops = tflite_ops(create_model(name, deploy=True), tmp_path)
     assert {op for op, _ in ops} <= ALLOWED_OPS
@@ -191,12 +195,14 @@ def test_deploy_graph_converts_to_npu_friendly_tflite_ops(name, tmp_path):
     assert [op for op, _ in ops][-1] == "DEPTH_TO_SPACE"
 
 
+@pytest.mark.slow
 def test_published_abpn_form_converts_to_the_slow_variant(tmp_path):
     ops = [op for op, _ in tflite_ops(create_model("abpn"), tmp_path)]
     assert "CONCATENATION" in ops
     assert ops.index("DEPTH_TO_SPACE") < ops.index("MINIMUM")
 
 
+@pytest.mark.slow
 def test_max_abs_weight_bounds_every_kernel_after_training_and_anchor_stays_fixed():
     model = randomize(create_model("xcat", block="repconv", max_abs_weight=0.05), seed=6)
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mae")

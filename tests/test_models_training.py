@@ -19,6 +19,8 @@ from mai_sr.models.blocks import ScaledConv2D
 from mai_sr.qat.weight_clip import apply_weight_clip, clip_kernel
 from mai_sr.registry import list_models
 
+pytestmark = pytest.mark.tf  # Keras models and training steps
+
 MODELS = list_models()
 LAST_CONV = {"abpn": "conv7", "ncnet": "conv7", "scsrn": "conv_out", "xcat": "conv_out"}
 
@@ -117,6 +119,7 @@ def test_weight_clip_on_the_training_graph_clips_the_deploy_kernel_alike():
                                rtol=1e-5, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_abpn_seed_0_trains_its_conv_branch_from_raw_pixels(set5):
     """60 Adam steps at 1e-3, no warm-up, on 24x24 LR patches of Set5: the conv branch must
     add a real residual to the anchor and beat the anchor alone. On raw pixels (the graph

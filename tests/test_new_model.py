@@ -53,6 +53,7 @@ def test_the_cli_offers_only_registered_models(toy):
 
 
 @pytest.mark.parametrize("scale", registry.SCALES)
+@pytest.mark.tf
 def test_a_registered_model_builds_and_profiles_at_every_scale(toy, scale):
     from mai_sr.models import collapse, create_model
     from mai_sr.profile import profile_model
@@ -68,6 +69,8 @@ def test_a_registered_model_builds_and_profiles_at_every_scale(toy, scale):
     assert train(x).shape == (1, 7 * scale, 9 * scale, 3)
 
 
+@pytest.mark.tf
+@pytest.mark.slow
 def test_a_registered_model_trains_exports_and_runs(toy, shared_data, tmp_path):
     from mai_sr.export.convert import export
     from mai_sr.tflite.runtime import TFLiteSR

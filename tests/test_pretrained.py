@@ -1,7 +1,9 @@
 """The shipped pretrained models (mai_sr/pretrained), used the way the README tells users to.
 
 Their figures come from `benchmarks/pretrained_table.py`, which wrote each model card; the
-tests here measure again, with the CLI, and compare."""
+tests here measure again, with the CLI, and compare. They run over what is shipped: a newly
+registered model has no files until `pretrained_table.py --ship` writes them, and that is not
+a failure (adding a model is one file plus one registry line)."""
 
 import json
 
@@ -19,22 +21,29 @@ SIZE_LIMIT_BYTES = 2 * 1024 * 1024   # the shipped set's target: "Total added si
 REPRODUCE_DB = 0.01                  # eval --pretrained reproduces the README to 0.01 dB
 GAIN_TARGET_DB = 1.2                 # target: INT8 PSNR - bicubic PSNR on Set14 and B100
 KINDS = ("fixed", "dynamic", "weights", "ranges", "card")
+SUFFIXES = (".tflite", "_none.tflite", ".weights.h5", ".qat.json", ".json")  # KINDS' files
+# The models whose INT8 files are in mai_sr/pretrained (their other files are checked below).
+SHIPPED = available()
+# The README's pretrained table: these four must stay shipped.
+IN_THE_README = ("abpn", "ncnet", "scsrn", "xcat")
 
 
 def card(name: str) -> dict:
     return json.loads(pretrained_path(name, "card").read_text())
 
 
-def test_all_four_models_are_shipped_in_under_2_mb():
-    assert available() == list(NAMES)
-    for name in NAMES:
+def test_shipped_models_have_every_file_in_under_2_mb():
+    assert set(IN_THE_README) <= set(SHIPPED)
+    for name in SHIPPED:
         for kind in KINDS:
             assert pretrained_path(name, kind).is_file()
+    for name in set(NAMES) - set(SHIPPED):  # a registered model ships all its files or none
+        assert not [s for s in SUFFIXES if (PRETRAINED_DIR / f"{name}{s}").exists()], name
     shipped = [p for p in PRETRAINED_DIR.iterdir() if p.is_file() and p.suffix != ".py"]
     assert 0 < sum(p.stat().st_size for p in shipped) < SIZE_LIMIT_BYTES
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SHIPPED)
 def test_card_describes_the_shipped_files(name):
     c = card(name)
     validate_model_card(c)
@@ -48,7 +57,7 @@ def test_card_describes_the_shipped_files(name):
     assert {"Set5", "Set14", "B100"} <= datasets
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_files_are_uint8_and_lint_without_warnings(name):
     for kind in ("fixed", "dynamic"):
         path = pretrained_path(name, kind)
@@ -59,7 +68,7 @@ def test_shipped_files_are_uint8_and_lint_without_warnings(name):
     assert TFLiteSR(pretrained_path(name, "fixed")).fixed_shape == (360, 640)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", SHIPPED)
 def test_eval_pretrained_reproduces_the_published_set14_figures(name, shared_data, capsys):
     """The acceptance command, `mai-sr eval --pretrained X --data .../Set14`."""
     assert main(["eval", "--pretrained", name, "--data", str(shared_data / "Set14"), "--json",
@@ -73,6 +82,8 @@ def test_eval_pretrained_reproduces_the_published_set14_figures(name, shared_dat
 
 
 @pytest.mark.parametrize("name", ["abpn", "scsrn"])
+@pytest.mark.tf
+@pytest.mark.slow
 def test_export_pretrained_writes_the_shipped_model_again(name, shared_data, tmp_path, capsys):
     """Weights + QAT ranges rebuild the QAT model: any export shape gives the shipped outputs.
     (ABPN: plain convs + anchor; SCSRN: skip concat, the most range-sensitive graph.)"""
@@ -103,7 +114,8 @@ def test_bench_and_upscale_run_the_pretrained_models_offline(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv", [["eval", "--pretrained", "xcat"],
-                                  ["export", "m.tflite", "--pretrained", "xcat"],
+                                  pytest.param(["export", "m.tflite", "--pretrained", "xcat"],
+                                               marks=pytest.mark.tf),
                                   ["bench", "--pretrained", "xcat", "--runner", "synap"],
                                   ["push", "--pretrained", "xcat"]])
 def test_a_missing_shipped_file_is_a_one_line_error(argv, tmp_path, monkeypatch, capsys):

@@ -10,6 +10,8 @@ from mai_sr.errors import MaiSrError
 from mai_sr.models.blocks import DepthToSpace
 from mai_sr.profile import format_profile, profile_keras, profile_model
 
+pytestmark = pytest.mark.tf  # Keras models
+
 # "AIM 2020 Challenge on Efficient Super-Resolution: Methods and Results" (Zhang et al., ECCV
 # 2020 Workshops), section 2 "Challenge": the MSRResNet x4 baseline
 # has 1,517,571 params, 166.36 G "FLOPs" and 292.55 M activations ("elements of all outputs

@@ -17,6 +17,8 @@ from mai_sr.qat.configs import (ConvQuantizeConfig, MovingAverageRangeQuantizer,
 from mai_sr.qat.weight_clip import clip_kernel, kernel_variables
 from mai_sr.registry import list_models
 
+pytestmark = pytest.mark.tf  # tfmot quantization-aware training
+
 MODELS = list_models()
 PIXELS = [0.0, 255.0]
 
@@ -76,6 +78,7 @@ def test_skip_concat_shares_the_image_range_with_its_inputs(deploy_models):
                                            "per_channel": True}
 
 
+@pytest.mark.slow
 def test_skip_concat_features_are_rescaled_to_fill_the_image_range():
     """SCSRN's features share the image's fixed [0, 255] range. Features that overflow it
     are clipped; features far below it are rounded coarsely and make the next conv's
@@ -113,6 +116,7 @@ def test_skip_concat_features_are_rescaled_to_fill_the_image_range():
     np.testing.assert_allclose(bigger(x).numpy(), small(x).numpy(), rtol=1e-4, atol=2e-3)
 
 
+@pytest.mark.slow
 def test_feature_concat_gets_one_learned_range(tmp_path):
     from mai_sr.export.convert import convert_keras
     from mai_sr.tflite.graph import read_graph

@@ -1,7 +1,7 @@
 """`mai-sr report`: leaderboard, plots, HTML (rendered in headless Chromium), model cards, cache.
 
 One report is built per session on small factory models (tests/tflite_factory.py: raw TF
-ops, no project code) and three real images; the tests read its files. References are
+ops, no project code; prebuilt in tests/data) and three real images; the tests read its files. References are
 independent: PSNR from skimage on outputs of a bare LiteRT interpreter, complexity from the
 factory's weight shapes, published figures from MAI 2022 challenge report, Table 1.
 """
@@ -34,7 +34,7 @@ from mai_sr.report import build_model_card, make_report, validate_model_card
 from mai_sr.report.plots import iso_score_psnr, iso_score_levels
 from mai_sr.report.table import MEASURED, PUBLISHED
 from mai_sr.results import BenchResult, EvalResult, ImageScore
-from tflite_factory import float_sr_model, int8_sr_model
+from tflite_factory import prebuilt
 
 RUNNERS = ["local", "synap"]
 # Few timed runs: the test checks plumbing, benchmarks/report_cache.py measures.
@@ -51,10 +51,10 @@ ABPN_TABLE1 = {"size_kb": 53, "psnr": 29.87, "ssim": 0.8686, "cpu_ms": 998, "npu
 def models(tmp_path_factory) -> Path:
     """small(.tflite fixed + _none dynamic), wide_none (dynamic only), floaty (float32)."""
     d = tmp_path_factory.mktemp("report_models")
-    int8_sr_model(d / "small.tflite", shape=(24, 32))
-    int8_sr_model(d / "small_none.tflite", shape=None)
-    int8_sr_model(d / "wide_none.tflite", shape=None, channels=16, seed=1)
-    float_sr_model(d / "floaty.tflite", shape=(24, 32))
+    prebuilt("int8", d / "small.tflite")                 # 24x32
+    prebuilt("dynamic", d / "small_none.tflite")
+    prebuilt("dynamic_wide", d / "wide_none.tflite")     # 16 channels, seed 1
+    prebuilt("float", d / "floaty.tflite")               # 24x32
     # Provenance as `mai-sr export` writes it, naming an architecture: the report must then
     # show that architecture's published row (the tiny network is not really ABPN).
     (d / "small.tflite.json").write_text(json.dumps({"model": "abpn", "scale": 3}))
@@ -263,6 +263,7 @@ class _Counter:
         monkeypatch.setattr(owner, name, counted)
 
 
+@pytest.mark.slow
 def test_rerun_does_no_eval_or_bench_work(report, models, images, tmp_path, monkeypatch):
     out = tmp_path / "out"
     shutil.copytree(report, out)
@@ -316,6 +317,7 @@ def run_dir(models, tmp_path) -> Path:
     return run
 
 
+@pytest.mark.tf
 def test_run_directory_is_exported_and_gets_dpsnr_and_curves(run_dir, models, images,
                                                             tmp_path, monkeypatch):
     import mai_sr.export.convert
@@ -355,6 +357,7 @@ def test_run_directory_is_exported_and_gets_dpsnr_and_curves(run_dir, models, im
     assert len(exports) == 1
 
 
+@pytest.mark.slow
 def test_cli_report_and_one_line_errors(models, images, tmp_path, capsys):
     out = tmp_path / "cli"
     code = main(["report", str(models / "small.tflite"), "--data", str(images),

@@ -24,6 +24,8 @@ from mai_sr.report import make_report
 from mai_sr.report.table import SUMMARY
 from tflite_factory import float_sr_model, int8_sr_model
 
+pytestmark = pytest.mark.tf  # the report over a run directory loads its FP32 Keras weights
+
 CHROMIUM = shutil.which("chromium")
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="chromium not installed (.ci/run installs the Debian package; "

@@ -44,18 +44,6 @@ def _int8(model, calib_hw, path):
     return path
 
 
-def _squared_difference_model(path):
-    """An INT8 SR-shaped graph with SQUARED_DIFFERENCE, an op the VS680 NPU lacks."""
-    from mai_sr._tf import keras, tf
-    from mai_sr.models.blocks import DepthToSpace
-
-    inp = keras.Input((24, 32, 3))
-    features = keras.layers.Conv2D(27, 3, padding="same")(inp)
-    anchor = keras.layers.Lambda(lambda x: tf.tile(x, [1, 1, 1, 9]))(inp)
-    y = keras.layers.Lambda(lambda a: tf.math.squared_difference(*a))([features, anchor])
-    return _int8(keras.Model(inp, DepthToSpace(3)(y)), (24, 32), path)
-
-
 def _patched(src, dst, tensor_index, *, dtype=None, zero_point=None):
     """Copy of `src` with one tensor's type byte or first zero point overwritten in place."""
     data = bytearray(src.read_bytes())
@@ -74,12 +62,12 @@ def _patched(src, dst, tensor_index, *, dtype=None, zero_point=None):
 def small(tmp_path_factory):
     d = tmp_path_factory.mktemp("synap")
     models = {
-        "int8": tflite_factory.int8_sr_model(d / "int8.tflite"),
-        "float": tflite_factory.float_sr_model(d / "float.tflite"),
-        "clip_after": tflite_factory.clip_after_d2s_model(d / "clip_after.tflite"),
-        "dynamic_resize": tflite_factory.build_sr_tflite(d / "dynr.tflite", shape=None,
-                                                         resize=True),
-        "squared_difference": _squared_difference_model(d / "sqd.tflite"),
+        "int8": tflite_factory.prebuilt("int8", d / "int8.tflite"),
+        "float": tflite_factory.prebuilt("float", d / "float.tflite"),
+        "clip_after": tflite_factory.prebuilt("clip_after", d / "clip_after.tflite"),
+        "dynamic_resize": tflite_factory.prebuilt("dynamic_resize", d / "dynr.tflite"),
+        # an INT8 SR-shaped graph with SQUARED_DIFFERENCE, an op the VS680 NPU lacks
+        "squared_difference": tflite_factory.prebuilt("squared_difference", d / "sqd.tflite"),
     }
     graph = read_graph(models["int8"])
     conv2 = [op for op in graph.ops if op.type == "CONV_2D"][1]
@@ -205,6 +193,7 @@ def test_runner_result_and_synap_cli_text(small):
         runner.bench(small["float"])
 
 
+@pytest.mark.slow
 def test_cli(small, tmp_path):
     run = [sys.executable, "-m", "mai_sr.cli"]
     ok = subprocess.run([*run, "synap", "convert", "--model", str(small["int8"]), "--target",
@@ -236,6 +225,8 @@ def architectures(tmp_path_factory):
             for name in ARCHITECTURES}
 
 
+@pytest.mark.tf
+@pytest.mark.slow
 def test_scsrn_and_xcat_within_15pct_of_table1(architectures):
     """SCSRN (Z6) and XCAT (Aselsan Research) have no published file: their Table 1 rows are
     the check, and neither is a calibration point."""
@@ -249,6 +240,8 @@ def test_scsrn_and_xcat_within_15pct_of_table1(architectures):
     assert results["abpn"].avg_ms == pytest.approx(results["ncnet"].avg_ms, rel=0.01)
 
 
+@pytest.mark.tf
+@pytest.mark.slow  # converts our four architectures (a module fixture)
 def test_four_architectures_lint_clean(architectures):
     for name, path in architectures.items():
         report = lint_model(path)
@@ -272,6 +265,8 @@ def test_real_timed_files_keep_their_published_order(shared_artifacts):
         == sorted(range(len(published)), key=published.__getitem__)
 
 
+@pytest.mark.tf
+@pytest.mark.slow
 def test_real_ncnet_file_priced_like_our_graph_with_the_clip_moved(shared_artifacts, tmp_path):
     """MegSR's file is our NCNet deploy graph with the clip after depth-to-space (same
     anchor, same width): the two must price alike, and the difference to our clip-before

@@ -78,6 +78,7 @@ def test_without_the_row_the_name_is_refused(capsys):
         lint_for_target(ABPN, "ethos-u65-lite")
 
 
+@pytest.mark.slow
 def test_throwaway_target_is_linted_by_vela(throwaway, capsys):
     pytest.importorskip("ethosu", reason="Vela is in the 'ethosu' and 'test' extras")
     from mai_sr.lint import lint_for_target
@@ -91,6 +92,7 @@ def test_throwaway_target_is_linted_by_vela(throwaway, capsys):
 
 
 @pytest.mark.tf
+@pytest.mark.slow
 def test_throwaway_target_is_an_export_target(throwaway, tmp_path):
     """export --target's rewrite accepts the new target, and Vela then places every op of
     the file on its NPU."""

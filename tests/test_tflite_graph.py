@@ -19,9 +19,9 @@ H, W, CH = 24, 32, 8  # tflite_factory defaults: LR shape and hidden channels
 def models(tmp_path_factory):
     d = tmp_path_factory.mktemp("graph")
     return {
-        "int8": tflite_factory.int8_sr_model(d / "int8.tflite"),
-        "float": tflite_factory.float_sr_model(d / "float.tflite"),
-        "dynamic": tflite_factory.int8_sr_model(d / "dyn.tflite", shape=None),
+        "int8": tflite_factory.prebuilt("int8", d / "int8.tflite"),
+        "float": tflite_factory.prebuilt("float", d / "float.tflite"),
+        "dynamic": tflite_factory.prebuilt("dynamic", d / "dyn.tflite"),
     }
 
 

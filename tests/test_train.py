@@ -27,6 +27,8 @@ from mai_sr.train import (CONFIG_FILE, FP32_DEPLOY_WEIGHTS, FP32_TRAIN_WEIGHTS, 
                           QAT_WEIGHTS, SUMMARY_FILE, TrainConfig, TrainingInterrupted,
                           load_run_model, read_run_config, train_from_config)
 
+pytestmark = pytest.mark.tf  # training (mai_sr._tf is imported at module level below)
+
 TINY = dict(steps=10, patch=16, batch=4, val_every=5, ckpt_every=4, log_every=1,
             qat=True, qat_steps=6)
 
@@ -90,6 +92,7 @@ def test_run_directory_layout(reference_run):
     assert [r["step"] for r in rows if r["val_psnr"] and r["stage"] == "fp32"] == ["5", "10"]
 
 
+@pytest.mark.slow
 def test_resumed_runs_end_with_the_same_weights(reference_run, shared_data, tmp_path):
     """SIGTERM in FP32, then a kill in QAT, then --resume: the reference's weights and log."""
     config = tiny_config(shared_data, tmp_path / "b")
@@ -173,6 +176,7 @@ def test_qat_from_a_finished_run_leaves_it_untouched(reference_run, shared_data,
     assert (cli.model, cli.data, cli.patch, cli.batch) == ("abpn", str(shared_data / "Set5"), 16, 2)
 
 
+@pytest.mark.slow
 def test_init_fine_tunes_from_the_run_and_a_teacher_replaces_the_target(reference_run,
                                                                          shared_data, tmp_path):
     """--init starts FP32 from a run's weights; --teacher with weight 1 makes the student's
@@ -202,6 +206,7 @@ def test_init_fine_tunes_from_the_run_and_a_teacher_replaces_the_target(referenc
             TrainConfig(**kwargs)
 
 
+@pytest.mark.slow
 def test_weight_clip_hook_runs_after_every_step_of_both_stages(shared_data, tmp_path,
                                                               monkeypatch):
     """A spy clip to +-1e-5 (initial kernels are far larger) must bound the clipped kernels (the
@@ -250,6 +255,7 @@ def wait_for_checkpoint(run: Path, min_step: int, proc: subprocess.Popen, timeou
     pytest.fail(f"no checkpoint at step >= {min_step} within {timeout} s")
 
 
+@pytest.mark.slow
 def test_sigterm_then_sigkill_of_the_cli(shared_data, tmp_path):
     """SIGTERM: finish the step, checkpoint, exit 130 saying how to resume. SIGKILL of the
     resumed run: the run directory holds the last periodic checkpoint, consistent with
@@ -419,6 +425,7 @@ for mode in ("none", "mirrored"):
 """
 
 
+@pytest.mark.slow
 def test_mirrored_two_cpu_replicas_match_one_device(shared_data, tmp_path):
     """The same global batch split over 2 logical CPUs gives the one-device trajectory."""
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(MIRRORED_SCRIPT),

@@ -33,6 +33,7 @@ def _cli(capsys, argv) -> str:
 # ------------------------------------------------------------------ PyTorch: bounds (TF-free)
 
 
+@pytest.mark.slow
 def test_a_valid_crafted_checkpoint_reads_back_exactly(tmp_path):
     """The factory itself is right: a well-formed file reads as the arrays it holds (and,
     where torch is installed, as torch itself reads it)."""
@@ -173,6 +174,8 @@ def test_an_h5_declaring_a_huge_dataset_is_refused_before_reading(tmp_path):
 # ------------------------------------------------------------------ each command, each format
 
 
+@pytest.mark.tf
+@pytest.mark.slow
 def test_cli_import_of_hostile_torch_files_is_one_line(tmp_path, capsys):
     marker = tmp_path / "marker"
     cases = {

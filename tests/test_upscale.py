@@ -15,7 +15,7 @@ from mai_sr.errors import MaiSrError
 from mai_sr.tflite.runtime import TFLiteSR, tile_spans
 from mai_sr.upscale import upscale_paths
 from test_eval import FIXED_SHAPE, built_model
-from tflite_factory import reference_sr
+from tflite_factory import prebuilt, reference_sr
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -178,15 +178,7 @@ def test_upscale_bad_inputs(dynamic_model, tmp_path, capsys):
 
 
 def test_not_an_image_model(tmp_path):
-    from mai_sr._tf import tf
-
-    @tf.function(input_signature=[tf.TensorSpec([1, 8], tf.float32)])
-    def classifier(x):
-        return tf.reduce_sum(x, axis=1, keepdims=True)
-
-    fn = classifier.get_concrete_function()
-    path = tmp_path / "classifier.tflite"
-    path.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([fn], classifier).convert())
+    path = prebuilt("classifier", tmp_path / "classifier.tflite")  # float 1x8 -> sum, 1x1
     with pytest.raises(MaiSrError, match="not an image model") as info:
         TFLiteSR(path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
@@ -212,6 +204,8 @@ print("HEAVY", heavy)
     assert (tmp_path / "out.png").exists()
 
 
+@pytest.mark.tf
+@pytest.mark.slow
 def test_receptive_field_follows_the_longest_path(tmp_path):
     """SCSRN's training graph (un-collapsed rep blocks: 3x3, 1x1 and identity branches added)
     has the radius of its collapsed deploy graph, not the sum over branches. Checked against

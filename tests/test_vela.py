@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.tflite_factory import build_sr_tflite, float_sr_model, int8_sr_model
+from tests.tflite_factory import prebuilt
 
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED = ROOT / "mai_sr" / "pretrained"
@@ -61,8 +61,8 @@ def _op_types(data: bytes, tmp_path: Path, name: str) -> list[str]:
 @pytest.fixture(scope="module")
 def small_model(tmp_path_factory) -> Path:
     """A tiny x3 INT8 model (conv, conv + nearest-conv anchor, clip, depth-to-space) at an
-    odd size, built from raw TF ops."""
-    return int8_sr_model(tmp_path_factory.mktemp("vela") / "small.tflite", shape=(23, 37))
+    odd size, built from raw TF ops (prebuilt in tests/data)."""
+    return prebuilt("odd_23x37", tmp_path_factory.mktemp("vela") / "small.tflite")
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +78,7 @@ def real_lr(shared_data) -> np.ndarray:
 
 @pytest.mark.parametrize("form", ["split", "slice", None])
 @pytest.mark.parametrize("drop", [False, True])
+@pytest.mark.tf
 def test_rewrite_is_bit_exact_on_small_odd_model(small_model, form, drop, tmp_path, real_lr):
     data = small_model.read_bytes()
     new = _rewrite(data, "ethos-u65", drop_noop_clips=drop, form=form)
@@ -91,6 +92,8 @@ def test_rewrite_is_bit_exact_on_small_odd_model(small_model, form, drop, tmp_pa
 
 
 @pytest.mark.parametrize("model,form", [("abpn", "split"), ("scsrn", "slice")])
+@pytest.mark.tf
+@pytest.mark.slow
 def test_rewrite_of_shipped_model_is_bit_exact_at_360x640(model, form, real_lr):
     from mai_sr.export.targets import rewrite_for_target
 
@@ -101,6 +104,7 @@ def test_rewrite_of_shipped_model_is_bit_exact_at_360x640(model, form, real_lr):
         assert np.array_equal(_litert(data, lr), _litert(new, lr)), f"{model}: {name} differs"
 
 
+@pytest.mark.tf
 def test_rewritten_file_tiles_like_the_default(tmp_path, shared_data):
     """TFLiteSR's tiling (fixed-shape file on a larger image) accepts the rewritten file."""
     from mai_sr.imageio import read_image
@@ -114,6 +118,7 @@ def test_rewritten_file_tiles_like_the_default(tmp_path, shared_data):
     assert np.array_equal(TFLiteSR(src).upscale(lr), TFLiteSR(new).upscale(lr))
 
 
+@pytest.mark.tf
 def test_noop_clips_are_only_dropped_when_exact(tmp_path):
     """MINIMUM(x, 127) / RELU(zp -128) go on the shipped models (int8 range = clip range);
     the small model's clip range is not its int8 range, so its clip must stay."""
@@ -124,11 +129,12 @@ def test_noop_clips_are_only_dropped_when_exact(tmp_path):
     assert kept.count("MINIMUM") == 3  # one per split tail
 
 
+@pytest.mark.tf
 def test_rewrite_refuses_float_and_unknown_target(tmp_path):
     from mai_sr.errors import MaiSrError
     from mai_sr.export.targets import rewrite_for_target
 
-    data = float_sr_model(tmp_path / "f.tflite").read_bytes()
+    data = prebuilt("float", tmp_path / "f.tflite").read_bytes()
     with pytest.raises(MaiSrError, match="INT8"):
         rewrite_for_target(data, "ethos-u85")
     with pytest.raises(MaiSrError, match="not one of"):
@@ -139,6 +145,8 @@ def test_rewrite_refuses_float_and_unknown_target(tmp_path):
 
 
 @pytest.mark.parametrize("target", list(ETHOS_U))
+@pytest.mark.tf
+@pytest.mark.slow
 def test_vela_places_every_rewritten_op_on_the_npu(small_model, target, tmp_path):
     from mai_sr.device.vela import compile_model
 
@@ -150,6 +158,8 @@ def test_vela_places_every_rewritten_op_on_the_npu(small_model, target, tmp_path
     assert out.cpu_ops == 0 and out.npu_ops > 0
 
 
+@pytest.mark.tf
+@pytest.mark.slow
 def test_lint_target_ethos_u_uses_vela(small_model, tmp_path):
     from mai_sr.cli import lint_exit_code
     from mai_sr.lint import lint_for_target
@@ -186,6 +196,7 @@ def test_bench_vela_layers_sum_to_velas_total(small_model):
     assert any("INCOMPLETE" in n and "DEPTH_TO_SPACE" in n for n in data["notes"])
 
 
+@pytest.mark.slow
 def test_bench_vela_cli_text_and_options(small_model, tmp_path):
     env_path = str(ROOT)
     run = subprocess.run(
@@ -209,7 +220,7 @@ def test_bench_vela_errors_are_one_line(small_model, tmp_path, monkeypatch):
     assert str(failed.value).startswith("vela failed: ") and "\n" not in str(failed.value)
     assert "No_Such_Config" in str(failed.value)
     with pytest.raises(MaiSrError, match="float model"):
-        vela.VelaRunner().bench(float_sr_model(tmp_path / "f.tflite"))
+        vela.VelaRunner().bench(prebuilt("float", tmp_path / "f.tflite"))
     monkeypatch.setattr(vela, "vela_version", lambda: None)
     with pytest.raises(MaiSrError, match=r"mai-sr\[ethosu\]"):
         vela.VelaRunner().bench(small_model)
@@ -218,6 +229,8 @@ def test_bench_vela_errors_are_one_line(small_model, tmp_path, monkeypatch):
 # ------------------------------------------------------------------ export --target
 
 
+@pytest.mark.tf
+@pytest.mark.slow
 def test_export_target_records_rewrite_and_matches_default(tmp_path, monkeypatch):
     """The CLI path: a shipped model exported at an odd size, with and without --target."""
     from mai_sr.export.convert import export
@@ -259,6 +272,7 @@ def _check_lint_of_exports(plain: Path, target: Path, monkeypatch) -> None:
         without_vela.format_table(80)
 
 
+@pytest.mark.tf
 def test_export_target_refuses_float_and_dynamic(tmp_path):
     from mai_sr.errors import MaiSrError
     from mai_sr.export.convert import export
@@ -292,6 +306,7 @@ def test_model_card_carries_velas_estimate(small_model):
 @pytest.mark.parametrize("env,value,limit", [("MAI_SR_VELA_TIMEOUT", "0.01", "time limit (0.01 s"),
                                              ("MAI_SR_VELA_MEMORY_GB", "0.05",
                                               "memory limit (0.05 GB")])
+@pytest.mark.slow
 def test_vela_stops_at_its_limits_with_one_line(env, value, limit, monkeypatch, tmp_path):
     """Tiny limits, so the real Vela meets them at once: bench and lint --target each stop
     with exit 2 and one line naming the limit (and the variable that raises it)."""
@@ -347,6 +362,7 @@ def test_default_limits_leave_room_for_a_shipped_model():
 # ------------------------------------------------------------------ Vela: dynamic shapes
 
 
+@pytest.mark.slow
 def test_bench_vela_times_a_dynamic_file_at_its_timing_input(tmp_path):
     """The dynamic twin of a shipped model gets the estimate of its fixed 360x640 file (the
     same network converted at the timing input), with a note saying so."""
@@ -369,14 +385,13 @@ def test_bench_vela_times_a_dynamic_file_at_its_timing_input(tmp_path):
     assert "timing input 1x360x640x3" in run.stdout and "0.00 ms" not in run.stdout
 
 
-@pytest.mark.tf
 def test_dynamic_file_whose_shapes_cannot_be_fixed_is_refused(tmp_path):
     """A dynamic graph that computes a resize size at run time (SHAPE, int32 arithmetic):
     one line, never a 0.00 ms estimate."""
     from mai_sr.device.vela import compile_model
     from mai_sr.errors import MaiSrError
 
-    path = build_sr_tflite(tmp_path / "dyn_resize.tflite", shape=None, resize=True)
+    path = prebuilt("dynamic_resize", tmp_path / "dyn_resize.tflite")
     with pytest.raises(MaiSrError, match="dynamic input shape and .*SHAPE.*fixed-shape") as no:
         compile_model(path, "ethos-u65-256")
     assert "\n" not in str(no.value)

@@ -26,7 +26,8 @@ from mai_sr.errors import MaiSrError
 from mai_sr.registry import list_models
 
 PRETRAINED_DIR = Path(__file__).resolve().parent
-# The registry's models: each is expected to ship here (tests/test_pretrained.py checks it).
+# The registry's models: each may ship here (a new model has no files until it is trained and
+# shipped; tests/test_pretrained.py checks what is shipped).
 NAMES = tuple(list_models())
 _SUFFIX = {"fixed": ".tflite", "dynamic": "_none.tflite", "weights": ".weights.h5",
            "ranges": ".qat.json", "card": ".json"}
