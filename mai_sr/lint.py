@@ -494,14 +494,24 @@ def lint_ethos_u(path, target: str) -> TargetLintReport:
                             vela_ops=(out.npu_ops, out.npu_ops + out.cpu_ops))
 
 
+def lint_profile(path, target: str) -> TargetLintReport:
+    """`mai-sr lint --target NAME` for a phone profile: a TargetLintReport whose CPU rows
+    are the ops the device's runtime leaves to the CPU, each citing its measurement (the
+    profile's placement rules, :mod:`mai_sr.device.profiles`)."""
+    from mai_sr.device.estimate import place_ops
+    from mai_sr.device.profiles import load_profile
+
+    profile = load_profile(target)
+    return TargetLintReport(path=Path(path), target=target, rows=place_ops(path, profile),
+                            tool=f"{profile.title}: placement rules from {profile.source}")
+
+
 def lint_for_target(path, target: str):
     """`mai-sr lint --target`: a TargetLintReport (Ethos-U, from Vela) or, for vs680/nnapi,
     the LintReport restricted to that target's op-support findings."""
     if judged_by_vela(check_target(target, lint_targets())):
         return lint_ethos_u(path, target)
     if judged_by_profile(target):
-        from mai_sr.device.estimate import lint_profile
-
         return lint_profile(path, target)
     report = lint_model(path)
     report.target = target

@@ -328,18 +328,6 @@ def place_ops(model_path, profile) -> list[dict]:
     return rows
 
 
-def lint_profile(model_path, name: str):
-    """`mai-sr lint --target NAME` for a phone profile: a TargetLintReport whose CPU rows
-    are the ops the device's runtime leaves to the CPU, each citing its measurement."""
-    from mai_sr.device.profiles import load_profile
-    from mai_sr.lint import TargetLintReport
-
-    profile = load_profile(name)
-    return TargetLintReport(path=Path(model_path), target=name,
-                            rows=place_ops(model_path, profile),
-                            tool=f"{profile.title}: placement rules from {profile.source}")
-
-
 # ------------------------------------------------------------------ runner
 
 ALL_DEVICES = "all"
