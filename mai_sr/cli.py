@@ -68,7 +68,7 @@ def cmd_train(args) -> int:
 
 def _train_recipe(args) -> int:
     """``train --recipe FILE [--out DIR]``: every stage of the recipe, resumable."""
-    from mai_sr.train.recipe import read_recipe, run_recipe
+    from mai_sr.recipes import read_recipe, run_recipe
 
     ignored = {"recipe", "out", "quiet", "tensorboard", "resume", "command", "func"}
     given = sorted(k for k, v in vars(args).items() if k not in ignored and v not in (None, False))

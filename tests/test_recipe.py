@@ -48,7 +48,7 @@ def test_a_recipe_replays_bit_for_bit(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "stage fp32: skip" in out and "stage qat: skip" in out
     record = json.loads((tmp_path / "a" / "qat" / "recipe.json").read_text())
-    from mai_sr.train.recipe import read_recipe, recipe_hash
+    from mai_sr.recipes import read_recipe, recipe_hash
 
     assert record["sha256"] == recipe_hash(read_recipe(recipe))
 
@@ -61,7 +61,7 @@ def test_a_recipe_replays_bit_for_bit(tmp_path, capsys):
     (lambda r: r["stages"].append(r["stages"][0]), "two stages named fp32"),
 ])
 def test_a_bad_recipe_is_one_line(tmp_path, mutate, complaint):
-    from mai_sr.train.recipe import stage_configs
+    from mai_sr.recipes import stage_configs
 
     recipe = json.loads(json.dumps(SHORT))
     mutate(recipe)
@@ -82,7 +82,7 @@ def test_recipe_refuses_other_training_options(tmp_path, capsys):
 
 
 def test_an_import_stage_feeds_a_later_stage(tmp_path):
-    from mai_sr.train.recipe import IMPORTED, stage_configs
+    from mai_sr.recipes import IMPORTED, stage_configs
 
     recipe = {"name": "ncnet.from_abpn", "stages": [
         {"name": "teacher", "import": {"source": "{artifacts}/etds_abpn/ABPN_M4C28_x3.pth",

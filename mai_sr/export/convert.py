@@ -49,7 +49,7 @@ from mai_sr._tf import keras, tf
 from mai_sr.challenge import CHALLENGE_SCALE, PRETRAINED_SCALE, timing_input
 from mai_sr.errors import MaiSrError, first_line
 from mai_sr.export import PRECISIONS
-from mai_sr.importer.weights_file import is_weights_file, weights_file_model
+from mai_sr.weights import is_weights_file, weights_file_model
 
 CALIB_CROP = 96  # LR side of a calibration crop (whole image when smaller)
 # Smallest LR side an image must have to calibrate on: ranges from tinier crops are mostly

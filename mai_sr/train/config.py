@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mai_sr.challenge import CHALLENGE_SCALE
 from mai_sr.errors import MaiSrError
-from mai_sr.importer.weights_file import SUFFIX, is_weights_file, weights_file_model
+from mai_sr.weights import SUFFIX, is_weights_file, weights_file_model
 from mai_sr.registry import check_model_name, check_scale, model_module
 from mai_sr.runs import FP32_DEPLOY_WEIGHTS, FP32_TRAIN_WEIGHTS, read_run_config, run_scale
 

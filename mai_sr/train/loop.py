@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from mai_sr.errors import MaiSrError
-from mai_sr.importer.weights_file import is_weights_file
+from mai_sr.weights import is_weights_file
 from mai_sr.runs import (FP32_DEPLOY_WEIGHTS, FP32_TRAIN_WEIGHTS, QAT_WEIGHTS, read_run_config,
                          read_summary)
 from mai_sr.train.checkpoint import CheckpointDamaged, read_checkpoint_weights, resume_stage
@@ -192,7 +192,7 @@ def _load_data(config: TrainConfig):
 
 def _imported_weights(config: TrainConfig) -> list:
     """``--from FILE``: the deploy weights QAT starts from (checked against the model)."""
-    from mai_sr.importer.weights_file import load_deploy_weights
+    from mai_sr.train.run_model import load_deploy_weights
 
     return load_deploy_weights(config.from_run, config.model, config.scale).get_weights()
 
@@ -207,7 +207,7 @@ def _fp32_stage(run: RunWriter, strategy, train_pairs, val_pairs, stop, on_step)
     with strategy.scope():
         model = create_model(config.model, scale=config.scale, deploy=False, **run.train_graph)
     if config.init_run is not None and is_weights_file(config.init_run):
-        from mai_sr.importer.weights_file import init_training_graph
+        from mai_sr.train.run_model import init_training_graph
 
         init_training_graph(model, config.model, config.scale, config.init_run)
     elif config.init_run is not None:
@@ -310,7 +310,7 @@ def load_teacher(teacher: str, model_name: str | None = None, scale: int | None 
     file (of the architecture its import record names, else `model_name`) at `scale`, or a
     shipped model's (TrainConfig checked the scale)."""
     if is_weights_file(teacher):
-        from mai_sr.importer.weights_file import load_deploy_weights
+        from mai_sr.train.run_model import load_deploy_weights
         from mai_sr.train.config import teacher_architecture
 
         # the teacher's own architecture (its import record's), which may be another one

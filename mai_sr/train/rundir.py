@@ -36,7 +36,7 @@ import numpy as np
 
 from mai_sr import __version__, fileio
 from mai_sr.errors import MaiSrError
-from mai_sr.importer.weights_file import is_weights_file
+from mai_sr.weights import is_weights_file
 from mai_sr.runs import (CONFIG_FILE, FP32_DEPLOY_WEIGHTS, FP32_TRAIN_WEIGHTS, METRICS_COLUMNS,
                          METRICS_FILE, STAGES, SUMMARY_FILE, read_run_config, read_summary)
 from mai_sr.train.checkpoint import save_checkpoint, saved_rows

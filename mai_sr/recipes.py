@@ -71,13 +71,13 @@ STAGE_RECORD = "recipe.json"
 def data_root() -> Path:
     """``$MAI_SR_DATA``, else ``../shared/data`` beside the checkout."""
     env = os.environ.get("MAI_SR_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data"
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def artifacts_root() -> Path:
     """``$MAI_SR_ARTIFACTS`` (published model files), else ``../shared/artifacts``."""
     env = os.environ.get("MAI_SR_ARTIFACTS")
-    return Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "artifacts"
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "artifacts"
 
 
 def read_recipe(path) -> dict:
