@@ -1,7 +1,7 @@
 """Where benchmark scripts put what they measured.
 
 Each script writes its JSON to ``benchmarks/results/<name>.json``. Only when run with
-``--write-readme`` does it also regenerate its README table, between ``<!-- bench:<name> -->``
+``--write-readme`` does it also regenerate its table in the README and docs/, between ``<!-- bench:<name> -->``
 and ``<!-- /bench:<name> -->``: a user's run never rewrites the README by surprise, and the
 README's figures are always generated, never typed by hand. Every result records its date
 and the machine load it was measured under, so every README figure can say both.
@@ -27,16 +27,24 @@ def result_path(name: str) -> Path:
     return RESULTS / f"{name}.json"
 
 
+DOCS = ROOT / "docs"
+
+
 def update_readme(name: str, body: str) -> bool:
-    """Replace the README block of benchmark `name` with `body`; False if it has no markers."""
+    """Replace the block of benchmark `name` with `body` in the README and in every page of
+    docs/ that holds it (the README repeats some, e.g. the shipped models' table); False if
+    none has its markers."""
     begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
-    text = README.read_text()
-    if begin not in text or end not in text:
-        print(f"README has no {begin} block; table not written")
-        return False
     pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
-    write_text(README, pattern.sub(lambda _: f"{begin}\n{body.strip()}\n{end}", text, count=1))
-    return True
+    written = False
+    for page in [README, *sorted(DOCS.glob("*.md"))]:
+        text = page.read_text()
+        if begin in text and end in text:
+            write_text(page, pattern.sub(lambda _: f"{begin}\n{body.strip()}\n{end}", text))
+            written = True
+    if not written:
+        print(f"neither README.md nor docs/ has a {begin} block; table not written")
+    return written
 
 
 def add_write_readme(parser: argparse.ArgumentParser) -> None:

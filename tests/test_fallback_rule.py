@@ -3,7 +3,7 @@
 Each row names a transcript of tests/fake_adb/transcripts/, the delegate asked for, the
 placement the run must record, the exit code without and with --allow-fallback, what
 `bench` prints and the leaderboard column `report` puts the time in. The rows are read from
-README.md itself, so the table cannot drift from the behaviour.
+docs/android.md itself, so the table cannot drift from the behaviour.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from mai_sr.cli import main
 from test_adb_runner import (MEDIATEK_LIBS, NPU_LIBS, device, library_folder, mediatek_phone,
                              phone, qairt_sdk)
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[1] / "docs" / "android.md"
 
 
 def table_rows() -> list[dict]:

@@ -417,7 +417,8 @@ def test_no_local_absolute_path_in_committed_results_or_readme():
 
     local = re.compile(re.escape(f"{root.parent}/") + "|" +
                        re.escape(tempfile.gettempdir().rstrip("/") + "/tmp"))
-    files = [root / "README.md", *sorted((root / "benchmarks" / "results").glob("*.json")),
+    files = [root / "README.md", *sorted((root / "docs").glob("*.md")),
+             *sorted((root / "benchmarks" / "results").glob("*.json")),
              *sorted((root / "mai_sr" / "pretrained").glob("*.json"))]
     found = [f"{p.relative_to(root)}: {m.group(0)}" for p in files
              for m in local.finditer(p.read_text())]
