@@ -232,9 +232,11 @@ def cmd_report(args) -> int:
     from mai_sr.device.options import collect_runner_options
     from mai_sr.report import make_report
 
-    out = make_report(args.inputs, data=args.data, runners=args.runner, out_dir=args.out,
+    out = make_report(args.inputs, pretrained=args.pretrained, tflite=args.tflite,
+                      data=args.data, runners=args.runner, out_dir=args.out,
                       quiet=args.quiet, cache_dir=args.cache_dir,
-                      runner_options=collect_runner_options(args, args.runner))
+                      runner_options=collect_runner_options(args, args.runner),
+                      announce=None if args.quiet else print)
     print(f"report: {out}")
     return 0
 
@@ -639,11 +641,22 @@ def _add_score_parser(sub) -> argparse.ArgumentParser:
 
 def _add_report_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="leaderboard, plots and HTML for runs and models",
-                       epilog=_examples("mai-sr report runs/latest --data Set14,B100 --runner "
-                                        "local,synap",
+                       epilog=_examples("mai-sr report --pretrained abpn ncnet scsrn xcat "
+                                        "--data Set14 --runner local,synap",
+                                        "mai-sr report runs/latest --tflite model.tflite "
+                                        "--data Set14,B100",
                                         "mai-sr report a.tflite b.tflite --runner vela --npu "
                                         "ethos-u65-512 --out cmp"))
-    p.add_argument("inputs", nargs="+", help="run directories or .tflite files")
+    p.add_argument("inputs", nargs="*",
+                   help="run directories, .tflite files or shipped model names (abpn, "
+                        "abpn.mai_builtin, ...)")
+    p.add_argument("--pretrained", nargs="+", action="extend", default=[], metavar="NAME",
+                   help="shipped models to report: an architecture (its default shipped "
+                        "weights) or ARCH.mai_builtin (default none)")
+    p.add_argument("--tflite", action="append", default=[], metavar="FILE",
+                   help="score this file you exported from a run given as input, instead of "
+                        "the run's export/ (repeatable; default: the run's export/, else a "
+                        "file in this folder exported from it, else a new export)")
     p.add_argument("--data", default="builtin",
                    help="DIR[,DIR], builtin, or folder names under $MAI_SR_DATA (e.g. Set14,B100);"
                         " the first is the leaderboard's PSNR (default builtin)")

@@ -52,53 +52,82 @@ def iso_score_psnr(score: float, runtime_ms, C: float):
     return np.log2(score * C * np.asarray(runtime_ms, dtype=float)) / 2
 
 
-def psnr_runtime_png(points: list[dict], C: float) -> bytes:
+# Figure widths, inches: the page's (about 1000 px) and a phone's (shown about 360 px wide,
+# where 9 pt text is about 10 px: the page picks it on narrow screens).
+WIDE_IN, NARROW_IN = 10.0, 4.6
+
+
+def psnr_runtime_png(points: list[dict], C: float, narrow: bool = False) -> bytes:
     """PSNR vs runtime (log scale) with iso-score curves of 2^(2*PSNR) / (C*runtime).
 
     points: {"label", "psnr", "runtime_ms", "score", "kind": "measured"|"published",
     "challenge": bool (a challenge score; hollow marker when not)}. Curves:
-    :func:`iso_score_psnr`. The runtime axis reads in ms (10 ms, 20 ms, 50 ms).
+    :func:`iso_score_psnr`. The runtime axis reads in ms (10 ms, 20 ms, 50 ms). Labels are
+    moved apart by adjustText (a thin line joins a moved label to its point); `narrow`: the
+    phone layout (legend under the axes, larger text).
     """
-    fig = _figure(10, 4.8)
+    font = 9 if narrow else 8
+    fig = _figure(NARROW_IN if narrow else WIDE_IN, 5.2 if narrow else 4.8)
     ax = fig.add_subplot()
     pts = [p for p in points if p.get("psnr") is not None and p.get("runtime_ms")]
     times = [p["runtime_ms"] for p in pts] or [10.0, 100.0]
     t = np.geomspace(min(times) / 2, max(times) * 2, 100)
+    curve_labels = []
     for level in iso_score_levels([p.get("score") for p in pts]) if pts else ():
         psnr_line = iso_score_psnr(level, t, C)
         ax.plot(t, psnr_line, color="0.8", lw=1, zorder=1)
-        ax.annotate(f"score {level:g}", (t[-1], psnr_line[-1]), fontsize=7, color="0.5",
-                    ha="right", va="bottom")
+        curve_labels.append(ax.annotate(f"score {level:g}", (t[-1], psnr_line[-1]),
+                                        fontsize=font - 1, color="0.5", ha="right",
+                                        va="bottom", annotation_clip=True))
     for kind, colour, marker in (("measured", MEASURED_COLOUR, "o"),
                                  ("published", PUBLISHED_COLOUR, "s")):
         for challenge in (True, False):
             group = [p for p in pts if p["kind"] == kind and bool(p.get("challenge")) == challenge]
             if not group:
                 continue
-            label = ("published, VS680 NPU" if kind == "published" else "measured here") + \
-                ("" if challenge else ": not a challenge score")
+            label = ("published: challenge test set, real VS680 NPU" if kind == "published"
+                     else "measured here") + ("" if challenge else ": not a challenge score")
             ax.scatter([p["runtime_ms"] for p in group], [p["psnr"] for p in group],
                        marker=marker, label=label, zorder=3, edgecolors=colour,
                        facecolors=colour if challenge else "none", linewidths=1.5)
-        for p in [p for p in pts if p["kind"] == kind]:
-            ax.annotate(p["label"], (p["runtime_ms"], p["psnr"]), fontsize=7,
-                        xytext=(4, 3), textcoords="offset points")
     if pts:
         ys = [p["psnr"] for p in pts]
         ax.set_ylim(min(ys) - 0.5, max(ys) + 0.5)
-        # Beside the axes, so it never hides a point.
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        if narrow:  # under the axes: the phone's width is the plot's
+            ax.legend(fontsize=font - 1, loc="upper left", bbox_to_anchor=(0.0, -0.14))
+        else:  # beside the axes, so it never hides a point
+            ax.legend(fontsize=font, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     else:
         ax.text(0.5, 0.5, "no model has both a PSNR and an NPU runtime", ha="center",
                 transform=ax.transAxes)
     ax.set_xscale("log")
     _ms_axis(ax.xaxis)
-    ax.set_xlabel("NPU runtime (log scale)")
-    ax.set_ylabel("PSNR, dB")
-    ax.set_title("PSNR vs runtime; grey curves: equal final score")
+    ax.tick_params(labelsize=font)
+    ax.set_xlabel("NPU runtime (log scale)", fontsize=font + 1)
+    ax.set_ylabel("PSNR, dB", fontsize=font + 1)
+    ax.set_title("PSNR vs runtime; grey curves:\nequal final score" if narrow else
+                 "PSNR vs runtime; grey curves: equal final score", fontsize=font + 2)
     ax.grid(True, which="both", alpha=0.2)
     fig.tight_layout()
+    _place_labels(ax, pts, font, curve_labels)
     return _png(fig)
+
+
+def _place_labels(ax, pts: list[dict], font: int, fixed=()) -> None:
+    """Each point's label, moved by adjustText until no two labels (nor a label and a point
+    or one of the `fixed` texts) overlap; a moved label keeps a thin line to its point."""
+    from adjustText import adjust_text
+
+    if not pts:
+        return
+    texts = [ax.text(p["runtime_ms"], p["psnr"], p["label"], fontsize=font, zorder=4)
+             for p in pts]
+    renderer = ax.figure.canvas.get_renderer()
+    shown = [t for t in fixed if t.get_visible() and
+             ax.bbox.overlaps(t.get_window_extent(renderer))]
+    adjust_text(texts, x=[p["runtime_ms"] for p in pts], y=[p["psnr"] for p in pts], ax=ax,
+                objects=shown or None,
+                arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.5})
 
 
 def _ms_axis(axis) -> None:
@@ -115,14 +144,15 @@ def _ms_axis(axis) -> None:
 MIN_DROP_SPAN_DB = 0.3
 
 
-def delta_psnr_png(bars: list[dict]) -> bytes:
+def delta_psnr_png(bars: list[dict], narrow: bool = False) -> bytes:
     """Horizontal bar per model of the FP32 -> INT8 PSNR drop; 'n.a.' where it is unknown.
 
     bars: {"label", "delta" (dB or None), "kind": "measured"|"published"}. Horizontal bars
     keep every model name level and whole; the axis always includes 0 and spans at least
-    :data:`MIN_DROP_SPAN_DB`.
+    :data:`MIN_DROP_SPAN_DB`. `narrow`: the phone layout (larger text).
     """
-    fig = _figure(9, 0.9 + 0.32 * max(1, len(bars)))
+    font = 9 if narrow else 8
+    fig = _figure(NARROW_IN if narrow else 9, 1.1 + 0.36 * max(1, len(bars)))
     ax = fig.add_subplot()
     y = np.arange(len(bars))
     known = [b["delta"] for b in bars if b["delta"] is not None and math.isfinite(b["delta"])]
@@ -138,25 +168,28 @@ def delta_psnr_png(bars: list[dict]) -> bytes:
         colour = MEASURED_COLOUR if b["kind"] == "measured" else PUBLISHED_COLOUR
         if b["delta"] is None or not math.isfinite(b["delta"]):
             ax.annotate("n.a.", (0, i), xytext=(4, 0), textcoords="offset points",
-                        va="center", fontsize=8, color="0.45")
+                        va="center", fontsize=font, color="0.45")
             continue
         ax.barh(i, b["delta"], color=colour, height=0.6)
         right = b["delta"] >= 0
         ax.annotate(f"{b['delta']:+.3f} dB", (b["delta"], i), xytext=(4 if right else -4, 0),
                     textcoords="offset points", va="center", ha="left" if right else "right",
-                    fontsize=8)
-    ax.set_yticks(y, [b["label"] for b in bars], fontsize=8)
+                    fontsize=font)
+    ax.set_yticks(y, [b["label"] for b in bars], fontsize=font)
+    ax.tick_params(axis="x", labelsize=font)
     ax.set_ylim(len(bars) - 0.5, -0.5)  # every row, in leaderboard order top to bottom
     ax.axvline(0, color="black", lw=0.8)
-    ax.set_xlabel("PSNR drop FP32 -> INT8, dB (positive: INT8 is worse)")
-    ax.set_title("Quantization loss (grey: published)", fontsize=10)
+    ax.set_xlabel("PSNR drop FP32 -> INT8, dB\n(positive: INT8 is worse)" if narrow else
+                  "PSNR drop FP32 -> INT8, dB (positive: INT8 is worse)", fontsize=font + 1)
+    ax.set_title("Quantization loss (grey: published)", fontsize=font + 2)
     ax.grid(True, axis="x", alpha=0.2)
     fig.tight_layout()
     return _png(fig)
 
 
-def training_curves_png(curves: list[dict]) -> bytes:
-    """Training loss (left, log scale when positive) and validation PSNR (right) vs step.
+def training_curves_png(curves: list[dict], narrow: bool = False) -> bytes:
+    """Training loss (left, log scale when positive) and validation PSNR (right) vs step;
+    `narrow`: one above the other, for a phone.
 
     curves: {"label", "x": [steps], "y": [values or None], "axis": "loss" | "psnr",
     "val_set" (psnr curves: the images validated on)}. When the runs validated on different
@@ -166,8 +199,9 @@ def training_curves_png(curves: list[dict]) -> bytes:
     psnr_title = "validation PSNR, dB" + (f" (on {val_sets[0]})" if len(val_sets) == 1 else
                                           "\ndifferent validation sets: not comparable"
                                           if val_sets else "")
-    fig = _figure(10, 3.8)
-    axes = {"loss": fig.add_subplot(1, 2, 1), "psnr": fig.add_subplot(1, 2, 2)}
+    fig = _figure(NARROW_IN, 7.2) if narrow else _figure(10, 3.8)
+    grid = (2, 1) if narrow else (1, 2)
+    axes = {"loss": fig.add_subplot(*grid, 1), "psnr": fig.add_subplot(*grid, 2)}
     for curve in curves:
         pairs = [(x, y) for x, y in zip(curve["x"], curve["y"])
                  if y is not None and math.isfinite(y)]
