@@ -58,7 +58,7 @@ table.card caption {{ text-align: left; font-weight: 600; padding: 2px 0; }}
   h1 {{ font-size: 1.3em; }}
   table {{ font-size: 12px; }}
   th:first-child, td:first-child {{ min-width: 6em; max-width: 9em; }}
-  .caveat {{ min-width: 9em; }}
+  .caveat {{ min-width: 15em; }}  /* two lines, not four: the row stays short */
   table.card {{ min-width: 100%; }}
   .card-body {{ padding-left: 0; }}
   /* The crops: at the page's width each would be a few pixels; scroll them instead. */

@@ -92,7 +92,7 @@ def psnr_runtime_png(points: list[dict], C: float, narrow: bool = False) -> byte
                        facecolors=colour if challenge else "none", linewidths=1.5)
     if pts:
         ys = [p["psnr"] for p in pts]
-        ax.set_ylim(min(ys) - 0.5, max(ys) + 0.5)
+        ax.set_ylim(min(ys) - 0.5, max(ys) + (1.0 if narrow else 0.5))  # room for labels
         if narrow:  # under the axes: the phone's width is the plot's
             ax.legend(fontsize=font - 1, loc="upper left", bbox_to_anchor=(0.0, -0.14))
         else:  # beside the axes, so it never hides a point
@@ -101,7 +101,9 @@ def psnr_runtime_png(points: list[dict], C: float, narrow: bool = False) -> byte
         ax.text(0.5, 0.5, "no model has both a PSNR and an NPU runtime", ha="center",
                 transform=ax.transAxes)
     ax.set_xscale("log")
-    _ms_axis(ax.xaxis)
+    # 1-2-5 ticks over a span of a few decades; over more (or a phone's width), decades only
+    decades = math.log10(t[-1] / t[0])
+    _ms_axis(ax.xaxis, dense=decades <= (1.8 if narrow else 3.5))
     ax.tick_params(labelsize=font)
     ax.set_xlabel("NPU runtime (log scale)", fontsize=font + 1)
     ax.set_ylabel("PSNR, dB", fontsize=font + 1)
@@ -109,32 +111,65 @@ def psnr_runtime_png(points: list[dict], C: float, narrow: bool = False) -> byte
                  "PSNR vs runtime; grey curves: equal final score", fontsize=font + 2)
     ax.grid(True, which="both", alpha=0.2)
     fig.tight_layout()
-    _place_labels(ax, pts, font, curve_labels)
+    key = _place_labels(ax, pts, font, curve_labels)
+    if key:  # numbered points: their names under the axes, one per line
+        fig.text(0.01, 0.0, "\n".join(key), fontsize=font - 1, va="top", ha="left")
     return _png(fig)
 
 
-def _place_labels(ax, pts: list[dict], font: int, fixed=()) -> None:
-    """Each point's label, moved by adjustText until no two labels (nor a label and a point
-    or one of the `fixed` texts) overlap; a moved label keeps a thin line to its point."""
+def _overlapping(texts, points, renderer) -> bool:
+    """True when two of `texts` overlap, one covers a marker at `points` (display
+    coordinates), or one leaves the axes."""
+    from matplotlib.transforms import Bbox
+
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    ax_box = texts[0].axes.bbox
+    if any(b.x0 < ax_box.x0 - 1 or b.x1 > ax_box.x1 + 1 or b.y0 < ax_box.y0 - 1
+           or b.y1 > ax_box.y1 + 1 for b in boxes):
+        return True
+    half = 3  # px: the middle of a marker, which a label may touch but not cover
+    markers = [Bbox([[x - half, y - half], [x + half, y + half]]) for x, y in points]
+    return any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:] + markers)
+
+
+def _place_labels(ax, pts: list[dict], font: int, minor=()) -> list[str]:
+    """Each point's label, moved by adjustText until no two labels (nor a label and a
+    point) overlap; a moved label keeps a thin line to its point. A `minor` text (a curve's
+    level) that a label would overprint is hidden: the points' names come first.
+
+    Where adjustText cannot part the labels (points packed in a corner), the points are
+    numbered instead and the returned key ("1  abpn (shipped)", ...) names them; else []
+    is returned.
+    """
     from adjustText import adjust_text
 
     if not pts:
-        return
-    texts = [ax.text(p["runtime_ms"], p["psnr"], p["label"], fontsize=font, zorder=4)
-             for p in pts]
+        return []
     renderer = ax.figure.canvas.get_renderer()
-    shown = [t for t in fixed if t.get_visible() and
-             ax.bbox.overlaps(t.get_window_extent(renderer))]
-    adjust_text(texts, x=[p["runtime_ms"] for p in pts], y=[p["psnr"] for p in pts], ax=ax,
-                objects=shown or None,
-                arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.5})
+    for numbered in (False, True):
+        texts = [ax.text(p["runtime_ms"], p["psnr"], str(i + 1) if numbered else p["label"],
+                         fontsize=font, zorder=4) for i, p in enumerate(pts)]
+        _, lines = adjust_text(texts, x=[p["runtime_ms"] for p in pts],
+                               y=[p["psnr"] for p in pts], ax=ax, expand=(1.1, 1.3),
+                               arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.5})
+        points = ax.transData.transform([(p["runtime_ms"], p["psnr"]) for p in pts])
+        if numbered or not _overlapping(texts, points, renderer):
+            break
+        for artist in texts + list(lines):
+            artist.remove()
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    for text in minor:
+        if any(text.get_window_extent(renderer).overlaps(b) for b in boxes):
+            text.set_visible(False)
+    return [f"{i + 1}  {p['label']}" for i, p in enumerate(pts)] if numbered else []
 
 
-def _ms_axis(axis) -> None:
-    """Log-scale ticks at 1, 2, 5 x 10^k labelled "20 ms" (not matplotlib's 2x10^1)."""
+def _ms_axis(axis, dense: bool = True) -> None:
+    """Log-scale ticks at 1, 2, 5 x 10^k (only 10^k when not `dense`) labelled "20 ms" (not
+    matplotlib's 2x10^1)."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if dense else (1.0,)))
     axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g} ms"))
     axis.set_minor_formatter(NullFormatter())
 
@@ -171,10 +206,9 @@ def delta_psnr_png(bars: list[dict], narrow: bool = False) -> bytes:
                         va="center", fontsize=font, color="0.45")
             continue
         ax.barh(i, b["delta"], color=colour, height=0.6)
-        right = b["delta"] >= 0
-        ax.annotate(f"{b['delta']:+.3f} dB", (b["delta"], i), xytext=(4 if right else -4, 0),
-                    textcoords="offset points", va="center", ha="left" if right else "right",
-                    fontsize=font)
+        # Right of the bar's end, or of zero for a gain: never over the model names.
+        ax.annotate(f"{b['delta']:+.3f} dB", (max(b["delta"], 0.0), i), xytext=(4, 0),
+                    textcoords="offset points", va="center", ha="left", fontsize=font)
     ax.set_yticks(y, [b["label"] for b in bars], fontsize=font)
     ax.tick_params(axis="x", labelsize=font)
     ax.set_ylim(len(bars) - 0.5, -0.5)  # every row, in leaderboard order top to bottom
