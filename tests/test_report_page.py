@@ -26,6 +26,9 @@ from mai_sr.pretrained import PRETRAINED_DIR
 from mai_sr.report import make_report
 from tflite_factory import float_sr_model, int8_sr_model
 
+# The page's report holds a training run (a Keras ABPN's FP32 network is scored).
+pytestmark = [pytest.mark.tf, pytest.mark.slow]
+
 CHROMIUM = shutil.which("chromium")
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="chromium not installed (.ci/run installs the Debian package; "
