@@ -79,8 +79,10 @@ def validation_set(config: dict) -> str:
 
 
 def _cached_figure(report: _Report, name: str, inputs, render) -> bytes:
-    """A figure's PNG, re-rendered only when its inputs change."""
-    key = report.cache.key("plot", name=name, inputs=inputs)
+    """A figure's PNG, re-rendered only when its inputs or the plotting code change."""
+    from mai_sr.report import plots
+
+    key = report.cache.key("plot", name=name, inputs=inputs, code=file_hash(Path(plots.__file__)))
     png = report.cache.get_bytes("plot", key)
     if png is None:
         png = render()

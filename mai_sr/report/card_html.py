@@ -23,11 +23,12 @@ def _number(value, decimals: int = 2) -> str:
 
 
 def _small_table(caption: str, head: list[str] | None, rows: list[list]) -> str:
-    """A captioned table of text cells (already formatted), in its own scroll container."""
+    """A captioned table of text cells (already formatted), in its own scroll container;
+    numbers right-aligned in tables with a header row (columns of like values)."""
     def cell(tag: str, value, i: int) -> str:
         text = str(value)
-        align = ' style="text-align:right"' if i and text and text.replace(",", "").replace(
-            ".", "", 1).lstrip("+-").isdigit() else ' style="text-align:left"'
+        align = ' style="text-align:right"' if head and i and text and text.replace(
+            ",", "").replace(".", "", 1).lstrip("+-").isdigit() else ' style="text-align:left"'
         return f"<{tag}{align}>{html.escape(text)}</{tag}>"
 
     parts = [f'<div class="scroll"><table class="card"><caption>{html.escape(caption)}'

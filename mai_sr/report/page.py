@@ -53,6 +53,7 @@ figcaption, .note {{ color: #555; font-size: 13px; overflow-wrap: anywhere; }}
 table.card {{ width: auto; min-width: 50%; margin: 0.4em 0 0.8em; font-size: 12px; }}
 table.card caption {{ text-align: left; font-weight: 600; padding: 2px 0; }}
 .card-body {{ padding-left: 1em; }}
+.phone-only {{ display: none; }}
 @media (max-width: {NARROW_PX}px) {{
   body {{ margin: 0.8em auto; padding: 0 8px; }}
   h1 {{ font-size: 1.3em; }}
@@ -61,6 +62,7 @@ table.card caption {{ text-align: left; font-weight: 600; padding: 2px 0; }}
   .caveat {{ min-width: 15em; }}  /* two lines, not four: the row stays short */
   table.card {{ min-width: 100%; }}
   .card-body {{ padding-left: 0; }}
+  .phone-only {{ display: block; }}
   /* The crops: at the page's width each would be a few pixels; scroll them instead. */
   figure.grid img {{ max-width: none; width: 720px; }}
 }}
@@ -133,6 +135,8 @@ def render_page(*, title: str, intro: list[str], headings: dict[str, str],
              f"<h1>{html.escape(title)}</h1>"]
     parts += [f'<p class="note">{html.escape(line)}</p>' for line in intro]
     parts += ["<h2>Leaderboard</h2>", f'<p class="note">{html.escape(headings["measured"])}</p>',
+              '<p class="note phone-only">The table scrolls sideways (the model stays in '
+              "view): runtimes and the final score are on the right.</p>",
               _table_html(summary, classes, caveats)]
     parts += ["<ul>"] + [f'<li class="note">{html.escape(n)}</li>' for n in notes] + ["</ul>"]
     if not published.empty:
