@@ -31,7 +31,7 @@ from mai_sr.errors import MaiSrError
 from mai_sr.fileio import json_bytes, write_files
 from mai_sr.report.cache import file_hash
 from mai_sr.report.inputs import (ModelInput, card_file_name, resolve_datasets, resolve_inputs,
-                                  scored_files, shipped_model_file)
+                                  scored_files)
 from mai_sr.report.measure import GRID_CROP_LR, _Report
 
 # ---------------------------------------------------------------- figures
@@ -195,9 +195,9 @@ def make_report(inputs=(), *, data, runners, out_dir, quiet: bool = False,
     inputs: run directories, .tflite files and shipped model names. pretrained: shipped
     model names (``abpn`` or ``abpn.mai_builtin``; --pretrained). tflite: files the user
     exported from the runs among `inputs`, scored instead of the runs' own exports
-    (--tflite). announce: called with one line per model naming the file(s) scored. data: data sources ('builtin', folders, or
-    folder names under $MAI_SR_DATA), list or comma-separated; the first is the leaderboard's
-    PSNR/SSIM. runners: names from `mai_sr.device` ("local" gives CPU ms, "synap"/"adb" NPU ms).
+    (--tflite). announce: called with one line per model naming the file(s) scored. data:
+    data sources ('builtin', folders, or folder names under $MAI_SR_DATA), list or
+    comma-separated; the first is the leaderboard's PSNR/SSIM. runners: names from `mai_sr.device` ("local" gives CPU ms, "synap"/"adb" NPU ms).
     runner_options: {runner: {keyword: value}} for `mai_sr.device.get_runner` (e.g.
     {"local": {"min_runs": 5}}); part of the cache key. cache_dir: where the bicubic
     baselines shared with `mai-sr eval` live (default ``$XDG_CACHE_HOME/mai-sr``).
@@ -217,22 +217,14 @@ def make_report(inputs=(), *, data, runners, out_dir, quiet: bool = False,
         raise MaiSrError(f"--runner {','.join(unknown)}: unknown (choose from "
                          f"{', '.join(list_runners())})")
     datasets = resolve_datasets(data)
-    for name in pretrained:
-        if shipped_model_file(name) is None:
-            from mai_sr.pretrained import available
-
-            raise MaiSrError(f"--pretrained {name}: not a shipped model (choose from "
-                             f"{', '.join(available())}, or ARCH.mai_builtin)")
-    models = resolve_inputs([*inputs, *(shipped_model_file(n) for n in pretrained)], tflite)
+    models = resolve_inputs(inputs, tflite, pretrained)
     for model in models if announce else ():
         announce(scored_files(model))
     out = Path(out_dir)
     report = _Report(out, datasets, runners, dict(runner_options or {}), cache_dir)
 
-    cards = []
     with tqdm(models, desc="report", unit="model", disable=quiet) as bar:
-        for model in bar:
-            cards.append(report.model_card(model, bar))
+        cards = [report.model_card(model, bar) for model in bar]
     # Every page file is written as one set at the end (fileio.write_files): a full disk
     # leaves the previous report whole instead of half of a new one.
     pages: dict[Path, bytes] = {}

@@ -317,18 +317,25 @@ def _assign_tflite(runs: list[Path], tflite) -> dict[Path, list[Path]]:
     return assigned
 
 
-def resolve_inputs(inputs, tflite=()) -> list[ModelInput]:
+def resolve_inputs(inputs, tflite=(), pretrained=()) -> list[ModelInput]:
     """Run directories, .tflite files and shipped model names (``abpn``, ``abpn.mai_builtin``)
     -> models with unique names (bad input: MaiSrError). `tflite`: files the user exported
     from the runs among `inputs` (``--tflite``), scored instead of the runs' own exports.
+    `pretrained`: shipped model names only (``--pretrained``).
 
     Names say what a model is: the run's folder name, a shipped model's name marked
     "(shipped)", the folder of a third-party ``model.tflite``; models that would share a
     name get their folder as a prefix. The architecture is the one the file's provenance
     names (sidecar or embedded metadata), so shipped files get their published rows too.
     """
+    for name in pretrained:
+        if shipped_model_file(name) is None:
+            from mai_sr.pretrained import available
+
+            raise MaiSrError(f"--pretrained {name}: not a shipped model (choose from "
+                             f"{', '.join(available())}, or ARCH.mai_builtin)")
     models, files, runs = [], [], []
-    for item in inputs:
+    for item in [*inputs, *(shipped_model_file(n) for n in pretrained)]:
         path = Path(item).absolute()
         if path.is_dir():
             # The run itself, not a link to it: `runs/latest` is read as the run it names.

@@ -140,7 +140,8 @@ def published_rows(architectures) -> list[dict]:
     caveats = score_caveats(scale=CHALLENGE_SCALE, input_hw=CHALLENGE_INPUT_HW,
                             dataset=CHALLENGE_TEST_SET, runtime_source=CHALLENGE_RUNTIME)
     return [{"model": f"{r.team} ({r.architecture.upper()})", "size_kb": r.size_kb,
-             "psnr": r.psnr, "ssim": r.ssim, "psnr_data": PUBLISHED_TEST_SET, "delta_psnr": r.delta_psnr, "cpu_ms": r.cpu_ms,
+             "psnr": r.psnr, "ssim": r.ssim, "psnr_data": PUBLISHED_TEST_SET,
+             "delta_psnr": r.delta_psnr, "cpu_ms": r.cpu_ms,
              "npu_ms": r.npu_ms, "speedup": r.speedup, "score": r.score,
              "score_caveat": caveat_label(caveats) or None,
              "architecture": r.architecture, "npu_runner": CHALLENGE_RUNTIME,
