@@ -232,8 +232,9 @@ def cmd_report(args) -> int:
     from mai_sr.device.options import collect_runner_options
     from mai_sr.report import make_report
 
-    out = make_report(args.inputs, data=args.data, runners=args.runner, out_dir=args.out,
-                      quiet=args.quiet, cache_dir=args.cache_dir,
+    out = make_report(args.inputs, pretrained=args.pretrained, tflite=args.tflite, data=args.data,
+                      runners=args.runner, out_dir=args.out, quiet=args.quiet,
+                      cache_dir=args.cache_dir, announce=None if args.quiet else print,
                       runner_options=collect_runner_options(args, args.runner))
     print(f"report: {out}")
     return 0
@@ -640,19 +641,21 @@ def _add_score_parser(sub) -> argparse.ArgumentParser:
 
 def _add_report_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="leaderboard, plots and HTML for runs and models",
-                       epilog=_examples("mai-sr report runs/latest --data Set14,B100 --runner "
-                                        "local,synap",
-                                        "mai-sr report a.tflite b.tflite --runner vela --npu "
-                                        "ethos-u65-512 --out cmp"))
-    p.add_argument("inputs", nargs="+", help="run directories or .tflite files")
+                       epilog=_examples("mai-sr report --pretrained abpn ncnet --data Set14",
+                                        "mai-sr report runs/latest --tflite model.tflite",
+                                        "mai-sr report a.tflite --runner vela --npu ethos-u65-512"))
+    p.add_argument("inputs", nargs="*", help="run folders, .tflite files, shipped names (abpn)")
+    p.add_argument("--pretrained", nargs="+", action="extend", default=[], metavar="NAME",
+                   help="shipped models: ARCH or ARCH.mai_builtin (default none)")
+    p.add_argument("--tflite", action="append", default=[], metavar="FILE",
+                   help="your export of a run given, scored instead of its export/ (default none)")
     p.add_argument("--data", default="builtin",
                    help="DIR[,DIR], builtin, or folder names under $MAI_SR_DATA (e.g. Set14,B100);"
                         " the first is the leaderboard's PSNR (default builtin)")
     # make_report checks the names against RUNNERS too (its message names all unknown ones)
     p.add_argument("--runner", type=csv_list, default=["local", "synap"],
                    metavar=f"{{{','.join(RUNNERS)}}}[,...]",
-                   help="runners to time with: local = CPU ms, synap/adb = NPU ms "
-                        "(default local,synap)")
+                   help="local = CPU ms, synap/adb = NPU ms (default local,synap)")
     p.add_argument("--out", default="report",
                    help="report folder; its cache/ makes reruns cheap (default %(default)s)")
     _add_quiet(p)

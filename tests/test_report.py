@@ -367,7 +367,12 @@ def test_cli_report_and_one_line_errors(models, images, tmp_path, capsys):
     for argv, fragment in ((["report", str(tmp_path / "missing.tflite")], "missing.tflite"),
                            (["report", str(models / "small.tflite"), "--runner", "gpu"], "gpu"),
                            (["report", str(models / "small.tflite"), "--data",
-                             str(tmp_path / "nowhere")], "nowhere")):
+                             str(tmp_path / "nowhere")], "nowhere"),
+                           (["report", "--pretrained", "abpnx"], "--pretrained abpnx"),
+                           (["report", "abpn.etds_div2k"], "mai-sr fetch abpn.etds_div2k"),
+                           (["report"], "no models to report on"),
+                           (["report", "--pretrained", "abpn", "--tflite",
+                             str(models / "small.tflite")], "give the run it was exported")):
         assert main(argv + ["--out", str(out)]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("mai-sr report: error: ") and fragment in err
@@ -442,3 +447,100 @@ def test_files_are_named_for_what_they_are(models, tmp_path):
                                                          "b/net"]
     assert card_file_name("a/net") == "a-net.json"
     assert card_file_name("scsrn (shipped)") == "scsrn-shipped.json"
+
+
+# ---------------------------------------------------------------- shipped models, user exports
+
+
+@pytest.mark.slow  # Set5 through two shipped models
+def test_shipped_models_by_name_with_their_drop_from_their_cards(shared_data, tmp_path, capsys):
+    """`report abpn --pretrained xcat.mai_builtin` reports the shipped files; on the very
+    images of their cards (Set5) the INT8 PSNR measured here equals the card's, and the drop
+    is the card's FP32 PSNR minus it. The cards are the shipped files' own references."""
+    from mai_sr.pretrained import PRETRAINED_DIR
+
+    out = tmp_path / "shipped"
+    code = main(["report", "abpn", "--pretrained", "xcat.mai_builtin", "--data",
+                 str(shared_data / "Set5"), "--runner", "synap", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    for name in ("abpn", "xcat"):  # the output says which files were scored
+        assert f"{name} (shipped): scoring " in printed and f"{name}_none.tflite" in printed
+    table = _table(out)
+    measured = table[table.source == MEASURED].set_index("model")
+    assert set(measured.index) == {"abpn (shipped)", "xcat (shipped)"}
+    for name in ("abpn", "xcat"):
+        shipped = json.loads((PRETRAINED_DIR / f"{name}.json").read_text())
+        quality = {(q["dataset"], q["source"]): q["psnr"] for q in shipped["quality"]}
+        row = measured.loc[f"{name} (shipped)"]
+        assert row.psnr == pytest.approx(quality[("Set5", "tflite")], abs=1e-3)
+        assert row.delta_psnr == pytest.approx(quality[("Set5", "keras")] - row.psnr, abs=1e-9)
+        card = json.loads((out / "cards" / f"{name}-shipped.json").read_text())
+        assert [q.get("from_card") for q in card["quality"]] == [name, None]
+    page = (out / "index.html").read_text()
+    assert "(from its card abpn)" in page and '"quality": [' not in page  # tables, not JSON
+    # The details' Error cells are empty for models without errors (not "n.a.").
+    from mai_sr.report.table import details_frame
+
+    assert list(details_frame(table)["Error"]) == [""] * len(table)
+
+
+@pytest.mark.slow
+def test_the_drop_needs_the_cards_images(shared_data, tmp_path):
+    """Two of Set5's images under the name Set5 are not the card's Set5: no drop from it."""
+    (tmp_path / "Set5").mkdir()
+    folder = link_images(tmp_path / "Set5", shared_data, ("Set5/bird.png", "Set5/baby.png"))
+    out = make_report(pretrained=["abpn"], data=[str(folder)], runners=[],
+                      out_dir=tmp_path / "r", quiet=True)
+    row = _table(out).set_index("model").loc["abpn (shipped)"]
+    assert row.psnr_data == "Set5" and pd.isna(row.delta_psnr)
+
+
+def _user_export(run_dir: Path, models: Path, folder: Path, run_name=None) -> Path:
+    """`mai-sr export model.tflite --run RUN` as the quick start runs it: the INT8 file in
+    `folder` with a sidecar naming the run and its config hash."""
+    from mai_sr.fileio import sha256_file, sha256_json
+
+    target = folder / "model.tflite"
+    shutil.copy(models / "wide_none.tflite", target)
+    config = json.loads((run_dir / "config.json").read_text())
+    (folder / "model.tflite.json").write_text(json.dumps({
+        "model": "abpn", "scale": 3, "precision": "int8", "sha256": sha256_file(target),
+        "source": {"run": run_name or run_dir.name, "stage": "qat",
+                   "run_config_sha256": sha256_json(config)}}))
+    return target
+
+
+@pytest.mark.tf  # the run fixture builds an ABPN
+@pytest.mark.slow
+def test_report_run_scores_the_users_export(run_dir, models, images, tmp_path, monkeypatch,
+                                             capsys):
+    """`report RUN` scores the file the user exported from the run (found in the working
+    folder by its provenance, or given with --tflite) instead of exporting again, and says so."""
+    import mai_sr.export.convert
+
+    def no_export(*_args, **_kwargs):
+        raise AssertionError("the report exported the run again")
+
+    monkeypatch.setattr(mai_sr.export.convert, "export", no_export)
+    work = tmp_path / "work"
+    work.mkdir()
+    exported = _user_export(run_dir, models, work)
+    monkeypatch.chdir(work)
+    out = tmp_path / "r"
+    assert main(["report", str(run_dir), "--data", str(images), "--runner", "synap",
+                 "--out", str(out)]) == 0
+    assert "abpn-run: scoring model.tflite, exported from this run" in capsys.readouterr().out
+    card = json.loads((out / "cards" / "abpn-run.json").read_text())
+    assert [f["name"] for f in card["files"]] == ["model.tflite"]
+    # Given explicitly, from anywhere: the same file, said to be the one given.
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", str(run_dir), "--tflite", str(exported), "--data", str(images),
+                 "--runner", "synap", "--out", str(out)]) == 0
+    assert "abpn-run: scoring work/model.tflite, given with --tflite" in capsys.readouterr().out
+    # A file exported from another run is refused, naming the run given.
+    other = tmp_path / "other"
+    other.mkdir()
+    foreign = _user_export(run_dir, models, other, run_name="another-run")
+    assert main(["report", str(run_dir), "--tflite", str(foreign), "--out", str(out)]) == 2
+    assert "its provenance names none of the runs given (abpn-run)" in capsys.readouterr().err

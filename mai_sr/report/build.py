@@ -30,7 +30,8 @@ from mai_sr import __version__
 from mai_sr.errors import MaiSrError
 from mai_sr.fileio import json_bytes, write_files
 from mai_sr.report.cache import file_hash
-from mai_sr.report.inputs import ModelInput, card_file_name, resolve_datasets, resolve_inputs
+from mai_sr.report.inputs import (ModelInput, card_file_name, resolve_datasets, resolve_inputs,
+                                  scored_files)
 from mai_sr.report.measure import GRID_CROP_LR, _Report
 
 # ---------------------------------------------------------------- figures
@@ -78,8 +79,10 @@ def validation_set(config: dict) -> str:
 
 
 def _cached_figure(report: _Report, name: str, inputs, render) -> bytes:
-    """A figure's PNG, re-rendered only when its inputs change."""
-    key = report.cache.key("plot", name=name, inputs=inputs)
+    """A figure's PNG, re-rendered only when its inputs or the plotting code change."""
+    from mai_sr.report import plots
+
+    key = report.cache.key("plot", name=name, inputs=inputs, code=file_hash(Path(plots.__file__)))
     png = report.cache.get_bytes("plot", key)
     if png is None:
         png = render()
@@ -98,19 +101,26 @@ def _figures(report: _Report, models: list[ModelInput], table) -> list[dict]:
                "challenge": not r["score_caveat"]} for r in rows]
     bars = [{"label": r["model"], "delta": r["delta_psnr"],
              "kind": "measured" if r["source"] == MEASURED else "published"} for r in rows]
+    # Each figure twice: for the page's width and for a phone's (the page picks one).
     figures = [
         {"file": "psnr_vs_runtime.png", "title": "PSNR vs NPU runtime",
          "caption": "Grey curves join points of equal final score 2^(2*PSNR)/(C*runtime): "
                     "moving up one curve at the same runtime costs 0.5 dB per doubling of "
                     "score. Hollow markers are not challenge scores (see the leaderboard's "
                     "score cells): measured PSNRs are on this report's data, published ones "
-                    "on the challenge test set.",
+                    "on the challenge's DIV2K test images, so the two groups differ in images "
+                    "as well as in device.",
          "png": _cached_figure(report, "psnr_runtime", [points, C],
-                               lambda: plots.psnr_runtime_png(points, C))},
+                               lambda: plots.psnr_runtime_png(points, C)),
+         "narrow_png": _cached_figure(report, "psnr_runtime_narrow", [points, C],
+                                      lambda: plots.psnr_runtime_png(points, C, narrow=True))},
         {"file": "delta_psnr.png", "title": "PSNR drop FP32 -> INT8",
-         "caption": "Keras FP32 network minus the INT8 TFLite file on the same images; n.a. "
-                    "where no FP32 network was available (bare .tflite inputs) or published.",
-         "png": _cached_figure(report, "delta_psnr", bars, lambda: plots.delta_psnr_png(bars))},
+         "caption": "Keras FP32 network minus the INT8 TFLite file on the same images (a "
+                    "shipped model's FP32 PSNR from its card); n.a. where no FP32 network was "
+                    "available (bare .tflite inputs) or published.",
+         "png": _cached_figure(report, "delta_psnr", bars, lambda: plots.delta_psnr_png(bars)),
+         "narrow_png": _cached_figure(report, "delta_psnr_narrow", bars,
+                                      lambda: plots.delta_psnr_png(bars, narrow=True))},
     ]
     curves = _training_curves(models)
     if curves:
@@ -122,7 +132,10 @@ def _figures(report: _Report, models: list[ModelInput], table) -> list[dict]:
                                       f"({'; '.join(sets)}): their validation PSNRs do not "
                                       "compare with each other."),
                         "png": _cached_figure(report, "training", curves,
-                                              lambda: plots.training_curves_png(curves))})
+                                              lambda: plots.training_curves_png(curves)),
+                        "narrow_png": _cached_figure(
+                            report, "training_narrow", curves,
+                            lambda: plots.training_curves_png(curves, narrow=True))})
     grid = _grid(report, models)
     if grid:
         figures.append({"file": "comparison.png", "title": "Visual comparison",
@@ -174,13 +187,17 @@ def _grid(report: _Report, models: list[ModelInput]) -> bytes | None:
 # ---------------------------------------------------------------- entry point
 
 
-def make_report(inputs, *, data, runners, out_dir, quiet: bool = False,
-                runner_options: dict | None = None, cache_dir=None) -> Path:
+def make_report(inputs=(), *, data, runners, out_dir, quiet: bool = False,
+                runner_options: dict | None = None, cache_dir=None, pretrained=(),
+                tflite=(), announce=None) -> Path:
     """Evaluate, lint and benchmark every model of `inputs`; write the report to `out_dir`.
 
-    inputs: run directories and/or .tflite files. data: data sources ('builtin', folders, or
-    folder names under $MAI_SR_DATA), list or comma-separated; the first is the leaderboard's
-    PSNR/SSIM. runners: names from `mai_sr.device` ("local" gives CPU ms, "synap"/"adb" NPU ms).
+    inputs: run directories, .tflite files and shipped model names. pretrained: shipped
+    model names (``abpn`` or ``abpn.mai_builtin``; --pretrained). tflite: files the user
+    exported from the runs among `inputs`, scored instead of the runs' own exports
+    (--tflite). announce: called with one line per model naming the file(s) scored. data:
+    data sources ('builtin', folders, or folder names under $MAI_SR_DATA), list or
+    comma-separated; the first is the leaderboard's PSNR/SSIM. runners: names from `mai_sr.device` ("local" gives CPU ms, "synap"/"adb" NPU ms).
     runner_options: {runner: {keyword: value}} for `mai_sr.device.get_runner` (e.g.
     {"local": {"min_runs": 5}}); part of the cache key. cache_dir: where the bicubic
     baselines shared with `mai-sr eval` live (default ``$XDG_CACHE_HOME/mai-sr``).
@@ -191,7 +208,8 @@ def make_report(inputs, *, data, runners, out_dir, quiet: bool = False,
     from mai_sr.device import list_runners
     from mai_sr.report.page import render_page
     from mai_sr.report.challenge import citation
-    from mai_sr.report.table import details_frame, leaderboard, markdown_table, summary_frame
+    from mai_sr.report.table import (details_frame, leaderboard, markdown_table, measured_rows,
+                                     published_frame, summary_frame)
 
     runners = list(runners.split(",") if isinstance(runners, str) else runners)
     unknown = [r for r in runners if r not in list_runners()]
@@ -199,14 +217,14 @@ def make_report(inputs, *, data, runners, out_dir, quiet: bool = False,
         raise MaiSrError(f"--runner {','.join(unknown)}: unknown (choose from "
                          f"{', '.join(list_runners())})")
     datasets = resolve_datasets(data)
-    models = resolve_inputs(inputs)
+    models = resolve_inputs(inputs, tflite, pretrained)
+    for model in models if announce else ():
+        announce(scored_files(model))
     out = Path(out_dir)
     report = _Report(out, datasets, runners, dict(runner_options or {}), cache_dir)
 
-    cards = []
     with tqdm(models, desc="report", unit="model", disable=quiet) as bar:
-        for model in bar:
-            cards.append(report.model_card(model, bar))
+        cards = [report.model_card(model, bar) for model in bar]
     # Every page file is written as one set at the end (fileio.write_files): a full disk
     # leaves the previous report whole instead of half of a new one.
     pages: dict[Path, bytes] = {}
@@ -219,24 +237,29 @@ def make_report(inputs, *, data, runners, out_dir, quiet: bool = False,
     names = [d.name for d in datasets]
     table = leaderboard(cards, names)
     pages[out / "leaderboard.csv"] = table.to_csv(index=False, float_format="%.6g").encode()
-    summary = summary_frame(table)
+    ours = measured_rows(table)
+    published = published_frame(table)
     notes = _notes(names, runners, cards)
     title = f"mai-sr report: {len(cards)} model(s) on {', '.join(names)}"
+    headings = _headings(names, runners)
     pages[out / "leaderboard.md"] = (
-        f"# {title}\n\n" + markdown_table(summary) + "\n" + "".join(f"- {n}\n" for n in notes)
-        + "".join(f"- {citation(key)}: {url}\n" for key, url in _references())).encode()
+        f"# {title}\n\n## {headings['measured']}\n\n" + markdown_table(summary_frame(ours))
+        + "\n" + "".join(f"- {n}\n" for n in notes)
+        + (f"\n## {headings['published']}\n\n" + markdown_table(published)
+           if not published.empty else "")
+        + "\n" + "".join(f"- {citation(key)}: {url}\n" for key, url in _references())).encode()
 
     figures = _figures(report, models, table)
     for fig in figures:
-        pages[out / "plots" / fig["file"]] = fig["png"]
+        pages[out / "plots" / fig["file"]] = fig["png"]  # the phone versions: in the page only
     intro = [f"Generated by mai-sr {__version__} on {datetime.now():%Y-%m-%d %H:%M}.",
              f"Data: {', '.join(f'{d.name} ({d.source})' for d in datasets)}. "
              f"Runners: {', '.join(runners)}."]
     pages[out / "index.html"] = render_page(
-        title=title, intro=intro, summary=summary_frame(table, with_caveats=False),
-        details=details_frame(table),
-        sources=list(table["source"]), statuses=list(table["status"]),
-        caveats=list(table["score_caveat"]), notes=notes,
+        title=title, intro=intro, headings=headings,
+        summary=summary_frame(ours, with_caveats=False), details=details_frame(ours),
+        statuses=list(ours["status"]), caveats=list(ours["score_caveat"]),
+        published=published, notes=notes,
         references=[(citation(key), url) for key, url in _references()],
         figures=figures, cards=cards).encode()
     if report.error_log:
@@ -252,14 +275,28 @@ def _references() -> list[tuple[str, str]]:
     return [(key, ref[3]) for key, ref in REFERENCES.items()]
 
 
+def _headings(datasets: list[str], runners: list[str]) -> dict[str, str]:
+    """The two tables' headings: where each one's numbers were measured."""
+    from mai_sr.report.challenge import TABLE1
+    from mai_sr.report.table import PUBLISHED_DEVICE, PUBLISHED_TEST_SET
+
+    device = {"synap": "simulated VS680 NPU", "adb": "Android device", "local": "this CPU"}
+    timed = ", ".join(device[r] for r in runners if r in device) or "no runtime"
+    return {"measured": f"Measured here: PSNR on {datasets[0]}, times on {timed}",
+            "published": f"Published: {TABLE1}, PSNR on {PUBLISHED_TEST_SET}, times on "
+                         f"{PUBLISHED_DEVICE}"}
+
+
 def _notes(datasets: list[str], runners: list[str], cards: list[dict]) -> list[str]:
     from mai_sr.report.challenge import TABLE1
     from mai_sr.score import C
 
     notes = [f"PSNR/SSIM: RGB, border crop = the model's scale, mean over {datasets[0]} (the "
              "INT8 TFLite file; its dynamic-shape variant when there is one).",
-             "dPSNR FP32->INT8: the run's Keras FP32 network minus the INT8 file on the same "
-             "images; n.a. for .tflite inputs without a run."]
+             "dPSNR FP32->INT8: the Keras FP32 network minus the INT8 file on the same "
+             "images: a run's network scored here, or a shipped model's FP32 PSNR from its own "
+             "card (where the card's INT8 PSNR on these images equals this report's); n.a. for "
+             "other .tflite inputs."]
     if "local" in runners:
         notes.append("CPU ms: this machine's CPU (LiteRT, local runner). The CPU column of "
                      f"{TABLE1} is the VS680's own CPU, so CPU times and speed-ups are not "
@@ -276,9 +313,11 @@ def _notes(datasets: list[str], runners: list[str], cards: list[dict]) -> list[s
                  "a simulated or other device's runtime says so in its cell: it ranks models "
                  "within this report but is not comparable with the challenge's scores.")
     if any(c["architecture"] for c in cards):
-        notes.append(f"Rows marked published are copied from {TABLE1} for the same "
-                     "architectures, for reference; the architecture comes from each file's "
-                     "provenance (its sidecar or embedded metadata).")
+        notes.append(f"The published table copies {TABLE1} for the same architectures, for "
+                     "reference: its PSNRs are on the challenge's DIV2K test images and its "
+                     "times from a real VS680, so they do not compare with the numbers above "
+                     "cell for cell; the architecture comes from each file's provenance (its "
+                     "sidecar or embedded metadata).")
     notes.append("Params, GFLOPs (2 x MACs) and activations at the timing input are counted "
                  "as in the AIM 2020 and NTIRE 2023 efficient-SR challenges.")
     return notes

@@ -13,7 +13,8 @@ with finite numbers required), shared by the cards `mai-sr report` writes
   a dynamic model's scale's timing input: 360x640 at x3), ``convs`` (number of conv ops);
 - ``quality``: one row per (dataset, precision): PSNR/SSIM of the Keras FP32 network
   (``source: "keras"``) and of the TFLite file (``source: "tflite"``), with the bicubic
-  baseline, image count, colour space and border crop;
+  baseline, image count, colour space and border crop; a row copied from the model's own
+  card (a shipped model's FP32 PSNR, :func:`card_fp32_rows`) names it in ``from_card``;
 - ``runtimes``: one row per runner/device: average ms, device, whether simulated, error,
   whose time it is (``timed_on``: the accelerator's name, "CPU" or "mixed"), the nodes per
   unit and the run's notes;
@@ -88,6 +89,9 @@ MODEL_CARD_SCHEMA: dict = {
             "images": {"type": "integer", "minimum": 1},
             "y_channel": {"type": "boolean"},
             "crop": {"type": "integer", "minimum": 0},
+        }, {
+            # a row copied from the model's own card (the shipped models' FP32 PSNR), named
+            "from_card": {"type": "string"},
         })},
         "runtimes": {"type": "array", "items": _obj({
             "runner": {"type": "string"},
@@ -276,15 +280,58 @@ def _file_entry(path: Path, stats: dict | None) -> dict:
             "precision": stats["precision"] if stats else None}
 
 
+# The INT8 PSNR a model's own card gives on a data set must equal this report's to within this
+# (same file, same images, same scoring: only the float summation order may differ) before
+# the card's FP32 PSNR on that set is put beside it.
+SAME_IMAGES_DB = 1e-3
+
+
+def reference_card(path: Path) -> dict | None:
+    """The model card shipped beside a .tflite (``X.json`` beside ``X.tflite``, as in
+    ``mai_sr/pretrained``) when it describes this very file (same sha256), else None."""
+    import json
+
+    from mai_sr.report.cache import file_hash
+
+    card_path = path.with_name(path.stem + ".json")
+    if not card_path.is_file():
+        return None
+    try:
+        card = json.loads(card_path.read_text())
+        validate_model_card(card)
+    except (OSError, ValueError, MaiSrError):
+        return None
+    digest = file_hash(path)
+    return card if any(f["sha256"] == digest for f in card["files"]) else None
+
+
+def card_fp32_rows(card: dict | None, int8_results) -> list[dict]:
+    """The FP32 quality rows of `card` on the data sets of `int8_results` whose INT8 PSNR the
+    card gives too, equal to the measured one (so the images are the same): with them the
+    FP32 -> INT8 drop of a shipped model, whose Keras network the report does not run."""
+    if card is None:
+        return []
+    rows = []
+    for result in int8_results:
+        int8 = card_quality(card, result.dataset, "tflite")
+        fp32 = card_quality(card, result.dataset, "keras")
+        if int8 and fp32 and int8["psnr"] is not None and fp32["psnr"] is not None and \
+                _finite(result.psnr) is not None and \
+                abs(int8["psnr"] - result.psnr) <= SAME_IMAGES_DB:
+            rows.append({**fp32, "from_card": card["name"]})
+    return rows
+
+
 def build_model_card(name: str, *, tflite, architecture: str | None = None, scale: int = 3,
-                     int8_results=(), fp32_results=(), bench_results=(),
+                     int8_results=(), fp32_results=(), fp32_rows=(), bench_results=(),
                      lint: dict | None = None, run_config_hash: str | None = None,
                      errors=()) -> dict:
     """A validated model card (see module docstring) from measured results.
 
     tflite: the model file, or a list whose first item is the timing (fixed-shape) file and
     whose others are variants (the dynamic-shape file). int8_results / fp32_results:
-    EvalResults of the TFLite file and of the Keras FP32 network. bench_results:
+    EvalResults of the TFLite file and of the Keras FP32 network; fp32_rows: FP32 quality
+    rows copied from the model's own card (:func:`card_fp32_rows`). bench_results:
     BenchResults (any runners). lint: :func:`lint_summary` of the first file, or None when
     not linted. errors: one-line problems met while measuring; any error (including a file
     whose graph cannot be read) makes ``status`` "error". Size, precision and complexity come
@@ -313,8 +360,10 @@ def build_model_card(name: str, *, tflite, architecture: str | None = None, scal
     errors += [f"{r['runner']}: {r['error']}" for r in runtimes if r["error"]]
     int8_results = list(int8_results)
     precision = first["precision"] if first else None
-    quality = [_quality_row(r, "keras", "fp32") for r in fp32_results] + \
-              [_quality_row(r, "tflite", precision) for r in int8_results]
+    measured_fp32 = [_quality_row(r, "keras", "fp32") for r in fp32_results]
+    have = {q["dataset"] for q in measured_fp32}
+    quality = measured_fp32 + [dict(r) for r in fp32_rows if r["dataset"] not in have] + \
+        [_quality_row(r, "tflite", precision) for r in int8_results]
     npu = npu_runtime(runtimes)
     primary = int8_results[0] if int8_results else None
     psnr = _finite(primary.psnr) if primary else None

@@ -41,6 +41,9 @@ class ModelInput:
     architecture: str | None = None
     run_dir: Path | None = None
     run_config_hash: str | None = None
+    # Where the scored file came from, in words, when a run's file was not exported by the
+    # report itself: "model.tflite, exported from this run" (the CLI says which file it scored).
+    origin: str | None = None
 
     @property
     def files(self) -> list[Path]:
@@ -183,6 +186,20 @@ def _unique_names(models: list[ModelInput]) -> None:
             m.name = f"{m.name} ({seen[m.name]})"
 
 
+def scored_files(model: ModelInput) -> str:
+    """"run-1: scoring model.tflite (timed) + model_none.tflite (evaluated), exported from
+    this run": which files a model's row is measured on, for the command's output."""
+    def shown(path: Path) -> str:
+        try:
+            return str(path.relative_to(Path.cwd()))
+        except ValueError:
+            return path.name if _is_shipped(path) else str(path)
+
+    files = shown(model.timing) if model.fidelity == model.timing else \
+        f"{shown(model.timing)} (timed) + {shown(model.fidelity)} (evaluated)"
+    return f"{model.name}: scoring {files}" + (f", {model.origin}" if model.origin else "")
+
+
 def card_file_name(name: str) -> str:
     """The card file of a model name (``scsrn (shipped)`` -> ``scsrn-shipped.json``)."""
     import re
@@ -190,8 +207,33 @@ def card_file_name(name: str) -> str:
     return (re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "model") + ".json"
 
 
-def _run_models(run_dir: Path) -> list[ModelInput]:
-    """The INT8 exports of a training run (exporting them first if there are none)."""
+def _exported_from(path: Path, run_name: str, config_hash: str) -> bool:
+    """True when `path`'s provenance says `mai-sr export --run` wrote it from this run (the
+    run's folder name and config hash) at INT8."""
+    from mai_sr.tflite.artifacts import read_sidecar
+
+    try:
+        record = read_sidecar(path)
+    except MaiSrError:  # a torn set: not a file to score
+        return False
+    source = record.get("source")
+    return (isinstance(source, dict) and source.get("run") == run_name
+            and source.get("run_config_sha256") == config_hash
+            and record.get("precision", "int8") == "int8")
+
+
+def _user_exports(run_dir: Path, candidates) -> list[Path]:
+    """The INT8 files among `candidates` that were exported from `run_dir`."""
+    from mai_sr.runs import read_run_config
+
+    config_hash = sha256_json(read_run_config(run_dir))
+    return [p for p in candidates if _exported_from(p, run_dir.name, config_hash)]
+
+
+def _run_models(run_dir: Path, given: list[Path] = ()) -> list[ModelInput]:
+    """The INT8 files of a training run: `given` (the user's own export, --tflite), else its
+    ``export/*.tflite``, else the files in the working directory that `mai-sr export --run`
+    wrote from this run (the quick start's ``model.tflite``), else a new export."""
     from mai_sr.tflite.artifacts import read_sidecar
     from mai_sr.runs import read_run_config
 
@@ -199,40 +241,115 @@ def _run_models(run_dir: Path) -> list[ModelInput]:
     arch = config.get("model")
     # The run's own folder name: `runs/latest` (a link) is named after the run it points to.
     run_name = run_dir.resolve().name
-    files = [p for p in sorted((run_dir / "export").glob("*.tflite"))
-             if read_sidecar(p).get("precision", "int8") == "int8"]
+    origin = None
+    files = list(given)
+    if files:
+        origin = "given with --tflite"
+    else:
+        files = [p for p in sorted((run_dir / "export").glob("*.tflite"))
+                 if read_sidecar(p).get("precision", "int8") == "int8"]
+    if not files:
+        files = _user_exports(run_dir, sorted(Path.cwd().glob("*.tflite")))
+        origin = "exported from this run" if files else None
     if not files:
         from mai_sr.export.convert import export
 
         files = export(run_dir / "export" / f"{arch}.tflite", run=str(run_dir), dynamic=True)
+        origin = "exported by this report"
     pairs = _pair_files([Path(p) for p in files])
     models = []
     for timing, fidelity in pairs:
         name = run_name if len(pairs) == 1 else f"{run_name}-{timing.stem}"
         models.append(ModelInput(name, timing, fidelity, arch, run_dir,
-                                 _run_config_hash(provenance(timing)) or sha256_json(config)))
+                                 _run_config_hash(provenance(timing)) or sha256_json(config),
+                                 origin=origin))
     return models
 
 
-def resolve_inputs(inputs) -> list[ModelInput]:
-    """Run directories and .tflite files -> models with unique names (bad input: MaiSrError).
+def shipped_model_file(name: str) -> Path | None:
+    """The fixed-shape INT8 file of a shipped model named `name` (``abpn`` or
+    ``abpn.mai_builtin``, as :func:`mai_sr.weights.resolve` names them), or None when
+    `name` names none."""
+    from mai_sr.pretrained import available, pretrained_path
+    from mai_sr.weights import SHIPPED_TAG
+
+    arch, _, tag = name.partition(".")
+    if arch in available() and tag in ("", SHIPPED_TAG):
+        return pretrained_path(arch, "fixed")
+    return None
+
+
+def _not_an_input(item: str, path: Path) -> str:
+    """Why `item` is no report input, in one line (a zoo weight names the export command)."""
+    from mai_sr.pretrained import available
+    from mai_sr.weights import list_weights
+
+    if path.exists():
+        return f"{item}: not a .tflite file (give run directories, .tflite files or shipped names)"
+    if any(w.name == item and not w.shipped for w in list_weights()):
+        return (f"{item}: zoo weights, not an INT8 file; `mai-sr fetch {item}` imports them, "
+                "then report the .tflite that `mai-sr export` writes from them")
+    return (f"{item}: no such file or folder, nor a shipped model ({', '.join(available())}; "
+            "ARCH.mai_builtin)")
+
+
+def _assign_tflite(runs: list[Path], tflite) -> dict[Path, list[Path]]:
+    """--tflite files -> the run each was exported from (its provenance), or the only run.
+
+    A file no run claims, or given with no run, is a one-line error: scoring it as a run's
+    would put another network's figures under the run's name."""
+    assigned: dict[Path, list[Path]] = {run: [] for run in runs}
+    for item in tflite or ():
+        path = Path(item).absolute()
+        if not (path.suffix == ".tflite" and path.is_file()):
+            raise MaiSrError(f"--tflite {item}: no such .tflite file")
+        if not runs:
+            raise MaiSrError(f"--tflite {item}: give the run it was exported from (or give "
+                             "the file itself as an input)")
+        owners = [run for run in runs if _user_exports(run, [path])]
+        source = provenance(path).get("source")
+        if not owners and len(runs) == 1 and not (isinstance(source, dict) and "run" in source):
+            owners = runs  # no run recorded (a file converted elsewhere), one run given
+        if not owners:
+            raise MaiSrError(f"--tflite {item}: its provenance names none of the runs given "
+                             f"({', '.join(r.name for r in runs)})")
+        assigned[owners[0]].append(path)
+    return assigned
+
+
+def resolve_inputs(inputs, tflite=(), pretrained=()) -> list[ModelInput]:
+    """Run directories, .tflite files and shipped model names (``abpn``, ``abpn.mai_builtin``)
+    -> models with unique names (bad input: MaiSrError). `tflite`: files the user exported
+    from the runs among `inputs` (``--tflite``), scored instead of the runs' own exports.
+    `pretrained`: shipped model names only (``--pretrained``).
 
     Names say what a model is: the run's folder name, a shipped model's name marked
     "(shipped)", the folder of a third-party ``model.tflite``; models that would share a
     name get their folder as a prefix. The architecture is the one the file's provenance
     names (sidecar or embedded metadata), so shipped files get their published rows too.
     """
-    models, files = [], []
-    for item in inputs:
+    for name in pretrained:
+        if shipped_model_file(name) is None:
+            from mai_sr.pretrained import available
+
+            raise MaiSrError(f"--pretrained {name}: not a shipped model (choose from "
+                             f"{', '.join(available())}, or ARCH.mai_builtin)")
+    models, files, runs = [], [], []
+    for item in [*inputs, *(shipped_model_file(n) for n in pretrained)]:
         path = Path(item).absolute()
         if path.is_dir():
             # The run itself, not a link to it: `runs/latest` is read as the run it names.
-            models += _run_models(path.resolve())
+            runs.append(path.resolve())
         elif path.suffix == ".tflite" and path.is_file():
             files.append(path)
+        elif not path.exists() and (shipped := shipped_model_file(str(item))) is not None:
+            files.append(shipped)
         else:
-            what = "no such file or folder" if not path.exists() else "not a .tflite file"
-            raise MaiSrError(f"{item}: {what} (give run directories or .tflite files)")
+            raise MaiSrError(_not_an_input(str(item), path))
+    runs = list(dict.fromkeys(runs))
+    given = _assign_tflite(runs, tflite)
+    for run in runs:
+        models += _run_models(run, given[run])
     for timing, fidelity in _pair_files(files):
         if fidelity != timing:
             # one row must never mix two exports' figures (a set torn by a kill mid-export)
@@ -242,7 +359,8 @@ def resolve_inputs(inputs) -> list[ModelInput]:
                                  _architecture(record),
                                  run_config_hash=_run_config_hash(record)))
     if not models:
-        raise MaiSrError("no models to report on (give run directories or .tflite files)")
+        raise MaiSrError("no models to report on (give run directories, .tflite files or "
+                         "--pretrained NAME)")
     unique: dict[tuple[Path, Path], ModelInput] = {}
     for m in models:
         unique.setdefault((m.timing, m.fidelity), m)

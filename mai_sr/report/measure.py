@@ -17,7 +17,8 @@ import numpy as np
 
 from mai_sr.errors import MaiSrError
 from mai_sr.report.cache import ResultCache, file_hash
-from mai_sr.report.cards import build_model_card, lint_summary
+from mai_sr.report.cards import (build_model_card, card_fp32_rows, lint_summary,
+                                 reference_card)
 from mai_sr.report.inputs import Dataset, ModelInput
 from mai_sr.results import BenchResult, EvalResult
 
@@ -194,8 +195,11 @@ class _Report:
                 benches += [BenchResult.from_dict(d) for d in value]
 
         scale = {"scale": s} if (s := self.model_scale(model)) else {}
+        # A shipped model has no run to score its FP32 network from: its own card has it.
+        card_rows = [] if weights else card_fp32_rows(reference_card(model.timing), int8)
         return build_model_card(model.name, tflite=model.files, architecture=model.architecture,
                                 **scale, int8_results=int8, fp32_results=fp32,
+                                fp32_rows=card_rows,
                                 bench_results=benches, lint=lint,
                                 run_config_hash=model.run_config_hash, errors=errors)
 

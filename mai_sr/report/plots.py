@@ -52,60 +52,124 @@ def iso_score_psnr(score: float, runtime_ms, C: float):
     return np.log2(score * C * np.asarray(runtime_ms, dtype=float)) / 2
 
 
-def psnr_runtime_png(points: list[dict], C: float) -> bytes:
+# Figure widths, inches: the page's (about 1000 px) and a phone's (shown about 360 px wide,
+# where 9 pt text is about 10 px: the page picks it on narrow screens).
+WIDE_IN, NARROW_IN = 10.0, 4.6
+
+
+def psnr_runtime_png(points: list[dict], C: float, narrow: bool = False) -> bytes:
     """PSNR vs runtime (log scale) with iso-score curves of 2^(2*PSNR) / (C*runtime).
 
     points: {"label", "psnr", "runtime_ms", "score", "kind": "measured"|"published",
     "challenge": bool (a challenge score; hollow marker when not)}. Curves:
-    :func:`iso_score_psnr`. The runtime axis reads in ms (10 ms, 20 ms, 50 ms).
+    :func:`iso_score_psnr`. The runtime axis reads in ms (10 ms, 20 ms, 50 ms). Labels are
+    moved apart by adjustText (a thin line joins a moved label to its point); `narrow`: the
+    phone layout (legend under the axes, larger text).
     """
-    fig = _figure(10, 4.8)
+    font = 9 if narrow else 8
+    fig = _figure(NARROW_IN if narrow else WIDE_IN, 5.2 if narrow else 4.8)
     ax = fig.add_subplot()
     pts = [p for p in points if p.get("psnr") is not None and p.get("runtime_ms")]
     times = [p["runtime_ms"] for p in pts] or [10.0, 100.0]
     t = np.geomspace(min(times) / 2, max(times) * 2, 100)
+    curve_labels = []
     for level in iso_score_levels([p.get("score") for p in pts]) if pts else ():
         psnr_line = iso_score_psnr(level, t, C)
         ax.plot(t, psnr_line, color="0.8", lw=1, zorder=1)
-        ax.annotate(f"score {level:g}", (t[-1], psnr_line[-1]), fontsize=7, color="0.5",
-                    ha="right", va="bottom")
+        curve_labels.append(ax.annotate(f"score {level:g}", (t[-1], psnr_line[-1]),
+                                        fontsize=font - 1, color="0.5", ha="right",
+                                        va="bottom", annotation_clip=True))
     for kind, colour, marker in (("measured", MEASURED_COLOUR, "o"),
                                  ("published", PUBLISHED_COLOUR, "s")):
         for challenge in (True, False):
             group = [p for p in pts if p["kind"] == kind and bool(p.get("challenge")) == challenge]
             if not group:
                 continue
-            label = ("published, VS680 NPU" if kind == "published" else "measured here") + \
-                ("" if challenge else ": not a challenge score")
+            label = ("published: challenge test set, real VS680 NPU" if kind == "published"
+                     else "measured here") + ("" if challenge else ": not a challenge score")
             ax.scatter([p["runtime_ms"] for p in group], [p["psnr"] for p in group],
                        marker=marker, label=label, zorder=3, edgecolors=colour,
                        facecolors=colour if challenge else "none", linewidths=1.5)
-        for p in [p for p in pts if p["kind"] == kind]:
-            ax.annotate(p["label"], (p["runtime_ms"], p["psnr"]), fontsize=7,
-                        xytext=(4, 3), textcoords="offset points")
     if pts:
         ys = [p["psnr"] for p in pts]
-        ax.set_ylim(min(ys) - 0.5, max(ys) + 0.5)
-        # Beside the axes, so it never hides a point.
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.set_ylim(min(ys) - 0.5, max(ys) + (1.0 if narrow else 0.5))  # room for labels
+        if narrow:  # under the axes: the phone's width is the plot's
+            ax.legend(fontsize=font - 1, loc="upper left", bbox_to_anchor=(0.0, -0.14))
+        else:  # beside the axes, so it never hides a point
+            ax.legend(fontsize=font, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     else:
         ax.text(0.5, 0.5, "no model has both a PSNR and an NPU runtime", ha="center",
                 transform=ax.transAxes)
     ax.set_xscale("log")
-    _ms_axis(ax.xaxis)
-    ax.set_xlabel("NPU runtime (log scale)")
-    ax.set_ylabel("PSNR, dB")
-    ax.set_title("PSNR vs runtime; grey curves: equal final score")
+    # 1-2-5 ticks over a span of a few decades; over more (or a phone's width), decades only
+    decades = math.log10(t[-1] / t[0])
+    _ms_axis(ax.xaxis, dense=decades <= (1.8 if narrow else 3.5))
+    ax.tick_params(labelsize=font)
+    ax.set_xlabel("NPU runtime (log scale)", fontsize=font + 1)
+    ax.set_ylabel("PSNR, dB", fontsize=font + 1)
+    ax.set_title("PSNR vs runtime; grey curves:\nequal final score" if narrow else
+                 "PSNR vs runtime; grey curves: equal final score", fontsize=font + 2)
     ax.grid(True, which="both", alpha=0.2)
     fig.tight_layout()
+    key = _place_labels(ax, pts, font, curve_labels)
+    if key:  # numbered points: their names under the axes, one per line
+        fig.text(0.01, 0.0, "\n".join(key), fontsize=font - 1, va="top", ha="left")
     return _png(fig)
 
 
-def _ms_axis(axis) -> None:
-    """Log-scale ticks at 1, 2, 5 x 10^k labelled "20 ms" (not matplotlib's 2x10^1)."""
+def _overlapping(texts, points, renderer) -> bool:
+    """True when two of `texts` overlap, one covers a marker at `points` (display
+    coordinates), or one leaves the axes."""
+    from matplotlib.transforms import Bbox
+
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    ax_box = texts[0].axes.bbox
+    if any(b.x0 < ax_box.x0 - 1 or b.x1 > ax_box.x1 + 1 or b.y0 < ax_box.y0 - 1
+           or b.y1 > ax_box.y1 + 1 for b in boxes):
+        return True
+    half = 3  # px: the middle of a marker, which a label may touch but not cover
+    markers = [Bbox([[x - half, y - half], [x + half, y + half]]) for x, y in points]
+    return any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:] + markers)
+
+
+def _place_labels(ax, pts: list[dict], font: int, minor=()) -> list[str]:
+    """Each point's label, moved by adjustText until no two labels (nor a label and a
+    point) overlap; a moved label keeps a thin line to its point. A `minor` text (a curve's
+    level) that a label would overprint is hidden: the points' names come first.
+
+    Where adjustText cannot part the labels (points packed in a corner), the points are
+    numbered instead and the returned key ("1  abpn (shipped)", ...) names them; else []
+    is returned.
+    """
+    from adjustText import adjust_text
+
+    if not pts:
+        return []
+    renderer = ax.figure.canvas.get_renderer()
+    for numbered in (False, True):
+        texts = [ax.text(p["runtime_ms"], p["psnr"], str(i + 1) if numbered else p["label"],
+                         fontsize=font, zorder=4) for i, p in enumerate(pts)]
+        _, lines = adjust_text(texts, x=[p["runtime_ms"] for p in pts],
+                               y=[p["psnr"] for p in pts], ax=ax, expand=(1.1, 1.3),
+                               arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.5})
+        points = ax.transData.transform([(p["runtime_ms"], p["psnr"]) for p in pts])
+        if numbered or not _overlapping(texts, points, renderer):
+            break
+        for artist in texts + list(lines):
+            artist.remove()
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    for text in minor:
+        if any(text.get_window_extent(renderer).overlaps(b) for b in boxes):
+            text.set_visible(False)
+    return [f"{i + 1}  {p['label']}" for i, p in enumerate(pts)] if numbered else []
+
+
+def _ms_axis(axis, dense: bool = True) -> None:
+    """Log-scale ticks at 1, 2, 5 x 10^k (only 10^k when not `dense`) labelled "20 ms" (not
+    matplotlib's 2x10^1)."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if dense else (1.0,)))
     axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g} ms"))
     axis.set_minor_formatter(NullFormatter())
 
@@ -115,14 +179,15 @@ def _ms_axis(axis) -> None:
 MIN_DROP_SPAN_DB = 0.3
 
 
-def delta_psnr_png(bars: list[dict]) -> bytes:
+def delta_psnr_png(bars: list[dict], narrow: bool = False) -> bytes:
     """Horizontal bar per model of the FP32 -> INT8 PSNR drop; 'n.a.' where it is unknown.
 
     bars: {"label", "delta" (dB or None), "kind": "measured"|"published"}. Horizontal bars
     keep every model name level and whole; the axis always includes 0 and spans at least
-    :data:`MIN_DROP_SPAN_DB`.
+    :data:`MIN_DROP_SPAN_DB`. `narrow`: the phone layout (larger text).
     """
-    fig = _figure(9, 0.9 + 0.32 * max(1, len(bars)))
+    font = 9 if narrow else 8
+    fig = _figure(NARROW_IN if narrow else 9, 1.1 + 0.36 * max(1, len(bars)))
     ax = fig.add_subplot()
     y = np.arange(len(bars))
     known = [b["delta"] for b in bars if b["delta"] is not None and math.isfinite(b["delta"])]
@@ -138,25 +203,27 @@ def delta_psnr_png(bars: list[dict]) -> bytes:
         colour = MEASURED_COLOUR if b["kind"] == "measured" else PUBLISHED_COLOUR
         if b["delta"] is None or not math.isfinite(b["delta"]):
             ax.annotate("n.a.", (0, i), xytext=(4, 0), textcoords="offset points",
-                        va="center", fontsize=8, color="0.45")
+                        va="center", fontsize=font, color="0.45")
             continue
         ax.barh(i, b["delta"], color=colour, height=0.6)
-        right = b["delta"] >= 0
-        ax.annotate(f"{b['delta']:+.3f} dB", (b["delta"], i), xytext=(4 if right else -4, 0),
-                    textcoords="offset points", va="center", ha="left" if right else "right",
-                    fontsize=8)
-    ax.set_yticks(y, [b["label"] for b in bars], fontsize=8)
+        # Right of the bar's end, or of zero for a gain: never over the model names.
+        ax.annotate(f"{b['delta']:+.3f} dB", (max(b["delta"], 0.0), i), xytext=(4, 0),
+                    textcoords="offset points", va="center", ha="left", fontsize=font)
+    ax.set_yticks(y, [b["label"] for b in bars], fontsize=font)
+    ax.tick_params(axis="x", labelsize=font)
     ax.set_ylim(len(bars) - 0.5, -0.5)  # every row, in leaderboard order top to bottom
     ax.axvline(0, color="black", lw=0.8)
-    ax.set_xlabel("PSNR drop FP32 -> INT8, dB (positive: INT8 is worse)")
-    ax.set_title("Quantization loss (grey: published)", fontsize=10)
+    ax.set_xlabel("PSNR drop FP32 -> INT8, dB\n(positive: INT8 is worse)" if narrow else
+                  "PSNR drop FP32 -> INT8, dB (positive: INT8 is worse)", fontsize=font + 1)
+    ax.set_title("Quantization loss (grey: published)", fontsize=font + 2)
     ax.grid(True, axis="x", alpha=0.2)
     fig.tight_layout()
     return _png(fig)
 
 
-def training_curves_png(curves: list[dict]) -> bytes:
-    """Training loss (left, log scale when positive) and validation PSNR (right) vs step.
+def training_curves_png(curves: list[dict], narrow: bool = False) -> bytes:
+    """Training loss (left, log scale when positive) and validation PSNR (right) vs step;
+    `narrow`: one above the other, for a phone.
 
     curves: {"label", "x": [steps], "y": [values or None], "axis": "loss" | "psnr",
     "val_set" (psnr curves: the images validated on)}. When the runs validated on different
@@ -166,8 +233,9 @@ def training_curves_png(curves: list[dict]) -> bytes:
     psnr_title = "validation PSNR, dB" + (f" (on {val_sets[0]})" if len(val_sets) == 1 else
                                           "\ndifferent validation sets: not comparable"
                                           if val_sets else "")
-    fig = _figure(10, 3.8)
-    axes = {"loss": fig.add_subplot(1, 2, 1), "psnr": fig.add_subplot(1, 2, 2)}
+    fig = _figure(NARROW_IN, 7.2) if narrow else _figure(10, 3.8)
+    grid = (2, 1) if narrow else (1, 2)
+    axes = {"loss": fig.add_subplot(*grid, 1), "psnr": fig.add_subplot(*grid, 2)}
     for curve in curves:
         pairs = [(x, y) for x, y in zip(curve["x"], curve["y"])
                  if y is not None and math.isfinite(y)]

@@ -5,7 +5,9 @@ Columns follow Table 1 (model size, PSNR, SSIM, FP32->INT8 PSNR drop, CPU and NP
 speed-up, final score), then complexity (params, GFLOPs = 2 x MACs, activations at the
 timing input, as the AIM 2020 and NTIRE 2023 efficient-SR challenges count them), then where
 each number came from. Measured rows are sorted by final score; the published Table 1 rows
-of the same architectures follow, marked as published.
+of the same architectures follow in the CSV, marked as published, with the images their PSNR
+is on (``psnr_data``). The page and the Markdown show them in a table of their own
+(:func:`published_frame`), headed with their test set and device, never in our PSNR column.
 
 A score computed otherwise than the challenge computed its scores carries its reasons in
 ``score_caveat`` (:func:`mai_sr.report.challenge.score_caveats`), shown in the score's cell.
@@ -25,6 +27,9 @@ from mai_sr.report.challenge import (CHALLENGE_RUNTIME, CHALLENGE_TEST_SET, cave
 MEASURED = "measured"
 PUBLISHED = "published"
 CPU_RUNNER = "local"
+# What the published rows were measured on, as their table's heading and cells say it.
+PUBLISHED_TEST_SET = "the MAI 2022 challenge's test images (DIV2K)"
+PUBLISHED_DEVICE = "a real Synaptics VS680 (its CPU and its NPU)"
 
 # CSV column -> display header (Markdown and HTML), in Table 1 order.
 COLUMNS = {
@@ -33,6 +38,7 @@ COLUMNS = {
     "size_kb": "Size KB",
     "psnr": "PSNR",
     "ssim": "SSIM",
+    "psnr_data": "PSNR on",
     "delta_psnr": "dPSNR FP32->INT8",
     "cpu_ms": "CPU ms",
     "npu_ms": "NPU ms",
@@ -88,6 +94,7 @@ def card_row(card: dict, datasets: list[str]) -> dict:
         "size_kb": card["size_kb"],
         "psnr": int8["psnr"] if int8 else None,
         "ssim": int8["ssim"] if int8 else None,
+        "psnr_data": primary,
         "delta_psnr": fp32["psnr"] - int8["psnr"] if int8 and fp32 and int8["psnr"] is not None
         and fp32["psnr"] is not None else None,
         "cpu_ms": cpu["avg_ms"] if cpu else None,
@@ -133,7 +140,8 @@ def published_rows(architectures) -> list[dict]:
     caveats = score_caveats(scale=CHALLENGE_SCALE, input_hw=CHALLENGE_INPUT_HW,
                             dataset=CHALLENGE_TEST_SET, runtime_source=CHALLENGE_RUNTIME)
     return [{"model": f"{r.team} ({r.architecture.upper()})", "size_kb": r.size_kb,
-             "psnr": r.psnr, "ssim": r.ssim, "delta_psnr": r.delta_psnr, "cpu_ms": r.cpu_ms,
+             "psnr": r.psnr, "ssim": r.ssim, "psnr_data": PUBLISHED_TEST_SET,
+             "delta_psnr": r.delta_psnr, "cpu_ms": r.cpu_ms,
              "npu_ms": r.npu_ms, "speedup": r.speedup, "score": r.score,
              "score_caveat": caveat_label(caveats) or None,
              "architecture": r.architecture, "npu_runner": CHALLENGE_RUNTIME,
@@ -164,9 +172,19 @@ def _ordered(columns: list[str], extra: list[str]) -> list[str]:
     return columns[:at] + extra + columns[at:]
 
 
+# Published rows on their own (Table 1's columns, headed with where they were measured).
+PUBLISHED_SUMMARY = {"model": "Team (architecture)", "size_kb": "Size KB",
+                     "psnr": "PSNR, DIV2K test", "ssim": "SSIM, DIV2K test",
+                     "delta_psnr": "dPSNR FP32->INT8", "cpu_ms": "CPU ms, VS680",
+                     "npu_ms": "NPU ms, VS680", "speedup": "Speed-up",
+                     "score": "Final score"}
+# Columns where a missing value is no fault: an empty cell, not "n.a.".
+EMPTY_WHEN_MISSING = frozenset({"error", "score_caveat"})
+
+
 def _format_cell(column: str, value) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n.a."
+        return "" if column in EMPTY_WHEN_MISSING else "n.a."
     base = column.split("_")[0] if column.startswith(("psnr_", "ssim_")) else column
     if base == "score" and 0 < abs(value) < 0.1:
         return f"{value:.2g}"  # untrained or slow models: keep two significant digits
@@ -192,6 +210,19 @@ def display_frame(table: pd.DataFrame, error_chars: int = 160,
 def header(column: str) -> str:
     """Display header of a CSV column (``psnr_Set14`` -> ``PSNR Set14``)."""
     return COLUMNS.get(column, f"{column[:4].upper()} {column[5:]}")
+
+
+def measured_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows measured here (the leaderboard proper), renumbered."""
+    return table[table["source"] == MEASURED].reset_index(drop=True)
+
+
+def published_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """The published rows as text, in :data:`PUBLISHED_SUMMARY`'s columns and headers (empty
+    frame when there are none)."""
+    rows = table[table["source"] == PUBLISHED]
+    shown = pd.DataFrame({c: [_format_cell(c, v) for v in rows[c]] for c in PUBLISHED_SUMMARY})
+    return shown.rename(columns=PUBLISHED_SUMMARY)
 
 
 def summary_frame(table: pd.DataFrame, with_caveats: bool = True) -> pd.DataFrame:
