@@ -239,9 +239,20 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _say_float_model(path) -> None:
+    """A line on stderr when `path` computes in float (a float32 export, not INT8)."""
+    from mai_sr.tflite.runtime import FLOAT_MODELS, model_precision
+
+    precision = model_precision(path)
+    if precision in FLOAT_MODELS:
+        print(f"{path}: {FLOAT_MODELS[precision]} (float compute, not INT8)", file=sys.stderr)
+
+
 def cmd_upscale(args) -> int:
     from mai_sr.upscale import upscale_paths
 
+    if args.model and not args.quiet:
+        _say_float_model(args.model)
     written = upscale_paths(args.input, args.output, model=args.model,
                             pretrained=args.pretrained, tile=args.tile, quiet=args.quiet,
                             png_level=args.png_level, quality=args.quality, fmt=args.format,
@@ -483,9 +494,9 @@ def _add_eval_parser(sub) -> argparse.ArgumentParser:
                                         "rows.csv"))
     _add_tflite_model(p)
     p.add_argument("--data", default="builtin",
-                   help="HR images: DIR[,DIR], folder names under $MAI_SR_DATA, or builtin, "
-                        "scikit-image's photos, which train also uses by default (default "
-                        "builtin)")
+                   help="HR images: DIR[,DIR], folder names under $MAI_SR_DATA, or builtin "
+                        "(default builtin: scikit-image's photos, train's default training "
+                        "data, not a test set; the output says so)")
     p.add_argument("--y", action="store_true", help="on BT.601 luma (default: on RGB)")
     p.add_argument("--crop", type=non_negative_int, default=None,
                    help="border pixels left out of PSNR/SSIM (default: the scale)")

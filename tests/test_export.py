@@ -12,6 +12,7 @@ import pytest
 
 from mai_sr import cli, fileio
 from mai_sr.errors import MaiSrError
+from mai_sr.data import BUILTIN_PHOTOS
 from mai_sr.export import convert
 from mai_sr.export.convert import calibration_batches, export
 from mai_sr.tflite.artifacts import read_metadata
@@ -36,7 +37,11 @@ ALLOWED_OPS = {"QUANTIZE", "CONV_2D", "ADD", "CONCATENATION", "MINIMUM", "MAXIMU
 def run_dir(tmp_path_factory, shared_data):
     run = tmp_path_factory.mktemp("run")
     deploy = create_model("abpn", deploy=True)
-    fileio.write_json(run / CONFIG_FILE, {**TrainConfig(model="abpn").to_dict(), "scale": 3})
+    # as `mai-sr train` writes it on the builtin photos: one held out for validation
+    images = {"train": [p for p in BUILTIN_PHOTOS if p != "immunohistochemistry"],
+              "val": ["immunohistochemistry"]}
+    fileio.write_json(run / CONFIG_FILE, {**TrainConfig(model="abpn").to_dict(), "scale": 3,
+                                          "data_images": images})
     (run / FP32_DEPLOY_WEIGHTS).parent.mkdir()
     deploy.save_weights(str(run / FP32_DEPLOY_WEIGHTS))
     qat = quantize_model(deploy)
@@ -147,8 +152,20 @@ def test_provenance_in_sidecar_and_metadata(exported, run_dir):
         assert side["source"]["run_config_sha256"] == fileio.sha256_json(config)
         assert side["source"]["run"] == run.name  # the run's name, never a local path
         assert side["toolkit"]["mai_sr"]
+        assert side["source"]["training"] == {"data": ["builtin"], "val": None,
+                                              "images": config["data_images"]["train"],
+                                              "val_images": ["immunohistochemistry"]}
     assert json.loads(exported[0].with_name("model.tflite.json").read_text())["output_shape"] \
         == [1, SHAPE[0] * 3, SHAPE[1] * 3, 3]
+
+
+def test_eval_of_the_export_on_its_training_photos_says_so(exported, run_dir, capsys):
+    """`mai-sr eval model.tflite` after the quick start scores the builtin photos, which
+    the run trained on: the table says so and names the run."""
+    assert cli.main(["eval", str(exported[1]), "--quiet"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert (f"builtin: 8 of these 9 images are this model's training images and 1 its "
+            f"validation image (run {run_dir[0].name}): not a test score") in out
 
 
 def test_converter_samples_do_not_change_any_range(run_dir, exported, monkeypatch):

@@ -296,6 +296,7 @@ def _load_source(run, model, weights, pretrained, precision: str, scale=None) ->
                          "--pretrained NAME" + (f" (got {', '.join(given)})" if given else ""))
     if run is not None:
         from mai_sr.runs import QAT_WEIGHTS, read_run_config, run_scale
+        from mai_sr.training_data import training_record
         from mai_sr.train.run_model import load_run_model
 
         run = Path(run)
@@ -306,7 +307,9 @@ def _load_source(run, model, weights, pretrained, precision: str, scale=None) ->
         # Names only: the file is shipped and shared, a local absolute path means nothing
         # elsewhere (and tells others about this machine).
         source = {"run": run.resolve().name, "stage": stage,
-                  "run_config_sha256": fileio.sha256_json(config)}
+                  "run_config_sha256": fileio.sha256_json(config),
+                  # what it trained on, so `eval` on those images says so
+                  "training": training_record(config)}
         return load_run_model(run, stage), config["model"], run_scale(config), source
     if pretrained is not None:
         from mai_sr.pretrained import pretrained_path
