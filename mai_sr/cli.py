@@ -84,14 +84,18 @@ def _train_recipe(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from mai_sr.export.convert import export
+    from mai_sr.export.convert import describe_export, export
+    from mai_sr.training_data import suggest_test_set
 
     paths = export(args.output, run=args.run, model=args.model, weights=args.weights,
                    pretrained=args.pretrained, shape=args.shape, scale=args.scale,
                    dynamic=args.dynamic, precision=args.precision, calib=args.calib,
                    calib_n=args.calib_n, target=args.target, force=args.force)
     for p in paths:
-        print(p)
+        print("\n".join(describe_export(p)))
+    scored = paths[-1]  # the dynamic file when there is one: whole images, any size
+    print(f"next: mai-sr lint {paths[0]}; mai-sr eval {scored} {suggest_test_set()}; "
+          f"mai-sr bench {paths[0]}")
     return 0
 
 

@@ -387,3 +387,33 @@ def test_too_little_calibration_data_and_unused_calib_are_refused(run_dir, tmp_p
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--calib" in err and "unused" in err
     assert not list(tmp_path.glob("*.tflite"))
+
+
+def test_export_says_precision_shapes_quantization_source_and_sidecar(run_dir, tmp_path,
+                                                                      shared_data, capsys):
+    """Each file's lines name its precision and shapes (as the graph has them), where its
+    quantization comes from (QAT of the run, or PTQ and its calibration set) and its
+    sidecar; then the next commands."""
+    out = tmp_path / "q.tflite"
+    assert cli.main(["export", str(out), "--run", str(run_dir[0]), "--shape", "24x32",
+                     "--dynamic"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    fixed_in = "x".join(map(str, read_graph(out).input_tensors[0].shape))
+    fixed_out = "x".join(map(str, read_graph(out).output_tensors[0].shape))
+    assert lines[0] == f"{out}: int8, {fixed_in} -> {fixed_out} (x3 abpn)"
+    assert lines[1] == (f"  quantization: QAT, the quantization-aware-trained ranges of run "
+                        f"{run_dir[0].name} (qat weights)")
+    assert lines[2] == f"  sidecar: {out}.json"
+    assert lines[3] == f"{tmp_path / 'q_none.tflite'}: int8, 1xHxWx3 -> 1x3Hx3Wx3 (x3 abpn)"
+    assert lines[-1].startswith(f"next: mai-sr lint {out}; mai-sr eval {tmp_path}/q_none.tflite")
+    weights = run_dir[0] / FP32_DEPLOY_WEIGHTS
+    assert cli.main(["export", str(tmp_path / "p.tflite"), "--model", "abpn", "--weights",
+                     str(weights), "--calib", str(shared_data / "Set5"), "--calib-n", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"{tmp_path / 'p.tflite'}: int8, 1x360x640x3 -> 1x1080x1920x3")
+    assert lines[1] == ("  quantization: PTQ of weights deploy.weights.h5, calibrated on 3 "
+                        "crops of Set5")
+    check = json.loads((tmp_path / "p.tflite.json").read_text())["calibration_check"]
+    assert lines[2] == (f"  INT8 vs FP32: {check['int8_vs_fp32_psnr']['calibration']:.2f} dB "
+                        "on the calibration crops, "
+                        f"{check['int8_vs_fp32_psnr']['builtin']:.2f} dB on the builtin photos")
