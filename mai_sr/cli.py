@@ -229,14 +229,14 @@ def _say_float_model(path) -> None:
 def cmd_upscale(args) -> int:
     from mai_sr.upscale import upscale_paths
 
-    if args.model and not args.quiet:
-        _say_float_model(args.model)
     written = upscale_paths(args.input, args.output, model=args.model,
                             pretrained=args.pretrained, tile=args.tile, quiet=args.quiet,
                             png_level=args.png_level, quality=args.quality, fmt=args.format,
                             jobs=args.jobs, max_pixels=args.max_pixels)
     for p in written:
         print(p)
+    if args.model and not args.quiet:  # after the run: the runtime has checked the file
+        _say_float_model(args.model)
     return 0
 
 

@@ -164,7 +164,8 @@ def test_bad_inputs_give_one_line_errors(tmp_path_factory, dynamic_model, eval_f
     _one_line_error(capsys, ["eval"], "no model")
 
 
-def test_float_model_is_scored_and_said_to_be_float(tmp_path_factory, eval_folder, capsys):
+def test_float_model_is_scored_and_said_to_be_float(tmp_path_factory, eval_folder, tmp_path,
+                                                   capsys):
     """A float32 file (the FP32 reference of an INT8 export) is scored like any other, its
     output rounded to pixels as a bare interpreter's is, and the table says what it is."""
     float_model = built_model(tmp_path_factory, "float")
@@ -193,6 +194,9 @@ def test_float_model_is_scored_and_said_to_be_float(tmp_path_factory, eval_folde
         c = (slice(3, -3), slice(3, -3))
         assert image["psnr"] == pytest.approx(
             peak_signal_noise_ratio(hr[c], sr[c], data_range=255), abs=1e-9)
+    assert main(["upscale", str(eval_folder / "bird.png"), str(tmp_path / "bird_x3.png"),
+                 "--model", str(float_model)]) == 0
+    assert f"{float_model}: float32 model (float compute, not INT8)" in capsys.readouterr().err
 
 
 def test_builtin_photos_are_said_not_to_be_a_test_set(dynamic_model, capsys):

@@ -167,7 +167,7 @@ class TFLiteSR:
         self.is_float = bool(float_types)
         if require_int8 and self.is_float:
             raise MaiSrError(f"{self.path}: is a {'/'.join(sorted(float_types))} model (it "
-                             "computes in float inside the network); INT8 eval needs a "
+                             "computes in float inside the network); an INT8 score needs a "
                              "full-integer model (for a mai-sr run: export with --precision int8)")
         self.description = describe_precision(self.precision, self.float_io,
                                               np.dtype(self.output_dtype).name)
