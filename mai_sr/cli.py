@@ -22,10 +22,13 @@ import argparse
 import json
 import shutil
 import sys
+import warnings
 
 from mai_sr import __version__
 from mai_sr.cli_args import (LibraryChoices, Parser, csv_list, non_negative_int, positive_float,
                              positive_int, size_hw, tile_side)
+from mai_sr.cli_args import examples as _examples
+from mai_sr.cli_train import _add_train_parser
 from mai_sr.device import RUNNERS
 from mai_sr.errors import MaiSrError
 from mai_sr.export import PRECISIONS
@@ -54,44 +57,19 @@ def _fixed_model(args):
     return model_file(args.model, args.pretrained, "fixed")
 
 
-def cmd_train(args) -> int:
-    from mai_sr.train import TrainConfig, train_from_config
-
-    if args.recipe:
-        return _train_recipe(args)
-    config = TrainConfig.from_cli(vars(args))
-    run_dir = train_from_config(config, resume=args.resume, quiet=args.quiet,
-                                tensorboard=args.tensorboard is not False)
-    print(f"run: {run_dir}")
-    return 0
-
-
-def _train_recipe(args) -> int:
-    """``train --recipe FILE [--out DIR]``: every stage of the recipe, resumable."""
-    from mai_sr.recipes import read_recipe, run_recipe
-
-    ignored = {"recipe", "out", "quiet", "tensorboard", "resume", "command", "func"}
-    given = sorted(k for k, v in vars(args).items() if k not in ignored and v not in (None, False))
-    if given:
-        raise MaiSrError(f"--recipe: the recipe sets the training; do not combine it with "
-                         f"--{given[0].replace('_', '-')}")
-    out = args.out or f"runs/{read_recipe(args.recipe)['name']}"
-    runs = run_recipe(args.recipe, out, quiet=args.quiet,
-                      tensorboard=args.tensorboard is not False,
-                      on_stage=lambda name, action: print(f"stage {name}: {action}"))
-    print(f"run: {runs[-1]}")
-    return 0
-
-
 def cmd_export(args) -> int:
-    from mai_sr.export.convert import export
+    from mai_sr.export.convert import describe_export, export
+    from mai_sr.training_data import suggest_test_set
 
     paths = export(args.output, run=args.run, model=args.model, weights=args.weights,
                    pretrained=args.pretrained, shape=args.shape, scale=args.scale,
                    dynamic=args.dynamic, precision=args.precision, calib=args.calib,
                    calib_n=args.calib_n, target=args.target, force=args.force)
     for p in paths:
-        print(p)
+        print("\n".join(describe_export(p)))
+    scored = paths[-1]  # the dynamic file when there is one: whole images, any size
+    print(f"next: mai-sr lint {paths[0]}; mai-sr eval {scored} {suggest_test_set()}; "
+          f"mai-sr bench {paths[0]}")
     return 0
 
 
@@ -240,6 +218,15 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _say_float_model(path) -> None:
+    """A line on stderr when `path` computes in float (a float32 export, not INT8)."""
+    from mai_sr.tflite.runtime import FLOAT_MODELS, model_precision
+
+    precision = model_precision(path)
+    if precision in FLOAT_MODELS:
+        print(f"{path}: {FLOAT_MODELS[precision]} (float compute, not INT8)", file=sys.stderr)
+
+
 def cmd_upscale(args) -> int:
     from mai_sr.upscale import upscale_paths
 
@@ -249,6 +236,8 @@ def cmd_upscale(args) -> int:
                             jobs=args.jobs, max_pixels=args.max_pixels)
     for p in written:
         print(p)
+    if args.model and not args.quiet:  # after the run: the runtime has checked the file
+        _say_float_model(args.model)
     return 0
 
 
@@ -311,11 +300,6 @@ def cmd_fetch(args) -> int:
 # Help texts state each default: "(default X)" for a value, "(default: ...)" for a rule.
 
 
-def _examples(*lines: str) -> str:
-    """The epilog of a subcommand's --help: its examples, kept as written."""
-    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
-
-
 def _add_tflite_model(p: argparse.ArgumentParser, kind: str = "dynamic") -> None:
     """The .tflite a command runs: a positional file or a shipped --pretrained one."""
     p.add_argument("model", nargs="?", help=".tflite file (or --pretrained)")
@@ -337,112 +321,6 @@ def _add_cache_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", default=None,
                    help="bicubic baseline cache (default: $XDG_CACHE_HOME/mai-sr; an unwritable "
                         "folder means no cache)")
-
-
-# `mai-sr train` options whose help is completed with their default from TrainConfig (the
-# one place defaults live; argparse's own defaults stay None so --resume can tell what was
-# given).
-TRAIN_HELP = {
-    "steps": "FP32 optimizer steps",
-    "patch": "LR patch side (HR = scale x patch)",
-    "batch": "global batch size (split across --distribute replicas)",
-    "lr": "peak FP32 learning rate",
-    "schedule": "learning-rate schedule",
-    "loss": "training loss",
-    "seed": "RNG start value of initial weights, patches and augmentation (0 to 2^32-1)",
-    "qat_steps": "QAT optimizer steps",
-    "qat_lr": "peak QAT learning rate",
-    "distribute": "tf.distribute strategy",
-    "val_every": "validate every N steps and at the last (fixed for the run: it picks the "
-                 "best weights)",
-    "ckpt_every": "checkpoint every N steps, at the last and on Ctrl-C (may change on "
-                  "--resume)",
-}
-
-
-def _describe_train_defaults(parser: argparse.ArgumentParser) -> None:
-    """Help texts of `mai-sr train` with the defaults read from TrainConfig and BASE_RECIPE
-    (per-model recipes override some: said, not listed, as reading them imports TF)."""
-    from dataclasses import fields
-
-    from mai_sr.train.config import BASE_RECIPE, TrainConfig
-
-    defaults = {f.name: f.default for f in fields(TrainConfig)}
-    for action in parser._actions:
-        if action.dest not in TRAIN_HELP:
-            continue
-        if action.dest in BASE_RECIPE:
-            default = f"{BASE_RECIPE[action.dest]}; some models' recipes differ"
-        else:
-            default = defaults.get(action.dest)
-        action.help = f"{TRAIN_HELP[action.dest]} (default {default})"
-
-
-def _add_train_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("train", help="train FP32 then (with --qat) quantization-aware",
-                       epilog=_examples("mai-sr train --model abpn --qat   # FP32, then QAT; "
-                                        "the run is linked as runs/latest",
-                                        "mai-sr train --resume            # continue "
-                                        "runs/latest from its last checkpoint"))
-    p.add_argument("--model", choices=list_models(), default=None,
-                   help="architecture (default abpn)")
-    p.add_argument("--scale", type=int, choices=SCALES, default=None,
-                   help="upscaling factor (default 3, or the --from/--init run's)")
-    p.add_argument("--data", default=None,
-                   help="builtin | DIR[,DIR] of HR images (default builtin)")
-    p.add_argument("--val", default=None,
-                   help="validation folder (default: held-out training images)")
-    p.add_argument("--out", default=None, help="run directory (default runs/<model>-<time>)")
-    p.add_argument("--steps", type=positive_int, default=None, help=TRAIN_HELP["steps"])
-    p.add_argument("--patch", type=positive_int, default=None, help=TRAIN_HELP["patch"])
-    p.add_argument("--batch", type=positive_int, default=None, help=TRAIN_HELP["batch"])
-    p.add_argument("--lr", type=positive_float, default=None, help=TRAIN_HELP["lr"])
-    p.add_argument("--schedule", choices=LibraryChoices("mai_sr.train.config", "SCHEDULES"),
-                   default=None, help=TRAIN_HELP["schedule"])
-    p.add_argument("--loss", choices=LibraryChoices("mai_sr.train.config", "LOSSES"), default=None,
-                   help=TRAIN_HELP["loss"])
-    p.add_argument("--seed", type=int, default=None, help=TRAIN_HELP["seed"])
-    p.add_argument("--qat", action="store_true",
-                   help="add stage 2: quantization-aware training (default: FP32 only)")
-    p.add_argument("--qat-steps", type=positive_int, default=None, help=TRAIN_HELP["qat_steps"])
-    p.add_argument("--qat-lr", type=positive_float, default=None, help=TRAIN_HELP["qat_lr"])
-    _add_train_starting_points(p)
-    p.add_argument("--no-weight-clip", action="store_true", help="disable weight clipping (Z6)")
-    p.add_argument("--intensity-aug", action=argparse.BooleanOptionalAction, default=None,
-                   help="x1/x0.7/x0.5 intensity scaling of training pairs (Aselsan; default: "
-                        "on for xcat only)")
-    p.add_argument("--distribute", choices=LibraryChoices("mai_sr.train.config", "DISTRIBUTE"),
-                   default=None, help=TRAIN_HELP["distribute"])
-    p.add_argument("--val-every", type=positive_int, default=None, help=TRAIN_HELP["val_every"])
-    p.add_argument("--ckpt-every", type=positive_int, default=None, help=TRAIN_HELP["ckpt_every"])
-    p.add_argument("--quiet", action="store_true", help="no progress bar; plain log lines")
-    p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=None,
-                   help="write TensorBoard logs to RUN/tensorboard (loss, LR, validation PSNR "
-                        "and images; default: on)")
-    p.add_later(_describe_train_defaults)
-    p.set_defaults(func=cmd_train)
-    return p
-
-
-def _add_train_starting_points(p: argparse.ArgumentParser) -> None:
-    """`train`'s options that start from something other than fresh weights."""
-    p.add_argument("--from", dest="from_run", default=None,
-                   help="finished FP32 run, or deploy weights W.weights.h5 (mai-sr import; "
-                        "with --model): do only QAT, in a new run directory")
-    p.add_argument("--init", dest="init_run", default=None,
-                   help="finished FP32 run, or deploy weights W.weights.h5: start FP32 "
-                        "training from its weights (fine-tune)")
-    p.add_argument("--teacher", default=None,
-                   help="distil from a finished FP32 run, deploy weights W.weights.h5 of this "
-                        "model (with --from W.weights.h5: QAT that follows its own float "
-                        "model), or a pretrained model (abpn, scsrn, ...)")
-    p.add_argument("--distill-weight", type=positive_float, default=None,
-                   help="share of the loss against the teacher's output (default 0.5)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue --out (default runs/latest) from its last checkpoint")
-    p.add_argument("--recipe", default=None, metavar="FILE",
-                   help="replay a recipe file (JSON: the stages that made a shipped weight) "
-                        "into --out (default runs/<recipe name>); rerun to resume")
 
 
 def _add_export_parser(sub) -> argparse.ArgumentParser:
@@ -485,9 +363,9 @@ def _add_eval_parser(sub) -> argparse.ArgumentParser:
                                         "rows.csv"))
     _add_tflite_model(p)
     p.add_argument("--data", default="builtin",
-                   help="HR images: DIR[,DIR], folder names under $MAI_SR_DATA, or builtin, "
-                        "scikit-image's photos, which train also uses by default (default "
-                        "builtin)")
+                   help="HR images: DIR[,DIR], folder names under $MAI_SR_DATA, or builtin "
+                        "(default builtin: scikit-image's photos, train's default training "
+                        "data, not a test set; the output says so)")
     p.add_argument("--y", action="store_true", help="on BT.601 luma (default: on RGB)")
     p.add_argument("--crop", type=non_negative_int, default=None,
                    help="border pixels left out of PSNR/SSIM (default: the scale)")
@@ -778,6 +656,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(command: str):
+    """A `warnings.showwarning` that says a library's warning (a skipped image, a file read
+    only up to its first frame) in one line, ``mai-sr <cmd>: warning: ...``, without
+    Python's file, line and source."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"{PROG} {command}: warning: {message}", file=sys.stderr if file is None else file)
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `mai-sr` console script."""
     parser = build_parser()
@@ -786,7 +673,9 @@ def main(argv: list[str] | None = None) -> int:
                        f"--qat`; `{PROG} --help` lists them\n")
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():  # restored on return: main() is also called in-process
+            warnings.showwarning = _one_line_warning(args.command)
+            return int(args.func(args) or 0)
     except MaiSrError as exc:
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -160,3 +160,8 @@ class LibraryChoices(Sequence):
 
     def __len__(self) -> int:
         return len(self.values)
+
+
+def examples(*lines: str) -> str:
+    """The epilog of a subcommand's --help: its examples, kept as written."""
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)

@@ -18,17 +18,20 @@ import csv
 import io
 import os
 import sys
+import textwrap
 from pathlib import Path
 
 from tqdm import tqdm
 
 from mai_sr.data import iter_pairs, split_sources
 from mai_sr.errors import MaiSrError
-from mai_sr.tflite.runtime import TFLiteSR
+from mai_sr.tflite.runtime import FLOAT_MODELS, TFLiteSR
 from mai_sr.results import EvalResult
 from mai_sr.scoring import Scoring, score_pairs
 from mai_sr.imageio import write_image
+from mai_sr.training_data import data_notes, model_training
 
+NOTE_WIDTH = 100  # the table's notes wrap here (its rows are 70 columns)
 CSV_COLUMNS = ("dataset", "image", "height", "width", "psnr", "ssim", "bicubic_psnr",
                "bicubic_ssim")
 
@@ -48,7 +51,7 @@ def _cached_baseline(cached: dict, pair) -> tuple[float, float] | None:
 
 def evaluate_tflite(model_path: str | os.PathLike, data, *, y_channel: bool = False,
                     crop: int | None = None, save_dir: str | os.PathLike | None = None,
-                    quiet: bool = False, require_int8: bool = True,
+                    quiet: bool = False, require_int8: bool = False,
                     threads: int = 2, cache_dir: str | os.PathLike | None = None,
                     use_cache: bool = True, jobs: int | None = None,
                     tile: int | None = None) -> list[EvalResult]:
@@ -57,9 +60,12 @@ def evaluate_tflite(model_path: str | os.PathLike, data, *, y_channel: bool = Fa
     `data`: a list of sources (or a comma-separated string), each 'builtin' or a folder of
     HR images as :func:`mai_sr.data.iter_pairs` accepts. `crop` defaults to the model's
     scale. `save_dir` receives the SR images as ``<save_dir>/<dataset>/<image>.png``.
-    `require_int8` (the default: this is INT8 eval) refuses models that compute in float;
-    an INT8 network with float32 input and output (QUANTIZE/DEQUANTIZE at the edges) is
-    evaluated, and a line on stderr says what it is.
+    A float model (``export --precision fp32``/``fp16``) is scored as it is, its result's
+    `precision` saying so, unless `require_int8` refuses it; an INT8 network with float32
+    input and output (QUANTIZE/DEQUANTIZE at the edges) is scored as INT8, and a line on
+    stderr says what it is. Each result's `notes` say when its images are the model's
+    training images (its provenance records them) or the builtin photos
+    (:mod:`mai_sr.training_data`).
 
     The bicubic rows come from the baseline cache in `cache_dir` (default
     ``$XDG_CACHE_HOME/mai-sr``, see :mod:`mai_sr.cache`) when present, and are stored there
@@ -75,6 +81,7 @@ def evaluate_tflite(model_path: str | os.PathLike, data, *, y_channel: bool = Fa
     model = TFLiteSR(model_path, threads, require_int8=require_int8)
     if model.float_io and not quiet:  # say what the file is, beside the progress bars
         tqdm.write(f"{model.path.name}: {model.description}", file=sys.stderr)
+    training, run = model_training(model.path, model.metadata)
     scoring = Scoring(model.scale, crop=crop, y_channel=y_channel)
     cache = BaselineCache(cache_dir) if use_cache else None
     results = []
@@ -99,8 +106,10 @@ def evaluate_tflite(model_path: str | os.PathLike, data, *, y_channel: bool = Fa
             cache.put(key, [{"name": r.name, "height": r.height, "width": r.width,
                              "bicubic_psnr": r.bicubic_psnr, "bicubic_ssim": r.bicubic_ssim}
                             for r in rows])
+        notes = data_notes(name, [r.name for r in rows], training, run)
         results.append(EvalResult(model=model.path.name, dataset=name, images=tuple(rows),
-                                  y_channel=y_channel, crop=scoring.border))
+                                  y_channel=y_channel, crop=scoring.border,
+                                  precision=model.precision, notes=tuple(notes)))
     return results
 
 
@@ -118,13 +127,20 @@ def results_csv(results: list[EvalResult]) -> str:
 
 
 def format_results(results: list[EvalResult]) -> str:
-    """A plain-text table: one row per dataset with the mean scores and the bicubic baseline."""
+    """A plain-text table: one row per dataset with the mean scores and the bicubic baseline,
+    then the results' notes (a float model, training images)."""
     first = results[0]
     channel = "Y (BT.601)" if first.y_channel else "RGB"
-    lines = [f"{first.model}: PSNR/SSIM on {channel}, border crop {first.crop}",
+    kind = (f" ({FLOAT_MODELS[first.precision]}: a float reference, not an INT8 score)"
+            if first.precision in FLOAT_MODELS else "")
+    lines = [f"{first.model}{kind}: PSNR/SSIM on {channel}, border crop {first.crop}",
              f"{'dataset':<16} {'images':>6} {'PSNR':>8} {'SSIM':>7} {'bicubic PSNR':>13} "
              f"{'bicubic SSIM':>13}"]
     for r in results:
-        lines.append(f"{r.dataset:<16} {len(r.images):>6} {r.psnr:>8.3f} {r.ssim:>7.4f} "
+        mark = "*" if r.notes else ""
+        lines.append(f"{r.dataset + mark:<16} {len(r.images):>6} {r.psnr:>8.3f} {r.ssim:>7.4f} "
                      f"{r.bicubic_psnr:>13.3f} {r.bicubic_ssim:>13.4f}")
+    lines += [textwrap.fill(note, NOTE_WIDTH, initial_indent="* ", subsequent_indent="  ",
+                            break_on_hyphens=False)
+              for r in results for note in r.notes]
     return "\n".join(lines)

@@ -134,6 +134,7 @@ def read_image(path: Path, max_pixels: int | None = MAX_PIXELS, *,
     """
     path = Path(path)
     with _opened(path, max_pixels, limit_option) as im:
+        _note_frames(path, im)
         samples = _decode_16bit(path, im, _png_16bit_colour(path, im))
         if samples is not None:
             orientation = im.getexif().get(ExifTags.Base.Orientation, 1)
@@ -149,6 +150,18 @@ def read_image(path: Path, max_pixels: int | None = MAX_PIXELS, *,
             im = im.convert(("LA" if grey else "RGBA") if has_alpha else
                             ("L" if grey else "RGB"))
         return np.asarray(im, dtype=np.uint8)
+
+
+class FirstFrameOnly(UserWarning):
+    """An animated (GIF, APNG, WebP) or multi-page (TIFF) file, of which only the first
+    frame is read: the commands say so in one line rather than drop the rest silently."""
+
+
+def _note_frames(path: Path, im: Image.Image) -> None:
+    if getattr(im, "is_animated", False):
+        frames = getattr(im, "n_frames", 2)
+        warnings.warn(FirstFrameOnly(f"{path}: has {frames} frames; only the first is used"),
+                      stacklevel=3)
 
 
 def as_rgb(img: np.ndarray) -> np.ndarray:

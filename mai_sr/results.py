@@ -85,13 +85,19 @@ class ImageScore:
 
 @dataclass(frozen=True)
 class EvalResult:
-    """Evaluation of one model on one dataset: a row per image and the means."""
+    """Evaluation of one model on one dataset: a row per image and the means.
+
+    `precision` is what the model computes in ("int8", "fp16", "fp32"; None when not
+    recorded); `notes` are lines the scores must be read with (the images are training
+    images, ...)."""
 
     model: str
     dataset: str
     images: tuple[ImageScore, ...]
     y_channel: bool = False
     crop: int = 3
+    precision: str | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def psnr(self) -> float:
@@ -124,4 +130,5 @@ class EvalResult:
 
         images = tuple(score(row) for row in data["images"])
         return cls(model=data["model"], dataset=data["dataset"], images=images,
-                   y_channel=data.get("y_channel", False), crop=data.get("crop", 3))
+                   y_channel=data.get("y_channel", False), crop=data.get("crop", 3),
+                   precision=data.get("precision"), notes=tuple(data.get("notes") or ()))

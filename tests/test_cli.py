@@ -129,6 +129,7 @@ def test_only_the_cli_prints_and_exits():
     package = Path(__file__).resolve().parents[1] / "mai_sr"
     cli = {package / "cli.py", package / "__main__.py"}
     cli |= set((package / "cli").rglob("*.py")) if (package / "cli").is_dir() else set()
+    cli |= set(package.glob("cli_*.py"))  # a subcommand's own CLI module (cli_train.py)
     assert _prints_and_exits(package / "cli.py")  # the scan does find them where they are
     offenders = [hit for path in sorted(package.rglob("*.py")) if path not in cli
                  for hit in _prints_and_exits(path)]

@@ -20,10 +20,12 @@ from ai_edge_litert.interpreter import Interpreter
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from mai_sr import fileio
 from mai_sr.cli import main
 from mai_sr.errors import MaiSrError
 from mai_sr.evaluate import evaluate_tflite
 from mai_sr.metrics import psnr, ssim
+from mai_sr.training_data import suggest_test_set
 from tflite_factory import prebuilt
 
 # LR size the fixed-shape test model is built for; every Set5 LR image is larger.
@@ -144,9 +146,6 @@ def _one_line_error(capsys, argv, *fragments):
 
 def test_bad_inputs_give_one_line_errors(tmp_path_factory, dynamic_model, eval_folder, tmp_path,
                                          capsys):
-    float_model = built_model(tmp_path_factory, "float")
-    _one_line_error(capsys, ["eval", str(float_model), "--data", str(eval_folder)],
-                    str(float_model), "float32 model", "--precision int8")
     truncated = tmp_path / "truncated.tflite"
     truncated.write_bytes(dynamic_model.read_bytes()[:3000])
     _one_line_error(capsys, ["eval", str(truncated)], str(truncated), "TFLite")
@@ -163,12 +162,70 @@ def test_bad_inputs_give_one_line_errors(tmp_path_factory, dynamic_model, eval_f
     _one_line_error(capsys, ["eval"], "no model")
 
 
-def test_float_model_evaluates_when_int8_not_required(tmp_path_factory, eval_folder):
+def test_float_model_is_scored_and_said_to_be_float(tmp_path_factory, eval_folder, tmp_path,
+                                                   capsys):
+    """A float32 file (the FP32 reference of an INT8 export) is scored like any other, its
+    output rounded to pixels as a bare interpreter's is, and the table says what it is."""
     float_model = built_model(tmp_path_factory, "float")
-    with pytest.raises(MaiSrError):
-        evaluate_tflite(float_model, str(eval_folder), quiet=True)
-    (result,) = evaluate_tflite(float_model, str(eval_folder), quiet=True, require_int8=False)
-    assert len(result.images) == 3 and np.isfinite(result.psnr)
+    with pytest.raises(MaiSrError, match="float"):
+        evaluate_tflite(float_model, str(eval_folder), quiet=True, require_int8=True)
+    assert main(["eval", str(float_model), "--data", str(eval_folder), "--quiet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "float32 model" in lines[0] and "not an INT8 score" in lines[0]
+    assert main(["eval", str(float_model), "--data", str(eval_folder), "--quiet",
+                 "--json"]) == 0
+    (printed,) = json.loads(capsys.readouterr().out)
+    assert printed["precision"] == "fp32" and printed["notes"] == []
+    for image in printed["images"]:
+        hr = np.asarray(Image.open(eval_folder / f"{image['name']}.png").convert("RGB"))
+        hr = hr[:hr.shape[0] // 3 * 3, :hr.shape[1] // 3 * 3]
+        lr = np.asarray(Image.fromarray(hr).resize((hr.shape[1] // 3, hr.shape[0] // 3),
+                                                   Image.BICUBIC, reducing_gap=None))
+        interpreter = Interpreter(model_path=str(float_model))
+        interpreter.resize_tensor_input(0, [1, *lr.shape])
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"],
+                               lr[None].astype(np.float32))
+        interpreter.invoke()
+        out = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0]
+        sr = np.clip(np.round(out), 0, 255).astype(np.uint8)
+        c = (slice(3, -3), slice(3, -3))
+        assert image["psnr"] == pytest.approx(
+            peak_signal_noise_ratio(hr[c], sr[c], data_range=255), abs=1e-9)
+    assert main(["upscale", str(eval_folder / "bird.png"), str(tmp_path / "bird_x3.png"),
+                 "--model", str(float_model)]) == 0
+    assert f"{float_model}: float32 model (float compute, not INT8)" in capsys.readouterr().err
+
+
+def test_builtin_photos_are_said_not_to_be_a_test_set(dynamic_model, capsys):
+    """The default data is the training photos of `mai-sr train`: the table marks the row and
+    says so, pointing to --data."""
+    assert main(["eval", str(dynamic_model), "--quiet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].startswith("builtin*") and lines[2].split()[1] == "9"
+    note = " ".join(lines[3:])
+    assert note.startswith("* builtin: ") and "not a test set" in note and "--data" in note
+    assert max(len(line) for line in lines) <= 100
+
+
+def test_training_images_of_the_model_are_named(dynamic_model, eval_folder, tmp_path, capsys):
+    """An export records the images its run trained and validated on: eval on those says
+    how many of them it scores, and names the run."""
+    model = tmp_path / "model_none.tflite"
+    model.write_bytes(dynamic_model.read_bytes())
+    training = {"data": [eval_folder.name], "val": None, "images": ["bird", "comic"],
+                "val_images": ["bridge"]}
+    (tmp_path / "model_none.tflite.json").write_text(json.dumps(
+        {"sha256": fileio.sha256_file(model), "source": {"run": "abpn-1", "training": training}}))
+    (result,) = evaluate_tflite(model, str(eval_folder), quiet=True)
+    assert result.notes == (f"{eval_folder.name}: 2 of these 3 images are this model's training "
+                            "images and 1 its validation image (run abpn-1): not a test score; "
+                            f"for one give {suggest_test_set()}",)
+    training["data"] = ["T91"]  # the same names in another folder are other images
+    (tmp_path / "model_none.tflite.json").write_text(json.dumps(
+        {"sha256": fileio.sha256_file(model), "source": {"run": "abpn-1", "training": training}}))
+    (other,) = evaluate_tflite(model, str(eval_folder), quiet=True)
+    assert other.notes == ()
 
 
 # ------------------------------------------------------------ third-party files

@@ -12,6 +12,7 @@ import pytest
 
 from mai_sr import cli, fileio
 from mai_sr.errors import MaiSrError
+from mai_sr.data import BUILTIN_PHOTOS
 from mai_sr.export import convert
 from mai_sr.export.convert import calibration_batches, export
 from mai_sr.tflite.artifacts import read_metadata
@@ -38,7 +39,11 @@ ALLOWED_OPS = {"QUANTIZE", "CONV_2D", "ADD", "CONCATENATION", "MINIMUM", "MAXIMU
 def run_dir(tmp_path_factory, shared_data):
     run = tmp_path_factory.mktemp("run")
     deploy = create_model("abpn", deploy=True)
-    fileio.write_json(run / CONFIG_FILE, {**TrainConfig(model="abpn").to_dict(), "scale": 3})
+    # as `mai-sr train` writes it on the builtin photos: one held out for validation
+    images = {"train": [p for p in BUILTIN_PHOTOS if p != "immunohistochemistry"],
+              "val": ["immunohistochemistry"]}
+    fileio.write_json(run / CONFIG_FILE, {**TrainConfig(model="abpn").to_dict(), "scale": 3,
+                                          "data_images": images})
     (run / FP32_DEPLOY_WEIGHTS).parent.mkdir()
     deploy.save_weights(str(run / FP32_DEPLOY_WEIGHTS))
     qat = quantize_model(deploy)
@@ -150,8 +155,20 @@ def test_provenance_in_sidecar_and_metadata(exported, run_dir):
         assert side["source"]["run_config_sha256"] == fileio.sha256_json(config)
         assert side["source"]["run"] == run.name  # the run's name, never a local path
         assert side["toolkit"]["mai_sr"]
+        assert side["source"]["training"] == {"data": ["builtin"], "val": None,
+                                              "images": config["data_images"]["train"],
+                                              "val_images": ["immunohistochemistry"]}
     assert json.loads(exported[0].with_name("model.tflite.json").read_text())["output_shape"] \
         == [1, SHAPE[0] * 3, SHAPE[1] * 3, 3]
+
+
+def test_eval_of_the_export_on_its_training_photos_says_so(exported, run_dir, capsys):
+    """`mai-sr eval model.tflite` after the quick start scores the builtin photos, which
+    the run trained on: the table says so and names the run."""
+    assert cli.main(["eval", str(exported[1]), "--quiet"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert (f"builtin: 8 of these 9 images are this model's training images and 1 its "
+            f"validation image (run {run_dir[0].name}): not a test score") in out
 
 
 @pytest.mark.slow
@@ -380,3 +397,33 @@ def test_too_little_calibration_data_and_unused_calib_are_refused(run_dir, tmp_p
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--calib" in err and "unused" in err
     assert not list(tmp_path.glob("*.tflite"))
+
+
+def test_export_says_precision_shapes_quantization_source_and_sidecar(run_dir, tmp_path,
+                                                                      shared_data, capsys):
+    """Each file's lines name its precision and shapes (as the graph has them), where its
+    quantization comes from (QAT of the run, or PTQ and its calibration set) and its
+    sidecar; then the next commands."""
+    out = tmp_path / "q.tflite"
+    assert cli.main(["export", str(out), "--run", str(run_dir[0]), "--shape", "24x32",
+                     "--dynamic"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    fixed_in = "x".join(map(str, read_graph(out).input_tensors[0].shape))
+    fixed_out = "x".join(map(str, read_graph(out).output_tensors[0].shape))
+    assert lines[0] == f"{out}: int8, {fixed_in} -> {fixed_out} (x3 abpn)"
+    assert lines[1] == (f"  quantization: QAT, the quantization-aware-trained ranges of run "
+                        f"{run_dir[0].name} (qat weights)")
+    assert lines[2] == f"  sidecar: {out}.json"
+    assert lines[3] == f"{tmp_path / 'q_none.tflite'}: int8, 1xHxWx3 -> 1x3Hx3Wx3 (x3 abpn)"
+    assert lines[-1].startswith(f"next: mai-sr lint {out}; mai-sr eval {tmp_path}/q_none.tflite")
+    weights = run_dir[0] / FP32_DEPLOY_WEIGHTS
+    assert cli.main(["export", str(tmp_path / "p.tflite"), "--model", "abpn", "--weights",
+                     str(weights), "--calib", str(shared_data / "Set5"), "--calib-n", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"{tmp_path / 'p.tflite'}: int8, 1x360x640x3 -> 1x1080x1920x3")
+    assert lines[1] == ("  quantization: PTQ of weights deploy.weights.h5, calibrated on 3 "
+                        "crops of Set5")
+    check = json.loads((tmp_path / "p.tflite.json").read_text())["calibration_check"]
+    assert lines[2] == (f"  INT8 vs FP32: {check['int8_vs_fp32_psnr']['calibration']:.2f} dB "
+                        "on the calibration crops, "
+                        f"{check['int8_vs_fp32_psnr']['builtin']:.2f} dB on the builtin photos")

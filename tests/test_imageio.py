@@ -7,6 +7,7 @@ Pillow nor OpenCV writes those), so the decoder is checked against independent e
 """
 
 import struct
+import warnings
 import zlib
 
 import numpy as np
@@ -209,3 +210,32 @@ def test_train_refuses_a_decompression_bomb_in_its_data_in_one_line(tmp_path, ca
                  "--steps", "1", "--quiet", "--no-tensorboard"]) == 2
     err = capsys.readouterr().err
     assert BOMB_LINE in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("suffix", ["gif", "png", "webp", "tif"])
+def test_multi_frame_files_give_their_first_frame_and_say_so(suffix, tmp_path, capsys):
+    """Animated GIF/APNG/WebP and multi-page TIFF: the first frame, as Pillow decodes it,
+    and one line saying the others are not used (the CLI prints it as one line)."""
+    rng = np.random.default_rng(0)
+    frames = [Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8))
+              for _ in range(3)]
+    path = tmp_path / f"anim.{suffix}"
+    lossless = {"lossless": True} if suffix == "webp" else {}
+    frames[0].save(path, save_all=True, append_images=frames[1:], **lossless)
+    with pytest.warns(imageio.FirstFrameOnly, match=r"anim\.\w+: has 3 frames; only the "
+                                                     r"first is used"):
+        img = imageio.read_image_rgb(path)
+    with Image.open(path) as im:
+        im.seek(0)
+        np.testing.assert_array_equal(img, np.asarray(im.convert("RGB")))
+    single = tmp_path / f"one.{suffix}"
+    frames[0].save(single, **lossless)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a single frame says nothing
+        imageio.read_image_rgb(single)
+    from mai_sr.cli import main
+
+    assert main(["upscale", str(path), str(tmp_path / "out.png"), "--pretrained", "abpn",
+                 "--quiet"]) == 0
+    assert capsys.readouterr().err == (f"mai-sr upscale: warning: {path}: has 3 frames; only "
+                                       "the first is used\n")

@@ -296,6 +296,7 @@ def _load_source(run, model, weights, pretrained, precision: str, scale=None) ->
                          "--pretrained NAME" + (f" (got {', '.join(given)})" if given else ""))
     if run is not None:
         from mai_sr.runs import QAT_WEIGHTS, read_run_config, run_scale
+        from mai_sr.training_data import training_record
         from mai_sr.train.run_model import load_run_model
 
         run = Path(run)
@@ -306,7 +307,9 @@ def _load_source(run, model, weights, pretrained, precision: str, scale=None) ->
         # Names only: the file is shipped and shared, a local absolute path means nothing
         # elsewhere (and tells others about this machine).
         source = {"run": run.resolve().name, "stage": stage,
-                  "run_config_sha256": fileio.sha256_json(config)}
+                  "run_config_sha256": fileio.sha256_json(config),
+                  # what it trained on, so `eval` on those images says so
+                  "training": training_record(config)}
         return load_run_model(run, stage), config["model"], run_scale(config), source
     if pretrained is not None:
         from mai_sr.pretrained import pretrained_path
@@ -388,6 +391,48 @@ def export(output, *, run=None, model=None, weights=None, pretrained=None, shape
         contents[sidecar_path(path)] = fileio.json_bytes(sidecar)
     fileio.write_files(contents)
     return [path for path, _, _ in files]
+
+
+def describe_export(path: Path) -> list[str]:
+    """What `mai-sr export` says of one written file, from its sidecar: the precision and
+    shapes, where its quantization comes from (QAT and from which source, or PTQ and its
+    calibration set) and the sidecar's path."""
+    from mai_sr.tflite.artifacts import read_sidecar
+
+    record = read_sidecar(path)
+    scale = record.get("scale", CHALLENGE_SCALE)
+
+    def shape(dims, factor=1) -> str:
+        return "x".join(str(d) if d is not None else ("H" if i == 1 else "W") if factor == 1
+                        else f"{factor}{'H' if i == 1 else 'W'}" for i, d in enumerate(dims))
+
+    shapes = f"{shape(record['input_shape'])} -> {shape(record['output_shape'], scale)}"
+    lines = [f"{path}: {record['precision']}, {shapes} (x{scale} {record['model']})",
+             f"  quantization: {_quantization_source(record)}"]
+    psnr = record.get("calibration_check", {}).get("int8_vs_fp32_psnr")
+    if psnr:
+        lines.append(f"  INT8 vs FP32: {psnr['calibration']:.2f} dB on the calibration crops, "
+                     f"{psnr['builtin']:.2f} dB on the builtin photos")
+    if record.get("target"):
+        lines.append(f"  rewritten for {record['target']['target']}: every op on its NPU "
+                     "under Vela, outputs bit-identical")
+    lines.append(f"  sidecar: {sidecar_path(path)}")
+    return lines
+
+
+def _quantization_source(record: dict) -> str:
+    """Where a file's quantization comes from, in words: QAT and its source, PTQ and its
+    calibration set, or none (a float file)."""
+    source = record.get("source", {})
+    origin = (f"run {source['run']} ({source.get('stage')} weights)" if "run" in source
+              else f"shipped {source['pretrained']}" if "pretrained" in source
+              else f"weights {source.get('weights')}")
+    if record["precision"] != "int8":
+        return f"none ({record['precision']} from the FP32 model of {origin})"
+    if record.get("quantization") == "qat":
+        return f"QAT, the quantization-aware-trained ranges of {origin}"
+    calib = record.get("calibration", {})
+    return f"PTQ of {origin}, calibrated on {calib.get('crops')} crops of {calib.get('data')}"
 
 
 def _check_arguments(output: Path, precision: str, shape, calib_n: int, target,

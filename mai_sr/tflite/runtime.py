@@ -127,7 +127,8 @@ class TFLiteSR:
     Attributes: `path`, `scale` (int), `fixed_shape` ((h, w) LR input, or None when dynamic),
     `input_dtype` / `output_dtype` (numpy types), `input_quant` / `output_quant`
     ((scale, zero_point); (0.0, 0) for float), `is_float` (float compute inside the network),
-    `float_io` (float32 IO around an INT8 core), `description` (what the file is, one phrase),
+    `float_io` (float32 IO around an INT8 core), `precision` ("int8", "fp16" or "fp32", as
+    ``mai-sr export --precision`` names them), `description` (what the file is, one phrase),
     `receptive_field` (radius in LR pixels, used as the tile margin), `metadata` (the
     provenance sidecar, or {}).
 
@@ -162,21 +163,14 @@ class TFLiteSR:
         self.output_dtype = self._output["dtype"]
         self.input_quant = tuple(self._input["quantization"])
         self.output_quant = tuple(self._output["quantization"])
-        edges = set(graph.inputs) | set(graph.outputs)
-        float_types = {t.dtype for t in graph.tensors if t.is_float and t.index not in edges}
-        # float32 IO around an INT8 core (QUANTIZE/DEQUANTIZE at the edges only), as some
-        # published files ship: the network computes in INT8, so it is evaluated as INT8
-        self.float_io = not float_types and any(t.is_float for t in graph.tensors)
+        self.precision, self.float_io, float_types = graph_precision(graph)
         self.is_float = bool(float_types)
         if require_int8 and self.is_float:
             raise MaiSrError(f"{self.path}: is a {'/'.join(sorted(float_types))} model (it "
-                             "computes in float inside the network); INT8 eval needs a "
+                             "computes in float inside the network); an INT8 score needs a "
                              "full-integer model (for a mai-sr run: export with --precision int8)")
-        self.description = (
-            "an INT8 network with float32 input and output (QUANTIZE/DEQUANTIZE at the edges "
-            "only): evaluated as INT8; on a device the edge conversions are CPU work"
-            if self.float_io else "a float model" if self.is_float else
-            f"a full-integer model ({np.dtype(self.output_dtype).name} IO)")
+        self.description = describe_precision(self.precision, self.float_io,
+                                              np.dtype(self.output_dtype).name)
 
         self.metadata = read_sidecar(self.path)
         dynamic = in_sig[1] < 0 or in_sig[2] < 0
@@ -326,6 +320,41 @@ class TFLiteSR:
             if on_tile is not None:
                 on_tile()
         return out
+
+
+# What a float file is, by its precision: eval's and upscale's output say it, so a float
+# file's PSNR (the FP32 reference of an INT8 export) is never read as an INT8 score.
+FLOAT_MODELS = {"fp32": "float32 model", "fp16": "float32 model with float16 weights"}
+
+
+def describe_precision(precision: str, float_io: bool = False, io_dtype: str = "uint8") -> str:
+    """What a file computes in, as one phrase ("a float32 model (float compute: ...)")."""
+    if precision in FLOAT_MODELS:
+        return f"a {FLOAT_MODELS[precision]} (float compute: a float reference, not INT8)"
+    if float_io:
+        return ("an INT8 network with float32 input and output (QUANTIZE/DEQUANTIZE at the "
+                "edges only): evaluated as INT8; on a device the edge conversions are CPU work")
+    return f"a full-integer model ({io_dtype} IO)"
+
+
+def graph_precision(graph: TFLiteGraph) -> tuple[str, bool, set[str]]:
+    """(precision, float_io, float types inside the network) of a TFLite graph.
+
+    precision is "int8", "fp16" or "fp32" as ``mai-sr export --precision`` names them (an
+    fp16 file keeps float16 weights and computes in float32); float_io is True for float32
+    IO around an INT8 core (QUANTIZE/DEQUANTIZE at the edges only), as some published files
+    ship: that network computes in INT8, so it is scored as INT8.
+    """
+    edges = set(graph.inputs) | set(graph.outputs)
+    float_types = {t.dtype for t in graph.tensors if t.is_float and t.index not in edges}
+    if float_types:
+        return ("fp16" if "float16" in float_types else "fp32"), False, float_types
+    return "int8", any(t.is_float for t in graph.tensors), float_types
+
+
+def model_precision(path: str | os.PathLike) -> str:
+    """"int8", "fp16" or "fp32" of a .tflite file, from its graph alone (no interpreter)."""
+    return graph_precision(read_graph(Path(path)))[0]
 
 
 def _image_like(sig: list[int]) -> bool:

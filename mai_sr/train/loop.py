@@ -22,6 +22,7 @@ from mai_sr.runs import (FP32_DEPLOY_WEIGHTS, FP32_TRAIN_WEIGHTS, QAT_WEIGHTS, r
                          read_summary)
 from mai_sr.train.checkpoint import CheckpointDamaged, read_checkpoint_weights, resume_stage
 from mai_sr.train.config import LEGACY_TRAIN_GRAPH, LOSSES, TRAIN_GRAPH, TrainConfig
+from mai_sr.train.plan import TrainPlan, is_finished, make_plan
 from mai_sr.train.rundir import RunWriter, resolve_run
 from mai_sr.train.run_model import build_deploy, load_run_model
 from mai_sr.train.session import (Progress, StopOnSignal, TrainingInterrupted, hold_run_lock,
@@ -32,9 +33,13 @@ CHARBONNIER_EPS = 1e-3  # on images scaled to [0, 1]
 
 def train_from_config(config: TrainConfig, resume: bool = False, quiet: bool = False, *,
                       on_step: Callable[[str, int], None] | None = None,
-                      tensorboard: bool = True) -> Path:
+                      tensorboard: bool = True,
+                      on_plan: Callable[[TrainPlan], None] | None = None) -> Path:
     """Run (or, with `resume`, continue) the training described by `config`; return the run dir.
 
+    `on_plan(plan)` is called once the data is loaded, before anything is trained, with
+    the :class:`~mai_sr.train.plan.TrainPlan`; a `resume` of a finished run trains nothing
+    and calls it with ``plan.finished`` True.
     `on_step(stage, step)` is called after every optimizer step (progress hooks, tests).
     Ctrl-C or SIGTERM finishes the current step, writes a checkpoint and raises
     :class:`TrainingInterrupted` (exit code 130) saying how to resume.
@@ -43,7 +48,12 @@ def train_from_config(config: TrainConfig, resume: bool = False, quiet: bool = F
     started = time.perf_counter()
     chief = is_chief(config.distribute)
     run_dir, config = resolve_run(config, resume, chief)
+    if resume and chief and _finished_run(run_dir, config, quiet, on_plan):
+        return run_dir
     train_pairs, val_pairs, data_notes = _load_data(config)
+    if on_plan is not None and chief:
+        on_plan(make_plan(run_dir, config, len(train_pairs), [p.name for p in val_pairs],
+                          resume))
 
     from mai_sr._tf import tf  # noqa: F401  (strategy creation must precede other TF ops)
 
@@ -71,6 +81,29 @@ def train_from_config(config: TrainConfig, resume: bool = False, quiet: bool = F
             run._tensorboard.close()
         if lock is not None:
             lock.close()
+
+
+def _finished_run(run_dir: Path, config: TrainConfig, quiet: bool, on_plan) -> bool:
+    """Whether a resumed run has nothing left to do (every stage's weights and summary
+    entry, an intact metrics.csv); then, holding its lock (a run being trained is refused
+    as usual), clear what killed writers left and hand `on_plan` the finished plan."""
+    if not is_finished(run_dir, config):
+        return False
+    stored = read_run_config(run_dir)
+    run = RunWriter(run_dir, config, True, quiet,
+                    stored.get("train_graph", LEGACY_TRAIN_GRAPH))
+    if run.damaged:  # metrics.csv to restore: the full path repairs it
+        return False
+    lock = hold_run_lock(run_dir)
+    try:
+        run.remove_stale_temps()
+    finally:
+        lock.close()
+    if on_plan is not None:
+        images = stored.get("data_images") or {}
+        on_plan(make_plan(run_dir, config, len(images.get("train", [])),
+                          images.get("val", []), resumed=True, finished=True))
+    return True
 
 
 def _train_locked(run: RunWriter, config: TrainConfig, strategy, train_pairs, val_pairs,
