@@ -196,3 +196,33 @@ def tflite_that_writes(path: Path, marker: Path) -> Path:
                                            tf.lite.OpsSet.SELECT_TF_OPS]
     path.write_bytes(converter.convert())
     return path
+
+
+def unknown_architecture(path: Path, convs: int, width: int = 16) -> Path:
+    """A state dict of `convs` convs of an architecture no registry entry has (EDSR-style:
+    head 3 -> C, a body of C -> C, a tail C -> 3), zero weights: the shape a search over conv
+    orders once took exponential time on."""
+    shapes = [(width, 3)] + [(width, width)] * (convs - 2) + [(3, width)]
+    tensors, storages = [], {}
+    for i, (o, c) in enumerate(shapes):
+        numel = o * c * 9
+        tensors.append((f"body.{i}.weight", str(2 * i), numel, 0, (o, c, 3, 3),
+                        (c * 9, 9, 3, 1)))
+        tensors.append((f"body.{i}.bias", str(2 * i + 1), o, 0, (o,), (1,)))
+        storages[str(2 * i)] = np.zeros(numel, "<f4").tobytes()
+        storages[str(2 * i + 1)] = np.zeros(o, "<f4").tobytes()
+    return torch_zip(path, tensors, storages)
+
+
+# ------------------------------------------------------------------ TFLite (TF-free)
+
+
+def tflite_short_kernel(path: Path, source: Path, kernel_elements: int = 27 * 3 * 3 * 28) -> Path:
+    """`source` (a fixed-shape ABPN .tflite) with its last conv kernel's int8 vector declared
+    four bytes shorter than the tensor's shape: a reader that trusts the shape reads past it."""
+    data = bytearray(source.read_bytes())
+    length = struct.pack("<I", kernel_elements)
+    where = data.rindex(length)
+    data[where:where + 4] = struct.pack("<I", kernel_elements - 4)
+    path.write_bytes(bytes(data))
+    return path

@@ -2,9 +2,10 @@
 
 Real failures, not mocks: a 256 KiB tmpfs for a full disk, a read-only folder enforced by
 dropping root's CAP_DAC_OVERRIDE with `setpriv`, and processes killed with SIGKILL at a
-chosen rename. `benchmarks/faults.py` covers every write of `train` and `export`.
+chosen rename. `benchmarks/faults.py` covers every write of `train`, `export` and `import`.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -20,20 +21,33 @@ from mai_sr import fileio
 from mai_sr.errors import MaiSrError
 from mai_sr.tflite import artifacts
 
+from conftest import SHARED_ARTIFACTS
+
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def mount_tmpfs(mount: Path, size: str) -> Path:
+    """Mount a tmpfs of `size` (e.g. "256k") on `mount`, or skip (root only)."""
+    mount.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip()}): needs root")
+    return mount
 
 
 @pytest.fixture
 def small_disk(tmp_path):
     """A 256 KiB tmpfs (root only); unmounted afterwards."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip()}): needs root")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    yield mount_tmpfs(tmp_path / "disk", "256k")
+    subprocess.run(["umount", "-l", str(tmp_path / "disk")], check=False)
+
+
+@pytest.fixture
+def one_mib_disk(tmp_path):
+    """A 1 MiB tmpfs (root only); unmounted afterwards."""
+    yield mount_tmpfs(tmp_path / "disk", "1m")
+    subprocess.run(["umount", "-l", str(tmp_path / "disk")], check=False)
 
 
 def without_dac_override(*argv: str, **kwargs) -> subprocess.CompletedProcess:
@@ -310,3 +324,116 @@ def test_export_on_a_full_disk_and_into_bad_folders_is_one_line(small_disk, tmp_
     line = one_line_error(mai_sr_cli("export", str(locked / "m.tflite"), *args, setpriv=True),
                           "export")
     assert "cannot write (Permission denied)" in line
+
+
+# ---------------------------------------------------------------- import: full disk and kills
+
+IMPORT_SOURCE = SHARED_ARTIFACTS / "etds_abpn" / "ABPN_M4C28_x3.pth"
+IMPORT_EARLIER = SHARED_ARTIFACTS / "etds_zoo" / "pretrained" / "ESPCN" / "ESPCN_x3.pth"
+PAGE = 4096  # tmpfs counts whole pages
+
+
+@pytest.fixture(scope="module")
+def import_sets(tmp_path_factory):
+    """The sets two uninterrupted imports write: "old" (ESPCN x3), then "new" (ETDS's ABPN
+    x3), each {file name: bytes}; the same names, so that one can replace the other."""
+    missing = [p for p in (IMPORT_SOURCE, IMPORT_EARLIER) if not p.is_file()]
+    if missing:
+        pytest.skip(f"{missing[0]} not present: put ../shared/artifacts beside the checkout")
+    sets = {}
+    for name, source in (("old", IMPORT_EARLIER), ("new", IMPORT_SOURCE)):
+        folder = tmp_path_factory.mktemp(name)
+        proc = mai_sr_cli("import", str(source), "--out", str(folder / "w.weights.h5"))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        sets[name] = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert sorted(sets["old"]) == sorted(sets["new"]) == ["w.weights.h5", "w.weights.h5.json"]
+    return sets
+
+
+def put_set(folder: Path, files: dict[str, bytes]) -> Path:
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return folder / "w.weights.h5"
+
+
+def free_bytes(folder: Path) -> int:
+    stat = os.statvfs(folder)
+    return stat.f_bavail * stat.f_frsize
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+@pytest.mark.parametrize("short_of", ["weights", "record"])
+def test_import_on_a_full_disk_is_one_line_and_keeps_the_old_set(import_sets, one_mib_disk,
+                                                                 short_of):
+    """ENOSPC while writing the weights (the first file of the set), or the record (the
+    second, after the weights' temp file took the last pages): one line naming that file, the
+    earlier import's set byte for byte and still accepted by its readers, no temp left.
+    (tests/test_zoo_import.py fakes the record's ENOSPC in-process; this is the real disk.)"""
+    from mai_sr.weights import weights_file_model
+
+    out = put_set(one_mib_disk, import_sets["old"])
+    weights_pages = -(-len(import_sets["new"]["w.weights.h5"]) // PAGE)
+    room = weights_pages * PAGE if short_of == "record" else (weights_pages - 1) * PAGE
+    (one_mib_disk / "ballast").write_bytes(bytes(free_bytes(one_mib_disk) - room))
+    assert free_bytes(one_mib_disk) == room
+    line = one_line_error(mai_sr_cli("import", str(IMPORT_SOURCE), "--out", str(out),
+                                     "--force"), "import")
+    at_fault = out if short_of == "weights" else Path(f"{out}.json")
+    assert line == f"mai-sr import: error: {at_fault}: cannot write (No space left on device)"
+    assert sorted(p.name for p in one_mib_disk.iterdir()) == ["ballast", "w.weights.h5",
+                                                             "w.weights.h5.json"]
+    assert {n: (one_mib_disk / n).read_bytes() for n in import_sets["old"]} == import_sets["old"]
+    assert weights_file_model(out, None)[1:] == ("espcn", 3)
+
+
+KILL_IMPORT_AT_RENAME = textwrap.dedent("""
+    import os, signal, sys
+    real, count, at, folder = os.replace, [0], int(sys.argv[1]), sys.argv[2]
+    def replace(src, dst, *args, **kwargs):
+        if os.path.dirname(os.path.abspath(dst)) == folder:
+            count[0] += 1
+            if count[0] == at:
+                os.kill(os.getpid(), signal.SIGKILL)
+        real(src, dst, *args, **kwargs)
+    os.replace = replace
+    from mai_sr.cli import main
+    sys.exit(main(sys.argv[3:]))
+""")
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_a_killed_import_leaves_the_old_set_or_a_refused_one_and_the_next_cleans_up(
+        import_sets, tmp_path):
+    """SIGKILL at the set's first rename (the record's): the old set, whole and accepted, and
+    two temp files. At the second: the new record with the old weights, which readers refuse
+    as torn. The next import cleans the killed ones' temps and writes the whole new set."""
+    from mai_sr.weights import weights_file_model
+
+    out = put_set(tmp_path, import_sets["old"])
+    argv = ["import", str(IMPORT_SOURCE), "--out", str(out), "--force"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+    def killed_at(rename: int) -> list[str]:
+        proc = subprocess.run([sys.executable, "-c", KILL_IMPORT_AT_RENAME, str(rename),
+                               str(tmp_path), *argv], env=env, capture_output=True, text=True)
+        assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+        return sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("."))
+
+    first_temps = killed_at(1)
+    assert len(first_temps) == 2  # the weights' and the record's, both complete
+    assert {n: (tmp_path / n).read_bytes() for n in import_sets["old"]} == import_sets["old"]
+    assert weights_file_model(out, None)[1:] == ("espcn", 3)
+    second_temps = killed_at(2)
+    assert not set(first_temps) & set(second_temps)  # the first kill's temps were cleaned
+    record = json.loads((tmp_path / "w.weights.h5.json").read_text())  # the new import's...
+    assert record["weights_sha256"] == hashlib.sha256(import_sets["new"]["w.weights.h5"]
+                                                      ).hexdigest()
+    assert out.read_bytes() == import_sets["old"]["w.weights.h5"]  # ...with the old weights
+    with pytest.raises(MaiSrError, match="does not match its record .*a torn write"):
+        weights_file_model(out, None)
+    assert mai_sr_cli(*argv).returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.weights.h5", "w.weights.h5.json"]
+    assert out.read_bytes() == import_sets["new"]["w.weights.h5"]
+    assert weights_file_model(out, None)[1:] == ("abpn", 3)

@@ -376,6 +376,7 @@ def _write_weights_and_record(deploy, out, result: ImportResult, source) -> None
                          f" ({first})") from None
     record = {**result.to_dict(), "weights_file": out.name,
               "weights_sha256": hashlib.sha256(data).hexdigest(), "source_sha256": _sha256(source)}
+    fileio.remove_stale_temps(out.parent)  # what killed imports left; never renamed into place
     fileio.write_files({out: data, Path(f"{out}.json"): fileio.json_bytes(record)})
 
 
