@@ -92,18 +92,25 @@ def _local_mean(x: np.ndarray, window: np.ndarray) -> np.ndarray:
     return (out if out.ndim == 3 else out[..., None])[r:-r, r:-r]
 
 
-# SSIM runs over bands of this many output rows (plus the window's 2 * SSIM_RADIUS rows of
-# context), so that a band's float64 planes stay in the core's cache between the passes
-# over them instead of streaming whole images through memory each time. Measured on B100
-# (load 7-11, CPU seconds for 100 model + 100 bicubic images): 3.6-4.2 s whole, 1.7-2.0 s in
-# bands of 32-64 rows; a 1920x1080 pair 0.16 s whole, 0.10 s in bands of 32-128 rows. The
-# values are the whole image's: each position's window is inside its band.
-SSIM_BAND_ROWS = 48
+def ssim(sr, hr, *, crop: int = 3, y_channel: bool = False) -> float:
+    """Mean structural similarity (Gaussian-weighted, Wang et al. 2004), averaged over channels.
 
-
-def _ssim_band_sum(sr: np.ndarray, hr: np.ndarray) -> tuple[float, int]:
-    """Sum of the SSIM map over the positions of HxWxC `sr`, `hr` where the window fits, and
-    how many there are (see :func:`ssim` for the computation)."""
+    Computed from the sum s = x + y and the difference d = x - y rather than from x and y,
+    which makes float32 exact enough where it is fast. With the local (Gaussian) means
+    and variances, ``2 mu_x mu_y + C1 = (mu_x^2 + mu_y^2 + C1) - mu_d^2`` and
+    ``2 cov + C2 = (var_x + var_y + C2) - var_d``, so SSIM is
+    ``(1 - mu_d^2 / (mu_x^2 + mu_y^2 + C1)) * (1 - var_d / (var_x + var_y + C2))``
+    with ``mu_x^2 + mu_y^2 = (mu_s^2 + mu_d^2) / 2`` and ``var_x + var_y = (var_s + var_d) / 2``.
+    The denominators are only needed to relative precision; what needs absolute precision is
+    var_s = E[s^2] - mu_s^2 (a difference of large numbers), so s goes through float64,
+    while d, small wherever the images agree, goes through float32 at twice the speed. The
+    result equals the all-float64 computation to about 1e-9.
+    """
+    sr, hr = _prepare(sr, hr, crop, y_channel)
+    size = 2 * SSIM_RADIUS + 1
+    if sr.shape[0] < size or sr.shape[1] < size:
+        raise MaiSrError(f"SSIM needs images of at least {size}x{size} after cropping, "
+                         f"got {sr.shape[1]}x{sr.shape[0]}")
     # Centring s on the middle of its range (an exact shift for uint8) halves E[s^2].
     s = np.add(sr, hr, dtype=np.float64)
     s -= DATA_RANGE
@@ -134,38 +141,6 @@ def _ssim_band_sum(sr: np.ndarray, hr: np.ndarray) -> tuple[float, int]:
     cs = np.divide(var_d, var_s, out=var_s)
     np.subtract(1, cs, out=cs)
     lum *= cs
-    return float(np.sum(lum, dtype=np.float64)), lum.size
-
-
-def ssim(sr, hr, *, crop: int = 3, y_channel: bool = False) -> float:
-    """Mean structural similarity (Gaussian-weighted, Wang et al. 2004), averaged over channels.
-
-    Computed from the sum s = x + y and the difference d = x - y rather than from x and y,
-    which makes float32 exact enough where it is fast. With the local (Gaussian) means
-    and variances, ``2 mu_x mu_y + C1 = (mu_x^2 + mu_y^2 + C1) - mu_d^2`` and
-    ``2 cov + C2 = (var_x + var_y + C2) - var_d``, so SSIM is
-    ``(1 - mu_d^2 / (mu_x^2 + mu_y^2 + C1)) * (1 - var_d / (var_x + var_y + C2))``
-    with ``mu_x^2 + mu_y^2 = (mu_s^2 + mu_d^2) / 2`` and ``var_x + var_y = (var_s + var_d) / 2``.
-    The denominators are only needed to relative precision; what needs absolute precision is
-    var_s = E[s^2] - mu_s^2 (a difference of large numbers), so s goes through float64,
-    while d, small wherever the images agree, goes through float32 at twice the speed. The
-    result equals the all-float64 computation to about 1e-9. (All float32 was measured too:
-    up to 6.6e-7 from scikit-image on B100, too close to the 1e-6 the scores promise.)
-    The map is computed in bands of :data:`SSIM_BAND_ROWS` rows, which only changes the
-    order of the final float64 sum (about 1e-16).
-    """
-    sr, hr = _prepare(sr, hr, crop, y_channel)
-    size = 2 * SSIM_RADIUS + 1
-    if sr.shape[0] < size or sr.shape[1] < size:
-        raise MaiSrError(f"SSIM needs images of at least {size}x{size} after cropping, "
-                         f"got {sr.shape[1]}x{sr.shape[0]}")
-    total, count = 0.0, 0
-    rows = sr.shape[0] - 2 * SSIM_RADIUS  # output rows: where the window fits
-    for top in range(0, rows, SSIM_BAND_ROWS):
-        bottom = min(rows, top + SSIM_BAND_ROWS) + 2 * SSIM_RADIUS
-        band_sum, band_count = _ssim_band_sum(sr[top:bottom], hr[top:bottom])
-        total += band_sum
-        count += band_count
     # Every channel has as many positions, so the mean over all is the mean of the
     # per-channel means.
-    return total / count
+    return float(np.mean(lum, dtype=np.float64))
