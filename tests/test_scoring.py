@@ -76,3 +76,77 @@ def test_a_keras_model_is_called_on_float_batches(set5):
     rows = score_pairs(model, set5, Scoring(3, baseline="nearest"))
     for row in rows:
         assert row.psnr == row.baseline_psnr and row.ssim == row.baseline_ssim
+
+
+def _pairs_of_sizes(sizes, scale=3):
+    from mai_sr.data import ImagePair
+
+    rng = np.random.default_rng(0)
+    pairs = []
+    for i, (h, w) in enumerate(sizes):
+        hr = rng.integers(0, 256, (h * scale, w * scale, 3), dtype=np.uint8)
+        pairs.append(ImagePair(f"img{i}", hr, rng.integers(0, 256, (h, w, 3), dtype=np.uint8)))
+    return pairs
+
+
+def _size_changes(pairs):
+    return sum(1 for a, b in zip([None, *pairs], pairs) if a is None or a.lr.shape != b.lr.shape)
+
+
+def test_by_size_groups_sizes_within_its_look_ahead_and_keeps_every_pair():
+    from mai_sr.scoring import by_size
+
+    # B100's orientations in file order (P: portrait, L: landscape): 36 runs of one size.
+    layout = ("PPPLLLLLLLLLLLLLLLLLPLLLLLLLLPLPLLPLLLPPLLLLLPLLLLLLLLPPLLLLLLPLPLLPLLLPLLLLLPLL"
+              "LPPLLLLPLLLPLLPLLLPL")
+    pairs = _pairs_of_sizes([(16, 24) if c == "L" else (24, 16) for c in layout])
+    assert _size_changes(pairs) == 36
+    consumed = []
+
+    def source():
+        for pair in pairs:
+            consumed.append(pair)
+            yield pair
+
+    held_most = 0
+    order = []
+    for position, pair in by_size(source(), images=16):
+        held_most = max(held_most, len(consumed) - len(order))
+        order.append(position)
+        assert pairs[position] is pair
+    assert sorted(order) == list(range(len(pairs)))
+    assert held_most <= 16
+    assert _size_changes([pairs[i] for i in order]) == 4
+    # All at once (a list in memory): one run per size, each in input order.
+    whole = [i for i, _ in by_size(pairs, len(pairs), None)]
+    assert _size_changes([pairs[i] for i in whole]) == 2
+    assert whole == sorted(whole, key=lambda i: (layout[i] != layout[0], i))
+    # The byte bound holds fewer pairs than the count bound.
+    one_pair = pairs[0].lr.nbytes + pairs[0].hr.nbytes
+    tight = [i for i, _ in by_size(iter(pairs), images=16, nbytes=2 * one_pair)]
+    assert sorted(tight) == list(range(len(pairs)))
+    assert 4 < _size_changes([pairs[i] for i in tight]) < 36
+
+
+def test_rows_come_back_in_input_order_with_each_pairs_own_scores():
+    """The model runs the pairs grouped by size; every row is still its own pair's, in the
+    input's order, equal to scoring the pairs one by one."""
+    pairs = _pairs_of_sizes([(16, 24), (24, 16), (16, 24), (24, 16), (20, 20), (16, 24)])
+    seen = []
+
+    def model(lr):
+        seen.append(lr.shape)
+        return pillow_bicubic(lr)
+
+    scoring = Scoring(3)
+    for given in (pairs, iter(pairs)):
+        seen.clear()
+        rows = score_pairs(model, given, scoring)
+        # three sizes, each run once (the six pairs fit in the look-ahead)
+        assert sum(1 for a, b in zip([None, *seen], seen) if a != b) == 3
+        assert sorted(seen) == sorted(p.lr.shape for p in pairs)
+        assert [r.name for r in rows] == [p.name for p in pairs]
+        for row, pair in zip(rows, pairs):
+            want = reference(pillow_bicubic(pair.lr), pair.hr, 3)
+            assert (row.psnr, row.ssim) == pytest.approx(want, abs=1e-6)
+            assert row.psnr == row.baseline_psnr  # the model is the bicubic baseline
