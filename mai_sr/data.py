@@ -68,6 +68,18 @@ class ImagePair:
 # ---------------------------------------------------------------- single images
 
 
+
+def data_root() -> Path:
+    """``$MAI_SR_DATA``, else ``../shared/data`` beside the checkout."""
+    env = os.environ.get("MAI_SR_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def artifacts_root() -> Path:
+    """``$MAI_SR_ARTIFACTS`` (published model files), else ``../shared/artifacts``."""
+    env = os.environ.get("MAI_SR_ARTIFACTS")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "artifacts"
+
 def crop_to_scale(img: np.ndarray, scale: int = CHALLENGE_SCALE) -> np.ndarray:
     """Crop the bottom/right so both sides are multiples of `scale`."""
     h, w = img.shape[0] - img.shape[0] % scale, img.shape[1] - img.shape[1] % scale

@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from dataclasses import fields
 from pathlib import Path
 
+from mai_sr.data import artifacts_root, data_root
 from mai_sr.errors import MaiSrError
 
 RECIPE_SCHEMA = {
@@ -66,18 +66,6 @@ _PLACEHOLDER = re.compile(r"\{(data|artifacts|recipe_dir|stage:[A-Za-z0-9_.-]+)\
 # The weights file an import stage writes, in its stage folder.
 IMPORTED = "imported.weights.h5"
 STAGE_RECORD = "recipe.json"
-
-
-def data_root() -> Path:
-    """``$MAI_SR_DATA``, else ``../shared/data`` beside the checkout."""
-    env = os.environ.get("MAI_SR_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def artifacts_root() -> Path:
-    """``$MAI_SR_ARTIFACTS`` (published model files), else ``../shared/artifacts``."""
-    env = os.environ.get("MAI_SR_ARTIFACTS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "artifacts"
 
 
 def read_recipe(path) -> dict:

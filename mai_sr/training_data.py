@@ -59,7 +59,7 @@ def model_training(path: str | os.PathLike, sidecar: dict | None = None) -> tupl
 def suggest_test_set() -> str:
     """`--data` with a test set found under the data root (``$MAI_SR_DATA``, else
     ``../shared/data`` beside the checkout), or a generic ``--data DIR``."""
-    from mai_sr.recipes import data_root
+    from mai_sr.data import data_root
 
     folder = data_root() / TEST_SET
     return f"--data {folder}" if folder.is_dir() else "--data DIR (a test set such as Set14)"
