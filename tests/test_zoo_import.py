@@ -48,21 +48,6 @@ def paper_row(checkpoint: str) -> dict:
         return next(r for r in csv.DictReader(f) if r["checkpoint"].endswith(checkpoint))
 
 
-def edsr_like(path: Path, convs: int, width: int = 16) -> Path:
-    """A state dict of `convs` convs of another architecture (EDSR-style: head 3 -> C, a
-    body of C -> C, a tail C -> 3), zero weights, written without torch."""
-    shapes = [(width, 3)] + [(width, width)] * (convs - 2) + [(3, width)]
-    tensors, storages = [], {}
-    for i, (o, c) in enumerate(shapes):
-        numel = o * c * 9
-        tensors.append((f"body.{i}.weight", str(2 * i), numel, 0, (o, c, 3, 3),
-                        (c * 9, 9, 3, 1)))
-        tensors.append((f"body.{i}.bias", str(2 * i + 1), o, 0, (o,), (1,)))
-        storages[str(2 * i)] = np.zeros(numel, "<f4").tobytes()
-        storages[str(2 * i + 1)] = np.zeros(o, "<f4").tobytes()
-    return crafted.torch_zip(path, tensors, storages)
-
-
 # ------------------------------------------------------------------ placement (TF-free)
 
 
@@ -111,7 +96,7 @@ def test_a_tampered_et_file_is_refused_in_one_line():
 @pytest.mark.parametrize("convs", [10, 20, 40])
 def test_an_unknown_architecture_is_one_line_within_two_seconds(tmp_path, convs):
     """The CLI process, start to end (an EDSR-like file once took 45 s in the chain search)."""
-    path = edsr_like(tmp_path / "edsr.pth", convs)
+    path = crafted.unknown_architecture(tmp_path / "edsr.pth", convs)
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "mai_sr", "import", str(path)], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
