@@ -165,9 +165,9 @@ def _add_train_starting_points(p: argparse.ArgumentParser) -> None:
                    help="finished FP32 run, or deploy weights W.weights.h5: start FP32 "
                         "training from its weights (fine-tune)")
     p.add_argument("--teacher", default=None,
-                   help="distil from a finished FP32 run, deploy weights W.weights.h5 of this "
-                        "model (with --from W.weights.h5: QAT that follows its own float "
-                        "model), or a pretrained model (abpn, scsrn, ...)")
+                   help="distil from a finished FP32 run, deploy weights W.weights.h5 of any "
+                        "architecture (its import record names it; with --from W.weights.h5: "
+                        "QAT that follows its own float model), or a pretrained model")
     p.add_argument("--distill-weight", type=positive_float, default=None,
                    help="share of the loss against the teacher's output (default 0.5)")
     p.add_argument("--resume", action="store_true",

@@ -26,7 +26,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from mai_sr.errors import MaiSrError
+from mai_sr.fileio import atomic_path, sha256_file
 
 SUFFIX = ".weights.h5"
 ZOO_TABLE = Path(__file__).resolve().parent / "pretrained" / "zoo.json"
@@ -150,18 +150,13 @@ def fetch(name: str, *, base: str | None = None) -> Path:
         raise MaiSrError(f"{name}: ships with mai-sr; nothing to fetch (use --pretrained "
                          f"{weight.name})")
     target = cached_checkpoint(weight)
-    if target.is_file() and _sha256(target) == weight.sha256:
+    if target.is_file() and sha256_file(target) == weight.sha256:
         return target
     url = _source_url(weight, base)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    except OSError as exc:
-        raise MaiSrError(f"{target.parent}: cannot write the cache ({exc.strerror})") from None
-    tmp = Path(tmp)
-    try:
+    # atomic_path renames the checked temp file into the cache, or deletes it on any error
+    with atomic_path(target) as tmp:
         digest, size = hashlib.sha256(), 0
-        with os.fdopen(fd, "wb") as out, _open_url(url) as response:
+        with open(tmp, "wb") as out, _open_url(url) as response:
             while chunk := response.read(1 << 16):
                 size += len(chunk)
                 if size > MAX_DOWNLOAD_BYTES:
@@ -173,12 +168,6 @@ def fetch(name: str, *, base: str | None = None) -> Path:
             got = f"{size:,} bytes, sha256 {digest.hexdigest()[:12]}..."
             raise MaiSrError(f"{url}: {got}, not the expected {weight.bytes:,} bytes with sha256 "
                              f"{weight.sha256[:12]}...; not cached")
-        os.replace(tmp, target)
-    except OSError as exc:
-        raise MaiSrError(f"{target}: cannot write the cache ({exc.strerror or exc})") from None
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
     return target
 
 
@@ -191,14 +180,6 @@ def _open_url(url: str):
         raise MaiSrError(f"{url}: cannot download ({reason})") from None
     with response:
         yield response
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------- deploy-weights files
@@ -257,7 +238,7 @@ def check_record_hash(path: Path, record: dict, record_path: Path) -> None:
     expected = record.get("weights_sha256")
     if expected is None:
         return
-    actual = _sha256(Path(path))
+    actual = sha256_file(path)
     if actual != expected:
         raise MaiSrError(f"{Path(path).name} does not match its record {Path(record_path).name} "
                          f"(weights sha256 {actual[:12]}..., the record says "

@@ -138,14 +138,15 @@ class LocalRunner:
     def _load(self, path: Path):
         resolver = (OpResolverType.AUTO if self.xnnpack
                     else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        check_builtin_only(read_graph(path))
+        graph = read_graph(path)
+        check_builtin_only(graph)
         try:
             interpreter = Interpreter(model_path=str(path), num_threads=self.threads,
                                       experimental_op_resolver_type=resolver)
             for detail in interpreter.get_input_details():
                 signature = list(detail["shape_signature"])
                 if -1 in signature[1:3]:
-                    shape = self.shape or graph_timing_input(read_graph(path))
+                    shape = self.shape or graph_timing_input(graph)
                     interpreter.resize_tensor_input(
                         detail["index"], [1, *shape, signature[3]], strict=False)
             with quiet_delegate_notice():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mai_sr.challenge import CHALLENGE_SCALE
 from mai_sr.errors import MaiSrError
-from mai_sr.weights import SUFFIX, is_weights_file, weights_file_model
+from mai_sr.weights import SUFFIX, is_weights_file, weights_file_model, weights_record
 from mai_sr.registry import check_model_name, check_scale, model_module
 from mai_sr.runs import FP32_DEPLOY_WEIGHTS, FP32_TRAIN_WEIGHTS, read_run_config, run_scale
 
@@ -221,14 +221,7 @@ class TrainConfig:
 
 def teacher_architecture(path) -> str | None:
     """The architecture the import record beside a deploy-weights file names, or None."""
-    import json
-
-    record = Path(f"{path}.json")
-    try:
-        data = json.loads(record.read_text()) if record.is_file() else {}
-    except (OSError, ValueError):
-        return None
-    return data.get("model") if isinstance(data, dict) else None
+    return weights_record(path).get("model")
 
 
 def model_recipe(name: str) -> dict:
