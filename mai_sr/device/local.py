@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from mai_sr.challenge import graph_timing_input
 from mai_sr.device.base import check_model_file
-from mai_sr.errors import MaiSrError
+from mai_sr.errors import MaiSrError, first_line
 from mai_sr.results import BenchResult
 from mai_sr.tflite.graph import check_builtin_only, read_graph
 from mai_sr.tflite.runtime import quiet_delegate_notice
@@ -152,7 +152,7 @@ class LocalRunner:
             with quiet_delegate_notice():
                 interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = first_line(exc)
             raise MaiSrError(f"{path}: LiteRT cannot load this model: {reason}") from None
         rng = np.random.default_rng(self.seed)
         for detail in interpreter.get_input_details():

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from mai_sr import fileio
-from mai_sr.errors import MaiSrError
+from mai_sr.errors import MaiSrError, first_line
 from mai_sr.importer.matcher import PIXEL_MAX, Fitted, fit, put_in_chain_order, source_scale
 from mai_sr.importer.source import CHANNEL_ORDERS, SourceNet
 from mai_sr.importer import zoo
@@ -78,7 +78,7 @@ def read_source(path) -> SourceNet:
         try:
             return read_tflite(path)
         except (ValueError, IndexError, KeyError, TypeError) as exc:  # a crafted file
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise MaiSrError(f"{path}: malformed TFLite model ({first})") from None
     if suffix in (".h5", ".keras", ".hdf5"):
         from mai_sr.importer.keras_source import read_keras
@@ -371,7 +371,7 @@ def _write_weights_and_record(deploy, out, result: ImportResult, source) -> None
             deploy.save_weights(str(staged))
             data = staged.read_bytes()
     except Exception as exc:  # h5py raises many types on an OS failure
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise MaiSrError(f"{out}: cannot stage the weights in {staging or tempfile.gettempdir()}"
                          f" ({first})") from None
     record = {**result.to_dict(), "weights_file": out.name,

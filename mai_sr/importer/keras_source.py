@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mai_sr.errors import MaiSrError
+from mai_sr.errors import MaiSrError, first_line
 from mai_sr.importer.source import (MAX_SOURCE_BYTES, SourceConv, SourceNet, split_anchor,
                                     to_hwio)
 
@@ -148,7 +148,7 @@ def read_keras(path) -> SourceNet:
                 weights = _h5_weights(h5file, str(path))
             fmt = "keras-h5"
     except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise MaiSrError(f"{path}: not a Keras weights file ({first[:120]})") from None
     return _source(path, fmt, _pair(weights, path))
 
@@ -188,7 +188,7 @@ def read_savedmodel(path) -> SourceNet:
         ckpt_graph = trackable_object_graph_pb2.TrackableObjectGraph()
         ckpt_graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
     except Exception as exc:  # TF raises several types for a missing or damaged bundle
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise MaiSrError(f"{path}: no readable variables checkpoint ({first[:120]})") from None
     nodes = saved.meta_graphs[0].object_graph_def.nodes
     order = _variable_order(nodes)

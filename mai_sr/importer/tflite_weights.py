@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mai_sr.errors import MaiSrError
+from mai_sr.errors import MaiSrError, first_line
 from mai_sr.importer.source import SourceConv, SourceNet, split_anchor, to_hwio
 from mai_sr.tflite.graph import read_graph
 
@@ -44,7 +44,7 @@ def _checked(graph, index: int, path, label: str, what: str) -> np.ndarray | Non
     try:
         return _dequantized(graph, index)
     except (ValueError, IndexError, TypeError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise MaiSrError(f"{path}: {label}: its {what} tensor is malformed ({first})") from None
 
 
