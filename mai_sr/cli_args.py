@@ -63,6 +63,17 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, formatter_class=formatter_class, **kwargs)
         self._later = []
 
+    def add_argument(self, *args, **kwargs):
+        # argparse formats every new option once to check its metavar, which reads a
+        # LibraryChoices list and imports its module (mai_sr.train and mai_sr.importer: about
+        # 0.1 s of CPU) in every command, used or not. A placeholder metavar passes that check
+        # without reading the list; None restores argparse's own display afterwards.
+        if isinstance(kwargs.get("choices"), LibraryChoices) and "metavar" not in kwargs:
+            action = super().add_argument(*args, metavar="CHOICE", **kwargs)
+            action.metavar = None
+            return action
+        return super().add_argument(*args, **kwargs)
+
     def add_later(self, fn) -> None:
         self._later.append(fn)
 

@@ -232,3 +232,22 @@ def test_every_choice_list_is_its_library_constant():
     assert set(found) == set(constants)
     for key, constant in constants.items():
         assert found[key] == tuple(constant), key
+
+
+def test_building_the_parser_imports_no_choice_list_module():
+    # The train and import option lists are library constants read lazily: building the
+    # parser (which every command does) must not import their modules, and their choices must
+    # still be checked and shown when an option of theirs is used.
+    script = ("import sys; from mai_sr.cli import build_parser; build_parser(); "
+              "print(sorted(m for m in sys.modules if m.startswith(('mai_sr.train', "
+              "'mai_sr.importer'))))")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["train", "--loss", "l3"])
+    assert exc.value.code == 2
+    from mai_sr.train.config import LOSSES
+    usage = build_parser()._subparsers._group_actions[0].choices["train"].format_usage()
+    assert "{" + ",".join(LOSSES) + "}" in usage
