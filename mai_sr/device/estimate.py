@@ -383,6 +383,15 @@ class SimRunner:
         self.profiles = [load_profile(n) for n in names]  # an unknown name: one line
         self.runs = min_runs or 10
 
+    @staticmethod
+    def cache_inputs() -> dict[str, str]:
+        """SHA-256 of every profile file: a report's cached estimates are redone when a
+        profile is refitted."""
+        from mai_sr.device.profiles import load_profile, profile_names
+        from mai_sr.fileio import sha256_file
+
+        return {n: sha256_file(load_profile(n).path) for n in profile_names()}
+
     @classmethod
     def add_cli_options(cls, group) -> None:
         group.add_argument("--device", metavar="NAME", default=None,
