@@ -161,6 +161,7 @@ def fit_profile(profile, table: list[dict], paths) -> dict:
                                "loo_error_pct": None, "outlier": o["cause"],
                                "rule": o.get("rule")})
     result["coefficients"] = coef
+    result["notes"] = list(profile.data.get("notes", ()))
     result["fitted_rows"] = len(rows)
     result["outlier_rows"] = len(shown)
     family = "dimensity" if profile.name.startswith("dimensity") else "snapdragon"
@@ -170,6 +171,36 @@ def fit_profile(profile, table: list[dict], paths) -> dict:
             result["max_abs_pct"] <= TARGETS["max_abs_pct"][family],
         "spearman_at_least_0.9": result["spearman"] >= TARGETS["spearman"]}
     return result
+
+
+# Structure variants whose validation is recorded beside the shipped fit (profile -> variant
+# -> overrides of the profile's data): what the search for the missing structure tried, so
+# a reader sees how much the shipped choice owes to it.
+NPU_FUSED = ["RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "MINIMUM", "MAXIMUM"]
+VARIANTS = {
+    "snapdragon888-qnn-gpu": {
+        "first fit: no elementwise fusion, no storage padding": {
+            "fuse_any": False, "storage_lanes": 1, "fused_activations": NPU_FUSED},
+        "storage padding only": {"fuse_any": False, "fused_activations": NPU_FUSED},
+        "elementwise fusion only": {"storage_lanes": 1},
+        "elementwise fusion with PReLU fused too": {
+            "fused_activations": NPU_FUSED + ["TANH", "LOGISTIC", "MUL", "PRELU"]},
+    },
+    "dimensity8100-neuron": {
+        "with the GPU profile's elementwise fusion": {
+            "fuse_any": True, "fused_activations": NPU_FUSED + ["TANH", "LOGISTIC", "MUL"]},
+    },
+}
+
+
+def variants(profile, table, paths) -> dict:
+    """Leave-one-architecture-out figures of `profile`'s :data:`VARIANTS`."""
+    out = {}
+    for name, overrides in VARIANTS.get(profile.name, {}).items():
+        res = fit_profile(replace(profile, data={**profile.data, **overrides}), table, paths)
+        out[name] = {"overrides": overrides, **{k: res[k] for k in (
+            "median_abs_pct", "max_abs_pct", "spearman")}}
+    return out
 
 
 def x2_estimates(paths, profiles) -> list[dict]:
@@ -250,6 +281,7 @@ def plot(fits: dict, path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     fig, axes = plt.subplots(1, len(fits), figsize=(4.2 * len(fits), 4.2))
     for ax, (name, res) in zip(np.atleast_1d(axes), fits.items()):
@@ -266,6 +298,10 @@ def plot(fits: dict, path: Path) -> Path:
         ax.plot([lo, hi], [lo, hi], "k:", lw=1)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):  # ticks at 1, 2, 5 x 10^k read "200", not 2x10^2
+            axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+            axis.set_minor_formatter(NullFormatter())
         ax.set_title(f"{name}\nmedian {res['median_abs_pct']}%, max {res['max_abs_pct']}%, "
                      f"rho {res['spearman']:.2f}", fontsize=9)
         ax.set_xlabel("published ms (Table 2)")
@@ -292,8 +328,15 @@ def table_text(fits: dict, x2: list[dict]) -> str:
                   f"{res['spearman']:.2f} over {res['fitted_rows']} rows; in-sample median "
                   f"{res['in_sample']['median_abs_pct']}%. Coefficients (ms per unit): {c}. "
                   "Targets: " + ", ".join(f"{k.replace('_', ' ')} {'yes' if v else 'NO'}"
-                                          for k, v in res["targets"].items()) + ".", "",
-                  "| model | scale | published ms | estimate (full fit) | LOO estimate | "
+                                          for k, v in res["targets"].items()) + ".", ""]
+        lines += [f"- {note}" for note in res.get("notes", ())]
+        if res.get("variants"):
+            lines.append("- Structure variants, leave-one-architecture-out: " + "; ".join(
+                f"{n}: median {v['median_abs_pct']}%, max {v['max_abs_pct']}%, Spearman "
+                f"{v['spearman']:.2f}" for n, v in res["variants"].items()) + ".")
+        if res.get("notes") or res.get("variants"):
+            lines.append("")
+        lines += ["| model | scale | published ms | estimate (full fit) | LOO estimate | "
                   "LOO error | note |", "|---|---:|---:|---:|---:|---:|---|"]
         for r in res["rows"]:
             loo = "-" if r["loo_ms"] is None else f"{r['loo_ms']:.1f}"
@@ -327,6 +370,9 @@ def main() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         paths = export_zoo(folder)
         fits = {p.name: fit_profile(p, table, paths) for p in phones}
+        for p in phones:
+            if p.name in VARIANTS:
+                fits[p.name]["variants"] = variants(p, table, paths)
         refitted = {p.name: {**p.data, "coefficients": fits[p.name]["coefficients"],
                              "fit": fit_record(p, fits[p.name], date)} for p in phones}
         if args.write_profiles:

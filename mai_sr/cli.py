@@ -531,9 +531,10 @@ def _add_report_parser(sub) -> argparse.ArgumentParser:
                    help="DIR[,DIR], builtin, or folder names under $MAI_SR_DATA (e.g. Set14,B100);"
                         " the first is the leaderboard's PSNR (default builtin)")
     # make_report checks the names against RUNNERS too (its message names all unknown ones)
-    p.add_argument("--runner", type=csv_list, default=["local", "synap"],
+    p.add_argument("--runner", type=csv_list, default=["local", "synap", "sim"],
                    metavar=f"{{{','.join(RUNNERS)}}}[,...]",
-                   help="local = CPU ms, synap/adb = NPU ms (default local,synap)")
+                   help="local = CPU ms, synap/adb = NPU ms, sim = estimates per device "
+                        "profile (default local,synap,sim)")
     p.add_argument("--out", default="report",
                    help="report folder; its cache/ makes reruns cheap (default %(default)s)")
     _add_quiet(p)

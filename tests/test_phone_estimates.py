@@ -84,10 +84,27 @@ def transpose_conv_net(path, *, stride=3):
     return _int8(sr.get_concrete_function(), path)
 
 
+def elementwise_net(path, *, channels=8):
+    """conv 3->C, PReLU; conv C->C, tanh; conv C->3, sigmoid, x255 (ESPCN's and FSRCNN's
+    activations, which no NPU fuses into a convolution)."""
+    from mai_sr._tf import keras, tf
+
+    inp = keras.Input((H, W, 3), batch_size=1)
+    x = keras.layers.Conv2D(channels, 3, padding="same")(inp)
+    x = keras.layers.PReLU(shared_axes=[1, 2],
+                           alpha_initializer=keras.initializers.Constant(0.1))(x)
+    x = keras.layers.Conv2D(channels, 3, padding="same", activation="tanh")(x)
+    x = keras.layers.Conv2D(3, 3, padding="same", activation="sigmoid")(x)
+    model = keras.Model(inp, keras.layers.Rescaling(255.0)(x))
+    fn = tf.function(model, input_signature=[tf.TensorSpec([1, H, W, 3], tf.float32)])
+    return _int8(fn.get_concrete_function(), path)
+
+
 @pytest.fixture(scope="module")
 def graphs(tmp_path_factory):
     d = tmp_path_factory.mktemp("phone")
-    return {"anchor": anchor_net(d / "anchor.tflite"),
+    return {"elementwise": elementwise_net(d / "elementwise.tflite"),
+            "anchor": anchor_net(d / "anchor.tflite"),
             "plain": anchor_net(d / "plain.tflite", anchor=False),
             "deconv3": transpose_conv_net(d / "deconv3.tflite", stride=3),
             "deconv2": transpose_conv_net(d / "deconv2.tflite", stride=2)}
@@ -135,6 +152,46 @@ def test_features_match_shapes_computed_by_hand(graphs):
     weights = sum(t.data_bytes for t in read_graph(graphs["anchor"]).tensors)
     assert f["conv_mb"] == pytest.approx((px * 3 + 2 * px * 8 + px * 27) / 1e6 + weights / 1e6,
                                          rel=0.02)
+
+
+@pytest.mark.tf
+def test_storage_lanes_pad_activations_but_not_the_graph_io(graphs):
+    """storage_lanes 4 (a GPU's 4-channel texels): depth-to-space moves 27 channels stored
+    as 28 and writes 3 stored as 4; the graph's own input and output stay as declared."""
+    from dataclasses import replace
+
+    base = load_profile("dimensity8100-nnapi")
+    gpu = replace(base, data={**base.data, "storage_lanes": 4})
+    px = H * W
+
+    def totals(profile):
+        layers = price_graph(read_graph(graphs["anchor"]), profile)
+        return dict(zip(FEATURES, (sum(layer.features[i] for layer in layers)
+                                   for i in range(len(FEATURES)))))
+
+    plain, padded = totals(base), totals(gpu)
+    assert plain["move_mb"] == pytest.approx(2 * px * 27 / 1e6)
+    assert padded["move_mb"] == pytest.approx((px * 28 + 9 * px * 4) / 1e6)
+    assert padded["io_mb"] == plain["io_mb"] == pytest.approx((px * 3 + px * 27) / 1e6)
+    assert padded["gmac"] == plain["gmac"]  # compute padding is `lanes`, not storage
+
+
+@pytest.mark.tf
+def test_elementwise_fusion_only_where_the_profile_says_so(graphs):
+    """An NPU profile keeps tanh, sigmoid and the x255 scale as layers of their own; the
+    GPU profile (fuse_any) folds them into the convolutions that feed them. PReLU, whose
+    slope is a per-channel tensor, stays a layer on both."""
+    graph = read_graph(graphs["elementwise"])
+    types = [op.type for op in graph.ops]
+    assert {"PRELU", "TANH", "LOGISTIC", "MUL"} <= set(types)
+    npu = [layer.ops for layer in price_graph(graph, load_profile("dimensity8100-neuron"))]
+    gpu = [layer.ops for layer in price_graph(graph, load_profile("snapdragon888-qnn-gpu"))]
+    assert {"TANH", "LOGISTIC", "MUL", "PRELU"} <= {ops[0] for ops in npu}
+    assert ("PRELU",) in gpu
+    assert not any(ops[0] in ("TANH", "LOGISTIC", "MUL") for ops in gpu)
+    assert ("CONV_2D", "TANH") in gpu  # the output's requantization joins the last layer
+    assert any(ops[:3] == ("CONV_2D", "LOGISTIC", "MUL") for ops in gpu)
+    assert len(gpu) == len(npu) - 3  # fewer layers, the same convolutions
 
 
 @pytest.mark.tf

@@ -544,3 +544,85 @@ def test_report_run_scores_the_users_export(run_dir, models, images, tmp_path, m
     foreign = _user_export(run_dir, models, other, run_name="another-run")
     assert main(["report", str(run_dir), "--tflite", str(foreign), "--out", str(out)]) == 2
     assert "its provenance names none of the runs given (abpn-run)" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- per-device estimates
+
+
+@pytest.mark.slow  # two shipped models through every device profile, and bench per profile
+def test_shipped_models_get_every_profiles_estimate_as_bench_gives_it(tmp_path, capsys,
+                                                                      monkeypatch):
+    """`report --runner sim`: each shipped model's row, card and page carry one estimate
+    per device profile, equal to `bench FILE --runner sim --device NAME --json` on the
+    model's timing file, labelled as an estimate with the profile's validation; the score
+    takes the VS680's, never a phone's. A refitted profile invalidates the cached figures."""
+    from mai_sr.device.estimate import SimRunner
+    from mai_sr.device.profiles import load_profile, profile_names
+    from mai_sr.pretrained import PRETRAINED_DIR
+    from mai_sr.report.table import ESTIMATE_PREFIX
+
+    out = make_report(pretrained=["abpn", "xcat"], data="builtin", runners=["sim"],
+                      out_dir=tmp_path / "r", quiet=True)
+    table = _table(out).set_index("model")
+    page = (out / "index.html").read_text()
+    markdown = (out / "leaderboard.md").read_text()
+    assert "Latency per device: estimates, not measurements" in page and \
+        "## Latency per device: estimates, not measurements" in markdown
+    for name in ("abpn", "xcat"):
+        card = json.loads((out / "cards" / f"{name}-shipped.json").read_text())
+        timing = PRETRAINED_DIR / card["files"][0]["name"]
+        assert timing == PRETRAINED_DIR / f"{name}.tflite"
+        estimates = {e["profile"]: e for e in card["estimates"]}
+        assert list(estimates) == list(profile_names())
+        for profile in profile_names():
+            capsys.readouterr()
+            assert main(["bench", str(timing), "--runner", "sim", "--device", profile,
+                         "--json"]) == 0
+            bench = json.loads(capsys.readouterr().out)
+            est = estimates[profile]
+            assert est["estimate_ms"] == pytest.approx(bench["avg_ms"], rel=1e-12)
+            assert table.loc[f"{name} (shipped)", ESTIMATE_PREFIX + profile] == \
+                pytest.approx(bench["avg_ms"], rel=1e-9)
+            fit = load_profile(profile).fit
+            assert (est["fit_date"], est["median_abs_error_pct"], est["max_abs_error_pct"]) == \
+                (fit["date"], fit["validation"]["median_abs_pct"],
+                 fit["validation"]["max_abs_pct"])
+            assert est["validation"] == fit["validation"]["method"] and est["error"] is None
+            if profile != "vs680-synap":  # labelled an estimate wherever it is shown
+                assert f"{profile} ms, estimated" in markdown
+                assert "(estimated)" in est["device"]
+        # the score's runtime is the VS680 simulator's, the only challenge device
+        assert card["score"]["runtime_ms"] == estimates["vs680-synap"]["estimate_ms"]
+        assert table.loc[f"{name} (shipped)", "npu_runner"] == "sim vs680-synap (simulated)"
+    assert "fitted cost models, not measurements" in page
+    assert "leave-one-architecture-out" in page
+
+    # a refitted profile (new file content) gives new cache keys: the estimates are redone
+    calls = []
+    original = SimRunner.bench
+    monkeypatch.setattr(SimRunner, "bench",
+                        lambda self, path: calls.append(path) or original(self, path))
+    make_report(pretrained=["abpn"], data="builtin", runners=["sim"], out_dir=tmp_path / "r",
+                quiet=True)
+    assert calls == []  # nothing changed: from the cache
+    monkeypatch.setattr(SimRunner, "cache_inputs", staticmethod(lambda: {"refitted": "yes"}))
+    make_report(pretrained=["abpn"], data="builtin", runners=["sim"], out_dir=tmp_path / "r",
+                quiet=True)
+    assert len(calls) == 1
+
+
+def test_a_phone_estimate_is_never_the_score():
+    """A card whose only NPU-like figures are phone estimates has no score; the VS680's
+    estimate, or the synap runner's time before it, is the score's runtime."""
+    from mai_sr.report.cards import npu_runtime
+
+    def row(runner, ms, profile=None):
+        return {"runner": runner, "avg_ms": ms, "simulated": True, "timed_on": None,
+                "device": {"profile": profile} if profile else {}}
+
+    phones = [row("sim", 5.0, "dimensity8100-nnapi"), row("sim", 9.0, "snapdragon8gen1-nnapi")]
+    assert npu_runtime(phones) is None
+    vs680 = row("sim", 27.0, "vs680-synap")
+    assert npu_runtime(phones + [vs680]) is vs680
+    synap = row("synap", 30.0)
+    assert npu_runtime(phones + [vs680, synap]) is synap

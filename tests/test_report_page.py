@@ -51,6 +51,9 @@ window.addEventListener("load", () => {
     scroll_width: document.documentElement.scrollWidth,
     leaderboard_right: right("#leaderboard"),
     details_right: right("#details-table"),
+    estimates_right: right("#estimates"),
+    estimate_headers: [...document.querySelectorAll("#estimates th")].map(
+      th => th.innerText.trim()),
     headers: [...document.querySelectorAll("#leaderboard th")].map(th => th.innerText.trim()),
     rows: [...document.querySelectorAll("#leaderboard tbody tr")].map(
       tr => [...tr.cells].map(td => td.innerText.trim())),
@@ -153,7 +156,7 @@ def page_report(shared_data, tmp_path_factory) -> Path:
     float_sr_model(base / "floaty.tflite", shape=(24, 32))
     inputs = [str(base / "runs" / "latest"), str(PRETRAINED_DIR / "abpn.tflite"),
               str(PRETRAINED_DIR / "scsrn.tflite"), str(base / "floaty.tflite")]
-    return make_report(inputs, data=[str(images)], runners=["local", "synap"],
+    return make_report(inputs, data=[str(images)], runners=["local", "synap", "sim"],
                        out_dir=base / "report", quiet=True, runner_options=FAST)
 
 
@@ -192,6 +195,12 @@ def test_page_fits_1280_px_and_labels_scores_in_their_cells(page_report, tmp_pat
     assert probe["viewport"] == WIDTH  # the window really is 1280 px wide
     assert probe["scroll_width"] <= WIDTH, probe["scroll_width"]
     assert probe["leaderboard_right"] <= WIDTH and probe["details_right"] <= WIDTH
+    # The per-device estimates: one column per profile, each phone's headed as an estimate.
+    from mai_sr.device.profiles import profile_names
+
+    assert probe["estimates_right"] <= WIDTH
+    assert probe["estimate_headers"][2:] == [f"{name} ms, estimated"
+                                             for name in profile_names()[1:]]
     assert all(right <= WIDTH and w > 200 and h > 100 for w, h, right, _ in probe["images"])
     table = pd.read_csv(page_report / "leaderboard.csv")
     assert len(probe["rows"]) == (table.source == "measured").sum()  # published: own table

@@ -14,7 +14,10 @@ Layers
 * an input QUANTIZE (uint8 -> int8) is folded into the graph input, a requantizing QUANTIZE
   or DEQUANTIZE into the op that produces its input;
 * an activation in the profile's ``fused_activations`` (RELU, a clip against constants...)
-  right after a convolution whose output it alone reads is fused into it;
+  right after a convolution whose output it alone reads is fused into it; with the
+  profile's ``fuse_any`` (a GPU's elementwise fusion), any chain of them joins whatever op
+  produced its input (an ADD, a convolution...). A two-input op fuses only with a constant
+  operand (a clip bound, a scale);
 * a CONCATENATION read only by convolutions is folded into them (conv(concat(a, b)) =
   conv_a(a) + conv_b(b)); any other concat is a copy made operand by operand;
 * every other op is a layer of its own, on the accelerator, or on the CPU when the profile
@@ -26,11 +29,18 @@ Features (per accelerator layer; the estimate is their sum times the profile's c
 * ``gmac``: multiply-accumulates, input and output channels padded to the profile's
   ``lanes``, in G;
 * ``conv_mb``: activation and weight bytes a convolution reads and writes, in MB;
-* ``other_mb``: bytes every other layer reads and writes (ADD, depth-to-space, concat
-  copies, PReLU, tanh...), in MB; a concat reads its input once per operand;
+* ``act_mb``: bytes an elementwise op with one activation input reads and writes (tanh,
+  sigmoid, an unfused clip, PReLU...);
+* ``merge_mb``: bytes of ops that combine activation tensors (ADD, concat copies...); a
+  concat reads its input once per operand;
+* ``move_mb``: bytes of data movement (depth-to-space...);
 * ``io_mb``: the graph's input and output, in MB (copied in and out of the runtime);
 * ``layers``: one per accelerator layer (dispatch and synchronisation);
 * ``fixed``: one per inference.
+
+Activation bytes count each tensor's channels padded to the profile's ``storage_lanes``
+(default 1, no padding): a GPU keeps tensors in 4-channel texels, so a 3-channel tensor
+moves as many bytes as a 4-channel one.
 
 CPU layers are priced with the profile's ``cpu`` figures (MACs and elements per second,
 and one accelerator <-> CPU hand-over each way), which are stated in the profile with their
@@ -107,12 +117,15 @@ def _is_constant_bound(graph: TFLiteGraph, op: Op) -> bool:
 def _fusable(graph: TFLiteGraph, op: Op, fused: frozenset[str]) -> bool:
     if op.type not in fused:
         return False
-    return op.type not in CLIP_BOUND_OPS or _is_constant_bound(graph, op)
+    # a two-input op fuses only with a constant operand (a clip bound, a scale)
+    return op.type not in CLIP_BOUND_OPS | MERGE_TYPES or _is_constant_bound(graph, op)
 
 
-def group_layers(graph: TFLiteGraph, fused: frozenset[str]
+def group_layers(graph: TFLiteGraph, fused: frozenset[str], fuse_any: bool = False
                  ) -> tuple[list[list[Op]], dict[int, tuple[int, ...]]]:
-    """Ops -> layers (head first) and folded tensors -> the tensors they stand for."""
+    """Ops -> layers (head first) and folded tensors -> the tensors they stand for.
+    `fuse_any`: a chain of fusable ops joins the layer of whatever produced its input (a
+    GPU's elementwise fusion), not only one activation after a convolution."""
     alias: dict[int, tuple[int, ...]] = {}
     layer_of: dict[int, int] = {}
     groups: list[list[Op]] = []
@@ -126,7 +139,8 @@ def group_layers(graph: TFLiteGraph, fused: frozenset[str]
         if producer is not None and producer.index in layer_of \
                 and len(graph.consumers.get(ins[0], [])) == 1:
             group = groups[layer_of[producer.index]]
-            if op.type in ("QUANTIZE", "DEQUANTIZE") or (
+            if op.type in ("QUANTIZE", "DEQUANTIZE") or (fuse_any and _fusable(
+                    graph, op, fused)) or (
                     group[0].type in CONV_TYPES and len(group) == 1 + sum(
                         o.type in ("QUANTIZE",) for o in group[1:])
                     and _fusable(graph, op, fused)):
@@ -193,18 +207,22 @@ def price_graph(graph: TFLiteGraph, profile, input_hw: tuple[int, int] | None = 
         input_hw = graph_timing_input(graph)
     spec = profile.data
     lanes = int(spec.get("lanes", 1))
+    storage = int(spec.get("storage_lanes", 1))
     fused = frozenset(spec.get("fused_activations", ()))
     unit_name = spec.get("unit", "NPU")
     coef = profile.coefficients or {}
     cpu = spec.get("cpu", {})
     shapes = graph.shapes(input_hw)
-    groups, alias = group_layers(graph, fused)
+    groups, alias = group_layers(graph, fused, bool(spec.get("fuse_any", False)))
 
     def resolve(i: int) -> tuple[int, ...]:
         return tuple(j for a in alias[i] for j in resolve(a)) if i in alias else (i,)
 
-    def mb(i: int) -> float:
-        return math.prod(shapes[i]) * DTYPE_BYTES.get(graph.tensors[i].dtype, 1) / 1e6
+    def mb(i: int, padded: bool = True) -> float:
+        shape = list(shapes[i])
+        if padded and len(shape) == 4:  # an activation as the device stores it
+            shape[-1] = _pad(shape[-1], storage)
+        return math.prod(shape) * DTYPE_BYTES.get(graph.tensors[i].dtype, 1) / 1e6
 
     layers = []
     for ops in groups:
@@ -238,7 +256,9 @@ def price_graph(graph: TFLiteGraph, profile, input_hw: tuple[int, int] | None = 
                                for k in ("conv", "act", "merge", "move")), 0.0, 1.0, 0.0)
         layers.append(PricedLayer(name=name, ops=tuple(op.type for op in ops), unit=unit_name,
                                   features=feats, macs=macs))
-    io = sum(mb(i) for i in graph.inputs) + sum(mb(o) for o in graph.outputs)
+    # the caller's buffers, as the graph declares them (no device layout)
+    io = sum(mb(i, padded=False) for i in graph.inputs) + \
+        sum(mb(o, padded=False) for o in graph.outputs)
     layers.append(PricedLayer(name="graph input/output", ops=("IO",), unit=unit_name,
                               features=(0.0,) * 5 + (io, 0.0, 1.0)))
     return [_priced(layer, coef) for layer in layers]
@@ -382,6 +402,15 @@ class SimRunner:
         names = profile_names() if self.device == ALL_DEVICES else (self.device,)
         self.profiles = [load_profile(n) for n in names]  # an unknown name: one line
         self.runs = min_runs or 10
+
+    @staticmethod
+    def cache_inputs() -> dict[str, str]:
+        """SHA-256 of every profile file: a report's cached estimates are redone when a
+        profile is refitted."""
+        from mai_sr.device.profiles import load_profile, profile_names
+        from mai_sr.fileio import sha256_file
+
+        return {n: sha256_file(load_profile(n).path) for n in profile_names()}
 
     @classmethod
     def add_cli_options(cls, group) -> None:

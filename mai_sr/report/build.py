@@ -197,7 +197,10 @@ def make_report(inputs=(), *, data, runners, out_dir, quiet: bool = False,
     exported from the runs among `inputs`, scored instead of the runs' own exports
     (--tflite). announce: called with one line per model naming the file(s) scored. data:
     data sources ('builtin', folders, or folder names under $MAI_SR_DATA), list or
-    comma-separated; the first is the leaderboard's PSNR/SSIM. runners: names from `mai_sr.device` ("local" gives CPU ms, "synap"/"adb" NPU ms).
+    comma-separated; the first is the leaderboard's PSNR/SSIM. runners: names from
+    `mai_sr.device` ("local" gives CPU ms, "synap"/"adb" NPU ms,
+    "sim" an estimate per device profile, shown beside each other and never scored but for
+    the VS680's).
     runner_options: {runner: {keyword: value}} for `mai_sr.device.get_runner` (e.g.
     {"local": {"min_runs": 5}}); part of the cache key. cache_dir: where the bicubic
     baselines shared with `mai-sr eval` live (default ``$XDG_CACHE_HOME/mai-sr``).
@@ -208,7 +211,7 @@ def make_report(inputs=(), *, data, runners, out_dir, quiet: bool = False,
     from mai_sr.device import list_runners
     from mai_sr.report.page import render_page
     from mai_sr.report.challenge import citation
-    from mai_sr.report.table import (details_frame, leaderboard, markdown_table, measured_rows,
+    from mai_sr.report.table import (details_frame, leaderboard, measured_rows,
                                      published_frame, summary_frame)
 
     runners = list(runners.split(",") if isinstance(runners, str) else runners)
@@ -242,12 +245,9 @@ def make_report(inputs=(), *, data, runners, out_dir, quiet: bool = False,
     notes = _notes(names, runners, cards)
     title = f"mai-sr report: {len(cards)} model(s) on {', '.join(names)}"
     headings = _headings(names, runners)
-    pages[out / "leaderboard.md"] = (
-        f"# {title}\n\n## {headings['measured']}\n\n" + markdown_table(summary_frame(ours))
-        + "\n" + "".join(f"- {n}\n" for n in notes)
-        + (f"\n## {headings['published']}\n\n" + markdown_table(published)
-           if not published.empty else "")
-        + "\n" + "".join(f"- {citation(key)}: {url}\n" for key, url in _references())).encode()
+    estimates, about_estimates = _estimates(ours, cards)
+    pages[out / "leaderboard.md"] = _markdown(title, headings, summary_frame(ours), notes,
+                                              (estimates, about_estimates), published).encode()
 
     figures = _figures(report, models, table)
     for fig in figures:
@@ -259,13 +259,38 @@ def make_report(inputs=(), *, data, runners, out_dir, quiet: bool = False,
         title=title, intro=intro, headings=headings,
         summary=summary_frame(ours, with_caveats=False), details=details_frame(ours),
         statuses=list(ours["status"]), caveats=list(ours["score_caveat"]),
-        published=published, notes=notes,
+        published=published, notes=notes, estimates=estimates, estimate_notes=about_estimates,
         references=[(citation(key), url) for key, url in _references()],
         figures=figures, cards=cards).encode()
     if report.error_log:
         pages[out / "errors.log"] = ("\n".join(report.error_log) + "\n").encode()
     write_files(pages)
     return out
+
+
+def _estimates(ours, cards: list[dict]):
+    """The per-device estimates table (empty without the sim runner) and its notes."""
+    from mai_sr.report.table import ESTIMATES_NOTE, estimate_notes, estimates_frame
+
+    frame = estimates_frame(ours)
+    return frame, (ESTIMATES_NOTE + estimate_notes(cards) if not frame.empty else [])
+
+
+def _markdown(title: str, headings: dict[str, str], summary, notes: list[str], estimates,
+              published) -> str:
+    """leaderboard.md: the leaderboard and its notes, the per-device estimates (a frame and
+    its notes; none when the frame is empty), the published rows and the references."""
+    from mai_sr.report.challenge import citation
+    from mai_sr.report.table import ESTIMATES_HEADING, markdown_table
+
+    frame, about = estimates
+    return (f"# {title}\n\n## {headings['measured']}\n\n" + markdown_table(summary)
+            + "\n" + "".join(f"- {n}\n" for n in notes)
+            + (f"\n## {ESTIMATES_HEADING}\n\n" + markdown_table(frame) + "\n"
+               + "".join(f"- {n}\n" for n in about) if not frame.empty else "")
+            + (f"\n## {headings['published']}\n\n" + markdown_table(published)
+               if not published.empty else "")
+            + "\n" + "".join(f"- {citation(key)}: {url}\n" for key, url in _references()))
 
 
 def _references() -> list[tuple[str, str]]:
@@ -280,8 +305,9 @@ def _headings(datasets: list[str], runners: list[str]) -> dict[str, str]:
     from mai_sr.report.challenge import TABLE1
     from mai_sr.report.table import PUBLISHED_DEVICE, PUBLISHED_TEST_SET
 
-    device = {"synap": "simulated VS680 NPU", "adb": "Android device", "local": "this CPU"}
-    timed = ", ".join(device[r] for r in runners if r in device) or "no runtime"
+    device = {"synap": "simulated VS680 NPU", "adb": "Android device", "local": "this CPU",
+              "sim": "simulated VS680 NPU"}  # sim's other profiles: the estimates' table
+    timed = ", ".join(dict.fromkeys(device[r] for r in runners if r in device)) or "no runtime"
     return {"measured": f"Measured here: PSNR on {datasets[0]}, times on {timed}",
             "published": f"Published: {TABLE1}, PSNR on {PUBLISHED_TEST_SET}, times on "
                          f"{PUBLISHED_DEVICE}"}
@@ -304,6 +330,9 @@ def _notes(datasets: list[str], runners: list[str], cards: list[dict]) -> list[s
     if "synap" in runners:
         notes.append("NPU ms from the synap runner is the SyNAP simulator's estimate for the "
                      "VS680 NPU, not a measurement on hardware.")
+    elif "sim" in runners:
+        notes.append("NPU ms from the sim runner's vs680-synap profile is the SyNAP "
+                     "simulator's estimate for the VS680 NPU, not a measurement on hardware.")
     if "vela" in runners:
         notes.append("Vela: Arm Vela's estimate for an Ethos-U NPU (configuration, system "
                      "config and memory mode in each model card), with the share of ops it "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 
+from mai_sr.report.cards import SIM_RUNNER
 from mai_sr.report.inputs import card_file_name
 
 
@@ -77,6 +78,15 @@ def _model_rows(card: dict) -> list[list]:
     return rows
 
 
+def estimate_line(est: dict) -> list[str]:
+    """One device's line of a card: device, estimate, profile, its validation's error."""
+    check = (f"median {est['median_abs_error_pct']}%, max {est['max_abs_error_pct']}%, "
+             f"Spearman {est['spearman']} ({est['validation']})" if est["validation"]
+             else "not validated")
+    return [est["device"], _number(est["estimate_ms"], 1), est["profile"], check,
+            est["error"] or ""]
+
+
 def card_html(card: dict) -> str:
     """One model card as an expandable block of small tables."""
     parts = [f"<details><summary>{html.escape(_summary_line(card))}</summary>"
@@ -96,14 +106,21 @@ def card_html(card: dict) -> str:
               + (f" (from its card {q['from_card']})" if q.get("from_card") else ""),
               _number(q["psnr"]), _number(q["ssim"], 4), _number(q["bicubic_psnr"]),
               _number(q["images"])] for q in card["quality"]]))
-    if card["runtimes"]:
+    # the sim runner's rows are the estimates' table, one line per device
+    runtimes = [r for r in card["runtimes"] if r["runner"] != SIM_RUNNER]
+    if runtimes:
         parts.append(_small_table(
             "Runtimes", ["runner", "ms", "device", "timed on", "error"],
             [[r["runner"], _number(r["avg_ms"], 1),
               (r["device"].get("name") or r["device"].get("cpu") or "")
               + (" (simulated)" if r["simulated"] and "simulated" not in
                  str(r["device"].get("name", "")) else ""),
-              r.get("timed_on") or "", r["error"] or ""] for r in card["runtimes"]]))
+              r.get("timed_on") or "", r["error"] or ""] for r in runtimes]))
+    if card.get("estimates"):
+        parts.append(_small_table(
+            "Latency estimates per device (fitted cost models, not measurements)",
+            ["device", "estimated ms", "profile", "validation error", "error"],
+            [estimate_line(e) for e in card["estimates"]]))
     lint = card["lint"]
     if lint:
         rows = [[f] for f in lint["findings"]] or [["no errors or warnings"]]

@@ -25,6 +25,12 @@ with finite numbers required), shared by the cards `mai-sr report` writes
   Ethos-U: NPU configuration, system config and memory mode, ms, share of ops on the NPU,
   the ops left on the CPU (not timed by Vela, so ``complete`` is false) and MAC utilisation.
   Not used for the score (it is no VS680 time);
+- ``estimates`` (optional, when the report ran ``--runner sim``): one row per device profile
+  (:mod:`mai_sr.device.profiles`): the profile's name and device, its *estimated* latency
+  (``estimate_ms``: a fitted cost model's figure, never a measurement), the data it was
+  fitted on, the fit's date and its validation (method, median and max |error|, Spearman),
+  or the reason the profile refused the file. Only the VS680's may become the score (when
+  no ``synap`` or ``adb`` time is there: :func:`npu_runtime`);
 - ``toolkit_version``, ``run_config_hash`` (null for a bare .tflite), ``status`` ("ok" or
   "error") and ``errors`` (one line each).
 """
@@ -43,6 +49,10 @@ from mai_sr.results import BenchResult, EvalResult
 CARD_SCHEMA_VERSION = 1
 # Runners whose time is an NPU time, best first: a real device beats the simulator.
 NPU_RUNNERS = ("adb", "synap")
+# The runner of the device profiles' latency estimates (mai_sr.device.estimate), and its
+# profile of the challenge's device: the one estimate that may stand in for the score's time.
+SIM_RUNNER = "sim"
+VS680_PROFILE = "vs680-synap"
 CONV_LIKE_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED"})
 
 _NUMBER_OR_NULL = {"type": ["number", "null"]}
@@ -125,6 +135,13 @@ MODEL_CARD_SCHEMA: dict = {
             "npu_op_percent": _NUMBER_OR_NULL, "cpu_ops": _STR_OR_NULL,
             "complete": {"type": "boolean"}, "mac_util_percent": _NUMBER_OR_NULL,
         }), "type": ["object", "null"]},
+        "estimates": {"type": "array", "items": _obj({
+            "profile": {"type": "string", "minLength": 1}, "device": {"type": "string"},
+            "estimate_ms": _NUMBER_OR_NULL, "fitted_on": _STR_OR_NULL,
+            "fit_date": _STR_OR_NULL, "validation": _STR_OR_NULL,
+            "median_abs_error_pct": _NUMBER_OR_NULL, "max_abs_error_pct": _NUMBER_OR_NULL,
+            "spearman": _NUMBER_OR_NULL, "error": _STR_OR_NULL,
+        })},
     }),
 }
 
@@ -245,6 +262,26 @@ def vela_summary(bench_results) -> dict | None:
     return None
 
 
+def device_estimates(bench_results) -> list[dict]:
+    """The card's ``estimates``: one row per device profile the ``sim`` runner priced the
+    file with, in the runner's order (VS680 first). A failure of the whole runner (no
+    profile named) is left to the card's errors."""
+    rows = []
+    for b in bench_results:
+        d = b.device or {}
+        if b.runner != SIM_RUNNER or not d.get("profile"):
+            continue
+        ok = b.error is None and b.avg_ms is not None and b.avg_ms > 0
+        rows.append({"profile": d["profile"], "device": d.get("name") or "",
+                     "estimate_ms": _finite(b.avg_ms) if ok else None,
+                     "fitted_on": d.get("fitted_on"), "fit_date": d.get("fit_date"),
+                     "validation": d.get("validation"),
+                     "median_abs_error_pct": d.get("median_abs_error_pct"),
+                     "max_abs_error_pct": d.get("max_abs_error_pct"),
+                     "spearman": d.get("spearman"), "error": b.error})
+    return rows
+
+
 def card_quality(card: dict, dataset: str, source: str) -> dict | None:
     """The card's quality row for `dataset` from `source` ("keras" or "tflite"), or None."""
     for row in card["quality"]:
@@ -255,12 +292,16 @@ def card_quality(card: dict, dataset: str, source: str) -> dict | None:
 
 def npu_runtime(runtimes: list[dict]) -> dict | None:
     """The runtime row the score uses: the first successful NPU_RUNNERS row, in that order,
-    whose time is the accelerator's alone (a CPU or mixed time never counts)."""
+    whose time is the accelerator's alone (a CPU or mixed time never counts); else the
+    ``sim`` runner's VS680 row (the same simulator as ``synap``). No phone profile's
+    estimate is ever the score's: the challenge timed the VS680."""
     for runner in NPU_RUNNERS:
         for row in runtimes:
             if row["runner"] == runner and row["avg_ms"] is not None and is_npu_time(row):
                 return row
-    return None
+    return next((row for row in runtimes if row["runner"] == SIM_RUNNER
+                 and row["avg_ms"] is not None
+                 and row["device"].get("profile") == VS680_PROFILE), None)
 
 
 def device_other_runtime(runtimes: list[dict]) -> dict | None:
@@ -392,5 +433,8 @@ def build_model_card(name: str, *, tflite, architecture: str | None = None, scal
         "status": "error" if errors else "ok",
         "errors": errors,
     }
+    estimates = device_estimates(bench_results)
+    if estimates:
+        card["estimates"] = estimates
     validate_model_card(card)
     return card

@@ -73,6 +73,18 @@ def _bench(runner: str, options: dict, path: Path) -> list[dict]:
     return [r.to_dict() for r in (result if isinstance(result, list) else [result])]
 
 
+def _runner_inputs(runner: str) -> dict:
+    """What a runner's result depends on besides the file and options, for the cache key:
+    the device profiles' content for ``sim`` (a refit changes every estimate)."""
+    from mai_sr import device
+
+    try:
+        inputs = getattr(device.runner_class(runner), "cache_inputs", None)
+    except MaiSrError:  # unavailable: its bench fails and says so
+        return {}
+    return {"inputs": inputs()} if inputs else {}
+
+
 def _busiest_box(hr: np.ndarray, size: int, scale: int) -> tuple[int, int]:
     """Top-left (y, x), in LR pixels, of the size x size LR crop with the most detail
     (gradient energy of the HR image), on a half-crop grid."""
@@ -185,7 +197,8 @@ class _Report:
             bar.set_postfix_str(f"{model.name}: bench {runner}")
             options = self.runner_options.get(runner, {})
             value, error = self.cached(
-                "bench", {"model": timing_hash, "runner": runner, "options": options},
+                "bench", {"model": timing_hash, "runner": runner, "options": options,
+                          **_runner_inputs(runner)},
                 lambda r=runner, o=options: _bench(r, o, model.timing), path=model.timing,
                 cache_errors=runner not in NO_RETRY_RUNNERS)
             if error:  # the card lists it as "<runner>: <error>"

@@ -20,7 +20,7 @@ import html
 
 import pandas as pd
 
-from mai_sr.report.table import header, is_number_text
+from mai_sr.report.table import ESTIMATES_HEADING, header, is_number_text
 
 # Below this window width the phone layout applies (figures' phone renderings, tighter text).
 NARROW_PX = 700
@@ -115,7 +115,8 @@ def render_page(*, title: str, intro: list[str], headings: dict[str, str],
                 summary: pd.DataFrame, details: pd.DataFrame, statuses: list[str],
                 caveats: list, published: pd.DataFrame, notes: list[str],
                 references: list[tuple[str, str]], figures: list[dict],
-                cards: list[dict]) -> str:
+                cards: list[dict], estimates: pd.DataFrame | None = None,
+                estimate_notes: list[str] = ()) -> str:
     """The report page.
 
     summary: the leaderboard of the models measured here (display frame, strings, scores
@@ -124,7 +125,9 @@ def render_page(*, title: str, intro: list[str], headings: dict[str, str],
     (:func:`mai_sr.report.table.published_frame`), shown under ``headings["published"]``
     (the measured table under ``headings["measured"]``). references: (citation, link).
     figures: {"title", "caption", "png", "narrow_png" (optional: the phone's rendering)} in
-    page order. cards: the model cards, shown as small tables.
+    page order. cards: the model cards, shown as small tables. estimates: the per-device
+    latency estimates (:func:`mai_sr.report.table.estimates_frame`; none when empty), shown
+    under their own heading with `estimate_notes`.
     """
     from mai_sr.report.card_html import card_html
 
@@ -139,6 +142,11 @@ def render_page(*, title: str, intro: list[str], headings: dict[str, str],
               "view): runtimes and the final score are on the right.</p>",
               _table_html(summary, classes, caveats)]
     parts += ["<ul>"] + [f'<li class="note">{html.escape(n)}</li>' for n in notes] + ["</ul>"]
+    if estimates is not None and not estimates.empty:
+        parts += [f'<h2 id="estimates-heading">{html.escape(ESTIMATES_HEADING)}</h2>',
+                  _table_html(estimates, classes, table_id="estimates")]
+        parts += ["<ul>"] + [f'<li class="note">{html.escape(n)}</li>'
+                             for n in estimate_notes] + ["</ul>"]
     if not published.empty:
         parts += ['<h2 id="published-heading">Published results, for reference</h2>',
                   f'<p class="note">{html.escape(headings["published"])}</p>',

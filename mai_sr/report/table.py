@@ -12,6 +12,10 @@ is on (``psnr_data``). The page and the Markdown show them in a table of their o
 A score computed otherwise than the challenge computed its scores carries its reasons in
 ``score_caveat`` (:func:`mai_sr.report.challenge.score_caveats`), shown in the score's cell.
 The page shows :data:`SUMMARY` columns; the others go to its details table and the CSV.
+
+The ``sim`` runner's latency estimates, one per device profile, are ``est_ms_<profile>``
+columns (after the NPU and device times in the CSV) and a table of their own
+(:func:`estimates_frame`), headed as estimates: only the VS680's time is ever scored.
 """
 
 from __future__ import annotations
@@ -20,13 +24,16 @@ import math
 
 import pandas as pd
 
-from mai_sr.report.cards import card_quality, device_other_runtime, npu_runtime
+from mai_sr.report.cards import (SIM_RUNNER, VS680_PROFILE, card_quality, device_other_runtime,
+                                  npu_runtime)
 from mai_sr.report.challenge import (CHALLENGE_RUNTIME, CHALLENGE_TEST_SET, caveat_label,
                                      score_caveats)
 
 MEASURED = "measured"
 PUBLISHED = "published"
 CPU_RUNNER = "local"
+# Prefix of the per-device estimate columns: est_ms_dimensity8100-nnapi, ...
+ESTIMATE_PREFIX = "est_ms_"
 # What the published rows were measured on, as their table's heading and cells say it.
 PUBLISHED_TEST_SET = "the MAI 2022 challenge's test images (DIV2K)"
 PUBLISHED_DEVICE = "a real Synaptics VS680 (its CPU and its NPU)"
@@ -107,7 +114,8 @@ def card_row(card: dict, datasets: list[str]) -> dict:
         "gflops": 2 * cx["macs"] / 1e9 if cx["macs"] is not None else None,
         "activations_m": cx["activations"] / 1e6 if cx["activations"] is not None else None,
         "input_hw": "x".join(map(str, cx["input_hw"])) if cx["input_hw"] else None,
-        "npu_runner": (npu["runner"] + " (simulated)" if npu["simulated"] else runtime_label(npu))
+        "npu_runner": (_runner_label(npu) + " (simulated)" if npu["simulated"]
+                       else runtime_label(npu))
         if npu
         else _fallback_label(fell_back) if fell_back else None,
         "status": card["status"],
@@ -119,7 +127,15 @@ def card_row(card: dict, datasets: list[str]) -> dict:
             q = card_quality(card, name, "tflite")
             row[f"psnr_{name}"] = q["psnr"] if q else None
             row[f"ssim_{name}"] = q["ssim"] if q else None
+    for est in card.get("estimates", ()):
+        row[ESTIMATE_PREFIX + est["profile"]] = est["estimate_ms"]
     return row
+
+
+def _runner_label(row: dict) -> str:
+    """"synap", or "sim vs680-synap" for the estimate runner's VS680 profile."""
+    profile = row["device"].get("profile") if row["runner"] == SIM_RUNNER else None
+    return f"{row['runner']} {profile}" if profile else row["runner"]
 
 
 def _fallback_label(row: dict) -> str:
@@ -166,10 +182,13 @@ def leaderboard(cards: list[dict], datasets: list[str]) -> pd.DataFrame:
 
 
 def _ordered(columns: list[str], extra: list[str]) -> list[str]:
-    """Per-dataset columns go right after SSIM, in the order met."""
+    """Per-dataset columns go right after SSIM, per-device estimates right after the device
+    time, in the order met."""
     extra = list(dict.fromkeys(extra))
-    at = columns.index("ssim") + 1
-    return columns[:at] + extra + columns[at:]
+    estimates = [c for c in extra if c.startswith(ESTIMATE_PREFIX)]
+    per_set = [c for c in extra if c not in estimates]
+    at, then = columns.index("ssim") + 1, columns.index("device_ms") + 1
+    return columns[:at] + per_set + columns[at:then] + estimates + columns[then:]
 
 
 # Published rows on their own (Table 1's columns, headed with where they were measured).
@@ -185,7 +204,8 @@ EMPTY_WHEN_MISSING = frozenset({"error", "score_caveat"})
 def _format_cell(column: str, value) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "" if column in EMPTY_WHEN_MISSING else "n.a."
-    base = column.split("_")[0] if column.startswith(("psnr_", "ssim_")) else column
+    base = column.split("_")[0] if column.startswith(("psnr_", "ssim_")) else \
+        "npu_ms" if column.startswith(ESTIMATE_PREFIX) else column
     if base == "score" and 0 < abs(value) < 0.1:
         return f"{value:.2g}"  # untrained or slow models: keep two significant digits
     if base in _DECIMALS and isinstance(value, (int, float)):
@@ -208,7 +228,12 @@ def display_frame(table: pd.DataFrame, error_chars: int = 160,
 
 
 def header(column: str) -> str:
-    """Display header of a CSV column (``psnr_Set14`` -> ``PSNR Set14``)."""
+    """Display header of a CSV column (``psnr_Set14`` -> ``PSNR Set14``,
+    ``est_ms_dimensity8100-nnapi`` -> ``dimensity8100-nnapi ms, estimated``)."""
+    if column.startswith(ESTIMATE_PREFIX):
+        profile = column[len(ESTIMATE_PREFIX):]
+        return (f"{profile} ms, simulated (the challenge's device)" if profile == VS680_PROFILE
+                else f"{profile} ms, estimated")
     return COLUMNS.get(column, f"{column[:4].upper()} {column[5:]}")
 
 
@@ -238,6 +263,46 @@ def summary_frame(table: pd.DataFrame, with_caveats: bool = True) -> pd.DataFram
     shown[score] = [f"{text} ({caveat})" if caveat else text
                     for text, caveat in zip(shown[score], table["score_caveat"])]
     return shown
+
+
+ESTIMATES_HEADING = "Latency per device: estimates, not measurements"
+ESTIMATES_NOTE = [
+    "Each column is the sim runner's figure for one device profile (mai-sr bench FILE "
+    "--runner sim --device NAME gives the same, with the layers it priced): a cost model "
+    "fitted on published latencies of other models, not a time measured on the device. "
+    "Only the VS680's (the challenge's device) is a challenge runtime: the leaderboard's NPU "
+    "ms and final score use the synap simulator's VS680 time (a real device's with --runner "
+    "adb); the phone estimates are never scored.",
+    "Profiles and their validation (each phone profile's error is that of a fit made "
+    "without the architecture estimated, so a new architecture should expect about as much):"]
+
+
+def estimates_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """The per-device latency estimates side by side: the model, then one column per device
+    profile (VS680 first, as the runner gives them); an empty frame when the report ran no
+    ``sim`` runner."""
+    columns = [c for c in table.columns if c.startswith(ESTIMATE_PREFIX)]
+    if not columns:
+        return pd.DataFrame()
+    return display_frame(table, columns=["model", *columns])
+
+
+def estimate_notes(cards: list[dict]) -> list[str]:
+    """One line per device profile of the estimates table: its device, data and validation
+    (from the first card that has it)."""
+    seen: dict[str, dict] = {}
+    for card in cards:
+        for est in card.get("estimates", ()):
+            if est["estimate_ms"] is not None:
+                seen.setdefault(est["profile"], est)
+    lines = []
+    for name, est in seen.items():
+        check = (f"{est['validation']}: median |error| {est['median_abs_error_pct']}%, max "
+                 f"{est['max_abs_error_pct']}%, Spearman {est['spearman']}"
+                 if est["validation"] else "not validated")
+        lines.append(f"{name}: {est['device']}, fitted on {est['fitted_on']} "
+                     f"({est['fit_date'] or 'not dated'}); {check}.")
+    return lines
 
 
 def details_frame(table: pd.DataFrame) -> pd.DataFrame:
