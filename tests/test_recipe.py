@@ -96,3 +96,30 @@ def test_an_import_stage_feeds_a_later_stage(tmp_path):
         "artifacts/etds_abpn/ABPN_M4C28_x3.pth")
     assert kind2 == "train" and kwargs2["teacher"] == str(tmp_path / "out" / "teacher" / IMPORTED)
     assert kwargs2["data"].endswith("data/T91")
+
+
+def test_every_shipped_weight_has_its_recipe_and_the_imported_ones_share_one_qat():
+    """Each weight of mai_sr/pretrained/shipped.json names a recipe file called after it, that
+    parses into stages; the recipes of published weights (an import stage, then QAT) all run
+    the one QAT recipe, mai_sr.recipes.IMPORTED_QAT, so a change to it is one edit (and
+    `benchmarks/pretrained_table.py --write-recipes`)."""
+    from mai_sr.pretrained import RECIPES_DIR, recipe_path, shipped_weights
+    from mai_sr.recipes import IMPORTED_QAT, read_recipe, stage_configs
+
+    imported = []
+    for weight in shipped_weights():
+        path = recipe_path(weight["name"])
+        assert path.parent == RECIPES_DIR and path.name == f"{weight['name']}.json"
+        recipe = read_recipe(path)
+        assert recipe["name"] == weight["name"]
+        stages = [s["name"] for s in recipe["stages"]]
+        if "import" in recipe["stages"][0]:
+            assert stages == ["import", "qat"]
+            assert recipe["stages"][1]["train"] == IMPORTED_QAT
+            imported.append(weight["name"])
+        # every stage expands: its options are TrainConfig fields, its references earlier stages
+        assert [name for name, _, _ in stage_configs(path, RECIPES_DIR / "out")] == stages
+    assert imported == ["abpn.etds_div2k", "ncnet.megsr_div2k"]
+    # the QAT of published weights never validates on a test set, nor trains on one
+    assert "Set5" not in json.dumps(IMPORTED_QAT) and "B100" not in json.dumps(IMPORTED_QAT)
+    assert IMPORTED_QAT["teacher"] == IMPORTED_QAT["from_run"] == "{stage:import}"
