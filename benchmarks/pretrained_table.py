@@ -29,11 +29,12 @@ weights, and :data:`TARGETS` against the references.
     python benchmarks/pretrained_table.py [--measure abpn.etds_div2k,ncnet.megsr_div2k --ship]
         [--write-readme]
     python benchmarks/pretrained_table.py --write-recipes   # after editing IMPORTED_QAT
-    python benchmarks/pretrained_table.py --resimulate [--refresh-cards] [--write-readme]
+    python benchmarks/pretrained_table.py --retime synap|local [--weights NAME,...]
+        [--refresh-cards] [--write-readme]
 
-``--resimulate`` recomputes only the SyNAP column (and the scores) from the shipped files,
-for when the simulator is recalibrated; ``--refresh-cards`` also rewrites those figures in
-the shipped cards.
+``--retime`` times the shipped files again with one runner (the SyNAP simulator after a
+recalibration, the local CPU on a quiet machine); ``--refresh-cards`` also rewrites those
+figures in the shipped cards.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ TARGET_GAIN_DB = 1.2      # target: INT8 over bicubic, on each of GAIN_SETS
 GAIN_SETS = ("B100", "Set14")
 TARGET_DROP_DB = 0.05     # target: FP32 -> INT8
 RANKING_GAP_DB = 0.1      # target: published PSNRs further apart than this must keep order
+QUIET_LOAD = 2.0          # a CPU time taken above this 1-minute load (2 cores) says so
 RECIPE_RUNS = ROOT / "benchmarks" / "out" / "recipes"    # mai-sr train --recipe ... --out here/NAME
 BUILTIN_RUNS = ROOT / "benchmarks" / "out" / "pretrain"  # benchmarks/pretrain.sh
 REPORT_OUT = ROOT / "benchmarks" / "out" / "pretrained_report"
@@ -148,6 +150,19 @@ def luma_rows(run: Path | None, int8_file: Path) -> list[dict]:
     return rows
 
 
+def load_note(loads) -> str:
+    """The note a CPU time carries: the machine's 1-minute load while it was taken (on a
+    shared machine a time taken under load measures the other jobs too)."""
+    return f"timed under a 1-minute load of up to {max(loads):.1f} on {os.cpu_count()} cores"
+
+
+def _note_load(card: dict, loads) -> None:
+    row = next((r for r in card["runtimes"] if r["runner"] == "local"), None)
+    if row is not None:
+        row["notes"] = [n for n in row.get("notes", []) if not n.startswith("timed under")] + \
+            [load_note(loads)]
+
+
 def attribution(name: str) -> dict:
     from mai_sr.pretrained import shipped_weights
 
@@ -174,9 +189,12 @@ def measure(name: str, report_out: Path) -> dict:
         raise SystemExit(f"pretrained_table: {run} has no finished QAT stage (run its recipe: "
                          f"mai-sr train --recipe mai_sr/pretrained/recipes/{name}.json --out "
                          f"{RECIPE_RUNS / name})")
+    loads = [os.getloadavg()[0]]
     out = make_report([str(run)], data=",".join(str(DATA / s) for s in SETS),
                       runners=["local", "synap"], out_dir=report_out / name)
+    loads.append(os.getloadavg()[0])
     card, = [json.loads(p.read_text()) for p in (out / "cards").glob("*.json")]
+    _note_load(card, loads)
     if card["status"] != "ok":
         raise SystemExit(f"pretrained_table: measuring {name} failed: {card['errors']}")
     dynamic = run / "export" / next(f["name"] for f in card["files"]
@@ -255,13 +273,21 @@ def runtime(card: dict, runner: str) -> float | None:
     return next((r["avg_ms"] for r in card["runtimes"] if r["runner"] == runner), None)
 
 
+def cpu_load(card: dict) -> float | None:
+    """The 1-minute load the card's CPU time was taken under, when its note says."""
+    row = next((r for r in card["runtimes"] if r["runner"] == "local"), {})
+    note = next((n for n in row.get("notes", []) if n.startswith("timed under")), None)
+    return float(note.split("of up to ")[1].split()[0]) if note else None
+
+
 def weight_row(card: dict, default_for: str | None) -> dict:
     """What the table shows for one shipped weight, from its card."""
     from mai_sr.report.cards import card_quality as quality
 
     row = {"architecture": card["architecture"], "default_for": default_for,
            "params": card["complexity"]["params"], "int8_kb": round(card["size_kb"], 1),
-           "cpu_ms": runtime(card, "local"), "synap_ms": runtime(card, "synap"),
+           "cpu_ms": runtime(card, "local"), "cpu_load": cpu_load(card),
+           "synap_ms": runtime(card, "synap"),
            "score": card["score"]["value"], "score_psnr_set": card["score"]["dataset"],
            "lint": {"errors": card["lint"]["errors"], "warnings": card["lint"]["warnings"]},
            "attribution": card.get("attribution"), "recipe": card.get("recipe"), "sets": {}}
@@ -359,7 +385,8 @@ def shipped_result(previous: dict) -> dict:
             "published": published, "references": refs, "ranking": checks,
             "targets": targets, "verdicts": verdicts(rows, checks, targets),
             **({"synap_resimulated": previous["synap_resimulated"]}
-               if previous.get("synap_resimulated") else {})}
+               if previous.get("synap_resimulated") else {}),
+            **({"retimed": previous["retimed"]} if previous.get("retimed") else {})}
 
 
 def _db(value, digits: int = 2) -> str:
@@ -396,7 +423,10 @@ def weights_table(result: dict) -> list[str]:
             (" *" if rec.get("note") else "")
         lines.append(f"| {name} | {r['default_for'] or ''} | {a.get('source', '?')} "
                      f"({a.get('licence', '?')}) | {recipe} | {_db(rec.get('train_minutes'), 0)} | "
-                     f"{r['int8_kb']:.1f} | {_db(r['cpu_ms'], 1)} | {_db(r['synap_ms'], 1)} | "
+                     f"{r['int8_kb']:.1f} | {_db(r['cpu_ms'], 1)}"
+                     + (f" (load {r['cpu_load']:.0f})" if (r["cpu_load"] or 0) > QUIET_LOAD
+                        else "") +
+                     f" | {_db(r['synap_ms'], 1)} | "
                      f"{r['score']:.2f} |")
     return lines
 
@@ -413,9 +443,11 @@ def table(result: dict) -> str:
              "Where each weight comes from, the recipe file that makes it (`mai-sr train --recipe`;"
              " * = the files predate it, made by `benchmarks/pretrain.sh`, not replayed), its "
              "training time on this 2-core machine (QAT from published weights: one stage; "
-             "mai_builtin: FP32 + QAT, one core each), CPU ms (LiteRT, 2 threads, 360x640) and "
+             "mai_builtin: FP32 + QAT, one core each), CPU ms (LiteRT, 2 threads, 360x640; a time "
+             "taken under a 1-minute load above 2, on these 2 cores, says so: it measures the "
+             "other jobs too) and "
              "the VS680 *simulator*'s ms (`mai-sr bench --runner synap`, an estimate"
-             + (f", re-simulated {result['synap_resimulated']}" if result.get("synap_resimulated")
+             + (f", as recalibrated {result['synap_resimulated']}" if result.get("synap_resimulated")
                 else "") + "); score = 2^(2·PSNR) / (C·ms) with the INT8 B100 PSNR.", "",
              *weights_table(result), ""]
     p = result["published"]
@@ -452,21 +484,27 @@ BUILTIN_NOTE = ("made by benchmarks/pretrain.sh before recipe files existed; thi
                 "writes down its steps and was not replayed against the shipped files")
 
 
-def refresh_builtin_cards(previous: dict) -> None:
-    """Give each shipped ``mai_builtin`` card its attribution, its recipe record (with
-    BUILTIN_NOTE and the training minutes the last pretrain.sh measurement recorded) and its
-    INT8 luma rows (measured on the shipped dynamic file). Their FP32 networks are not
-    shipped (only the float weights QAT left), so their FP32 luma stays unmeasured."""
+def refresh_records(previous: dict) -> None:
+    """Bring each shipped card's records up to date with the table and the recipe files: its
+    attribution (from shipped.json), its recipe record (the file's sha256 now, its training
+    minutes as recorded; for a ``mai_builtin`` weight the minutes the last pretrain.sh
+    measurement recorded and BUILTIN_NOTE), and INT8 luma rows when it has none (measured
+    on the shipped dynamic file). The ``mai_builtin`` FP32 networks are not shipped (only
+    the float weights QAT left), so their FP32 luma stays unmeasured."""
     from mai_sr.pretrained import architecture, available, pretrained_path
     from mai_sr.report.cards import validate_model_card
+    from mai_sr.weights import SHIPPED_TAG
 
-    for name in [n for n in available() if n.endswith(".mai_builtin")]:
+    for name in available():
         path = pretrained_path(name, "card")
         card = json.loads(path.read_text())
-        old = previous.get("models", {}).get(architecture(name), {}).get("training", {})
-        minutes = old.get("wall_minutes_one_core", (card.get("recipe") or {}).get("train_minutes"))
+        minutes = (card.get("recipe") or {}).get("train_minutes")
+        builtin = name.endswith(f".{SHIPPED_TAG}")
+        if builtin and minutes is None:
+            old = previous.get("models", {}).get(architecture(name), {}).get("training", {})
+            minutes = old.get("wall_minutes_one_core")
         card["attribution"] = attribution(name)
-        card["recipe"] = recipe_entry(name, minutes, BUILTIN_NOTE)
+        card["recipe"] = recipe_entry(name, minutes, BUILTIN_NOTE if builtin else None)
         if not any(q.get("y_channel") for q in card["quality"]):
             card["quality"] += luma_rows(None, pretrained_path(name, "dynamic"))
         validate_model_card(card)
@@ -521,29 +559,34 @@ def clean_metadata(path: Path) -> bool:
     return True
 
 
-def resimulate(previous: dict, write_cards: bool = False) -> None:
-    """Recompute every SyNAP figure of the shipped cards with today's simulator (the shipped
-    fixed-shape files, the ones the cards timed, re-benchmarked with ``--runner synap``; the
-    scores recomputed from the cards' INT8 PSNRs). ``write_cards`` rewrites the SyNAP runtime
-    and the score in the cards; the .tflite files keep their bytes (but for provenance
-    cleaned of local paths)."""
-    from mai_sr.device.synap import SynapRunner
-    from mai_sr.pretrained import available, pretrained_path
+def retime(previous: dict, runner: str, names, write_cards: bool = False) -> None:
+    """Time the shipped fixed-shape files (the ones the cards timed) again with `runner`:
+    "synap" after a recalibration of the simulator, "local" on a quiet machine (a CPU time
+    taken while other jobs share the cores measures them too). The scores are recomputed from
+    the cards' INT8 PSNRs. ``write_cards`` rewrites the runtime and score in the cards (and
+    cleans the files' provenance of local paths, keeping every other byte); the result
+    records when and under which load each runner's times were taken."""
+    from mai_sr.device import get_runner
+    from mai_sr.pretrained import pretrained_path
     from mai_sr.report.cards import validate_model_card
     from mai_sr.score import final_score
 
-    for name in available():
-        bench = SynapRunner().bench(pretrained_path(name, "fixed"))
+    for name in names:
+        loads = [os.getloadavg()[0]]
+        bench = get_runner(runner).bench(pretrained_path(name, "fixed"))
+        loads.append(os.getloadavg()[0])
         path = pretrained_path(name, "card")
         card = json.loads(path.read_text())
-        synap = next(r for r in card["runtimes"] if r["runner"] == "synap")
-        print(f"{name}: SyNAP {synap['avg_ms']:.2f} -> {bench.avg_ms:.2f} ms (simulated)")
+        row = next(r for r in card["runtimes"] if r["runner"] == runner)
+        print(f"{name}: {runner} {row['avg_ms']:.2f} -> {bench.avg_ms:.2f} ms")
         if not write_cards:
             continue
         for kind in ("fixed", "dynamic"):
             clean_metadata(pretrained_path(name, kind))
-        synap["avg_ms"], synap["device"] = bench.avg_ms, bench.device
-        if card["score"].get("runner") == "synap" and card["score"]["psnr"] is not None:
+        row["avg_ms"], row["device"] = bench.avg_ms, bench.device
+        if runner == "local":
+            _note_load(card, loads)
+        if card["score"].get("runner") == runner and card["score"]["psnr"] is not None:
             card["score"]["runtime_ms"] = bench.avg_ms
             card["score"]["value"] = final_score(card["score"]["psnr"], bench.avg_ms)
         for entry in card["files"]:  # the metadata may have changed, so the hashes
@@ -551,7 +594,11 @@ def resimulate(previous: dict, write_cards: bool = False) -> None:
         validate_model_card(card)
         write_json(path, card)
         print(f"rewrote {path.relative_to(ROOT)}")
-    previous["synap_resimulated"] = datetime.date.today().isoformat()
+    if write_cards:
+        from _publish import measured_under
+
+        previous.setdefault("retimed", {})[runner] = {"weights": list(names),
+                                                      **measured_under()}
 
 
 def main(argv=None) -> int:
@@ -563,16 +610,18 @@ def main(argv=None) -> int:
                         help="with --measure: copy the files into mai_sr/pretrained")
     parser.add_argument("--report-out", default=str(REPORT_OUT),
                         help="report folder (its cache makes reruns cheap)")
-    parser.add_argument("--refresh-builtin", action="store_true",
-                        help="give the mai_builtin cards their attribution, recipe record and "
-                             "INT8 luma rows")
+    parser.add_argument("--refresh-records", action="store_true",
+                        help="bring the shipped cards' attribution and recipe records up to "
+                             "date (and give INT8 luma rows to cards without)")
     parser.add_argument("--write-recipes", action="store_true",
                         help="rewrite the import + QAT recipes from mai_sr.recipes.IMPORTED_QAT")
-    parser.add_argument("--resimulate", action="store_true",
-                        help="recompute the SyNAP ms and scores from the shipped files (after a "
-                             "simulator recalibration; no runs needed)")
+    parser.add_argument("--retime", choices=("synap", "local"), default=None,
+                        help="time the shipped files again with this runner (synap: after a "
+                             "simulator recalibration; local: on a quiet machine)")
+    parser.add_argument("--weights", default=None, metavar="NAME[,NAME]",
+                        help="with --retime: these weights (default: every shipped one)")
     parser.add_argument("--refresh-cards", action="store_true",
-                        help="with --resimulate: also rewrite them in the shipped cards")
+                        help="with --retime: also rewrite the times and scores in the cards")
     add_write_readme(parser)
     args = parser.parse_args(argv)
     if args.write_recipes:
@@ -581,10 +630,13 @@ def main(argv=None) -> int:
         return 0
     path = result_path(NAME)
     previous = json.loads(path.read_text()) if path.is_file() else {}
-    if args.refresh_builtin:
-        refresh_builtin_cards(previous)
-    if args.resimulate:
-        resimulate(previous, write_cards=args.refresh_cards)
+    if args.refresh_records:
+        refresh_records(previous)
+    if args.retime:
+        from mai_sr.pretrained import available
+
+        names = args.weights.split(",") if args.weights else available()
+        retime(previous, args.retime, names, write_cards=args.refresh_cards)
     for name in args.measure.split(",") if args.measure else ():
         card = measure(name, Path(args.report_out))
         if args.ship:

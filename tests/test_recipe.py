@@ -53,6 +53,28 @@ def test_a_recipe_replays_bit_for_bit(tmp_path, capsys):
     assert record["sha256"] == recipe_hash(read_recipe(recipe))
 
 
+@pytest.mark.tf
+@pytest.mark.slow
+def test_a_shortened_shipped_recipe_replays_bit_for_bit(shared_data, shared_artifacts, tmp_path):
+    """The recipe of abpn.etds_div2k as shipped (import of the published checkpoint, then
+    mai-sr's QAT with the imported model as teacher), shortened to 4 QAT steps on T91 with
+    small patches: two replays give the same weights, bit for bit."""
+    from mai_sr.pretrained import recipe_path
+    from mai_sr.recipes import IMPORTED_QAT, run_recipe
+
+    recipe = json.loads(recipe_path("abpn.etds_div2k").read_text())
+    assert recipe["stages"][1]["train"] == IMPORTED_QAT
+    recipe["stages"][1]["train"].update(qat_steps=4, val_every=2, patch=16, batch=2,
+                                        data="{data}/T91")
+    path = tmp_path / "short.json"
+    path.write_text(json.dumps(recipe))
+    for out in ("a", "b"):
+        run_recipe(path, tmp_path / out, quiet=True, tensorboard=False)
+    a, b = (_weights(tmp_path / o / "qat" / "qat" / "qat.weights.h5") for o in ("a", "b"))
+    assert [n for n, _ in a] == [n for n, _ in b] and a
+    assert all(np.array_equal(x, y) for (_, x), (_, y) in zip(a, b))
+
+
 @pytest.mark.parametrize("mutate, complaint", [
     (lambda r: r["stages"][0]["train"].update(out="x"), "caller-only field"),
     (lambda r: r["stages"][0]["train"].update(bogus=1), "unknown or caller-only field"),
