@@ -447,7 +447,8 @@ def table(result: dict) -> str:
              "taken under a 1-minute load above 2, on these 2 cores, says so: it measures the "
              "other jobs too) and "
              "the VS680 *simulator*'s ms (`mai-sr bench --runner synap`, an estimate"
-             + (f", as recalibrated {result['synap_resimulated']}" if result.get("synap_resimulated")
+             + (f", as recalibrated {result['synap_resimulated']}"
+                if result.get("synap_resimulated")
                 else "") + "); score = 2^(2·PSNR) / (C·ms) with the INT8 B100 PSNR.", "",
              *weights_table(result), ""]
     p = result["published"]
@@ -641,7 +642,8 @@ def main(argv=None) -> int:
         card = measure(name, Path(args.report_out))
         if args.ship:
             for shipped in ship(name, card):
-                print(f"shipped {shipped.relative_to(ROOT)} ({shipped.stat().st_size / 1024:.1f} KB)")
+                size = shipped.stat().st_size / 1024
+                print(f"shipped {shipped.relative_to(ROOT)} ({size:.1f} KB)")
         else:
             print(json.dumps(card["quality"], indent=1))
     result = shipped_result(previous)

@@ -369,7 +369,8 @@ def test_cli_report_and_one_line_errors(models, images, tmp_path, capsys):
                            (["report", str(models / "small.tflite"), "--data",
                              str(tmp_path / "nowhere")], "nowhere"),
                            (["report", "--pretrained", "abpnx"], "--pretrained abpnx"),
-                           (["report", "abpn.etds_div2k"], "mai-sr fetch abpn.etds_div2k"),
+                           (["report", "abpn.etds_div2k_x2"],
+                            "mai-sr fetch abpn.etds_div2k_x2"),
                            (["report"], "no models to report on"),
                            (["report", "--pretrained", "abpn", "--tflite",
                              str(models / "small.tflite")], "give the run it was exported")):
@@ -482,7 +483,8 @@ def test_shipped_models_by_name_with_their_drop_from_their_cards(shared_data, tm
         card = json.loads((out / "cards" / f"{name}-shipped.json").read_text())
         assert [q.get("from_card") for q in card["quality"]] == [name, None]
     page = (out / "index.html").read_text()
-    assert "(from its card abpn.etds_div2k)" in page and '"quality": [' not in page  # tables, not JSON
+    assert "(from its card abpn.etds_div2k)" in page
+    assert '"quality": [' not in page  # tables, not JSON
     # The details' Error cells are empty for models without errors (not "n.a.").
     from mai_sr.report.table import details_frame
 

@@ -154,4 +154,4 @@ def test_models_lists_shipped_and_zoo_weights(capsys):
     assert "shipped, zoo, default" in listed["abpn.etds_div2k"]
     assert "default" not in listed["abpn.mai_builtin"]
     if MIRROR.is_dir():
-        assert "etds_l.etds_div2k" in names
+        assert "etds_l.etds_div2k" in weights
