@@ -441,7 +441,7 @@ def hostile_files(files: Path, markers: Path) -> dict[str, Path]:
                                                                files / "other.h5")
     built["h5_huge_dataset"] = crafted.keras_h5_huge(files / "huge.h5")
     built["tflite_short_kernel"] = crafted.tflite_short_kernel(
-        files / "short.tflite", ROOT / "mai_sr" / "pretrained" / "abpn.tflite")
+        files / "short.tflite", ROOT / "mai_sr" / "pretrained" / "abpn.mai_builtin.tflite")
     for convs in (10, 20, 40):
         built[f"unknown_{convs}_convs"] = crafted.unknown_architecture(
             files / f"unknown{convs}.pth", convs)

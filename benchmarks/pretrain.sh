@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The exact training behind the pretrained models shipped in mai_sr/pretrained/,
-# also the runs benchmarks/qat_quality.py measures.
+# The exact training behind the ARCH.mai_builtin weights shipped in mai_sr/pretrained/
+# (written down as mai_sr/pretrained/recipes/ARCH.mai_builtin.json; the weights made from
+# published ones have only recipes), also the runs benchmarks/qat_quality.py measures.
 #
 #   benchmarks/pretrain.sh [MODEL ...]        # default: abpn ncnet scsrn xcat, one after another
 #   WEIGHT_CLIP=off benchmarks/pretrain.sh    # the same without weight clipping (MODEL-noclip)
@@ -12,7 +13,8 @@
 # script continues an interrupted run from its last checkpoint (--resume) and skips finished
 # ones. The shipped files were made on a 2-core machine with two queues, one per core:
 #   taskset -c 0 benchmarks/pretrain.sh abpn ncnet &  taskset -c 1 benchmarks/pretrain.sh scsrn xcat
-# then `python benchmarks/pretrained_table.py --ship` exported, measured and copied them.
+# then `python benchmarks/pretrained_table.py --measure ARCH.mai_builtin,... --ship` exported,
+# measured and copied them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${MAI_SR_DATA:-../shared/data}

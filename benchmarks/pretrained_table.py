@@ -1,30 +1,40 @@
-"""The pretrained models' results table, and with ``--ship`` the packaging.
+"""The shipped weights' table, and with ``--ship`` the packaging.
 
-For each finished run of ``benchmarks/pretrain.sh`` (``benchmarks/out/pretrain/<model>``),
-`mai-sr report`'s own machinery (:func:`mai_sr.report.make_report`) exports the run's QAT
-model (fixed 1x360x640 and dynamic shape), evaluates the INT8 file with LiteRT and the Keras
-FP32 deploy model on B100, Set14 and Set5 (RGB, border crop 3: what ``mai-sr eval`` does),
-lints it, and times it with the local LiteRT runner and the SyNAP simulator. This script
-turns the model cards into ``benchmarks/results/pretrained.json`` and the README table
-(between the ``bench:pretrained`` markers), with the published Table 1 figures beside them,
-and checks the targets:
+Every weight in ``mai_sr/pretrained/shipped.json`` ships as a set of files named by the
+weight (``abpn.etds_div2k.tflite``, ...). A weight is made by its recipe file
+(``mai_sr/pretrained/recipes/NAME.json``):
 
-- INT8 PSNR at least 1.2 dB above bicubic on B100 and on Set14;
-- FP32 -> INT8 drop at most 0.05 dB on every set;
-- the PSNR ranking agrees with the published one for every pair of models whose published
-  PSNRs differ by more than 0.1 dB (checked on B100 and Set14).
+    mai-sr train --recipe mai_sr/pretrained/recipes/NAME.json --out benchmarks/out/recipes/NAME
 
-``--ship`` then writes into ``mai_sr/pretrained/``, for each model: the two .tflite files,
-``<model>.weights.h5`` (the float deploy weights QAT left, from
-:func:`mai_sr.qat.quantize.deploy_from_qat`), ``<model>.qat.json`` (the QAT activation
-ranges) and ``<model>.json`` (the model card, whose file hashes are the shipped files').
+(the ``mai_builtin`` weights were made by ``benchmarks/pretrain.sh`` into
+``benchmarks/out/pretrain/ARCH`` before recipe files existed). ``--measure NAME[,NAME]``
+takes each weight's last run (the recipe's last stage, or the pretrain.sh run) and, through
+`mai-sr report`'s own machinery (:func:`mai_sr.report.make_report`), exports its QAT model
+(fixed 1x360x640 and dynamic shape), evaluates the INT8 file with LiteRT and the Keras FP32
+deploy model on B100, Set14 and Set5 (RGB, border crop 3: what ``mai-sr eval`` does), lints
+it, and times it with the local LiteRT runner and the SyNAP simulator; this script adds the
+same scores on BT.601 luma (Y), the weight's attribution and its recipe record (the recipe
+file's sha256, its training minutes) to the card. ``--ship`` copies the files into
+``mai_sr/pretrained/``: the two .tflite files, ``NAME.weights.h5`` (the float deploy
+weights QAT left, :func:`mai_sr.qat.quantize.deploy_from_qat`), ``NAME.qat.json`` (the QAT
+activation ranges) and ``NAME.json`` (the card, whose file hashes are the shipped files').
 
-    python benchmarks/pretrained_table.py [--runs benchmarks/out/pretrain] [--ship]
-    python benchmarks/pretrained_table.py --resimulate [--refresh-cards] [--write-readme]
+Without ``--measure`` the table is made from the shipped cards alone. Beside each weight it
+shows the DIV2K-trained INT8 file of the architecture's own authors where one is published
+(:data:`REFERENCES`, measured here from ``../shared/artifacts``) and the gap to it, and it
+checks the targets: INT8 at least 1.2 dB above bicubic on B100 and Set14, FP32 -> INT8 drop
+at most 0.05 dB, lint clean, the architectures' published ranking kept by their default
+weights, and :data:`TARGETS` against the references.
 
-``--resimulate`` recomputes only the SyNAP column (and the scores) from the shipped files,
-for when the simulator is recalibrated; ``--refresh-cards`` also rewrites those figures in
-the shipped cards.
+    python benchmarks/pretrained_table.py [--measure abpn.etds_div2k,ncnet.megsr_div2k --ship]
+        [--write-readme]
+    python benchmarks/pretrained_table.py --write-recipes   # after editing IMPORTED_QAT
+    python benchmarks/pretrained_table.py --retime synap|local [--weights NAME,...]
+        [--refresh-cards] [--write-readme]
+
+``--retime`` times the shipped files again with one runner (the SyNAP simulator after a
+recalibration, the local CPU on a quiet machine); ``--refresh-cards`` also rewrites those
+figures in the shipped cards.
 """
 
 from __future__ import annotations
@@ -40,48 +50,49 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _publish import ROOT, add_write_readme, publish  # noqa: E402
+from _publish import ROOT, add_write_readme, publish, result_path  # noqa: E402
 
-from mai_sr.fileio import atomic_path, write_json  # noqa: E402
+from mai_sr.fileio import atomic_path, sha256_file, write_json  # noqa: E402
 
 NAME = "pretrained"
-MODELS = ("abpn", "ncnet", "scsrn", "xcat")
 DATA = Path(os.environ.get("MAI_SR_DATA", ROOT.parent / "shared" / "data"))
+ARTIFACTS = Path(os.environ.get("MAI_SR_ARTIFACTS", ROOT.parent / "shared" / "artifacts"))
 SETS = ("B100", "Set14", "Set5")  # the first is the score's PSNR (like the report's first set)
+CROP = 3
 TARGET_GAIN_DB = 1.2      # target: INT8 over bicubic, on each of GAIN_SETS
 GAIN_SETS = ("B100", "Set14")
 TARGET_DROP_DB = 0.05     # target: FP32 -> INT8
 RANKING_GAP_DB = 0.1      # target: published PSNRs further apart than this must keep order
+QUIET_LOAD = 2.0          # a CPU time taken above this 1-minute load (2 cores) says so
+RECIPE_RUNS = ROOT / "benchmarks" / "out" / "recipes"    # mai-sr train --recipe ... --out here/NAME
+BUILTIN_RUNS = ROOT / "benchmarks" / "out" / "pretrain"  # benchmarks/pretrain.sh
 REPORT_OUT = ROOT / "benchmarks" / "out" / "pretrained_report"
 SHIP_DIR = ROOT / "mai_sr" / "pretrained"
+# The DIV2K-trained INT8 file published by each architecture's own authors (the reference of
+# the gap column), under ../shared/artifacts: NJU's QAT ABPN and team MegSR's NCNet.
+REFERENCES = {"abpn": ("NJU's INT8 QAT", "nju_abpn/base7_D4C28_bs16ps64_lr1e-3_qat.tflite"),
+              "ncnet": ("MegSR's INT8", "megsr_ncnet/model_none.tflite")}
+# Targets of the weights made from published DIV2K weights (INT8, RGB, every set): the margin
+# over the reference, and another result that must be beaten by the same margin (a row of
+# benchmarks/results/imported.json: mai-sr's QAT of the same published weights, earlier recipe).
+TARGETS = {"abpn.etds_div2k": (-0.02, ("etds", "mai-sr INT8 QAT")),
+           "ncnet.megsr_div2k": (+0.02, None)}
 
 
-def runtime(card: dict, runner: str) -> float | None:
-    return next((r["avg_ms"] for r in card["runtimes"] if r["runner"] == runner), None)
+# ---------------------------------------------------------------- runs
 
 
-def model_row(card: dict) -> dict:
-    """What the table shows for one model, from its card."""
-    from mai_sr.published import for_architecture
-    from mai_sr.report.cards import card_quality as quality
+def weight_run(name: str) -> Path:
+    """The run that made weight `name`: its recipe's last stage under RECIPE_RUNS/NAME, or
+    for a ``mai_builtin`` weight the pretrain.sh run of its architecture."""
+    from mai_sr.pretrained import architecture, recipe_path
+    from mai_sr.recipes import read_recipe
+    from mai_sr.weights import SHIPPED_TAG
 
-    row = {"params": card["complexity"]["params"], "int8_kb": round(card["size_kb"], 1),
-           "cpu_ms": runtime(card, "local"), "synap_ms": runtime(card, "synap"),
-           "score": card["score"]["value"], "score_psnr_set": card["score"]["dataset"],
-           "lint": {"errors": card["lint"]["errors"], "warnings": card["lint"]["warnings"]},
-           "sets": {}}
-    for s in SETS:
-        fp32, int8 = quality(card, s, "keras"), quality(card, s, "tflite")
-        row["sets"][s] = {"bicubic_psnr": int8["bicubic_psnr"], "bicubic_ssim": int8["bicubic_ssim"],
-                          "fp32_psnr": fp32["psnr"], "fp32_ssim": fp32["ssim"],
-                          "int8_psnr": int8["psnr"], "int8_ssim": int8["ssim"],
-                          "gain_db": int8["psnr"] - int8["bicubic_psnr"],
-                          "drop_db": fp32["psnr"] - int8["psnr"], "images": int8["images"]}
-    published = for_architecture(card["architecture"])
-    row["published"] = {"team": published.team, "psnr": published.psnr, "ssim": published.ssim,
-                        "delta_psnr": published.delta_psnr, "size_kb": published.size_kb,
-                        "npu_ms": published.npu_ms, "score": published.score}
-    return row
+    if name.endswith(f".{SHIPPED_TAG}"):
+        return BUILTIN_RUNS / architecture(name)
+    last = read_recipe(recipe_path(name))["stages"][-1]["name"]
+    return RECIPE_RUNS / name / last
 
 
 def training_chain(run: Path) -> list[tuple[Path, dict]]:
@@ -97,44 +108,254 @@ def training_chain(run: Path) -> list[tuple[Path, dict]]:
     return chain
 
 
-def training_row(run: Path) -> dict:
-    """How a run's model was trained: FP32 steps of each stage of its --init chain, wall time
-    of all of them, weights trained (the training graph's) and the last stage's validation
-    (mean PSNR over the images of its --val folders, which are named)."""
+def training_minutes(run: Path) -> float:
+    """Wall minutes of a run and of its --init chain (each stage's last invocation)."""
+    summaries = [json.loads((r / "summary.json").read_text()) for r, _ in training_chain(run)]
+    return round(sum(s["wall_seconds_last_invocation"] for s in summaries) / 60, 1)
+
+
+# ---------------------------------------------------------------- measuring a weight
+
+
+def _quality(result, source: str, precision: str) -> dict:
+    """A card quality row of an EvalResult (the report's own fields)."""
+    return {"dataset": result.dataset, "source": source, "precision": precision,
+            "psnr": result.psnr, "ssim": result.ssim, "bicubic_psnr": result.bicubic_psnr,
+            "bicubic_ssim": result.bicubic_ssim, "images": len(result.images),
+            "y_channel": result.y_channel, "crop": result.crop}
+
+
+def luma_rows(run: Path | None, int8_file: Path) -> list[dict]:
+    """Card quality rows on BT.601 luma: the INT8 file's and (given a run) the run's Keras
+    FP32 model's, scored as ``mai-sr eval --y`` scores."""
+    from mai_sr.data import load_pairs
+    from mai_sr.evaluate import evaluate_tflite
+    from mai_sr.results import EvalResult
+    from mai_sr.scoring import Scoring, score_pairs
+
+    rows = [_quality(r, "tflite", "int8")
+            for r in evaluate_tflite(int8_file, [str(DATA / s) for s in SETS], y_channel=True,
+                                     crop=CROP, quiet=True)]
+    if run is None:
+        return rows
+    from mai_sr.report.measure import keras_predictor
+
+    predict = keras_predictor(run)
+    for s in SETS:
+        scored = score_pairs(predict, load_pairs(str(DATA / s), scale=3),
+                             Scoring(3, crop=CROP, y_channel=True))
+        rows.append(_quality(EvalResult(model=f"{run.name} (keras fp32)", dataset=s,
+                                        images=tuple(r.image_score() for r in scored),
+                                        y_channel=True, crop=CROP), "keras", "fp32"))
+    return rows
+
+
+def load_note(loads) -> str:
+    """The note a CPU time carries: the machine's 1-minute load while it was taken (on a
+    shared machine a time taken under load measures the other jobs too)."""
+    return f"timed under a 1-minute load of up to {max(loads):.1f} on {os.cpu_count()} cores"
+
+
+def _note_load(card: dict, loads) -> None:
+    row = next((r for r in card["runtimes"] if r["runner"] == "local"), None)
+    if row is not None:
+        row["notes"] = [n for n in row.get("notes", []) if not n.startswith("timed under")] + \
+            [load_note(loads)]
+
+
+def attribution(name: str) -> dict:
+    from mai_sr.pretrained import shipped_weights
+
+    row = next(w for w in shipped_weights() if w["name"] == name)
+    return {"source": row["source"], "licence": row["licence"], "paper": row.get("paper"),
+            "trained_on": row.get("trained_on")}
+
+
+def recipe_entry(name: str, minutes: float | None, note: str | None = None) -> dict:
+    from mai_sr.pretrained import recipe_path
+    from mai_sr.recipes import file_record
+
+    entry = {**file_record(recipe_path(name)), "train_minutes": minutes}
+    return {**entry, "note": note} if note else entry
+
+
+def measure(name: str, report_out: Path) -> dict:
+    """The model card of weight `name` measured from its run (see the module docstring)."""
+    from mai_sr.report import make_report
+    from mai_sr.report.cards import validate_model_card
+
+    run = weight_run(name)
+    if not (run / "qat" / "qat.weights.h5").is_file():
+        raise SystemExit(f"pretrained_table: {run} has no finished QAT stage (run its recipe: "
+                         f"mai-sr train --recipe mai_sr/pretrained/recipes/{name}.json --out "
+                         f"{RECIPE_RUNS / name})")
+    loads = [os.getloadavg()[0]]
+    out = make_report([str(run)], data=",".join(str(DATA / s) for s in SETS),
+                      runners=["local", "synap"], out_dir=report_out / name)
+    loads.append(os.getloadavg()[0])
+    card, = [json.loads(p.read_text()) for p in (out / "cards").glob("*.json")]
+    _note_load(card, loads)
+    if card["status"] != "ok":
+        raise SystemExit(f"pretrained_table: measuring {name} failed: {card['errors']}")
+    dynamic = run / "export" / next(f["name"] for f in card["files"]
+                                    if f["input_shape"] and -1 in f["input_shape"])
+    card["quality"] += luma_rows(run, dynamic)
+    card["name"] = name
+    card["attribution"] = attribution(name)
+    card["recipe"] = recipe_entry(name, training_minutes(run))
+    validate_model_card(card)
+    return card
+
+
+def ship(name: str, card: dict) -> list[Path]:
+    """Copy one weight's files into mai_sr/pretrained as NAME*, the card naming them."""
     from mai_sr.models import create_model
+    from mai_sr.pretrained import KINDS, architecture
+    from mai_sr.qat.quantize import activation_ranges, deploy_from_qat
+    from mai_sr.tflite.artifacts import read_metadata
+    from mai_sr.train.run_model import load_run_model
 
-    chain = training_chain(run)
-    configs = [c for _, c in chain]
-    summaries = [json.loads((r / "summary.json").read_text()) for r, _ in chain]
-    model = create_model(configs[-1]["model"], deploy=False, **configs[-1]["train_graph"])
-    return {"fp32_steps": [c["steps"] for c in configs], "qat_steps": configs[-1]["qat_steps"],
-            "loss": [c.get("loss") for c in configs],
-            "teacher": [c.get("teacher") and Path(c["teacher"]).name for c in configs],
-            "trained_params": int(sum(w.shape.num_elements() for w in model.trainable_weights)),
-            "wall_minutes_one_core": round(sum(s["wall_seconds_last_invocation"]
-                                               for s in summaries) / 60, 1),
-            "val": [Path(v).name for v in configs[-1]["val"].split(",")],
-            "val_fp32": summaries[-1]["fp32"]["val_psnr"],
-            "val_qat": summaries[-1]["qat"]["val_psnr"]}
+    run = weight_run(name)
+    written = []
+    for entry in card["files"]:
+        exported = run / "export" / entry["name"]
+        # shipped provenance names its run, never a local path
+        source = (read_metadata(exported) or {}).get("source", {})
+        if any(Path(str(v)).is_absolute() for v in source.values() if isinstance(v, str)):
+            raise SystemExit(f"pretrained_table: {exported} records a local path (exported by "
+                             f"an older mai-sr): delete {run / 'export'} and rerun")
+        kind = "dynamic" if -1 in (entry["input_shape"] or []) else "fixed"
+        entry["name"] = f"{name}{KINDS[kind]}"
+        with atomic_path(SHIP_DIR / entry["name"]) as tmp:
+            shutil.copyfile(exported, tmp)
+        written.append(SHIP_DIR / entry["name"])
+    qat = load_run_model(run, "qat")
+    deploy = create_model(architecture(name), deploy=True)
+    deploy_from_qat(qat, deploy)
+    with atomic_path(SHIP_DIR / f"{name}.weights.h5", suffix=".weights.h5") as tmp:
+        deploy.save_weights(str(tmp))
+    write_json(SHIP_DIR / f"{name}.qat.json", activation_ranges(qat))
+    write_json(SHIP_DIR / f"{name}.json", card)
+    return written + [SHIP_DIR / f"{name}{KINDS[k]}" for k in ("weights", "ranges", "card")]
 
 
-def ranking_checks(rows: dict) -> list[dict]:
-    """Pairs whose published PSNRs differ by more than RANKING_GAP_DB: same order here?"""
+# ---------------------------------------------------------------- the table
+
+
+def _scores(path: Path) -> dict:
+    """{set: {"rgb": dB, "y": dB}} of a .tflite file (INT8 PSNR, crop 3)."""
+    from mai_sr.evaluate import evaluate_tflite
+
+    out = {s: {} for s in SETS}
+    for channel, y in (("rgb", False), ("y", True)):
+        for r in evaluate_tflite(path, [str(DATA / s) for s in SETS], y_channel=y, crop=CROP,
+                                 quiet=True, require_int8=False):
+            out[r.dataset][channel] = r.psnr
+    return out
+
+
+def references(previous: dict) -> dict:
+    """{architecture: {"label", "file", "sha256", "sets"}} of REFERENCES present here;
+    measured once per file (kept from `previous` while the file's sha256 is the same)."""
+    out = {}
+    for arch, (label, file) in REFERENCES.items():
+        path = ARTIFACTS / file
+        if not path.is_file():
+            continue
+        digest = sha256_file(path)
+        old = previous.get(arch, {})
+        sets = old["sets"] if old.get("sha256") == digest else _scores(path)
+        out[arch] = {"label": label, "file": file, "sha256": digest, "sets": sets}
+    return out
+
+
+def runtime(card: dict, runner: str) -> float | None:
+    return next((r["avg_ms"] for r in card["runtimes"] if r["runner"] == runner), None)
+
+
+def cpu_load(card: dict) -> float | None:
+    """The 1-minute load the card's CPU time was taken under, when its note says."""
+    row = next((r for r in card["runtimes"] if r["runner"] == "local"), {})
+    note = next((n for n in row.get("notes", []) if n.startswith("timed under")), None)
+    return float(note.split("of up to ")[1].split()[0]) if note else None
+
+
+def weight_row(card: dict, default_for: str | None) -> dict:
+    """What the table shows for one shipped weight, from its card."""
+    from mai_sr.report.cards import card_quality as quality
+
+    row = {"architecture": card["architecture"], "default_for": default_for,
+           "params": card["complexity"]["params"], "int8_kb": round(card["size_kb"], 1),
+           "cpu_ms": runtime(card, "local"), "cpu_load": cpu_load(card),
+           "synap_ms": runtime(card, "synap"),
+           "score": card["score"]["value"], "score_psnr_set": card["score"]["dataset"],
+           "lint": {"errors": card["lint"]["errors"], "warnings": card["lint"]["warnings"]},
+           "attribution": card.get("attribution"), "recipe": card.get("recipe"), "sets": {}}
+    for s in SETS:
+        fp32, int8 = quality(card, s, "keras"), quality(card, s, "tflite")
+        fp32_y, int8_y = quality(card, s, "keras", True), quality(card, s, "tflite", True)
+        row["sets"][s] = {"bicubic_psnr": int8["bicubic_psnr"], "images": int8["images"],
+                          "fp32_psnr": fp32["psnr"], "int8_psnr": int8["psnr"],
+                          "fp32_psnr_y": fp32_y and fp32_y["psnr"],
+                          "int8_psnr_y": int8_y and int8_y["psnr"],
+                          "gain_db": int8["psnr"] - int8["bicubic_psnr"],
+                          "drop_db": fp32["psnr"] - int8["psnr"]}
+    return row
+
+
+def published_rows(architectures) -> dict:
+    from mai_sr.published import for_architecture
+
+    out = {}
+    for arch in architectures:
+        p = for_architecture(arch)
+        out[arch] = {"team": p.team, "psnr": p.psnr, "ssim": p.ssim, "delta_psnr": p.delta_psnr,
+                     "size_kb": p.size_kb, "npu_ms": p.npu_ms, "score": p.score}
+    return out
+
+
+def ranking_checks(rows: dict, published: dict) -> list[dict]:
+    """Default weights of architectures whose published PSNRs differ by more than
+    RANKING_GAP_DB: same order here?"""
+    defaults = {r["default_for"]: name for name, r in rows.items() if r["default_for"]}
     checks = []
-    for a, b in itertools.combinations(rows, 2):
-        pa, pb = rows[a]["published"]["psnr"], rows[b]["published"]["psnr"]
+    for a, b in itertools.combinations(sorted(defaults), 2):
+        pa, pb = published[a]["psnr"], published[b]["psnr"]
         if abs(pa - pb) <= RANKING_GAP_DB:
             continue
         hi, lo = (a, b) if pa > pb else (b, a)
         for s in GAIN_SETS:
-            ours = rows[hi]["sets"][s]["int8_psnr"] - rows[lo]["sets"][s]["int8_psnr"]
-            checks.append({"higher": hi, "lower": lo, "set": s,
+            ours = (rows[defaults[hi]]["sets"][s]["int8_psnr"]
+                    - rows[defaults[lo]]["sets"][s]["int8_psnr"])
+            checks.append({"higher": defaults[hi], "lower": defaults[lo], "set": s,
                            "published_gap_db": round(abs(pa - pb), 2),
                            "measured_gap_db": round(ours, 3), "agrees": ours > 0})
     return checks
 
 
-def verdicts(rows: dict, checks: list[dict]) -> dict:
+def target_checks(rows: dict, refs: dict) -> dict:
+    """TARGETS: per weight and set, the INT8 RGB margin over the best of its reference and
+    the named other result, against the target margin."""
+    imported = result_path("imported")
+    imported = json.loads(imported.read_text())["imports"] if imported.is_file() else {}
+    out = {}
+    for name, (margin, other) in TARGETS.items():
+        if name not in rows or rows[name]["architecture"] not in refs:
+            continue
+        ref = refs[rows[name]["architecture"]]
+        against = {ref["label"]: {s: ref["sets"][s]["rgb"] for s in SETS}}
+        if other and other[0] in imported and other[1] in imported[other[0]]["rows"]:
+            found = imported[other[0]]["rows"][other[1]]
+            against[f"{other[1]} of {other[0]} (earlier recipe)"] = {
+                s: found[s]["rgb"] for s in SETS}
+        best = {s: max(v[s] for v in against.values()) for s in SETS}
+        over = {s: round(rows[name]["sets"][s]["int8_psnr"] - best[s], 3) for s in SETS}
+        out[name] = {"margin_db": margin, "against": against, "over_best": over,
+                     "met": all(v >= margin for v in over.values())}
+    return out
+
+
+def verdicts(rows: dict, checks: list[dict], targets: dict) -> dict:
     return {
         "gain_at_least_1.2dB": {m: all(r["sets"][s]["gain_db"] >= TARGET_GAIN_DB for s in GAIN_SETS)
                                 for m, r in rows.items()},
@@ -143,100 +364,171 @@ def verdicts(rows: dict, checks: list[dict]) -> dict:
         "lint_clean": {m: r["lint"]["errors"] == 0 and r["lint"]["warnings"] == 0
                        for m, r in rows.items()},
         "ranking_agrees": all(c["agrees"] for c in checks),
+        "div2k_targets": {m: t["met"] for m, t in targets.items()},
     }
 
 
-def _ms(value) -> str:
-    return "n.a." if value is None else f"{value:.1f}"
+def shipped_result(previous: dict) -> dict:
+    """The result of every shipped weight, from the shipped cards (and the references)."""
+    from mai_sr.pretrained import available, default_weights, pretrained_path
+
+    defaults = {w: arch for arch, w in default_weights().items()}
+    cards = {n: json.loads(pretrained_path(n, "card").read_text()) for n in available()}
+    rows = {n: weight_row(c, defaults.get(n)) for n, c in cards.items()}
+    published = published_rows(sorted({r["architecture"] for r in rows.values()}))
+    refs = references(previous.get("references", {}))
+    checks = ranking_checks(rows, published)
+    targets = target_checks(rows, refs)
+    return {"date": datetime.date.today().isoformat(),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+            "sets": list(SETS), "crop": CROP, "score_set": SETS[0], "weights": rows,
+            "published": published, "references": refs, "ranking": checks,
+            "targets": targets, "verdicts": verdicts(rows, checks, targets),
+            **({"synap_resimulated": previous["synap_resimulated"]}
+               if previous.get("synap_resimulated") else {}),
+            **({"retimed": previous["retimed"]} if previous.get("retimed") else {})}
+
+
+def _db(value, digits: int = 2) -> str:
+    return "n.a." if value is None else f"{value:.{digits}f}"
+
+
+def _pair(rgb, y) -> str:
+    return f"{_db(rgb)} / {_db(y)}"
+
+
+def quality_table(result: dict) -> list[str]:
+    refs = result["references"]
+    lines = ["| weight | set | bicubic | FP32 RGB / Y | INT8 RGB / Y | Δ | DIV2K reference "
+             "INT8 RGB / Y | gap |", "|---|---|---|---|---|---|---|---|"]
+    for name, r in result["weights"].items():
+        ref = refs.get(r["architecture"])
+        for s in SETS:
+            q = r["sets"][s]
+            ref_cells = (f"{ref['label']}: {_pair(ref['sets'][s]['rgb'], ref['sets'][s]['y'])}"
+                         f" | {q['int8_psnr'] - ref['sets'][s]['rgb']:+.3f}") if ref else "- | -"
+            lines.append(f"| {name} | {s} | {q['bicubic_psnr']:.2f} | "
+                         f"{_pair(q['fp32_psnr'], q['fp32_psnr_y'])} | "
+                         f"{_pair(q['int8_psnr'], q['int8_psnr_y'])} | {q['drop_db']:+.3f} | "
+                         f"{ref_cells} |")
+    return lines
+
+
+def weights_table(result: dict) -> list[str]:
+    lines = ["| weight | default for | from (licence) | recipe (sha256) | train min | INT8 KB | "
+             "CPU ms | SyNAP ms (sim.) | score (sim.) |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, r in result["weights"].items():
+        a, rec = r["attribution"] or {}, r["recipe"] or {}
+        recipe = (f"`recipes/{rec['file']}` ({rec['sha256'][:12]})" if rec else "none") + \
+            (" *" if rec.get("note") else "")
+        lines.append(f"| {name} | {r['default_for'] or ''} | {a.get('source', '?')} "
+                     f"({a.get('licence', '?')}) | {recipe} | {_db(rec.get('train_minutes'), 0)} | "
+                     f"{r['int8_kb']:.1f} | {_db(r['cpu_ms'], 1)}"
+                     + (f" (load {r['cpu_load']:.0f})" if (r["cpu_load"] or 0) > QUIET_LOAD
+                        else "") +
+                     f" | {_db(r['synap_ms'], 1)} | "
+                     f"{r['score']:.2f} |")
+    return lines
 
 
 def table(result: dict) -> str:
-    rows = result["models"]
-    lines = [f"Measured {result['date']} ({result['machine']}) by `benchmarks/pretrained_table.py` "
-             f"on the runs of `benchmarks/pretrain.sh` ({result['training']}). PSNR (dB) / SSIM "
-             "on RGB with a 3-pixel border crop, as `mai-sr eval` computes them; FP32 is the "
-             "Keras deploy model (output rounded to uint8), INT8 the shipped dynamic-shape "
-             "LiteRT file; gain = INT8 minus bicubic; Δ = FP32 minus INT8.", "",
-             "| model | set | bicubic | FP32 PSNR / SSIM | INT8 PSNR / SSIM | gain | Δ |",
-             "|---|---|---|---|---|---|---|"]
-    for m, r in rows.items():
-        for s in SETS:
-            q = r["sets"][s]
-            lines.append(f"| {m} | {s} | {q['bicubic_psnr']:.2f} | {q['fp32_psnr']:.2f} / "
-                         f"{q['fp32_ssim']:.4f} | {q['int8_psnr']:.2f} / {q['int8_ssim']:.4f} | "
-                         f"{q['gain_db']:+.2f} | {q['drop_db']:+.3f} |")
-    lines += ["", "Training and efficiency. FP32 steps: one term per training stage (`--init` "
-              "chains them); train min: their FP32 + QAT wall time on one core of this "
-              "machine (two models trained at a time); trained params: the training graph's "
-              "weights, deploy params: the collapsed graph's (XCAT's dense HXBlock kernels "
-              "store zeros). CPU ms: this machine, LiteRT, 2 threads, fixed "
-              "360x640 input; SyNAP ms: the VS680 *simulator* (`mai-sr bench --runner synap`, "
-              "an estimate, not a device"
-              + (f"; re-simulated {result['synap_resimulated']} from the shipped files after "
-                 "the simulator's recalibration" if result.get("synap_resimulated") else "")
-              + f"); score = 2^(2·PSNR) / (C·ms) with the INT8 "
-              f"{result['score_set']} PSNR and the simulated ms. Published: Table 1 of "
-              "*Efficient and Accurate Quantized Image Super-Resolution on Mobile NPUs, Mobile "
-              "AI & AIM 2022 Challenge: Report* (Ignatov, Timofte et al., ECCV 2022 Workshops, "
-              "https://arxiv.org/abs/2211.05910) "
-              "(the challenge's own test set and the real VS680, so PSNRs are not comparable "
-              "with ours, only rankings).", "",
-              "| model | FP32 steps | train min | trained / deploy params | INT8 KB | CPU ms | "
-              "SyNAP ms (sim.) | score (sim.) | published team | pub. PSNR | pub. ΔPSNR | "
-              "pub. KB | pub. NPU ms | pub. score |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for m, r in rows.items():
-        p = r["published"]
-        delta = "n.a." if p["delta_psnr"] is None else f"{p['delta_psnr']:.2f}"
-        t = r["training"]
-        steps = " + ".join(f"{n:,}" for n in t["fp32_steps"])
-        lines.append(f"| {m} | {steps} | {t['wall_minutes_one_core']:.0f} | "
-                     f"{t['trained_params']:,} / {r['params']:,} | {r['int8_kb']:.1f} | "
-                     f"{_ms(r['cpu_ms'])} | {_ms(r['synap_ms'])} | {r['score']:.2f} | "
-                     f"{p['team']} | {p['psnr']:.2f} | {delta} | {p['size_kb']} | {p['npu_ms']} | "
-                     f"{p['score']} |")
+    lines = [f"Measured {result['date']} ({result['machine']}) by "
+             "`benchmarks/pretrained_table.py` from the shipped files and cards. PSNR (dB) with a "
+             "3-pixel border crop on RGB and on BT.601 luma (Y), as `mai-sr eval [--y]` computes "
+             "them; FP32 is the Keras deploy model before QAT (output rounded to uint8; for "
+             "ncnet.megsr_div2k the authors' INT8 weights dequantized, as no FP32 is published), "
+             "INT8 the shipped dynamic-shape file; Δ = FP32 minus INT8 (RGB); DIV2K reference: "
+             "the architecture's own authors' DIV2K-trained INT8 file, gap = INT8 minus it (RGB).",
+             "", *quality_table(result), "",
+             "Where each weight comes from, the recipe file that makes it (`mai-sr train --recipe`;"
+             " * = the files predate it, made by `benchmarks/pretrain.sh`, not replayed), its "
+             "training time on this 2-core machine (QAT from published weights: one stage; "
+             "mai_builtin: FP32 + QAT, one core each), CPU ms (LiteRT, 2 threads, 360x640; a time "
+             "taken under a 1-minute load above 2, on these 2 cores, says so: it measures the "
+             "other jobs too) and "
+             "the VS680 *simulator*'s ms (`mai-sr bench --runner synap`, an estimate"
+             + (f", as recalibrated {result['synap_resimulated']}"
+                if result.get("synap_resimulated")
+                else "") + "); score = 2^(2·PSNR) / (C·ms) with the INT8 B100 PSNR.", "",
+             *weights_table(result), ""]
+    p = result["published"]
+    lines += ["Published (Table 1 of *Efficient and Accurate Quantized Image Super-Resolution on "
+              "Mobile NPUs, Mobile AI & AIM 2022 Challenge: Report*, Ignatov, Timofte et al., "
+              "ECCV 2022 Workshops; the challenge's own test set and the real VS680, so only the "
+              "ranking compares): " + "; ".join(
+                  f"{a} {v['team']} {v['psnr']:.2f} dB, {v['size_kb']} KB, {v['npu_ms']} ms, "
+                  f"score {v['score']}" for a, v in p.items()) + ".", ""]
     v = result["verdicts"]
-    lines += ["", "Targets: INT8 ≥ bicubic + 1.2 dB on B100 and Set14: " + ", ".join(
-        f"{m} {'yes' if ok else 'NO'}" for m, ok in v["gain_at_least_1.2dB"].items()) +
+    yes = {True: "yes", False: "NO"}
+    lines.append("Targets: INT8 ≥ bicubic + 1.2 dB on B100 and Set14: " + ", ".join(
+        f"{m} {yes[ok]}" for m, ok in v["gain_at_least_1.2dB"].items()) +
         "; Δ ≤ 0.05 dB on every set: " + ", ".join(
-        f"{m} {'yes' if ok else 'NO'}" for m, ok in v["drop_at_most_0.05dB"].items()) +
+        f"{m} {yes[ok]}" for m, ok in v["drop_at_most_0.05dB"].items()) +
         "; lint without warnings: " + ", ".join(
-        f"{m} {'yes' if ok else 'NO'}" for m, ok in v["lint_clean"].items()) + ".",
-        "", "Ranking (pairs whose published PSNRs differ by more than 0.1 dB; INT8 PSNR here): " +
-        "; ".join(f"{c['higher']} > {c['lower']} on {c['set']}: {c['measured_gap_db']:+.3f} dB "
+        f"{m} {yes[ok]}" for m, ok in v["lint_clean"].items()) + ".")
+    for m, t in result["targets"].items():
+        lines += ["", f"{m} against the best of {', '.join(t['against'])} (INT8 RGB, target "
+                  f"{t['margin_db']:+.2f} dB on every set): " + ", ".join(
+                      f"{s} {d:+.3f}" for s, d in t["over_best"].items()) +
+                  f" ({'met' if t['met'] else 'NOT met'})."]
+    lines += ["", "Ranking of the default weights (architectures whose published PSNRs differ by"
+              " more than 0.1 dB; INT8 PSNR here): " + "; ".join(
+                  f"{c['higher']} > {c['lower']} on {c['set']}: {c['measured_gap_db']:+.3f} dB "
                   f"({'agrees' if c['agrees'] else 'DISAGREES'})" for c in result["ranking"]) + "."]
     return "\n".join(lines)
 
 
-def ship(run: Path, card: dict) -> list[Path]:
-    """Copy one model's files into mai_sr/pretrained (atomically, each file)."""
-    from mai_sr.models import create_model
-    from mai_sr.qat.quantize import activation_ranges, deploy_from_qat
-    from mai_sr.train.run_model import load_run_model
+# ---------------------------------------------------------------- maintenance
 
-    from mai_sr.tflite.artifacts import read_metadata
 
-    name = card["architecture"]
-    for entry in card["files"]:  # shipped provenance names its run, never a local path
-        source = (read_metadata(run / "export" / entry["name"]) or {}).get("source", {})
-        if any(Path(str(v)).is_absolute() for v in source.values() if isinstance(v, str)):
-            raise SystemExit(f"pretrained_table: {run / 'export' / entry['name']} records a "
-                             "local path (exported by an older mai-sr): delete "
-                             f"{run / 'export'} and rerun")
+BUILTIN_NOTE = ("made by benchmarks/pretrain.sh before recipe files existed; this recipe "
+                "writes down its steps and was not replayed against the shipped files")
+
+
+def refresh_records(previous: dict) -> None:
+    """Bring each shipped card's records up to date with the table and the recipe files: its
+    attribution (from shipped.json), its recipe record (the file's sha256 now, its training
+    minutes as recorded; for a ``mai_builtin`` weight the minutes the last pretrain.sh
+    measurement recorded and BUILTIN_NOTE), and INT8 luma rows when it has none (measured
+    on the shipped dynamic file). The ``mai_builtin`` FP32 networks are not shipped (only
+    the float weights QAT left), so their FP32 luma stays unmeasured."""
+    from mai_sr.pretrained import architecture, available, pretrained_path
+    from mai_sr.report.cards import validate_model_card
+    from mai_sr.weights import SHIPPED_TAG
+
+    for name in available():
+        path = pretrained_path(name, "card")
+        card = json.loads(path.read_text())
+        minutes = (card.get("recipe") or {}).get("train_minutes")
+        builtin = name.endswith(f".{SHIPPED_TAG}")
+        if builtin and minutes is None:
+            old = previous.get("models", {}).get(architecture(name), {}).get("training", {})
+            minutes = old.get("wall_minutes_one_core")
+        card["attribution"] = attribution(name)
+        card["recipe"] = recipe_entry(name, minutes, BUILTIN_NOTE if builtin else None)
+        if not any(q.get("y_channel") for q in card["quality"]):
+            card["quality"] += luma_rows(None, pretrained_path(name, "dynamic"))
+        validate_model_card(card)
+        write_json(path, card)
+        print(f"refreshed {path.relative_to(ROOT)}")
+
+
+def write_recipes() -> list[Path]:
+    """Rewrite the QAT stage of every recipe made of an import stage and a QAT stage from
+    :data:`mai_sr.recipes.IMPORTED_QAT` (after that constant changed)."""
+    from mai_sr.pretrained import RECIPES_DIR
+    from mai_sr.recipes import IMPORTED_QAT, read_recipe
+
     written = []
-    for entry in card["files"]:
-        target = SHIP_DIR / entry["name"]
-        with atomic_path(target) as tmp:
-            shutil.copyfile(run / "export" / entry["name"], tmp)
-        written.append(target)
-    qat = load_run_model(run, "qat")
-    deploy = create_model(name, deploy=True)
-    deploy_from_qat(qat, deploy)
-    with atomic_path(SHIP_DIR / f"{name}.weights.h5", suffix=".weights.h5") as tmp:
-        deploy.save_weights(str(tmp))
-    write_json(SHIP_DIR / f"{name}.qat.json", activation_ranges(qat))
-    write_json(SHIP_DIR / f"{name}.json", card)
-    written += [SHIP_DIR / f"{name}{s}" for s in (".weights.h5", ".qat.json", ".json")]
+    for path in sorted(RECIPES_DIR.glob("*.json")):
+        recipe = read_recipe(path)
+        if [("import" in s, s["name"]) for s in recipe["stages"]] != [(True, "import"),
+                                                                     (False, "qat")]:
+            continue
+        if recipe["stages"][1]["train"] != IMPORTED_QAT:
+            recipe["stages"][1]["train"] = dict(IMPORTED_QAT)
+            path.write_text(json.dumps(recipe, indent=2) + "\n")
+            written.append(path)
     return written
 
 
@@ -268,103 +560,98 @@ def clean_metadata(path: Path) -> bool:
     return True
 
 
-def resimulate(write_cards: bool = False) -> dict:
-    """The stored result with every SyNAP figure recomputed by today's simulator: the shipped
-    fixed-shape files (the files the cards timed) are re-benchmarked with ``--runner synap``
-    and the scores recomputed from the stored INT8 PSNRs. No training run is needed, since
-    the simulator reads only the graph. ``write_cards`` also rewrites the SyNAP runtime and
-    the score in the shipped model cards (``mai_sr/pretrained/<model>.json``); the .tflite
-    files are untouched."""
-    from mai_sr.device.synap import SynapRunner
-    from mai_sr.fileio import sha256_file
+def retime(previous: dict, runner: str, names, write_cards: bool = False) -> None:
+    """Time the shipped fixed-shape files (the ones the cards timed) again with `runner`:
+    "synap" after a recalibration of the simulator, "local" on a quiet machine (a CPU time
+    taken while other jobs share the cores measures them too). The scores are recomputed from
+    the cards' INT8 PSNRs. ``write_cards`` rewrites the runtime and score in the cards (and
+    cleans the files' provenance of local paths, keeping every other byte); the result
+    records when and under which load each runner's times were taken."""
+    from mai_sr.device import get_runner
     from mai_sr.pretrained import pretrained_path
     from mai_sr.report.cards import validate_model_card
     from mai_sr.score import final_score
 
-    result = json.loads((ROOT / "benchmarks" / "results" / f"{NAME}.json").read_text())
-    for m, row in result["models"].items():
-        bench = SynapRunner().bench(SHIP_DIR / f"{m}.tflite")
-        ms = bench.avg_ms
-        psnr = row["sets"][result["score_set"]]["int8_psnr"]
-        print(f"{m}: SyNAP {row['synap_ms']:.2f} -> {ms:.2f} ms (simulated), score "
-              f"{row['score']:.3g} -> {final_score(psnr, ms):.3g}")
-        row["synap_ms"], row["score"] = ms, final_score(psnr, ms)
-        if write_cards:
-            for kind in ("fixed", "dynamic"):
-                clean_metadata(pretrained_path(m, kind))
-            path = SHIP_DIR / f"{m}.json"
-            card = json.loads(path.read_text())
-            synap = next(r for r in card["runtimes"] if r["runner"] == "synap")
-            synap["avg_ms"], synap["device"] = bench.avg_ms, bench.device
-            if card["score"].get("runner") == "synap" and card["score"]["psnr"] is not None:
-                card["score"]["runtime_ms"] = ms
-                card["score"]["value"] = final_score(card["score"]["psnr"], ms)
-            for entry in card["files"]:  # the metadata changed, so the hashes did
-                entry["sha256"] = sha256_file(SHIP_DIR / entry["name"])
-            validate_model_card(card)
-            write_json(path, card)
-            print(f"rewrote {path.relative_to(ROOT)}")
-    result["synap_resimulated"] = datetime.date.today().isoformat()
-    return result
+    for name in names:
+        loads = [os.getloadavg()[0]]
+        bench = get_runner(runner).bench(pretrained_path(name, "fixed"))
+        loads.append(os.getloadavg()[0])
+        path = pretrained_path(name, "card")
+        card = json.loads(path.read_text())
+        row = next(r for r in card["runtimes"] if r["runner"] == runner)
+        print(f"{name}: {runner} {row['avg_ms']:.2f} -> {bench.avg_ms:.2f} ms")
+        if not write_cards:
+            continue
+        for kind in ("fixed", "dynamic"):
+            clean_metadata(pretrained_path(name, kind))
+        row["avg_ms"], row["device"] = bench.avg_ms, bench.device
+        if runner == "local":
+            _note_load(card, loads)
+        if card["score"].get("runner") == runner and card["score"]["psnr"] is not None:
+            card["score"]["runtime_ms"] = bench.avg_ms
+            card["score"]["value"] = final_score(card["score"]["psnr"], bench.avg_ms)
+        for entry in card["files"]:  # the metadata may have changed, so the hashes
+            entry["sha256"] = sha256_file(SHIP_DIR / entry["name"])
+        validate_model_card(card)
+        write_json(path, card)
+        print(f"rewrote {path.relative_to(ROOT)}")
+    if write_cards:
+        from _publish import measured_under
+
+        previous.setdefault("retimed", {})[runner] = {"weights": list(names),
+                                                      **measured_under()}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", default=str(ROOT / "benchmarks" / "out" / "pretrain"),
-                        help="folder of benchmarks/pretrain.sh runs, one per model")
-    parser.add_argument("--models", default=",".join(MODELS))
-    parser.add_argument("--ship", action="store_true", help="copy the files into mai_sr/pretrained")
+    parser.add_argument("--measure", default=None, metavar="NAME[,NAME]",
+                        help="measure these weights from their runs (default: none; the table "
+                             "comes from the shipped cards)")
+    parser.add_argument("--ship", action="store_true",
+                        help="with --measure: copy the files into mai_sr/pretrained")
     parser.add_argument("--report-out", default=str(REPORT_OUT),
                         help="report folder (its cache makes reruns cheap)")
-    parser.add_argument("--resimulate", action="store_true",
-                        help="only recompute the SyNAP ms and scores of the stored result from "
-                             "the shipped files (after a simulator recalibration; no runs needed)")
+    parser.add_argument("--refresh-records", action="store_true",
+                        help="bring the shipped cards' attribution and recipe records up to "
+                             "date (and give INT8 luma rows to cards without)")
+    parser.add_argument("--write-recipes", action="store_true",
+                        help="rewrite the import + QAT recipes from mai_sr.recipes.IMPORTED_QAT")
+    parser.add_argument("--retime", choices=("synap", "local"), default=None,
+                        help="time the shipped files again with this runner (synap: after a "
+                             "simulator recalibration; local: on a quiet machine)")
+    parser.add_argument("--weights", default=None, metavar="NAME[,NAME]",
+                        help="with --retime: these weights (default: every shipped one)")
     parser.add_argument("--refresh-cards", action="store_true",
-                        help="with --resimulate: also rewrite the SyNAP ms and score in "
-                             "mai_sr/pretrained/<model>.json")
+                        help="with --retime: also rewrite the times and scores in the cards")
     add_write_readme(parser)
     args = parser.parse_args(argv)
-    if args.resimulate:
-        result = resimulate(write_cards=args.refresh_cards)
-        publish(NAME, result, table(result), write_readme=args.write_readme)
+    if args.write_recipes:
+        for path in write_recipes():
+            print(f"rewrote {path.relative_to(ROOT)}")
         return 0
+    path = result_path(NAME)
+    previous = json.loads(path.read_text()) if path.is_file() else {}
+    if args.refresh_records:
+        refresh_records(previous)
+    if args.retime:
+        from mai_sr.pretrained import available
 
-    from mai_sr.report import make_report
-    from mai_sr.runs import read_run_config
-
-    names = args.models.split(",")
-    runs = [Path(args.runs) / m for m in names]
-    unfinished = [str(r) for r in runs if not (r / "qat" / "qat.weights.h5").is_file()]
-    if unfinished:
-        raise SystemExit(f"pretrained_table: no finished QAT stage in {', '.join(unfinished)} "
-                         "(run benchmarks/pretrain.sh)")
-    data = ",".join(str(DATA / s) for s in SETS)
-    out = make_report([str(r) for r in runs], data=data, runners=["local", "synap"],
-                      out_dir=args.report_out)
-    cards = {m: json.loads((out / "cards" / f"{m}.json").read_text()) for m in names}
-    failed = {m: c["errors"] for m, c in cards.items() if c["status"] != "ok"}
-    if failed:
-        raise SystemExit(f"pretrained_table: measurements failed: {failed}")
-    rows = {m: model_row(c) for m, c in cards.items()}
-    for m, run in zip(names, runs):
-        rows[m]["training"] = training_row(run)
-    checks = ranking_checks(rows)
-    config = read_run_config(runs[0])
-    result = {"date": datetime.date.today().isoformat(),
-              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-              "training": f"FP32 then {config['qat_steps']} QAT steps, batch "
-                          f"{config['batch']}, LR patch {config['patch']}, T91 + BSD200",
-              "sets": list(SETS), "score_set": SETS[0], "models": rows, "ranking": checks,
-              "runs": {m: read_run_config(r) for m, r in zip(names, runs)}}
-    result["verdicts"] = verdicts(rows, checks)
+        names = args.weights.split(",") if args.weights else available()
+        retime(previous, args.retime, names, write_cards=args.refresh_cards)
+    for name in args.measure.split(",") if args.measure else ():
+        card = measure(name, Path(args.report_out))
+        if args.ship:
+            for shipped in ship(name, card):
+                size = shipped.stat().st_size / 1024
+                print(f"shipped {shipped.relative_to(ROOT)} ({size:.1f} KB)")
+        else:
+            print(json.dumps(card["quality"], indent=1))
+    result = shipped_result(previous)
     publish(NAME, result, table(result), write_readme=args.write_readme)
     print(table(result))
-    if args.ship:
-        for m in names:
-            for path in ship(Path(args.runs) / m, cards[m]):
-                print(f"shipped {path.relative_to(ROOT)} ({path.stat().st_size / 1024:.1f} KB)")
-        total = sum(p.stat().st_size for p in SHIP_DIR.iterdir() if p.suffix != ".py" and p.is_file())
-        print(f"mai_sr/pretrained: {total / 1024:.0f} KB in all (limit 2048 KB)")
+    total = sum(p.stat().st_size for p in SHIP_DIR.rglob("*") if p.is_file()
+                and p.suffix != ".py" and "__pycache__" not in p.parts)
+    print(f"mai_sr/pretrained: {total / 1024:.0f} KB in all (data files)")
     return 0
 
 

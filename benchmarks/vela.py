@@ -69,7 +69,7 @@ def shipped(tmp: Path) -> dict:
 
     rows = {}
     for model in MODELS:
-        src = ROOT / "mai_sr" / "pretrained" / f"{model}.tflite"
+        src = ROOT / "mai_sr" / "pretrained" / f"{model}.mai_builtin.tflite"
         for target, npu in CONFIGS.items():
             forms = {}
             for form in ("split", "slice"):
@@ -142,7 +142,7 @@ def recipe(tmp: Path) -> dict:
             ("megsr_ncnet", "MegSR NCNet published INT8 (nearest-conv anchor, clip after D2S)",
              ARTIFACTS / "megsr_ncnet" / "model.tflite"),
             ("our_ncnet", "our NCNet (clip before D2S)",
-             ROOT / "mai_sr" / "pretrained" / "ncnet.tflite")]
+             ROOT / "mai_sr" / "pretrained" / "ncnet.mai_builtin.tflite")]
     files += [r for r in real if r[2].is_file()]
     rows = {}
     for name, description, path in files:

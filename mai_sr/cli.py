@@ -6,7 +6,7 @@ inside the handlers so `mai-sr --help` and `mai-sr <cmd> --help` never import Te
 and model-running commands (eval, bench, lint, score, upscale) never do.
 
 Lists come from their registries: model names from :func:`mai_sr.registry.list_models`,
-`--pretrained` from the shipped files (:func:`mai_sr.pretrained.available`), runners from
+`--pretrained` from the shipped files (:func:`mai_sr.pretrained.pretrained_names`), runners from
 :data:`mai_sr.device.RUNNERS`, and each runner's own `bench` options from its class's
 `add_cli_options(group)`. The parser class, its help formatter and the argument types are
 in :mod:`mai_sr.cli_args`; each subcommand's options are made by its own builder here.
@@ -32,14 +32,15 @@ from mai_sr.cli_train import _add_train_parser
 from mai_sr.device import RUNNERS
 from mai_sr.errors import MaiSrError
 from mai_sr.export import PRECISIONS
-from mai_sr.pretrained import available as available_pretrained
+from mai_sr.pretrained import pretrained_names
 from mai_sr.registry import SCALES, list_models
 from mai_sr.tflite.targets import export_targets, lint_targets
 
 PROG = "mai-sr"
 
 MODEL_NAMES = tuple(list_models())
-PRETRAINED_NAMES = tuple(available_pretrained())
+PRETRAINED_NAMES = tuple(pretrained_names())
+PRETRAINED_HELP = "ARCH (its default weight) or ARCH.TAG (`mai-sr models` lists them)"
 
 
 # ---------------------------------------------------------------- handlers
@@ -265,14 +266,17 @@ def cmd_models(args) -> int:
         _print_json({"architectures": list_models(), "weights": [asdict(w) for w in rows]})
         return 0
     print(f"architectures: {', '.join(list_models())}")
-    print(f"{'weights':<30} {'arch':<12} {'x':>1} {'source':<14} {'licence':<10} "
+    print(f"{'weights':<30} {'arch':<12} {'x':>1} {'source':<22} {'licence':<10} "
           f"{'Set5 Y (pub.)':>13}")
     for w in rows:
-        source = "shipped" if w.shipped else "ETDS zoo"
+        source = ("shipped" + (", zoo" if w.sha256 else "")) if w.shipped else "ETDS zoo"
+        if w.default_for:
+            source += ", default"
         y = (w.published_psnr_y or {}).get("Set5")
-        print(f"{w.name:<30} {w.architecture:<12} {w.scale:>1} {source:<14} {w.licence:<10} "
+        print(f"{w.name:<30} {w.architecture:<12} {w.scale:>1} {source:<22} {w.licence:<10} "
               f"{'' if y is None else f'{y:.2f}':>13}")
-    print("shipped: --pretrained NAME; zoo: mai-sr fetch NAME, then --weights/--teacher NAME")
+    print("shipped: --pretrained NAME (default: what --pretrained ARCH means); "
+          "zoo: mai-sr fetch NAME, then --weights/--teacher NAME")
     return 0
 
 
@@ -304,8 +308,8 @@ def _add_tflite_model(p: argparse.ArgumentParser, kind: str = "dynamic") -> None
     """The .tflite a command runs: a positional file or a shipped --pretrained one."""
     p.add_argument("model", nargs="?", help=".tflite file (or --pretrained)")
     shape = "fixed-shape (timing-input)" if kind == "fixed" else "dynamic-shape"
-    p.add_argument("--pretrained", choices=PRETRAINED_NAMES,
-                   help=f"a shipped model's {shape} file, instead of a file")
+    p.add_argument("--pretrained", choices=PRETRAINED_NAMES, metavar="NAME",
+                   help=f"a shipped model's {shape} file, instead of a file: {PRETRAINED_HELP}")
 
 
 def _add_json(p: argparse.ArgumentParser, what: str = "the result") -> None:
@@ -331,7 +335,8 @@ def _add_export_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("output", help="output .tflite path (fixed shape); --dynamic adds *_none.tflite")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--run", help="run directory from `mai-sr train`")
-    src.add_argument("--pretrained", choices=PRETRAINED_NAMES, help="a shipped pretrained model")
+    src.add_argument("--pretrained", choices=PRETRAINED_NAMES, metavar="NAME",
+                     help=f"a shipped pretrained model: {PRETRAINED_HELP}")
     p.add_argument("--model", choices=list_models(), help="architecture, with --weights")
     p.add_argument("--scale", type=int, choices=SCALES, default=None,
                    help="upscaling factor of --model/--weights (default 3; --run reads the run's)")
@@ -524,7 +529,7 @@ def _add_report_parser(sub) -> argparse.ArgumentParser:
                                         "mai-sr report a.tflite --runner vela --npu ethos-u65-512"))
     p.add_argument("inputs", nargs="*", help="run folders, .tflite files, shipped names (abpn)")
     p.add_argument("--pretrained", nargs="+", action="extend", default=[], metavar="NAME",
-                   help="shipped models: ARCH or ARCH.mai_builtin (default none)")
+                   help=f"shipped models: {PRETRAINED_HELP} (default none)")
     p.add_argument("--tflite", action="append", default=[], metavar="FILE",
                    help="your export of a run given, scored instead of its export/ (default none)")
     p.add_argument("--data", default="builtin",
@@ -553,8 +558,9 @@ def _add_upscale_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("input", help="image file or folder")
     p.add_argument("output", help="output file or folder")
     p.add_argument("--model", help=".tflite file (or --pretrained)")
-    p.add_argument("--pretrained", choices=PRETRAINED_NAMES,
-                   help="a shipped model's dynamic-shape file, instead of --model")
+    p.add_argument("--pretrained", choices=PRETRAINED_NAMES, metavar="NAME",
+                   help=f"a shipped model's dynamic-shape file, instead of --model: "
+                        f"{PRETRAINED_HELP}")
     p.add_argument("--tile", type=tile_side, default=None,
                    help="LR tile side, at most 2048 (default: the model's fixed input, or none)")
     _add_quiet(p)

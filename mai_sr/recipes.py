@@ -67,6 +67,19 @@ _PLACEHOLDER = re.compile(r"\{(data|artifacts|recipe_dir|stage:[A-Za-z0-9_.-]+)\
 IMPORTED = "imported.weights.h5"
 STAGE_RECORD = "recipe.json"
 
+# mai-sr's QAT recipe for published weights (the QAT stage of every shipped weight that starts
+# from an import stage): its values were chosen on a held-out split of the training data
+# (T91 + BSD200), never on a test set, by ``benchmarks/qat_recipe.py``
+# (``benchmarks/results/qat_recipe.json``). The imported FP32 model itself is the teacher of
+# half the loss. One edit here changes the recipe; ``benchmarks/pretrained_table.py
+# --write-recipes`` then rewrites the recipe files (tests/test_recipe.py checks they agree).
+IMPORTED_QAT = {"teacher": "{stage:import}", "from_run": "{stage:import}",
+                "distill_weight": 0.5, "qat_steps": 1000, "qat_lr": 1e-4, "loss": "l2",
+                "batch": 16, "patch": 48, "seed": 0,
+                # Z6's first-layer clip would cut the published kernels' outliers at step one
+                "weight_clip": False,
+                "data": "{data}/T91,{data}/BSD200", "val_fraction": 0.1, "val_every": 200}
+
 
 def read_recipe(path) -> dict:
     """The recipe at `path`, checked against :data:`RECIPE_SCHEMA` and the TrainConfig
@@ -183,6 +196,25 @@ def run_recipe(recipe_path, out, *, quiet: bool = False, tensorboard: bool = Tru
                                 "finished": True})
         runs.append(run)
     return runs
+
+
+def imported_qat_recipe(name: str, description: str, source: str, model: str) -> dict:
+    """The recipe of a shipped weight made from published weights: an ``import`` stage of
+    `source` as `model`, then QAT with :data:`IMPORTED_QAT`."""
+    return {"name": name, "description": description,
+            "stages": [{"name": "import", "import": {"source": source, "model": model}},
+                       {"name": "qat", "train": dict(IMPORTED_QAT)}]}
+
+
+def file_record(path) -> dict:
+    """What a model card records of the recipe file that made a weight: its name, file name,
+    the file's sha256 (``sha256sum FILE``) and :func:`recipe_hash` (what each stage's
+    ``recipe.json`` records)."""
+    from mai_sr.fileio import sha256_file
+
+    recipe = read_recipe(path)
+    return {"name": recipe["name"], "file": Path(path).name, "sha256": sha256_file(path),
+            "json_sha256": recipe_hash(recipe)}
 
 
 def _stage_done(record: Path) -> bool:

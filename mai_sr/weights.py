@@ -4,15 +4,18 @@ An architecture (``abpn``, ``etds_l``: :mod:`mai_sr.registry`) says how a networ
 a **weight** says what it learnt and where that came from. Weights are named ``ARCH.TAG``
 (as timm keeps "registered" apart from "has weights"):
 
-- ``abpn.mai_builtin``, ``ncnet.mai_builtin``, ...: the INT8 models this package ships,
-  trained by mai-sr (``mai_sr/pretrained/``); a bare architecture name (``--pretrained abpn``)
-  is an alias for that architecture's default shipped weight;
+- the INT8 models this package ships (``mai_sr/pretrained/``, listed in its
+  ``shipped.json``): ``abpn.etds_div2k`` (published DIV2K weights quantized by mai-sr),
+  ``abpn.mai_builtin``, ``ncnet.mai_builtin``, ... (trained by mai-sr); a bare architecture
+  name (``--pretrained abpn``) is an alias for that architecture's default shipped weight;
 - ``etds_l.etds_div2k``, ``abpn.etds_div2k_x2``, ``ecbsr.etds_div2k_et``, ...: the DIV2K-
   trained checkpoints of the ETDS zoo (Chao et al., "Equivalent Transformation and Dual
   Stream Network Construction for Mobile Image Super-Resolution", CVPR 2023; Apache-2.0),
   listed with their source, licence, scale, sha256 and published figures in
   ``mai_sr/pretrained/zoo.json``, fetched from their public URL by :func:`fetch` into the
-  user's cache and checked against their sha256.
+  user's cache and checked against their sha256. A zoo weight that also ships
+  (``abpn.etds_div2k``) is both: ``--pretrained`` runs its shipped INT8 files, ``fetch``
+  still downloads the published checkpoint.
 
 :func:`resolve` is the one resolver of what a ``--weights``/``--from``/``--init``/
 ``--teacher`` option names: a run directory, a deploy-weights file (``.weights.h5``, what
@@ -28,7 +31,7 @@ import json
 import os
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -66,19 +69,32 @@ class Weight:
     params_k: float | None = None
     macs_g: float | None = None
     shipped: bool = False            # INT8 files in mai_sr/pretrained
+    recipe: str | None = None        # shipped: the recipe file that made it (recipes/NAME.json)
+    default_for: str | None = None   # shipped: the architecture whose bare name means it
 
 
-# The shipped models (mai_sr/pretrained), trained by mai-sr on T91 + BSD200.
+# The tag of the weights mai-sr trained itself on T91 + BSD200 (mai_sr/pretrained).
 SHIPPED_TAG = "mai_builtin"
+_SHIPPED_FIELDS = ("architecture", "scale", "source", "licence", "paper", "trained_on", "recipe")
 
 
 def _shipped() -> list[Weight]:
-    from mai_sr.pretrained import PRETRAINED_DIR, available
+    """The shipped weights whose INT8 files are present, each merged with its zoo row when
+    it has one (the published checkpoint it was made from: url, sha256, figures)."""
+    from mai_sr.pretrained import available, default_weights, shipped_weights
 
-    return [Weight(name=f"{arch}.{SHIPPED_TAG}", architecture=arch, scale=3,
-                   source=f"mai-sr, {PRETRAINED_DIR.name}/{arch}*", licence="Apache-2.0",
-                   trained_on="T91 + BSD200 (mai-sr's own recipe)", shipped=True)
-            for arch in available()]
+    zoo = {w.name: w for w in _zoo()}
+    defaults = {weight: arch for arch, weight in default_weights().items()}
+    present = set(available())
+    out = []
+    for row in shipped_weights():
+        if row["name"] not in present:
+            continue
+        fields = {k: row[k] for k in _SHIPPED_FIELDS if k in row}
+        base = zoo.get(row["name"])
+        weight = Weight(name=row["name"], **fields) if base is None else replace(base, **fields)
+        out.append(replace(weight, shipped=True, default_for=defaults.get(row["name"])))
+    return out
 
 
 @lru_cache(maxsize=1)
@@ -91,8 +107,11 @@ def _zoo() -> tuple[Weight, ...]:
 
 
 def list_weights() -> list[Weight]:
-    """Every named weight: the shipped ones, then the zoo's, sorted by name within each."""
-    return sorted(_shipped(), key=lambda w: w.name) + sorted(_zoo(), key=lambda w: w.name)
+    """Every named weight: the shipped ones, then the zoo's not shipped, sorted by name
+    within each."""
+    shipped = sorted(_shipped(), key=lambda w: w.name)
+    names = {w.name for w in shipped}
+    return shipped + sorted((w for w in _zoo() if w.name not in names), key=lambda w: w.name)
 
 
 def get_weight(name: str) -> Weight:
@@ -146,7 +165,7 @@ def fetch(name: str, *, base: str | None = None) -> Path:
     replaces the public URL's base with a mirror (https://, file:// or a folder).
     """
     weight = get_weight(name)
-    if weight.shipped or weight.sha256 is None:
+    if weight.sha256 is None:
         raise MaiSrError(f"{name}: ships with mai-sr; nothing to fetch (use --pretrained "
                          f"{weight.name})")
     target = cached_checkpoint(weight)
@@ -263,8 +282,9 @@ class Resolved:
 def resolve(spec, *, option: str = "--weights", model: str | None = None,
             scale: int | None = None) -> Resolved:
     """The one resolver of "which weights": a run directory, a ``.weights.h5`` file, a
-    shipped name (``abpn`` or ``abpn.mai_builtin``) or a zoo name (``etds_l.etds_div2k``:
-    its deploy weights as ``mai-sr fetch`` imported them into the cache).
+    shipped name (``abpn``, ``abpn.mai_builtin``, ``abpn.etds_div2k``: its shipped deploy
+    weights) or a zoo name (``etds_l.etds_div2k``: its deploy weights as ``mai-sr fetch``
+    imported them into the cache).
 
     Raises one line naming `option` when `spec` is none of these, or a zoo weight has not
     been fetched yet (saying the command that fetches it).
@@ -276,14 +296,11 @@ def resolve(spec, *, option: str = "--weights", model: str | None = None,
     if is_weights_file(text):
         file, arch, file_scale = weights_file_model(text, model, scale, option=option)
         return Resolved("file", Path(file), arch, file_scale)
-    from mai_sr.pretrained import available, pretrained_path
+    from mai_sr.pretrained import architecture, pretrained_names, pretrained_path, weight_name
 
-    arch_alias = text if "." not in text else None
-    if arch_alias in available() or (text.endswith(f".{SHIPPED_TAG}")
-                                     and text.split(".")[0] in available()):
-        arch = text.split(".")[0]
-        return Resolved("shipped", pretrained_path(arch, "weights"), arch, 3,
-                        name=f"{arch}.{SHIPPED_TAG}")
+    if text in pretrained_names():  # a shipped weight, or an architecture's default one
+        return Resolved("shipped", pretrained_path(text, "weights"), architecture(text), 3,
+                        name=weight_name(text))
     if "." in text:
         weight = get_weight(text)
         deploy = cached_deploy_weights(weight)
@@ -292,4 +309,5 @@ def resolve(spec, *, option: str = "--weights", model: str | None = None,
                              "(downloads, checks and imports it)")
         return Resolved("file", deploy, weight.architecture, weight.scale, name=weight.name)
     raise MaiSrError(f"{option} {text}: neither a run directory, a {SUFFIX} file, a shipped "
-                     f"model ({', '.join(available())}) nor a weights name (`mai-sr models`)")
+                     f"model ({', '.join(pretrained_names())}) nor a weights name "
+                     "(`mai-sr models`)")

@@ -196,7 +196,7 @@ def test_every_choice_list_is_its_library_constant():
     from mai_sr.export import PRECISIONS
     from mai_sr.imageio import FORMATS
     from mai_sr.importer.core import CHANNEL_ORDER_CHOICES, INPUT_RANGE_CHOICES
-    from mai_sr.pretrained import available
+    from mai_sr.pretrained import pretrained_names
     from mai_sr.registry import SCALES, list_models
     from mai_sr.tflite.targets import export_targets, lint_targets, vela_configs
     from mai_sr.train.config import DISTRIBUTE, LOSSES, SCHEDULES
@@ -205,15 +205,15 @@ def test_every_choice_list_is_its_library_constant():
         ("train", "--model"): list_models(), ("train", "--scale"): SCALES,
         ("train", "--schedule"): SCHEDULES, ("train", "--loss"): LOSSES,
         ("train", "--distribute"): DISTRIBUTE,
-        ("export", "--pretrained"): available(), ("export", "--model"): list_models(),
+        ("export", "--pretrained"): pretrained_names(), ("export", "--model"): list_models(),
         ("export", "--scale"): SCALES, ("export", "--precision"): PRECISIONS,
         ("export", "--target"): export_targets(),
-        ("eval", "--pretrained"): available(),
-        ("bench", "--pretrained"): available(), ("bench", "--runner"): tuple(RUNNERS),
+        ("eval", "--pretrained"): pretrained_names(),
+        ("bench", "--pretrained"): pretrained_names(), ("bench", "--runner"): tuple(RUNNERS),
         ("bench", "--npu"): vela_configs(), ("bench", "--delegate"): DELEGATES,
         ("bench", "--qnn-backend"): QNN_BACKENDS,
         ("bench", "--qnn-performance-mode"): tuple(QNN_PERFORMANCE_MODES),
-        ("push", "--pretrained"): available(),
+        ("push", "--pretrained"): pretrained_names(),
         # report takes every runner's own options (the same declarations as bench's)
         ("report", "--npu"): vela_configs(), ("report", "--delegate"): DELEGATES,
         ("report", "--qnn-backend"): QNN_BACKENDS,
@@ -221,7 +221,7 @@ def test_every_choice_list_is_its_library_constant():
         ("lint", "--target"): lint_targets(),
         ("profile", "--model"): list_models(), ("profile", "--scale"): SCALES,
         ("score", "--scale"): SCALES, ("models", "--scale"): SCALES, ("import", "--scale"): SCALES,
-        ("upscale", "--pretrained"): available(), ("upscale", "--format"): tuple(FORMATS),
+        ("upscale", "--pretrained"): pretrained_names(), ("upscale", "--format"): tuple(FORMATS),
         ("import", "--model"): list_models(),
         ("import", "--channel-order"): CHANNEL_ORDER_CHOICES,
         ("import", "--input-range"): INPUT_RANGE_CHOICES,

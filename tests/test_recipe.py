@@ -53,6 +53,28 @@ def test_a_recipe_replays_bit_for_bit(tmp_path, capsys):
     assert record["sha256"] == recipe_hash(read_recipe(recipe))
 
 
+@pytest.mark.tf
+@pytest.mark.slow
+def test_a_shortened_shipped_recipe_replays_bit_for_bit(shared_data, shared_artifacts, tmp_path):
+    """The recipe of abpn.etds_div2k as shipped (import of the published checkpoint, then
+    mai-sr's QAT with the imported model as teacher), shortened to 4 QAT steps on T91 with
+    small patches: two replays give the same weights, bit for bit."""
+    from mai_sr.pretrained import recipe_path
+    from mai_sr.recipes import IMPORTED_QAT, run_recipe
+
+    recipe = json.loads(recipe_path("abpn.etds_div2k").read_text())
+    assert recipe["stages"][1]["train"] == IMPORTED_QAT
+    recipe["stages"][1]["train"].update(qat_steps=4, val_every=2, patch=16, batch=2,
+                                        data="{data}/T91")
+    path = tmp_path / "short.json"
+    path.write_text(json.dumps(recipe))
+    for out in ("a", "b"):
+        run_recipe(path, tmp_path / out, quiet=True, tensorboard=False)
+    a, b = (_weights(tmp_path / o / "qat" / "qat" / "qat.weights.h5") for o in ("a", "b"))
+    assert [n for n, _ in a] == [n for n, _ in b] and a
+    assert all(np.array_equal(x, y) for (_, x), (_, y) in zip(a, b))
+
+
 @pytest.mark.parametrize("mutate, complaint", [
     (lambda r: r["stages"][0]["train"].update(out="x"), "caller-only field"),
     (lambda r: r["stages"][0]["train"].update(bogus=1), "unknown or caller-only field"),
@@ -96,3 +118,30 @@ def test_an_import_stage_feeds_a_later_stage(tmp_path):
         "artifacts/etds_abpn/ABPN_M4C28_x3.pth")
     assert kind2 == "train" and kwargs2["teacher"] == str(tmp_path / "out" / "teacher" / IMPORTED)
     assert kwargs2["data"].endswith("data/T91")
+
+
+def test_every_shipped_weight_has_its_recipe_and_the_imported_ones_share_one_qat():
+    """Each weight of mai_sr/pretrained/shipped.json names a recipe file called after it, that
+    parses into stages; the recipes of published weights (an import stage, then QAT) all run
+    the one QAT recipe, mai_sr.recipes.IMPORTED_QAT, so a change to it is one edit (and
+    `benchmarks/pretrained_table.py --write-recipes`)."""
+    from mai_sr.pretrained import RECIPES_DIR, recipe_path, shipped_weights
+    from mai_sr.recipes import IMPORTED_QAT, read_recipe, stage_configs
+
+    imported = []
+    for weight in shipped_weights():
+        path = recipe_path(weight["name"])
+        assert path.parent == RECIPES_DIR and path.name == f"{weight['name']}.json"
+        recipe = read_recipe(path)
+        assert recipe["name"] == weight["name"]
+        stages = [s["name"] for s in recipe["stages"]]
+        if "import" in recipe["stages"][0]:
+            assert stages == ["import", "qat"]
+            assert recipe["stages"][1]["train"] == IMPORTED_QAT
+            imported.append(weight["name"])
+        # every stage expands: its options are TrainConfig fields, its references earlier stages
+        assert [name for name, _, _ in stage_configs(path, RECIPES_DIR / "out")] == stages
+    assert imported == ["abpn.etds_div2k", "ncnet.megsr_div2k"]
+    # the QAT of published weights never validates on a test set, nor trains on one
+    assert "Set5" not in json.dumps(IMPORTED_QAT) and "B100" not in json.dumps(IMPORTED_QAT)
+    assert IMPORTED_QAT["teacher"] == IMPORTED_QAT["from_run"] == "{stage:import}"

@@ -67,23 +67,31 @@ def test_model_choices_come_from_the_registry():
 
 
 def test_pretrained_choices_are_the_shipped_files():
+    """--pretrained takes each architecture whose default weight ships, then every weight
+    whose two INT8 files are in mai_sr/pretrained (named by the weight)."""
     shipped = sorted(p.name[:-len("_none.tflite")]
                      for p in (ROOT / "mai_sr" / "pretrained").glob("*_none.tflite")
                      if p.with_name(p.name.replace("_none", "")).is_file())
-    assert shipped and pretrained.available() == shipped
+    assert shipped and sorted(pretrained.available()) == shipped
+    assert all(name.split(".")[0] in list_models() for name in shipped)
+    defaults = [a for a, w in pretrained.default_weights().items() if w in shipped]
+    assert pretrained.pretrained_names() == defaults + pretrained.available()
     for command in ("export", "eval", "bench", "push", "upscale"):
-        assert list(_choices(command, "pretrained")) == shipped, command
+        assert list(_choices(command, "pretrained")) == pretrained.pretrained_names(), command
 
 
-def test_pretrained_names_follow_the_registry(monkeypatch, tmp_path):
-    assert pretrained.NAMES == tuple(list_models())
-    # a registered model without shipped files is not offered as --pretrained
+def test_pretrained_names_follow_the_files(monkeypatch, tmp_path):
+    # a weight of the table without its files is not offered as --pretrained
     monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path)
-    assert pretrained.available() == []
-    (tmp_path / "abpn.tflite").write_bytes(b"x")
+    assert pretrained.available() == [] and pretrained.pretrained_names() == []
+    (tmp_path / "abpn.mai_builtin.tflite").write_bytes(b"x")
     assert pretrained.available() == []  # the dynamic file is missing too
-    (tmp_path / "abpn_none.tflite").write_bytes(b"x")
-    assert pretrained.available() == ["abpn"]
+    (tmp_path / "abpn.mai_builtin_none.tflite").write_bytes(b"x")
+    assert pretrained.available() == ["abpn.mai_builtin"]
+    assert pretrained.pretrained_names() == ["abpn.mai_builtin"]  # not the default of abpn
+    for name in ("abpn.etds_div2k", "abpn.etds_div2k_none"):
+        (tmp_path / f"{name}.tflite").write_bytes(b"x")
+    assert pretrained.pretrained_names() == ["abpn", "abpn.etds_div2k", "abpn.mai_builtin"]
 
 
 def test_runner_choices_come_from_runners(capsys):

@@ -369,7 +369,8 @@ def test_cli_report_and_one_line_errors(models, images, tmp_path, capsys):
                            (["report", str(models / "small.tflite"), "--data",
                              str(tmp_path / "nowhere")], "nowhere"),
                            (["report", "--pretrained", "abpnx"], "--pretrained abpnx"),
-                           (["report", "abpn.etds_div2k"], "mai-sr fetch abpn.etds_div2k"),
+                           (["report", "abpn.etds_div2k_x2"],
+                            "mai-sr fetch abpn.etds_div2k_x2"),
                            (["report"], "no models to report on"),
                            (["report", "--pretrained", "abpn", "--tflite",
                              str(models / "small.tflite")], "give the run it was exported")):
@@ -454,31 +455,36 @@ def test_files_are_named_for_what_they_are(models, tmp_path):
 
 @pytest.mark.slow  # Set5 through two shipped models
 def test_shipped_models_by_name_with_their_drop_from_their_cards(shared_data, tmp_path, capsys):
-    """`report abpn --pretrained xcat.mai_builtin` reports the shipped files; on the very
-    images of their cards (Set5) the INT8 PSNR measured here equals the card's, and the drop
-    is the card's FP32 PSNR minus it. The cards are the shipped files' own references."""
-    from mai_sr.pretrained import PRETRAINED_DIR
+    """`report abpn --pretrained xcat.mai_builtin` reports the shipped files (abpn: its
+    default weight, abpn.etds_div2k); on the very images of their cards (Set5) the INT8 PSNR
+    measured here equals the card's, and the drop is the card's FP32 PSNR minus it. The cards
+    are the shipped files' own references."""
+    from mai_sr.pretrained import pretrained_path
+    from mai_sr.report.cards import card_quality
 
     out = tmp_path / "shipped"
     code = main(["report", "abpn", "--pretrained", "xcat.mai_builtin", "--data",
                  str(shared_data / "Set5"), "--runner", "synap", "--out", str(out)])
     printed = capsys.readouterr().out
     assert code == 0
-    for name in ("abpn", "xcat"):  # the output says which files were scored
+    names = ("abpn.etds_div2k", "xcat.mai_builtin")
+    for name in names:  # the output says which files were scored
         assert f"{name} (shipped): scoring " in printed and f"{name}_none.tflite" in printed
     table = _table(out)
     measured = table[table.source == MEASURED].set_index("model")
-    assert set(measured.index) == {"abpn (shipped)", "xcat (shipped)"}
-    for name in ("abpn", "xcat"):
-        shipped = json.loads((PRETRAINED_DIR / f"{name}.json").read_text())
-        quality = {(q["dataset"], q["source"]): q["psnr"] for q in shipped["quality"]}
+    assert set(measured.index) == {f"{name} (shipped)" for name in names}
+    for name in names:
+        shipped = json.loads(pretrained_path(name, "card").read_text())
         row = measured.loc[f"{name} (shipped)"]
-        assert row.psnr == pytest.approx(quality[("Set5", "tflite")], abs=1e-3)
-        assert row.delta_psnr == pytest.approx(quality[("Set5", "keras")] - row.psnr, abs=1e-9)
+        assert row.psnr == pytest.approx(card_quality(shipped, "Set5", "tflite")["psnr"],
+                                         abs=1e-3)
+        assert row.delta_psnr == pytest.approx(
+            card_quality(shipped, "Set5", "keras")["psnr"] - row.psnr, abs=1e-9)
         card = json.loads((out / "cards" / f"{name}-shipped.json").read_text())
         assert [q.get("from_card") for q in card["quality"]] == [name, None]
     page = (out / "index.html").read_text()
-    assert "(from its card abpn)" in page and '"quality": [' not in page  # tables, not JSON
+    assert "(from its card abpn.etds_div2k)" in page
+    assert '"quality": [' not in page  # tables, not JSON
     # The details' Error cells are empty for models without errors (not "n.a.").
     from mai_sr.report.table import details_frame
 
@@ -492,7 +498,7 @@ def test_the_drop_needs_the_cards_images(shared_data, tmp_path):
     folder = link_images(tmp_path / "Set5", shared_data, ("Set5/bird.png", "Set5/baby.png"))
     out = make_report(pretrained=["abpn"], data=[str(folder)], runners=[],
                       out_dir=tmp_path / "r", quiet=True)
-    row = _table(out).set_index("model").loc["abpn (shipped)"]
+    row = _table(out).set_index("model").loc["abpn.etds_div2k (shipped)"]
     assert row.psnr_data == "Set5" and pd.isna(row.delta_psnr)
 
 
@@ -558,7 +564,7 @@ def test_shipped_models_get_every_profiles_estimate_as_bench_gives_it(tmp_path, 
     takes the VS680's, never a phone's. A refitted profile invalidates the cached figures."""
     from mai_sr.device.estimate import SimRunner
     from mai_sr.device.profiles import load_profile, profile_names
-    from mai_sr.pretrained import PRETRAINED_DIR
+    from mai_sr.pretrained import PRETRAINED_DIR, pretrained_path
     from mai_sr.report.table import ESTIMATE_PREFIX
 
     out = make_report(pretrained=["abpn", "xcat"], data="builtin", runners=["sim"],
@@ -571,7 +577,7 @@ def test_shipped_models_get_every_profiles_estimate_as_bench_gives_it(tmp_path, 
     for name in ("abpn", "xcat"):
         card = json.loads((out / "cards" / f"{name}-shipped.json").read_text())
         timing = PRETRAINED_DIR / card["files"][0]["name"]
-        assert timing == PRETRAINED_DIR / f"{name}.tflite"
+        assert timing == pretrained_path(name, "fixed")
         estimates = {e["profile"]: e for e in card["estimates"]}
         assert list(estimates) == list(profile_names())
         for profile in profile_names():

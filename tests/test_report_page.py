@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -22,7 +23,7 @@ import pandas as pd
 import pytest
 
 from conftest import link_images
-from mai_sr.pretrained import PRETRAINED_DIR
+from mai_sr.pretrained import pretrained_path
 from mai_sr.report import make_report
 from tflite_factory import float_sr_model, int8_sr_model
 
@@ -154,8 +155,8 @@ def page_report(shared_data, tmp_path_factory) -> Path:
     int8_sr_model(run / "export" / "abpn_none.tflite", shape=None)
     (base / "runs" / "latest").symlink_to(run)
     float_sr_model(base / "floaty.tflite", shape=(24, 32))
-    inputs = [str(base / "runs" / "latest"), str(PRETRAINED_DIR / "abpn.tflite"),
-              str(PRETRAINED_DIR / "scsrn.tflite"), str(base / "floaty.tflite")]
+    inputs = [str(base / "runs" / "latest"), str(pretrained_path("abpn.mai_builtin", "fixed")),
+              str(pretrained_path("scsrn", "fixed")), str(base / "floaty.tflite")]
     return make_report(inputs, data=[str(images)], runners=["local", "synap", "sim"],
                        out_dir=base / "report", quiet=True, runner_options=FAST)
 
@@ -163,23 +164,26 @@ def page_report(shared_data, tmp_path_factory) -> Path:
 def test_models_are_named_for_what_they_are(page_report):
     table = pd.read_csv(page_report / "leaderboard.csv")
     measured = table[table.source == "measured"].set_index("model")
-    assert set(measured.index) == {"abpn-20260101-120000", "abpn (shipped)", "scsrn (shipped)",
+    assert set(measured.index) == {"abpn-20260101-120000", "abpn.mai_builtin (shipped)",
+                                   "scsrn.mai_builtin (shipped)",
                                    "floaty"}
     # The shipped files have no sidecar: the architecture comes from their embedded
     # provenance, which matches the cards shipped beside them.
-    for name in ("abpn", "scsrn"):
-        shipped_card = json.loads((PRETRAINED_DIR / f"{name}.json").read_text())
+    for name in ("abpn.mai_builtin", "scsrn.mai_builtin"):
+        shipped_card = json.loads(pretrained_path(name, "card").read_text())
         assert measured.loc[f"{name} (shipped)"].architecture == shipped_card["architecture"]
     published = table[table.source == "published"]
     assert set(published.architecture) == {"abpn", "scsrn"}  # ABPN baseline and Z6
     cards = sorted(p.name for p in (page_report / "cards").glob("*.json"))
-    assert cards == ["abpn-20260101-120000.json", "abpn-shipped.json", "floaty.json",
-                     "scsrn-shipped.json"]
+    assert cards == ["abpn-20260101-120000.json", "abpn.mai_builtin-shipped.json", "floaty.json",
+                     "scsrn.mai_builtin-shipped.json"]
     page = (page_report / "index.html").read_text()
-    assert "latest" not in page and "seed" not in page.lower()
+    text = re.sub(r"data:[a-z/+]+;base64,[A-Za-z0-9+/=]+", "", page)  # the plots' bytes
+    assert "latest" not in text and "seed" not in text.lower()
     # Two of Set5's images under the name "Set5": the shipped cards' INT8 PSNRs on all five
     # differ from these, so their FP32 PSNRs are not put beside them (no drop).
-    assert measured.loc[["abpn (shipped)", "scsrn (shipped)"]].delta_psnr.isna().all()
+    assert measured.loc[["abpn.mai_builtin (shipped)",
+                         "scsrn.mai_builtin (shipped)"]].delta_psnr.isna().all()
     # Published PSNRs are on other images, in a table of their own that says so.
     assert set(table[table.source == "published"].psnr_data) == {
         "the MAI 2022 challenge's test images (DIV2K)"}

@@ -16,7 +16,7 @@ from mai_sr.tflite.targets import (VELA, NpuConfig, export_targets, lint_targets
                                    vela_configs)
 
 ROOT = Path(__file__).resolve().parents[1]
-ABPN = ROOT / "mai_sr" / "pretrained" / "abpn.tflite"
+ABPN = ROOT / "mai_sr" / "pretrained" / "abpn.mai_builtin.tflite"
 # A new Ethos-U target judged on a configuration Vela knows, and a new configuration of an
 # existing target (Vela does not know it: it only has to reach the choice lists).
 THROWAWAY_TARGET = NpuConfig("ethos-u65-lite", VELA, "ethos-u65-256", quoted=True)

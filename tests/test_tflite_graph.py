@@ -172,7 +172,8 @@ def test_op_names_when_deprecated_builtin_code_is_zero(tmp_path, capsys):
     output, and the reader and `mai-sr lint` name every op as LiteRT does."""
     from mai_sr.cli import main
 
-    original = Path(__file__).resolve().parents[1] / "mai_sr" / "pretrained" / "ncnet.tflite"
+    original = (Path(__file__).resolve().parents[1] / "mai_sr" / "pretrained"
+                / "ncnet.mai_builtin.tflite")
     data, zeroed = _zero_deprecated_codes(original.read_bytes())
     assert zeroed >= 4  # QUANTIZE, CONV_2D, DEPTH_TO_SPACE, MINIMUM...; ADD (0) has neither
     patched = tmp_path / "ai_edge_style.tflite"

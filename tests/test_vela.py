@@ -97,7 +97,7 @@ def test_rewrite_is_bit_exact_on_small_odd_model(small_model, form, drop, tmp_pa
 def test_rewrite_of_shipped_model_is_bit_exact_at_360x640(model, form, real_lr):
     from mai_sr.export.targets import rewrite_for_target
 
-    data = (PRETRAINED / f"{model}.tflite").read_bytes()
+    data = (PRETRAINED / f"{model}.mai_builtin.tflite").read_bytes()
     new, rewrite = rewrite_for_target(data, "ethos-u85")
     assert rewrite.form == form  # SCSRN's conv is its last op: sliced, not split
     for name, lr in _inputs(360, 640, real_lr).items():
@@ -110,7 +110,7 @@ def test_rewritten_file_tiles_like_the_default(tmp_path, shared_data):
     from mai_sr.imageio import read_image
     from mai_sr.tflite.runtime import TFLiteSR
 
-    src = PRETRAINED / "xcat.tflite"
+    src = PRETRAINED / "xcat.mai_builtin.tflite"
     new = tmp_path / "xcat_u65.tflite"
     new.write_bytes(_rewrite(src.read_bytes(), "ethos-u65"))
     lr = read_image(shared_data / "Set14" / "baboon.png")
@@ -122,7 +122,7 @@ def test_rewritten_file_tiles_like_the_default(tmp_path, shared_data):
 def test_noop_clips_are_only_dropped_when_exact(tmp_path):
     """MINIMUM(x, 127) / RELU(zp -128) go on the shipped models (int8 range = clip range);
     the small model's clip range is not its int8 range, so its clip must stay."""
-    data = (PRETRAINED / "ncnet.tflite").read_bytes()
+    data = (PRETRAINED / "ncnet.mai_builtin.tflite").read_bytes()
     types = _op_types(_rewrite(data, "ethos-u55", drop_noop_clips=True), tmp_path, "a.tflite")
     assert "MINIMUM" not in types and "RELU" not in types
     kept = _op_types(_rewrite(data, "ethos-u55", drop_noop_clips=False), tmp_path, "b.tflite")
@@ -315,10 +315,10 @@ def test_vela_stops_at_its_limits_with_one_line(env, value, limit, monkeypatch, 
 
     monkeypatch.setenv(env, value)
     with pytest.raises(MaiSrError) as stopped:
-        compile_model(PRETRAINED / "abpn.tflite", "ethos-u55-256")
+        compile_model(PRETRAINED / "abpn.mai_builtin.tflite", "ethos-u55-256")
     assert limit in str(stopped.value) and env in str(stopped.value)
     for argv in (["bench", "--pretrained", "abpn", "--runner", "vela"],
-                 ["lint", str(PRETRAINED / "abpn.tflite"), "--target", "ethos-u85"]):
+                 ["lint", str(PRETRAINED / "abpn.mai_builtin.tflite"), "--target", "ethos-u85"]):
         run = subprocess.run([sys.executable, "-m", "mai_sr", *argv], cwd=tmp_path,
                              capture_output=True, text=True, timeout=120,
                              env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", env: value})
@@ -348,7 +348,7 @@ def test_default_limits_leave_room_for_a_shipped_model():
 
     code = ("import resource, time; from mai_sr.device.vela import compile_model; "
             "start = time.monotonic(); "
-            f"compile_model({str(PRETRAINED / 'xcat.tflite')!r}, 'ethos-u55-256'); "
+            f"compile_model({str(PRETRAINED / 'xcat.mai_builtin.tflite')!r}, 'ethos-u55-256'); "
             "print(time.monotonic() - start, "
             "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -369,8 +369,8 @@ def test_bench_vela_times_a_dynamic_file_at_its_timing_input(tmp_path):
     from mai_sr.device import get_runner
 
     runner = get_runner("vela", npu="ethos-u85-256")
-    fixed = runner.bench(PRETRAINED / "ncnet.tflite")
-    dynamic = runner.bench(PRETRAINED / "ncnet_none.tflite")
+    fixed = runner.bench(PRETRAINED / "ncnet.mai_builtin.tflite")
+    dynamic = runner.bench(PRETRAINED / "ncnet.mai_builtin_none.tflite")
     assert dynamic.avg_ms > 1
     assert dynamic.delegate["cycles_total"] == fixed.delegate["cycles_total"]
     assert dynamic.avg_ms == pytest.approx(fixed.avg_ms)
@@ -378,7 +378,7 @@ def test_bench_vela_times_a_dynamic_file_at_its_timing_input(tmp_path):
                for n in dynamic.notes)
     assert not any("dynamic" in n for n in fixed.notes)
     run = subprocess.run([sys.executable, "-m", "mai_sr", "bench", "--runner", "vela",
-                          str(PRETRAINED / "ncnet_none.tflite")], cwd=tmp_path,
+                          str(PRETRAINED / "ncnet.mai_builtin_none.tflite")], cwd=tmp_path,
                          capture_output=True, text=True, timeout=120,
                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert run.returncode == 0, run.stderr

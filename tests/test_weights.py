@@ -37,7 +37,7 @@ def test_the_zoo_table_matches_the_published_files():
 
     from mai_sr.weights import list_weights
 
-    zoo = [w for w in list_weights() if not w.shipped]
+    zoo = [w for w in list_weights() if w.sha256]  # a published checkpoint (shipped or not)
     assert len(zoo) == 48 and len({w.name for w in zoo}) == 48
     for w in zoo:
         data = (MIRROR / w.file).read_bytes()
@@ -56,7 +56,7 @@ def test_fetch_every_zoo_name_from_a_local_mirror(cache, monkeypatch, capsys):
     from mai_sr.weights import cached_checkpoint, fetch, get_weight, list_weights
 
     monkeypatch.setenv("MAI_SR_WEIGHTS_URL", MIRROR.as_uri())
-    names = [w.name for w in list_weights() if not w.shipped]
+    names = [w.name for w in list_weights() if w.sha256]
     for name in names:
         path = fetch(name)
         assert path == cached_checkpoint(get_weight(name)) and path.is_file()
@@ -106,12 +106,14 @@ def test_a_fetched_weight_is_imported_and_resolves(cache, monkeypatch, capsys):
     from mai_sr.weights import resolve
 
     monkeypatch.setenv("MAI_SR_WEIGHTS_URL", MIRROR.as_uri())
-    with pytest.raises(MaiSrError, match="not fetched yet; run `mai-sr fetch abpn.etds_div2k`"):
-        resolve("abpn.etds_div2k", option="--teacher")
-    assert main(["fetch", "abpn.etds_div2k"]) == 0
+    # x2: a zoo weight that is not shipped (a shipped name resolves to its shipped files)
+    with pytest.raises(MaiSrError, match="not fetched yet; run `mai-sr fetch abpn.etds_div2k_x2`"):
+        resolve("abpn.etds_div2k_x2", option="--teacher")
+    assert main(["fetch", "abpn.etds_div2k_x2"]) == 0
     assert "imported:" in capsys.readouterr().out
-    found = resolve("abpn.etds_div2k", option="--teacher")
+    found = resolve("abpn.etds_div2k_x2", option="--teacher")
     assert found.kind == "file" and found.architecture == "abpn" and found.path.is_file()
+    assert found.scale == 2
     record = json.loads(Path(f"{found.path}.json").read_text())
     assert record["model"] == "abpn"
 
@@ -122,9 +124,12 @@ def test_the_resolver_names_each_kind(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     assert resolve(run).kind == "run"
-    shipped = resolve("abpn")
-    assert shipped.kind == "shipped" and shipped.name == "abpn.mai_builtin"
-    assert resolve("abpn.mai_builtin").path == shipped.path
+    shipped = resolve("abpn")  # the architecture's default weight: the DIV2K-trained one
+    assert shipped.kind == "shipped" and shipped.name == "abpn.etds_div2k"
+    assert resolve("abpn.etds_div2k").path == shipped.path
+    builtin = resolve("abpn.mai_builtin")
+    assert builtin.kind == "shipped" and builtin.path != shipped.path
+    assert builtin.path.name == "abpn.mai_builtin.weights.h5" and builtin.architecture == "abpn"
     with pytest.raises(MaiSrError, match="--init nothing: neither a run directory"):
         resolve("nothing", option="--init")
     with pytest.raises(MaiSrError, match="--from .*missing.weights.h5: not found"):
@@ -136,7 +141,17 @@ def test_models_lists_shipped_and_zoo_weights(capsys):
 
     assert main(["models", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    names = {w["name"] for w in data["weights"]}
-    assert "abpn.mai_builtin" in names
+    weights = {w["name"]: w for w in data["weights"]}
+    assert weights["abpn.mai_builtin"]["shipped"] and not weights["abpn.mai_builtin"]["sha256"]
+    # shipped and published: attribution from the shipped table, checkpoint from the zoo's
+    div2k = weights["abpn.etds_div2k"]
+    assert div2k["shipped"] and div2k["default_for"] == "abpn" and div2k["sha256"]
+    assert div2k["recipe"] == "abpn.etds_div2k.json" and "CVPR 2023" in div2k["paper"]
+    assert weights["ncnet.megsr_div2k"]["default_for"] == "ncnet"
+    assert weights["ncnet.megsr_div2k"]["licence"] == "Apache-2.0"
+    assert main(["models"]) == 0
+    listed = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:-1]}
+    assert "shipped, zoo, default" in listed["abpn.etds_div2k"]
+    assert "default" not in listed["abpn.mai_builtin"]
     if MIRROR.is_dir():
-        assert "etds_l.etds_div2k" in names
+        assert "etds_l.etds_div2k" in weights

@@ -170,7 +170,7 @@ def test_a_crafted_tflite_is_one_line(tmp_path, capsys):
 
     from mai_sr.cli import main
 
-    data = bytearray((ROOT / "mai_sr" / "pretrained" / "abpn.tflite").read_bytes())
+    data = bytearray((ROOT / "mai_sr" / "pretrained" / "abpn.mai_builtin.tflite").read_bytes())
     # The 27 x 3 x 3 x 28 int8 kernel's vector length, four bytes short of its shape.
     length = struct.pack("<I", 27 * 3 * 3 * 28)
     where = data.rindex(length)

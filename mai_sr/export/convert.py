@@ -312,14 +312,16 @@ def _load_source(run, model, weights, pretrained, precision: str, scale=None) ->
                   "training": training_record(config)}
         return load_run_model(run, stage), config["model"], run_scale(config), source
     if pretrained is not None:
-        from mai_sr.pretrained import pretrained_path
+        from mai_sr.pretrained import architecture, pretrained_path, weight_name
 
         if scale is not None and scale != PRETRAINED_SCALE:
             raise MaiSrError(f"--scale {scale}: the shipped models are x{PRETRAINED_SCALE}; "
                              "train one (mai-sr train --scale) and export it with --run")
         path = pretrained_path(pretrained, "weights")
-        loaded, kind = _load_weights_into(pretrained, path, PRETRAINED_SCALE)
-        source = {"pretrained": pretrained, "weights": path.name, "weights_kind": kind,
+        arch = architecture(pretrained)  # `pretrained` may be a weight (abpn.etds_div2k)
+        loaded, kind = _load_weights_into(arch, path, PRETRAINED_SCALE)
+        source = {"pretrained": weight_name(pretrained), "weights": path.name,
+                  "weights_kind": kind,
                   "weights_sha256": fileio.sha256_file(path)}
         if precision == "int8" and kind == "float":  # + the shipped QAT ranges: the QAT model
             from mai_sr.qat.quantize import quantize_model, set_activation_ranges
@@ -329,7 +331,7 @@ def _load_source(run, model, weights, pretrained, precision: str, scale=None) ->
             set_activation_ranges(loaded, json.loads(ranges_file.read_text()))
             source.update(weights_kind="qat", ranges=ranges_file.name,
                           ranges_sha256=fileio.sha256_file(ranges_file))
-        return loaded, pretrained, PRETRAINED_SCALE, source
+        return loaded, arch, PRETRAINED_SCALE, source
     if not (model and weights):
         raise MaiSrError("--model and --weights go together (deploy-graph weights of that model)")
     if is_weights_file(weights) and Path(weights).is_file():

@@ -32,7 +32,10 @@ with finite numbers required), shared by the cards `mai-sr report` writes
   or the reason the profile refused the file. Only the VS680's may become the score (when
   no ``synap`` or ``adb`` time is there: :func:`npu_runtime`);
 - ``toolkit_version``, ``run_config_hash`` (null for a bare .tflite), ``status`` ("ok" or
-  "error") and ``errors`` (one line each).
+  "error") and ``errors`` (one line each);
+- for a shipped weight (``mai_sr/pretrained``): ``attribution`` (source, licence, paper,
+  training data) and ``recipe`` (the recipe file's name and sha256, and the sha256 of its
+  canonical JSON that each replayed stage records; a note when the files predate it).
 """
 
 from __future__ import annotations
@@ -129,6 +132,14 @@ MODEL_CARD_SCHEMA: dict = {
         "status": {"enum": ["ok", "error"]},
         "errors": {"type": "array", "items": {"type": "string"}},
     }, {
+        # a shipped weight's card: where the weights come from, and the recipe file that
+        # made them (mai_sr.recipes.file_record; a note when the files predate the recipe)
+        "attribution": _obj({"source": {"type": "string"}, "licence": {"type": "string"}},
+                            {"paper": _STR_OR_NULL, "trained_on": _STR_OR_NULL}),
+        "recipe": _obj({"name": {"type": "string"}, "file": {"type": "string"},
+                        "sha256": {"type": "string", "minLength": 64},
+                        "json_sha256": {"type": "string", "minLength": 64}},
+                       {"note": {"type": "string"}, "train_minutes": _NUMBER_OR_NULL}),
         "vela": {**_obj({
             "npu": {"type": "string"}, "system_config": _STR_OR_NULL,
             "memory_mode": _STR_OR_NULL, "ms": _NUMBER_OR_NULL,
@@ -282,10 +293,12 @@ def device_estimates(bench_results) -> list[dict]:
     return rows
 
 
-def card_quality(card: dict, dataset: str, source: str) -> dict | None:
-    """The card's quality row for `dataset` from `source` ("keras" or "tflite"), or None."""
+def card_quality(card: dict, dataset: str, source: str, y_channel: bool = False) -> dict | None:
+    """The card's quality row for `dataset` from `source` ("keras" or "tflite"), RGB or
+    (`y_channel`) luma, or None."""
     for row in card["quality"]:
-        if row["dataset"] == dataset and row["source"] == source:
+        if row["dataset"] == dataset and row["source"] == source and \
+                row.get("y_channel", False) == y_channel:
             return row
     return None
 

@@ -267,21 +267,17 @@ def _run_models(run_dir: Path, given: list[Path] = ()) -> list[ModelInput]:
 
 
 def shipped_model_file(name: str) -> Path | None:
-    """The fixed-shape INT8 file of a shipped model named `name` (``abpn`` or
-    ``abpn.mai_builtin``, as :func:`mai_sr.weights.resolve` names them), or None when
-    `name` names none."""
-    from mai_sr.pretrained import available, pretrained_path
-    from mai_sr.weights import SHIPPED_TAG
+    """The fixed-shape INT8 file of a shipped model named `name` (``abpn``,
+    ``abpn.mai_builtin``, ``abpn.etds_div2k``, as :func:`mai_sr.weights.resolve` names them),
+    or None when `name` names none."""
+    from mai_sr.pretrained import pretrained_names, pretrained_path
 
-    arch, _, tag = name.partition(".")
-    if arch in available() and tag in ("", SHIPPED_TAG):
-        return pretrained_path(arch, "fixed")
-    return None
+    return pretrained_path(name, "fixed") if name in pretrained_names() else None
 
 
 def _not_an_input(item: str, path: Path) -> str:
     """Why `item` is no report input, in one line (a zoo weight names the export command)."""
-    from mai_sr.pretrained import available
+    from mai_sr.pretrained import pretrained_names
     from mai_sr.weights import list_weights
 
     if path.exists():
@@ -289,8 +285,8 @@ def _not_an_input(item: str, path: Path) -> str:
     if any(w.name == item and not w.shipped for w in list_weights()):
         return (f"{item}: zoo weights, not an INT8 file; `mai-sr fetch {item}` imports them, "
                 "then report the .tflite that `mai-sr export` writes from them")
-    return (f"{item}: no such file or folder, nor a shipped model ({', '.join(available())}; "
-            "ARCH.mai_builtin)")
+    return (f"{item}: no such file or folder, nor a shipped model "
+            f"({', '.join(pretrained_names())})")
 
 
 def _assign_tflite(runs: list[Path], tflite) -> dict[Path, list[Path]]:
@@ -330,10 +326,10 @@ def resolve_inputs(inputs, tflite=(), pretrained=()) -> list[ModelInput]:
     """
     for name in pretrained:
         if shipped_model_file(name) is None:
-            from mai_sr.pretrained import available
+            from mai_sr.pretrained import pretrained_names
 
             raise MaiSrError(f"--pretrained {name}: not a shipped model (choose from "
-                             f"{', '.join(available())}, or ARCH.mai_builtin)")
+                             f"{', '.join(pretrained_names())})")
     models, files, runs = [], [], []
     for item in [*inputs, *(shipped_model_file(n) for n in pretrained)]:
         path = Path(item).absolute()

@@ -142,7 +142,7 @@ class TrainConfig:
         """``--teacher``: a finished FP32 run, a deploy-weights file of any architecture
         (path made absolute), or a shipped model's name."""
         from mai_sr.challenge import PRETRAINED_SCALE
-        from mai_sr.pretrained import NAMES, pretrained_path
+        from mai_sr.pretrained import pretrained_names, pretrained_path
 
         if is_weights_file(self.teacher):
             # Deploy weights of any architecture (the import record names it; without a
@@ -156,12 +156,13 @@ class TrainConfig:
             self.teacher = str(Path(self.teacher).resolve())
             require_finished_fp32("--teacher", self.teacher, FP32_DEPLOY_WEIGHTS)
             teacher_scale = run_scale(read_run_config(self.teacher))
-        elif self.teacher in NAMES:
+        elif self.teacher in pretrained_names():
             pretrained_path(self.teacher, "weights")
             teacher_scale = PRETRAINED_SCALE
         else:
             raise MaiSrError(f"--teacher {self.teacher}: neither a run directory, a "
-                             f"{SUFFIX} file nor a pretrained model ({', '.join(NAMES)})")
+                             f"{SUFFIX} file nor a pretrained model "
+                             f"({', '.join(pretrained_names())})")
         if teacher_scale != self.scale:
             raise MaiSrError(f"--teacher {self.teacher}: upscales x{teacher_scale}, this run "
                              f"trains x{self.scale}")

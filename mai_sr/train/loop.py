@@ -352,9 +352,9 @@ def load_teacher(teacher: str, model_name: str | None = None, scale: int | None 
     if Path(teacher).is_dir():
         return load_run_model(teacher, stage="fp32")
     from mai_sr.challenge import PRETRAINED_SCALE
-    from mai_sr.pretrained import pretrained_path
+    from mai_sr.pretrained import architecture, pretrained_path
 
-    model = build_deploy(teacher, PRETRAINED_SCALE)
+    model = build_deploy(architecture(teacher), PRETRAINED_SCALE)
     model.load_weights(str(pretrained_path(teacher, "weights")))
     return model
 
