@@ -251,3 +251,16 @@ def test_building_the_parser_imports_no_choice_list_module():
     from mai_sr.train.config import LOSSES
     usage = build_parser()._subparsers._group_actions[0].choices["train"].format_usage()
     assert "{" + ",".join(LOSSES) + "}" in usage
+
+
+def test_warnings_reach_the_user_in_one_line_but_not_dependencies_deprecations():
+    import io
+
+    from mai_sr.cli import _one_line_warning
+
+    show, out = _one_line_warning("export"), io.StringIO()
+    show("distutils Version classes are deprecated", DeprecationWarning, "x.py", 1, file=out)
+    show("soon gone", PendingDeprecationWarning, "x.py", 1, file=out)
+    assert out.getvalue() == ""
+    show("a.png: skipped (2x2 px)", UserWarning, "x.py", 1, file=out)
+    assert out.getvalue() == "mai-sr export: warning: a.png: skipped (2x2 px)\n"
