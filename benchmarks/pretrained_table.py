@@ -16,7 +16,7 @@ and checks the targets:
 
 ``--ship`` then writes into ``mai_sr/pretrained/``, for each model: the two .tflite files,
 ``<model>.weights.h5`` (the float deploy weights QAT left, from
-:func:`mai_sr.qat.quantize.deploy_from_qat`), ``<model>.qat.json`` (the QAT activation
+:func:`mai_sr.models.qat.quantize.deploy_from_qat`), ``<model>.qat.json`` (the QAT activation
 ranges) and ``<model>.json`` (the model card, whose file hashes are the shipped files').
 
     python benchmarks/pretrained_table.py [--runs benchmarks/out/pretrain] [--ship]
@@ -211,8 +211,8 @@ def table(result: dict) -> str:
 def ship(run: Path, card: dict) -> list[Path]:
     """Copy one model's files into mai_sr/pretrained (atomically, each file)."""
     from mai_sr.models import create_model
-    from mai_sr.qat.quantize import activation_ranges, deploy_from_qat
-    from mai_sr.train.run_model import load_run_model
+    from mai_sr.models.qat.quantize import activation_ranges, deploy_from_qat
+    from mai_sr.runs import load_run_model
 
     from mai_sr.tflite.artifacts import read_metadata
 

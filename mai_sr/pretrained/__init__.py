@@ -6,7 +6,7 @@ For each model name of :mod:`mai_sr.registry` this folder may hold:
 - ``<name>_none.tflite``  dynamic-shape INT8 model (fidelity, any image size)
 - ``<name>.weights.h5``   Keras deploy-graph weights (``create_model(name, deploy=True)``): the
                           float weights as quantization-aware training left them
-- ``<name>.qat.json``     the QAT activation ranges (``mai_sr.qat.activation_ranges``); with
+- ``<name>.qat.json``     the QAT activation ranges (``mai_sr.models.qat.activation_ranges``); with
                           the weights they rebuild the QAT model, so ``mai-sr export
                           --pretrained NAME`` writes the shipped INT8 file again (any shape)
 - ``<name>.json``         model card (the report's schema) with the measured numbers
