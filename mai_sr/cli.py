@@ -557,7 +557,7 @@ def _add_upscale_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--tile", type=tile_side, default=None,
                    help="LR tile side, at most 2048 (default: the model's fixed input, or none)")
     _add_quiet(p)
-    p.add_argument("--format", choices=LibraryChoices("mai_sr.imageio", "FORMATS"), default=None,
+    p.add_argument("--format", choices=LibraryChoices("mai_sr.fileio", "FORMATS"), default=None,
                    help="write every output in this format (default: the input's extension)")
     p.add_argument("--png-level", type=non_negative_int, default=1,
                    help="PNG zlib level 0-9, lossless at every level (default 1: fast)")
