@@ -52,7 +52,7 @@ def _print_json(obj) -> None:
 
 def _fixed_model(args):
     """The .tflite to run: the positional path, or the shipped fixed-shape --pretrained."""
-    from mai_sr.tflite.artifacts import model_file
+    from mai_sr.weights import model_file
 
     return model_file(args.model, args.pretrained, "fixed")
 
@@ -76,7 +76,7 @@ def cmd_export(args) -> int:
 def cmd_eval(args) -> int:
     from mai_sr.evaluate import evaluate_tflite, format_results, results_csv
     from mai_sr.fileio import write_text
-    from mai_sr.tflite.artifacts import model_file
+    from mai_sr.weights import model_file
 
     if args.csv == "-" and sys.stdout is None:  # started with stdout closed (`>&-`)
         raise MaiSrError("--csv -: standard output is closed; give --csv FILE")
