@@ -9,11 +9,12 @@ from mai_sr._tf import keras, tf
 from mai_sr.errors import MaiSrError
 from mai_sr.models import create_model
 from mai_sr.models.blocks import ClipByValue, DepthToSpace
-from mai_sr.models.qat import apply_weight_clip, calibrate, plan_quantization, quantize_model, quantize_scope
+from mai_sr.models.qat import (apply_weight_clip, calibrate, plan_quantization, quantize_model,
+                              quantize_scope)
 from mai_sr.models.qat.quantize import equalize_fixed_ranges
 from mai_sr.models.qat.configs import (ConvQuantizeConfig, MovingAverageRangeQuantizer,
-                                OutputQuantizeConfig, PassThroughQuantizeConfig,
-                                PerChannelWeightQuantizer)
+                                       OutputQuantizeConfig, PassThroughQuantizeConfig,
+                                       PerChannelWeightQuantizer)
 from mai_sr.models.qat.weight_clip import clip_kernel, kernel_variables
 from mai_sr.registry import list_models
 

@@ -9,8 +9,8 @@ Challenge: Report", ECCV 2022 Workshops, sec. 3.1):
    LR schedule, L1 loss by default, in a custom ``tf.function`` train step under a
    ``tf.distribute`` strategy. The best-validating weights are collapsed to the deploy graph
    (``mai_sr.models.collapse``).
-2. **QAT** (with ``--qat``): ``mai_sr.models.qat.quantize_model`` on the deploy graph, fine-tuned with
-   a low learning rate; validation runs the fake-quant Keras model.
+2. **QAT** (with ``--qat``): ``mai_sr.models.qat.quantize_model`` on the deploy graph,
+   fine-tuned with a low learning rate; validation runs the fake-quant Keras model.
    ``--qat --from RUN`` does only this stage, starting from the FP32 weights of a finished
    run, in a *new* run directory (the source run is never modified, so several QAT variants
    can start from one FP32 run).

@@ -43,7 +43,8 @@ from tensorflow_model_optimization.python.core.quantization.keras import utils a
 
 from mai_sr.errors import MaiSrError
 from mai_sr.models.qat.configs import (CUSTOM_OBJECTS, PIXEL_RANGE, ConvQuantizeConfig,
-                                OutputQuantizeConfig, PassThroughQuantizeConfig, fixed_quantizer)
+                                       OutputQuantizeConfig, PassThroughQuantizeConfig,
+                                       fixed_quantizer)
 
 transforms = tfmot.quantization.keras.graph_transformations.transforms
 model_transformer = tfmot.quantization.keras.graph_transformations.model_transformer
