@@ -1,4 +1,4 @@
-"""A `mai-sr train` run directory, as the commands that read it see it.
+"""A `mai-sr train` run directory as the commands that read it see it: files, Keras models.
 
     RUN/config.json              the run's settings (TrainConfig fields, scale, versions, ...)
     RUN/metrics.csv              one row per logged step (step, stage, loss, lr, val_psnr)

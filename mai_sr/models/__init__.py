@@ -1,4 +1,4 @@
-"""Building models: ``create_model(name, scale, deploy, **overrides)`` and ``collapse``.
+"""Building models: ``create_model(name, scale, deploy, **overrides)``, ``collapse``, ``qat/``.
 
 The names are :mod:`mai_sr.registry`'s (TF-free); each model lives in its own module with a
 ``build(scale, **config)`` function, a ``DEFAULTS`` dict (the training graph), a ``DEPLOY``
