@@ -16,7 +16,7 @@ it, and times it with the local LiteRT runner and the SyNAP simulator; this scri
 same scores on BT.601 luma (Y), the weight's attribution and its recipe record (the recipe
 file's sha256, its training minutes) to the card. ``--ship`` copies the files into
 ``mai_sr/pretrained/``: the two .tflite files, ``NAME.weights.h5`` (the float deploy
-weights QAT left, :func:`mai_sr.qat.quantize.deploy_from_qat`), ``NAME.qat.json`` (the QAT
+weights QAT left, :func:`mai_sr.models.qat.quantize.deploy_from_qat`), ``NAME.qat.json`` (the QAT
 activation ranges) and ``NAME.json`` (the card, whose file hashes are the shipped files').
 
 Without ``--measure`` the table is made from the shipped cards alone. Beside each weight it
@@ -211,9 +211,9 @@ def ship(name: str, card: dict) -> list[Path]:
     """Copy one weight's files into mai_sr/pretrained as NAME*, the card naming them."""
     from mai_sr.models import create_model
     from mai_sr.pretrained import KINDS, architecture
-    from mai_sr.qat.quantize import activation_ranges, deploy_from_qat
+    from mai_sr.models.qat.quantize import activation_ranges, deploy_from_qat
     from mai_sr.tflite.artifacts import read_metadata
-    from mai_sr.train.run_model import load_run_model
+    from mai_sr.runs import load_run_model
 
     run = weight_run(name)
     written = []

@@ -136,7 +136,7 @@ def run_variant(name: str, clip: bool, args, eval_pairs) -> dict:
     from mai_sr.export.convert import export
     from mai_sr.tflite.runtime import TFLiteSR
     from mai_sr.runs import FP32_DEPLOY_WEIGHTS
-    from mai_sr.train.run_model import load_run_model
+    from mai_sr.runs import load_run_model
 
     run_dir_ = run_dir(args, name, clip)
     files = {"qat": run_dir_ / "quality" / "qat.tflite", "ptq": run_dir_ / "quality" / "ptq.tflite"}
@@ -214,7 +214,7 @@ def table(result: dict) -> str:
                              f"{r['fp32'] - r['bicubic']:+.2f} | {r['ptq']:.2f} | "
                              f"{r['drop_ptq']:+.3f} | {r['qat']:.2f} | {r['drop_qat']:+.3f} | "
                              f"{r['litert_vs_keras_qat']:+.3f} |")
-    from mai_sr.qat.weight_clip import DEFAULT_K
+    from mai_sr.models.qat.weight_clip import DEFAULT_K
 
     skew = "; ".join(
         f"{name} " + " vs ".join(

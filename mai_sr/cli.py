@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import warnings
@@ -28,7 +29,7 @@ from mai_sr import __version__
 from mai_sr.cli_args import (LibraryChoices, Parser, csv_list, non_negative_int, positive_float,
                              positive_int, size_hw, tile_side)
 from mai_sr.cli_args import examples as _examples
-from mai_sr.cli_train import _add_train_parser
+from mai_sr.cli_train import add_train_parser
 from mai_sr.device import RUNNERS
 from mai_sr.errors import MaiSrError
 from mai_sr.export import PRECISIONS
@@ -53,9 +54,67 @@ def _print_json(obj) -> None:
 
 def _fixed_model(args):
     """The .tflite to run: the positional path, or the shipped fixed-shape --pretrained."""
-    from mai_sr.tflite.artifacts import model_file
+    from mai_sr.weights import model_file
 
     return model_file(args.model, args.pretrained, "fixed")
+
+
+def cmd_train(args) -> int:
+    """Print the plan before the first step (data, validation images, run folder, steps,
+    expected time) and, at the end, the validation PSNR of bicubic and of each stage with
+    the gain and the command that exports the run (:mod:`mai_sr.train.plan` makes both). A
+    ``--resume`` of a finished run trains nothing and says so."""
+    from mai_sr.train import TrainConfig, train_from_config
+    from mai_sr.train.plan import STAGE_NAMES, end_lines
+
+    if args.recipe:
+        return _train_recipe(args)
+    config = TrainConfig.from_cli(vars(args))
+    finished = []
+
+    def say_plan(plan) -> None:  # before the first step; stderr, beside the progress bars
+        if plan.finished:
+            finished.append(plan)
+            return
+        print("\n".join(plan.lines()), file=sys.stderr, flush=True)
+
+    run_dir = train_from_config(config, resume=args.resume, quiet=args.quiet,
+                                tensorboard=args.tensorboard is not False, on_plan=say_plan)
+    if finished:
+        done = ", ".join(f"{STAGE_NAMES[stage]} {total}/{total} steps"
+                         for stage, _, total in finished[0].stages)
+        print(f"{run_dir}: already finished ({done}); nothing to resume")
+    print("\n".join(end_lines(run_dir, _run_argument(run_dir, args.out))))
+    return 0
+
+
+def _run_argument(run_dir, out) -> str:
+    """How the next command names a run: as the user did (--out, runs/latest), else the
+    path relative to the working folder when it is below it."""
+    if out is not None:
+        return out
+    if os.path.realpath("runs/latest") == os.path.realpath(run_dir):
+        return "runs/latest"
+    relative = os.path.relpath(run_dir)
+    return run_dir if relative.startswith("..") else relative
+
+
+def _train_recipe(args) -> int:
+    """``train --recipe FILE [--out DIR]``: every stage of the recipe, resumable."""
+    from mai_sr.train.plan import end_lines
+    from mai_sr.recipes import read_recipe, run_recipe
+
+    ignored = {"recipe", "out", "quiet", "tensorboard", "resume", "command", "func"}
+    given = sorted(k for k, v in vars(args).items() if k not in ignored and v not in (None, False))
+    if given:
+        raise MaiSrError(f"--recipe: the recipe sets the training; do not combine it with "
+                         f"--{given[0].replace('_', '-')}")
+    out = args.out or f"runs/{read_recipe(args.recipe)['name']}"
+    runs = run_recipe(args.recipe, out, quiet=args.quiet,
+                      tensorboard=args.tensorboard is not False,
+                      on_stage=lambda name, action: print(f"stage {name}: {action}"))
+    print("\n".join(end_lines(runs[-1])))
+    return 0
 
 
 def cmd_export(args) -> int:
@@ -77,7 +136,7 @@ def cmd_export(args) -> int:
 def cmd_eval(args) -> int:
     from mai_sr.evaluate import evaluate_tflite, format_results, results_csv
     from mai_sr.fileio import write_text
-    from mai_sr.tflite.artifacts import model_file
+    from mai_sr.weights import model_file
 
     if args.csv == "-" and sys.stdout is None:  # started with stdout closed (`>&-`)
         raise MaiSrError("--csv -: standard output is closed; give --csv FILE")
@@ -564,7 +623,7 @@ def _add_upscale_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--tile", type=tile_side, default=None,
                    help="LR tile side, at most 2048 (default: the model's fixed input, or none)")
     _add_quiet(p)
-    p.add_argument("--format", choices=LibraryChoices("mai_sr.imageio", "FORMATS"), default=None,
+    p.add_argument("--format", choices=LibraryChoices("mai_sr.fileio", "FORMATS"), default=None,
                    help="write every output in this format (default: the input's extension)")
     p.add_argument("--png-level", type=non_negative_int, default=1,
                    help="PNG zlib level 0-9, lossless at every level (default 1: fast)")
@@ -638,6 +697,12 @@ def _add_fetch_parser(sub) -> None:
                    default=None, help="also import into the cache as deploy weights; "
                    "--no-import only downloads and checks (default: on)")
     p.set_defaults(func=cmd_fetch)
+    return p
+
+
+def _add_train_parser(sub) -> argparse.ArgumentParser:
+    p = add_train_parser(sub)  # the longest option list: mai_sr.cli_train
+    p.set_defaults(func=cmd_train)
     return p
 
 

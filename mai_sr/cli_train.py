@@ -1,76 +1,18 @@
-"""`mai-sr train` on the command line: its parser and its handler, which prints the plan
-before the first step (data, validation images, run folder, steps, expected time) and, at
-the end, the validation PSNR of bicubic and of each stage with the gain, and the command
-that exports the run (:mod:`mai_sr.train.plan` makes both). A ``--resume`` of a finished
-run trains nothing and says so. Built into the `mai-sr` parser by :mod:`mai_sr.cli`.
+"""The parser of `mai-sr train`, the command with the most options: help texts that take
+their defaults from :class:`~mai_sr.train.config.TrainConfig` and the base recipe, and the
+starting points (``--from``, ``--init``, ``--teacher``, ``--resume``, ``--recipe``).
+:mod:`mai_sr.cli` builds it into the `mai-sr` parser and holds its handler, ``cmd_train``,
+with every other command's.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
 from mai_sr.cli_args import LibraryChoices, examples as _examples, positive_float, positive_int
-from mai_sr.errors import MaiSrError
 from mai_sr.registry import SCALES, list_models
 
 
-def cmd_train(args) -> int:
-    from mai_sr.train import TrainConfig, train_from_config
-    from mai_sr.train.plan import STAGE_NAMES, end_lines
-
-    if args.recipe:
-        return _train_recipe(args)
-    config = TrainConfig.from_cli(vars(args))
-    finished = []
-
-    def say_plan(plan) -> None:  # before the first step; stderr, beside the progress bars
-        if plan.finished:
-            finished.append(plan)
-            return
-        print("\n".join(plan.lines()), file=sys.stderr, flush=True)
-
-    run_dir = train_from_config(config, resume=args.resume, quiet=args.quiet,
-                                tensorboard=args.tensorboard is not False, on_plan=say_plan)
-    if finished:
-        done = ", ".join(f"{STAGE_NAMES[stage]} {total}/{total} steps"
-                         for stage, _, total in finished[0].stages)
-        print(f"{run_dir}: already finished ({done}); nothing to resume")
-    print("\n".join(end_lines(run_dir, _run_argument(run_dir, args.out))))
-    return 0
-
-
-def _run_argument(run_dir, out) -> str:
-    """How the next command names a run: as the user did (--out, runs/latest), else the
-    path relative to the working folder when it is below it."""
-    if out is not None:
-        return out
-    if os.path.realpath("runs/latest") == os.path.realpath(run_dir):
-        return "runs/latest"
-    relative = os.path.relpath(run_dir)
-    return run_dir if relative.startswith("..") else relative
-
-
-def _train_recipe(args) -> int:
-    """``train --recipe FILE [--out DIR]``: every stage of the recipe, resumable."""
-    from mai_sr.train.plan import end_lines
-    from mai_sr.recipes import read_recipe, run_recipe
-
-    ignored = {"recipe", "out", "quiet", "tensorboard", "resume", "command", "func"}
-    given = sorted(k for k, v in vars(args).items() if k not in ignored and v not in (None, False))
-    if given:
-        raise MaiSrError(f"--recipe: the recipe sets the training; do not combine it with "
-                         f"--{given[0].replace('_', '-')}")
-    out = args.out or f"runs/{read_recipe(args.recipe)['name']}"
-    runs = run_recipe(args.recipe, out, quiet=args.quiet,
-                      tensorboard=args.tensorboard is not False,
-                      on_stage=lambda name, action: print(f"stage {name}: {action}"))
-    print("\n".join(end_lines(runs[-1])))
-    return 0
-
-
-# ---------------------------------------------------------------- parser
 # `mai-sr train` options whose help is completed with their default from TrainConfig (the
 # one place defaults live; argparse's own defaults stay None so --resume can tell what was
 # given).
@@ -110,7 +52,8 @@ def _describe_train_defaults(parser: argparse.ArgumentParser) -> None:
         action.help = f"{TRAIN_HELP[action.dest]} (default {default})"
 
 
-def _add_train_parser(sub) -> argparse.ArgumentParser:
+def add_train_parser(sub) -> argparse.ArgumentParser:
+    """The `train` subparser, without its handler (``mai_sr.cli.cmd_train`` is set there)."""
     p = sub.add_parser("train", help="train FP32 then (with --qat) quantization-aware",
                        epilog=_examples("mai-sr train --model abpn --qat   # FP32, then QAT; "
                                         "the run is linked as runs/latest",
@@ -152,7 +95,6 @@ def _add_train_parser(sub) -> argparse.ArgumentParser:
                    help="write TensorBoard logs to RUN/tensorboard (loss, LR, validation PSNR "
                         "and images; default: on)")
     p.add_later(_describe_train_defaults)
-    p.set_defaults(func=cmd_train)
     return p
 
 

@@ -28,7 +28,7 @@ from mai_sr.errors import MaiSrError
 from mai_sr.tflite.runtime import FLOAT_MODELS, TFLiteSR
 from mai_sr.results import EvalResult
 from mai_sr.scoring import Scoring, score_pairs
-from mai_sr.imageio import write_image
+from mai_sr.fileio import write_image
 from mai_sr.training_data import data_notes, model_training
 
 NOTE_WIDTH = 100  # the table's notes wrap here (its rows are 70 columns)

@@ -27,10 +27,10 @@ from PIL import Image
 
 from mai_sr.data import IMAGE_SUFFIXES, bicubic_upscale
 from mai_sr.errors import MaiSrError
-from mai_sr.imageio import (FORMATS, MAX_PIXELS, PNG_LEVEL, QUALITY, check_encoding,
-                            read_image, upright_size, write_image)
-from mai_sr.tflite.artifacts import model_file
+from mai_sr.fileio import FORMATS, PNG_LEVEL, QUALITY, check_encoding, write_image
+from mai_sr.imageio import MAX_PIXELS, read_image, upright_size
 from mai_sr.tflite.runtime import TFLiteSR
+from mai_sr.weights import model_file
 
 # A dynamic model runs a large image in even tiles no larger than the challenge's LR frame,
 # 360x640 (Mobile AI 2022 quantized-SR challenge: 640x360 -> 1920x1080). LiteRT's XNNPACK

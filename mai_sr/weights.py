@@ -20,7 +20,9 @@ a **weight** says what it learnt and where that came from. Weights are named ``A
 :func:`resolve` is the one resolver of what a ``--weights``/``--from``/``--init``/
 ``--teacher`` option names: a run directory, a deploy-weights file (``.weights.h5``, what
 ``mai-sr import`` writes, with its record), a shipped name, or a zoo name (its imported
-deploy weights in the cache, made by ``mai-sr fetch NAME``). Standard library only.
+deploy weights in the cache, made by ``mai-sr fetch NAME``). :func:`model_file` is its
+twin for the commands that run an INT8 file: a ``.tflite`` path or ``--pretrained NAME``.
+Standard library only (and the TF-free :mod:`mai_sr.tflite` reader for a path's set check).
 """
 
 from __future__ import annotations
@@ -311,3 +313,21 @@ def resolve(spec, *, option: str = "--weights", model: str | None = None,
     raise MaiSrError(f"{option} {text}: neither a run directory, a {SUFFIX} file, a shipped "
                      f"model ({', '.join(pretrained_names())}) nor a weights name "
                      "(`mai-sr models`)")
+
+
+def model_file(model: str | os.PathLike | None, pretrained: str | None,
+               kind: str = "dynamic") -> Path:
+    """The .tflite a command runs: `model`, or the shipped `pretrained` one of `kind`
+    ("dynamic" for image work, "fixed" for timing: the 360x640 file that was benchmarked)."""
+    if model and pretrained:
+        raise MaiSrError(f"give a .tflite model file or --pretrained {pretrained}, not both")
+    if pretrained:
+        from mai_sr.pretrained import pretrained_path
+
+        return pretrained_path(pretrained, kind)
+    if not model:
+        raise MaiSrError("no model: give a .tflite model file or --pretrained NAME")
+    from mai_sr.tflite.artifacts import check_set
+
+    check_set(model)
+    return Path(model)

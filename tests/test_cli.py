@@ -194,7 +194,7 @@ def test_every_choice_list_is_its_library_constant():
     from mai_sr.device import RUNNERS
     from mai_sr.device.adb import DELEGATES, QNN_BACKENDS, QNN_PERFORMANCE_MODES
     from mai_sr.export import PRECISIONS
-    from mai_sr.imageio import FORMATS
+    from mai_sr.fileio import FORMATS
     from mai_sr.importer.core import CHANNEL_ORDER_CHOICES, INPUT_RANGE_CHOICES
     from mai_sr.pretrained import pretrained_names
     from mai_sr.registry import SCALES, list_models

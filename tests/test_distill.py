@@ -30,7 +30,7 @@ def test_a_student_learns_from_a_teacher_of_another_architecture(tmp_path, monke
     assert teacher.name.startswith("abpn")  # the record's architecture, not the student's
     # the teacher computes what the imported weights compute
     lr = np.random.default_rng(0).uniform(0, 255, (1, 24, 24, 3)).astype(np.float32)
-    from mai_sr.train.run_model import load_deploy_weights
+    from mai_sr.runs import load_deploy_weights
 
     np.testing.assert_array_equal(np.asarray(teacher(lr)),
                                   np.asarray(load_deploy_weights(weights, "abpn", 3)(lr)))

@@ -21,7 +21,7 @@ from mai_sr.tflite.graph import read_graph
 from mai_sr.tflite.runtime import TFLiteSR
 from mai_sr.metrics import psnr
 from mai_sr.models import create_model
-from mai_sr.qat import calibrate, quantize_model
+from mai_sr.models.qat import calibrate, quantize_model
 from mai_sr.registry import SCALES
 from mai_sr.runs import CONFIG_FILE, FP32_DEPLOY_WEIGHTS, QAT_WEIGHTS
 from mai_sr.train import TrainConfig

@@ -40,7 +40,7 @@ def test_the_check_is_the_psnr_of_int8_against_fp32_outputs(abpn_float, shared_d
     from skimage.metrics import peak_signal_noise_ratio
 
     from mai_sr.export.convert import calibration_batches, int8_vs_fp32_psnr
-    from mai_sr.qat.quantize import quantize_model
+    from mai_sr.models.qat.quantize import quantize_model
 
     crops = calibration_batches(str(shared_data / "Set5"), 4, crop=48)
     int8 = quantize_model(abpn_float, calibration=crops)

@@ -422,7 +422,7 @@ def test_init_training_graph_from_imported_weights(etds_weights, shared_data, mo
     """``train --init W.weights.h5``: the [0, 1]-domain training graph, set from the deploy
     weights, computes what the deploy graph computes on a real image."""
     from mai_sr.data import iter_pairs
-    from mai_sr.train.run_model import init_training_graph
+    from mai_sr.runs import init_training_graph
     from mai_sr.models import create_model
 
     train = create_model(model_name)

@@ -16,7 +16,7 @@ from mai_sr.data import load_pairs
 from mai_sr.train.dataset import make_train_dataset
 from mai_sr.models import collapse, create_model
 from mai_sr.models.blocks import ScaledConv2D
-from mai_sr.qat.weight_clip import apply_weight_clip, clip_kernel
+from mai_sr.models.qat.weight_clip import apply_weight_clip, clip_kernel
 from mai_sr.registry import list_models
 
 pytestmark = pytest.mark.tf  # Keras models and training steps

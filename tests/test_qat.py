@@ -9,12 +9,13 @@ from mai_sr._tf import keras, tf
 from mai_sr.errors import MaiSrError
 from mai_sr.models import create_model
 from mai_sr.models.blocks import ClipByValue, DepthToSpace
-from mai_sr.qat import apply_weight_clip, calibrate, plan_quantization, quantize_model, quantize_scope
-from mai_sr.qat.quantize import equalize_fixed_ranges
-from mai_sr.qat.configs import (ConvQuantizeConfig, MovingAverageRangeQuantizer,
-                                OutputQuantizeConfig, PassThroughQuantizeConfig,
-                                PerChannelWeightQuantizer)
-from mai_sr.qat.weight_clip import clip_kernel, kernel_variables
+from mai_sr.models.qat import (apply_weight_clip, calibrate, plan_quantization, quantize_model,
+                              quantize_scope)
+from mai_sr.models.qat.quantize import equalize_fixed_ranges
+from mai_sr.models.qat.configs import (ConvQuantizeConfig, MovingAverageRangeQuantizer,
+                                       OutputQuantizeConfig, PassThroughQuantizeConfig,
+                                       PerChannelWeightQuantizer)
+from mai_sr.models.qat.weight_clip import clip_kernel, kernel_variables
 from mai_sr.registry import list_models
 
 pytestmark = pytest.mark.tf  # tfmot quantization-aware training
@@ -41,7 +42,7 @@ def test_importing_the_packages_does_not_import_tensorflow():
     import subprocess
     import sys
 
-    code = ("import sys, mai_sr.qat, mai_sr.export; "
+    code = ("import sys, mai_sr.models.qat, mai_sr.export; "
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -278,7 +279,7 @@ def test_deploy_weights_plus_activation_ranges_rebuild_the_qat_model(name, qat_m
     """What the pretrained models ship instead of the QAT checkpoint (half its size)."""
     import json
 
-    from mai_sr.qat.quantize import activation_ranges, deploy_from_qat, set_activation_ranges
+    from mai_sr.models.qat.quantize import activation_ranges, deploy_from_qat, set_activation_ranges
 
     qat = qat_models[name]
     calibrate(qat, [_lr(11)])

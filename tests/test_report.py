@@ -321,7 +321,7 @@ def run_dir(models, tmp_path) -> Path:
 def test_run_directory_is_exported_and_gets_dpsnr_and_curves(run_dir, models, images,
                                                             tmp_path, monkeypatch):
     import mai_sr.export.convert
-    from mai_sr.train.run_model import load_run_model
+    from mai_sr.runs import load_run_model
 
     exports = []
 

@@ -210,9 +210,9 @@ def test_init_fine_tunes_from_the_run_and_a_teacher_replaces_the_target(referenc
 def test_weight_clip_hook_runs_after_every_step_of_both_stages(shared_data, tmp_path,
                                                               monkeypatch):
     """A spy clip to +-1e-5 (initial kernels are far larger) must bound the clipped kernels (the
-    first conv's: 3 input channels, see mai_sr.qat.weight_clip) saved by both stages; with
+    first conv's: 3 input channels, see mai_sr.models.qat.weight_clip) saved by both stages; with
     weight_clip=False it must not run."""
-    import mai_sr.qat.weight_clip as weight_clip
+    import mai_sr.models.qat.weight_clip as weight_clip
     from mai_sr._tf import tf
 
     def clip_to_hundredth(model):

@@ -44,6 +44,7 @@ def test_speed_is_the_steps_over_the_time_between_logged_rows(tmp_path):
     assert run_speed(run) == {"fp32": 40 / 8.0, "qat": 20 / 10.0}
 
 
+@pytest.mark.tf  # a TrainConfig reads its model's recipe from the model's module
 def test_a_new_run_takes_the_speed_of_a_like_run_beside_it(tmp_path):
     write_run(tmp_path / "runs" / "old", [("fp32", 20, 2.0), ("fp32", 60, 12.0)])
     write_run(tmp_path / "runs" / "x4", [("fp32", 20, 2.0), ("fp32", 60, 3.0)], scale=4)

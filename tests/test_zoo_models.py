@@ -140,7 +140,7 @@ def test_the_output_of_every_family_is_fixed_to_whole_pixels(name, head):
     fixed [0, 255] range: scale 1, zero point 0, whatever calibration sees; a conv feeding
     tanh or sigmoid has that activation's fixed input range."""
     from mai_sr.models import create_model
-    from mai_sr.qat.quantize import plan_quantization
+    from mai_sr.models.qat.quantize import plan_quantization
 
     plan = plan_quantization(create_model(name, deploy=True))
     assert plan[head].get_config()["output_range"] == [0.0, 255.0]

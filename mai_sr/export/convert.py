@@ -2,7 +2,7 @@
 
 INT8 (the default) is full-integer TFLite (``TFLITE_BUILTINS_INT8``) with uint8 input and
 output, both with scale 1 and zero point 0: raw pixels in, raw pixels out. It is always
-converted from the fake-quant Keras model of :func:`mai_sr.qat.quantize_model`, whose
+converted from the fake-quant Keras model of :func:`mai_sr.models.qat.quantize_model`, whose
 fake-quant ops become the tensors' quantization parameters one for one:
 
 - a run with a QAT stage exports its QAT model as trained (quantization-aware training);
@@ -98,7 +98,7 @@ def convert_keras(model, shape, precision: str, representative=None) -> bytes:
     if precision == "int8" and not is_quantized(model):
         if representative is None:
             raise MaiSrError("int8 export of a float model needs calibration data (--calib)")
-        from mai_sr.qat.quantize import quantize_model
+        from mai_sr.models.qat.quantize import quantize_model
 
         model = quantize_model(model, calibration=representative)
     if precision != "int8" and is_quantized(model):
@@ -229,7 +229,7 @@ def calibrate(model, calib, n: int, scale: int) -> tuple:
     on stderr); a line warns when the held-out figure falls :data:`CALIB_HELD_OUT_DROP_DB`
     below the calibration one (ranges fitted to the calibration images clip others).
     """
-    from mai_sr.qat.quantize import quantize_model
+    from mai_sr.models.qat.quantize import quantize_model
 
     name = calib or "builtin"
     crops, images, pixels = _calibration_crops(calib, n, scale=scale)
@@ -264,7 +264,7 @@ def _load_weights_into(name: str, path: Path, scale: int):
     """A deploy model of `name` at `scale` with `path`'s weights: float deploy weights, or QAT
     ones."""
     from mai_sr.models import create_model
-    from mai_sr.qat.quantize import quantize_model
+    from mai_sr.models.qat.quantize import quantize_model
 
     if not path.is_file():
         raise MaiSrError(f"--weights: {path} not found")
@@ -295,9 +295,8 @@ def _load_source(run, model, weights, pretrained, precision: str, scale=None) ->
         raise MaiSrError("give one source: --run RUN, --model NAME --weights FILE, or "
                          "--pretrained NAME" + (f" (got {', '.join(given)})" if given else ""))
     if run is not None:
-        from mai_sr.runs import QAT_WEIGHTS, read_run_config, run_scale
+        from mai_sr.runs import QAT_WEIGHTS, load_run_model, read_run_config, run_scale
         from mai_sr.training_data import training_record
-        from mai_sr.train.run_model import load_run_model
 
         run = Path(run)
         config = read_run_config(run)
@@ -324,7 +323,7 @@ def _load_source(run, model, weights, pretrained, precision: str, scale=None) ->
                   "weights_kind": kind,
                   "weights_sha256": fileio.sha256_file(path)}
         if precision == "int8" and kind == "float":  # + the shipped QAT ranges: the QAT model
-            from mai_sr.qat.quantize import quantize_model, set_activation_ranges
+            from mai_sr.models.qat.quantize import quantize_model, set_activation_ranges
 
             ranges_file = pretrained_path(pretrained, "ranges")
             loaded = quantize_model(loaded)

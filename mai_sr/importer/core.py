@@ -6,7 +6,6 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from mai_sr import fileio
 from mai_sr.errors import MaiSrError, first_line
@@ -93,7 +92,7 @@ def read_source(path) -> SourceNet:
 
 
 def _gate_pairs(data: str, scale: int, n: int = GATE_IMAGES, crop: int = GATE_CROP) -> list:
-    """(LR float32 (1, h, w, 3), HR uint8) centre crops of the first `n` images of `data`."""
+    """(LR uint8 HxWx3, HR uint8) centre crops of the first `n` images of `data`."""
     from mai_sr.data import iter_pairs
 
     pairs = []
@@ -101,7 +100,7 @@ def _gate_pairs(data: str, scale: int, n: int = GATE_IMAGES, crop: int = GATE_CR
         lr = pair.lr
         h, w = min(crop, lr.shape[0]), min(crop, lr.shape[1])
         y, x = (lr.shape[0] - h) // 2, (lr.shape[1] - w) // 2
-        pairs.append((lr[None, y:y + h, x:x + w].astype(np.float32),
+        pairs.append((lr[y:y + h, x:x + w],
                       pair.hr[scale * y:scale * (y + h), scale * x:scale * (x + w)]))
         if len(pairs) == n:
             break
@@ -128,17 +127,14 @@ def _body_convs(model) -> list:
 
 
 def _score(model, pairs) -> tuple[float, float]:
-    """(mean RGB PSNR of the model, of nearest-neighbour upsampling) over `pairs`."""
-    from mai_sr.metrics import psnr
+    """(mean RGB PSNR of the model, of nearest-neighbour upsampling) over `pairs`, 3 pixels
+    cropped off each border, through the one scoring loop (:func:`mai_sr.scoring.score_pairs`)."""
+    from mai_sr.scoring import Scoring, mean_psnr, score_pairs
 
-    ours, anchor = [], []
-    for lr, hr in pairs:
-        sr = np.clip(np.rint(np.asarray(model(lr, training=False))[0]), 0, PIXEL_MAX)
-        scale = hr.shape[0] // lr.shape[1]
-        nearest = np.repeat(np.repeat(lr[0], scale, axis=0), scale, axis=1)
-        ours.append(psnr(sr.astype(np.uint8), hr, crop=3))
-        anchor.append(psnr(np.rint(nearest).astype(np.uint8), hr, crop=3))
-    return float(np.mean(ours)), float(np.mean(anchor))
+    lr, hr = pairs[0]
+    rows = score_pairs(model, pairs, Scoring(hr.shape[0] // lr.shape[0], crop=3, ssim=False,
+                                             baseline="nearest"))
+    return mean_psnr(rows), mean_psnr(rows, baseline=True)
 
 
 def _candidates(source_order: str, channel_order: str, input_range: str,

@@ -1,6 +1,6 @@
 """A deploy-weights file as the start of QAT (``mai-sr train --qat --from W.weights.h5``):
 kept for scripts written against the old layout. The TF-free helpers live in
-:mod:`mai_sr.weights`, the Keras ones in :mod:`mai_sr.train.run_model`.
+:mod:`mai_sr.weights`, the Keras ones in :mod:`mai_sr.runs`.
 
 ``--from`` normally names a finished FP32 run; given a ``.weights.h5`` file (what ``mai-sr
 import`` writes) the QAT stage starts from those deploy weights instead, with no FP32 stage:

@@ -1,4 +1,4 @@
-"""Building models: ``create_model(name, scale, deploy, **overrides)`` and ``collapse``.
+"""Building models: ``create_model(name, scale, deploy, **overrides)``, ``collapse``, ``qat/``.
 
 The names are :mod:`mai_sr.registry`'s (TF-free); each model lives in its own module with a
 ``build(scale, **config)`` function, a ``DEFAULTS`` dict (the training graph), a ``DEPLOY``
@@ -10,21 +10,25 @@ purpose. Adding a model is one module plus one line in ``mai_sr.registry.MODELS`
 All models take RGB in [0, 255] (no normalisation), any H x W, and return (sH, sW, 3) in
 [0, 255] for scale s in ``mai_sr.registry.SCALES``. Inside, training graphs work in [0, 1]
 (``normalize=True``: the first conv scales its input by 1/255, the last conv its output by
-255); ``collapse`` folds those fixed factors into the deploy graph's plain convs. Importing
-this package imports TensorFlow.
+255); ``collapse`` folds those fixed factors into the deploy graph's plain convs.
+
+The QAT graph of a deploy graph (fake quantization, its activation ranges) and the weight
+clipping QAT trains with are :mod:`mai_sr.models.qat`'s: the third graph of a network, built
+from the same layers. Importing this package (or ``mai_sr.models.qat``) does not import
+TensorFlow; building or collapsing a model does.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mai_sr._tf import keras
 from mai_sr.challenge import CHALLENGE_SCALE
 from mai_sr.errors import MaiSrError
-from mai_sr.models.blocks import (CUSTOM_OBJECTS, FOLDABLE, ClipByValue, ConcatAnchor,
-                                  DepthToSpace, NearestConvAnchor, layer_inputs)
 from mai_sr.registry import SIZES, check_scale, list_models, model_module
+
+if TYPE_CHECKING:
+    from mai_sr._tf import keras
 
 __all__ = ["create_model", "collapse", "list_models", "custom_objects", "model_config"]
 
@@ -61,11 +65,15 @@ def create_model(name: str, scale: int = CHALLENGE_SCALE, deploy: bool = False, 
 
 def custom_objects() -> dict[str, type]:
     """The custom layer/constraint classes, for ``keras.models.load_model``."""
+    from mai_sr.models.blocks import CUSTOM_OBJECTS
+
     return dict(CUSTOM_OBJECTS)
 
 
 def _deploy_layer(layer):
     """The deploy-graph replacement of one training-graph layer (weights set later)."""
+    from mai_sr.models.blocks import FOLDABLE, ConcatAnchor, NearestConvAnchor
+
     if isinstance(layer, FOLDABLE):
         return layer.deploy_layer()
     if isinstance(layer, ConcatAnchor):
@@ -75,6 +83,9 @@ def _deploy_layer(layer):
 
 def _clip_after_d2s(model: keras.Model) -> dict:
     """{depth_to_space layer: clip layer} for each clip fed only by a depth-to-space."""
+    from mai_sr._tf import keras
+    from mai_sr.models.blocks import ClipByValue, DepthToSpace, layer_inputs
+
     producer = {id(layer.output): layer for layer in model.layers}
     uses = Counter(id(t) for layer in model.layers
                    if not isinstance(layer, keras.layers.InputLayer) for t in layer_inputs(layer))
@@ -97,6 +108,9 @@ def collapse(model: keras.Model) -> keras.Model:
     layers are copied with their weights. Works on models built by :func:`create_model` or
     loaded from disk; the input model is not changed.
     """
+    from mai_sr._tf import keras
+    from mai_sr.models.blocks import FOLDABLE, ConcatAnchor
+
     # depth_to_space only permutes values, so swapping it with the clip that follows it
     # gives the same output and clips 9x fewer values.
     swap = _clip_after_d2s(model)

@@ -23,7 +23,7 @@ kernel and bias of the deploy graph's plain ``Conv2D``, which still takes raw [0
 
 :class:`ClipWeights` is the ``max_abs_weight`` kernel constraint of ``create_model`` (a hard
 bound on every conv kernel); the training loop's weight clipping (Z6's per-channel mean +- k
-std on first-layer kernels) is :func:`mai_sr.qat.apply_weight_clip`, a different mechanism.
+std on first-layer kernels) is :func:`mai_sr.models.qat.apply_weight_clip`, a different mechanism.
 """
 
 from __future__ import annotations

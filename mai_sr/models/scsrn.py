@@ -19,7 +19,7 @@ No code was published; this is our reading of the report text and its Fig. 3:
 - Weight bound: ``max_abs_weight=<max |w|>`` puts a ClipWeights constraint (|w| <= max) on
   every conv kernel; off by default because the report gives no value. Z6's own weight
   clipping (the skewed first-layer weights, because TFLite quantizes weights symmetrically)
-  is the training loop's (``mai_sr.qat.apply_weight_clip``, off with ``--no-weight-clip``).
+  is the training loop's (``mai_sr.models.qat.apply_weight_clip``, off with ``--no-weight-clip``).
 - Training graph (``normalize=True``): [0, 1] domain as in ABPN. The last conv reads the
   image scaled by 1/255 and the features as they are, and its output is scaled by 255; it
   starts as nearest-neighbour upscaling (nearest-conv kernel on the image's centre tap,

@@ -12,7 +12,7 @@ For each shipped weight NAME this folder holds:
 - ``NAME_none.tflite``  dynamic-shape INT8 model (fidelity, any image size)
 - ``NAME.weights.h5``   Keras deploy-graph weights (``create_model(ARCH, deploy=True)``): the
                         float weights as quantization-aware training left them
-- ``NAME.qat.json``     the QAT activation ranges (``mai_sr.qat.activation_ranges``); with
+- ``NAME.qat.json``     the QAT activation ranges (``mai_sr.models.qat.activation_ranges``); with
                         the weights they rebuild the QAT model, so ``mai-sr export
                         --pretrained NAME`` writes the shipped INT8 file again (any shape)
 - ``NAME.json``         model card (the report's schema) with the measured numbers, the

@@ -58,7 +58,7 @@ def keras_predictor(run_dir: Path):
     any image size (imports TF)."""
     from mai_sr._tf import tf
     from mai_sr.scoring import float_batch_predictor
-    from mai_sr.train.run_model import load_run_model
+    from mai_sr.runs import load_run_model
 
     model = load_run_model(run_dir, stage="fp32")
     fn = tf.function(lambda x: model(x, training=False),

@@ -3,8 +3,10 @@
 - ``X.tflite``: the fixed-shape file (timed); ``X_none.tflite``: its dynamic-shape twin, the
   name the challenge repositories use;
 - ``X.tflite.json``: the export's sidecar (provenance, with the file's sha256);
-- the ``mai_sr_provenance`` metadata entry inside the flatbuffer: the same record, embedded;
-- a shipped pretrained model, named instead of a path.
+- the ``mai_sr_provenance`` metadata entry inside the flatbuffer: the same record, embedded.
+
+Which file a command runs (a path, or a shipped model's name) is resolved by
+:func:`mai_sr.weights.model_file`.
 """
 
 from __future__ import annotations
@@ -74,23 +76,6 @@ def read_metadata(path) -> dict | None:
                 raise MaiSrError(f"{path}: unreadable {METADATA_NAME} metadata ({exc})") \
                     from None
     return None
-
-
-
-def model_file(model: str | os.PathLike | None, pretrained: str | None,
-               kind: str = "dynamic") -> Path:
-    """The .tflite a command runs: `model`, or the shipped `pretrained` one of `kind`
-    ("dynamic" for image work, "fixed" for timing: the 360x640 file that was benchmarked)."""
-    if model and pretrained:
-        raise MaiSrError(f"give a .tflite model file or --pretrained {pretrained}, not both")
-    if pretrained:
-        from mai_sr.pretrained import pretrained_path
-
-        return pretrained_path(pretrained, kind)
-    if not model:
-        raise MaiSrError("no model: give a .tflite model file or --pretrained NAME")
-    check_set(model)
-    return Path(model)
 
 
 def check_set(path: str | os.PathLike) -> None:

@@ -18,13 +18,13 @@ import numpy as np
 
 from mai_sr.errors import MaiSrError
 from mai_sr.weights import is_weights_file
-from mai_sr.runs import (FP32_DEPLOY_WEIGHTS, FP32_TRAIN_WEIGHTS, QAT_WEIGHTS, read_run_config,
+from mai_sr.runs import (FP32_DEPLOY_WEIGHTS, FP32_TRAIN_WEIGHTS, QAT_WEIGHTS, build_deploy,
+                         init_training_graph, load_deploy_weights, load_run_model, read_run_config,
                          read_summary)
 from mai_sr.train.checkpoint import CheckpointDamaged, read_checkpoint_weights, resume_stage
 from mai_sr.train.config import LEGACY_TRAIN_GRAPH, LOSSES, TRAIN_GRAPH, TrainConfig
 from mai_sr.train.plan import TrainPlan, is_finished, make_plan
 from mai_sr.train.rundir import RunWriter, resolve_run
-from mai_sr.train.run_model import build_deploy, load_run_model
 from mai_sr.train.session import (Progress, StopOnSignal, TrainingInterrupted, hold_run_lock,
                                   is_chief, make_strategy, worker_lost_error)
 
@@ -225,8 +225,6 @@ def _load_data(config: TrainConfig):
 
 def _imported_weights(config: TrainConfig) -> list:
     """``--from FILE``: the deploy weights QAT starts from (checked against the model)."""
-    from mai_sr.train.run_model import load_deploy_weights
-
     return load_deploy_weights(config.from_run, config.model, config.scale).get_weights()
 
 
@@ -240,8 +238,6 @@ def _fp32_stage(run: RunWriter, strategy, train_pairs, val_pairs, stop, on_step)
     with strategy.scope():
         model = create_model(config.model, scale=config.scale, deploy=False, **run.train_graph)
     if config.init_run is not None and is_weights_file(config.init_run):
-        from mai_sr.train.run_model import init_training_graph
-
         init_training_graph(model, config.model, config.scale, config.init_run)
     elif config.init_run is not None:
         init_graph = read_run_config(config.init_run).get("train_graph", LEGACY_TRAIN_GRAPH)
@@ -264,7 +260,7 @@ def _fp32_stage(run: RunWriter, strategy, train_pairs, val_pairs, stop, on_step)
 def _qat_stage(run: RunWriter, strategy, train_pairs, val_pairs, stop, on_step,
                deploy_weights=None) -> dict:
     """Quantize the FP32 deploy model (given weights, else fp32/) and fine-tune it."""
-    from mai_sr.qat import quantize_model
+    from mai_sr.models.qat import quantize_model
 
     with strategy.scope():
         deploy = build_deploy(run.config.model, run.config.scale)
@@ -273,7 +269,7 @@ def _qat_stage(run: RunWriter, strategy, train_pairs, val_pairs, stop, on_step,
         else:
             deploy.set_weights(deploy_weights)
         # Data lets quantize_model fit SCSRN's skip-concat features into the image's fixed
-        # [0, 255] range and start the activation ranges from real values (mai_sr.qat).
+        # [0, 255] range and start the activation ranges from real values (mai_sr.models.qat).
         model = quantize_model(deploy, calibration=[p.lr[None].astype(np.float32)
                                                     for p in train_pairs[:16]])
     result = _train_stage(run, "qat", model, strategy, train_pairs, val_pairs, stop, on_step)
@@ -328,12 +324,12 @@ def per_example_loss(name: str):
 
 
 def _weight_clip_hook(model, enabled: bool):
-    """Z6's weight clipping (``mai_sr.qat.apply_weight_clip``: the first-layer conv kernels,
+    """Z6's weight clipping (``mai_sr.models.qat.apply_weight_clip``: the first-layer conv kernels,
     the ones reading the RGB image, to their per-output-channel mean +- k std) as a function
     to run after each step; None if off."""
     if not enabled:
         return None
-    from mai_sr.qat import apply_weight_clip
+    from mai_sr.models.qat import apply_weight_clip
 
     return lambda: apply_weight_clip(model)
 
@@ -343,7 +339,6 @@ def load_teacher(teacher: str, model_name: str | None = None, scale: int | None 
     file (of the architecture its import record names, else `model_name`) at `scale`, or a
     shipped model's (TrainConfig checked the scale)."""
     if is_weights_file(teacher):
-        from mai_sr.train.run_model import load_deploy_weights
         from mai_sr.train.config import teacher_architecture
 
         # the teacher's own architecture (its import record's), which may be another one

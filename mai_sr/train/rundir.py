@@ -116,7 +116,7 @@ class RunWriter:
         if not self.chief:
             return
         make_run_dir(self.dir)
-        from mai_sr.qat import DEFAULT_K
+        from mai_sr.models.qat import DEFAULT_K
 
         record = {**self.config.to_dict(), "versions": environment(),
                   "weight_clip_k": DEFAULT_K if self.config.weight_clip else None,

@@ -25,7 +25,7 @@ weights. Biases are not clipped: TFLite keeps them in int32.
 Training loop use (both stages, FP32 on the training graph and QAT on the quantized
 deploy graph)::
 
-    from mai_sr.qat.weight_clip import apply_weight_clip
+    from mai_sr.models.qat.weight_clip import apply_weight_clip
 
     optimizer.apply_gradients(zip(grads, model.trainable_variables))
     apply_weight_clip(model)          # k=DEFAULT_K; skip it for --no-weight-clip

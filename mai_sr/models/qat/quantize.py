@@ -16,7 +16,7 @@ the tensor ranges of the INT8 TFLite file the exporter writes:
   with a learned range is not quantized itself: the consumer's range is its range.
 
 What each layer class gets is data (:data:`LAYER_ROLES`); the configs themselves live in
-:mod:`mai_sr.qat.configs`. tfmot's default layout transforms are not used: their Conv+ReLU
+:mod:`mai_sr.models.qat.configs`. tfmot's default layout transforms are not used: their Conv+ReLU
 rule drops the kernel quantization of the conv, and their concat rule patches configs in
 place in a way that does not survive saving. The only transform here inserts the fixed
 [0, 255] input quantizer.
@@ -42,8 +42,9 @@ from tensorflow_model_optimization.python.core.quantization.keras.quantize_layer
 from tensorflow_model_optimization.python.core.quantization.keras import utils as tfmot_utils
 
 from mai_sr.errors import MaiSrError
-from mai_sr.qat.configs import (CUSTOM_OBJECTS, PIXEL_RANGE, ConvQuantizeConfig,
-                                OutputQuantizeConfig, PassThroughQuantizeConfig, fixed_quantizer)
+from mai_sr.models.qat.configs import (CUSTOM_OBJECTS, PIXEL_RANGE, ConvQuantizeConfig,
+                                       OutputQuantizeConfig, PassThroughQuantizeConfig,
+                                       fixed_quantizer)
 
 transforms = tfmot.quantization.keras.graph_transformations.transforms
 model_transformer = tfmot.quantization.keras.graph_transformations.model_transformer
