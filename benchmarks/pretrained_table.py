@@ -62,6 +62,7 @@ CROP = 3
 TARGET_GAIN_DB = 1.2      # target: INT8 over bicubic, on each of GAIN_SETS
 GAIN_SETS = ("B100", "Set14")
 TARGET_DROP_DB = 0.05     # target: FP32 -> INT8
+PAPER_TOLERANCE_DB = 0.05  # target: INT8 Y of a zoo weight against its paper's FP32 Y
 RANKING_GAP_DB = 0.1      # target: published PSNRs further apart than this must keep order
 QUIET_LOAD = 2.0          # a CPU time taken above this 1-minute load (2 cores) says so
 RECIPE_RUNS = ROOT / "benchmarks" / "out" / "recipes"    # mai-sr train --recipe ... --out here/NAME
@@ -304,11 +305,16 @@ def weight_row(card: dict, default_for: str | None) -> dict:
 
 
 def published_rows(architectures) -> dict:
+    """The Table 1 row of each architecture that has one (the challenge's four; the ETDS
+    zoo's architectures were not in the challenge)."""
     from mai_sr.published import for_architecture
 
     out = {}
     for arch in architectures:
-        p = for_architecture(arch)
+        try:
+            p = for_architecture(arch)
+        except KeyError:
+            continue
         out[arch] = {"team": p.team, "psnr": p.psnr, "ssim": p.ssim, "delta_psnr": p.delta_psnr,
                      "size_kb": p.size_kb, "npu_ms": p.npu_ms, "score": p.score}
     return out
@@ -316,8 +322,9 @@ def published_rows(architectures) -> dict:
 
 def ranking_checks(rows: dict, published: dict) -> list[dict]:
     """Default weights of architectures whose published PSNRs differ by more than
-    RANKING_GAP_DB: same order here?"""
-    defaults = {r["default_for"]: name for name, r in rows.items() if r["default_for"]}
+    RANKING_GAP_DB: same order here? (Architectures with a Table 1 row only.)"""
+    defaults = {r["default_for"]: name for name, r in rows.items()
+                if r["default_for"] in published}
     checks = []
     for a, b in itertools.combinations(sorted(defaults), 2):
         pa, pb = published[a]["psnr"], published[b]["psnr"]
@@ -355,7 +362,27 @@ def target_checks(rows: dict, refs: dict) -> dict:
     return out
 
 
-def verdicts(rows: dict, checks: list[dict], targets: dict) -> dict:
+def paper_checks(rows: dict) -> dict:
+    """Weights made from a zoo checkpoint with published figures: per set, the FP32 and INT8
+    PSNR on luma (Y, crop 3 = the scale, as the paper scores) minus the paper's FP32 figure
+    (Chao et al., CVPR 2023, Table 2), and whether the INT8 one is within PAPER_TOLERANCE_DB."""
+    from mai_sr.weights import list_weights
+
+    papers = {w.name: w.published_psnr_y for w in list_weights() if w.published_psnr_y}
+    out = {}
+    for name, r in rows.items():
+        if name not in papers:
+            continue
+        sets = {s: {"paper_fp32_y": papers[name][s],
+                    "fp32_y_minus_paper": r["sets"][s]["fp32_psnr_y"] - papers[name][s],
+                    "int8_y_minus_paper": r["sets"][s]["int8_psnr_y"] - papers[name][s]}
+                for s in SETS if s in papers[name] and r["sets"][s]["int8_psnr_y"] is not None}
+        out[name] = {"sets": sets, "within": all(abs(v["int8_y_minus_paper"])
+                                                 <= PAPER_TOLERANCE_DB for v in sets.values())}
+    return out
+
+
+def verdicts(rows: dict, checks: list[dict], targets: dict, papers: dict) -> dict:
     return {
         "gain_at_least_1.2dB": {m: all(r["sets"][s]["gain_db"] >= TARGET_GAIN_DB for s in GAIN_SETS)
                                 for m, r in rows.items()},
@@ -365,6 +392,7 @@ def verdicts(rows: dict, checks: list[dict], targets: dict) -> dict:
                        for m, r in rows.items()},
         "ranking_agrees": all(c["agrees"] for c in checks),
         "div2k_targets": {m: t["met"] for m, t in targets.items()},
+        "int8_y_within_0.05dB_of_paper": {m: p["within"] for m, p in papers.items()},
     }
 
 
@@ -379,11 +407,13 @@ def shipped_result(previous: dict) -> dict:
     refs = references(previous.get("references", {}))
     checks = ranking_checks(rows, published)
     targets = target_checks(rows, refs)
+    papers = paper_checks(rows)
     return {"date": datetime.date.today().isoformat(),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
             "sets": list(SETS), "crop": CROP, "score_set": SETS[0], "weights": rows,
             "published": published, "references": refs, "ranking": checks,
-            "targets": targets, "verdicts": verdicts(rows, checks, targets),
+            "targets": targets, "paper": papers,
+            "verdicts": verdicts(rows, checks, targets, papers),
             **({"synap_resimulated": previous["synap_resimulated"]}
                if previous.get("synap_resimulated") else {}),
             **({"retimed": previous["retimed"]} if previous.get("retimed") else {})}
@@ -471,6 +501,12 @@ def table(result: dict) -> str:
                   f"{t['margin_db']:+.2f} dB on every set): " + ", ".join(
                       f"{s} {d:+.3f}" for s, d in t["over_best"].items()) +
                   f" ({'met' if t['met'] else 'NOT met'})."]
+    for m, p in result.get("paper", {}).items():
+        lines += ["", f"{m} against its paper's FP32 (Chao et al., CVPR 2023, Table 2; Y, crop "
+                  "3), FP32 / INT8 minus the paper: " + ", ".join(
+                      f"{s} {v['paper_fp32_y']:.2f}: {v['fp32_y_minus_paper']:+.3f} / "
+                      f"{v['int8_y_minus_paper']:+.3f}" for s, v in p["sets"].items()) +
+                  f" (INT8 within {PAPER_TOLERANCE_DB} dB: {'yes' if p['within'] else 'NO'})."]
     lines += ["", "Ranking of the default weights (architectures whose published PSNRs differ by"
               " more than 0.1 dB; INT8 PSNR here): " + "; ".join(
                   f"{c['higher']} > {c['lower']} on {c['set']}: {c['measured_gap_db']:+.3f} dB "
