@@ -72,6 +72,17 @@ def _same_config(a, b) -> bool:
     return type(a) is type(b) and a.get_config() == b.get_config()
 
 
+def _nonzero_bound(bound):
+    """`bound` with zeros replaced by 1.
+
+    An all-zero channel would give an empty range; any positive bound quantizes it to 0,
+    but a tiny one breaks its bias: TFLite stores the bias in int32 at scale
+    (input scale x weight scale), and a 1e-8 weight range overflowed it (ETDS's unused
+    constant channel, bias 255, came out as 15). With 1 the bias is exact.
+    """
+    return tf.where(bound > 0, bound, tf.ones_like(bound))
+
+
 class PerChannelWeightQuantizer(Quantizer):
     """Symmetric per-output-channel 8-bit weight quantizer, range from the current kernel.
 
@@ -85,8 +96,7 @@ class PerChannelWeightQuantizer(Quantizer):
 
     def __call__(self, inputs, training, weights, **kwargs):
         axes = list(range(len(inputs.shape) - 1))
-        # A zero channel would give an empty range; any positive bound quantizes it to 0.
-        bound = tf.maximum(tf.reduce_max(tf.abs(inputs), axis=axes), 1e-8)
+        bound = _nonzero_bound(tf.reduce_max(tf.abs(inputs), axis=axes))
         return tf.quantization.fake_quant_with_min_max_vars_per_channel(
             inputs, -bound, bound, num_bits=8, narrow_range=True)
 
@@ -106,7 +116,7 @@ class PerTensorWeightQuantizer(PerChannelWeightQuantizer):
     """
 
     def __call__(self, inputs, training, weights, **kwargs):
-        bound = tf.maximum(tf.reduce_max(tf.abs(inputs)), 1e-8)
+        bound = _nonzero_bound(tf.reduce_max(tf.abs(inputs)))
         return tf.quantization.fake_quant_with_min_max_vars(
             inputs, -bound, bound, num_bits=8, narrow_range=True)
 
