@@ -43,7 +43,8 @@ from tensorflow_model_optimization.python.core.quantization.keras import utils a
 
 from mai_sr.errors import MaiSrError
 from mai_sr.qat.configs import (CUSTOM_OBJECTS, PIXEL_RANGE, ConvQuantizeConfig,
-                                OutputQuantizeConfig, PassThroughQuantizeConfig, fixed_quantizer)
+                                OutputQuantizeConfig, PassThroughQuantizeConfig,
+                                PReLUQuantizeConfig, fixed_quantizer)
 
 transforms = tfmot.quantization.keras.graph_transformations.transforms
 model_transformer = tfmot.quantization.keras.graph_transformations.model_transformer
@@ -188,6 +189,8 @@ def plan_quantization(model) -> dict[str, object]:
             plan[name] = ConvQuantizeConfig(quantize_output=wanted is not INHERITED,
                                             output_range=None if wanted is INHERITED else wanted,
                                             per_channel=role == "conv")
+        elif role == "prelu":
+            plan[name] = PReLUQuantizeConfig(None if wanted is INHERITED else wanted)
         elif wanted is INHERITED:
             plan[name] = PassThroughQuantizeConfig()
         else:

@@ -1,6 +1,8 @@
-"""Channel equalization and bias correction before INT8 (mai_sr.qat.equalize): exact in
-float, the turn of a PReLU channel, the bias correction against the fake-quant model, and
-the PTQ of real zoo checkpoints against their FP32 models (held-out builtin photos)."""
+"""INT8 of the zoo families' operations: channel equalization and bias correction
+(mai_sr.qat.equalize: exact in float, the turn of a PReLU channel, the bias correction
+against the rounded weights), PReLU slopes rounded in the fake-quant graph as in the file, a
+zero kernel channel's bias, a dynamic-shape transposed conv at run time, and the PTQ of real
+zoo checkpoints against their FP32 models (held-out builtin photos)."""
 
 import numpy as np
 import pytest
@@ -174,3 +176,49 @@ def test_ptq_of_zoo_checkpoints_follows_their_fp32_models(checkpoint, model, bef
     deploy.load_weights(str(weights))
     _, record = calibrate(deploy, None, 100, 3)
     assert before_db < floor_db <= record["check"]["int8_vs_fp32_psnr"]["builtin"]
+
+
+def test_prelu_slopes_are_rounded_as_the_int8_file_rounds_them():
+    """TFLite's int8 PRELU holds its slopes in int8, one range for the layer: slopes from
+    -7 to 10 (FSRCNN's) put 0.01-0.05 on a step of 0.08. The fake-quant model must compute
+    with those rounded slopes, or QAT trains a network the file does not compute."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from mai_sr.export.convert import convert_keras
+    from mai_sr.qat import calibrate, quantize_model
+
+    model = _randomize(create_model("fsrcnn", scale=3, deploy=True), seed=4)
+    slopes = np.array([0.01, 0.03, 0.05, 1.0, -7.3, 9.9] * 2, np.float32)
+    prelu = model.get_layer("prelu2")
+    prelu.set_weights([slopes.reshape(prelu.get_weights()[0].shape)])
+    x = _lr(5, (1, 10, 12, 3))
+    qat = quantize_model(model)  # without data: no equalization, the slopes stay
+    calibrate(qat, [x])
+    fake = qat.get_layer("quant_prelu2")
+    rounded = np.asarray(fake.quantize_config.get_weights_and_quantizers(fake.layer)[0][1](
+        fake.layer.alpha, False, {})).reshape(-1)
+    step = 9.9 / 127
+    np.testing.assert_allclose(rounded, np.round(slopes / step) * step, atol=1e-6)
+    interpreter = Interpreter(model_content=convert_keras(qat, (10, 12), "int8"))
+    interpreter.allocate_tensors()
+    stored = [d for d in interpreter.get_tensor_details()
+              if "prelu2" in d["name"] and len(d["shape"]) == 3]
+    assert len(stored) == 1
+    scale = stored[0]["quantization_parameters"]["scales"][0]
+    in_file = interpreter.get_tensor(stored[0]["index"]).reshape(-1) * scale
+    np.testing.assert_allclose(in_file, rounded, atol=1e-6)
+
+
+def test_a_dynamic_transposed_conv_file_runs(tmp_path):
+    """A dynamic-shape TRANSPOSE_CONV computes its output shape in the graph, so LiteRT
+    knows it only after an invoke: the runtime must still read the scale (it read 1x1)."""
+    from mai_sr.export.convert import convert_keras
+    from mai_sr.tflite.runtime import TFLiteSR
+
+    model = _randomize(create_model("fsrcnn", scale=3, deploy=True))
+    path = tmp_path / "fsrcnn_none.tflite"
+    path.write_bytes(convert_keras(model, None, "int8", representative=[_lr(1)]))
+    runtime = TFLiteSR(path)
+    assert runtime.scale == 3 and runtime.fixed_shape is None
+    lr = _lr(2, (1, 13, 17, 3)).astype(np.uint8)[0]
+    assert runtime.run(lr).shape == (39, 51, 3)
