@@ -179,6 +179,11 @@ class TFLiteSR:
         with quiet_delegate_notice():
             if dynamic:
                 self._allocate((_PROBE, _PROBE))
+                # A TRANSPOSE_CONV whose output shape is computed in the graph (any H x W)
+                # has a dynamic output tensor: its shape is known only after an invoke.
+                self._interpreter.set_tensor(self._input["index"], np.zeros(
+                    (1, _PROBE, _PROBE, 3), self.input_dtype))
+                self._interpreter.invoke()
             else:
                 try:
                     self._interpreter.allocate_tensors()

@@ -28,9 +28,10 @@ Concatenate                    one range for all inputs and the output: fixed [0
                                input is the image (skip concatenation), else moving average.
 Conv2DTranspose                as Conv2D, but one symmetric range for the whole kernel
                                (see :class:`PerTensorWeightQuantizer`).
-PReLU                          output with a moving-average range; its producer keeps a range
-                               of its own (TFLite does not fuse PRELU into the conv). The
-                               slopes are constants the converter quantizes.
+PReLU                          slopes: one symmetric range for the layer (the converter's
+                               int8 PRELU slopes); output with a moving-average range; its
+                               producer keeps a range of its own (TFLite does not fuse
+                               PRELU into the conv).
 tanh / sigmoid (Activation)    output fixed to the range TFLite's int8 TANH / LOGISTIC
                                kernels require: [-1, 127/128] (scale 1/128, zero point 0)
                                and [0, 255/256] (scale 1/256, zero point -128).
@@ -72,6 +73,17 @@ def _same_config(a, b) -> bool:
     return type(a) is type(b) and a.get_config() == b.get_config()
 
 
+def _nonzero_bound(bound):
+    """`bound` with zeros replaced by 1.
+
+    An all-zero channel would give an empty range; any positive bound quantizes it to 0,
+    but a tiny one breaks its bias: TFLite stores the bias in int32 at scale
+    (input scale x weight scale), and a 1e-8 weight range overflowed it (ETDS's unused
+    constant channel, bias 255, came out as 15). With 1 the bias is exact.
+    """
+    return tf.where(bound > 0, bound, tf.ones_like(bound))
+
+
 class PerChannelWeightQuantizer(Quantizer):
     """Symmetric per-output-channel 8-bit weight quantizer, range from the current kernel.
 
@@ -85,8 +97,7 @@ class PerChannelWeightQuantizer(Quantizer):
 
     def __call__(self, inputs, training, weights, **kwargs):
         axes = list(range(len(inputs.shape) - 1))
-        # A zero channel would give an empty range; any positive bound quantizes it to 0.
-        bound = tf.maximum(tf.reduce_max(tf.abs(inputs), axis=axes), 1e-8)
+        bound = _nonzero_bound(tf.reduce_max(tf.abs(inputs), axis=axes))
         return tf.quantization.fake_quant_with_min_max_vars_per_channel(
             inputs, -bound, bound, num_bits=8, narrow_range=True)
 
@@ -106,7 +117,7 @@ class PerTensorWeightQuantizer(PerChannelWeightQuantizer):
     """
 
     def __call__(self, inputs, training, weights, **kwargs):
-        bound = tf.maximum(tf.reduce_max(tf.abs(inputs)), 1e-8)
+        bound = _nonzero_bound(tf.reduce_max(tf.abs(inputs)))
         return tf.quantization.fake_quant_with_min_max_vars(
             inputs, -bound, bound, num_bits=8, narrow_range=True)
 
@@ -243,7 +254,22 @@ class OutputQuantizeConfig(PassThroughQuantizeConfig):
         return {"output_range": self.output_range}
 
 
+class PReLUQuantizeConfig(OutputQuantizeConfig):
+    """PReLU: its slopes as the converter stores them, one symmetric int8 range for the
+    whole layer (:class:`PerTensorWeightQuantizer`), and its output like a weightless
+    layer's. TFLite's int8 PRELU reads int8 slopes, so a slope is rounded to a step of
+    max|slope| / 127: FSRCNN x3 has slopes from -7.3 to 9.9, a step of 0.078 that turns
+    its slopes of 0.01-0.05 into 0 or 0.078. Without the slopes quantized here, QAT
+    trained a network the INT8 file did not compute (0.4 dB apart on FSRCNN x3)."""
+
+    def get_weights_and_quantizers(self, layer):
+        return [(layer.alpha, PerTensorWeightQuantizer())]
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        (layer.alpha,) = quantize_weights
+
+
 CUSTOM_OBJECTS = {cls.__name__: cls for cls in (
     PerChannelWeightQuantizer, PerTensorWeightQuantizer, MovingAverageRangeQuantizer,
     ConvQuantizeConfig,
-    OutputQuantizeConfig, PassThroughQuantizeConfig)}
+    OutputQuantizeConfig, PassThroughQuantizeConfig, PReLUQuantizeConfig)}

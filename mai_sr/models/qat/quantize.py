@@ -43,8 +43,8 @@ from tensorflow_model_optimization.python.core.quantization.keras import utils a
 
 from mai_sr.errors import MaiSrError
 from mai_sr.models.qat.configs import (CUSTOM_OBJECTS, PIXEL_RANGE, ConvQuantizeConfig,
-                                       OutputQuantizeConfig, PassThroughQuantizeConfig,
-                                       fixed_quantizer)
+                                OutputQuantizeConfig, PassThroughQuantizeConfig,
+                                PReLUQuantizeConfig, fixed_quantizer)
 
 transforms = tfmot.quantization.keras.graph_transformations.transforms
 model_transformer = tfmot.quantization.keras.graph_transformations.model_transformer
@@ -189,6 +189,8 @@ def plan_quantization(model) -> dict[str, object]:
             plan[name] = ConvQuantizeConfig(quantize_output=wanted is not INHERITED,
                                             output_range=None if wanted is INHERITED else wanted,
                                             per_channel=role == "conv")
+        elif role == "prelu":
+            plan[name] = PReLUQuantizeConfig(None if wanted is INHERITED else wanted)
         elif wanted is INHERITED:
             plan[name] = PassThroughQuantizeConfig()
         else:
@@ -286,13 +288,20 @@ def quantize_model(deploy_model, calibration: Iterable | None = None) -> keras.M
     as `quant_<name>`; see :func:`plan_quantization` for what each one gets. With
     `calibration` (float LR batches in [0, 255], e.g. a few dozen training crops), features
     feeding a fixed-range concat are first rescaled to fill that range
-    (:func:`equalize_fixed_ranges`, SCSRN) and the activation ranges start from the data
-    (:func:`calibrate`); pass it whenever data is at hand. Raises MaiSrError for a layer
+    (:func:`equalize_fixed_ranges`, SCSRN), the channels of every ReLU or PReLU link are
+    oriented and scaled to fill their tensors' ranges and the biases absorb the mean error
+    of the INT8 weights (:mod:`mai_sr.models.qat.equalize`; exact rewrites of the weights, the
+    graph is unchanged), and the activation ranges start from the data (:func:`calibrate`);
+    pass it whenever data is at hand. Raises MaiSrError for a layer
     class without a QuantizeConfig.
     """
     if calibration is not None:
+        from mai_sr.models.qat.equalize import correct_biases, equalize_channels
+
         calibration = list(calibration)
         deploy_model = equalize_fixed_ranges(deploy_model, calibration)
+        deploy_model = equalize_channels(deploy_model, calibration)
+        correct_biases(deploy_model, calibration)
     plan = plan_quantization(deploy_model)
 
     def annotate(layer):
