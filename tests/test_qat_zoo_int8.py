@@ -222,3 +222,44 @@ def test_a_dynamic_transposed_conv_file_runs(tmp_path):
     assert runtime.scale == 3 and runtime.fixed_shape is None
     lr = _lr(2, (1, 13, 17, 3)).astype(np.uint8)[0]
     assert runtime.run(lr).shape == (39, 51, 3)
+
+
+def _conv_tanh(gain):
+    inp = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(4, 1, name="conv1")(inp)
+    x = keras.layers.Activation("tanh", name="tanh1")(x)
+    model = keras.Model(inp, keras.layers.Conv2D(3, 1, name="conv2")(x))
+    rng = np.random.default_rng(0)
+    model.get_layer("conv1").set_weights([rng.normal(0, gain / 255, (1, 1, 3, 4))
+                                          .astype(np.float32), np.zeros(4, np.float32)])
+    return model
+
+
+@pytest.mark.parametrize("gain", [0.5, 20.0])
+def test_a_tensor_feeding_tanh_gets_the_range_that_fits_its_values(gain):
+    """The conv before tanh gets the [-a, a] whose int8 tanh output is closest to the float
+    tanh on the calibration values (closer than the old fixed [-4, 4] when the values are
+    small, as close when they saturate); training does not move it."""
+    from mai_sr.models.qat import quantize_model
+    from mai_sr.models.qat.quantize import activation_ranges, set_activation_ranges
+
+    model = _conv_tanh(gain)
+    batches = [_lr(i, (1, 16, 16, 3)) for i in range(4)]
+    qat = quantize_model(model, calibration=batches)
+    (lo, hi), = [r for k, r in activation_ranges(qat).items() if k.startswith("quant_conv1/")]
+    assert lo == -hi and (hi < 4.0 or gain > 1)
+
+    def tanh_error(q):
+        probe = keras.Model(q.inputs, q.get_layer("quant_tanh1").output)
+        exact = keras.Model(model.inputs, model.get_layer("tanh1").output)
+        return np.mean([np.mean((np.asarray(probe(b)) - np.asarray(exact(b))) ** 2)
+                        for b in batches])
+
+    fixed = quantize_model(model, calibration=batches)
+    ranges = activation_ranges(fixed)
+    set_activation_ranges(fixed, {k: ([-4.0, 4.0] if k.startswith("quant_conv1/") else v)
+                                  for k, v in ranges.items()})
+    # small values: much closer; saturated ones: as close (the fit's error model is NumPy's)
+    assert tanh_error(qat) < (0.5 if gain < 1 else 1.01) * tanh_error(fixed)
+    qat(_lr(9, (1, 16, 16, 3)) * 50, training=True)  # values far outside: no drift
+    assert activation_ranges(qat) == activation_ranges(quantize_model(model, batches))

@@ -34,7 +34,9 @@ PReLU                          slopes: one symmetric range for the layer (the co
                                PRELU into the conv).
 tanh / sigmoid (Activation)    output fixed to the range TFLite's int8 TANH / LOGISTIC
                                kernels require: [-1, 127/128] (scale 1/128, zero point 0)
-                               and [0, 255/256] (scale 1/256, zero point -128).
+                               and [0, 255/256] (scale 1/256, zero point -128); the conv
+                               feeding one gets a range chosen from data, then frozen
+                               (:class:`ActivationInputQuantizer`).
 Scale by 255                   output fixed to [0, 255] (ESPCN's sigmoid x 255 is the image).
 model input                    fixed [0, 255] (raw uint8 pixels: scale 1, zero point 0).
 =============================  =============================================================
@@ -123,6 +125,20 @@ class PerTensorWeightQuantizer(PerChannelWeightQuantizer):
 
 
 
+def _range_variables(layer, name: str, value_range, seen: float) -> dict:
+    """The min, max and seen variables of a range quantizer (what ``range_variables`` and
+    ``activation_ranges`` in :mod:`mai_sr.qat.quantize` read)."""
+    def var(suffix, value):
+        # MEAN: under tf.distribute each replica sees its own batch; the assignment in
+        # replica context then averages them instead of failing.
+        return layer.add_weight(f"{name}_{suffix}", shape=(), trainable=False,
+                                initializer=keras.initializers.Constant(value),
+                                aggregation=tf.VariableAggregation.MEAN)
+
+    return {"min_var": var("min", float(value_range[0])),
+            "max_var": var("max", float(value_range[1])), "seen_var": var("seen", seen)}
+
+
 class MovingAverageRangeQuantizer(Quantizer):
     """Per-tensor asymmetric 8-bit quantizer with an EMA range started from the first batch.
 
@@ -135,15 +151,7 @@ class MovingAverageRangeQuantizer(Quantizer):
         self.decay = float(decay)
 
     def build(self, tensor_shape, name, layer):
-        def var(suffix, value):
-            # MEAN: under tf.distribute each replica sees its own batch; the assignment in
-            # replica context then averages them instead of failing.
-            return layer.add_weight(f"{name}_{suffix}", shape=(), trainable=False,
-                                    initializer=keras.initializers.Constant(value),
-                                    aggregation=tf.VariableAggregation.MEAN)
-
-        return {"min_var": var("min", PIXEL_RANGE[0]), "max_var": var("max", PIXEL_RANGE[1]),
-                "seen_var": var("seen", 0.0)}
+        return _range_variables(layer, name, PIXEL_RANGE, seen=0.0)
 
     def __call__(self, inputs, training, weights, **kwargs):
         min_var, max_var, seen = weights["min_var"], weights["max_var"], weights["seen_var"]
@@ -166,12 +174,45 @@ class MovingAverageRangeQuantizer(Quantizer):
         return _same_config(self, other)
 
 
+class ActivationInputQuantizer(Quantizer):
+    """8-bit range of a tensor feeding tanh or sigmoid, whose int8 outputs TFLite fixes.
+
+    Its input range is free, and it decides most of the error: ESPCN's pre-tanh values span
+    [-313, 17], so min/max gives a step of 1.3 where tanh changes within +-3 (17 dB on
+    Set5); a fixed [-4, 4] rounds to 0.031 where tanh's slope is 1, four times its output
+    step. The range starts at `value_range` and :func:`mai_sr.qat.quantize.fit_activation_inputs`
+    sets it from data (the one that minimises the error of the activation's int8 output);
+    training never moves it (a moving average would drift back towards min/max). It is
+    stored in variables, so saved weights and ``activation_ranges`` carry it.
+    """
+
+    def __init__(self, value_range, activation: str):
+        self.value_range = [float(v) for v in value_range]
+        self.activation = str(activation)
+
+    def build(self, tensor_shape, name, layer):
+        return _range_variables(layer, name, self.value_range, seen=1.0)
+
+    def __call__(self, inputs, training, weights, **kwargs):
+        return tf.quantization.fake_quant_with_min_max_vars(
+            inputs, weights["min_var"], weights["max_var"], num_bits=8)
+
+    def get_config(self):
+        return {"value_range": self.value_range, "activation": self.activation}
+
+    def __eq__(self, other):
+        return _same_config(self, other)
+
+
 def _range_or_none(value_range):
     return None if value_range is None else [float(v) for v in value_range]
 
 
-def _output_quantizer(value_range):
-    """Fixed quantizer for a known range, else a moving-average one."""
+def _output_quantizer(value_range, activation_input=None):
+    """Fixed quantizer for a known range, else a moving-average one; the data-set range of
+    an :class:`ActivationInputQuantizer` for a tensor feeding tanh or sigmoid."""
+    if activation_input is not None:
+        return ActivationInputQuantizer(value_range, activation_input)
     if value_range is None:
         return MovingAverageRangeQuantizer()
     return fixed_quantizer(value_range)
@@ -186,10 +227,11 @@ class ConvQuantizeConfig(QuantizeConfig):
     """
 
     def __init__(self, quantize_output: bool = True, output_range=None,
-                 per_channel: bool = True):
+                 per_channel: bool = True, activation_input: str | None = None):
         self.quantize_output = bool(quantize_output)
         self.output_range = _range_or_none(output_range)
         self.per_channel = bool(per_channel)
+        self.activation_input = activation_input
 
     def get_weights_and_quantizers(self, layer):
         quantizer = PerChannelWeightQuantizer() if self.per_channel else PerTensorWeightQuantizer()
@@ -201,7 +243,8 @@ class ConvQuantizeConfig(QuantizeConfig):
     def get_activations_and_quantizers(self, layer):
         if not self.quantize_output:
             return []
-        return [(layer.activation, _output_quantizer(self.output_range))]
+        return [(layer.activation, _output_quantizer(self.output_range,
+                                                     self.activation_input))]
 
     def set_quantize_activations(self, layer, quantize_activations):
         if self.quantize_output:
@@ -211,8 +254,11 @@ class ConvQuantizeConfig(QuantizeConfig):
         return []
 
     def get_config(self):
-        return {"quantize_output": self.quantize_output, "output_range": self.output_range,
-                "per_channel": self.per_channel}
+        config = {"quantize_output": self.quantize_output, "output_range": self.output_range,
+                  "per_channel": self.per_channel}
+        if self.activation_input is not None:  # (older saved configs have no such key)
+            config["activation_input"] = self.activation_input
+        return config
 
 
 class PassThroughQuantizeConfig(QuantizeConfig):
@@ -271,5 +317,5 @@ class PReLUQuantizeConfig(OutputQuantizeConfig):
 
 CUSTOM_OBJECTS = {cls.__name__: cls for cls in (
     PerChannelWeightQuantizer, PerTensorWeightQuantizer, MovingAverageRangeQuantizer,
-    ConvQuantizeConfig,
+    ActivationInputQuantizer, ConvQuantizeConfig,
     OutputQuantizeConfig, PassThroughQuantizeConfig, PReLUQuantizeConfig)}

@@ -1,0 +1,412 @@
+"""The DIV2K-trained ETDS zoo end to end: every model x scale imported, quantized, linted and
+timed, in one table.
+
+Models: the 33 main checkpoints of ``../shared/artifacts/etds_zoo/pretrained`` (11 models x
+2, 3, 4), from J. Chao, Z. Zhou, H. Gao, J. Gong, Z. Yang, Z. Zeng, L. Dehbi, "Equivalent
+Transformation and Dual Stream Network Construction for Mobile Image Super-Resolution",
+CVPR 2023 (figures of its Table 2 from ``table2.csv``). For each checkpoint:
+
+* ``info``: parameters and MACs of the deploy graph at a 360x640 LR input
+  (:func:`mai_sr.profile.profile_model`) beside the paper's;
+* ``fp32``: the FP32 Y PSNR of the imported Keras model against the paper's, read from
+  ``benchmarks/results/zoo_import.json`` (``benchmarks/zoo_import.py``), and the FP32 TFLite
+  file's RGB and Y PSNR (the reference of the INT8 drops, same scorer as the INT8 files);
+* ``ptq``: ``mai-sr export`` of the imported weights, INT8, calibrated on the builtin photos
+  (the default), scored on Set5, Set14 and B100, RGB and Y (HR cropped to a multiple of the
+  scale, border = scale);
+* ``qat`` (x3 by default): ``mai-sr train --qat --from W --teacher W`` with the QAT recipe
+  for imported weights (``benchmarks/qat_recipe.py``: teacher = the imported FP32 model,
+  distillation weight 0.5, 1000 steps, peak LR 1e-4, L2, batch 16, LR patch 48, seed 0) on
+  the training part of its split of T91 + BSD200 (every 10th image held out for
+  validation), then exported and scored as PTQ;
+* ``deploy``: lint verdicts for the VS680 and NNAPI (``mai-sr lint --target``) on the
+  360x640 INT8 file and for the Arm Ethos-U85 (Vela) on its ``export --target ethos-u85``
+  rewrite, the SyNAP simulator's VS680 estimate and Vela's U85 estimate.
+
+Every model is reported, not the best. Each stage's result is stored in
+``benchmarks/results/zoo.json`` as soon as it is measured; a rerun skips what is there
+(QAT runs are minutes each), ``--redo ptq,qat`` measures those stages again (after a change
+to the quantization code). Files go under ``--work`` (default ``benchmarks/out/zoo``).
+
+    nice -n 10 python benchmarks/zoo.py [--only ETDS_M7C48_x3,...] [--ptq-scales 2,3,4]
+        [--qat-scales 3] [--redo STAGES] [--write-readme]
+
+Writes ``benchmarks/results/zoo.json``, ``benchmarks/results/zoo.png`` (PSNR vs VS680 time,
+x3) and, with ``--write-readme``, the table in docs/models.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+BENCHMARKS = str(Path(__file__).resolve().parent)
+if BENCHMARKS not in sys.path:
+    sys.path.insert(0, BENCHMARKS)
+from _publish import RESULTS, ROOT, add_write_readme, publish  # noqa: E402
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+SHARED = ROOT.parent / "shared"
+ARTIFACTS = Path(os.environ.get("MAI_SR_ARTIFACTS", SHARED / "artifacts"))
+DATA = Path(os.environ.get("MAI_SR_DATA", SHARED / "data"))
+ZOO = ARTIFACTS / "etds_zoo"
+IMPORT_RESULTS = RESULTS / "zoo_import.json"
+OUT = RESULTS / "zoo.json"
+PLOT = RESULTS / "zoo.png"
+SETS = ("Set5", "Set14", "B100")
+SHAPE = (360, 640)  # the paper's timing input at every scale (its MACs match it)
+TARGETS = ("vs680", "nnapi", "ethos-u85")
+# The QAT recipe for imported weights (benchmarks/qat_recipe.py, chosen on its held-out
+# split of the training data; never on a test set).
+RECIPE = {"weight": 0.5, "steps": 1000, "lr": 1e-4}
+STAGES = ("info", "fp32", "ptq", "qat", "deploy")
+
+
+def load_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def checkpoints() -> list[dict]:
+    """The 33 main checkpoints with their paper row: x3 first (the INT8 columns)."""
+    with open(ZOO / "table2.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["checkpoint"]]
+    return sorted(rows, key=lambda r: (int(r["scale"]) != 3, int(r["scale"])))
+
+
+def stem(row: dict) -> str:
+    return Path(row["checkpoint"]).stem
+
+
+def mai_sr(*args: str) -> None:
+    """``python -m mai_sr ARGS`` from the checkout; SystemExit with its stderr on failure."""
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "mai_sr", *args], cwd=ROOT, text=True,
+                          capture_output=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"mai-sr {' '.join(args[:2])} failed:\n{proc.stderr[-3000:]}")
+
+
+def import_checkpoint(row: dict, work: Path) -> tuple[Path, str]:
+    """(imported deploy weights, registry name), importing once without --model."""
+    out = work / "weights" / f"{stem(row)}.weights.h5"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        mai_sr("import", str(ZOO / "pretrained" / row["checkpoint"]), "--scale", row["scale"],
+               "--out", str(out))
+    return out, json.loads(Path(f"{out}.json").read_text())["model"]
+
+
+def score(path: Path, scale: int, sets=SETS) -> dict:
+    """Mean PSNR, RGB and Y (HR cropped to a multiple of the scale, border = scale), of a
+    dynamic-shape TFLite file on each set; one inference per image for both."""
+    import numpy as np
+
+    from mai_sr.data import iter_pairs
+    from mai_sr.metrics import psnr
+    from mai_sr.tflite.runtime import TFLiteSR
+
+    model = TFLiteSR(path)
+    found = {}
+    for name in sets:
+        rgb, y = [], []
+        for pair in iter_pairs(DATA / name if name in SETS else name, scale=scale):
+            sr = model.upscale(pair.lr)
+            rgb.append(psnr(sr, pair.hr, crop=scale))
+            y.append(psnr(sr, pair.hr, crop=scale, y_channel=True))
+        found[str(name)] = {"rgb": round(float(np.mean(rgb)), 4), "y": round(float(np.mean(y)), 4)}
+    return found
+
+
+def export(out: Path, model: str, weights: Path, scale: int, precision: str = "int8",
+           run: Path | None = None) -> Path:
+    """The 360x640 file and its dynamic twin (returned); exported once."""
+    dynamic = out.with_name(out.stem + "_none.tflite")
+    if not dynamic.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        source = ["--run", str(run)] if run else ["--model", model, "--weights", str(weights),
+                                                   "--scale", str(scale)]
+        mai_sr("export", str(out), *source, "--precision", precision, "--shape",
+               f"{SHAPE[0]}x{SHAPE[1]}", "--dynamic", "--force")
+    return dynamic
+
+
+def drops(int8: dict, fp32: dict) -> dict:
+    """INT8 minus FP32 PSNR per set and channel (negative: INT8 is worse)."""
+    return {s: {c: round(int8[s][c] - fp32[s][c], 4) for c in ("rgb", "y")} for s in int8}
+
+
+def stage_info(row: dict, model: str) -> dict:
+    from mai_sr.profile import profile_model
+
+    profile = profile_model(model, size=SHAPE, scale=int(row["scale"]))
+    return {"params": profile.params, "macs_g": round(profile.macs / 1e9, 3),
+            "paper_params_k": float(row["params_k"]), "paper_macs_g": float(row["macs_g"])}
+
+
+def stage_fp32(row: dict, model: str, weights: Path, work: Path) -> dict:
+    imported = next((r for r in load_json(IMPORT_RESULTS).get("checkpoints", [])
+                     if r["checkpoint"] == row["checkpoint"]), None)
+    keras_y = {s: v for s, v in (imported or {}).get("sets", {}).items()}
+    scale = int(row["scale"])
+    tflite = export(work / "fp32" / f"{stem(row)}.tflite", model, weights, scale, "fp32")
+    return {"keras_y_vs_paper": keras_y, "tflite": score(tflite, scale)}
+
+
+def stage_ptq(row: dict, model: str, weights: Path, work: Path, fp32: dict) -> dict:
+    scale = int(row["scale"])
+    dynamic = export(work / "ptq" / f"{stem(row)}.tflite", model, weights, scale)
+    found = score(dynamic, scale)
+    return {"file": str(dynamic.with_name(f"{stem(row)}.tflite")), "calibration":
+            "builtin photos, 100 crops (the export default)", "sets": found,
+            "drop": drops(found, fp32["tflite"])}
+
+
+def stage_qat(row: dict, model: str, weights: Path, work: Path, fp32: dict) -> dict:
+    from qat_recipe import make_split, qat
+
+    scale = int(row["scale"])
+    train, val = make_split(work)
+    run = work / "runs" / stem(row)
+    started = time.time()
+    qat(weights, RECIPE, train, val, run)
+    dynamic = export(work / "qat" / f"{stem(row)}.tflite", model, weights, scale, run=run)
+    found = score(dynamic, scale)
+    # the held-out split the recipe was chosen on, beside the test sets
+    val = {"int8": score(dynamic, scale, sets=(val,))[str(val)],
+           "fp32": score(work / "fp32" / f"{stem(row)}_none.tflite", scale,
+                         sets=(val,))[str(val)]}
+    return {"recipe": RECIPE, "run": str(run), "minutes": round((time.time() - started) / 60, 1),
+            "sets": found, "drop": drops(found, fp32["tflite"]), "held_out": val}
+
+
+def _lint_verdict(report) -> dict:
+    """OK / WARN / FAIL and the finding codes of a lint report for one target."""
+    if hasattr(report, "cpu_ops"):  # an Ethos-U report (Vela's placement)
+        cpu = sorted({r["type"] for r in report.cpu_ops})
+        return {"verdict": "FAIL" if cpu else "OK", "codes": cpu}
+    codes = sorted({f.code for f in report.findings if f.severity in ("error", "warning")})
+    verdict = "FAIL" if report.errors else "WARN" if report.warnings else "OK"
+    return {"verdict": verdict, "codes": codes}
+
+
+def stage_deploy(row: dict, work: Path) -> dict:
+    """Lint verdicts and NPU time estimates of the PTQ file (QAT changes no op or shape)."""
+    from mai_sr.device import get_runner
+    from mai_sr.device.synap import SynapRunner
+    from mai_sr.errors import MaiSrError
+    from mai_sr.export.targets import rewrite_for_target
+    from mai_sr.lint import lint_for_target
+    from mai_sr.tflite.targets import quoted_config
+
+    fixed = work / "ptq" / f"{stem(row)}.tflite"
+    u85 = work / "ethos-u85" / fixed.name
+    u85.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        u85.write_bytes(rewrite_for_target(fixed.read_bytes(), "ethos-u85")[0])
+        u85_source = "export --target ethos-u85"
+    except MaiSrError as exc:
+        u85.write_bytes(fixed.read_bytes())
+        u85_source = f"default file (no target rewrite: {exc})"
+    found = {"lint": {}, "u85_file": u85_source}
+    for target in TARGETS:
+        found["lint"][target] = _lint_verdict(
+            lint_for_target(u85 if target == "ethos-u85" else fixed, target))
+    try:
+        found["synap_vs680_ms"] = round(SynapRunner().bench(fixed).avg_ms, 2)
+    except MaiSrError as exc:
+        found["synap_vs680_ms"], found["synap_refused"] = None, str(exc)
+    result = get_runner("vela", npu=quoted_config("ethos-u85")).bench(u85).to_dict()
+    found["vela_u85_ms"] = round(result["avg_ms"], 2)
+    found["vela_u85_npu_op_percent"] = result["delegate"]["npu_op_percent"]
+    found["vela_config"] = quoted_config("ethos-u85")
+    return found
+
+
+def measure(row: dict, args, results: dict) -> None:
+    """Run the stages of one checkpoint that `results` lacks, saving after each."""
+    scale, key = int(row["scale"]), stem(row)
+    entry = results["checkpoints"].setdefault(key, {"paper_model": row["model"],
+                                                    "scale": scale})
+    weights, model = import_checkpoint(row, args.work)
+    entry["model"] = model
+    todo = [("info", lambda: stage_info(row, model)),
+            ("fp32", lambda: stage_fp32(row, model, weights, args.work))]
+    if scale in args.ptq_scales:
+        todo.append(("ptq", lambda: stage_ptq(row, model, weights, args.work, entry["fp32"])))
+        todo.append(("deploy", lambda: stage_deploy(row, args.work)))
+    if scale in args.qat_scales:
+        todo.append(("qat", lambda: stage_qat(row, model, weights, args.work, entry["fp32"])))
+    for name, run in todo:
+        if name in entry:
+            continue
+        started = time.time()
+        entry[name] = run()
+        entry[name]["seconds"] = round(time.time() - started, 1)
+        save(results)
+        print(f"{key} {name}: {summary_line(entry, name)}", flush=True)
+
+
+def forget(stage: str, key: str, work: Path) -> None:
+    """Remove the files a stage made for checkpoint `key`, so a redo measures anew."""
+    import shutil
+
+    folders = {"fp32": ["fp32"], "ptq": ["ptq", "ethos-u85"], "qat": ["qat"],
+               "deploy": ["ethos-u85"]}.get(stage, [])
+    for folder in folders:
+        for path in (work / folder).glob(f"{key}*"):
+            path.unlink()
+    if stage == "qat":
+        shutil.rmtree(work / "runs" / key, ignore_errors=True)
+
+
+def summary_line(entry: dict, stage: str) -> str:
+    found = entry[stage]
+    if stage in ("ptq", "qat"):
+        return "RGB drop " + " / ".join(f"{s} {found['drop'][s]['rgb']:+.3f}" for s in SETS)
+    if stage == "deploy":
+        return (", ".join(f"{t} {v['verdict']}" for t, v in found["lint"].items())
+                + f"; SyNAP {found['synap_vs680_ms']} ms, Vela U85 {found['vela_u85_ms']} ms")
+    return json.dumps({k: v for k, v in found.items() if k != "tflite"})[:160]
+
+
+def save(results: dict) -> None:
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+
+
+# ------------------------------------------------------------------ tables and plot
+
+
+def _drops(entry: dict, stage: str, channel: str) -> str:
+    if stage not in entry:
+        return "not run"
+    return " / ".join(f"{entry[stage]['drop'][s][channel]:+.3f}" for s in SETS)
+
+
+def _psnrs(entry: dict, stage: str, channel: str) -> str:
+    if stage not in entry:
+        return "not run"
+    return " / ".join(f"{entry[stage]['sets'][s][channel]:.2f}" for s in SETS)
+
+
+def ordered(results: dict) -> list[dict]:
+    """The measured entries in Table 2's order: scale, then the paper's model order."""
+    rows = sorted(checkpoints(), key=lambda r: int(r["scale"]))
+    return [results["checkpoints"][stem(r)] for r in rows if stem(r) in results["checkpoints"]]
+
+
+def quality_table(results: dict) -> list[str]:
+    lines = ["| model | × | FP32 Y, ours − paper | FP32 RGB (TFLite) | PTQ RGB drop | "
+             "PTQ Y drop | QAT RGB drop | QAT Y drop | QAT INT8 Y |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for e in ordered(results):
+        keras = e.get("fp32", {}).get("keras_y_vs_paper", {})
+        ours = " / ".join(f"{keras[s]['ours']:.2f} ({keras[s]['diff']:+.3f})" if s in keras
+                          else "–" for s in SETS)
+        fp32 = " / ".join(f"{e['fp32']['tflite'][s]['rgb']:.2f}" for s in SETS) \
+            if "fp32" in e else "–"
+        lines.append(f"| {e['paper_model']} (`{e.get('model', '?')}`) | {e['scale']} | {ours} "
+                     f"| {fp32} | {_drops(e, 'ptq', 'rgb')} | {_drops(e, 'ptq', 'y')} "
+                     f"| {_drops(e, 'qat', 'rgb')} | {_drops(e, 'qat', 'y')} "
+                     f"| {_psnrs(e, 'qat', 'y')} |")
+    return lines
+
+
+def deploy_table(results: dict) -> list[str]:
+    lines = ["| model | × | params (paper) | MACs G at 360×640 (paper) | VS680 | NNAPI | "
+             "Ethos-U85 | SyNAP VS680 ms | Vela U85 ms |", "|---|---|---|---|---|---|---|---|---|"]
+    for e in ordered(results):
+        info, dep = e.get("info", {}), e.get("deploy")
+
+        def verdict(target):
+            if not dep:
+                return "not run"
+            v = dep["lint"][target]
+            return v["verdict"] + (f" ({', '.join(v['codes'])})" if v["codes"] else "")
+
+        lines.append(
+            f"| {e['paper_model']} | {e['scale']} | {info.get('params', 0):,} "
+            f"({info.get('paper_params_k', 0):.2f} K) | {info.get('macs_g', 0):.2f} "
+            f"({info.get('paper_macs_g', 0):.2f}) | {verdict('vs680')} | {verdict('nnapi')} | "
+            f"{verdict('ethos-u85')} | {dep.get('synap_vs680_ms') if dep else '–'} | "
+            f"{dep.get('vela_u85_ms') if dep else '–'} |")
+    return lines
+
+
+def readme_body(results: dict) -> str:
+    when = results.get("measured_under", {})
+    return "\n".join([
+        f"Measured {when.get('date', '?')[:10]} (load {when.get('load_avg_1min', '?')} on "
+        f"{when.get('cpus', '?')} CPUs) by `nice -n 10 python benchmarks/zoo.py "
+        "--write-readme`; every model, not the best. PSNR triples are Set5 / Set14 / B100 "
+        "(HR cropped to a multiple of the scale, border = scale). Drops are INT8 minus the "
+        "FP32 TFLite file, same scorer. PTQ: `mai-sr export` calibrated on the builtin photos; "
+        "QAT: the recipe for imported weights (teacher = the imported FP32 model, weight 0.5, "
+        "1000 steps, LR 1e-4, L2) on T91 + BSD200 minus every 10th image; \"not run\": not "
+        "measured at that scale.", "", *quality_table(results), "",
+        "Lint verdicts on the 360×640 INT8 file (Ethos-U85: its `export --target ethos-u85` "
+        "rewrite, placed by Vela); OK, WARN (runs, slower than it should) or FAIL (ops off "
+        "the NPU), with the finding codes. Times are estimates: the SyNAP simulator "
+        "(VS680) and Vela (Ethos-U85, its default system config), not devices.", "",
+        *deploy_table(results), "", "![PSNR vs VS680 time, x3](../benchmarks/results/zoo.png)"])
+
+
+def plot(results: dict) -> None:
+    """PSNR Y on B100 of the x3 INT8 (QAT) files against the SyNAP VS680 estimate."""
+    from mai_sr.report.plots import psnr_runtime_png
+    from mai_sr.score import C, final_score
+
+    points = []
+    for e in results["checkpoints"].values():
+        ms = (e.get("deploy") or {}).get("synap_vs680_ms")
+        if e["scale"] != 3 or not ms:
+            continue
+        for stage, kind in (("qat", "measured"),):
+            if stage in e:
+                psnr = e[stage]["sets"]["B100"]["y"]
+                points.append({"label": f"{e['paper_model']}", "psnr": psnr,
+                               "runtime_ms": ms, "score": final_score(psnr, ms),
+                               "kind": kind, "challenge": False})
+    if points:
+        PLOT.write_bytes(psnr_runtime_png(points, C))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "out" / "zoo")
+    parser.add_argument("--only", help="comma-separated checkpoint stems (ETDS_M7C48_x3)")
+    parser.add_argument("--ptq-scales", default="2,3,4", help="scales with INT8 PTQ and deploy")
+    parser.add_argument("--qat-scales", default="3", help="scales with QAT")
+    parser.add_argument("--redo", default="", help=f"stages to measure again: {STAGES}")
+    add_write_readme(parser)
+    args = parser.parse_args(argv)
+    args.ptq_scales = {int(s) for s in args.ptq_scales.split(",") if s}
+    args.qat_scales = {int(s) for s in args.qat_scales.split(",") if s}
+    redo = {s for s in args.redo.split(",") if s}
+    only = set(args.only.split(",")) if args.only else None
+    results = load_json(OUT)
+    results.setdefault("checkpoints", {})
+    results.pop("measured_under", None)
+    for row in checkpoints():
+        if only and stem(row) not in only:
+            continue
+        entry = results["checkpoints"].get(stem(row), {})
+        for stage in redo & set(entry):
+            forget(stage, stem(row), args.work)
+            entry.pop(stage)
+        measure(row, args, results)
+    plot(results)
+    publish("zoo", results, readme_body(results), write_readme=args.write_readme)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
