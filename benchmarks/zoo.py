@@ -66,7 +66,7 @@ TARGETS = ("vs680", "nnapi", "ethos-u85")
 # The QAT recipe for imported weights (benchmarks/qat_recipe.py, chosen on its held-out
 # split of the training data; never on a test set).
 RECIPE = {"weight": 0.5, "steps": 1000, "lr": 1e-4}
-STAGES = ("info", "fp32", "ptq", "qat", "deploy")
+STAGES = ("info", "fp32", "ptq", "qat", "deploy", "floor")
 
 
 def load_json(path: Path) -> dict:
@@ -146,8 +146,13 @@ def drops(int8: dict, fp32: dict) -> dict:
 def stage_info(row: dict, model: str) -> dict:
     from mai_sr.profile import profile_model
 
-    profile = profile_model(model, size=SHAPE, scale=int(row["scale"]))
-    return {"params": profile.params, "macs_g": round(profile.macs / 1e9, 3),
+    scale = int(row["scale"])
+    profile = profile_model(model, size=SHAPE, scale=scale)
+    # FSRCNN's 9x9 transposed conv sits in a (8 + s)^2 kernel whose other taps are zero
+    # (mai_sr.models.fsrcnn): not parameters of the published model, but computed by the
+    # file (the MACs count them; the paper counts 9x9 per output pixel).
+    zero_taps = 56 * 3 * ((8 + scale) ** 2 - 81) if model == "fsrcnn" else 0
+    return {"params": profile.params - zero_taps, "macs_g": round(profile.macs / 1e9, 3),
             "paper_params_k": float(row["params_k"]), "paper_macs_g": float(row["macs_g"])}
 
 
@@ -185,6 +190,53 @@ def stage_qat(row: dict, model: str, weights: Path, work: Path, fp32: dict) -> d
                          sets=(val,))[str(val)]}
     return {"recipe": RECIPE, "run": str(run), "minutes": round((time.time() - started) / 60, 1),
             "sets": found, "drop": drops(found, fp32["tflite"]), "held_out": val}
+
+
+def stage_floor(row: dict, model: str, weights: Path) -> dict:
+    """ETDS only: the drop (FP32 minus a partly rounded FP32 model, RGB) from rounding just
+    its image path to 8 bits, each image channel of every hidden tensor on its own full
+    range (the best a per-tensor range can do for it), the clip-by-ReLU tensors on theirs,
+    everything else float. A lower bound on any INT8 form of the published computation."""
+    import numpy as np
+
+    from mai_sr.data import iter_pairs
+    from mai_sr.export.convert import calibration_batches
+    from mai_sr.metrics import psnr
+    from mai_sr.models import create_model
+
+    scale = int(row["scale"])
+    net = create_model(model, scale=scale, deploy=True)
+    net.load_weights(str(weights))
+    convs = [layer for layer in net.layers if layer.name.startswith("conv")]
+    hidden, tail = convs[:-2], convs[-2:]
+    peaks = [0.0] * len(hidden)
+    for batch in calibration_batches(None, 40, scale=scale):
+        x = batch
+        for i, conv in enumerate(hidden):
+            x = conv(x)
+            peaks[i] = np.maximum(peaks[i], np.asarray(x)[..., -3:].max((0, 1, 2)))
+
+    def upscale(lr, rounded: bool):
+        x = lr[None].astype(np.float32)
+        for conv, peak in zip(hidden, peaks):
+            x = np.array(conv(x))
+            if rounded:
+                x[..., -3:] = np.round(x[..., -3:] / (peak / 255)) * (peak / 255)
+        for conv in tail:
+            x = np.array(conv(x))
+            if rounded:
+                step = 1.0 if conv is tail[-1] else x.max() / 255
+                x = np.round(x / step) * step
+        sr = np.asarray(net.get_layer("depth_to_space")(x))[0]
+        return np.clip(np.rint(sr), 0, 255).astype(np.uint8)
+
+    found = {}
+    for name in SETS:
+        diffs = [psnr(upscale(p.lr, False), p.hr, crop=scale)
+                 - psnr(upscale(p.lr, True), p.hr, crop=scale)
+                 for p in iter_pairs(DATA / name, scale=scale)]
+        found[name] = round(float(np.mean(diffs)), 4)
+    return {"image_path_drop_rgb": found}
 
 
 def _lint_verdict(report) -> dict:
@@ -244,6 +296,8 @@ def measure(row: dict, args, results: dict) -> None:
         todo.append(("deploy", lambda: stage_deploy(row, args.work)))
     if scale in args.qat_scales:
         todo.append(("qat", lambda: stage_qat(row, model, weights, args.work, entry["fp32"])))
+        if model.startswith("etds"):
+            todo.append(("floor", lambda: stage_floor(row, model, weights)))
     for name, run in todo:
         if name in entry:
             continue
@@ -271,6 +325,9 @@ def summary_line(entry: dict, stage: str) -> str:
     found = entry[stage]
     if stage in ("ptq", "qat"):
         return "RGB drop " + " / ".join(f"{s} {found['drop'][s]['rgb']:+.3f}" for s in SETS)
+    if stage == "floor":
+        return "image path alone " + " / ".join(f"{s} {v:+.3f}" for s, v in
+                                                 found["image_path_drop_rgb"].items())
     if stage == "deploy":
         return (", ".join(f"{t} {v['verdict']}" for t, v in found["lint"].items())
                 + f"; SyNAP {found['synap_vs680_ms']} ms, Vela U85 {found['vela_u85_ms']} ms")
@@ -351,12 +408,26 @@ def readme_body(results: dict) -> str:
         "FP32 TFLite file, same scorer. PTQ: `mai-sr export` calibrated on the builtin photos; "
         "QAT: the recipe for imported weights (teacher = the imported FP32 model, weight 0.5, "
         "1000 steps, LR 1e-4, L2) on T91 + BSD200 minus every 10th image; \"not run\": not "
-        "measured at that scale.", "", *quality_table(results), "",
+        "measured at that scale.", "", *quality_table(results), "", *floor_lines(results),
         "Lint verdicts on the 360×640 INT8 file (Ethos-U85: its `export --target ethos-u85` "
         "rewrite, placed by Vela); OK, WARN (runs, slower than it should) or FAIL (ops off "
         "the NPU), with the finding codes. Times are estimates: the SyNAP simulator "
         "(VS680) and Vela (Ethos-U85, its default system config), not devices.", "",
         *deploy_table(results), "", "![PSNR vs VS680 time, x3](../benchmarks/results/zoo.png)"])
+
+
+def floor_lines(results: dict) -> list[str]:
+    """The ETDS image-path lower bounds, one line per measured model."""
+    rows = [e for e in ordered(results) if "floor" in e]
+    if not rows:
+        return []
+    return ["ETDS carries the image through every hidden tensor (its residual stream): "
+            "rounding only those channels to 8 bits, each on its own full range, the "
+            "clip-by-ReLU tensors too, and nothing else, already costs (FP32, RGB, "
+            "Set5 / Set14 / B100):", "",
+            *[f"- {e['paper_model']} x{e['scale']}: " + " / ".join(
+                f"{-v:+.3f}" for v in e["floor"]["image_path_drop_rgb"].values())
+              + " dB" for e in rows], ""]
 
 
 def plot(results: dict) -> None:
