@@ -5,7 +5,11 @@ unset); `eval` and `report` take ``--cache-dir`` to put it elsewhere. It holds t
 rows of each data set (:class:`BaselineCache`): the bicubic baseline's PSNR and SSIM depend
 only on the images, the scale and the metric options, not on the model, so every `eval` and
 `report` of every model on the same data shares them. (`report` keeps its per-model results
-in its own ``<out>/cache``, :mod:`mai_sr.report.cache`.)
+in its own ``<out>/cache``, :mod:`mai_sr.report.cache`.) Beside the rows it keeps the LR
+inputs `eval` made from the data set's HR images (:meth:`BaselineCache.get_lr`): Pillow's
+antialiased bicubic downscale is a tenth of a warm `eval`'s CPU, and its result, like the
+baseline's, depends only on the images, the scale and Pillow. Data sets whose LR images
+exceed :data:`LR_CACHE_MAX_BYTES` are not kept (their decoding dominates anyway).
 
 Entries are JSON files written atomically (temp file + rename), keyed by a hash of every
 input, so a stale entry is never read. A cache location that cannot be written (read-only,
@@ -26,6 +30,10 @@ from mai_sr.fileio import sha256_file, sha256_json, write_json
 CACHE_DIR_NAME = "mai-sr"
 # Bump when the bicubic baseline or the metrics change what they compute.
 BASELINE_VERSION = 1
+# Bump when the LR images change (mai_sr.data.bicubic_downscale).
+LR_VERSION = 1
+# The LR images of B100 at x3 are 5 MB; DIV2K's 100 validation images would be 90 MB.
+LR_CACHE_MAX_BYTES = 64 << 20
 
 
 def default_cache_dir() -> Path:
@@ -114,5 +122,49 @@ class BaselineCache:
         try:
             write_json(self._path(key), rows)
         except (OSError, MaiSrError):  # fileio names the failure; here it only means no cache
+            return False
+        return True
+
+    @staticmethod
+    def lr_key(source: str, *, scale: int) -> str:
+        """Hex key of the LR images of `source` at `scale` (data, Pillow and toolkit)."""
+        import PIL
+
+        return sha256_json({"kind": "lr", "version": LR_VERSION, "toolkit": __version__,
+                            "pillow": PIL.__version__, "data": dataset_fingerprint(source),
+                            "scale": scale})
+
+    def _lr_path(self, key: str) -> Path:
+        return self.root / "lr" / f"{key}.npz"
+
+    def get_lr(self, key: str) -> dict:
+        """The cached LR images by image name ({} when missing or damaged). Arrays are
+        read without pickles; a damaged file is a miss. The reader checks each image's
+        shape against its HR image before using it."""
+        import zipfile
+
+        import numpy as np
+
+        try:
+            with np.load(self._lr_path(key), allow_pickle=False) as archive:
+                images = {name: archive[name] for name in archive.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            return {}
+        return {name: img for name, img in images.items()
+                if img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3}
+
+    def put_lr(self, key: str, images: dict) -> bool:
+        """Store the LR images (name -> uint8 HxWx3) atomically, unless they exceed
+        :data:`LR_CACHE_MAX_BYTES`; False when nothing was written."""
+        import numpy as np
+
+        from mai_sr.fileio import atomic_path
+
+        if not images or sum(img.nbytes for img in images.values()) > LR_CACHE_MAX_BYTES:
+            return False
+        try:
+            with atomic_path(self._lr_path(key)) as tmp, open(tmp, "wb") as f:
+                np.savez(f, **images)
+        except (OSError, MaiSrError):
             return False
         return True

@@ -36,7 +36,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Mapping
 
 import numpy as np
 from PIL import Image
@@ -214,9 +214,12 @@ def _resolve(source, scale: int) -> list[_Entry]:
     return entries
 
 
-def _make_pair(entry: _Entry, scale: int) -> ImagePair:
+def _make_pair(entry: _Entry, scale: int, made_lr: Mapping | None = None) -> ImagePair:
     hr = crop_to_scale(entry.load_hr(), scale)
-    if entry.lr_path is None:
+    known = made_lr.get(entry.name) if made_lr is not None and entry.lr_path is None else None
+    if known is not None and known.shape == (hr.shape[0] // scale, hr.shape[1] // scale, 3):
+        lr = known
+    elif entry.lr_path is None:
         lr = bicubic_downscale(hr, scale) if min(hr.shape[:2]) > 0 else hr[:0, :0]
     else:
         lr = read_image_rgb(entry.lr_path)
@@ -226,23 +229,27 @@ def _make_pair(entry: _Entry, scale: int) -> ImagePair:
     return ImagePair(entry.name, hr, lr)
 
 
-def iter_pairs(source, scale: int = CHALLENGE_SCALE, min_lr_size: int | None = None) -> Iterator[ImagePair]:
+def iter_pairs(source, scale: int = CHALLENGE_SCALE, min_lr_size: int | None = None, *,
+               made_lr: Mapping | None = None) -> Iterator[ImagePair]:
     """Yield :class:`ImagePair` for every image of `source`, one image in memory at a time.
 
     `source`: "builtin", a folder, "DIR,DIR", a list of those, or a DIV2K folder.
     Images whose LR height or width is below `min_lr_size` (default: 1 pixel) are skipped
     with a warning naming them. Bad folders raise MaiSrError here, before iteration starts.
+    `made_lr`: LR images made earlier by :func:`bicubic_downscale` from these very images
+    (a cache, by image name); one whose shape is not HR/scale is made again.
     """
     if scale < 1:
         raise MaiSrError(f"scale: must be >= 1, got {scale}")
     entries = _resolve(source, scale)
-    return _iter_entries(entries, scale, max(1, min_lr_size or 1))
+    return _iter_entries(entries, scale, max(1, min_lr_size or 1), made_lr)
 
 
-def _iter_entries(entries: list[_Entry], scale: int, min_lr: int) -> Iterator[ImagePair]:
+def _iter_entries(entries: list[_Entry], scale: int, min_lr: int,
+                  made_lr: Mapping | None = None) -> Iterator[ImagePair]:
     skipped = []
     for entry in entries:
-        pair = _make_pair(entry, scale)
+        pair = _make_pair(entry, scale, made_lr)
         if min(pair.lr.shape[:2]) < min_lr:
             skipped.append(entry.name)
             continue

@@ -21,8 +21,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tqdm import tqdm
-
 from mai_sr.data import iter_pairs, split_sources
 from mai_sr.errors import MaiSrError
 from mai_sr.tflite.runtime import FLOAT_MODELS, TFLiteSR
@@ -47,6 +45,27 @@ def _cached_baseline(cached: dict, pair) -> tuple[float, float] | None:
     if row is not None and (row["height"], row["width"]) == pair.hr.shape[:2]:
         return row["bicubic_psnr"], row["bicubic_ssim"]
     return None
+
+
+def _keeping_lr(pairs, into: dict):
+    """`pairs` as they are, their LR images kept in `into` (by name) for the cache while
+    they fit in :data:`mai_sr.cache.LR_CACHE_MAX_BYTES`."""
+    from mai_sr.cache import LR_CACHE_MAX_BYTES
+
+    held = 0
+    for pair in pairs:
+        held += pair.lr.nbytes
+        if held <= LR_CACHE_MAX_BYTES:
+            into[pair.name] = pair.lr
+        yield pair
+
+
+def _progress_bar(items, name: str, quiet: bool):
+    # tqdm (with importlib.metadata, about 20 ms) is imported when score_pairs asks for the
+    # bar, by which time its thread is decoding the first images.
+    from tqdm import tqdm
+
+    return tqdm(items, desc=name, unit="img", disable=quiet)
 
 
 def evaluate_tflite(model_path: str | os.PathLike, data, *, y_channel: bool = False,
@@ -80,6 +99,8 @@ def evaluate_tflite(model_path: str | os.PathLike, data, *, y_channel: bool = Fa
     reuse_freed_memory()
     model = TFLiteSR(model_path, threads, require_int8=require_int8)
     if model.float_io and not quiet:  # say what the file is, beside the progress bars
+        from tqdm import tqdm
+
         tqdm.write(f"{model.path.name}: {model.description}", file=sys.stderr)
     training, run = model_training(model.path, model.metadata)
     scoring = Scoring(model.scale, crop=crop, y_channel=y_channel)
@@ -87,10 +108,16 @@ def evaluate_tflite(model_path: str | os.PathLike, data, *, y_channel: bool = Fa
     results = []
     for source in split_sources(data):
         name = dataset_name(source)
-        pairs = iter_pairs(source, scale=model.scale)  # raises for a bad folder, up front
+        made_lr: dict = {}  # LR images from the cache, read as the pairs are made
+        pairs = iter_pairs(source, scale=model.scale, made_lr=made_lr)  # raises up front
         key = cache.key(source, scale=model.scale, crop=scoring.border,
                         y_channel=y_channel) if cache else None
         cached = {r["name"]: r for r in (cache.get(key) or [])} if cache else {}
+        new_lr: dict = {}
+        if cache:
+            lr_key = cache.lr_key(source, scale=model.scale)
+            made_lr.update(cache.get_lr(lr_key))
+            pairs = _keeping_lr(pairs, new_lr)
 
         def save(pair, sr, name=name):
             write_image(Path(save_dir) / name / f"{pair.name}.png", sr)
@@ -99,13 +126,15 @@ def evaluate_tflite(model_path: str | os.PathLike, data, *, y_channel: bool = Fa
             model, pairs, scoring, tile=tile, jobs=jobs,
             baselines=lambda pair: _cached_baseline(cached, pair),
             on_sr=save if save_dir is not None else None,
-            progress=lambda it, name=name: tqdm(it, desc=name, unit="img", disable=quiet))]
+            progress=lambda it, name=name: _progress_bar(it, name, quiet))]
         if not rows:
             raise MaiSrError(f"{source}: no image large enough to evaluate")
         if cache and [r.name for r in rows] != list(cached):
             cache.put(key, [{"name": r.name, "height": r.height, "width": r.width,
                              "bicubic_psnr": r.bicubic_psnr, "bicubic_ssim": r.bicubic_ssim}
                             for r in rows])
+        if cache and set(new_lr) != set(made_lr):
+            cache.put_lr(lr_key, new_lr)
         notes = data_notes(name, [r.name for r in rows], training, run)
         results.append(EvalResult(model=model.path.name, dataset=name, images=tuple(rows),
                                   y_channel=y_channel, crop=scoring.border,

@@ -83,13 +83,14 @@ def _gaussian_window() -> np.ndarray:
 
 
 def _local_mean(x: np.ndarray, window: np.ndarray) -> np.ndarray:
-    """Gaussian-weighted mean of every channel of HxWxC `x` at the positions where the
-    window fits inside the image ('valid'), in x's float type."""
-    r = len(window) // 2
-    # OpenCV's separable filter is 5-10x faster than scipy.ndimage here; the border mode is
-    # irrelevant, since only the positions whose window lies inside the image are kept.
+    """Gaussian-weighted mean of every channel of HxWxC `x`, HxWxC in x's float type. Only
+    the positions at least the window's radius inside the image are valid; the others
+    (OpenCV's reflected border) are computed and left out of the mean at the end, because
+    NumPy's arithmetic on the whole contiguous arrays is about twice as fast as on the
+    strided view of the valid positions."""
+    # OpenCV's separable filter is 5-10x faster than scipy.ndimage here.
     out = cv2.sepFilter2D(x, -1, window, window, borderType=cv2.BORDER_REFLECT)
-    return (out if out.ndim == 3 else out[..., None])[r:-r, r:-r]
+    return out if out.ndim == 3 else out[..., None]
 
 
 def ssim(sr, hr, *, crop: int = 3, y_channel: bool = False) -> float:
@@ -111,15 +112,21 @@ def ssim(sr, hr, *, crop: int = 3, y_channel: bool = False) -> float:
     if sr.shape[0] < size or sr.shape[1] < size:
         raise MaiSrError(f"SSIM needs images of at least {size}x{size} after cropping, "
                          f"got {sr.shape[1]}x{sr.shape[0]}")
+    if sr.dtype == np.uint8:
+        # Exact, and faster than NumPy's uint8 -> float casting loops: an int16 sum widened
+        # to float64, OpenCV's uint8 difference straight into float32.
+        s = np.add(sr, hr, dtype=np.int16).astype(np.float64)
+        d = cv2.subtract(sr, hr, dtype=cv2.CV_32F).reshape(sr.shape)
+    else:
+        s = np.add(sr, hr, dtype=np.float64)
+        d = np.subtract(sr, hr, dtype=np.float32)
     # Centring s on the middle of its range (an exact shift for uint8) halves E[s^2].
-    s = np.add(sr, hr, dtype=np.float64)
     s -= DATA_RANGE
-    d = np.subtract(sr, hr, dtype=np.float32)
     window = _gaussian_window()
     window32 = window.astype(np.float32)
     mu_s = _local_mean(s, window)
     var_s = _local_mean(np.square(s, out=s), window)
-    var_s -= np.square(mu_s)
+    var_s -= np.square(mu_s, out=s)
     # From here on only relative precision is needed: float32.
     var_s = var_s.astype(np.float32)
     mu_s = mu_s.astype(np.float32)
@@ -142,5 +149,6 @@ def ssim(sr, hr, *, crop: int = 3, y_channel: bool = False) -> float:
     np.subtract(1, cs, out=cs)
     lum *= cs
     # Every channel has as many positions, so the mean over all is the mean of the
-    # per-channel means.
-    return float(np.mean(lum, dtype=np.float64))
+    # per-channel means; only the positions whose window lies inside the image count.
+    r = SSIM_RADIUS
+    return float(np.mean(lum[r:-r, r:-r], dtype=np.float64))

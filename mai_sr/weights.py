@@ -31,8 +31,6 @@ import contextlib
 import hashlib
 import json
 import os
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -194,6 +192,11 @@ def fetch(name: str, *, base: str | None = None) -> Path:
 
 @contextlib.contextmanager
 def _open_url(url: str):
+    # Imported here: only `fetch` downloads, and urllib.request brings http, email and ssl
+    # (about 10 ms) into every command that resolves a weight name.
+    import urllib.error
+    import urllib.request
+
     try:
         response = urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_S)  # noqa: S310
     except (urllib.error.URLError, OSError, ValueError) as exc:

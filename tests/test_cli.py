@@ -264,3 +264,48 @@ def test_warnings_reach_the_user_in_one_line_but_not_dependencies_deprecations()
     assert out.getvalue() == ""
     show("a.png: skipped (2x2 px)", UserWarning, "x.py", 1, file=out)
     assert out.getvalue() == "mai-sr export: warning: a.png: skipped (2x2 px)\n"
+
+
+def _console(code: str, **kwargs) -> subprocess.CompletedProcess:
+    """Run `code` (which ends by calling the console entry point) in a fresh interpreter."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, **kwargs)
+
+
+def test_console_exit_keeps_the_exit_code_the_output_and_the_atexit_handlers():
+    # run() leaves with os._exit: what a normal exit does that matters must still happen.
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print('atexit ran', flush=True))\n"
+            "sys.argv = ['mai-sr'] + sys.argv[1:]\n"
+            "from mai_sr.cli import run\n"
+            "run()\n")
+    ok = subprocess.run([sys.executable, "-c", code, "models"], capture_output=True,
+                        text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    lines = ok.stdout.splitlines()
+    assert lines[0].startswith("architectures: ") and "abpn.etds_div2k" in ok.stdout
+    assert lines[-1] == "atexit ran"  # after the command's whole output
+    bad = subprocess.run([sys.executable, "-c", code, "eval", "--crop", "-1"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stdout.splitlines() == ["atexit ran"]
+
+
+def test_console_exit_with_a_live_thread_waits_for_it():
+    code = ("import sys, threading, time\n"
+            "sys.argv = ['mai-sr', '--version']\n"
+            "def late():\n"
+            "    time.sleep(0.3); print('thread finished', flush=True)\n"
+            "threading.Thread(target=late).start()\n"
+            "from mai_sr.cli import run\n"
+            "run()\n")
+    proc = _console(code)
+    assert proc.returncode == 0 and proc.stdout.splitlines()[-1] == "thread finished"
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_console_output_to_a_full_disk_is_an_error_not_a_silent_loss():
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "mai_sr", "models"], stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].endswith("No space left on device")

@@ -433,3 +433,55 @@ def test_eval_takes_folder_names_under_mai_sr_data(shared_data, monkeypatch, tmp
     monkeypatch.delenv("MAI_SR_DATA")
     assert main(["eval", "--pretrained", "abpn", "--data", "Set5", "--quiet"]) == 2
     assert "$MAI_SR_DATA is not set" in capsys.readouterr().err
+
+
+def test_cached_lr_images_are_the_bicubic_downscale_and_change_no_score(dynamic_model,
+                                                                        eval_folder, tmp_path):
+    import numpy as np
+
+    from mai_sr.data import bicubic_downscale, crop_to_scale, image_files
+    from mai_sr.imageio import read_image_rgb
+
+    cache_dir = tmp_path / "cache"
+    (cold,) = evaluate_tflite(dynamic_model, str(eval_folder), quiet=True, cache_dir=cache_dir)
+    (entry,) = (cache_dir / "lr").glob("*.npz")
+    with np.load(entry, allow_pickle=False) as archive:
+        kept = {name: archive[name] for name in archive.files}
+    files = image_files(eval_folder)
+    assert sorted(kept) == sorted(f.stem for f in files)
+    for f in files:  # exactly what eval would make again
+        hr = crop_to_scale(read_image_rgb(f), 3)
+        assert np.array_equal(kept[f.stem], bicubic_downscale(hr, 3))
+    written = entry.stat().st_mtime_ns
+    (warm,) = evaluate_tflite(dynamic_model, str(eval_folder), quiet=True, cache_dir=cache_dir)
+    (reference,) = evaluate_tflite(dynamic_model, str(eval_folder), quiet=True, use_cache=False)
+    assert _rows(warm) == _rows(cold) == _rows(reference)
+    assert entry.stat().st_mtime_ns == written  # a complete entry is not rewritten
+
+
+def test_a_damaged_or_foreign_lr_cache_entry_is_made_again(dynamic_model, eval_folder, tmp_path):
+    import numpy as np
+
+    cache_dir = tmp_path / "cache"
+    (reference,) = evaluate_tflite(dynamic_model, str(eval_folder), quiet=True, use_cache=False)
+    evaluate_tflite(dynamic_model, str(eval_folder), quiet=True, cache_dir=cache_dir)
+    (entry,) = (cache_dir / "lr").glob("*.npz")
+    names = [n for n in np.load(entry).files]
+    damaged = [
+        entry.read_bytes()[:1000],  # torn
+        b"not a zip at all",
+        None,  # an object array: a pickle, which is never loaded
+        None,  # images of the wrong size under the right names
+    ]
+    for i, content in enumerate(damaged):
+        if i == 2:
+            with open(entry, "wb") as f:
+                np.savez(f, **{names[0]: np.array([{"x": 1}], dtype=object)})
+        elif i == 3:
+            with open(entry, "wb") as f:
+                np.savez(f, **{n: np.zeros((4, 4, 3), np.uint8) for n in names})
+        else:
+            entry.write_bytes(content)
+        (again,) = evaluate_tflite(dynamic_model, str(eval_folder), quiet=True,
+                                   cache_dir=cache_dir)
+        assert _rows(again) == _rows(reference), i

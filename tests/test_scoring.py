@@ -111,6 +111,8 @@ def test_by_size_groups_sizes_within_its_look_ahead_and_keeps_every_pair():
     held_most = 0
     order = []
     for position, pair in by_size(source(), images=16):
+        if not order:  # the model starts on the first pair, without reading ahead
+            assert len(consumed) == 1
         held_most = max(held_most, len(consumed) - len(order))
         order.append(position)
         assert pairs[position] is pair
