@@ -4,7 +4,8 @@ Five rows, each a command run as a user runs it (a fresh ``python -m mai_sr`` pr
 interpreter start and imports count) with the shipped ABPN, against the inference alone:
 
 - ``eval_cold``: ``eval --pretrained abpn --data B100`` with an empty baseline cache. <= 5x.
-- ``eval_warm``: the same with the bicubic rows cached by an earlier run. <= 3x.
+- ``eval_warm``: the same with the cache filled by an earlier run (the bicubic rows and the
+  LR images made from B100). <= 3x.
 - ``upscale_4``: ``upscale`` of a folder of four 1920x1080 PNGs to PNG (default encoding). <= 2x.
 - ``upscale_1``: ``upscale`` of one 1920x1080 PNG to a PNG, what most users run. <= 3x.
 - ``report``: ``report abpn.tflite --data B100 --runner local,synap`` into an empty folder
@@ -284,7 +285,7 @@ def make_rows(work: Path, data: Path, names: list[str]) -> list[Row]:
         Row("eval_cold", "`eval --pretrained abpn --data B100`, empty baseline cache", 5.0,
             lambda i: evaluate(work / f"cold-cache{i}"), ["pairs", dynamic, str(b100)],
             cleanup=lambda i: _remove(work / f"cold-cache{i}")),
-        Row("eval_warm", "the same, bicubic rows cached", 3.0,
+        Row("eval_warm", "the same, cache filled by an earlier run", 3.0,
             lambda i: evaluate(work / "warm-cache"), ["pairs", dynamic, str(b100)]),
         Row("report", f"`report abpn.tflite --data B100 --runner {RUNNERS}`, cold", 3.0,
             lambda i: [*cli, "report", fixed, "--data", str(b100), "--runner", RUNNERS,
