@@ -84,6 +84,25 @@ def transpose_conv_net(path, *, stride=3):
     return _int8(sr.get_concrete_function(), path)
 
 
+def batch_dynamic_transpose_conv_net(path, *, stride=3):
+    """transpose_conv_net with a dynamic batch: the transposed conv's output shape is
+    computed in the graph (SHAPE, STRIDED_SLICE, PACK), as a batch-dynamic conversion
+    writes it."""
+    from mai_sr._tf import tf
+
+    rng = np.random.default_rng(2)
+    w1 = tf.constant(rng.normal(0, .05, (3, 3, 3, 8)).astype(np.float32))
+    wt = tf.constant(rng.normal(0, .05, (9, 9, 3, 8)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, H, W, 3], tf.float32)])
+    def sr(x):
+        y = tf.nn.relu(tf.nn.conv2d(x, w1, 1, "SAME"))
+        shape = tf.stack([tf.shape(x)[0], H * stride, W * stride, 3])
+        return tf.nn.conv2d_transpose(y, wt, shape, stride, "SAME")
+
+    return _int8(sr.get_concrete_function(), path)
+
+
 def elementwise_net(path, *, channels=8):
     """conv 3->C, PReLU; conv C->C, tanh; conv C->3, sigmoid, x255 (ESPCN's and FSRCNN's
     activations, which no NPU fuses into a convolution)."""
@@ -107,7 +126,8 @@ def graphs(tmp_path_factory):
             "anchor": anchor_net(d / "anchor.tflite"),
             "plain": anchor_net(d / "plain.tflite", anchor=False),
             "deconv3": transpose_conv_net(d / "deconv3.tflite", stride=3),
-            "deconv2": transpose_conv_net(d / "deconv2.tflite", stride=2)}
+            "deconv2": transpose_conv_net(d / "deconv2.tflite", stride=2),
+            "deconv3_dynamic": batch_dynamic_transpose_conv_net(d / "deconv3_dyn.tflite")}
 
 
 # ---------------------------------------------------------------- profiles
@@ -213,6 +233,57 @@ def test_placement_rule_stride3_transpose_conv_on_snapdragon8gen1(graphs, capsys
     assert main(["lint", str(graphs["plain"]), "--target", "dimensity8100-nnapi"]) == 0
 
 
+@pytest.mark.tf
+def test_neuron_rule_batch_dynamic_transpose_conv(graphs, capsys):
+    """MediaTek's Neuron delegate takes TRANSPOSE_CONV only with a constant output shape:
+    the batch-dynamic graph's transposed conv is on the CPU (priced there), the fixed-batch
+    one stays on the APU, and other profiles do not apply the rule."""
+    from mai_sr.cli import main
+
+    graph = read_graph(graphs["deconv3_dynamic"])
+    deconv = next(op for op in graph.ops if op.type == "TRANSPOSE_CONV")
+    assert not graph.tensors[deconv.inputs[0]].is_constant  # the shape is computed
+    rows = place_ops(graphs["deconv3_dynamic"], "dimensity8100-neuron")
+    cpu = [r for r in rows if r["type"] == "TRANSPOSE_CONV"]
+    assert cpu and all(r["unit"] == "CPU" for r in cpu)
+    assert "Dynamically-sized tensors not supported" in cpu[0]["reason"]
+    assert "[neuron-transpose-conv-dynamic-shape]" in cpu[0]["reason"]
+    assert "x3 FSRCNN" in cpu[0]["reason"] and "CVPR 2023" in cpu[0]["reason"]
+    assert all(r["unit"] == "NPU" for r in place_ops(graphs["deconv3"], "dimensity8100-neuron")
+               if r["type"] == "TRANSPOSE_CONV")
+    assert all(r["unit"] == "NPU" for r in place_ops(graphs["deconv3_dynamic"],
+                                                     "dimensity8100-nnapi")
+               if r["type"] == "TRANSPOSE_CONV")
+    layers = price_graph(graph, load_profile("dimensity8100-neuron"))
+    on_cpu = [layer for layer in layers if layer.ops[0] == "TRANSPOSE_CONV"]
+    assert on_cpu and on_cpu[0].unit == "CPU" and on_cpu[0].cpu_ms > 0
+    assert main(["lint", str(graphs["deconv3_dynamic"]), "--target",
+                 "dimensity8100-neuron"]) == 2
+    assert "neuron-transpose-conv-dynamic-shape" in capsys.readouterr().out
+    assert main(["lint", str(graphs["deconv3"]), "--target", "dimensity8100-neuron"]) == 0
+
+
+@pytest.mark.tf
+def test_output_lanes_pad_output_channels_only(graphs):
+    """output_lanes 8 (a GPU kernel's block of output channels): the anchor net's conv
+    3 -> 8 costs 4 x 8 channels and 8 -> 27 costs 8 x 32; the input stays padded to 4. The
+    QNN GPU profile ships with it."""
+    from dataclasses import replace
+
+    base = load_profile("dimensity8100-nnapi")
+    gpu = replace(base, data={**base.data, "output_lanes": 8})
+    px = H * W
+
+    def gmac(profile):
+        layers = price_graph(read_graph(graphs["anchor"]), profile)
+        return sum(layer.features[FEATURES.index("gmac")] for layer in layers)
+
+    assert gmac(base) == pytest.approx((px * 9 * 4 * 8 + px * 9 * 8 * 28) / 1e9)
+    assert gmac(gpu) == pytest.approx((px * 9 * 4 * 8 + px * 9 * 8 * 32) / 1e9)
+    assert load_profile("snapdragon888-qnn-gpu").data["output_lanes"] == 8
+    assert gmac(load_profile("snapdragon888-qnn-gpu")) == pytest.approx(gmac(gpu))
+
+
 def test_the_target_table_lists_every_phone_profile():
     """The one NPU target table (mai_sr.tflite.targets) has a row per phone profile, so
     `lint --target` offers exactly the profiles there are."""
@@ -268,6 +339,31 @@ def test_leave_one_architecture_out_really_leaves_it_out():
     assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1)
 
 
+def test_shared_coefficients_are_one_parameter():
+    """Features tied by tie_matrix get one coefficient, equal under each of them, in the
+    full fit and in every fold; with the data made by equal prices the tied fit is exact,
+    and tying features priced apart costs accuracy (the tie is a real constraint)."""
+    from mai_sr.device.profile_fit import tie_matrix
+
+    features = ["a", "b", "c", "d", "e", "f", "g", "h"]
+    M = tie_matrix(features, {"ab": ["c", "d"]})
+    assert M.shape == (8, 7) and M.sum() == 8 and M[2].tolist() == M[3].tolist()
+    with pytest.raises(ValueError):
+        tie_matrix(features, {"x": ["c", "zz"]})
+    with pytest.raises(ValueError):
+        tie_matrix(features, {"x": ["c"], "y": ["c", "d"]})
+    equal = np.array([0.5, 0.0, 0.3, 0.3, 0.1, 0.2, 0.05, 2.0])
+    res = leave_one_architecture_out(_synthetic_rows(equal, np.random.default_rng(2)), tie=M)
+    assert res["coefficients"][2] == pytest.approx(res["coefficients"][3])
+    assert res["in_sample"]["max_abs_pct"] < 0.1
+    for c in res["fold_coefficients"].values():
+        assert c[2] == c[3]
+    apart = np.array([0.5, 0.0, 3.0, 0.0, 0.1, 0.2, 0.05, 2.0])
+    rows = _synthetic_rows(apart, np.random.default_rng(3))
+    assert leave_one_architecture_out(rows, tie=M)["in_sample"]["max_abs_pct"] > 1
+    assert leave_one_architecture_out(rows)["in_sample"]["max_abs_pct"] < 0.1
+
+
 # ---------------------------------------------------------------- the fitted profiles
 
 
@@ -310,6 +406,30 @@ def test_stored_rows_are_table2_and_errors_add_up(stored, shared_artifacts, name
             assert r["outlier"]  # not validated: it says why
     loo = [abs(r["loo_error_pct"]) for r in rows if r["loo_ms"] is not None]
     assert stored["profiles"][name]["median_abs_pct"] == pytest.approx(np.median(loo), abs=.06)
+
+
+@pytest.mark.parametrize("name", PHONES)
+def test_stored_fit_meets_the_targets_and_shares_what_the_profile_ties(stored, name):
+    """Leave-one-architecture-out targets (median <= 15%, max <= 35% on the Dimensity and
+    <= 50% on the Snapdragon profiles, Spearman >= 0.9), recomputed from the stored rows;
+    a profile's shared coefficients are equal in its file; a searched profile records its
+    selection-aware validation beside the fixed-structure one."""
+    res = stored["profiles"][name]
+    loo = [r for r in res["rows"] if r["loo_ms"] is not None]
+    errors = np.abs([r["loo_error_pct"] for r in loo])
+    assert np.median(errors) <= 15.0
+    assert errors.max() <= (35.0 if name.startswith("dimensity") else 50.0)
+    assert spearman([r["loo_ms"] for r in loo], [r["published_ms"] for r in loo]) >= 0.9
+    profile = load_profile(name)
+    for group in profile.data.get("shared_coefficients", {}).values():
+        assert len({profile.coefficients[f] for f in group}) == 1
+    if name == "snapdragon888-qnn-gpu":
+        sel = res["selection_aware"]
+        assert set(sel["picks"]) == {r["architecture"] for r in loo}
+        assert set(sel["picks"].values()) <= {"shipped", *res["variants"]}
+        assert profile.fit["validation"]["selection_aware"]["median_abs_pct"] == \
+            sel["median_abs_pct"]
+        assert "chosen inside each fold" in profile.validation_text()
 
 
 def test_x2_models_get_an_estimate_from_every_profile(stored):

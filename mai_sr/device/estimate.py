@@ -26,8 +26,8 @@ Layers
 
 Features (per accelerator layer; the estimate is their sum times the profile's coefficients)
 -------------------------------------------------------------------------------------------
-* ``gmac``: multiply-accumulates, input and output channels padded to the profile's
-  ``lanes``, in G;
+* ``gmac``: multiply-accumulates, input channels padded to the profile's ``lanes`` and
+  output channels to its ``output_lanes`` (default ``lanes``), in G;
 * ``conv_mb``: activation and weight bytes a convolution reads and writes, in MB;
 * ``act_mb``: bytes an elementwise op with one activation input reads and writes (tanh,
   sigmoid, an unfused clip, PReLU...);
@@ -41,6 +41,11 @@ Features (per accelerator layer; the estimate is their sum times the profile's c
 Activation bytes count each tensor's channels padded to the profile's ``storage_lanes``
 (default 1, no padding): a GPU keeps tensors in 4-channel texels, so a 3-channel tensor
 moves as many bytes as a 4-channel one.
+
+A profile may make features share one coefficient (``shared_coefficients``: a name -> the
+features priced alike, e.g. every byte of a memory-bound elementwise pass on a GPU): the fit
+then prices their sum (:func:`mai_sr.device.profile_fit.tie_matrix`) and the profile file
+holds the same coefficient under each of them, so pricing here needs nothing special.
 
 CPU layers are priced with the profile's ``cpu`` figures (MACs and elements per second,
 and one accelerator <-> CPU hand-over each way), which are stated in the profile with their
@@ -160,16 +165,20 @@ def _pad(c: int, lanes: int) -> int:
     return -(-c // lanes) * lanes
 
 
-def conv_macs(graph: TFLiteGraph, op: Op, shapes, lanes: int) -> int:
-    """MACs of a convolution with channels padded to `lanes` (a transposed convolution
-    counts each input pixel's kernel once, as its scatter form computes it)."""
+def conv_macs(graph: TFLiteGraph, op: Op, shapes, lanes: int,
+              output_lanes: int | None = None) -> int:
+    """MACs of a convolution with input channels padded to `lanes` and output channels to
+    `output_lanes` (default `lanes`; a GPU kernel computes a block of output channels per
+    thread, see the QNN GPU profile's ``output_lanes_why``). A transposed convolution counts
+    each input pixel's kernel once, as its scatter form computes it."""
+    out_lanes = output_lanes or lanes
     w = graph.tensors[op.inputs[1]].shape  # [out, kh, kw, in] ([1, kh, kw, out] depthwise)
     out = shapes[op.outputs[0]]
     if op.type == "DEPTHWISE_CONV_2D":
-        return out[1] * out[2] * w[1] * w[2] * _pad(w[3], lanes)
+        return out[1] * out[2] * w[1] * w[2] * _pad(w[3], out_lanes)
     pixels = (math.prod(shapes[op.inputs[2]][1:3]) if op.type == "TRANSPOSE_CONV"
               else out[1] * out[2])
-    return pixels * w[1] * w[2] * _pad(w[3], lanes) * _pad(w[0], lanes)
+    return pixels * w[1] * w[2] * _pad(w[3], lanes) * _pad(w[0], out_lanes)
 
 
 def _kind(graph: TFLiteGraph, op: Op) -> str:
@@ -207,6 +216,7 @@ def price_graph(graph: TFLiteGraph, profile, input_hw: tuple[int, int] | None = 
         input_hw = graph_timing_input(graph)
     spec = profile.data
     lanes = int(spec.get("lanes", 1))
+    output_lanes = int(spec.get("output_lanes", lanes))
     storage = int(spec.get("storage_lanes", 1))
     fused = frozenset(spec.get("fused_activations", ()))
     unit_name = spec.get("unit", "NPU")
@@ -236,7 +246,8 @@ def price_graph(graph: TFLiteGraph, profile, input_hw: tuple[int, int] | None = 
         weights_mb = sum(graph.tensors[i].data_bytes for op in ops for i in op.inputs
                          if i >= 0 and graph.tensors[i].is_constant) / 1e6
         traffic = sum(mb(t) for t in reads + outs)
-        macs = conv_macs(graph, head, shapes, lanes) if head.type in CONV_TYPES else 0
+        macs = (conv_macs(graph, head, shapes, lanes, output_lanes)
+                if head.type in CONV_TYPES else 0)
         name = graph.tensors[outs[0]].name if outs else head.type
         reason = _cpu_reason(graph, head, profile)
         if reason:

@@ -44,7 +44,7 @@ def fit(X: np.ndarray, y: np.ndarray, cpu: np.ndarray | None = None,
 
     X, y = np.asarray(X, float), np.asarray(y, float)
     cpu = np.zeros(len(y)) if cpu is None else np.asarray(cpu, float)
-    use = np.ones(X.shape[1], bool) if active is None else np.asarray(active, bool)
+    use = np.ones(X.shape[1], bool) if active is None else np.array(active, bool)  # a copy
     use &= np.any(X != 0, axis=0)
     cols = np.flatnonzero(use)
     coef = np.zeros(X.shape[1])
@@ -64,6 +64,25 @@ def fit(X: np.ndarray, y: np.ndarray, cpu: np.ndarray | None = None,
     return coef
 
 
+def tie_matrix(features, shared: dict[str, list[str]] | None = None) -> np.ndarray:
+    """The (features x parameters) 0/1 matrix that makes the features of each `shared`
+    group (a name -> feature names) one parameter; every other feature is a parameter of its
+    own. The fit prices ``X @ M`` and writes the coefficients ``M @ c`` back per feature,
+    so a shared coefficient appears, equal, under each of its features."""
+    features = list(features)
+    groups = [list(g) for g in (shared or {}).values()]
+    tied = [f for g in groups for f in g]
+    unknown = sorted(set(tied) - set(features))
+    if unknown or len(tied) != len(set(tied)):
+        raise ValueError(f"shared coefficients: unknown or repeated features {unknown or tied}")
+    columns = [[f] for f in features if f not in tied] + groups
+    M = np.zeros((len(features), len(columns)))
+    for j, group in enumerate(columns):
+        for f in group:
+            M[features.index(f), j] = 1.0
+    return M
+
+
 def _pct(estimate: float, published: float) -> float:
     return 100.0 * (estimate / published - 1.0)
 
@@ -74,22 +93,31 @@ def spearman(a, b) -> float:
     return float(spearmanr(a, b)[0])
 
 
-def leave_one_architecture_out(rows: list[Row], active=None) -> dict:
+def leave_one_architecture_out(rows: list[Row], active=None, tie: np.ndarray | None = None
+                               ) -> dict:
     """Fit on all `rows`, then predict each architecture's rows from a fit without it.
+    `tie` (:func:`tie_matrix`) makes groups of features share one coefficient.
 
-    Returns {"coefficients", "rows": [{model, architecture, scale, published_ms,
+    Returns {"coefficients", "fold_coefficients" (each fold's, by the architecture it left
+    out: how stable the prices are), "rows": [{model, architecture, scale, published_ms,
     estimate_ms (full fit), loo_ms, error_pct, loo_error_pct}], "median_abs_pct",
     "max_abs_pct", "spearman" (LOO estimates vs published), "in_sample": {...}}."""
     X = np.array([r.features for r in rows], float)
     y = np.array([r.published_ms for r in rows], float)
     cpu = np.array([r.cpu_ms for r in rows], float)
     arch = np.array([r.architecture for r in rows])
-    coef = fit(X, y, cpu, active)
+    M = np.eye(X.shape[1]) if tie is None else np.asarray(tie, float)
+    if active is not None:  # a parameter is active when all its features are
+        active = np.array([all(np.asarray(active, bool)[M[:, j] > 0])
+                           for j in range(M.shape[1])])
+    coef = M @ fit(X @ M, y, cpu, active)
     loo = np.zeros(len(rows))
+    folds = {}
     for a in dict.fromkeys(arch):
         out = arch == a
-        c = fit(X[~out], y[~out], cpu[~out], active)
+        c = M @ fit(X[~out] @ M, y[~out], cpu[~out], active)
         loo[out] = X[out] @ c + cpu[out]
+        folds[str(a)] = [round(float(v), 6) for v in c]
     full = X @ coef + cpu
     table = [{"model": r.model, "architecture": r.architecture, "scale": r.scale,
               "published_ms": r.published_ms, "estimate_ms": round(float(full[i]), 3),
@@ -98,7 +126,7 @@ def leave_one_architecture_out(rows: list[Row], active=None) -> dict:
               "loo_error_pct": round(_pct(loo[i], y[i]), 1)} for i, r in enumerate(rows)]
     loo_abs = np.abs([t["loo_error_pct"] for t in table])
     full_abs = np.abs([t["error_pct"] for t in table])
-    return {"coefficients": coef.tolist(), "rows": table,
+    return {"coefficients": coef.tolist(), "fold_coefficients": folds, "rows": table,
             "median_abs_pct": round(float(np.median(loo_abs)), 1),
             "max_abs_pct": round(float(np.max(loo_abs)), 1),
             "spearman": round(spearman(loo, y), 3),

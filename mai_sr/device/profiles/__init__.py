@@ -40,8 +40,11 @@ ETDS_TABLE = f"Table 2 of {ETDS_PAPER}"
 class PlacementRule:
     """An op the device's runtime leaves to the CPU, and the timing that shows it.
 
-    Matches ops of type `op` whose stride is `stride` (any stride when None) and whose
-    output has at least `min_channels` channels (when set). `unit` is where the op runs:
+    Matches ops of type `op` whose stride is `stride` (any stride when None), whose
+    output has at least `min_channels` channels (when set) and, when `constant_inputs` is
+    set, one of whose inputs at those positions is computed in the graph rather than
+    constant (a runtime that validates e.g. a transposed convolution's output shape as a
+    constant rejects a batch-dynamic conversion's). `unit` is where the op runs:
     "CPU" for a measured fallback; "NPU" for a rule that only warns (a measured cost whose
     cause the timings do not pin down). `row` names the table row(s) the rule comes from;
     `measured_ms` is that row's latency on this device, `reference_ms` the latency of a
@@ -54,6 +57,7 @@ class PlacementRule:
     row: str
     stride: tuple[int, int] | None = None
     min_channels: int | None = None
+    constant_inputs: tuple[int, ...] | None = None
     measured_ms: float | str | None = None
     reference_ms: float | str | None = None
     reference: str | None = None
@@ -64,6 +68,11 @@ class PlacementRule:
         if self.min_channels is not None:
             outs = graph.op_outputs(op) if graph is not None else []
             if not outs or (outs[0].channels or 0) < self.min_channels:
+                return False
+        if self.constant_inputs is not None:
+            if graph is None or all(
+                    graph.tensors[op.inputs[i]].is_constant for i in self.constant_inputs
+                    if i < len(op.inputs) and op.inputs[i] >= 0):
                 return False
         return self.stride is None or tuple(op.stride or ()) == self.stride
 
@@ -111,8 +120,10 @@ class Profile:
 
     @property
     def rules(self) -> tuple[PlacementRule, ...]:
-        return tuple(PlacementRule(**{**r, "stride": tuple(r["stride"]) if r.get("stride")
-                                      else None}) for r in self.data.get("placement_rules", []))
+        return tuple(PlacementRule(**{
+            **r, "stride": tuple(r["stride"]) if r.get("stride") else None,
+            "constant_inputs": tuple(r["constant_inputs"]) if r.get("constant_inputs") else None})
+            for r in self.data.get("placement_rules", []))
 
     def rule_for(self, op, graph=None) -> PlacementRule | None:
         return next((r for r in self.rules if r.matches(op, graph)), None)
@@ -123,9 +134,13 @@ class Profile:
         v = fit.get("validation")
         if not v:
             return "not fitted yet"
+        sel = v.get("selection_aware")
         return (f"{v['method']}: median |error| {v['median_abs_pct']:.1f}%, max "
                 f"{v['max_abs_pct']:.1f}%, Spearman {v['spearman']:.2f} over {v['rows']} rows"
-                + (f" ({v['excluded']})" if v.get("excluded") else ""))
+                + (f" ({v['excluded']})" if v.get("excluded") else "")
+                + (f"; with the structure also chosen inside each fold: median "
+                   f"{sel['median_abs_pct']:.1f}%, max {sel['max_abs_pct']:.1f}%, Spearman "
+                   f"{sel['spearman']:.2f}" if sel else ""))
 
     def summary(self) -> dict[str, Any]:
         """What a BenchResult's `device` records about the profile (flat, JSON scalars)."""
