@@ -19,12 +19,10 @@ for Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import atexit
 import json
 import os
 import shutil
 import sys
-import threading
 import warnings
 
 from mai_sr import __version__
@@ -745,47 +743,10 @@ def _one_line_warning(command: str):
     return show
 
 
-def run() -> None:
-    """The `mai-sr` console script (and ``python -m mai_sr``): :func:`main`, then exit without
-    tearing the interpreter down.
-
-    Python's shutdown frees every module, LiteRT's interpreter and its thread pool and the
-    last images one object at a time: about 0.1 s of wall time at the end of every command
-    (a tenth of a warm ``eval`` of B100), for memory the kernel takes back at once anyway.
-    So after ``main`` returns, the standard streams are flushed and the ``atexit`` handlers
-    run as at a normal exit (nothing registered there is skipped), then the process ends with
-    ``os._exit``. A thread that is not a daemon and still runs would be killed by that, so
-    then the exit is the normal one, which waits for it.
-    """
-    code = main()
-    if any(t.is_alive() and not t.daemon for t in threading.enumerate()
-           if t is not threading.main_thread()):
-        sys.exit(code)
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            if stream is not None and not stream.closed:
-                stream.flush()
-        except BrokenPipeError:
-            pass  # a reader that went away (`| head`): nothing left to say to it
-        except OSError as exc:  # a full disk under `> FILE`: the output is incomplete
-            if stream is sys.stdout and code == 0:
-                code = 2
-                _say_stderr(f"{PROG}: error: standard output: {exc.strerror or exc}")
-    atexit._run_exitfuncs()  # the handlers a normal exit runs (tempfile's, logging's)
-    os._exit(code)
-
-
-def _say_stderr(line: str) -> None:
-    try:
-        print(line, file=sys.stderr, flush=True)
-    except (OSError, ValueError):
-        pass
-
-
 def main(argv: list[str] | None = None) -> int:
     """Parse `argv` (default ``sys.argv[1:]``) and run the command; return the exit code.
 
-    Tests call this in-process; the console script is :func:`run`."""
+    Tests call this in-process; the console script is :func:`mai_sr.__main__.run`."""
     parser = build_parser()
     if not (sys.argv[1:] if argv is None else argv):
         parser.exit(2, f"{PROG}: error: give a command, e.g. `{PROG} train --model abpn "

@@ -277,7 +277,7 @@ def test_console_exit_keeps_the_exit_code_the_output_and_the_atexit_handlers():
     code = ("import atexit, sys\n"
             "atexit.register(lambda: print('atexit ran', flush=True))\n"
             "sys.argv = ['mai-sr'] + sys.argv[1:]\n"
-            "from mai_sr.cli import run\n"
+            "from mai_sr.__main__ import run\n"
             "run()\n")
     ok = subprocess.run([sys.executable, "-c", code, "models"], capture_output=True,
                         text=True, timeout=120)
@@ -296,7 +296,7 @@ def test_console_exit_with_a_live_thread_waits_for_it():
             "def late():\n"
             "    time.sleep(0.3); print('thread finished', flush=True)\n"
             "threading.Thread(target=late).start()\n"
-            "from mai_sr.cli import run\n"
+            "from mai_sr.__main__ import run\n"
             "run()\n")
     proc = _console(code)
     assert proc.returncode == 0 and proc.stdout.splitlines()[-1] == "thread finished"
