@@ -306,11 +306,13 @@ def quantize_model(deploy_model, calibration: Iterable | None = None) -> keras.M
     """
     if calibration is not None:
         from mai_sr.models.qat.equalize import correct_biases, equalize_channels
+        from mai_sr.models.qat.gptq import round_conv_weights
 
         calibration = list(calibration)
         deploy_model = equalize_fixed_ranges(deploy_model, calibration)
         deploy_model = equalize_channels(deploy_model, calibration)
-        correct_biases(deploy_model, calibration)
+        rounded = round_conv_weights(deploy_model, calibration)
+        correct_biases(deploy_model, calibration, skip=rounded)
     plan = plan_quantization(deploy_model)
 
     def annotate(layer):
