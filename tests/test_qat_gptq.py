@@ -87,3 +87,36 @@ def test_a_frozen_or_strided_conv_is_left_alone():
     kernel = strided.get_layer("down").get_weights()[0]
     assert round_conv_weights(strided, _photos(0, n=2)) == []
     np.testing.assert_array_equal(strided.get_layer("down").get_weights()[0], kernel)
+
+
+@pytest.mark.slow
+def test_the_int8_file_of_a_rounded_etds_has_the_biases_of_its_fake_quant_model(tmp_path):
+    """ETDS-T x3 (DIV2K): every conv bias of the converted file equals the fake-quant
+    model's (an earlier order of the steps made the converter move the clip conv's)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from conftest import SHARED_ARTIFACTS
+    from mai_sr.export.convert import convert_keras
+    from mai_sr.importer import import_weights
+    from mai_sr.models import create_model
+    from mai_sr.models.qat.quantize import quantize_model
+
+    source = SHARED_ARTIFACTS / "etds_zoo" / "pretrained" / "ETDS" / "ETDS_M5C16_x3.pth"
+    if not source.is_file():
+        pytest.skip(f"{source} not present")
+    weights = tmp_path / "w.weights.h5"
+    import_weights(source, None, weights, force=True)
+    deploy = create_model("etds", scale=3, deploy=True)
+    deploy.load_weights(str(weights))
+    quantized = quantize_model(deploy, calibration=_photos(0, n=16))
+    interpreter = Interpreter(model_content=convert_keras(quantized, (24, 24), "int8"))
+    tensors = interpreter.get_tensor_details()
+    convs = [layer for layer in quantized.layers if layer.name.startswith("quant_conv")]
+    assert len(convs) == 8
+    for layer in convs:
+        bias = next(w.numpy() for w in layer.weights if "bias" in w.name)
+        stored = next(t for t in tensors if f"{layer.name}/" in t["name"]
+                      and t["dtype"] == np.int32)
+        found = interpreter.get_tensor(stored["index"]) * \
+            stored["quantization_parameters"]["scales"]
+        assert np.abs(found - bias).max() < 0.1, layer.name

@@ -186,18 +186,16 @@ def _input_means(model, names: list[str], batches) -> dict[str, np.ndarray]:
     return {n: s / count for n, s in zip(names, sums)}
 
 
-def correct_biases(model, batches: Iterable, skip=()) -> None:
+def correct_biases(model, batches: Iterable) -> None:
     """Add to each trainable conv's bias the mean error its INT8 weights cause on
     `batches` (in place; see the module docstring). The weights are rounded by the
     quantizers :func:`mai_sr.models.qat.quantize_model` uses, so the correction is for exactly
     the INT8 weights of the file. A transposed conv's taps differ between the s^2 output
-    phases; it gets the mean over them. Layers named in `skip` are left alone (their
-    weights already sit on their INT8 grid: :func:`mai_sr.models.qat.gptq.round_conv_weights`
-    corrected their biases)."""
+    phases; it gets the mean over them."""
     from mai_sr.models.qat.configs import PerChannelWeightQuantizer, PerTensorWeightQuantizer
 
     convs = [layer for layer in model.layers
-             if _is_trainable_conv(layer, transpose_ok=True) and layer.name not in skip]
+             if _is_trainable_conv(layer, transpose_ok=True)]
     if not convs:
         return
     means = _input_means(model, [c.name for c in convs], list(batches))
