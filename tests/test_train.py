@@ -279,7 +279,10 @@ def test_sigterm_then_sigkill_of_the_cli(shared_data, tmp_path):
     saved = checkpoint_state(run, "fp32")["step"]
     assert saved >= stopped + 6 and saved % 3 == 0  # periodic checkpoints: multiples of 3
     steps = [int(r["step"]) for r in metrics(run)]
-    assert steps == sorted(set(steps)) and steps[-1] == saved
+    # The checkpoint is written first, holding its rows; metrics.csv right after. A kill
+    # between the two leaves the file one checkpoint behind, and the next resume puts the
+    # rows back from the checkpoint (restore_metrics), so at most that window may be missing.
+    assert steps == sorted(set(steps)) and saved - 3 <= steps[-1] <= saved
 
 
 @pytest.mark.parametrize("option, value, stored", [
