@@ -120,3 +120,14 @@ def test_the_int8_file_of_a_rounded_etds_has_the_biases_of_its_fake_quant_model(
         found = interpreter.get_tensor(stored["index"]) * \
             stored["quantization_parameters"]["scales"]
         assert np.abs(found - bias).max() < 0.1, layer.name
+
+
+def test_convs_feeding_a_prelu_keep_nearest_rounding():
+    """FSRCNN: every conv feeds a PReLU (rounding them to the data lost on the held-out
+    split); ECBSR: only its last, linear conv is rounded to the data."""
+    from mai_sr.models import create_model
+
+    assert round_conv_weights(create_model("fsrcnn", scale=3, deploy=True),
+                              _photos(0, n=2)) == []
+    assert round_conv_weights(create_model("ecbsr", scale=3, deploy=True),
+                              _photos(0, n=2)) == ["conv6"]
