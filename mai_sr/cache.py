@@ -89,17 +89,19 @@ class BaselineCache:
         self.root = Path(root) if root is not None else default_cache_dir()
 
     @staticmethod
-    def key(source: str, *, scale: int, crop: int, y_channel: bool) -> str:
+    def key(source: str, *, scale: int, crop: int, y_channel: bool,
+            fingerprint: str | None = None) -> str:
         """Hex key of the bicubic rows of `source` at `scale` with these metric options.
 
         Includes the data's fingerprint, Pillow's version (its bicubic filter makes both the
         LR input and the baseline) and the toolkit's, so any change recomputes.
+        `fingerprint`: :func:`dataset_fingerprint` of `source`, when the caller has it.
         """
         import PIL
 
         return sha256_json({"kind": "bicubic", "version": BASELINE_VERSION,
                             "toolkit": __version__, "pillow": PIL.__version__,
-                            "data": dataset_fingerprint(source), "scale": scale,
+                            "data": fingerprint or dataset_fingerprint(source), "scale": scale,
                             "crop": crop, "y_channel": bool(y_channel)})
 
     def _path(self, key: str) -> Path:
@@ -126,13 +128,14 @@ class BaselineCache:
         return True
 
     @staticmethod
-    def lr_key(source: str, *, scale: int) -> str:
-        """Hex key of the LR images of `source` at `scale` (data, Pillow and toolkit)."""
+    def lr_key(source: str, *, scale: int, fingerprint: str | None = None) -> str:
+        """Hex key of the LR images of `source` at `scale` (data, Pillow and toolkit);
+        `fingerprint` as for :meth:`key`."""
         import PIL
 
         return sha256_json({"kind": "lr", "version": LR_VERSION, "toolkit": __version__,
-                            "pillow": PIL.__version__, "data": dataset_fingerprint(source),
-                            "scale": scale})
+                            "pillow": PIL.__version__,
+                            "data": fingerprint or dataset_fingerprint(source), "scale": scale})
 
     def _lr_path(self, key: str) -> Path:
         return self.root / "lr" / f"{key}.npz"

@@ -94,7 +94,7 @@ def evaluate_tflite(model_path: str | os.PathLike, data, *, y_channel: bool = Fa
     memory on large images (the scores are the same: tiling is exact).
     """
     from mai_sr._memory import reuse_freed_memory
-    from mai_sr.cache import BaselineCache
+    from mai_sr.cache import BaselineCache, dataset_fingerprint
 
     reuse_freed_memory()
     model = TFLiteSR(model_path, threads, require_int8=require_int8)
@@ -110,12 +110,14 @@ def evaluate_tflite(model_path: str | os.PathLike, data, *, y_channel: bool = Fa
         name = dataset_name(source)
         made_lr: dict = {}  # LR images from the cache, read as the pairs are made
         pairs = iter_pairs(source, scale=model.scale, made_lr=made_lr)  # raises up front
-        key = cache.key(source, scale=model.scale, crop=scoring.border,
-                        y_channel=y_channel) if cache else None
+        # One stat of every image file keys both the bicubic rows and the LR images.
+        fingerprint = dataset_fingerprint(source) if cache else None
+        key = cache.key(source, scale=model.scale, crop=scoring.border, y_channel=y_channel,
+                        fingerprint=fingerprint) if cache else None
         cached = {r["name"]: r for r in (cache.get(key) or [])} if cache else {}
         new_lr: dict = {}
         if cache:
-            lr_key = cache.lr_key(source, scale=model.scale)
+            lr_key = cache.lr_key(source, scale=model.scale, fingerprint=fingerprint)
             made_lr.update(cache.get_lr(lr_key))
             pairs = _keeping_lr(pairs, new_lr)
 
