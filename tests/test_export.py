@@ -427,3 +427,28 @@ def test_export_says_precision_shapes_quantization_source_and_sidecar(run_dir, t
     assert lines[2] == (f"  INT8 vs FP32: {check['int8_vs_fp32_psnr']['calibration']:.2f} dB "
                         "on the calibration crops, "
                         f"{check['int8_vs_fp32_psnr']['builtin']:.2f} dB on the builtin photos")
+
+
+def test_a_bias_equal_on_every_channel_keeps_its_value_in_the_int8_file():
+    """ETDS's clip conv: bias 255 on every channel, one weight of -0.90 to -1.00 each. The
+    converter quantizes such a constant with its first channel's scale for all channels (the
+    file read 253-269 instead of 255 on ETDS-M); the export's biases are those of the model,
+    and the model keeps its own."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    deploy = create_model("etds", scale=3, deploy=True)
+    clip = deploy.get_layer("conv_clip")
+    kernel = np.zeros(clip.kernel.shape, np.float32)
+    for c in range(kernel.shape[-1]):
+        kernel[0, 0, c, c] = -1.0 + 0.1 * c / kernel.shape[-1]
+    clip.set_weights([kernel, np.full(kernel.shape[-1], 255.0, np.float32)])
+    quantized = quantize_model(deploy, calibration=calibration_batches("builtin", 4, crop=32,
+                                                                        scale=3))
+    interpreter = Interpreter(model_content=convert.convert_keras(quantized, (8, 8), "int8"))
+    stored = next(t for t in interpreter.get_tensor_details()
+                  if "quant_conv_clip/" in t["name"] and t["dtype"] == np.int32)
+    found = interpreter.get_tensor(stored["index"]) * stored["quantization_parameters"]["scales"]
+    assert np.abs(found - 255.0).max() < 0.05
+    bias = next(w.numpy() for w in quantized.get_layer("quant_conv_clip").weights
+                if "bias" in w.name)
+    assert np.all(bias == 255.0)

@@ -33,6 +33,7 @@ existing one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sys
@@ -103,6 +104,44 @@ def convert_keras(model, shape, precision: str, representative=None) -> bytes:
         model = quantize_model(model, calibration=representative)
     if precision != "int8" and is_quantized(model):
         raise MaiSrError(f"{precision} export needs the float model, got a QAT model")
+    if precision == "int8":
+        with _no_uniform_biases(model):
+            return _run_converter(model, shape, precision)
+    return _run_converter(model, shape, precision)
+
+
+@contextlib.contextmanager
+def _no_uniform_biases(model):
+    """Every bias whose channels all hold one non-zero value gets its first channel moved
+    by one float32 step for the conversion, then restored.
+
+    Why: the converter quantizes such a constant (a "splat") with its first channel's scale
+    and writes that one integer to every channel, while the file gives each channel its own
+    scale (input scale x that channel's weight scale). Measured on ETDS-M x3, whose clip conv
+    has bias 255 on every channel and weights -0.94 to -1.00: the file's biases came out
+    253.1 to 269.1 (255 x each channel's weight scale / the first's), 1.9 dB lost on Set5;
+    with the step, every bias is within 0.005 of 255. One float32 step of 255 (3e-5) is
+    below a thousandth of the int32 bias step, so the integers are those of the true bias.
+    """
+    moved = []
+    for variable in model.weights:
+        if not variable.name.split("/")[-1].startswith("bias") or variable.shape.rank != 1:
+            continue
+        values = variable.numpy()
+        if values.size > 1 and values[0] != 0 and np.all(values == values[0]):
+            nudged = values.copy()
+            nudged[0] = np.nextafter(values[0], np.float32(np.inf))
+            variable.assign(nudged)
+            moved.append((variable, values))
+    try:
+        yield
+    finally:
+        for variable, values in moved:
+            variable.assign(values)
+
+
+def _run_converter(model, shape, precision: str) -> bytes:
+    """The TFLite converter on `model` (int8: a fake-quant model) at LR `shape`."""
     h, w = shape if shape is not None else (None, None)
     inp = keras.Input((h, w, 3), batch_size=1, name="lr")
     fixed = keras.Model(inp, model(inp, training=False))
