@@ -176,6 +176,22 @@ def test_qat_from_a_finished_run_leaves_it_untouched(reference_run, shared_data,
     assert (cli.model, cli.data, cli.patch, cli.batch) == ("abpn", str(shared_data / "Set5"), 16, 2)
 
 
+def test_qat_that_only_loses_leaves_the_calibrated_model(reference_run, shared_data,
+                                                         tmp_path, capsys):
+    """The calibrated (PTQ) start is validated at step 0 and kept when every QAT step
+    validates worse (here a learning rate that wrecks the weights)."""
+    config = TrainConfig(from_run=str(reference_run), data=str(shared_data / "Set5"),
+                         patch=16, batch=4, qat_steps=2, qat_lr=50.0, val_every=1,
+                         out=str(tmp_path / "q"))
+    run = train_from_config(config, quiet=True)
+    summary = json.loads((run / SUMMARY_FILE).read_text())["qat"]
+    assert summary["best_step"] == 0
+    start = re.search(r"qat: val PSNR ([0-9.]+) dB at step 0", capsys.readouterr().err)
+    assert start and float(start.group(1)) == pytest.approx(summary["val_psnr"], abs=1e-3)
+    later = [r["val_psnr"] for r in metrics(run) if r["val_psnr"] not in ("", None)]
+    assert len(later) == 2 and max(float(v) for v in later) < summary["val_psnr"]
+
+
 @pytest.mark.slow
 def test_init_fine_tunes_from_the_run_and_a_teacher_replaces_the_target(reference_run,
                                                                          shared_data, tmp_path):
