@@ -427,11 +427,19 @@ def _pair(rgb, y) -> str:
     return f"{_db(rgb)} / {_db(y)}"
 
 
+def _in_the_challenge(result: dict, row: dict) -> bool:
+    """Whether a weight's architecture has a row in the challenge's Table 1 (the four MAI
+    architectures get the long table; the zoo's get one line each)."""
+    return row["architecture"] in result["published"]
+
+
 def quality_table(result: dict) -> list[str]:
     refs = result["references"]
     lines = ["| weight | set | bicubic | FP32 RGB / Y | INT8 RGB / Y | Δ | DIV2K reference "
              "INT8 RGB / Y | gap |", "|---|---|---|---|---|---|---|---|"]
     for name, r in result["weights"].items():
+        if not _in_the_challenge(result, r):
+            continue
         ref = refs.get(r["architecture"])
         for s in SETS:
             q = r["sets"][s]
@@ -441,6 +449,28 @@ def quality_table(result: dict) -> list[str]:
                          f"{_pair(q['fp32_psnr'], q['fp32_psnr_y'])} | "
                          f"{_pair(q['int8_psnr'], q['int8_psnr_y'])} | {q['drop_db']:+.3f} | "
                          f"{ref_cells} |")
+    return lines
+
+
+def zoo_table(result: dict) -> list[str]:
+    """One line per weight of a zoo architecture: luma PSNR (the paper's channel) of the
+    Keras FP32 model, the shipped INT8 file and the paper's FP32, the RGB drop per set, the
+    lint verdict and the VS680 simulator's time."""
+    order = ("Set5", "Set14", "B100")
+    lines = ["| weight | params | FP32 Y | INT8 Y | paper FP32 Y | Δ RGB | lint (VS680) | "
+             "SyNAP ms (sim.) |", "|---|---|---|---|---|---|---|---|"]
+    for name, r in result["weights"].items():
+        if _in_the_challenge(result, r):
+            continue
+        paper = result["paper"].get(name, {}).get("sets", {})
+        cells = [" / ".join(_db(r["sets"][s][key]) for s in order)
+                 for key in ("fp32_psnr_y", "int8_psnr_y")]
+        published = " / ".join(_db(paper.get(s, {}).get("paper_fp32_y")) for s in order)
+        drops = " / ".join(f"{r['sets'][s]['drop_db']:+.3f}" for s in order)
+        lint = ("clean" if r["lint"]["errors"] == r["lint"]["warnings"] == 0
+                else f"{r['lint']['errors']} errors, {r['lint']['warnings']} warnings")
+        lines.append(f"| {name} | {r['params']:,} | {cells[0]} | {cells[1]} | {published} | "
+                     f"{drops} | {lint} | {_db(r['synap_ms'], 1)} |")
     return lines
 
 
@@ -469,7 +499,14 @@ def table(result: dict) -> str:
              "ncnet.megsr_div2k the authors' INT8 weights dequantized, as no FP32 is published), "
              "INT8 the shipped dynamic-shape file; Δ = FP32 minus INT8 (RGB); DIV2K reference: "
              "the architecture's own authors' DIV2K-trained INT8 file, gap = INT8 minus it (RGB).",
-             "", *quality_table(result), "",
+             "", *quality_table(result), ""]
+    if len(zoo_table(result)) > 2:
+        lines += ["The ETDS zoo's x3 weights (Chao et al., *Equivalent Transformation and Dual "
+                  "Stream Network Construction for Mobile Image Super-Resolution*, CVPR 2023: the "
+                  "authors' DIV2K-trained checkpoints, imported and quantized by mai-sr), Set5 / "
+                  "Set14 / B100; Y with crop 3 as the paper scores; Δ = FP32 minus INT8 (RGB):",
+                  "", *zoo_table(result), ""]
+    lines += [
              "Where each weight comes from, the recipe file that makes it (`mai-sr train --recipe`;"
              " * = the files predate it, made by `benchmarks/pretrain.sh`, not replayed), its "
              "training time on this 2-core machine (QAT from published weights: one stage; "
@@ -502,11 +539,19 @@ def table(result: dict) -> str:
                       f"{s} {d:+.3f}" for s, d in t["over_best"].items()) +
                   f" ({'met' if t['met'] else 'NOT met'})."]
     for m, p in result.get("paper", {}).items():
+        if not _in_the_challenge(result, result["weights"][m]):
+            continue  # the zoo table shows it
         lines += ["", f"{m} against its paper's FP32 (Chao et al., CVPR 2023, Table 2; Y, crop "
                   "3), FP32 / INT8 minus the paper: " + ", ".join(
                       f"{s} {v['paper_fp32_y']:.2f}: {v['fp32_y_minus_paper']:+.3f} / "
                       f"{v['int8_y_minus_paper']:+.3f}" for s, v in p["sets"].items()) +
                   f" (INT8 within {PAPER_TOLERANCE_DB} dB: {'yes' if p['within'] else 'NO'})."]
+    zoo = {m: p for m, p in result.get("paper", {}).items()
+           if not _in_the_challenge(result, result["weights"][m])}
+    if zoo:
+        lines += ["", f"Zoo weights whose INT8 Y is within {PAPER_TOLERANCE_DB} dB of the paper's "
+                  "FP32 on every set: " + ", ".join(f"{m} {'yes' if p['within'] else 'NO'}"
+                                                   for m, p in zoo.items()) + "."]
     lines += ["", "Ranking of the default weights (architectures whose published PSNRs differ by"
               " more than 0.1 dB; INT8 PSNR here): " + "; ".join(
                   f"{c['higher']} > {c['lower']} on {c['set']}: {c['measured_gap_db']:+.3f} dB "
