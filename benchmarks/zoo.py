@@ -14,8 +14,10 @@ CVPR 2023 (figures of its Table 2 from ``table2.csv``). For each checkpoint:
 * ``ptq``: ``mai-sr export`` of the imported weights, INT8, calibrated on the builtin photos
   (the default), scored on Set5, Set14 and B100, RGB and Y (HR cropped to a multiple of the
   scale, border = scale);
-* ``qat`` (x3 by default): ``mai-sr train --qat --from W --teacher W`` with the QAT recipe
-  for imported weights (``benchmarks/qat_recipe.py``: teacher = the imported FP32 model,
+* ``qat`` (x3 by default): the shipped INT8 file of the checkpoint's weight where it ships
+  (``mai_sr/pretrained``, x3: made by its recipe file, an import stage and then QAT with the
+  same recipe on T91 + BSD200 with a tenth held out), scored like the PTQ file; else
+  ``mai-sr train --qat --from W --teacher W`` with the QAT recipe for imported weights (``benchmarks/qat_recipe.py``: teacher = the imported FP32 model,
   distillation weight 0.5, 1000 steps, peak LR 1e-4, L2, batch 16, LR patch 48, seed 0) on
   the training part of its split of T91 + BSD200 (every 10th image held out for
   validation), then exported and scored as PTQ;
@@ -174,10 +176,22 @@ def stage_ptq(row: dict, model: str, weights: Path, work: Path, fp32: dict) -> d
             "drop": drops(found, fp32["tflite"])}
 
 
+def shipped_weight(model: str, scale: int) -> str | None:
+    """The shipped weight made from this checkpoint by its recipe (x3 zoo weights), if any."""
+    from mai_sr.pretrained import available
+
+    name = f"{model}.etds_div2k"
+    return name if scale == 3 and name in available() else None
+
+
 def stage_qat(row: dict, model: str, weights: Path, work: Path, fp32: dict) -> dict:
+    scale = int(row["scale"])
+    shipped = shipped_weight(model, scale)
+    if shipped:
+        return stage_shipped(shipped, scale, fp32)
     from qat_recipe import make_split, qat
 
-    scale = int(row["scale"])
+
     train, val = make_split(work)
     run = work / "runs" / stem(row)
     started = time.time()
@@ -190,6 +204,19 @@ def stage_qat(row: dict, model: str, weights: Path, work: Path, fp32: dict) -> d
                          sets=(val,))[str(val)]}
     return {"recipe": RECIPE, "run": str(run), "minutes": round((time.time() - started) / 60, 1),
             "sets": found, "drop": drops(found, fp32["tflite"]), "held_out": val}
+
+
+def stage_shipped(name: str, scale: int, fp32: dict) -> dict:
+    """The QAT row of a shipped weight: its shipped INT8 file scored here, the recipe file
+    that made it (an import stage, then QAT with the recipe for imported weights on T91 +
+    BSD200 with a tenth held out) and that run's validation figure."""
+    from mai_sr.pretrained import pretrained_path
+
+    card = json.loads(pretrained_path(name, "card").read_text())
+    found = score(pretrained_path(name, "dynamic"), scale)
+    return {"recipe": RECIPE, "shipped": name, "recipe_file": card["recipe"]["file"],
+            "minutes": card["recipe"]["train_minutes"], "sets": found,
+            "drop": drops(found, fp32["tflite"])}
 
 
 def stage_floor(row: dict, model: str, weights: Path) -> dict:

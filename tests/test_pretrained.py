@@ -32,7 +32,7 @@ REPRODUCE_DB = 0.01                  # eval --pretrained reproduces the README t
 GAIN_TARGET_DB = 1.2                 # target: INT8 PSNR - bicubic PSNR on Set14 and B100
 # The weights in the table (every one must ship all its files).
 SHIPPED = [w["name"] for w in shipped_weights()]
-ZOO_SHIPPED = ("etds_l",)
+ZOO_SHIPPED = ("etds_l", "etds_m", "etds_s", "etds", "espcn", "ecbsr")
 # The README's architectures: each must keep a shipped default.
 IN_THE_README = ("abpn", "ncnet", "scsrn", "xcat")
 # Each architecture's default, as decided: the DIV2K-trained weights where they are published.
@@ -106,12 +106,22 @@ def test_card_describes_the_shipped_files_and_where_they_come_from(name):
     assert c["recipe"]["json_sha256"] == recipe_hash(read_recipe(recipe))
 
 
+# Warnings a shipped file may carry: the published computation of its family, kept as
+# published (ESPCN's 5x5 and FSRCNN's 9x9 kernels); every other weight lints clean.
+PUBLISHED_FORM_WARNINGS = {"espcn": {"kernel"}, "fsrcnn": {"kernel"}}
+
+
 @pytest.mark.parametrize("name", SHIPPED)
-def test_shipped_files_are_uint8_and_lint_without_warnings(name):
+def test_shipped_files_are_uint8_and_lint_as_their_card_says(name):
+    allowed = PUBLISHED_FORM_WARNINGS.get(architecture(name), set())
     for kind in ("fixed", "dynamic"):
         path = pretrained_path(name, kind)
         report = lint_model(path)
-        assert (report.errors, report.warnings) == (0, 0), [f.message for f in report.findings]
+        assert report.errors == 0, [f.message for f in report.findings]
+        warned = {f.code for f in report.findings if f.severity == "warning"}
+        assert warned <= allowed, [f.message for f in report.findings]
+        if kind == "fixed":
+            assert report.warnings == card(name)["lint"]["warnings"]
         model = TFLiteSR(path)
         assert tuple(model.input_quant) == (1.0, 0) and tuple(model.output_quant) == (1.0, 0)
     assert TFLiteSR(pretrained_path(name, "fixed")).fixed_shape == (360, 640)
