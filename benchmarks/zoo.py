@@ -362,8 +362,10 @@ def summary_line(entry: dict, stage: str) -> str:
 
 
 def save(results: dict) -> None:
+    from _publish import without_local_paths
+
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    OUT.write_text(json.dumps(without_local_paths(results), indent=2, sort_keys=True) + "\n")
 
 
 # ------------------------------------------------------------------ tables and plot

@@ -43,7 +43,7 @@ from PIL import Image
 
 from mai_sr.challenge import CHALLENGE_SCALE
 from mai_sr.errors import MaiSrError
-from mai_sr.imageio import read_image_rgb
+from mai_sr.imageio import read_image_rgb, stored_size
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -113,6 +113,7 @@ class _Entry:
     name: str
     load_hr: Callable[[], np.ndarray]
     lr_path: Path | None = None
+    hr_path: Path | None = None  # the HR file (its header gives the size of a cached copy)
 
 
 def _builtin_photo(name: str) -> np.ndarray:
@@ -153,8 +154,8 @@ def _folder_entries(folder: Path, scale: int) -> list[_Entry]:
     files = image_files(folder)
     if not files:
         raise MaiSrError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
-    return [_Entry(p.relative_to(folder).with_suffix("").as_posix(), lambda p=p: read_image_rgb(p))
-            for p in files]
+    return [_Entry(p.relative_to(folder).with_suffix("").as_posix(), lambda p=p: read_image_rgb(p),
+                   hr_path=p) for p in files]
 
 
 def _div2k_entries(hr_dir: Path, scale: int) -> list[_Entry]:
@@ -171,7 +172,7 @@ def _div2k_entries(hr_dir: Path, scale: int) -> list[_Entry]:
             lr_path = lr_dir / f"{p.stem}x{scale}{p.suffix}"
             if not lr_path.is_file():
                 raise MaiSrError(f"{lr_path}: missing LR file for {p} (the LR folder exists)")
-        entries.append(_Entry(p.stem, lambda p=p: read_image_rgb(p), lr_path))
+        entries.append(_Entry(p.stem, lambda p=p: read_image_rgb(p), lr_path, p))
     return entries
 
 
@@ -214,8 +215,26 @@ def _resolve(source, scale: int) -> list[_Entry]:
     return entries
 
 
-def _make_pair(entry: _Entry, scale: int, made_lr: Mapping | None = None) -> ImagePair:
-    hr = crop_to_scale(entry.load_hr(), scale)
+def _known_hr(entry: _Entry, scale: int, made_hr) -> np.ndarray | None:
+    """The cached HR image of `entry` (already cropped to the scale), if it has the size the
+    file's header gives, either way round (EXIF may turn it; the header is read, nothing is
+    decoded)."""
+    known = made_hr.get(entry.name) if made_hr is not None and entry.hr_path else None
+    if known is None:
+        return None
+    try:
+        h, w = stored_size(entry.hr_path)
+    except MaiSrError:
+        return None  # decoding says what is wrong with the file
+    fits = {(h - h % scale, w - w % scale, 3), (w - w % scale, h - h % scale, 3)}
+    return known if known.shape in fits else None
+
+
+def _make_pair(entry: _Entry, scale: int, made_lr: Mapping | None = None,
+               made_hr: Mapping | None = None) -> ImagePair:
+    hr = _known_hr(entry, scale, made_hr)
+    if hr is None:
+        hr = crop_to_scale(entry.load_hr(), scale)
     known = made_lr.get(entry.name) if made_lr is not None and entry.lr_path is None else None
     if known is not None and known.shape == (hr.shape[0] // scale, hr.shape[1] // scale, 3):
         lr = known
@@ -230,7 +249,8 @@ def _make_pair(entry: _Entry, scale: int, made_lr: Mapping | None = None) -> Ima
 
 
 def iter_pairs(source, scale: int = CHALLENGE_SCALE, min_lr_size: int | None = None, *,
-               made_lr: Mapping | None = None) -> Iterator[ImagePair]:
+               made_lr: Mapping | None = None,
+               made_hr: Mapping | None = None) -> Iterator[ImagePair]:
     """Yield :class:`ImagePair` for every image of `source`, one image in memory at a time.
 
     `source`: "builtin", a folder, "DIR,DIR", a list of those, or a DIV2K folder.
@@ -238,18 +258,23 @@ def iter_pairs(source, scale: int = CHALLENGE_SCALE, min_lr_size: int | None = N
     with a warning naming them. Bad folders raise MaiSrError here, before iteration starts.
     `made_lr`: LR images made earlier by :func:`bicubic_downscale` from these very images
     (a cache, by image name); one whose shape is not HR/scale is made again.
+    `made_hr`: HR images decoded earlier from these very files and cropped to `scale` (a
+    cache, by image name, read with ``.get``); one whose size is not the file header's is
+    decoded again. A cached image skips its decoder's warnings (first frame only), which
+    the run that cached it showed.
     """
     if scale < 1:
         raise MaiSrError(f"scale: must be >= 1, got {scale}")
     entries = _resolve(source, scale)
-    return _iter_entries(entries, scale, max(1, min_lr_size or 1), made_lr)
+    return _iter_entries(entries, scale, max(1, min_lr_size or 1), made_lr, made_hr)
 
 
 def _iter_entries(entries: list[_Entry], scale: int, min_lr: int,
-                  made_lr: Mapping | None = None) -> Iterator[ImagePair]:
+                  made_lr: Mapping | None = None,
+                  made_hr: Mapping | None = None) -> Iterator[ImagePair]:
     skipped = []
     for entry in entries:
-        pair = _make_pair(entry, scale, made_lr)
+        pair = _make_pair(entry, scale, made_lr, made_hr)
         if min(pair.lr.shape[:2]) < min_lr:
             skipped.append(entry.name)
             continue

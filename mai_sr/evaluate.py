@@ -47,16 +47,17 @@ def _cached_baseline(cached: dict, pair) -> tuple[float, float] | None:
     return None
 
 
-def _keeping_lr(pairs, into: dict):
-    """`pairs` as they are, their LR images kept in `into` (by name) for the cache while
-    they fit in :data:`mai_sr.cache.LR_CACHE_MAX_BYTES`."""
+def _keeping_images(pairs, lr_into: dict, hr_into: dict):
+    """`pairs` as they are, their LR and HR images kept in `lr_into` and `hr_into` (by name)
+    for the cache while each set fits in :data:`mai_sr.cache.LR_CACHE_MAX_BYTES`."""
     from mai_sr.cache import LR_CACHE_MAX_BYTES
 
-    held = 0
+    held = {"lr": 0, "hr": 0}
     for pair in pairs:
-        held += pair.lr.nbytes
-        if held <= LR_CACHE_MAX_BYTES:
-            into[pair.name] = pair.lr
+        for kind, img, into in (("lr", pair.lr, lr_into), ("hr", pair.hr, hr_into)):
+            held[kind] += img.nbytes
+            if held[kind] <= LR_CACHE_MAX_BYTES:
+                into[pair.name] = img
         yield pair
 
 
@@ -94,7 +95,7 @@ def evaluate_tflite(model_path: str | os.PathLike, data, *, y_channel: bool = Fa
     memory on large images (the scores are the same: tiling is exact).
     """
     from mai_sr._memory import reuse_freed_memory
-    from mai_sr.cache import BaselineCache, dataset_fingerprint
+    from mai_sr.cache import BaselineCache, CachedImages, dataset_fingerprint
 
     reuse_freed_memory()
     model = TFLiteSR(model_path, threads, require_int8=require_int8)
@@ -108,27 +109,38 @@ def evaluate_tflite(model_path: str | os.PathLike, data, *, y_channel: bool = Fa
     results = []
     for source in split_sources(data):
         name = dataset_name(source)
-        made_lr: dict = {}  # LR images from the cache, read as the pairs are made
-        pairs = iter_pairs(source, scale=model.scale, made_lr=made_lr)  # raises up front
-        # One stat of every image file keys both the bicubic rows and the LR images.
+        # Images from the cache, read as the pairs are made (opened below, once the source
+        # has been checked).
+        made_lr, made_hr = {}, CachedImages()
+        pairs = iter_pairs(source, scale=model.scale, made_lr=made_lr,
+                           made_hr=made_hr)  # raises up front
+        # One stat of every image file keys the bicubic rows, the LR and the HR images.
         fingerprint = dataset_fingerprint(source) if cache else None
         key = cache.key(source, scale=model.scale, crop=scoring.border, y_channel=y_channel,
                         fingerprint=fingerprint) if cache else None
         cached = {r["name"]: r for r in (cache.get(key) or [])} if cache else {}
         new_lr: dict = {}
+        new_hr: dict = {}
+        made_hr_names: frozenset = frozenset()
         if cache:
             lr_key = cache.lr_key(source, scale=model.scale, fingerprint=fingerprint)
+            hr_key = cache.hr_key(source, scale=model.scale, fingerprint=fingerprint)
             made_lr.update(cache.get_lr(lr_key))
-            pairs = _keeping_lr(pairs, new_lr)
+            made_hr.open(cache.images_path("hr", hr_key))
+            made_hr_names = made_hr.names
+            pairs = _keeping_images(pairs, new_lr, new_hr)
 
         def save(pair, sr, name=name):
             write_image(Path(save_dir) / name / f"{pair.name}.png", sr)
 
-        rows = [r.image_score() for r in score_pairs(
-            model, pairs, scoring, tile=tile, jobs=jobs,
-            baselines=lambda pair: _cached_baseline(cached, pair),
-            on_sr=save if save_dir is not None else None,
-            progress=lambda it, name=name: _progress_bar(it, name, quiet))]
+        try:
+            rows = [r.image_score() for r in score_pairs(
+                model, pairs, scoring, tile=tile, jobs=jobs,
+                baselines=lambda pair: _cached_baseline(cached, pair),
+                on_sr=save if save_dir is not None else None,
+                progress=lambda it, name=name: _progress_bar(it, name, quiet))]
+        finally:
+            made_hr.close()
         if not rows:
             raise MaiSrError(f"{source}: no image large enough to evaluate")
         if cache and [r.name for r in rows] != list(cached):
@@ -137,6 +149,9 @@ def evaluate_tflite(model_path: str | os.PathLike, data, *, y_channel: bool = Fa
                             for r in rows])
         if cache and set(new_lr) != set(made_lr):
             cache.put_lr(lr_key, new_lr)
+        if cache and (set(new_hr) != made_hr_names
+                      or not all(made_hr.served(img) for img in new_hr.values())):
+            cache.put_images("hr", hr_key, new_hr)
         notes = data_notes(name, [r.name for r in rows], training, run)
         results.append(EvalResult(model=model.path.name, dataset=name, images=tuple(rows),
                                   y_channel=y_channel, crop=scoring.border,

@@ -179,6 +179,14 @@ def read_image_rgb(path: Path, max_pixels: int | None = MAX_PIXELS) -> np.ndarra
     return as_rgb(read_image(path, max_pixels))
 
 
+def stored_size(path: Path) -> tuple[int, int]:
+    """(height, width) as the file stores it, from the header alone: before any EXIF
+    rotation (reading a PNG's EXIF makes Pillow decode the whole image)."""
+    with _opened(Path(path), None) as im:
+        w, h = im.size
+        return h, w
+
+
 def upright_size(path: Path, max_pixels: int | None = MAX_PIXELS, *,
                  limit_option: str | None = None) -> tuple[int, int]:
     """(height, width) after EXIF orientation, from the header only (no decoding)."""

@@ -435,38 +435,56 @@ def test_eval_takes_folder_names_under_mai_sr_data(shared_data, monkeypatch, tmp
     assert "$MAI_SR_DATA is not set" in capsys.readouterr().err
 
 
-def test_cached_lr_images_are_the_bicubic_downscale_and_change_no_score(dynamic_model,
-                                                                        eval_folder, tmp_path):
+def _cached_set(cache_dir, kind: str) -> dict:
     import numpy as np
 
+    (entry,) = (cache_dir / kind).glob("*.npz")
+    with np.load(entry, allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files}
+
+
+def test_cached_lr_and_hr_images_are_what_eval_makes_and_change_no_score(dynamic_model,
+                                                                         eval_folder, tmp_path,
+                                                                         monkeypatch):
+    import numpy as np
+
+    from mai_sr import data
     from mai_sr.data import bicubic_downscale, crop_to_scale, image_files
     from mai_sr.imageio import read_image_rgb
 
     cache_dir = tmp_path / "cache"
     (cold,) = evaluate_tflite(dynamic_model, str(eval_folder), quiet=True, cache_dir=cache_dir)
-    (entry,) = (cache_dir / "lr").glob("*.npz")
-    with np.load(entry, allow_pickle=False) as archive:
-        kept = {name: archive[name] for name in archive.files}
+    lr, hr = _cached_set(cache_dir, "lr"), _cached_set(cache_dir, "hr")
     files = image_files(eval_folder)
-    assert sorted(kept) == sorted(f.stem for f in files)
+    assert sorted(lr) == sorted(hr) == sorted(f.stem for f in files)
     for f in files:  # exactly what eval would make again
-        hr = crop_to_scale(read_image_rgb(f), 3)
-        assert np.array_equal(kept[f.stem], bicubic_downscale(hr, 3))
-    written = entry.stat().st_mtime_ns
+        decoded = crop_to_scale(read_image_rgb(f), 3)
+        assert np.array_equal(hr[f.stem], decoded)
+        assert np.array_equal(lr[f.stem], bicubic_downscale(decoded, 3))
+    written = {kind: next((cache_dir / kind).glob("*.npz")).stat().st_mtime_ns
+               for kind in ("lr", "hr")}
+    decoded_files = []  # a warm run decodes no image
+    monkeypatch.setattr(data, "read_image_rgb",
+                        lambda path: decoded_files.append(path) or read_image_rgb(path))
     (warm,) = evaluate_tflite(dynamic_model, str(eval_folder), quiet=True, cache_dir=cache_dir)
+    assert decoded_files == []
     (reference,) = evaluate_tflite(dynamic_model, str(eval_folder), quiet=True, use_cache=False)
     assert _rows(warm) == _rows(cold) == _rows(reference)
-    assert entry.stat().st_mtime_ns == written  # a complete entry is not rewritten
+    for kind in ("lr", "hr"):  # a complete entry is not rewritten
+        assert next((cache_dir / kind).glob("*.npz")).stat().st_mtime_ns == written[kind]
 
 
-def test_a_damaged_or_foreign_lr_cache_entry_is_made_again(dynamic_model, eval_folder, tmp_path):
+@pytest.mark.parametrize("kind", ["lr", "hr"])
+def test_a_damaged_or_foreign_image_cache_entry_is_made_again(kind, dynamic_model,
+                                                              eval_folder, tmp_path):
     import numpy as np
 
     cache_dir = tmp_path / "cache"
     (reference,) = evaluate_tflite(dynamic_model, str(eval_folder), quiet=True, use_cache=False)
     evaluate_tflite(dynamic_model, str(eval_folder), quiet=True, cache_dir=cache_dir)
-    (entry,) = (cache_dir / "lr").glob("*.npz")
-    names = [n for n in np.load(entry).files]
+    (entry,) = (cache_dir / kind).glob("*.npz")
+    good = _cached_set(cache_dir, kind)
+    names = sorted(good)
     damaged = [
         entry.read_bytes()[:1000],  # torn
         b"not a zip at all",
@@ -485,3 +503,6 @@ def test_a_damaged_or_foreign_lr_cache_entry_is_made_again(dynamic_model, eval_f
         (again,) = evaluate_tflite(dynamic_model, str(eval_folder), quiet=True,
                                    cache_dir=cache_dir)
         assert _rows(again) == _rows(reference), i
+    if kind == "hr":  # the wrong-size images were replaced by the decoded ones
+        kept = _cached_set(cache_dir, kind)
+        assert all(np.array_equal(kept[n], good[n]) for n in names)
