@@ -232,7 +232,7 @@ def ship(name: str, card: dict) -> list[Path]:
         written.append(SHIP_DIR / entry["name"])
     qat = load_run_model(run, "qat")
     deploy = create_model(architecture(name), deploy=True)
-    deploy_from_qat(qat, deploy)
+    deploy_from_qat(qat, deploy, as_computed=True)
     with atomic_path(SHIP_DIR / f"{name}.weights.h5", suffix=".weights.h5") as tmp:
         deploy.save_weights(str(tmp))
     write_json(SHIP_DIR / f"{name}.qat.json", activation_ranges(qat))
@@ -613,6 +613,43 @@ def write_recipes() -> list[Path]:
     return written
 
 
+def refresh_weights(names) -> None:
+    """Rewrite each shipped ``NAME.weights.h5`` as the weights its INT8 file computes with
+    (:func:`mai_sr.models.qat.quantize.deploy_from_qat` with ``as_computed``): the QAT model
+    is rebuilt from the shipped weights and ranges, as ``export --pretrained`` does, and the
+    new weights are written only if the QAT model rebuilt from them converts to a file with
+    the shipped file's outputs exactly (an LR crop of each test set, and noise)."""
+    import numpy as np
+
+    from mai_sr.data import load_pairs
+    from mai_sr.export.convert import _load_source, convert_keras
+    from mai_sr.models import create_model
+    from mai_sr.models.qat.quantize import (deploy_from_qat, quantize_model,
+                                            set_activation_ranges)
+    from mai_sr.pretrained import architecture, pretrained_path
+    from mai_sr.tflite.runtime import TFLiteSR
+
+    images = [load_pairs(str(DATA / s))[0].lr[:40, :48] for s in SETS]
+    images.append(np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8))
+    REPORT_OUT.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        deploy = create_model(architecture(name), deploy=True)
+        deploy_from_qat(_load_source(None, None, None, name, "int8")[0], deploy,
+                        as_computed=True)
+        rebuilt = quantize_model(deploy)
+        set_activation_ranges(rebuilt, json.loads(pretrained_path(name, "ranges").read_text()))
+        probe = REPORT_OUT / f"{name}.refresh.tflite"
+        probe.write_bytes(convert_keras(rebuilt, None, "int8"))
+        shipped = TFLiteSR(pretrained_path(name, "dynamic"))
+        if not all(np.array_equal(TFLiteSR(probe).upscale(x), shipped.upscale(x))
+                   for x in images):
+            print(f"{name}: not rewritten (a file from these weights differs from the shipped)")
+            continue
+        with atomic_path(SHIP_DIR / f"{name}.weights.h5", suffix=".weights.h5") as tmp:
+            deploy.save_weights(str(tmp))
+        print(f"{name}: {name}.weights.h5 now holds the weights its INT8 file computes with")
+
+
 def clean_metadata(path: Path) -> bool:
     """Rewrite a shipped file's embedded provenance without local paths, leaving every other
     byte as it is: the record is re-encoded and padded with spaces (valid JSON) to its old
@@ -702,6 +739,9 @@ def main(argv=None) -> int:
                              "simulator recalibration; local: on a quiet machine)")
     parser.add_argument("--weights", default=None, metavar="NAME[,NAME]",
                         help="with --retime: these weights (default: every shipped one)")
+    parser.add_argument("--refresh-weights", action="store_true",
+                        help="rewrite every shipped NAME.weights.h5 as the weights its INT8 "
+                             "file computes with (checked: the rebuilt export is the same)")
     parser.add_argument("--refresh-cards", action="store_true",
                         help="with --retime: also rewrite the times and scores in the cards")
     add_write_readme(parser)
@@ -714,6 +754,10 @@ def main(argv=None) -> int:
     previous = json.loads(path.read_text()) if path.is_file() else {}
     if args.refresh_records:
         refresh_records(previous)
+    if args.refresh_weights:
+        from mai_sr.pretrained import available
+
+        refresh_weights(args.weights.split(",") if args.weights else available())
     if args.retime:
         from mai_sr.pretrained import available
 

@@ -202,3 +202,31 @@ def test_a_missing_shipped_file_is_a_one_line_error(argv, tmp_path, monkeypatch,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--pretrained xcat" in err and "is not shipped" in err
     assert not list(tmp_path.glob("*.tflite"))
+
+
+def _on_int8_grid(values, axes) -> bool:
+    """Whether `values` are integer multiples of max|v| / 127 over `axes` (zero-free)."""
+    step = np.abs(values).max(axis=axes, keepdims=True) / 127
+    levels = values / np.where(step > 0, step, 1)
+    return bool(np.abs(levels - np.round(levels)).max() < 1e-3)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_float_weights_are_the_ones_the_int8_file_computes_with(name):
+    """Every kernel on its per-channel (or, for a transposed conv, per-tensor) int8 grid and
+    every PReLU slope on its per-tensor one: the float weights a user fine-tunes or distils
+    from are the INT8 network's, not QAT's shadow weights (those of ETDS-T scored 19.7 dB
+    on Set5 as a float model, against 31.1 on their grid)."""
+    import h5py
+
+    with h5py.File(pretrained_path(name, "weights"), "r") as f:
+        arrays = {}
+        f.visititems(lambda key, obj: arrays.__setitem__(key, obj[()])
+                     if isinstance(obj, h5py.Dataset) else None)
+    kernels = {k: v for k, v in arrays.items() if v.ndim == 4}
+    slopes = {k: v for k, v in arrays.items() if "re_lu" in k}
+    assert kernels
+    for key, kernel in kernels.items():
+        assert _on_int8_grid(kernel, (0, 1, 2)) or _on_int8_grid(kernel, None), key
+    for key, slope in slopes.items():
+        assert _on_int8_grid(slope, None), key
