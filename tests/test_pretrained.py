@@ -33,7 +33,7 @@ GAIN_TARGET_DB = 1.2                 # target: INT8 PSNR - bicubic PSNR on Set14
 # The weights in the table (every one must ship all its files).
 SHIPPED = [w["name"] for w in shipped_weights()]
 ZOO_SHIPPED = ("etds_l", "etds_m", "etds_s", "etds", "espcn", "ecbsr", "ecbsr_m4c32",
-               "ecbsr_m6c40")
+               "ecbsr_m6c40", "abpn_m6c40")
 # The README's architectures: each must keep a shipped default.
 IN_THE_README = ("abpn", "ncnet", "scsrn", "xcat")
 # Each architecture's default, as decided: the DIV2K-trained weights where they are published.
