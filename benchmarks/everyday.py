@@ -4,8 +4,8 @@ Five rows, each a command run as a user runs it (a fresh ``python -m mai_sr`` pr
 interpreter start and imports count) with the shipped ABPN, against the inference alone:
 
 - ``eval_cold``: ``eval --pretrained abpn --data B100`` with an empty baseline cache. <= 5x.
-- ``eval_warm``: the same with the cache filled by an earlier run (the bicubic rows and the
-  LR images made from B100). <= 3x.
+- ``eval_warm``: the same with the cache filled by an earlier run (the bicubic rows, the
+  LR images made from B100 and its decoded HR images). <= 3x.
 - ``upscale_4``: ``upscale`` of a folder of four 1920x1080 PNGs to PNG (default encoding). <= 2x.
 - ``upscale_1``: ``upscale`` of one 1920x1080 PNG to a PNG, what most users run. <= 3x.
 - ``report``: ``report abpn.tflite --data B100 --runner local,synap`` into an empty folder
