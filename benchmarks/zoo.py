@@ -386,7 +386,8 @@ def _psnrs(entry: dict, stage: str, channel: str) -> str:
 def ordered(results: dict) -> list[dict]:
     """The measured entries in Table 2's order: scale, then the paper's model order."""
     rows = sorted(checkpoints(), key=lambda r: int(r["scale"]))
-    return [results["checkpoints"][stem(r)] for r in rows if stem(r) in results["checkpoints"]]
+    return [results["checkpoints"].get(stem(r), {"paper_model": r["model"],
+                                                 "scale": int(r["scale"])}) for r in rows]
 
 
 def quality_table(results: dict) -> list[str]:
@@ -418,10 +419,10 @@ def deploy_table(results: dict) -> list[str]:
             v = dep["lint"][target]
             return v["verdict"] + (f" ({', '.join(v['codes'])})" if v["codes"] else "")
 
+        size = (f"{info['params']:,} ({info['paper_params_k']:.2f} K) | {info['macs_g']:.2f} "
+                f"({info['paper_macs_g']:.2f})") if info else "not run | not run"
         lines.append(
-            f"| {e['paper_model']} | {e['scale']} | {info.get('params', 0):,} "
-            f"({info.get('paper_params_k', 0):.2f} K) | {info.get('macs_g', 0):.2f} "
-            f"({info.get('paper_macs_g', 0):.2f}) | {verdict('vs680')} | {verdict('nnapi')} | "
+            f"| {e['paper_model']} | {e['scale']} | {size} | {verdict('vs680')} | {verdict('nnapi')} | "
             f"{verdict('ethos-u85')} | {dep.get('synap_vs680_ms') if dep else '–'} | "
             f"{dep.get('vela_u85_ms') if dep else '–'} |")
     return lines
@@ -506,6 +507,9 @@ def main(argv=None) -> int:
             entry.pop(stage)
         measure(row, args, results)
     plot(results)
+    from _publish import measured_under
+
+    results["measured_under"] = measured_under()
     publish("zoo", results, readme_body(results), write_readme=args.write_readme)
     return 0
 
