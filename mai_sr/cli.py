@@ -382,9 +382,9 @@ def _add_quiet(p: argparse.ArgumentParser) -> None:
 
 def _add_cache_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", default=None,
-                   help="cache of the bicubic baselines and of the LR images made from the data "
-                        "(default: $XDG_CACHE_HOME/mai-sr; an unwritable folder means no "
-                        "cache)")
+                   help="cache of the bicubic baselines, of the LR images made from the data "
+                        "and of its decoded HR images (default: $XDG_CACHE_HOME/mai-sr; an "
+                        "unwritable folder means no cache)")
 
 
 def _add_export_parser(sub) -> argparse.ArgumentParser:
