@@ -220,11 +220,12 @@ class CachedImages:
 
         import numpy as np
 
-        if name not in self.names:
+        archive = self._archive  # (closed by another thread meanwhile: a miss)
+        if archive is None or name not in self.names:
             return None
         try:
-            img = self._archive[name]
-        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+            img = archive[name]
+        except (OSError, ValueError, EOFError, KeyError, AttributeError, zipfile.BadZipFile):
             return None
         if not (img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3):
             return None
