@@ -6,12 +6,12 @@ rows of each data set (:class:`BaselineCache`): the bicubic baseline's PSNR and 
 only on the images, the scale and the metric options, not on the model, so every `eval` and
 `report` of every model on the same data shares them. (`report` keeps its per-model results
 in its own ``<out>/cache``, :mod:`mai_sr.report.cache`.) Beside the rows it keeps the LR
-inputs `eval` made from the data set's HR images (:meth:`BaselineCache.get_lr`): Pillow's
+inputs `eval` made from the data set's HR images (:meth:`BaselineCache.images_key`): Pillow's
 antialiased bicubic downscale is a tenth of a warm `eval`'s CPU, and its result, like the
 baseline's, depends only on the images, the scale and Pillow. It also keeps the decoded HR
-images (:meth:`BaselineCache.hr_key`): decoding B100's PNGs is 0.34 CPU-s of a warm `eval`'s
-2.1, reading them back from the cache 0.05. Data sets whose LR (or HR) images exceed
-:data:`LR_CACHE_MAX_BYTES` do not keep them (B100's HR images are 46 MB at x3).
+images: decoding B100's PNGs is 0.34 CPU-s of a warm `eval`'s 2.1, reading them back from
+the cache 0.05. An image set above :data:`IMAGE_CACHE_MAX_BYTES` is not kept (B100's HR
+images are 46 MB at x3). Both are read with :class:`CachedImages`.
 
 Entries are JSON files written atomically (temp file + rename), keyed by a hash of every
 input, so a stale entry is never read. A cache location that cannot be written (read-only,
@@ -32,13 +32,12 @@ from mai_sr.fileio import sha256_file, sha256_json, write_json
 CACHE_DIR_NAME = "mai-sr"
 # Bump when the bicubic baseline or the metrics change what they compute.
 BASELINE_VERSION = 1
-# Bump when the LR images change (mai_sr.data.bicubic_downscale).
-LR_VERSION = 1
-# Bump when decoding changes the pixels (mai_sr.imageio.read_image_rgb).
-HR_VERSION = 1
+# Bump "lr" when the LR images change (mai_sr.data.bicubic_downscale), "hr" when decoding
+# changes the pixels (mai_sr.imageio.read_image_rgb).
+IMAGE_VERSIONS = {"lr": 1, "hr": 1}
 # The LR images of B100 at x3 are 5 MB, its HR images 46 MB; DIV2K's 100 validation images
 # would be 90 MB of LR images: an image set above this is not kept.
-LR_CACHE_MAX_BYTES = 64 << 20
+IMAGE_CACHE_MAX_BYTES = 64 << 20
 
 
 def default_cache_dir() -> Path:
@@ -133,53 +132,30 @@ class BaselineCache:
         return True
 
     @staticmethod
-    def lr_key(source: str, *, scale: int, fingerprint: str | None = None) -> str:
-        """Hex key of the LR images of `source` at `scale` (data, Pillow and toolkit);
+    def images_key(kind: str, source: str, *, scale: int,
+                   fingerprint: str | None = None) -> str:
+        """Hex key of an image set of `source` at `scale`: "lr", the LR images made from it
+        (by Pillow's downscale), or "hr", its decoded HR images cropped to a multiple of
+        `scale` (decoded by Pillow). Keyed by the data, Pillow and the toolkit;
         `fingerprint` as for :meth:`key`."""
-        return BaselineCache._images_key("lr", LR_VERSION, source, scale, fingerprint)
-
-    @staticmethod
-    def hr_key(source: str, *, scale: int, fingerprint: str | None = None) -> str:
-        """Hex key of the decoded HR images of `source`, cropped to a multiple of `scale`
-        (data, Pillow, which decodes them, and toolkit)."""
-        return BaselineCache._images_key("hr", HR_VERSION, source, scale, fingerprint)
-
-    @staticmethod
-    def _images_key(kind: str, version: int, source: str, scale: int,
-                    fingerprint: str | None) -> str:
         import PIL
 
-        return sha256_json({"kind": kind, "version": version, "toolkit": __version__,
-                            "pillow": PIL.__version__,
+        return sha256_json({"kind": kind, "version": IMAGE_VERSIONS[kind],
+                            "toolkit": __version__, "pillow": PIL.__version__,
                             "data": fingerprint or dataset_fingerprint(source), "scale": scale})
 
     def images_path(self, kind: str, key: str) -> Path:
         """The file of the image set `key` of `kind` ("lr" or "hr")."""
         return self.root / kind / f"{key}.npz"
 
-    def get_lr(self, key: str) -> dict:
-        """The cached LR images by image name ({} when missing or damaged), all read now.
-        The reader checks each image's shape against its HR image before using it."""
-        images = CachedImages(self.images_path("lr", key))
-        try:
-            found = {name: images.get(name) for name in images.names}
-        finally:
-            images.close()
-        return {name: img for name, img in found.items() if img is not None}
-
-    def put_lr(self, key: str, images: dict) -> bool:
-        """Store the LR images (name -> uint8 HxWx3) atomically, unless they exceed
-        :data:`LR_CACHE_MAX_BYTES`; False when nothing was written."""
-        return self.put_images("lr", key, images)
-
     def put_images(self, kind: str, key: str, images: dict) -> bool:
         """Store an image set (name -> uint8 HxWx3) atomically, unless it exceeds
-        :data:`LR_CACHE_MAX_BYTES`; False when nothing was written."""
+        :data:`IMAGE_CACHE_MAX_BYTES`; False when nothing was written."""
         import numpy as np
 
         from mai_sr.fileio import atomic_path
 
-        if not images or sum(img.nbytes for img in images.values()) > LR_CACHE_MAX_BYTES:
+        if not images or sum(img.nbytes for img in images.values()) > IMAGE_CACHE_MAX_BYTES:
             return False
         try:
             with atomic_path(self.images_path(kind, key)) as tmp, open(tmp, "wb") as f:
@@ -232,12 +208,15 @@ class CachedImages:
         self._served[id(img)] = img
         return img
 
-    def served(self, img) -> bool:
-        """Whether `img` is an image this set handed out (else it was made anew, e.g. after
-        the reader found a cached one of the wrong size)."""
-        return self._served.get(id(img)) is img
+    def holds(self, images: dict) -> bool:
+        """Whether the entry holds exactly `images` (by name), each one handed out by this
+        set: else an image was made anew (missing, damaged, or of the wrong size for its
+        file) and the entry is worth writing again."""
+        return set(images) == self.names and \
+            all(self._served.get(id(img)) is img for img in images.values())
 
     def close(self) -> None:
-        if self._archive is not None:
-            self._archive.close()
-        self._archive, self.names = None, frozenset()
+        """Close the file; :attr:`names` and :meth:`holds` still answer for what it held."""
+        archive, self._archive = self._archive, None
+        if archive is not None:
+            archive.close()

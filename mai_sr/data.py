@@ -257,7 +257,8 @@ def iter_pairs(source, scale: int = CHALLENGE_SCALE, min_lr_size: int | None = N
     Images whose LR height or width is below `min_lr_size` (default: 1 pixel) are skipped
     with a warning naming them. Bad folders raise MaiSrError here, before iteration starts.
     `made_lr`: LR images made earlier by :func:`bicubic_downscale` from these very images
-    (a cache, by image name); one whose shape is not HR/scale is made again.
+    (a cache, by image name, read with ``.get``); one whose shape is not HR/scale is made
+    again.
     `made_hr`: HR images decoded earlier from these very files and cropped to `scale` (a
     cache, by image name, read with ``.get``); one whose size is not the file header's is
     decoded again. A cached image skips its decoder's warnings (first frame only), which

@@ -47,17 +47,18 @@ def _cached_baseline(cached: dict, pair) -> tuple[float, float] | None:
     return None
 
 
-def _keeping_images(pairs, lr_into: dict, hr_into: dict):
-    """`pairs` as they are, their LR and HR images kept in `lr_into` and `hr_into` (by name)
-    for the cache while each set fits in :data:`mai_sr.cache.LR_CACHE_MAX_BYTES`."""
-    from mai_sr.cache import LR_CACHE_MAX_BYTES
+def _keeping_images(pairs, kept: dict):
+    """`pairs` as they are, their LR and HR images kept in ``kept["lr"]`` and ``kept["hr"]``
+    (by name) for the cache while each set fits in
+    :data:`mai_sr.cache.IMAGE_CACHE_MAX_BYTES`."""
+    from mai_sr.cache import IMAGE_CACHE_MAX_BYTES
 
-    held = {"lr": 0, "hr": 0}
+    held = dict.fromkeys(kept, 0)
     for pair in pairs:
-        for kind, img, into in (("lr", pair.lr, lr_into), ("hr", pair.hr, hr_into)):
+        for kind, img in (("lr", pair.lr), ("hr", pair.hr)):
             held[kind] += img.nbytes
-            if held[kind] <= LR_CACHE_MAX_BYTES:
-                into[pair.name] = img
+            if held[kind] <= IMAGE_CACHE_MAX_BYTES:
+                kept[kind][pair.name] = img
         yield pair
 
 
@@ -111,24 +112,21 @@ def evaluate_tflite(model_path: str | os.PathLike, data, *, y_channel: bool = Fa
         name = dataset_name(source)
         # Images from the cache, read as the pairs are made (opened below, once the source
         # has been checked).
-        made_lr, made_hr = {}, CachedImages()
-        pairs = iter_pairs(source, scale=model.scale, made_lr=made_lr,
-                           made_hr=made_hr)  # raises up front
+        made = {"lr": CachedImages(), "hr": CachedImages()}
+        pairs = iter_pairs(source, scale=model.scale, made_lr=made["lr"],
+                           made_hr=made["hr"])  # raises up front
         # One stat of every image file keys the bicubic rows, the LR and the HR images.
         fingerprint = dataset_fingerprint(source) if cache else None
         key = cache.key(source, scale=model.scale, crop=scoring.border, y_channel=y_channel,
                         fingerprint=fingerprint) if cache else None
         cached = {r["name"]: r for r in (cache.get(key) or [])} if cache else {}
-        new_lr: dict = {}
-        new_hr: dict = {}
-        made_hr_names: frozenset = frozenset()
+        kept: dict = {kind: {} for kind in made}
         if cache:
-            lr_key = cache.lr_key(source, scale=model.scale, fingerprint=fingerprint)
-            hr_key = cache.hr_key(source, scale=model.scale, fingerprint=fingerprint)
-            made_lr.update(cache.get_lr(lr_key))
-            made_hr.open(cache.images_path("hr", hr_key))
-            made_hr_names = made_hr.names
-            pairs = _keeping_images(pairs, new_lr, new_hr)
+            image_keys = {kind: cache.images_key(kind, source, scale=model.scale,
+                                                 fingerprint=fingerprint) for kind in made}
+            for kind, images in made.items():
+                images.open(cache.images_path(kind, image_keys[kind]))
+            pairs = _keeping_images(pairs, kept)
 
         def save(pair, sr, name=name):
             write_image(Path(save_dir) / name / f"{pair.name}.png", sr)
@@ -140,18 +138,17 @@ def evaluate_tflite(model_path: str | os.PathLike, data, *, y_channel: bool = Fa
                 on_sr=save if save_dir is not None else None,
                 progress=lambda it, name=name: _progress_bar(it, name, quiet))]
         finally:
-            made_hr.close()
+            for images in made.values():
+                images.close()
         if not rows:
             raise MaiSrError(f"{source}: no image large enough to evaluate")
         if cache and [r.name for r in rows] != list(cached):
             cache.put(key, [{"name": r.name, "height": r.height, "width": r.width,
                              "bicubic_psnr": r.bicubic_psnr, "bicubic_ssim": r.bicubic_ssim}
                             for r in rows])
-        if cache and set(new_lr) != set(made_lr):
-            cache.put_lr(lr_key, new_lr)
-        if cache and (set(new_hr) != made_hr_names
-                      or not all(made_hr.served(img) for img in new_hr.values())):
-            cache.put_images("hr", hr_key, new_hr)
+        for kind, images in made.items():
+            if cache and not images.holds(kept[kind]):
+                cache.put_images(kind, image_keys[kind], kept[kind])
         notes = data_notes(name, [r.name for r in rows], training, run)
         results.append(EvalResult(model=model.path.name, dataset=name, images=tuple(rows),
                                   y_channel=y_channel, crop=scoring.border,
