@@ -67,25 +67,34 @@ def simulate(convs, lr, ranges: dict | None, rounded: set):
     return np.clip(np.rint(sr), 0, 255).astype(np.uint8)
 
 
+def imported_weights(name: str, work: Path) -> Path:
+    """The FP32 deploy weights of shipped zoo weight `name` (``etds_m.etds_div2k``), imported
+    once into `work` from the published checkpoint its ``shipped.json`` row names."""
+    from mai_sr.importer import import_weights
+    from mai_sr.pretrained import architecture, shipped_weights
+
+    row = next(w for w in shipped_weights() if w["name"] == name)
+    source = ARTIFACTS / "etds_zoo" / "pretrained" / row["source"].split("pretrained_models/")[1]
+    imported = work / f"{name}.weights.h5"
+    if not imported.is_file():
+        imported.parent.mkdir(parents=True, exist_ok=True)
+        import_weights(source, architecture(name), imported, force=True)
+    return imported
+
+
 def measure(name: str, dataset: str) -> dict:
     import numpy as np
 
     from mai_sr.data import load_pairs
-    from mai_sr.importer import import_weights
     from mai_sr.metrics import psnr
     from mai_sr.models import create_model
-    from mai_sr.pretrained import architecture, pretrained_path, shipped_weights
+    from mai_sr.pretrained import architecture, pretrained_path
     from mai_sr.tflite.runtime import TFLiteSR
 
     arch = architecture(name)
     if not arch.startswith("etds"):
         raise SystemExit(f"int8_ablation: {name} is not an ETDS weight (a plain ReLU chain)")
-    row = next(w for w in shipped_weights() if w["name"] == name)
-    source = ARTIFACTS / "etds_zoo" / "pretrained" / row["source"].split("pretrained_models/")[1]
-    imported = RESULTS.parent / "out" / "int8_ablation" / f"{name}.weights.h5"
-    if not imported.is_file():
-        imported.parent.mkdir(parents=True, exist_ok=True)
-        import_weights(source, arch, imported, force=True)
+    imported = imported_weights(name, RESULTS.parent / "out" / "int8_ablation")
     nets = {}
     for kind, path in (("fp32", imported), ("shipped", pretrained_path(name, "weights"))):
         nets[kind] = create_model(arch, scale=3, deploy=True)

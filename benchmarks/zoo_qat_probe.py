@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +29,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _publish import RESULTS, ROOT  # noqa: E402
 
-DATA = Path(os.environ.get("MAI_SR_DATA", ROOT.parent / "shared" / "data"))
 OUT = RESULTS / "zoo_qat_probe.json"
 RECIPES = ROOT / "mai_sr" / "pretrained" / "recipes"
 SETTINGS = {"w1-lr1e-4-s1000": {"distill_weight": 1.0, "qat_lr": 1e-4, "qat_steps": 1000},
@@ -59,45 +57,33 @@ def settings(arch: str, work: Path) -> dict:
     return found
 
 
-def _split():
-    """(16 training pairs, the held-out pairs): T91 + BSD200 sorted by path, every 10th
-    image held out (``benchmarks/qat_recipe.py``'s split)."""
-    import tempfile
+def _split(work: Path):
+    """(16 training pairs, the held-out pairs) of ``benchmarks/qat_recipe.py``'s split of
+    T91 + BSD200 (every 10th image by path held out): every 10th of its first 160 training
+    images, as a QAT stage calibrates on 16."""
+    import itertools
 
-    from mai_sr.data import image_files, load_pairs
+    from qat_recipe import make_split
 
-    images = sorted(p for name in ("T91", "BSD200") for p in image_files(DATA / name))
-    held, train = images[9::10], [p for i, p in enumerate(images) if i % 10 != 9]
+    from mai_sr.data import iter_pairs, load_pairs
 
-    def pairs(files):
-        folder = Path(tempfile.mkdtemp())
-        for f in files:
-            (folder / f"{f.parent.name}_{f.name}").symlink_to(f)
-        return load_pairs(str(folder), scale=3)
-
-    return pairs(train[:160:10]), pairs(held)
+    train, held = make_split(work)
+    return list(itertools.islice(iter_pairs(str(train), scale=3), 0, 160, 10)), \
+        load_pairs(str(held), scale=3)
 
 
-def flip(arch: str, slopes: list[float]) -> dict:
+def flip(arch: str, slopes: list[float], work: Path) -> dict:
     import numpy as np
+    from int8_ablation import imported_weights
 
-    from mai_sr.importer import import_weights
     from mai_sr.metrics import psnr
     from mai_sr.models import create_model
     from mai_sr.models.qat import equalize
     from mai_sr.models.qat.quantize import quantize_model
-    from mai_sr.pretrained import shipped_weights
 
-    row = next(w for w in shipped_weights() if w["name"] == f"{arch}.etds_div2k")
-    source = ROOT.parent / "shared" / "artifacts" / "etds_zoo" / "pretrained" / \
-        row["source"].split("pretrained_models/")[1]
-    weights = RESULTS.parent / "out" / "qat_probe" / f"{arch}.weights.h5"
-    if not weights.is_file():
-        weights.parent.mkdir(parents=True, exist_ok=True)
-        import_weights(source, arch, weights, force=True)
     fp32 = create_model(arch, scale=3, deploy=True)
-    fp32.load_weights(str(weights))
-    train, held = _split()
+    fp32.load_weights(str(imported_weights(f"{arch}.etds_div2k", work)))
+    train, held = _split(work)
 
     def mean_psnr(model):
         return float(np.mean([psnr(np.clip(np.rint(np.asarray(model(
@@ -128,7 +114,7 @@ def main(argv=None) -> int:
     results = json.loads(OUT.read_text()) if OUT.is_file() else {}
     for arch in args.archs:
         found = (settings(arch, args.work) if args.probe == "settings"
-                 else flip(arch, [float(s) for s in args.slopes.split(",")]))
+                 else flip(arch, [float(s) for s in args.slopes.split(",")], args.work))
         results.setdefault(args.probe, {})[arch] = found
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
