@@ -445,7 +445,8 @@ def readme_body(results: dict) -> str:
         "rewrite, placed by Vela); OK, WARN (runs, slower than it should) or FAIL (ops off "
         "the NPU), with the finding codes. Times are estimates: the SyNAP simulator "
         "(VS680) and Vela (Ethos-U85, its default system config), not devices.", "",
-        *deploy_table(results), "", "![PSNR vs VS680 time, x3](../benchmarks/results/zoo.png)"])
+        *deploy_table(results), "", "Plot: `benchmarks/results/zoo.png` (PSNR vs the VS680 "
+        "estimate, x3; written by the script, not kept in the repository)."])
 
 
 def floor_lines(results: dict) -> list[str]:
