@@ -10,8 +10,9 @@ inputs `eval` made from the data set's HR images (:meth:`BaselineCache.images_ke
 antialiased bicubic downscale is a tenth of a warm `eval`'s CPU, and its result, like the
 baseline's, depends only on the images, the scale and Pillow. It also keeps the decoded HR
 images: decoding B100's PNGs is 0.34 CPU-s of a warm `eval`'s 2.1, reading them back from
-the cache 0.05. An image set above :data:`IMAGE_CACHE_MAX_BYTES` is not kept (B100's HR
-images are 46 MB at x3). Both are read with :class:`CachedImages`.
+the cache 0.05. Of an image set above :data:`IMAGE_CACHE_MAX_BYTES`, only its first images
+up to that size are kept (B100's HR images are 46 MB at x3). Both are read with
+:class:`CachedImages`.
 
 Entries are JSON files written atomically (temp file + rename), keyed by a hash of every
 input, so a stale entry is never read. A cache location that cannot be written (read-only,
@@ -36,7 +37,8 @@ BASELINE_VERSION = 1
 # changes the pixels (mai_sr.imageio.read_image_rgb).
 IMAGE_VERSIONS = {"lr": 1, "hr": 1}
 # The LR images of B100 at x3 are 5 MB, its HR images 46 MB; DIV2K's 100 validation images
-# would be 90 MB of LR images: an image set above this is not kept.
+# would be 90 MB of LR images: of a larger image set, only its first images up to this size
+# are kept.
 IMAGE_CACHE_MAX_BYTES = 64 << 20
 
 
