@@ -624,8 +624,7 @@ def refresh_weights(names) -> None:
     from mai_sr.data import load_pairs
     from mai_sr.export.convert import _load_source, convert_keras
     from mai_sr.models import create_model
-    from mai_sr.models.qat.quantize import (deploy_from_qat, quantize_model,
-                                            set_activation_ranges)
+    from mai_sr.models.qat.quantize import deploy_from_qat, quantize_model
     from mai_sr.pretrained import architecture, pretrained_path
     from mai_sr.tflite.runtime import TFLiteSR
 
@@ -636,8 +635,8 @@ def refresh_weights(names) -> None:
         deploy = create_model(architecture(name), deploy=True)
         deploy_from_qat(_load_source(None, None, None, name, "int8")[0], deploy,
                         as_computed=True)
-        rebuilt = quantize_model(deploy)
-        set_activation_ranges(rebuilt, json.loads(pretrained_path(name, "ranges").read_text()))
+        rebuilt = quantize_model(
+            deploy, ranges=json.loads(pretrained_path(name, "ranges").read_text()))
         probe = REPORT_OUT / f"{name}.refresh.tflite"
         probe.write_bytes(convert_keras(rebuilt, None, "int8"))
         shipped = TFLiteSR(pretrained_path(name, "dynamic"))

@@ -285,8 +285,7 @@ def test_deploy_weights_plus_activation_ranges_rebuild_the_qat_model(name, qat_m
     calibrate(qat, [_lr(11)])
     deploy = create_model(name, deploy=True)  # fresh random weights, overwritten below
     deploy_from_qat(qat, deploy)
-    again = quantize_model(deploy)
-    set_activation_ranges(again, json.loads(json.dumps(activation_ranges(qat))))
+    again = quantize_model(deploy, ranges=json.loads(json.dumps(activation_ranges(qat))))
     x = _lr(12)
     np.testing.assert_array_equal(again(x, training=False).numpy(), qat(x, training=False).numpy())
     with pytest.raises(MaiSrError, match="do not fit this model"):

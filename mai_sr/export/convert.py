@@ -362,11 +362,10 @@ def _load_source(run, model, weights, pretrained, precision: str, scale=None) ->
                   "weights_kind": kind,
                   "weights_sha256": fileio.sha256_file(path)}
         if precision == "int8" and kind == "float":  # + the shipped QAT ranges: the QAT model
-            from mai_sr.models.qat.quantize import quantize_model, set_activation_ranges
+            from mai_sr.models.qat.quantize import quantize_model
 
             ranges_file = pretrained_path(pretrained, "ranges")
-            loaded = quantize_model(loaded)
-            set_activation_ranges(loaded, json.loads(ranges_file.read_text()))
+            loaded = quantize_model(loaded, ranges=json.loads(ranges_file.read_text()))
             source.update(weights_kind="qat", ranges=ranges_file.name,
                           ranges_sha256=fileio.sha256_file(ranges_file))
         return loaded, arch, PRETRAINED_SCALE, source

@@ -180,10 +180,12 @@ class TFLiteSR:
             if dynamic:
                 self._allocate((_PROBE, _PROBE))
                 # A TRANSPOSE_CONV whose output shape is computed in the graph (any H x W)
-                # has a dynamic output tensor: its shape is known only after an invoke.
-                self._interpreter.set_tensor(self._input["index"], np.zeros(
-                    (1, _PROBE, _PROBE, 3), self.input_dtype))
-                self._interpreter.invoke()
+                # has a dynamic output tensor: its shape (1x1 until then) is known only after
+                # an invoke, which other graphs are spared.
+                if self._interpreter.get_output_details()[0]["shape"][1] < _PROBE:
+                    self._interpreter.set_tensor(self._input["index"], np.zeros(
+                        (1, _PROBE, _PROBE, 3), self.input_dtype))
+                    self._interpreter.invoke()
             else:
                 try:
                     self._interpreter.allocate_tensors()

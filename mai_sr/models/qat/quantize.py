@@ -290,7 +290,8 @@ class PixelRangeScheme(tfmot.quantization.keras.QuantizeScheme):
         return tfmot.quantization.keras.default_8bit.Default8BitQuantizeRegistry()
 
 
-def quantize_model(deploy_model, calibration: Iterable | None = None) -> keras.Model:
+def quantize_model(deploy_model, calibration: Iterable | None = None, *,
+                   ranges: dict | None = None) -> keras.Model:
     """QAT model of a deploy graph: fake-quant ops where the INT8 TFLite tensors have ranges.
 
     The weights are copied from `deploy_model` (which is left untouched). Layers are wrapped
@@ -301,8 +302,10 @@ def quantize_model(deploy_model, calibration: Iterable | None = None) -> keras.M
     oriented and scaled to fill their tensors' ranges and the biases absorb the mean error
     of the INT8 weights (:mod:`mai_sr.models.qat.equalize`; exact rewrites of the weights, the
     graph is unchanged), and the activation ranges start from the data (:func:`calibrate`);
-    pass it whenever data is at hand. Raises MaiSrError for a layer
-    class without a QuantizeConfig.
+    pass it whenever data is at hand. `ranges` (:func:`activation_ranges` of a QAT model of
+    this graph, e.g. a shipped ``NAME.qat.json``) are set instead, with no data: the QAT
+    model those weights were saved from. Raises MaiSrError for a layer class without a
+    QuantizeConfig, or for ranges of another graph.
     """
     if calibration is not None:
         from mai_sr.models.qat.equalize import correct_biases, equalize_channels
@@ -328,7 +331,9 @@ def quantize_model(deploy_model, calibration: Iterable | None = None) -> keras.M
         quantized = tfmot.quantization.keras.quantize_apply(annotated, scheme=PixelRangeScheme())
     if calibration is not None:
         calibrate(quantized, calibration)
-        fit_activation_inputs(quantized, deploy_model, calibration)
+        fit_activation_inputs(quantized, deploy_model, calibration, plan=plan)
+    if ranges is not None:
+        set_activation_ranges(quantized, ranges)
     return quantized
 
 
@@ -386,7 +391,8 @@ def _fake_quant(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return (np.clip(np.round(x / step) + zero, 0, 255) - zero) * step
 
 
-def fit_activation_inputs(qat_model, deploy_model, batches: Iterable) -> dict[str, list]:
+def fit_activation_inputs(qat_model, deploy_model, batches: Iterable, *,
+                          plan: dict | None = None) -> dict[str, list]:
     """Set the range of every tensor feeding tanh or sigmoid
     (:class:`~mai_sr.qat.configs.ActivationInputQuantizer`) to the [-a, a] of
     :data:`ACTIVATION_INPUT_BOUNDS` that minimises the mean squared error of the
@@ -396,9 +402,10 @@ def fit_activation_inputs(qat_model, deploy_model, batches: Iterable) -> dict[st
 
     Measured on the held-out split of T91 + BSD200 with ESPCN x3 (DIV2K): the fixed [-4, 4]
     lost 0.34 dB against FP32, [-3, 3] 0.25 dB and [-6, 6] 0.58 dB; the best range depends
-    on the layer and the weights, hence a fit per tensor.
+    on the layer and the weights, hence a fit per tensor. `plan`: the model's
+    :func:`plan_quantization`, when the caller has it.
     """
-    plan = plan_quantization(deploy_model)
+    plan = plan_quantization(deploy_model) if plan is None else plan
     variables = range_variables(qat_model)
     fitted = {}
     batches = list(batches)
@@ -431,7 +438,7 @@ def activation_ranges(qat_model) -> dict[str, list[float]]:
 
     With the deploy-graph weights these are all a QAT model holds (the fixed input, anchor and
     clip ranges are constants of the graph), so the pair rebuilds it exactly:
-    :func:`set_activation_ranges` on ``quantize_model(deploy)``.
+    ``quantize_model(deploy, ranges=...)``.
     """
     return {key: [float(lo.numpy()), float(hi.numpy())]
             for key, (lo, hi, _) in sorted(range_variables(qat_model).items())}
