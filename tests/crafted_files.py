@@ -62,6 +62,17 @@ def torch_zip(path: Path, tensors, storages: dict[str, bytes], *, deflate: bool 
     return path
 
 
+def state_dict_file(path: Path, arrays: dict) -> Path:
+    """A torch.save-style file of the float32 state dict {name: array} (C order)."""
+    tensors, storages = [], {}
+    for i, (name, value) in enumerate(arrays.items()):
+        value = np.ascontiguousarray(value, "<f4")
+        strides = tuple(int(np.prod(value.shape[k + 1:])) for k in range(value.ndim))
+        tensors.append((name, str(i), value.size, 0, value.shape, strides))
+        storages[str(i)] = value.tobytes()
+    return torch_zip(path, tensors, storages)
+
+
 def conv_checkpoint(path: Path, **overrides) -> Path:
     """A valid one-conv checkpoint (weight 3x3x3x3 in storage "0", bias in "1"), with any
     field of the weight's entry replaced: offset=, size=, stride=, numel=."""

@@ -699,3 +699,19 @@ def test_train_help_states_the_defaults_of_the_config():
                          ("--steps", "steps")]:
         help_text = entries[option].strip()
         assert help_text.endswith(f"(default {defaults[name]})"), (option, help_text)
+
+
+def test_a_run_rebuilds_the_training_graph_its_record_names():
+    """New ETDS runs record the dual-stream graph; an ETDS record from before that option
+    (and a record without any train_graph, before the [0, 1] domain) rebuilds what those
+    runs trained, so their checkpoints resume exactly."""
+    from mai_sr.train.config import new_train_graph, stored_train_graph
+
+    assert new_train_graph("etds_l") == {"normalize": True, "dual_stream": True}
+    assert new_train_graph("abpn") == {"normalize": True}
+    for model in ("etds_l", "abpn"):
+        assert stored_train_graph(model, new_train_graph(model)) == new_train_graph(model)
+    assert stored_train_graph("etds", {"normalize": True}) == {"normalize": True,
+                                                                "dual_stream": False}
+    assert stored_train_graph("abpn", None) == {"normalize": False}
+    assert stored_train_graph("etds_s", None) == {"normalize": False, "dual_stream": False}

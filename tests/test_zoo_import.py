@@ -234,6 +234,65 @@ def test_an_et_file_imports_as_its_plain_counterpart(tmp_path, shared_data, plai
     assert np.abs(a - b).max() <= 1e-4
 
 
+def etds_training_form(inference: dict, residual: int = 3) -> dict:
+    """The authors' two-stream training state dict (``ETDS``) that their converter turns into
+    the published inference one: each conv's rows and columns split back into backbone,
+    residual-to-backbone and residual convs (a bias sum goes to the backbone conv), the
+    last conv un-negated, the x3 padding channel and the clip conv dropped."""
+    first = inference["conv_first.weight"]
+    features = first.shape[0] - residual
+    out = {"conv_first.weight": first[:features],
+           "conv_first.bias": inference["conv_first.bias"][:features],
+           "conv_residual_first.weight": first[features:],
+           "conv_residual_first.bias": inference["conv_first.bias"][features:]}
+    blocks = sum(1 for k in inference if k.startswith("backbone_convs.") and k.endswith("weight"))
+    for i in range(blocks):
+        w, b = inference[f"backbone_convs.{i}.weight"], inference[f"backbone_convs.{i}.bias"]
+        assert not w[features:, :features].any()  # the published residual rows read no feature
+        out.update({f"backbone_convs.{i}.weight": w[:features, :features],
+                    f"backbone_convs.{i}.bias": b[:features],
+                    f"residual_convs.{i}.weight": w[features:, features:],
+                    f"residual_convs.{i}.bias": b[features:],
+                    f"add_residual_convs.{i}.weight": w[:features, features:],
+                    f"add_residual_convs.{i}.bias": np.zeros(features, np.float32)})
+    n = 3 * (inference["conv_clip.weight"].shape[0] // 3)  # without the x3 padding channel
+    last, bias = -inference["conv_last.weight"][:n], 1.0 - inference["conv_last.bias"][:n]
+    out.update({"conv_last.weight": last[:, :features], "conv_last.bias": bias,
+                "conv_residual_last.weight": last[:, features:],
+                "conv_residual_last.bias": np.zeros(n, np.float32)})
+    return out
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ETDS_M5C16_x3", "ETDS_M4C32_x4"])
+def test_an_etds_training_file_imports_as_the_published_inference_one(tmp_path, shared_data,
+                                                                       name):
+    """The training form is placed without --model, passes the sanity gate, and mai-sr's
+    equivalent transformation of it gives the published network."""
+    from crafted_files import state_dict_file
+
+    from mai_sr.data import iter_pairs
+    from mai_sr.importer import import_weights
+    from mai_sr.importer.torch_checkpoint import read_state_dict
+    from mai_sr.models import create_model
+
+    published, _ = read_state_dict(zoo_file(name))
+    training = state_dict_file(tmp_path / f"{name}_training.pth", etds_training_form(published))
+    models = []
+    for source in (zoo_file(name), training):
+        out = tmp_path / f"{source.stem}.weights.h5"
+        result = import_weights(source, None, out)
+        model = create_model(result.model, scale=result.scale, deploy=True)
+        model.load_weights(str(out))
+        models.append(model)
+    assert "dual-stream" in result.conventions["architecture"]
+    assert result.model == EXPECTED_NAME[name.rsplit("_x", 1)[0]]
+    lr = next(iter(iter_pairs(shared_data / "Set14", scale=result.scale))).lr
+    a, b = (np.asarray(m(lr[None].astype(np.float32))) / 255.0 for m in models)
+    assert np.abs(a - b).max() <= 1e-4
+
+
 @pytest.mark.tf
 @pytest.mark.slow
 def test_fsrcnn_scale_is_measured_and_given(tmp_path):

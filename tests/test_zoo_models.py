@@ -1,6 +1,7 @@
 """The ETDS zoo's families as mai-sr models (espcn, fsrcnn, ecbsr, etds and ABPN's M6C40):
 published parameter counts, the transposed conv aligned as PyTorch aligns it, training
-graphs that collapse to the deploy graphs, the published operations kept in the TFLite
+graphs that collapse to the deploy graphs (ETDS's in the paper's two streams), the published
+operations kept in the TFLite
 graph, and a full-INT8 export of each family from its imported weights.
 
 References: the paper's Table 2 (Chao et al., "Equivalent Transformation and Dual Stream
@@ -112,6 +113,42 @@ def randomize_small(model, seed=0):
         else:
             w.assign(rng.normal(0, 0.05, shape).astype(np.float32))
     return model
+
+
+@pytest.mark.parametrize("name,scale", [("etds", 3), ("etds_l", 2), ("etds_s", 4)])
+def test_the_etds_training_graph_starts_as_the_paper_and_keeps_its_two_streams(name, scale):
+    """Chao et al.'s initialisation: the residual stream carries the image and ends as
+    nearest-neighbour upscaling, so with the backbone's share of the last conv at zero the
+    net is exactly that; training moves the residual-to-backbone weights but never lets the
+    residual stream read the features, and leaves the clip convs (the transformation's fixed
+    part) as they were."""
+    from mai_sr._tf import keras
+    from mai_sr.models import create_model
+
+    keras.utils.set_random_seed(scale)
+    model = create_model(name, scale=scale)
+    blocks = registry.SIZES[name]["blocks"]
+    last = model.get_layer(f"conv{blocks + 2}")
+    kernel, bias = last.get_weights()
+    features = kernel.shape[2] - 3
+    x = lr_image(seed=scale)
+    nearest = np.repeat(np.repeat(x, scale, 1), scale, 2)
+    assert np.abs(model(x).numpy() - nearest).max() > 0.1  # the backbone adds something
+    backbone_off = kernel.copy()
+    backbone_off[:, :, :features] = 0.0
+    last.set_weights([backbone_off, bias])
+    np.testing.assert_allclose(model(x).numpy(), nearest, atol=1e-4)
+    last.set_weights([kernel, bias])
+    clip = [w.copy() for w in model.get_layer("conv_clip").get_weights()]
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+    noisy = nearest + np.random.default_rng(scale).normal(0, 10, nearest.shape)
+    model.fit(x, noisy.astype(np.float32), epochs=4, verbose=0)
+    for i in range(2, blocks + 2):
+        trained = model.get_layer(f"conv{i}").get_weights()[0]
+        assert not trained[:, :, :features, features:].any(), f"conv{i}"
+        assert np.abs(trained[:, :, features:, :features]).max() > 1e-3, f"conv{i}"
+    for before, after in zip(clip, model.get_layer("conv_clip").get_weights()):
+        np.testing.assert_array_equal(before, after)
 
 
 @pytest.mark.parametrize("name", ZOO_MODELS)

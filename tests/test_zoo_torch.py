@@ -96,3 +96,116 @@ def test_imported_model_equals_the_reference_pytorch_model(name, shared_data):
     assert got.shape == theirs.shape
     assert np.abs(got - theirs).max() <= RELATIVE_TOLERANCE * np.abs(theirs).max()
     assert np.mean((theirs > 0.02) & (theirs < 0.98)) > 0.5  # compared where not clipped
+
+
+@pytest.mark.parametrize("name", ["ETDS_M5C16_x3", "ETDS_M7C48_x2"])
+def test_an_etds_training_checkpoint_imports_as_its_equivalent_transformation(
+        name, shared_data, tmp_path):
+    """The authors' dual-stream training form (``ETDS``, before their converter) is placed
+    without --model and merged by mai-sr's own equivalent transformation; the result equals
+    the reference training model. Every weight is moved off the paper's initialisation
+    (identity residual stream, zero cross-stream convs), so each block is checked."""
+    from mai_sr.data import iter_pairs
+    from mai_sr.importer.torch_checkpoint import read_state_dict
+    from mai_sr.importer.zoo import recognise
+    from mai_sr.models import create_model
+
+    scale = int(name.rsplit("_x", 1)[1])
+    blocks, width = (int(v) for v in re.search(r"M(\d+)C(\d+)", name).groups())
+    torch.manual_seed(0)
+    reference = reference_archs("ETDS").ETDS(num_in_ch=3, num_out_ch=3, upscale=scale,
+                                             num_block=blocks, num_feat=width,
+                                             num_residual_feat=3)
+    with torch.no_grad():
+        for parameter in reference.parameters():
+            parameter.add_(0.02 * torch.randn_like(parameter))
+        reference.conv_last.weight.mul_(0.1)  # keep most outputs inside [0, 1]
+    path = tmp_path / f"{name}_training.pth"
+    torch.save(reference.state_dict(), str(path))
+    tensors, _ = read_state_dict(path)
+    placed = recognise(tensors)
+    assert placed is not None and "dual-stream" in placed.architecture
+    assert placed.model == {"ETDS_M5C16_x3": "etds", "ETDS_M7C48_x2": "etds_l"}[name]
+    assert placed.scales == (scale,)
+    ours = create_model(placed.model, scale=scale, deploy=True)
+    for layer, weights in placed.convert(scale, "crd", 1.0).items():
+        ours.get_layer(layer).set_weights(weights)
+    lr = next(iter(iter_pairs(shared_data / "Set14", scale=scale))).lr[:90, :110]
+    lr = lr[None].astype(np.float32)
+    with torch.no_grad():
+        theirs = reference.eval()(torch.from_numpy(lr / 255.0).permute(0, 3, 1, 2))[0]
+    theirs = np.clip(theirs.permute(0, 2, 3, 1).numpy(), 0.0, 1.0)
+    got = np.asarray(ours(lr)) / 255.0
+    assert got.shape == theirs.shape
+    assert np.abs(got - theirs).max() <= RELATIVE_TOLERANCE * np.abs(theirs).max()
+    assert np.mean((theirs > 0.02) & (theirs < 0.98)) > 0.5
+
+
+def test_the_etds_training_graph_computes_the_papers_two_streams(shared_data):
+    """mai-sr's ETDS training graph (one chain, the residual stream's block kept by
+    DualStreamKernel), after training steps that move every weight, equals the authors'
+    two-stream training model (``ETDS``) holding its weights split back into the streams:
+    feature rows = backbone conv + residual-to-backbone conv, residual rows = residual
+    conv, last conv = minus (backbone last conv + residual last conv)."""
+    from mai_sr._tf import keras
+    from mai_sr.data import iter_pairs
+    from mai_sr.importer.zoo import crd_to_dcr
+    from mai_sr.models import create_model
+
+    scale, blocks, width, residual = 3, 5, 16, 3
+    features = width - residual
+    keras.utils.set_random_seed(0)
+    ours = create_model("etds", scale=scale)
+    lr = next(iter(iter_pairs(shared_data / "Set14", scale=scale))).lr[:48, :60]
+    lr = lr[None].astype(np.float32)
+    target = np.repeat(np.repeat(lr, scale, 1), scale, 2)
+    target = target + np.random.default_rng(0).normal(0, 8, target.shape).astype(np.float32)
+    ours.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+    ours.fit(lr, target, epochs=8, verbose=0)
+    # in the graph's [0, 1] units: the first conv's 1/255 and the clip's 255 are not stored
+    trained = {layer.name: layer.get_weights() for layer in ours.layers if layer.weights}
+
+    def oihw(kernel_hwio):
+        return torch.from_numpy(np.ascontiguousarray(np.transpose(kernel_hwio, (3, 2, 0, 1))))
+
+    def vector(bias):
+        return torch.from_numpy(np.ascontiguousarray(bias, dtype=np.float32))
+
+    crd = np.empty(3 * scale * scale, int)
+    crd[crd_to_dcr(scale)] = np.arange(3 * scale * scale)  # our DCR channel of CRD channel j
+    state = {}
+    kernel, bias = trained["conv1"]
+    state["conv_first.weight"], state["conv_first.bias"] = oihw(kernel[..., :features]), \
+        vector(bias[:features])
+    state["conv_residual_first.weight"] = oihw(kernel[..., features:])
+    state["conv_residual_first.bias"] = vector(bias[features:])
+    for i in range(blocks):
+        kernel, bias = trained[f"conv{i + 2}"]
+        assert not kernel[:, :, :features, features:].any()  # the residual stream reads itself
+        state[f"backbone_convs.{i}.weight"] = oihw(kernel[:, :, :features, :features])
+        state[f"backbone_convs.{i}.bias"] = vector(bias[:features])
+        state[f"add_residual_convs.{i}.weight"] = oihw(kernel[:, :, features:, :features])
+        state[f"add_residual_convs.{i}.bias"] = vector(np.zeros(features))
+        state[f"residual_convs.{i}.weight"] = oihw(kernel[:, :, features:, features:])
+        state[f"residual_convs.{i}.bias"] = vector(bias[features:])
+    kernel, bias = trained[f"conv{blocks + 2}"]
+    kernel, bias = -kernel[..., crd], 1 - bias[crd]  # ReLU(1 - y) -> y
+    state["conv_last.weight"] = oihw(kernel[:, :, :features])
+    state["conv_last.bias"] = vector(bias)
+    state["conv_residual_last.weight"] = oihw(kernel[:, :, features:])
+    state["conv_residual_last.bias"] = vector(np.zeros_like(bias))
+    reference = reference_archs("ETDS").ETDS(num_in_ch=3, num_out_ch=3, upscale=scale,
+                                             num_block=blocks, num_feat=width,
+                                             num_residual_feat=residual)
+    reference.load_state_dict(state)
+    with torch.no_grad():
+        theirs = reference.eval()(torch.from_numpy(lr / 255.0).permute(0, 3, 1, 2))[0]
+    theirs = np.clip(theirs.permute(0, 2, 3, 1).numpy(), 0.0, 1.0)
+    got = np.asarray(ours(lr)) / 255.0
+    assert np.abs(got - theirs).max() <= RELATIVE_TOLERANCE * np.abs(theirs).max()
+    assert np.mean((theirs > 0.02) & (theirs < 0.98)) > 0.5
+    clip_kernel, clip_bias = trained["conv_clip"]  # the fixed part, untrained
+    np.testing.assert_array_equal(clip_kernel[0, 0, :27], -np.eye(27, dtype=np.float32))
+    np.testing.assert_array_equal(clip_bias, np.ones(27, np.float32))
+    for i in range(blocks):  # training moved the cross-stream and residual weights
+        assert state[f"add_residual_convs.{i}.weight"].abs().max() > 1e-3

@@ -4,7 +4,8 @@
 The families are those of the DIV2K-trained ETDS zoo (Chao et al., "Equivalent
 Transformation and Dual Stream Network Construction for Mobile Image Super-Resolution",
 CVPR 2023, whose authors' module names the keys follow): ESPCN, FSRCNN, ECBSR (collapsed
-``ECBSRT`` form), ABPN, ETDS (``ETDSForInference``), and the equivalent-transformation
+``ECBSRT`` form), ABPN, ETDS (``ETDSForInference``, and the dual-stream training form,
+merged by :func:`etds_equivalent_transformation`), and the equivalent-transformation
 (``_ET_``) forms of ABPN and ECBSR. An ET form computes its plain counterpart with the
 output clipped by ReLUs (the paper's Eqs. 5-12): 4 extra channels per layer (one zero, three
 copies of the input image), a last conv holding minus the plain one (and minus the anchor)
@@ -339,12 +340,33 @@ def _abpn(t: dict) -> Placed | None:
 # ------------------------------------------------------------------ ETDS
 
 
+ETDS_ANCHOR = ("none left: the equivalent transformation folded the residual stream's "
+               "nearest-neighbour upsampling into the convs")
+# The residual stream's convs in the authors' training form (ETDS: residual_convs.I are
+# R -> R, add_residual_convs.I R -> F, beside backbone_convs.I F -> F).
+ETDS_STREAMS = ("backbone_convs", "residual_convs", "add_residual_convs")
+
+
+def _etds_weights(t: dict, blocks: int, scale, order, input_range) -> dict:
+    """Deploy weights of an ETDS inference-form state dict (``ETDSForInference`` keys)."""
+    out = _Layers(scale, order, input_range)
+    out.conv("conv1", _hwio(t["conv_first.weight"]), t["conv_first.bias"])
+    for i in range(blocks):
+        out.conv(f"conv{i + 2}", _hwio(t[f"backbone_convs.{i}.weight"]),
+                 t[f"backbone_convs.{i}.bias"])
+    out.conv(f"conv{blocks + 2}", _hwio(t["conv_last.weight"]), t["conv_last.bias"])
+    n = 3 * scale * scale  # the dropped x3 padding channel is the 1x1 conv's last output
+    clip = t["conv_clip.weight"]
+    out.conv("conv_clip", _hwio(clip[:n]), t["conv_clip.bias"][:n], shuffle=True)
+    return out.weights
+
+
 def _etds(t: dict) -> Placed | None:
     keys = {"conv_first.weight", "conv_last.weight", "conv_clip.weight"}
     if not keys <= set(t):
         return None
     body = _indexed(t, r"backbone_convs\.(\d+)\.weight")
-    if len(t) != 2 * (len(body) + 3):
+    if len(t) != 2 * (len(body) + 3) or sorted(body) != list(range(len(body))):
         return None
     width = t["conv_first.weight"].shape[0]
     name = _size_name("mai_sr.models.etds", blocks=len(body), channels=width)
@@ -352,24 +374,97 @@ def _etds(t: dict) -> Placed | None:
     scale = _scale_of(clip.shape[0] - (1 if clip.shape[0] % 3 else 0))
     if name is None or scale is None or clip.shape[2:] != (1, 1):
         return None
+    return Placed(name, f"ETDS M{len(body)}C{width} x{scale}, inference form", (scale,),
+                  lambda s, order, rng: _etds_weights(t, len(body), s, order, rng),
+                  anchor=ETDS_ANCHOR)
+
+
+def etds_equivalent_transformation(t: dict, blocks: int, unit: float = 1.0) -> dict:
+    """The inference form (``ETDSForInference`` keys, OIHW) of an ETDS training-form state
+    dict: the equivalent transformation of Chao et al., "Equivalent Transformation and Dual
+    Stream Network Construction for Mobile Image Super-Resolution", CVPR 2023, Sec. 3.
+
+    The two streams become one chain of convs on their concatenated channels [features F |
+    residual R]: the first conv stacks both streams' kernels; each body conv holds the
+    backbone kernel and the residual-to-backbone kernel on its feature rows (their biases
+    summed, as the training form adds the two convs before the ReLU) and the residual kernel
+    on its residual rows, which read no feature; the last conv is the sum of both streams'
+    last convs (pixel shuffle is linear, so adding before it is adding after). The output is
+    then clipped to [0, `unit`] by two ReLU convs, as the authors' inference form does: the
+    last conv computes ReLU(unit - y) and a 1x1 conv -I with bias `unit` gives
+    ReLU(unit - that) = clip(y, 0, unit); at x3 a constant channel pads the 27 outputs to 28
+    (their multiple of 4). `unit` is the source's pixel maximum.
+    """
+    def pair(prefix):
+        return np.asarray(t[f"{prefix}.weight"], np.float32), \
+            np.asarray(t[f"{prefix}.bias"], np.float32)
+
+    (kf, bf), (kr, br) = pair("conv_first"), pair("conv_residual_first")
+    features, residual = kf.shape[0], kr.shape[0]
+    merged = {"conv_first.weight": np.concatenate([kf, kr]),
+              "conv_first.bias": np.concatenate([bf, br])}
+    for i in range(blocks):
+        (kb, bb), (kres, bres), (kadd, badd) = (pair(f"{stream}.{i}") for stream in ETDS_STREAMS)
+        feature_rows = np.concatenate([kb, kadd], axis=1)
+        residual_rows = np.concatenate([np.zeros((residual, features) + kres.shape[2:],
+                                                 np.float32), kres], axis=1)
+        merged[f"backbone_convs.{i}.weight"] = np.concatenate([feature_rows, residual_rows])
+        merged[f"backbone_convs.{i}.bias"] = np.concatenate([bb + badd, bres])
+    (kl, bl), (krl, brl) = pair("conv_last"), pair("conv_residual_last")
+    outputs = kl.shape[0]
+    padded = outputs + (-outputs) % 4
+    last = np.zeros((padded, features + residual) + kl.shape[2:], np.float32)
+    last[:outputs] = -np.concatenate([kl, krl], axis=1)
+    last_bias = np.full(padded, unit, np.float32)
+    last_bias[:outputs] = unit - (bl + brl)
+    merged.update({"conv_last.weight": last, "conv_last.bias": last_bias,
+                   "conv_clip.weight": -np.eye(padded, dtype=np.float32)[:, :, None, None],
+                   "conv_clip.bias": np.full(padded, unit, np.float32)})
+    return merged
+
+
+def _etds_dual_stream(t: dict) -> Placed | None:
+    """ETDS in the authors' training form (two streams, before the equivalent
+    transformation): placed as the inference form it transforms to."""
+    heads = ("conv_first", "conv_residual_first", "conv_last", "conv_residual_last")
+    if not all(f"{k}.{p}" in t for k in heads for p in ("weight", "bias")):
+        return None
+    body = _indexed(t, r"backbone_convs\.(\d+)\.weight")
+    blocks = len(body)
+    if sorted(body) != list(range(blocks)) or len(t) != 2 * (3 * blocks + 4) or any(
+            f"{stream}.{i}.{p}" not in t for stream in ETDS_STREAMS for i in range(blocks)
+            for p in ("weight", "bias")):
+        return None
+    features = t["conv_first.weight"].shape[0]
+    residual = t["conv_residual_first.weight"].shape[0]
+    outputs = t["conv_last.weight"].shape[0]
+    shapes = {"conv_first": (features, 3), "conv_residual_first": (residual, 3),
+              "conv_last": (outputs, features), "conv_residual_last": (outputs, residual)}
+    for i in range(blocks):
+        shapes.update({f"backbone_convs.{i}": (features, features),
+                       f"residual_convs.{i}": (residual, residual),
+                       f"add_residual_convs.{i}": (features, residual)})
+    if any(t[f"{k}.weight"].shape != (o, i, 3, 3) for k, (o, i) in shapes.items()):
+        return None
+    width = features + residual
+    name = _size_name("mai_sr.models.etds", blocks=blocks, channels=width)
+    scale = _scale_of(outputs)
+    if name is None or scale is None:
+        return None
 
     def convert(scale, order, input_range):
-        out = _Layers(scale, order, input_range)
-        out.conv("conv1", _hwio(t["conv_first.weight"]), t["conv_first.bias"])
-        for i in sorted(body):
-            out.conv(f"conv{i + 2}", _hwio(t[f"backbone_convs.{i}.weight"]),
-                     t[f"backbone_convs.{i}.bias"])
-        out.conv(f"conv{len(body) + 2}", _hwio(t["conv_last.weight"]), t["conv_last.bias"])
-        n = 3 * scale * scale  # the dropped x3 padding channel is the 1x1 conv's last output
-        out.conv("conv_clip", _hwio(clip[:n]), t["conv_clip.bias"][:n], shuffle=True)
-        return out.weights
+        merged = etds_equivalent_transformation(t, blocks, unit=float(input_range))
+        return _etds_weights(merged, blocks, scale, order, input_range)
 
-    return Placed(name, f"ETDS M{len(body)}C{width} x{scale}, inference form", (scale,),
-                  convert, anchor="none left: the equivalent transformation folded the "
-                  "residual stream's nearest-neighbour upsampling into the convs")
+    placed = Placed(name, f"ETDS M{blocks}C{width} x{scale}, training (dual-stream) form",
+                    (scale,), convert, anchor=ETDS_ANCHOR)
+    placed.notes.append(f"merged by the equivalent transformation (Chao et al., CVPR 2023): "
+                        f"{features} backbone + {residual} residual-stream channels in one "
+                        "chain, output clipped by two ReLU convs")
+    return placed
 
 
-FAMILIES = (_espcn, _fsrcnn, _ecbsr, _abpn, _etds)
+FAMILIES = (_espcn, _fsrcnn, _ecbsr, _abpn, _etds, _etds_dual_stream)
 
 
 def recognise(tensors: dict) -> Placed | None:

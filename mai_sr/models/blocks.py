@@ -683,6 +683,36 @@ class KernelSupport(keras.constraints.Constraint):
         return {"size": self.size}
 
 
+@serializable
+class DualStreamKernel(keras.constraints.Constraint):
+    """Keep a conv on [features | residual] channels two streams: after each optimizer step,
+    zero its kernel's block from the input features to the output's last `residual`
+    channels (then clip to `max_abs`, as :class:`ClipWeights`, when given).
+
+    ETDS (Chao et al., "Equivalent Transformation and Dual Stream Network Construction for
+    Mobile Image Super-Resolution", CVPR 2023) trains a backbone and a residual stream that
+    reads only itself; one conv holding both, with this block zero, computes both streams at
+    once (their equivalent transformation), and trains as they do: Adam moves every other
+    weight exactly as it moves the separate convs' weights, and this block, zero from the
+    start, is put back to zero.
+    """
+
+    def __init__(self, residual: int, max_abs: float | None = None):
+        self.residual = int(residual)
+        self.max_abs = None if max_abs is None else float(max_abs)
+
+    def __call__(self, w):
+        features_in = int(w.shape[2]) - self.residual
+        features_out = int(w.shape[3]) - self.residual
+        mask = np.ones((1, 1) + tuple(int(d) for d in w.shape[2:]), np.float32)
+        mask[:, :, :features_in, features_out:] = 0.0
+        w = w * mask
+        return w if self.max_abs is None else tf.clip_by_value(w, -self.max_abs, self.max_abs)
+
+    def get_config(self):
+        return {"residual": self.residual, "max_abs": self.max_abs}
+
+
 def deconv_kernel_size(kernel: int, scale: int) -> int:
     """Kernel side of a 'same' Keras transposed conv that equals PyTorch's
     ``ConvTranspose2d(kernel, stride=scale, padding=kernel // 2, output_padding=scale - 1)``
@@ -730,7 +760,7 @@ class ScaledConv2DTranspose(keras.layers.Conv2DTranspose):
 CUSTOM_OBJECTS = {cls.__name__: cls for cls in (
     ClipWeights, DepthToSpace, ClipByValue, ConcatAnchor, NearestConvAnchor, ScaledConv2D,
     NearestTapInitializer, RepConv, CollapsibleLinearBlock, HXBlock, Scale, KernelSupport,
-    ScaledConv2DTranspose)}
+    ScaledConv2DTranspose, DualStreamKernel)}
 
 # Training-graph layers that collapse() replaces by a plain Conv2D (deploy_layer + collapse).
 FOLDABLE = (ScaledConv2D, Collapsible, ScaledConv2DTranspose)

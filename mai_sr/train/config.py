@@ -26,7 +26,7 @@ DISTRIBUTE = ("none", "mirrored", "multiworker")
 
 # Training defaults every model starts from; a model module's RECIPE overrides some of them
 # (data, not branches), explicit arguments override both.
-BASE_RECIPE = {"loss": "l1", "warmup": 0.05, "intensity_aug": False}
+BASE_RECIPE = {"loss": "l1", "warmup": 0.05, "intensity_aug": False, "weight_clip": True}
 
 # What `mai-sr train --qat --from RUN` takes from RUN's config.json unless given.
 FROM_RUN_INHERITS = ("data", "val", "val_fraction", "patch", "batch", "seed", "intensity_aug",
@@ -42,6 +42,28 @@ RESUME_FREE = frozenset({"out", "distribute", "ckpt_every", "log_every"})
 # predate the [0, 1]-domain training graphs: they trained on raw pixels.
 TRAIN_GRAPH = {"normalize": True}
 LEGACY_TRAIN_GRAPH = {"normalize": False}
+# A family's own training-graph options (by model module): what new runs record beside
+# TRAIN_GRAPH, and what a record without them means (the run predates the option).
+FAMILY_TRAIN_GRAPH = {
+    # ETDS: the paper's two streams in one chain; runs before it trained the plain chain.
+    "mai_sr.models.etds": ({"dual_stream": True}, {"dual_stream": False}),
+}
+
+
+def new_train_graph(model: str) -> dict:
+    """create_model options of a new run's FP32 training graph (recorded in config.json)."""
+    from mai_sr.registry import MODELS
+
+    return {**TRAIN_GRAPH, **FAMILY_TRAIN_GRAPH.get(MODELS.get(model), ({}, {}))[0]}
+
+
+def stored_train_graph(model: str, record: dict | None) -> dict:
+    """create_model options a run's config.json ``train_graph`` `record` (None: absent)
+    means for `model`, so a resumed run rebuilds the graph its checkpoints were made with."""
+    from mai_sr.registry import MODELS
+
+    legacy = FAMILY_TRAIN_GRAPH.get(MODELS.get(model), ({}, {}))[1]
+    return {**legacy, **(LEGACY_TRAIN_GRAPH if record is None else record)}
 
 
 @dataclass
@@ -75,7 +97,7 @@ class TrainConfig:
     init_run: str | None = None      # finished FP32 run (or deploy .weights.h5) to start from
     teacher: str | None = None       # distillation: FP32 run dir, .weights.h5 or pretrained name
     distill_weight: float = 0.5      # share of the loss measured against the teacher's output
-    weight_clip: bool = True         # Z6's mean +- k std clipping of first-layer kernels
+    weight_clip: bool | None = None  # Z6's mean +- k std clipping of first-layer kernels (per model)
     distribute: str = "none"
     val_every: int = 200
     ckpt_every: int = 200

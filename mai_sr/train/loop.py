@@ -22,7 +22,7 @@ from mai_sr.runs import (FP32_DEPLOY_WEIGHTS, FP32_TRAIN_WEIGHTS, QAT_WEIGHTS, b
                          init_training_graph, load_deploy_weights, load_run_model, read_run_config,
                          read_summary)
 from mai_sr.train.checkpoint import CheckpointDamaged, read_checkpoint_weights, resume_stage
-from mai_sr.train.config import LEGACY_TRAIN_GRAPH, LOSSES, TRAIN_GRAPH, TrainConfig
+from mai_sr.train.config import LOSSES, TrainConfig, new_train_graph, stored_train_graph
 from mai_sr.train.plan import TrainPlan, is_finished, make_plan
 from mai_sr.train.rundir import RunWriter, resolve_run
 from mai_sr.train.session import (Progress, StopOnSignal, TrainingInterrupted, hold_run_lock,
@@ -34,7 +34,8 @@ CHARBONNIER_EPS = 1e-3  # on images scaled to [0, 1]
 def train_from_config(config: TrainConfig, resume: bool = False, quiet: bool = False, *,
                       on_step: Callable[[str, int], None] | None = None,
                       tensorboard: bool = True,
-                      on_plan: Callable[[TrainPlan], None] | None = None) -> Path:
+                      on_plan: Callable[[TrainPlan], None] | None = None,
+                      graph_options: dict | None = None) -> Path:
     """Run (or, with `resume`, continue) the training described by `config`; return the run dir.
 
     `on_plan(plan)` is called once the data is loaded, before anything is trained, with
@@ -44,6 +45,9 @@ def train_from_config(config: TrainConfig, resume: bool = False, quiet: bool = F
     Ctrl-C or SIGTERM finishes the current step, writes a checkpoint and raises
     :class:`TrainingInterrupted` (exit code 130) saying how to resume.
     `tensorboard` writes ``RUN/tensorboard/`` (:mod:`mai_sr.train.tensorboard`).
+    `graph_options`: create_model options of a new run's training graph over its default
+    (:func:`~mai_sr.train.config.new_train_graph`), e.g. ``{"dual_stream": False}`` for ETDS;
+    recorded, so a resume rebuilds them.
     """
     started = time.perf_counter()
     chief = is_chief(config.distribute)
@@ -62,8 +66,8 @@ def train_from_config(config: TrainConfig, resume: bool = False, quiet: bool = F
         raise MaiSrError(f"--batch {config.batch}: not divisible by the "
                          f"{strategy.num_replicas_in_sync} replicas of --distribute "
                          f"{config.distribute}")
-    train_graph = (read_run_config(run_dir).get("train_graph", LEGACY_TRAIN_GRAPH) if resume
-                   else TRAIN_GRAPH)
+    train_graph = (stored_train_graph(config.model, read_run_config(run_dir).get("train_graph"))
+                   if resume else {**new_train_graph(config.model), **(graph_options or {})})
     bicubic = _bicubic_psnr(val_pairs, config.scale)  # before the run exists: checks --val
     run = RunWriter(run_dir, config, chief, quiet, train_graph, tensorboard=tensorboard)
     for note in data_notes:
@@ -91,7 +95,7 @@ def _finished_run(run_dir: Path, config: TrainConfig, quiet: bool, on_plan) -> b
         return False
     stored = read_run_config(run_dir)
     run = RunWriter(run_dir, config, True, quiet,
-                    stored.get("train_graph", LEGACY_TRAIN_GRAPH))
+                    stored_train_graph(config.model, stored.get("train_graph")))
     if run.damaged:  # metrics.csv to restore: the full path repairs it
         return False
     lock = hold_run_lock(run_dir)
@@ -240,7 +244,8 @@ def _fp32_stage(run: RunWriter, strategy, train_pairs, val_pairs, stop, on_step)
     if config.init_run is not None and is_weights_file(config.init_run):
         init_training_graph(model, config.model, config.scale, config.init_run)
     elif config.init_run is not None:
-        init_graph = read_run_config(config.init_run).get("train_graph", LEGACY_TRAIN_GRAPH)
+        init_graph = stored_train_graph(config.model,
+                                        read_run_config(config.init_run).get("train_graph"))
         if init_graph != run.train_graph:
             raise MaiSrError(f"--init {config.init_run}: trained graph {init_graph}, this run "
                              f"builds {run.train_graph}")
