@@ -121,23 +121,33 @@ def load_deploy_weights(path, model_name: str, scale: int, option: str = "--from
 def init_training_graph(train_model, model_name: str, scale: int, path) -> None:
     """``--init W.weights.h5``: set a plain-conv training graph to the deploy weights.
 
-    Each training-graph conv has the deploy conv's name; a ScaledConv2D's fixed factors are
+    Each training-graph layer has the deploy layer's name. A scaled conv's fixed factors are
     divided out (kernel / (input_scale * output_scale), bias / output_scale), so the
-    training graph computes what the deploy weights compute. Re-parameterizable blocks have
-    no unique inverse, so a training graph with them is refused.
+    training graph computes what the deploy weights compute; a PReLU slope is the same in
+    both units. A re-parameterizable block with a ``start_from`` (ECBSR's edge-oriented
+    block) puts the conv in one branch and zeros the others; other blocks have no unique
+    inverse, so their graphs are refused.
     """
     from mai_sr._tf import keras
-    from mai_sr.models.blocks import NearestConvAnchor, ScaledConv2D
+    from mai_sr.models.blocks import NearestConvAnchor, ScaledConv2D, ScaledConv2DTranspose
 
     deploy = load_deploy_weights(path, model_name, scale, option="--init")
     for layer in train_model.layers:
         if not layer.weights or isinstance(layer, NearestConvAnchor):
             continue
-        if not isinstance(layer, keras.layers.Conv2D):
+        weights = [w.astype("float32") for w in deploy.get_layer(layer.name).get_weights()]
+        if hasattr(layer, "start_from"):
+            layer.start_from(*weights)
+        elif isinstance(layer, ScaledConv2DTranspose):  # a Conv2D subclass: first
+            kernel, bias = weights
+            layer.set_weights([kernel / (layer.input_scale * layer.output_scale),
+                               bias / layer.output_scale])
+        elif isinstance(layer, ScaledConv2D):
+            kernel, bias = weights
+            layer.set_weights([kernel / layer.kernel_factor, bias / layer.output_scale])
+        elif isinstance(layer, (keras.layers.Conv2D, keras.layers.PReLU)):
+            layer.set_weights(weights)
+        else:
             raise MaiSrError(f"--init {Path(path).name}: the {model_name} training graph has a "
                              f"{type(layer).__name__} ({layer.name}), which deploy weights "
                              "cannot start; use --qat --from instead")
-        kernel, bias = deploy.get_layer(layer.name).get_weights()
-        if isinstance(layer, ScaledConv2D):
-            kernel, bias = kernel / layer.kernel_factor, bias / layer.output_scale
-        layer.set_weights([kernel.astype("float32"), bias.astype("float32")])

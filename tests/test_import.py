@@ -415,20 +415,33 @@ def test_qat_from_a_weights_file_of_another_model_fails_in_one_line(tmp_path, et
     assert "holds abpn weights" in err and "\n" not in err
 
 
-@pytest.mark.parametrize("model_name,weights", [("abpn", "etds")])
+@pytest.mark.parametrize("model_name,checkpoint", [
+    ("abpn", None), ("ecbsr", "ECBSR/ECBSR_M4C16_x3.pth"), ("etds", "ETDS/ETDS_M5C16_x3.pth"),
+    ("fsrcnn", "FSRCNN/FSRCNN_x3.pth"), ("espcn", "ESPCN/ESPCN_x3.pth")])
 @pytest.mark.tf
-def test_init_training_graph_from_imported_weights(etds_weights, shared_data, model_name,
-                                                   weights):
-    """``train --init W.weights.h5``: the [0, 1]-domain training graph, set from the deploy
-    weights, computes what the deploy graph computes on a real image."""
+def test_init_training_graph_from_imported_weights(etds_weights, shared_data, tmp_path,
+                                                   model_name, checkpoint):
+    """``train --init W.weights.h5``: the [0, 1]-domain training graph (ECBSR's edge-oriented
+    blocks, ETDS's two streams), set from the deploy weights, computes what the deploy graph
+    computes on a real image."""
+    from conftest import SHARED_ARTIFACTS
+
     from mai_sr.data import iter_pairs
+    from mai_sr.importer import import_weights
     from mai_sr.runs import init_training_graph
     from mai_sr.models import create_model
 
+    weights = etds_weights[0]
+    if checkpoint is not None:
+        source = SHARED_ARTIFACTS / "etds_zoo" / "pretrained" / checkpoint
+        if not source.is_file():
+            pytest.skip(f"{source} not present")
+        weights = tmp_path / f"{model_name}.weights.h5"
+        import_weights(source, None, weights)
     train = create_model(model_name)
-    init_training_graph(train, model_name, 3, etds_weights[0])
+    init_training_graph(train, model_name, 3, weights)
     deploy = create_model(model_name, deploy=True)
-    deploy.load_weights(str(etds_weights[0]))
+    deploy.load_weights(str(weights))
     lr = next(iter(iter_pairs(shared_data / "Set5", scale=3))).lr[None].astype(np.float32)
     np.testing.assert_allclose(train(lr).numpy(), deploy(lr).numpy(), atol=2e-3)
 

@@ -209,3 +209,110 @@ def test_the_etds_training_graph_computes_the_papers_two_streams(shared_data):
     np.testing.assert_array_equal(clip_bias, np.ones(27, np.float32))
     for i in range(blocks):  # training moved the cross-stream and residual weights
         assert state[f"add_residual_convs.{i}.weight"].abs().max() > 1e-3
+
+
+def random_reference_ecbsr(scale: int, blocks: int, width: int):
+    """The authors' ECBSR training model with every trainable tensor random (not its fixed
+    edge masks), the last block small enough to keep most outputs inside [0, 1]."""
+    torch.manual_seed(0)
+    reference = reference_archs("ECBSR").ECBSR(num_in_ch=3, num_out_ch=3, upscale=scale,
+                                               num_block=blocks, num_feat=width,
+                                               act_type="prelu")
+    with torch.no_grad():
+        for parameter in reference.parameters():
+            if parameter.requires_grad:
+                parameter.copy_(0.1 * torch.randn_like(parameter))
+        for parameter in reference.backbone[-1].parameters():
+            if parameter.requires_grad:
+                parameter.mul_(0.3)
+    return reference
+
+
+def reference_output(reference, lr):
+    """The reference model's output on uint8 `lr` (1, H, W, 3) in training mode (the
+    branches, as the paper trains), in [0, 1], clipped as every evaluation clips it."""
+    with torch.no_grad():
+        theirs = reference.train()(torch.from_numpy(lr / 255.0).permute(0, 3, 1, 2))
+    return np.clip(theirs.permute(0, 2, 3, 1).numpy(), 0.0, 1.0)
+
+
+def assert_equals_reference(ours, reference, shared_data, scale: int):
+    """Assert that `ours` (pixels) equals the reference training model on a real crop, where
+    most of its output is not clipped; return (the crop, the reference's output)."""
+    from mai_sr.data import iter_pairs
+
+    lr = next(iter(iter_pairs(shared_data / "Set14", scale=scale))).lr[:40, :52]
+    lr = lr[None].astype(np.float32)
+    theirs = reference_output(reference, lr)
+    got = np.asarray(ours(lr)) / 255.0
+    assert np.abs(got - theirs).max() <= RELATIVE_TOLERANCE * np.abs(theirs).max()
+    assert np.mean((theirs > 0.02) & (theirs < 0.98)) > 0.5
+    return lr, theirs
+
+
+@pytest.mark.parametrize("scale,blocks,width", [(3, 4, 16), (2, 4, 32)])
+def test_an_ecbsr_training_checkpoint_imports_as_its_collapsed_blocks(scale, blocks, width,
+                                                                      shared_data, tmp_path):
+    """The authors' training form (an ECB per conv) is placed without --model and each
+    block collapsed by the importer's own NumPy code; the deploy model equals the reference
+    training model's branches."""
+    from mai_sr.importer.torch_checkpoint import read_state_dict
+    from mai_sr.importer.zoo import recognise
+    from mai_sr.models import create_model
+
+    reference = random_reference_ecbsr(scale, blocks, width)
+    path = tmp_path / "ecbsr_training.pth"
+    torch.save(reference.state_dict(), str(path))
+    placed = recognise(read_state_dict(path)[0])
+    assert placed is not None and "training form" in placed.architecture
+    assert placed.model == {16: "ecbsr", 32: "ecbsr_m4c32"}[width]
+    ours = create_model(placed.model, scale=scale, deploy=True)
+    for layer, weights in placed.convert(scale, "crd", 1.0).items():
+        ours.get_layer(layer).set_weights(weights)
+    lr, theirs = assert_equals_reference(ours, reference, shared_data, scale)
+
+
+def test_the_ecbsr_training_graph_computes_the_papers_edge_oriented_blocks(shared_data):
+    """mai-sr's ECBSR training graph (EdgeOrientedBlock convs) holding the weights of the
+    authors' ``ECBSR`` training model (random, every branch, scale and slope set) gives its
+    output in training mode, the five branches summed, not their collapsed conv; and its
+    collapse gives the same image."""
+    from mai_sr._tf import keras
+    from mai_sr.importer.zoo import crd_to_dcr
+    from mai_sr.models import collapse, create_model
+    from mai_sr.models.blocks import EDGE_MASKS
+
+    scale, blocks, width = 3, 4, 16
+    reference = random_reference_ecbsr(scale, blocks, width)
+    keras.utils.set_random_seed(0)
+    ours = create_model("ecbsr", scale=scale)
+    dcr = crd_to_dcr(scale)
+
+    def hwio(weight, out=None):
+        kernel = weight.detach().numpy().transpose(2, 3, 1, 0)
+        return kernel if out is None else kernel[..., out]
+
+    def vec(value, out=None):
+        value = value.detach().numpy().reshape(-1)
+        return value if out is None else value[out]
+
+    edges = {"sobel_x": "conv1x1_sbx", "sobel_y": "conv1x1_sby", "laplacian": "conv1x1_lpl"}
+    for i, ecb in enumerate(reference.backbone):
+        layer = ours.get_layer(f"conv{i + 1}")
+        out = dcr if i == blocks + 1 else None  # the last block feeds PixelShuffle (CRD)
+        layer.conv3.set_weights([hwio(ecb.conv3x3.weight, out), vec(ecb.conv3x3.bias, out)])
+        seq = ecb.conv1x1_3x3
+        layer.expand.set_weights([hwio(seq.k0), vec(seq.b0)])
+        layer.expand_conv3.set_weights([hwio(seq.k1, out), vec(seq.b1, out)])
+        for edge, key in edges.items():
+            branch = getattr(ecb, key)
+            assert np.array_equal(branch.mask.detach().numpy()[0, 0], EDGE_MASKS[edge])
+            layer.edge_inputs[edge].set_weights([hwio(branch.k0, out), vec(branch.b0, out)])
+            layer.edge_scales[edge].assign(vec(branch.scale, out))
+            layer.edge_biases[edge].assign(vec(branch.bias, out))
+        if i <= blocks:
+            ours.get_layer(f"prelu{i + 1}").set_weights(
+                [vec(ecb.act.weight).reshape(1, 1, -1)])
+    lr, theirs = assert_equals_reference(ours, reference, shared_data, scale)
+    deployed = np.asarray(collapse(ours)(lr)) / 255.0
+    assert np.abs(deployed - theirs).max() <= RELATIVE_TOLERANCE * np.abs(theirs).max()

@@ -4,7 +4,8 @@
 The families are those of the DIV2K-trained ETDS zoo (Chao et al., "Equivalent
 Transformation and Dual Stream Network Construction for Mobile Image Super-Resolution",
 CVPR 2023, whose authors' module names the keys follow): ESPCN, FSRCNN, ECBSR (collapsed
-``ECBSRT`` form), ABPN, ETDS (``ETDSForInference``, and the dual-stream training form,
+``ECBSRT`` form, and the training form of edge-oriented blocks, collapsed by
+:func:`ecb_collapse`), ABPN, ETDS (``ETDSForInference``, and the dual-stream training form,
 merged by :func:`etds_equivalent_transformation`), and the equivalent-transformation
 (``_ET_``) forms of ABPN and ECBSR. An ET form computes its plain counterpart with the
 output clipped by ReLUs (the paper's Eqs. 5-12): 4 extra channels per layer (one zero, three
@@ -337,6 +338,63 @@ def _abpn(t: dict) -> Placed | None:
                   anchor=ET_ANCHOR if et else Placed.anchor)
 
 
+# The branches of ECBSR's edge-oriented convolution block (ECB) in the authors' training form
+# (Zhang, Zeng and Zhang, "Edge-oriented Convolution Block for Real-time Super Resolution on
+# Mobile Devices", ACM MM 2021): a 1x1 conv then a 3x3 one, and three 1x1 convs each then a
+# fixed edge mask (Sobel x, Sobel y, Laplacian) times a learnt per-channel scale, + a bias.
+ECB_EDGES = ("conv1x1_sbx", "conv1x1_sby", "conv1x1_lpl")
+ECB_KEYS = (["conv3x3.weight", "conv3x3.bias"]
+            + [f"conv1x1_3x3.{p}" for p in ("k0", "b0", "k1", "b1")]
+            + [f"{e}.{p}" for e in ECB_EDGES for p in ("k0", "b0", "scale", "bias", "mask")])
+
+
+def ecb_collapse(t: dict, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+    """(kernel OIHW, bias) of the one 3x3 conv an ECB `prefix` of state dict `t` equals.
+
+    The paper pads each 1x1 conv's output with its bias before the 3x3 step, so the 3x3
+    kernel composed with the 1x1 one is exact, and the bias gains b0 . (sum of the 3x3
+    kernel's taps); the edge masks act per channel (depthwise)."""
+    def get(key):
+        return np.asarray(t[f"{prefix}.{key}"], np.float64)
+
+    kernel, bias = get("conv3x3.weight"), get("conv3x3.bias")
+    k0, b0, k1 = get("conv1x1_3x3.k0")[:, :, 0, 0], get("conv1x1_3x3.b0"), get("conv1x1_3x3.k1")
+    kernel = kernel + np.einsum("omhw,mi->oihw", k1, k0)
+    bias = bias + get("conv1x1_3x3.b1") + np.einsum("omhw,m->o", k1, b0)
+    for edge in ECB_EDGES:
+        k0, b0 = get(f"{edge}.k0")[:, :, 0, 0], get(f"{edge}.b0")
+        taps = (get(f"{edge}.scale") * get(f"{edge}.mask"))[:, 0]  # (out, 3, 3)
+        kernel = kernel + np.einsum("ohw,oi->oihw", taps, k0)
+        bias = bias + get(f"{edge}.bias") + b0 * taps.sum(axis=(1, 2))
+    return kernel.astype(np.float32), bias.astype(np.float32)
+
+
+def _ecbsr_training(t: dict) -> Placed | None:
+    """ECBSR in the authors' training form (an ECB per conv, PReLU between): placed as the
+    collapsed form its blocks equal (:func:`ecb_collapse`)."""
+    blocks = _indexed(t, r"backbone\.(\d+)\.conv3x3\.weight")
+    n = len(blocks)
+    if n < 3 or sorted(blocks) != list(range(n)) or len(t) != n * len(ECB_KEYS) + n - 1:
+        return None
+    if any(f"backbone.{i}.{k}" not in t for i in range(n) for k in ECB_KEYS) or any(
+            f"backbone.{i}.act.weight" not in t for i in range(n - 1)):
+        return None
+    plain = {}
+    for i in range(n):
+        kernel, bias = ecb_collapse(t, f"backbone.{i}")
+        plain[f"backbone.{i}.0.weight"], plain[f"backbone.{i}.0.bias"] = kernel, bias
+        if i < n - 1:
+            plain[f"backbone.{i}.1.weight"] = t[f"backbone.{i}.act.weight"]
+    placed = _ecbsr(plain)
+    if placed is None:
+        return None
+    placed.architecture = placed.architecture.replace("collapsed (plain) form",
+                                                      "training form (ECB blocks)")
+    placed.notes.append("each edge-oriented convolution block collapsed to one 3x3 conv "
+                        "(1x1-3x3, Sobel x/y and Laplacian branches; Zhang et al., ACM MM 2021)")
+    return placed
+
+
 # ------------------------------------------------------------------ ETDS
 
 
@@ -464,7 +522,7 @@ def _etds_dual_stream(t: dict) -> Placed | None:
     return placed
 
 
-FAMILIES = (_espcn, _fsrcnn, _ecbsr, _abpn, _etds, _etds_dual_stream)
+FAMILIES = (_espcn, _fsrcnn, _ecbsr, _ecbsr_training, _abpn, _etds, _etds_dual_stream)
 
 
 def recognise(tensors: dict) -> Placed | None:

@@ -544,7 +544,117 @@ class HXBlock(Collapsible):
         return {**config, "groups": [list(g) for g in self.groups], "shift": self.shift}
 
 
-BLOCKS = {"repconv": RepConv, "clb": CollapsibleLinearBlock}
+# The fixed 3x3 masks of ECB's edge branches (Zhang, Zeng and Zhang, "Edge-oriented
+# Convolution Block for Real-time Super Resolution on Mobile Devices", ACM MM 2021, Eqs. 4-6),
+# indexed [row, column]: Sobel along x (columns), Sobel along y (rows), Laplacian.
+EDGE_MASKS = {
+    "sobel_x": np.array([[1, 0, -1], [2, 0, -2], [1, 0, -1]], np.float32),
+    "sobel_y": np.array([[1, 2, 1], [0, 0, 0], [-1, -2, -1]], np.float32),
+    "laplacian": np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], np.float32),
+}
+
+
+@serializable
+class EdgeOrientedBlock(Collapsible):
+    """ECB, ECBSR's edge-oriented convolution block (Zhang, Zeng and Zhang, ACM MM 2021):
+    the sum of five linear branches, then the activation: a 3x3 conv; a 1x1 conv to
+    ``depth_multiplier * filters`` channels then a 3x3 conv; and three 1x1 convs each followed
+    by a fixed edge filter (:data:`EDGE_MASKS`: Sobel x, Sobel y, Laplacian) scaled per
+    channel by a learnt factor, with a learnt bias. + identity when ``identity`` and in ==
+    out (ECBSR's ``with_idt``; the ETDS zoo's ECBSR has none).
+
+    A 1x1 conv followed by a 3x3 one equals one 3x3 conv only if the 3x3 conv sees the 1x1
+    conv's bias, not zeros, beyond the border, as the paper pads; each such branch therefore
+    convolves (y0 - b0) with 'same' zero padding and adds the constant b0 * sum(kernel) the
+    bias border gives. Collapse: kernel = k0 (1x1) composed with the 3x3 kernel (or the scaled
+    mask on the diagonal), bias = b1 + b0 . sum over taps of the 3x3 kernel; the branches add.
+    """
+
+    def __init__(self, filters: int, activation=None, kernel_constraint=None,
+                 depth_multiplier: float = 2.0, identity: bool = False, **kwargs):
+        super().__init__(filters, activation, kernel_constraint, **kwargs)
+        self.depth_multiplier = float(depth_multiplier)
+        self.identity = bool(identity)
+        self.mid = int(self.filters * self.depth_multiplier)
+        self.conv3 = self.branch(self.filters, 3, "conv3")
+        self.expand = self.branch(self.mid, 1, "expand", output_scale=1.0)
+        self.expand_conv3 = self.branch(self.filters, 3, "expand_conv3", input_scale=1.0)
+        self.edge_inputs = {edge: self.branch(self.filters, 1, f"{edge}_conv1",
+                                              output_scale=1.0) for edge in EDGE_MASKS}
+
+    def build(self, input_shape):
+        _build(self.conv3, input_shape)
+        _build(self.expand, input_shape)
+        _build(self.expand_conv3, [*input_shape[:-1], self.mid])
+        small = keras.initializers.RandomNormal(stddev=1e-3)  # the paper's initial scale, bias
+        self.edge_scales, self.edge_biases = {}, {}
+        for edge, conv in self.edge_inputs.items():
+            _build(conv, input_shape)
+            self.edge_scales[edge] = self.add_weight(name=f"{edge}_scale", shape=(self.filters,),
+                                                     initializer=small)
+            self.edge_biases[edge] = self.add_weight(name=f"{edge}_bias", shape=(self.filters,),
+                                                     initializer=small)
+        self.use_identity = self.identity and int(input_shape[-1]) == self.filters
+        super().build(input_shape)
+
+    def _edge_kernel(self, edge, scale):
+        """(3, 3, filters, 1) depthwise kernel: the mask times each channel's scale."""
+        return EDGE_MASKS[edge][:, :, None, None] * tf.reshape(scale, (1, 1, -1, 1))
+
+    def call(self, x):
+        out = np.float32(self.output_scale)
+        y = self.conv3(x)
+        b0 = self.expand.bias * self.expand.output_scale
+        k1 = self.expand_conv3.kernel * self.expand_conv3.kernel_factor
+        # 1x1 then 3x3 as the paper pads: the border holds b0, the same as this constant
+        y = y + self.expand_conv3(self.expand(x) - b0) + tf.einsum("m,hwmo->o", b0, k1)
+        for edge, conv in self.edge_inputs.items():
+            b0 = conv.bias * conv.output_scale
+            kernel = self._edge_kernel(edge, self.edge_scales[edge])
+            filtered = tf.nn.depthwise_conv2d(conv(x) - b0, kernel, [1, 1, 1, 1], "SAME")
+            constant = b0 * self.edge_scales[edge] * float(EDGE_MASKS[edge].sum())
+            y = y + out * (filtered + constant + self.edge_biases[edge])
+        if self.use_identity:
+            y = y + x * self.identity_factor()
+        return self.activation(y)
+
+    def collapse(self):
+        out = np.float64(self.output_scale)
+        kernel, bias = (w.astype(np.float64) for w in self.conv3.collapse())
+        k0, b0 = (w.astype(np.float64) for w in self.expand.collapse())
+        k1, b1 = (w.astype(np.float64) for w in self.expand_conv3.collapse())
+        kernel += np.einsum("im,hwmo->hwio", k0[0, 0], k1)
+        bias += b1 + np.einsum("m,hwmo->o", b0, k1)
+        for edge, conv in self.edge_inputs.items():
+            k0, b0 = (w.astype(np.float64) for w in conv.collapse())
+            scale = self.edge_scales[edge].numpy().astype(np.float64)
+            mask = EDGE_MASKS[edge].astype(np.float64)
+            kernel += out * np.einsum("io,hw->hwio", k0[0, 0] * scale, mask)
+            bias += out * (self.edge_biases[edge].numpy() + b0 * scale * mask.sum())
+        if self.use_identity:
+            kernel[1, 1] += np.diag(self.identity_factor())
+        return kernel.astype(np.float32), bias.astype(np.float32)
+
+    def start_from(self, kernel: np.ndarray, bias: np.ndarray) -> None:
+        """Set the block to compute the 3x3 conv (`kernel`, `bias`, deploy units): the 3x3
+        branch holds it (less the identity), every other branch starts at zero (``train
+        --init`` from deploy weights, e.g. the published collapsed ECBSR)."""
+        kernel = np.array(kernel, np.float32)
+        if self.use_identity:
+            kernel[1, 1] -= np.diag(self.identity_factor())
+        self.conv3.set_weights([kernel / self.conv3.kernel_factor,
+                                np.asarray(bias, np.float32) / self.conv3.output_scale])
+        for conv in (self.expand, self.expand_conv3, *self.edge_inputs.values()):
+            conv.set_weights([np.zeros_like(w) for w in conv.get_weights()])
+        for weight in (*self.edge_scales.values(), *self.edge_biases.values()):
+            weight.assign(np.zeros(weight.shape, np.float32))
+
+    def get_config(self):
+        return {**super().get_config(), "depth_multiplier": self.depth_multiplier,
+                "identity": self.identity}
+
+
+BLOCKS = {"repconv": RepConv, "clb": CollapsibleLinearBlock, "ecb": EdgeOrientedBlock}
 
 
 def conv_block(kind: str, filters: int, name: str, activation=None, kernel_constraint=None,
@@ -760,7 +870,7 @@ class ScaledConv2DTranspose(keras.layers.Conv2DTranspose):
 CUSTOM_OBJECTS = {cls.__name__: cls for cls in (
     ClipWeights, DepthToSpace, ClipByValue, ConcatAnchor, NearestConvAnchor, ScaledConv2D,
     NearestTapInitializer, RepConv, CollapsibleLinearBlock, HXBlock, Scale, KernelSupport,
-    ScaledConv2DTranspose, DualStreamKernel)}
+    ScaledConv2DTranspose, DualStreamKernel, EdgeOrientedBlock)}
 
 # Training-graph layers that collapse() replaces by a plain Conv2D (deploy_layer + collapse).
 FOLDABLE = (ScaledConv2D, Collapsible, ScaledConv2DTranspose)
