@@ -23,7 +23,10 @@ CVPR 2023 (figures of its Table 2 from ``table2.csv``). For each checkpoint:
   validation), then exported and scored as PTQ;
 * ``deploy``: lint verdicts for the VS680 and NNAPI (``mai-sr lint --target``) on the
   360x640 INT8 file and for the Arm Ethos-U85 (Vela) on its ``export --target ethos-u85``
-  rewrite, the SyNAP simulator's VS680 estimate and Vela's U85 estimate.
+  rewrite, the SyNAP simulator's VS680 estimate and Vela's U85 estimate;
+* ``floor`` (with QAT, ETDS and ESPCN): a lower bound on any per-tensor INT8 drop of the
+  published computation, from the tensors that set it alone: ETDS's image path
+  (:func:`stage_floor`), ESPCN's tanh layers (:func:`stage_floor_espcn`).
 
 Every model is reported, not the best. Each stage's result is stored in
 ``benchmarks/results/zoo.json`` as soon as it is measured; a rerun skips what is there
@@ -34,7 +37,7 @@ to the quantization code). Files go under ``--work`` (default ``benchmarks/out/z
         [--qat-scales 3] [--redo STAGES] [--write-readme]
 
 Writes ``benchmarks/results/zoo.json``, ``benchmarks/results/zoo.png`` (PSNR vs VS680 time,
-x3) and, with ``--write-readme``, the table in docs/models.md.
+x3) and, with ``--write-readme``, the tables in docs/import.md.
 """
 
 from __future__ import annotations
@@ -266,6 +269,65 @@ def stage_floor(row: dict, model: str, weights: Path) -> dict:
     return {"image_path_drop_rgb": found}
 
 
+# TFLite's int8 TANH writes its output on a fixed grid (scale 1/128, zero point 0); its
+# input has one range per tensor. The floor tries each tanh input on these ranges.
+TANH_OUTPUT_STEP = 1 / 128
+TANH_INPUT_BOUNDS = (1.5, 2.0, 2.5, 3.0, 3.5, 4.0)
+
+
+def stage_floor_espcn(row: dict, model: str, weights: Path) -> dict:
+    """ESPCN only: the drop (FP32 minus a partly rounded FP32 model, RGB) from its two tanh
+    layers alone as TFLite computes them in int8: each input rounded to 256 levels on a
+    per-tensor range [lo, hi] (lo, hi from -TANH_INPUT_BOUNDS and TANH_INPUT_BOUNDS, the
+    best pair for each tanh chosen on that test set itself, one after the other), each
+    output on the fixed 1/128 grid, everything else float. Choosing the ranges on the set
+    scored makes it optimistic: a lower bound on any INT8 form of the published computation
+    with per-tensor ranges (tanh cannot be rescaled per channel)."""
+    import numpy as np
+
+    from mai_sr.data import iter_pairs
+    from mai_sr.metrics import psnr
+    from mai_sr.models import create_model
+
+    scale = int(row["scale"])
+    net = create_model(model, scale=scale, deploy=True)
+    net.load_weights(str(weights))
+    layers = net.layers[1:]
+    tanh_inputs = [net.layers[i].name for i in range(1, len(net.layers) - 1)
+                   if net.layers[i + 1].name.startswith("tanh")]
+
+    def upscale(lr, ranges: dict | None):
+        x = lr[None].astype(np.float32)
+        for layer in layers:
+            x = np.array(layer(x))
+            if ranges is None:
+                continue
+            if layer.name in ranges:
+                lo, hi = ranges[layer.name]
+                step = (hi - lo) / 255
+                x = np.round((np.clip(x, lo, hi) - lo) / step) * step + lo
+            elif layer.name.startswith("tanh"):
+                x = np.clip(np.round(x / TANH_OUTPUT_STEP), -128, 127) * TANH_OUTPUT_STEP
+        return np.clip(np.rint(x[0]), 0, 255).astype(np.uint8)
+
+    found, chosen = {}, {}
+    for name in SETS:
+        pairs = list(iter_pairs(DATA / name, scale=scale))
+        reference = np.mean([psnr(upscale(p.lr, None), p.hr, crop=scale) for p in pairs])
+
+        def drop(ranges):
+            return reference - np.mean([psnr(upscale(p.lr, ranges), p.hr, crop=scale)
+                                        for p in pairs])
+
+        ranges = {layer: (-3.0, 3.0) for layer in tanh_inputs}
+        for layer in tanh_inputs:
+            candidates = [(-lo, hi) for lo in TANH_INPUT_BOUNDS for hi in TANH_INPUT_BOUNDS]
+            ranges[layer] = min(candidates, key=lambda c: drop({**ranges, layer: c}))
+        found[name] = round(float(drop(ranges)), 4)
+        chosen[name] = {k: list(v) for k, v in ranges.items()}
+    return {"tanh_drop_rgb": found, "tanh_input_ranges": chosen}
+
+
 def _lint_verdict(report) -> dict:
     """OK / WARN / FAIL and the finding codes of a lint report for one target."""
     if hasattr(report, "cpu_ops"):  # an Ethos-U report (Vela's placement)
@@ -325,6 +387,8 @@ def measure(row: dict, args, results: dict) -> None:
         todo.append(("qat", lambda: stage_qat(row, model, weights, args.work, entry["fp32"])))
         if model.startswith("etds"):
             todo.append(("floor", lambda: stage_floor(row, model, weights)))
+        elif model == "espcn":
+            todo.append(("floor", lambda: stage_floor_espcn(row, model, weights)))
     for name, run in todo:
         if name in entry:
             continue
@@ -355,8 +419,8 @@ def summary_line(entry: dict, stage: str) -> str:
     if stage in ("ptq", "qat"):
         return "RGB drop " + " / ".join(f"{s} {found['drop'][s]['rgb']:+.3f}" for s in SETS)
     if stage == "floor":
-        return "image path alone " + " / ".join(f"{s} {v:+.3f}" for s, v in
-                                                 found["image_path_drop_rgb"].items())
+        label, drops = floor_drops(found)
+        return f"{label} alone " + " / ".join(f"{s} {drops[s]:+.3f}" for s in SETS)
     if stage == "deploy":
         return (", ".join(f"{t} {v['verdict']}" for t, v in found["lint"].items())
                 + f"; SyNAP {found['synap_vs680_ms']} ms, Vela U85 {found['vela_u85_ms']} ms")
@@ -451,18 +515,33 @@ def readme_body(results: dict) -> str:
         "estimate, x3; written by the script, not kept in the repository)."])
 
 
+def floor_drops(floor: dict) -> tuple[str, dict]:
+    """(what was rounded, {set: drop}) of a floor stage's result."""
+    if "tanh_drop_rgb" in floor:
+        return "tanh layers", floor["tanh_drop_rgb"]
+    return "image path", floor["image_path_drop_rgb"]
+
+
 def floor_lines(results: dict) -> list[str]:
-    """The ETDS image-path lower bounds, one line per measured model."""
-    rows = [e for e in ordered(results) if "floor" in e]
-    if not rows:
-        return []
-    return ["ETDS carries the image through every hidden tensor (its residual stream): "
-            "rounding only those channels to 8 bits, each on its own full range, the "
-            "clip-by-ReLU tensors too, and nothing else, already costs (FP32, RGB, "
-            "Set5 / Set14 / B100):", "",
-            *[f"- {e['paper_model']} x{e['scale']}: " + " / ".join(
-                f"{-v:+.3f}" for v in e["floor"]["image_path_drop_rgb"].values())
-              + " dB" for e in rows], ""]
+    """The lower bounds of the ETDS image path and of ESPCN's tanh layers, one line per
+    measured model."""
+    intro = {
+        "image path": "ETDS carries the image through every hidden tensor (its residual "
+                      "stream): rounding only those channels to 8 bits, each on its own full "
+                      "range, the clip-by-ReLU tensors too, and nothing else, already costs "
+                      "(FP32, RGB, Set5 / Set14 / B100):",
+        "tanh layers": "ESPCN's tanh layers alone as TFLite's int8 TANH computes them (input "
+                       "on one range per tensor, the best of a grid chosen on each test set "
+                       "itself; output on the fixed 1/128 grid), nothing else rounded, "
+                       "already cost (FP32, RGB, Set5 / Set14 / B100):"}
+    lines = []
+    for label, text in intro.items():
+        rows = [e for e in ordered(results) if "floor" in e and floor_drops(e["floor"])[0] == label]
+        if rows:
+            lines += [text, "", *[f"- {e['paper_model']} x{e['scale']}: " + " / ".join(
+                f"{-floor_drops(e['floor'])[1][s]:+.3f}" for s in SETS) + " dB"
+                for e in rows], ""]
+    return lines
 
 
 def plot(results: dict) -> None:
