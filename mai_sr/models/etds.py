@@ -94,7 +94,6 @@ def _start_dual_stream(model, scale: int, blocks: int, residual: int, unit: floa
     by a centre 1 with nothing from or to the features, and the last conv computes
     ReLU(unit - y) for y = backbone output + the image repeated s^2 times (depth-to-space
     order); the 1x1 conv -I with bias `unit` turns that into clip(y, 0, unit)."""
-
     first = model.get_layer("conv1")
     kernel, bias = (w.numpy() for w in first.weights)
     channels = kernel.shape[-1]
