@@ -260,13 +260,18 @@ def stage_floor(row: dict, model: str, weights: Path) -> dict:
         sr = np.asarray(net.get_layer("depth_to_space")(x))[0]
         return np.clip(np.rint(sr), 0, 255).astype(np.uint8)
 
-    found = {}
+    found = {"rgb": {}, "y": {}}
     for name in SETS:
-        diffs = [psnr(upscale(p.lr, False), p.hr, crop=scale)
-                 - psnr(upscale(p.lr, True), p.hr, crop=scale)
-                 for p in iter_pairs(DATA / name, scale=scale)]
-        found[name] = round(float(np.mean(diffs)), 4)
-    return {"image_path_drop_rgb": found}
+        diffs = {"rgb": [], "y": []}
+        for p in iter_pairs(DATA / name, scale=scale):
+            exact, rounded = upscale(p.lr, False), upscale(p.lr, True)
+            for channel, y in (("rgb", False), ("y", True)):
+                diffs[channel].append(psnr(exact, p.hr, crop=scale, y_channel=y)
+                                      - psnr(rounded, p.hr, crop=scale, y_channel=y))
+        for channel in found:
+            found[channel][name] = round(float(np.mean(diffs[channel])), 4)
+    # Y: what `mai-sr eval --y` and the paper's table score
+    return {"image_path_drop_rgb": found["rgb"], "image_path_drop_y": found["y"]}
 
 
 # TFLite's int8 TANH writes its output on a fixed grid (scale 1/128, zero point 0); its
@@ -522,6 +527,12 @@ def floor_drops(floor: dict) -> tuple[str, dict]:
     return "image path", floor["image_path_drop_rgb"]
 
 
+def luma_floor(floor: dict) -> str:
+    """' (Y: a / b / c)' when the floor was also measured on luma, else ''."""
+    y = floor.get("image_path_drop_y")
+    return "" if not y else " (Y: " + " / ".join(f"{-y[s]:+.3f}" for s in SETS) + ")"
+
+
 def floor_lines(results: dict) -> list[str]:
     """The lower bounds of the ETDS image path and of ESPCN's tanh layers, one line per
     measured model."""
@@ -540,7 +551,7 @@ def floor_lines(results: dict) -> list[str]:
         if rows:
             lines += [text, "", *[f"- {e['paper_model']} x{e['scale']}: " + " / ".join(
                 f"{-floor_drops(e['floor'])[1][s]:+.3f}" for s in SETS) + " dB"
-                for e in rows], ""]
+                + luma_floor(e["floor"]) for e in rows], ""]
     return lines
 
 
