@@ -121,15 +121,15 @@ def load_deploy_weights(path, model_name: str, scale: int, option: str = "--from
 def init_training_graph(train_model, model_name: str, scale: int, path) -> None:
     """``--init W.weights.h5``: set a plain-conv training graph to the deploy weights.
 
-    Each training-graph layer has the deploy layer's name. A scaled conv's fixed factors are
-    divided out (kernel / (input_scale * output_scale), bias / output_scale), so the
-    training graph computes what the deploy weights compute; a PReLU slope is the same in
-    both units. A re-parameterizable block with a ``start_from`` (ECBSR's edge-oriented
-    block) puts the conv in one branch and zeros the others; other blocks have no unique
-    inverse, so their graphs are refused.
+    Each training-graph layer has the deploy layer's name. A layer with a ``start_from`` takes
+    the deploy weights through it: a scaled conv divides its fixed factors out, so the
+    training graph computes what the deploy weights compute, and ECBSR's edge-oriented block
+    puts the conv in one branch and zeros the others. Plain convs and PReLU slopes (the
+    same in both units) are copied. Other blocks have no unique inverse, so their graphs are
+    refused.
     """
     from mai_sr._tf import keras
-    from mai_sr.models.blocks import NearestConvAnchor, ScaledConv2D, ScaledConv2DTranspose
+    from mai_sr.models.blocks import NearestConvAnchor
 
     deploy = load_deploy_weights(path, model_name, scale, option="--init")
     for layer in train_model.layers:
@@ -138,13 +138,6 @@ def init_training_graph(train_model, model_name: str, scale: int, path) -> None:
         weights = [w.astype("float32") for w in deploy.get_layer(layer.name).get_weights()]
         if hasattr(layer, "start_from"):
             layer.start_from(*weights)
-        elif isinstance(layer, ScaledConv2DTranspose):  # a Conv2D subclass: first
-            kernel, bias = weights
-            layer.set_weights([kernel / (layer.input_scale * layer.output_scale),
-                               bias / layer.output_scale])
-        elif isinstance(layer, ScaledConv2D):
-            kernel, bias = weights
-            layer.set_weights([kernel / layer.kernel_factor, bias / layer.output_scale])
         elif isinstance(layer, (keras.layers.Conv2D, keras.layers.PReLU)):
             layer.set_weights(weights)
         else:

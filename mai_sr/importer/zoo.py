@@ -400,8 +400,8 @@ def _ecbsr_training(t: dict) -> Placed | None:
 
 ETDS_ANCHOR = ("none left: the equivalent transformation folded the residual stream's "
                "nearest-neighbour upsampling into the convs")
-# The residual stream's convs in the authors' training form (ETDS: residual_convs.I are
-# R -> R, add_residual_convs.I R -> F, beside backbone_convs.I F -> F).
+# The three convs of body layer I in the authors' ETDS training form: backbone_convs.I
+# (F -> F), residual_convs.I (R -> R) and add_residual_convs.I (R -> F).
 ETDS_STREAMS = ("backbone_convs", "residual_convs", "add_residual_convs")
 
 

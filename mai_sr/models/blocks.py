@@ -258,6 +258,12 @@ class ScaledConv2D(keras.layers.Conv2D):
                                  else self.bias.numpy())
         return (kernel,) if bias is None else (kernel, bias)
 
+    def start_from(self, kernel: np.ndarray, bias: np.ndarray) -> None:
+        """Set the layer to compute the plain conv (`kernel`, `bias`, deploy units): the
+        inverse of :meth:`collapse` (``train --init`` from deploy weights)."""
+        self.set_weights([np.asarray(kernel, np.float32) / self.kernel_factor,
+                          np.asarray(bias, np.float32) / np.float32(self.output_scale)])
+
     def deploy_layer(self) -> keras.layers.Conv2D:
         """The plain Conv2D (same name, shape, activation, constraint) that replaces it."""
         return keras.layers.Conv2D.from_config(self._conv_config())
@@ -642,8 +648,7 @@ class EdgeOrientedBlock(Collapsible):
         kernel = np.array(kernel, np.float32)
         if self.use_identity:
             kernel[1, 1] -= np.diag(self.identity_factor())
-        self.conv3.set_weights([kernel / self.conv3.kernel_factor,
-                                np.asarray(bias, np.float32) / self.conv3.output_scale])
+        self.conv3.start_from(kernel, bias)
         for conv in (self.expand, self.expand_conv3, *self.edge_inputs.values()):
             conv.set_weights([np.zeros_like(w) for w in conv.get_weights()])
         for weight in (*self.edge_scales.values(), *self.edge_biases.values()):
@@ -856,6 +861,13 @@ class ScaledConv2DTranspose(keras.layers.Conv2DTranspose):
         """(kernel, bias) of the equivalent plain Conv2DTranspose."""
         factor = np.float32(self.input_scale * self.output_scale)
         return self.kernel.numpy() * factor, self.bias.numpy() * np.float32(self.output_scale)
+
+    def start_from(self, kernel: np.ndarray, bias: np.ndarray) -> None:
+        """Set the layer to compute the plain transposed conv (`kernel`, `bias`, deploy
+        units): the inverse of :meth:`collapse`."""
+        self.set_weights(
+            [np.asarray(kernel, np.float32) / np.float32(self.input_scale * self.output_scale),
+             np.asarray(bias, np.float32) / np.float32(self.output_scale)])
 
     def deploy_layer(self) -> keras.layers.Conv2DTranspose:
         """The plain Conv2DTranspose (same name, shape, constraint) that replaces it."""

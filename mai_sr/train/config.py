@@ -50,19 +50,22 @@ FAMILY_TRAIN_GRAPH = {
 }
 
 
-def new_train_graph(model: str) -> dict:
-    """create_model options of a new run's FP32 training graph (recorded in config.json)."""
+def _family_train_graph(model: str) -> tuple[dict, dict]:
+    """(new, legacy) of `model`'s family in :data:`FAMILY_TRAIN_GRAPH` ({} and {}: none)."""
     from mai_sr.registry import MODELS
 
-    return {**TRAIN_GRAPH, **FAMILY_TRAIN_GRAPH.get(MODELS.get(model), ({}, {}))[0]}
+    return FAMILY_TRAIN_GRAPH.get(MODELS.get(model), ({}, {}))
+
+
+def new_train_graph(model: str) -> dict:
+    """create_model options of a new run's FP32 training graph (recorded in config.json)."""
+    return {**TRAIN_GRAPH, **_family_train_graph(model)[0]}
 
 
 def stored_train_graph(model: str, record: dict | None) -> dict:
     """create_model options a run's config.json ``train_graph`` `record` (None: absent)
     means for `model`, so a resumed run rebuilds the graph its checkpoints were made with."""
-    from mai_sr.registry import MODELS
-
-    legacy = FAMILY_TRAIN_GRAPH.get(MODELS.get(model), ({}, {}))[1]
+    legacy = _family_train_graph(model)[1]
     return {**legacy, **(LEGACY_TRAIN_GRAPH if record is None else record)}
 
 
