@@ -112,6 +112,12 @@ def _add_train_starting_points(p: argparse.ArgumentParser) -> None:
                         "QAT that follows its own float model), or a pretrained model")
     p.add_argument("--distill-weight", type=positive_float, default=None,
                    help="share of the loss against the teacher's output (default 0.5)")
+    p.add_argument("--teacher-crops", type=float, default=None, metavar="SHARE",
+                   help="with --teacher: this share of every batch is inputs only the teacher "
+                        "labels (rotated and shrunk copies of the training images; default 0)")
+    p.add_argument("--teacher-crop-data", default=None, metavar="SRC",
+                   help="more images for --teacher-crops ('builtin', DIR or DIR,DIR); never "
+                        "a test set")
     p.add_argument("--resume", action="store_true",
                    help="continue --out (default runs/latest) from its last checkpoint")
     p.add_argument("--recipe", default=None, metavar="FILE",

@@ -100,6 +100,8 @@ class TrainConfig:
     init_run: str | None = None      # finished FP32 run (or deploy .weights.h5) to start from
     teacher: str | None = None       # distillation: FP32 run dir, .weights.h5 or pretrained name
     distill_weight: float = 0.5      # share of the loss measured against the teacher's output
+    teacher_crops: float = 0.0       # share of each batch from inputs only the teacher labels
+    teacher_crop_data: str | None = None  # extra images for them (besides the training ones)
     weight_clip: bool | None = None  # Z6's mean +- k std clipping of first-layer kernels (per model)
     distribute: str = "none"
     val_every: int = 200
@@ -219,6 +221,14 @@ class TrainConfig:
             raise MaiSrError(f"warmup: must be a fraction in [0, 1), got {self.warmup!r}")
         if not 0 < self.val_fraction < 1:
             raise MaiSrError(f"val_fraction: must be in (0, 1), got {self.val_fraction!r}")
+        if not (isinstance(self.teacher_crops, (int, float)) and 0 <= self.teacher_crops < 1):
+            raise MaiSrError(f"--teacher-crops: must be a share in [0, 1), got "
+                             f"{self.teacher_crops!r}")
+        if self.teacher_crops and self.teacher is None:
+            raise MaiSrError("--teacher-crops: needs --teacher (only a teacher labels them)")
+        if self.teacher_crop_data is not None and not self.teacher_crops:
+            raise MaiSrError("--teacher-crop-data: needs --teacher-crops (the share of each "
+                             "batch they fill)")
         if self.decay_every is not None and self.decay_every < 1:
             raise MaiSrError(f"decay_every: must be >= 1, got {self.decay_every!r}")
 

@@ -21,7 +21,8 @@ INTENSITY_FACTORS = (1.0, 0.7, 0.5)
 
 def make_train_dataset(pairs: Sequence[ImagePair], *, patch: int = 64, batch: int = 16,
                        scale: int = CHALLENGE_SCALE, seed: int = 0, start_step: int = 0,
-                       intensity_aug: bool = False):
+                       intensity_aug: bool = False, teacher_lr: Sequence[np.ndarray] = (),
+                       teacher_share: float = 0.0):
     """Infinite ``tf.data.Dataset`` of ``(lr, hr)`` float32 batches with values in [0, 255].
 
     Shapes: lr ``(batch, patch, patch, 3)``, hr ``(batch, scale*patch, scale*patch, 3)``.
@@ -36,6 +37,13 @@ def make_train_dataset(pairs: Sequence[ImagePair], *, patch: int = 64, batch: in
     The decoded images are held once in memory as two flat uint8 tensors (all HR pixels, all
     LR pixels); a batch is two gathers whose indices already encode crop, flip and rotation.
     Pairs whose LR side is smaller than `patch` are skipped with a warning.
+
+    With `teacher_share` > 0, the last ``round(batch * teacher_share)`` samples of every batch
+    are patches of the `teacher_lr` images (inputs without an HR; see
+    :mod:`mai_sr.train.teacher_crops`), drawn the same way, and the elements are
+    ``(lr, hr, has_hr)``: those samples' HR is zeros and ``has_hr`` (float, one per sample)
+    is 0 for them, 1 for the pairs'. Their draws are seeded apart from the pairs', so the
+    pairs' part of batch ``k`` depends only on ``(seed, k)`` and its size.
     """
     from mai_sr._tf import tf
 
@@ -46,9 +54,20 @@ def make_train_dataset(pairs: Sequence[ImagePair], *, patch: int = 64, batch: in
     warn_skipped(skipped, len(pairs), f"their LR side is smaller than the {patch}x{patch} patch")
     if not usable:
         raise MaiSrError(f"no training image has an LR side of at least {patch} pixels")
+    n_teacher = round(batch * teacher_share) if teacher_share else 0
+    if teacher_share and not 1 <= n_teacher < batch:
+        raise MaiSrError(f"teacher crops: {teacher_share} of a batch of {batch} is "
+                         f"{n_teacher} sample(s); need at least 1 and at most {batch - 1}")
     images = _PixelBuffers(usable)
-    make_batch = _batch_maker(images, patch=patch, batch=batch, scale=scale, seed=seed,
-                              intensity_aug=intensity_aug)
+    make_batch = _batch_maker(images, patch=patch, batch=batch - n_teacher, scale=scale,
+                              seed=seed, intensity_aug=intensity_aug)
+    if n_teacher:
+        teacher_lr = [lr for lr in teacher_lr if min(lr.shape[:2]) >= patch]
+        if not teacher_lr:
+            raise MaiSrError(f"teacher crops: no image has an LR side of at least {patch}")
+        make_batch = _with_teacher_samples(make_batch, _PixelBuffers.lr_only(teacher_lr),
+                                           patch=patch, n=n_teacher, scale=scale, seed=seed,
+                                           intensity_aug=intensity_aug)
     options = tf.data.Options()
     options.deterministic = True
     ds = tf.data.Dataset.counter(start=start_step, dtype=tf.int64)
@@ -78,16 +97,28 @@ class _PixelBuffers:
     def __init__(self, usable: list[ImagePair]):
         from mai_sr._tf import tf
 
-        lr_shapes = np.array([p.lr.shape[:2] for p in usable], dtype=np.int64)
+        self._set_lr([p.lr for p in usable])
         hr_pixels = np.array([p.hr.shape[0] * p.hr.shape[1] for p in usable], dtype=np.int64)
-        lr_pixels = lr_shapes[:, 0] * lr_shapes[:, 1]
         self.hr_flat = tf.constant(np.concatenate([p.hr.reshape(-1, 3) for p in usable]))
-        self.lr_flat = tf.constant(np.concatenate([p.lr.reshape(-1, 3) for p in usable]))
         self.hr_start = tf.constant(np.concatenate([[0], np.cumsum(hr_pixels)[:-1]]))
+
+    @classmethod
+    def lr_only(cls, lr_images: Sequence[np.ndarray]) -> "_PixelBuffers":
+        """Buffers of inputs without an HR (no ``hr_flat``)."""
+        buffers = cls.__new__(cls)
+        buffers._set_lr(lr_images)
+        return buffers
+
+    def _set_lr(self, lr_images: Sequence[np.ndarray]) -> None:
+        from mai_sr._tf import tf
+
+        lr_shapes = np.array([lr.shape[:2] for lr in lr_images], dtype=np.int64)
+        lr_pixels = lr_shapes[:, 0] * lr_shapes[:, 1]
+        self.lr_flat = tf.constant(np.concatenate([lr.reshape(-1, 3) for lr in lr_images]))
         self.lr_start = tf.constant(np.concatenate([[0], np.cumsum(lr_pixels)[:-1]]))
         self.lr_h = tf.constant(lr_shapes[:, 0])
         self.lr_w = tf.constant(lr_shapes[:, 1])
-        self.count = len(usable)
+        self.count = len(lr_images)
 
 
 def _gather_patches(flat, start, width, y0, x0, size, transpose, flip_h, flip_v):
@@ -111,6 +142,35 @@ def _gather_patches(flat, start, width, y0, x0, size, transpose, flip_h, flip_v)
     return tf.gather(flat, index)                               # (B, size, size, 3)
 
 
+def _draw_patches(images: _PixelBuffers, seeds, n: int, patch: int, scale: int,
+                  intensity_aug: bool, factors):
+    """(lr, hr or None, intensity factor or None) of `n` random patches of `images`, every draw
+    from the 5 stateless `seeds`: image, row, column, dihedral transform, intensity."""
+    from mai_sr._tf import tf
+
+    image = tf.random.stateless_uniform([n], seeds[0], 0, images.count, dtype=tf.int64)
+    h, w = tf.gather(images.lr_h, image), tf.gather(images.lr_w, image)
+    # Uniform positions in [0, side - patch]; float64 keeps the floor exact for any size.
+    uy = tf.random.stateless_uniform([n], seeds[1], dtype=tf.float64)
+    ux = tf.random.stateless_uniform([n], seeds[2], dtype=tf.float64)
+    y0 = tf.cast(tf.floor(uy * tf.cast(h - patch + 1, tf.float64)), tf.int64)
+    x0 = tf.cast(tf.floor(ux * tf.cast(w - patch + 1, tf.float64)), tf.int64)
+    flips = tf.random.stateless_uniform([3, n], seeds[3], 0, 2, dtype=tf.int32) > 0
+    lr = tf.cast(_gather_patches(images.lr_flat, tf.gather(images.lr_start, image), w, y0, x0,
+                                 patch, flips[0], flips[1], flips[2]), tf.float32)
+    hr = None
+    if hasattr(images, "hr_flat"):
+        hr = tf.cast(_gather_patches(images.hr_flat, tf.gather(images.hr_start, image),
+                                     w * scale, y0 * scale, x0 * scale, patch * scale,
+                                     flips[0], flips[1], flips[2]), tf.float32)
+    factor = None
+    if intensity_aug:
+        which = tf.random.stateless_uniform([n], seeds[4], 0, len(INTENSITY_FACTORS),
+                                            dtype=tf.int32)
+        factor = tf.gather(factors, which)[:, None, None, None]
+    return lr, hr, factor
+
+
 def _batch_maker(images: _PixelBuffers, *, patch: int, batch: int, scale: int, seed: int,
                  intensity_aug: bool):
     """The function step -> (lr, hr) batch, every random draw seeded by (seed, step)."""
@@ -121,24 +181,35 @@ def _batch_maker(images: _PixelBuffers, *, patch: int, batch: int, scale: int, s
     def make_batch(step):
         seeds = tf.random.experimental.stateless_split(
             tf.stack([tf.constant(seed, tf.int64), step]), num=5)
-        image = tf.random.stateless_uniform([batch], seeds[0], 0, images.count, dtype=tf.int64)
-        h, w = tf.gather(images.lr_h, image), tf.gather(images.lr_w, image)
-        # Uniform positions in [0, side - patch]; float64 keeps the floor exact for any size.
-        uy = tf.random.stateless_uniform([batch], seeds[1], dtype=tf.float64)
-        ux = tf.random.stateless_uniform([batch], seeds[2], dtype=tf.float64)
-        y0 = tf.cast(tf.floor(uy * tf.cast(h - patch + 1, tf.float64)), tf.int64)
-        x0 = tf.cast(tf.floor(ux * tf.cast(w - patch + 1, tf.float64)), tf.int64)
-        flips = tf.random.stateless_uniform([3, batch], seeds[3], 0, 2, dtype=tf.int32) > 0
-        lr = _gather_patches(images.lr_flat, tf.gather(images.lr_start, image), w, y0, x0,
-                             patch, flips[0], flips[1], flips[2])
-        hr = _gather_patches(images.hr_flat, tf.gather(images.hr_start, image), w * scale,
-                             y0 * scale, x0 * scale, patch * scale, flips[0], flips[1], flips[2])
-        lr, hr = tf.cast(lr, tf.float32), tf.cast(hr, tf.float32)
-        if intensity_aug:
-            which = tf.random.stateless_uniform([batch], seeds[4], 0, len(INTENSITY_FACTORS),
-                                                dtype=tf.int32)
-            f = tf.gather(factors, which)[:, None, None, None]
-            lr, hr = lr * f, hr * f
+        lr, hr, factor = _draw_patches(images, seeds, batch, patch, scale, intensity_aug,
+                                       factors)
+        if factor is not None:
+            lr, hr = lr * factor, hr * factor
         return lr, hr
 
     return make_batch
+
+
+def _with_teacher_samples(make_batch, inputs: _PixelBuffers, *, patch: int, n: int,
+                          scale: int, seed: int, intensity_aug: bool):
+    """`make_batch` with `n` patches of `inputs` (no HR) appended: step -> (lr, hr, has_hr)."""
+    from mai_sr._tf import tf
+
+    factors = tf.constant(INTENSITY_FACTORS, dtype=tf.float32)
+
+    def make_mixed_batch(step):
+        lr, hr = make_batch(step)
+        # Seeds of their own (the pairs' seed pair folded with 1): the pairs' draws stay
+        # those of a batch of their size.
+        base = tf.stack([tf.constant(seed, tf.int64), step])
+        seeds = tf.random.experimental.stateless_split(
+            tf.random.experimental.stateless_fold_in(base, 1), num=5)
+        extra, _, factor = _draw_patches(inputs, seeds, n, patch, scale, intensity_aug, factors)
+        if factor is not None:
+            extra = extra * factor
+        hr_side = patch * scale
+        has_hr = tf.concat([tf.ones([tf.shape(lr)[0]]), tf.zeros([n])], axis=0)
+        return (tf.concat([lr, extra], axis=0),
+                tf.concat([hr, tf.zeros([n, hr_side, hr_side, 3])], axis=0), has_hr)
+
+    return make_mixed_batch

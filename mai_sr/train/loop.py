@@ -359,23 +359,36 @@ def load_teacher(teacher: str, model_name: str | None = None, scale: int | None 
     return model
 
 
+def distillation_loss(loss_fn, sr, hr, guide=None, distill_weight: float = 0.0, has_hr=None):
+    """Per-example loss: against `hr`, or with a teacher's output `guide` a `distill_weight`
+    share against it. Samples whose `has_hr` is 0 (teacher crops: inputs without an HR) are
+    scored against the guide alone."""
+    per_example = loss_fn(sr, hr)
+    if guide is None:
+        return per_example
+    to_guide = loss_fn(sr, guide)
+    mixed = (1 - distill_weight) * per_example + distill_weight * to_guide
+    if has_hr is None:
+        return mixed
+    return has_hr * mixed + (1 - has_hr) * to_guide
+
+
 def _make_train_step(model, optimizer, strategy, loss_name: str, global_batch: int, clip,
                      teacher=None, distill_weight: float = 0.0):
     from mai_sr._tf import tf
 
     loss_fn = per_example_loss(loss_name)
 
-    def replica_step(lr, hr):
+    def replica_step(lr, hr, has_hr=None):
         with tf.GradientTape() as tape:
             sr = model(lr, training=True)
-            per_example = loss_fn(sr, hr)
+            guide = None
             if teacher is not None:
                 # Output distillation: the teacher's SR is a smoother target than HR, which
                 # a small student can follow more of (TCLResearchEurope distilled,
                 # Ignatov et al., ECCV 2022 Workshops challenge report, sec. 3).
                 guide = tf.stop_gradient(teacher(lr, training=False))
-                per_example = ((1 - distill_weight) * per_example
-                               + distill_weight * loss_fn(sr, guide))
+            per_example = distillation_loss(loss_fn, sr, hr, guide, distill_weight, has_hr)
             # Averaged over the *global* batch, so summing replicas equals one device.
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
         grads = tape.gradient(loss, model.trainable_variables)
@@ -383,8 +396,8 @@ def _make_train_step(model, optimizer, strategy, loss_name: str, global_batch: i
         return loss
 
     @tf.function
-    def train_step(lr, hr):
-        per_replica = strategy.run(replica_step, args=(lr, hr))
+    def train_step(*batch):
+        per_replica = strategy.run(replica_step, args=batch)
         if clip is not None:
             clip()  # cross-replica context: one assignment updates every replica's copy
         return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
@@ -410,6 +423,27 @@ def _bicubic_psnr(val_pairs, scale: int) -> float:
     return mean_psnr(score_pairs(bicubic, val_pairs, Scoring(scale, ssim=False, baseline=None)))
 
 
+def _teacher_crop_inputs(run: RunWriter, train_pairs) -> list:
+    """The LR inputs of ``--teacher-crops`` (:mod:`mai_sr.train.teacher_crops`): rotated and
+    shrunk copies of the training images (never the validation ones) and of
+    ``--teacher-crop-data``'s images."""
+    from mai_sr import data
+    from mai_sr.train.teacher_crops import VARIANTS, teacher_crop_pool
+
+    config = run.config
+    sources = [p.hr for p in train_pairs]
+    if config.teacher_crop_data:
+        try:
+            sources += [p.hr for p in data.load_pairs(config.teacher_crop_data, config.scale)]
+        except MaiSrError as exc:
+            raise MaiSrError(f"--teacher-crop-data {config.teacher_crop_data}: {exc}") from None
+    pool = teacher_crop_pool(sources, scale=config.scale, patch=config.patch, seed=config.seed)
+    run.log(f"teacher crops: {len(pool)} inputs ({VARIANTS} rotated and shrunk copies of "
+            f"{len(sources)} images, those with an LR side >= {config.patch}), "
+            f"{round(config.batch * config.teacher_crops)} of every batch of {config.batch}")
+    return pool
+
+
 def _train_stage(run: RunWriter, stage: str, model, strategy, train_pairs, val_pairs, stop,
                  on_step) -> dict:
     """Train `model` for the stage's steps from its last checkpoint; leave the best weights."""
@@ -432,9 +466,11 @@ def _train_stage(run: RunWriter, stage: str, model, strategy, train_pairs, val_p
         teacher.trainable = False
     train_step = _make_train_step(model, optimizer, strategy, loss_name, config.batch, clip,
                                   teacher, config.distill_weight)
+    teacher_lr = _teacher_crop_inputs(run, train_pairs) if config.teacher_crops else ()
     dataset = make_train_dataset(train_pairs, patch=config.patch, batch=config.batch,
                                  scale=config.scale, seed=config.seed, start_step=state["step"],
-                                 intensity_aug=config.intensity_aug)
+                                 intensity_aug=config.intensity_aug, teacher_lr=teacher_lr,
+                                 teacher_share=config.teacher_crops)
     batches = iter(strategy.experimental_distribute_dataset(dataset))
     if stage == "qat" and state["step"] == 0 and state["best_psnr"] is None:
         # QAT starts from the calibrated model (PTQ), which is a candidate too: QAT that only
