@@ -596,9 +596,9 @@ def refresh_records(previous: dict) -> None:
 
 def write_recipes() -> list[Path]:
     """Rewrite the QAT stage of every recipe made of an import stage and a QAT stage from
-    :data:`mai_sr.recipes.IMPORTED_QAT` (after that constant changed)."""
+    :func:`mai_sr.recipes.imported_qat` (after IMPORTED_QAT or IMPORTED_QAT_STEPS changed)."""
     from mai_sr.pretrained import RECIPES_DIR
-    from mai_sr.recipes import IMPORTED_QAT, read_recipe
+    from mai_sr.recipes import imported_qat, read_recipe
 
     written = []
     for path in sorted(RECIPES_DIR.glob("*.json")):
@@ -606,8 +606,8 @@ def write_recipes() -> list[Path]:
         if [("import" in s, s["name"]) for s in recipe["stages"]] != [(True, "import"),
                                                                      (False, "qat")]:
             continue
-        if recipe["stages"][1]["train"] != IMPORTED_QAT:
-            recipe["stages"][1]["train"] = dict(IMPORTED_QAT)
+        if recipe["stages"][1]["train"] != imported_qat(recipe["name"]):
+            recipe["stages"][1]["train"] = imported_qat(recipe["name"])
             path.write_text(json.dumps(recipe, indent=2) + "\n")
             written.append(path)
     return written
@@ -732,7 +732,7 @@ def main(argv=None) -> int:
                         help="bring the shipped cards' attribution and recipe records up to "
                              "date (and give INT8 luma rows to cards without)")
     parser.add_argument("--write-recipes", action="store_true",
-                        help="rewrite the import + QAT recipes from mai_sr.recipes.IMPORTED_QAT")
+                        help="rewrite the import + QAT recipes from mai_sr.recipes.imported_qat")
     parser.add_argument("--retime", choices=("synap", "local"), default=None,
                         help="time the shipped files again with this runner (synap: after a "
                              "simulator recalibration; local: on a quiet machine)")

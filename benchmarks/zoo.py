@@ -461,6 +461,16 @@ def ordered(results: dict) -> list[dict]:
                                                  "scale": int(r["scale"])}) for r in rows]
 
 
+def _longer_qat() -> str:
+    """The weights whose recipe runs more QAT steps, for the table's legend."""
+    from mai_sr.recipes import IMPORTED_QAT_STEPS
+
+    longer = ", ".join(f"{name.split('.')[0]} {steps}" for name, steps in
+                       sorted(IMPORTED_QAT_STEPS.items()))
+    return (f"{longer}: more steps validated better on the held-out images, "
+            "`benchmarks/qat_steps.py`") if longer else "every weight"
+
+
 def quality_table(results: dict) -> list[str]:
     lines = ["| model | × | FP32 Y, ours − paper | FP32 RGB (TFLite) | PTQ RGB drop | "
              "PTQ Y drop | QAT RGB drop | QAT Y drop | QAT INT8 Y |",
@@ -509,9 +519,9 @@ def readme_body(results: dict) -> str:
         "FP32 TFLite file, same scorer. PTQ: `mai-sr export` calibrated on the builtin photos; "
         "QAT (x3): the shipped weight's INT8 file (`mai_sr/pretrained`, made by its recipe "
         "file: the import, then the recipe for imported weights, teacher = the imported FP32 "
-        "model, weight 0.5, 1000 steps, LR 1e-4, L2, on T91 + BSD200 with a tenth held out, "
-        "keeping the calibrated start when no QAT step validates better on the held-out "
-        "images); \"not run\": not measured at that scale.", "", *quality_table(results), "", *floor_lines(results),
+        f"model, weight 0.5, 1000 steps ({_longer_qat()}), LR 1e-4, L2, on T91 + BSD200 "
+        "with a tenth held out, keeping the calibrated start when no QAT step validates "
+        "better on the held-out images); \"not run\": not measured at that scale.", "", *quality_table(results), "", *floor_lines(results),
         "Lint verdicts on the 360×640 INT8 file (Ethos-U85: its `export --target ethos-u85` "
         "rewrite, placed by Vela); OK, WARN (runs, slower than it should) or FAIL (ops off "
         "the NPU), with the finding codes. Times are estimates: the SyNAP simulator "

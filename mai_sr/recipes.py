@@ -79,6 +79,19 @@ IMPORTED_QAT = {"teacher": "{stage:import}", "from_run": "{stage:import}",
                 # Z6's first-layer clip would cut the published kernels' outliers at step one
                 "weight_clip": False,
                 "data": "{data}/T91,{data}/BSD200", "val_fraction": 0.1, "val_every": 200}
+# QAT steps of the weights for which a longer QAT validated better on the same held-out split
+# (``benchmarks/qat_steps.py``, results in ``benchmarks/results/qat_steps.json``, which also
+# lists the weights tried that kept IMPORTED_QAT's steps). IMPORTED_QAT's 1,000 steps were
+# chosen on ABPN alone; these PReLU models were still improving at step 1,000.
+IMPORTED_QAT_STEPS = {"fsrcnn.etds_div2k": 4000, "ecbsr_m4c32.etds_div2k": 4000,
+                      "ecbsr_m6c40.etds_div2k": 4000}
+
+
+def imported_qat(name: str) -> dict:
+    """The QAT stage of shipped weight `name` made from published weights: IMPORTED_QAT, with
+    its steps from :data:`IMPORTED_QAT_STEPS` where that names it."""
+    steps = IMPORTED_QAT_STEPS.get(name)
+    return {**IMPORTED_QAT, **({"qat_steps": steps} if steps else {})}
 
 
 def read_recipe(path) -> dict:
@@ -200,10 +213,10 @@ def run_recipe(recipe_path, out, *, quiet: bool = False, tensorboard: bool = Tru
 
 def imported_qat_recipe(name: str, description: str, source: str, model: str) -> dict:
     """The recipe of a shipped weight made from published weights: an ``import`` stage of
-    `source` as `model`, then QAT with :data:`IMPORTED_QAT`."""
+    `source` as `model`, then QAT with :func:`imported_qat`."""
     return {"name": name, "description": description,
             "stages": [{"name": "import", "import": {"source": source, "model": model}},
-                       {"name": "qat", "train": dict(IMPORTED_QAT)}]}
+                       {"name": "qat", "train": imported_qat(name)}]}
 
 
 def file_record(path) -> dict:

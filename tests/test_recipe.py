@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mai_sr.errors import MaiSrError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SHORT = {
     "name": "abpn.test_short",
@@ -124,9 +127,11 @@ def test_every_shipped_weight_has_its_recipe_and_the_imported_ones_share_one_qat
     """Each weight of mai_sr/pretrained/shipped.json names a recipe file called after it, that
     parses into stages; the recipes of published weights (an import stage, then QAT) all run
     the one QAT recipe, mai_sr.recipes.IMPORTED_QAT, so a change to it is one edit (and
-    `benchmarks/pretrained_table.py --write-recipes`)."""
+    `benchmarks/pretrained_table.py --write-recipes`), with the steps of IMPORTED_QAT_STEPS
+    where a longer QAT validated better (each such weight measured in
+    benchmarks/results/qat_steps.json)."""
     from mai_sr.pretrained import RECIPES_DIR, recipe_path, shipped_weights
-    from mai_sr.recipes import IMPORTED_QAT, read_recipe, stage_configs
+    from mai_sr.recipes import IMPORTED_QAT, IMPORTED_QAT_STEPS, read_recipe, stage_configs
 
     imported = []
     for weight in shipped_weights():
@@ -137,7 +142,10 @@ def test_every_shipped_weight_has_its_recipe_and_the_imported_ones_share_one_qat
         stages = [s["name"] for s in recipe["stages"]]
         if "import" in recipe["stages"][0]:
             assert stages == ["import", "qat"]
-            assert recipe["stages"][1]["train"] == IMPORTED_QAT
+            qat = dict(recipe["stages"][1]["train"])
+            assert qat.pop("qat_steps") == IMPORTED_QAT_STEPS.get(weight["name"],
+                                                                 IMPORTED_QAT["qat_steps"])
+            assert qat == {k: v for k, v in IMPORTED_QAT.items() if k != "qat_steps"}
             imported.append(weight["name"])
         # every stage expands: its options are TrainConfig fields, its references earlier stages
         assert [name for name, _, _ in stage_configs(path, RECIPES_DIR / "out")] == stages
@@ -147,3 +155,6 @@ def test_every_shipped_weight_has_its_recipe_and_the_imported_ones_share_one_qat
     # the QAT of published weights never validates on a test set, nor trains on one
     assert "Set5" not in json.dumps(IMPORTED_QAT) and "B100" not in json.dumps(IMPORTED_QAT)
     assert IMPORTED_QAT["teacher"] == IMPORTED_QAT["from_run"] == "{stage:import}"
+    measured = json.loads((ROOT / "benchmarks" / "results" / "qat_steps.json").read_text())
+    for name, steps in IMPORTED_QAT_STEPS.items():
+        assert name in imported and measured["weights"][name]["chosen_steps"] == steps
