@@ -715,8 +715,10 @@ def retime(previous: dict, runner: str, names, write_cards: bool = False) -> Non
     if write_cards:
         from _publish import measured_under
 
-        previous.setdefault("retimed", {})[runner] = {"weights": list(names),
-                                                      **measured_under()}
+        # One entry per retiming, so retiming some weights keeps when the others were timed.
+        entries = previous.setdefault("retimed", {}).get(runner, [])
+        entries = [entries] if isinstance(entries, dict) else entries  # the older form
+        previous["retimed"][runner] = [*entries, {"weights": list(names), **measured_under()}]
 
 
 def main(argv=None) -> int:
