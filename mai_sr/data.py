@@ -86,7 +86,9 @@ def crop_to_scale(img: np.ndarray, scale: int = CHALLENGE_SCALE) -> np.ndarray:
     return img[:h, :w]
 
 
-def _resize(img: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+def bicubic_resize(img: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+    """`img` (uint8) resized to (width, height) by Pillow's antialiased bicubic, the filter
+    every LR image here is made with."""
     # reducing_gap=None: the exact antialiased filter, no two-step JPEG-style shortcut.
     out = Image.fromarray(img).resize(size_wh, Image.BICUBIC, reducing_gap=None)
     return np.asarray(out, dtype=np.uint8)
@@ -95,12 +97,12 @@ def _resize(img: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
 def bicubic_downscale(hr: np.ndarray, scale: int = CHALLENGE_SCALE) -> np.ndarray:
     """LR image from an HR one: crop to a multiple of `scale`, then antialiased bicubic 1/scale."""
     hr = crop_to_scale(hr, scale)
-    return _resize(hr, (hr.shape[1] // scale, hr.shape[0] // scale))
+    return bicubic_resize(hr, (hr.shape[1] // scale, hr.shape[0] // scale))
 
 
 def bicubic_upscale(lr: np.ndarray, scale: int = CHALLENGE_SCALE) -> np.ndarray:
     """Bicubic ×`scale` upscaling (the challenge's baseline)."""
-    return _resize(lr, (lr.shape[1] * scale, lr.shape[0] * scale))
+    return bicubic_resize(lr, (lr.shape[1] * scale, lr.shape[0] * scale))
 
 
 # ---------------------------------------------------------------- sources

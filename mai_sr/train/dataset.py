@@ -58,14 +58,14 @@ def make_train_dataset(pairs: Sequence[ImagePair], *, patch: int = 64, batch: in
     if teacher_share and not 1 <= n_teacher < batch:
         raise MaiSrError(f"teacher crops: {teacher_share} of a batch of {batch} is "
                          f"{n_teacher} sample(s); need at least 1 and at most {batch - 1}")
-    images = _PixelBuffers(usable)
+    images = _PixelBuffers([p.lr for p in usable], [p.hr for p in usable])
     make_batch = _batch_maker(images, patch=patch, batch=batch - n_teacher, scale=scale,
                               seed=seed, intensity_aug=intensity_aug)
     if n_teacher:
         teacher_lr = [lr for lr in teacher_lr if min(lr.shape[:2]) >= patch]
         if not teacher_lr:
             raise MaiSrError(f"teacher crops: no image has an LR side of at least {patch}")
-        make_batch = _with_teacher_samples(make_batch, _PixelBuffers.lr_only(teacher_lr),
+        make_batch = _with_teacher_samples(make_batch, _PixelBuffers(teacher_lr),
                                            patch=patch, n=n_teacher, scale=scale, seed=seed,
                                            intensity_aug=intensity_aug)
     options = tf.data.Options()
@@ -92,30 +92,21 @@ def _usable_pairs(pairs: Sequence[ImagePair], patch: int,
 
 class _PixelBuffers:
     """Every image's pixels as two flat tensors ([N_pixels, 3] HR and LR), where each image
-    starts in them, and the LR sides."""
+    starts in them, and the LR sides. Without `hr_images`, ``hr_flat`` is None."""
 
-    def __init__(self, usable: list[ImagePair]):
+    def __init__(self, lr_images: Sequence[np.ndarray],
+                 hr_images: Sequence[np.ndarray] | None = None):
         from mai_sr._tf import tf
 
-        self._set_lr([p.lr for p in usable])
-        hr_pixels = np.array([p.hr.shape[0] * p.hr.shape[1] for p in usable], dtype=np.int64)
-        self.hr_flat = tf.constant(np.concatenate([p.hr.reshape(-1, 3) for p in usable]))
-        self.hr_start = tf.constant(np.concatenate([[0], np.cumsum(hr_pixels)[:-1]]))
-
-    @classmethod
-    def lr_only(cls, lr_images: Sequence[np.ndarray]) -> "_PixelBuffers":
-        """Buffers of inputs without an HR (no ``hr_flat``)."""
-        buffers = cls.__new__(cls)
-        buffers._set_lr(lr_images)
-        return buffers
-
-    def _set_lr(self, lr_images: Sequence[np.ndarray]) -> None:
-        from mai_sr._tf import tf
+        def flat(images):
+            pixels = np.array([im.shape[0] * im.shape[1] for im in images], dtype=np.int64)
+            return (tf.constant(np.concatenate([im.reshape(-1, 3) for im in images])),
+                    tf.constant(np.concatenate([[0], np.cumsum(pixels)[:-1]])))
 
         lr_shapes = np.array([lr.shape[:2] for lr in lr_images], dtype=np.int64)
-        lr_pixels = lr_shapes[:, 0] * lr_shapes[:, 1]
-        self.lr_flat = tf.constant(np.concatenate([lr.reshape(-1, 3) for lr in lr_images]))
-        self.lr_start = tf.constant(np.concatenate([[0], np.cumsum(lr_pixels)[:-1]]))
+        self.lr_flat, self.lr_start = flat(lr_images)
+        # Inputs without an HR (teacher crops) have none.
+        self.hr_flat, self.hr_start = flat(hr_images) if hr_images is not None else (None, None)
         self.lr_h = tf.constant(lr_shapes[:, 0])
         self.lr_w = tf.constant(lr_shapes[:, 1])
         self.count = len(lr_images)
@@ -143,9 +134,10 @@ def _gather_patches(flat, start, width, y0, x0, size, transpose, flip_h, flip_v)
 
 
 def _draw_patches(images: _PixelBuffers, seeds, n: int, patch: int, scale: int,
-                  intensity_aug: bool, factors):
-    """(lr, hr or None, intensity factor or None) of `n` random patches of `images`, every draw
-    from the 5 stateless `seeds`: image, row, column, dihedral transform, intensity."""
+                  intensity_aug: bool):
+    """(lr, hr) float32 of `n` random patches of `images` (hr None without HR images), every
+    draw from the 5 stateless `seeds`: image, row, column, dihedral transform, and with
+    `intensity_aug` the factor both are multiplied by."""
     from mai_sr._tf import tf
 
     image = tf.random.stateless_uniform([n], seeds[0], 0, images.count, dtype=tf.int64)
@@ -159,16 +151,17 @@ def _draw_patches(images: _PixelBuffers, seeds, n: int, patch: int, scale: int,
     lr = tf.cast(_gather_patches(images.lr_flat, tf.gather(images.lr_start, image), w, y0, x0,
                                  patch, flips[0], flips[1], flips[2]), tf.float32)
     hr = None
-    if hasattr(images, "hr_flat"):
+    if images.hr_flat is not None:
         hr = tf.cast(_gather_patches(images.hr_flat, tf.gather(images.hr_start, image),
                                      w * scale, y0 * scale, x0 * scale, patch * scale,
                                      flips[0], flips[1], flips[2]), tf.float32)
-    factor = None
     if intensity_aug:
         which = tf.random.stateless_uniform([n], seeds[4], 0, len(INTENSITY_FACTORS),
                                             dtype=tf.int32)
-        factor = tf.gather(factors, which)[:, None, None, None]
-    return lr, hr, factor
+        factor = tf.gather(tf.constant(INTENSITY_FACTORS, dtype=tf.float32),
+                           which)[:, None, None, None]
+        lr, hr = lr * factor, None if hr is None else hr * factor
+    return lr, hr
 
 
 def _batch_maker(images: _PixelBuffers, *, patch: int, batch: int, scale: int, seed: int,
@@ -176,16 +169,10 @@ def _batch_maker(images: _PixelBuffers, *, patch: int, batch: int, scale: int, s
     """The function step -> (lr, hr) batch, every random draw seeded by (seed, step)."""
     from mai_sr._tf import tf
 
-    factors = tf.constant(INTENSITY_FACTORS, dtype=tf.float32)
-
     def make_batch(step):
         seeds = tf.random.experimental.stateless_split(
             tf.stack([tf.constant(seed, tf.int64), step]), num=5)
-        lr, hr, factor = _draw_patches(images, seeds, batch, patch, scale, intensity_aug,
-                                       factors)
-        if factor is not None:
-            lr, hr = lr * factor, hr * factor
-        return lr, hr
+        return _draw_patches(images, seeds, batch, patch, scale, intensity_aug)
 
     return make_batch
 
@@ -195,8 +182,6 @@ def _with_teacher_samples(make_batch, inputs: _PixelBuffers, *, patch: int, n: i
     """`make_batch` with `n` patches of `inputs` (no HR) appended: step -> (lr, hr, has_hr)."""
     from mai_sr._tf import tf
 
-    factors = tf.constant(INTENSITY_FACTORS, dtype=tf.float32)
-
     def make_mixed_batch(step):
         lr, hr = make_batch(step)
         # Seeds of their own (the pairs' seed pair folded with 1): the pairs' draws stay
@@ -204,9 +189,7 @@ def _with_teacher_samples(make_batch, inputs: _PixelBuffers, *, patch: int, n: i
         base = tf.stack([tf.constant(seed, tf.int64), step])
         seeds = tf.random.experimental.stateless_split(
             tf.random.experimental.stateless_fold_in(base, 1), num=5)
-        extra, _, factor = _draw_patches(inputs, seeds, n, patch, scale, intensity_aug, factors)
-        if factor is not None:
-            extra = extra * factor
+        extra, _ = _draw_patches(inputs, seeds, n, patch, scale, intensity_aug)
         hr_side = patch * scale
         has_hr = tf.concat([tf.ones([tf.shape(lr)[0]]), tf.zeros([n])], axis=0)
         return (tf.concat([lr, extra], axis=0),

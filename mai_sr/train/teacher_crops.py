@@ -26,7 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
-from mai_sr.data import bicubic_downscale
+from mai_sr.data import bicubic_downscale, bicubic_resize
 
 VARIANTS = 4                   # rotated/rescaled copies per source image
 RESCALE_RANGE = (0.5, 1.0)     # shrink factors: denser textures, never an upscale (no new detail)
@@ -76,8 +76,6 @@ def teacher_crop_pool(hr_images: Sequence[np.ndarray], *, scale: int, patch: int
     """LR images (uint8, RGB) for teacher-only training samples: `variants` rotated and
     shrunk copies of every HR image, each downscaled by `scale` as training pairs are.
     Copies whose LR side is below `patch` are left out."""
-    from PIL import Image
-
     pool = []
     for index, hr in enumerate(hr_images):
         for copy in range(variants):
@@ -88,8 +86,5 @@ def teacher_crop_pool(hr_images: Sequence[np.ndarray], *, scale: int, patch: int
             size = (round(rotated.shape[1] * shrink), round(rotated.shape[0] * shrink))
             if min(size) < patch * scale:
                 continue
-            # Pillow's antialiased bicubic, as every training LR is made.
-            small = np.asarray(Image.fromarray(rotated).resize(size, Image.BICUBIC,
-                                                               reducing_gap=None))
-            pool.append(bicubic_downscale(small, scale))
+            pool.append(bicubic_downscale(bicubic_resize(rotated, size), scale))
     return pool
