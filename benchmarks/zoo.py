@@ -24,9 +24,10 @@ CVPR 2023 (figures of its Table 2 from ``table2.csv``). For each checkpoint:
 * ``deploy``: lint verdicts for the VS680 and NNAPI (``mai-sr lint --target``) on the
   360x640 INT8 file and for the Arm Ethos-U85 (Vela) on its ``export --target ethos-u85``
   rewrite, the SyNAP simulator's VS680 estimate and Vela's U85 estimate;
-* ``floor`` (with QAT, ETDS and ESPCN): a lower bound on any per-tensor INT8 drop of the
-  published computation, from the tensors that set it alone: ETDS's image path
-  (:func:`stage_floor`), ESPCN's tanh layers (:func:`stage_floor_espcn`).
+* ``floor`` (with QAT; ETDS, ESPCN, FSRCNN and ECBSR): a lower bound on any per-tensor INT8
+  drop of the published computation, from the tensors that set it alone: ETDS's image path
+  (:func:`stage_floor`), ESPCN's tanh layers (:func:`stage_floor_espcn`), the PReLU models'
+  conv and PReLU outputs on ideal per-channel ranges (:func:`stage_floor_prelu`).
 
 Every model is reported, not the best. Each stage's result is stored in
 ``benchmarks/results/zoo.json`` as soon as it is measured; a rerun skips what is there
@@ -333,6 +334,115 @@ def stage_floor_espcn(row: dict, model: str, weights: Path) -> dict:
     return {"tanh_drop_rgb": found, "tanh_input_ranges": chosen}
 
 
+# Ranges of the PReLU models' floor: each channel's full range on the scored images, or that
+# range narrowed about its centre to these shares (tails clipped, steps finer); the best share
+# is kept per set (all recorded). Narrower ones only lose: on FSRCNN x3 a share of 0.97 lost
+# 0.291 / 0.312 / 0.247 dB against 0.191 / 0.162 / 0.144 for the full ranges, 0.9 lost 0.889
+# on Set5.
+FLOOR_SHRINKS = (1.0, 0.99)
+
+
+def stage_floor_prelu(row: dict, model: str, weights: Path) -> dict:
+    """FSRCNN and ECBSR (PReLU after every hidden conv): the drop (FP32 minus a partly rounded
+    FP32 model) from rounding the activation tensors alone to 256 levels, each channel on its
+    own full range over the set scored (or that range narrowed by one of
+    :data:`FLOOR_SHRINKS`, the best chosen on the set itself), weights float. Two layouts:
+
+    * ``kept``: the tensors their INT8 file keeps. TFLite does not fuse PReLU into its conv,
+      so each hidden layer keeps two, the conv's output and the PReLU's; the last conv's
+      output is one more (the image, rounded by the uint8 output anyway, is not). A
+      per-tensor range can at best give each channel the tensor's full 256 levels, the ideal
+      that the exact channel scaling of :func:`mai_sr.models.qat.equalize.equalize_channels`
+      aims at and cannot reach for both tensors at once.
+    * ``two_relu``: PReLU_a(x) = relu(x) - a relu(-x), an exact rewrite in which each
+      hidden conv writes both halves as channels of one ReLU tensor (its kernel and -kernel)
+      and the next conv takes the slopes into its weights: one tensor per layer, every
+      channel free to scale, for 2x the channels (about 4x the MACs of a hidden conv). Not a
+      graph mai-sr builds: the bound says what such a variant could at best give.
+
+    Ranges taken from the scored images themselves make both optimistic: lower bounds on
+    the drop of any INT8 file of these weights in that layout, not of weights QAT has moved
+    (which may be less sensitive)."""
+    import numpy as np
+
+    from mai_sr._tf import keras, tf
+    from mai_sr.data import iter_pairs
+    from mai_sr.metrics import psnr
+    from mai_sr.models import create_model
+
+    scale = int(row["scale"])
+    net = create_model(model, scale=scale, deploy=True)
+    net.load_weights(str(weights))
+    prelus = {layer.name: layer for layer in net.layers if isinstance(layer, keras.layers.PReLU)}
+    # the conv feeding each PReLU: its output is a tensor of its own only in the kept layout
+    fed = {_inbound(layer)[0].name for layer in prelus.values()}
+    kept = {layer.name for layer in net.layers if layer.name.startswith(("conv", "prelu"))}
+    kept -= {"deconv"}  # FSRCNN's transposed conv writes the image itself
+    ranges: dict[str, tuple] = {}
+
+    def tensor(name: str, y, mode: str, shrink: float):
+        """`y` as measured ("measure": float, widening its per-channel range) or rounded."""
+        if mode == "measure":
+            lo, hi = (tf.reduce_min(y, axis=(0, 1, 2)), tf.reduce_max(y, axis=(0, 1, 2)))
+            old = ranges.get(name, (lo, hi))
+            ranges[name] = (tf.minimum(lo, old[0]), tf.maximum(hi, old[1]))
+            return y
+        lo, hi = ranges[name]
+        mid, half = (hi + lo) / 2, (hi - lo) / 2 * shrink
+        lo, hi = mid - half, mid + half  # narrowed: finer steps, the tails clipped
+        step = tf.maximum((hi - lo) / 255, 1e-12)
+        return tf.round((tf.clip_by_value(y, lo, hi) - lo) / step) * step + lo
+
+    def upscale(lr, layout: str, mode: str, shrink: float = 1.0):
+        outputs = {net.layers[0].name: tf.constant(lr[None].astype(np.float32))}
+        for layer in net.layers[1:]:
+            args = [outputs[source.name] for source in _inbound(layer)]
+            x = args if len(args) > 1 else args[0]
+            if layout == "two_relu" and layer.name in prelus:
+                positive = tensor(f"{layer.name}+", tf.nn.relu(x), mode, shrink)
+                negative = tensor(f"{layer.name}-", tf.nn.relu(-x), mode, shrink)
+                y = positive - layer.get_weights()[0] * negative
+            else:
+                y = layer(x)
+                if layer.name in kept and not (layout == "two_relu" and layer.name in fed):
+                    y = tensor(layer.name, y, mode, shrink)
+            outputs[layer.name] = y
+        return np.clip(np.rint(np.asarray(outputs[net.layers[-1].name])[0]), 0, 255)
+
+    found = {}
+    for layout, shares in (("kept", FLOOR_SHRINKS), ("two_relu", (1.0,))):
+        drops, chosen, tried = {"rgb": {}, "y": {}}, {}, {}
+        for name in SETS:
+            pairs = list(iter_pairs(DATA / name, scale=scale))
+            ranges.clear()
+            exact = [upscale(p.lr, layout, "measure") for p in pairs]
+            best = None
+            for shrink in shares:
+                rounded = [upscale(p.lr, layout, "round", shrink) for p in pairs]
+                drop = {channel: float(np.mean([psnr(e, p.hr, crop=scale, y_channel=y)
+                                                - psnr(r, p.hr, crop=scale, y_channel=y)
+                                                for e, r, p in zip(exact, rounded, pairs)]))
+                        for channel, y in (("rgb", False), ("y", True))}
+                tried.setdefault(name, {})[str(shrink)] = round(drop["rgb"], 4)
+                if best is None or drop["rgb"] < best[1]["rgb"]:
+                    best = (shrink, drop)
+            chosen[name] = best[0]
+            for channel in drops:
+                drops[channel][name] = round(best[1][channel], 4)
+        prefix = "prelu_tensors" if layout == "kept" else "two_relu"
+        found.update({f"{prefix}_drop_rgb": drops["rgb"], f"{prefix}_drop_y": drops["y"],
+                      f"{prefix}_range_share": chosen,
+                      f"{prefix}_rgb_drop_by_range_share": tried})
+    found["tensors"] = sorted(kept)
+    return found
+
+
+def _inbound(layer) -> list:
+    """The layers whose outputs `layer` takes (its first call)."""
+    inbound = layer.inbound_nodes[0].inbound_layers
+    return inbound if isinstance(inbound, list) else [inbound]
+
+
 def _lint_verdict(report) -> dict:
     """OK / WARN / FAIL and the finding codes of a lint report for one target."""
     if hasattr(report, "cpu_ops"):  # an Ethos-U report (Vela's placement)
@@ -394,6 +504,8 @@ def measure(row: dict, args, results: dict) -> None:
             todo.append(("floor", lambda: stage_floor(row, model, weights)))
         elif model == "espcn":
             todo.append(("floor", lambda: stage_floor_espcn(row, model, weights)))
+        elif model.startswith(("fsrcnn", "ecbsr")):
+            todo.append(("floor", lambda: stage_floor_prelu(row, model, weights)))
     for name, run in todo:
         if name in entry:
             continue
@@ -534,18 +646,25 @@ def floor_drops(floor: dict) -> tuple[str, dict]:
     """(what was rounded, {set: drop}) of a floor stage's result."""
     if "tanh_drop_rgb" in floor:
         return "tanh layers", floor["tanh_drop_rgb"]
+    if "prelu_tensors_drop_rgb" in floor:
+        return "prelu tensors", floor["prelu_tensors_drop_rgb"]
     return "image path", floor["image_path_drop_rgb"]
 
 
 def luma_floor(floor: dict) -> str:
-    """' (Y: a / b / c)' when the floor was also measured on luma, else ''."""
-    y = floor.get("image_path_drop_y")
-    return "" if not y else " (Y: " + " / ".join(f"{-y[s]:+.3f}" for s in SETS) + ")"
+    """' (Y: a / b / c)' when the floor was also measured on luma, else ''; for the PReLU
+    models, the two-ReLU layout's bound after it."""
+    y = floor.get("image_path_drop_y") or floor.get("prelu_tensors_drop_y")
+    text = "" if not y else " (Y: " + " / ".join(f"{-y[s]:+.3f}" for s in SETS) + ")"
+    if "two_relu_drop_rgb" in floor:
+        text += "; two-ReLU layout " + " / ".join(
+            f"{-floor['two_relu_drop_rgb'][s]:+.3f}" for s in SETS) + " dB"
+    return text
 
 
 def floor_lines(results: dict) -> list[str]:
-    """The lower bounds of the ETDS image path and of ESPCN's tanh layers, one line per
-    measured model."""
+    """The lower bounds of the ETDS image path, of ESPCN's tanh layers and of the PReLU
+    models' tensors, one line per measured model."""
     intro = {
         "image path": "ETDS carries the image through every hidden tensor (its residual "
                       "stream): rounding only those channels to 8 bits, each on its own full "
@@ -554,7 +673,18 @@ def floor_lines(results: dict) -> list[str]:
         "tanh layers": "ESPCN's tanh layers alone as TFLite's int8 TANH computes them (input "
                        "on one range per tensor, the best of a grid chosen on each test set "
                        "itself; output on the fixed 1/128 grid), nothing else rounded, "
-                       "already cost (FP32, RGB, Set5 / Set14 / B100):"}
+                       "already cost (FP32, RGB, Set5 / Set14 / B100):",
+        "prelu tensors": "FSRCNN and ECBSR keep two int8 tensors per hidden layer (TFLite does "
+                         "not fuse PReLU into its conv): rounding every one, and the last "
+                         "conv's output, with each channel on its own full range over the set "
+                         "scored (the ideal of the exact channel scaling; ranges narrowed by "
+                         "1% tried too, the best kept), weights float, costs (FP32, RGB, "
+                         "Set5 / Set14 / B100; a bound for these weights, not for weights QAT "
+                         "has moved). The two-ReLU layout (PReLU_a(x) = relu(x) - a relu(-x), "
+                         "both halves as channels of one ReLU tensor, the slopes in the next "
+                         "conv: exact, one tensor per layer, every channel free to scale, "
+                         "about 4x the MACs of a hidden conv; not built by mai-sr) would at "
+                         "best cost:"}
     lines = []
     for label, text in intro.items():
         rows = [e for e in ordered(results) if "floor" in e and floor_drops(e["floor"])[0] == label]

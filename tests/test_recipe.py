@@ -158,3 +158,13 @@ def test_every_shipped_weight_has_its_recipe_and_the_imported_ones_share_one_qat
     measured = json.loads((ROOT / "benchmarks" / "results" / "qat_steps.json").read_text())
     for name, steps in IMPORTED_QAT_STEPS.items():
         assert name in imported and measured["weights"][name]["chosen_steps"] == steps
+    # every recorded choice follows the stated rule: going up the counts tried, a longer run
+    # replaces the one chosen so far when it validates more than 0.002 dB above it
+    for name, entry in measured["weights"].items():
+        runs = sorted((run["steps"], run["qat_val"]) for key, run in entry.items()
+                      if key.startswith("qat_steps_"))
+        chosen = runs[0]
+        for run in runs[1:]:
+            chosen = run if run[1] > chosen[1] + 0.002 else chosen
+        assert entry["chosen_steps"] == chosen[0], name
+        assert IMPORTED_QAT_STEPS.get(name, IMPORTED_QAT["qat_steps"]) == chosen[0], name
