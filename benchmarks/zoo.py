@@ -223,6 +223,19 @@ def stage_shipped(name: str, scale: int, fp32: dict) -> dict:
             "drop": drops(found, fp32["tflite"])}
 
 
+def mean_drops(exact: list, rounded: list, pairs: list, scale: int) -> dict:
+    """{"rgb", "y"}: mean PSNR of the `exact` SR images minus that of the `rounded` ones
+    against the pairs' HR (crop = scale)."""
+    import numpy as np
+
+    from mai_sr.metrics import psnr
+
+    return {channel: float(np.mean([psnr(e, p.hr, crop=scale, y_channel=y)
+                                    - psnr(r, p.hr, crop=scale, y_channel=y)
+                                    for e, r, p in zip(exact, rounded, pairs)]))
+            for channel, y in (("rgb", False), ("y", True))}
+
+
 def stage_floor(row: dict, model: str, weights: Path) -> dict:
     """ETDS only: the drop (FP32 minus a partly rounded FP32 model, RGB) from rounding just
     its image path to 8 bits, each image channel of every hidden tensor on its own full
@@ -232,7 +245,6 @@ def stage_floor(row: dict, model: str, weights: Path) -> dict:
 
     from mai_sr.data import iter_pairs
     from mai_sr.export.convert import calibration_batches
-    from mai_sr.metrics import psnr
     from mai_sr.models import create_model
 
     scale = int(row["scale"])
@@ -263,14 +275,11 @@ def stage_floor(row: dict, model: str, weights: Path) -> dict:
 
     found = {"rgb": {}, "y": {}}
     for name in SETS:
-        diffs = {"rgb": [], "y": []}
-        for p in iter_pairs(DATA / name, scale=scale):
-            exact, rounded = upscale(p.lr, False), upscale(p.lr, True)
-            for channel, y in (("rgb", False), ("y", True)):
-                diffs[channel].append(psnr(exact, p.hr, crop=scale, y_channel=y)
-                                      - psnr(rounded, p.hr, crop=scale, y_channel=y))
+        pairs = list(iter_pairs(DATA / name, scale=scale))
+        drop = mean_drops([upscale(p.lr, False) for p in pairs],
+                          [upscale(p.lr, True) for p in pairs], pairs, scale)
         for channel in found:
-            found[channel][name] = round(float(np.mean(diffs[channel])), 4)
+            found[channel][name] = round(drop[channel], 4)
     # Y: what `mai-sr eval --y` and the paper's table score
     return {"image_path_drop_rgb": found["rgb"], "image_path_drop_y": found["y"]}
 
@@ -367,15 +376,15 @@ def stage_floor_prelu(row: dict, model: str, weights: Path) -> dict:
 
     from mai_sr._tf import keras, tf
     from mai_sr.data import iter_pairs
-    from mai_sr.metrics import psnr
     from mai_sr.models import create_model
+    from mai_sr.models.blocks import layer_inputs
 
     scale = int(row["scale"])
     net = create_model(model, scale=scale, deploy=True)
     net.load_weights(str(weights))
-    prelus = {layer.name: layer for layer in net.layers if isinstance(layer, keras.layers.PReLU)}
-    # the conv feeding each PReLU: its output is a tensor of its own only in the kept layout
-    fed = {_inbound(layer)[0].name for layer in prelus.values()}
+    prelus = {layer.name for layer in net.layers if isinstance(layer, keras.layers.PReLU)}
+    # the tensors PReLUs take (their convs' outputs): tensors of their own only when kept
+    fed = {id(layer_inputs(net.get_layer(name))[0]) for name in prelus}
     kept = {layer.name for layer in net.layers if layer.name.startswith(("conv", "prelu"))}
     kept -= {"deconv"}  # FSRCNN's transposed conv writes the image itself
     ranges: dict[str, tuple] = {}
@@ -394,9 +403,10 @@ def stage_floor_prelu(row: dict, model: str, weights: Path) -> dict:
         return tf.round((tf.clip_by_value(y, lo, hi) - lo) / step) * step + lo
 
     def upscale(lr, layout: str, mode: str, shrink: float = 1.0):
-        outputs = {net.layers[0].name: tf.constant(lr[None].astype(np.float32))}
+        # values by the id of the graph tensor they stand for
+        values = {id(net.input): tf.constant(lr[None].astype(np.float32))}
         for layer in net.layers[1:]:
-            args = [outputs[source.name] for source in _inbound(layer)]
+            args = [values[id(t)] for t in layer_inputs(layer)]
             x = args if len(args) > 1 else args[0]
             if layout == "two_relu" and layer.name in prelus:
                 positive = tensor(f"{layer.name}+", tf.nn.relu(x), mode, shrink)
@@ -404,10 +414,10 @@ def stage_floor_prelu(row: dict, model: str, weights: Path) -> dict:
                 y = positive - layer.get_weights()[0] * negative
             else:
                 y = layer(x)
-                if layer.name in kept and not (layout == "two_relu" and layer.name in fed):
+                if layer.name in kept and not (layout == "two_relu" and id(layer.output) in fed):
                     y = tensor(layer.name, y, mode, shrink)
-            outputs[layer.name] = y
-        return np.clip(np.rint(np.asarray(outputs[net.layers[-1].name])[0]), 0, 255)
+            values[id(layer.output)] = y
+        return np.clip(np.rint(np.asarray(values[id(net.output)])[0]), 0, 255)
 
     found = {}
     for layout, shares in (("kept", FLOOR_SHRINKS), ("two_relu", (1.0,))):
@@ -418,11 +428,8 @@ def stage_floor_prelu(row: dict, model: str, weights: Path) -> dict:
             exact = [upscale(p.lr, layout, "measure") for p in pairs]
             best = None
             for shrink in shares:
-                rounded = [upscale(p.lr, layout, "round", shrink) for p in pairs]
-                drop = {channel: float(np.mean([psnr(e, p.hr, crop=scale, y_channel=y)
-                                                - psnr(r, p.hr, crop=scale, y_channel=y)
-                                                for e, r, p in zip(exact, rounded, pairs)]))
-                        for channel, y in (("rgb", False), ("y", True))}
+                drop = mean_drops(exact, [upscale(p.lr, layout, "round", shrink)
+                                          for p in pairs], pairs, scale)
                 tried.setdefault(name, {})[str(shrink)] = round(drop["rgb"], 4)
                 if best is None or drop["rgb"] < best[1]["rgb"]:
                     best = (shrink, drop)
@@ -435,12 +442,6 @@ def stage_floor_prelu(row: dict, model: str, weights: Path) -> dict:
                       f"{prefix}_rgb_drop_by_range_share": tried})
     found["tensors"] = sorted(kept)
     return found
-
-
-def _inbound(layer) -> list:
-    """The layers whose outputs `layer` takes (its first call)."""
-    inbound = layer.inbound_nodes[0].inbound_layers
-    return inbound if isinstance(inbound, list) else [inbound]
 
 
 def _lint_verdict(report) -> dict:
@@ -651,9 +652,9 @@ def floor_drops(floor: dict) -> tuple[str, dict]:
     return "image path", floor["image_path_drop_rgb"]
 
 
-def luma_floor(floor: dict) -> str:
-    """' (Y: a / b / c)' when the floor was also measured on luma, else ''; for the PReLU
-    models, the two-ReLU layout's bound after it."""
+def floor_details(floor: dict) -> str:
+    """What a floor line adds after its RGB drops: ' (Y: a / b / c)' when the floor was also
+    measured on luma, and for the PReLU models the two-ReLU layout's bound."""
     y = floor.get("image_path_drop_y") or floor.get("prelu_tensors_drop_y")
     text = "" if not y else " (Y: " + " / ".join(f"{-y[s]:+.3f}" for s in SETS) + ")"
     if "two_relu_drop_rgb" in floor:
@@ -691,7 +692,7 @@ def floor_lines(results: dict) -> list[str]:
         if rows:
             lines += [text, "", *[f"- {e['paper_model']} x{e['scale']}: " + " / ".join(
                 f"{-floor_drops(e['floor'])[1][s]:+.3f}" for s in SETS) + " dB"
-                + luma_floor(e["floor"]) for e in rows], ""]
+                + floor_details(e["floor"]) for e in rows], ""]
     return lines
 
 
