@@ -365,18 +365,23 @@ def target_checks(rows: dict, refs: dict) -> dict:
 def paper_checks(rows: dict) -> dict:
     """Weights made from a zoo checkpoint with published figures: per set, the FP32 and INT8
     PSNR on luma (Y, crop 3 = the scale, as the paper scores) minus the paper's FP32 figure
-    (Chao et al., CVPR 2023, Table 2), and whether the INT8 one is within PAPER_TOLERANCE_DB."""
+    (Chao et al., CVPR 2023, Table 2), and whether the INT8 one is within PAPER_TOLERANCE_DB.
+    A layout option's weight (``ecbsr_m4c32_relu_pair.etds_div2k``) is held to the figures of
+    the network it computes (``ecbsr_m4c32.etds_div2k``)."""
+    from mai_sr.registry import published_layout
     from mai_sr.weights import list_weights
 
     papers = {w.name: w.published_psnr_y for w in list_weights() if w.published_psnr_y}
     out = {}
     for name, r in rows.items():
-        if name not in papers:
+        arch, tag = name.split(".", 1)
+        paper = papers.get(f"{published_layout(arch) or arch}.{tag}")
+        if not paper:
             continue
-        sets = {s: {"paper_fp32_y": papers[name][s],
-                    "fp32_y_minus_paper": r["sets"][s]["fp32_psnr_y"] - papers[name][s],
-                    "int8_y_minus_paper": r["sets"][s]["int8_psnr_y"] - papers[name][s]}
-                for s in SETS if s in papers[name] and r["sets"][s]["int8_psnr_y"] is not None}
+        sets = {s: {"paper_fp32_y": paper[s],
+                    "fp32_y_minus_paper": r["sets"][s]["fp32_psnr_y"] - paper[s],
+                    "int8_y_minus_paper": r["sets"][s]["int8_psnr_y"] - paper[s]}
+                for s in SETS if s in paper and r["sets"][s]["int8_psnr_y"] is not None}
         out[name] = {"sets": sets, "within": all(abs(v["int8_y_minus_paper"])
                                                  <= PAPER_TOLERANCE_DB for v in sets.values())}
     return out

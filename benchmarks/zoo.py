@@ -73,6 +73,13 @@ TARGETS = ("vs680", "nnapi", "ethos-u85")
 # split of the training data; never on a test set).
 RECIPE = {"weight": 0.5, "steps": 1000, "lr": 1e-4}
 STAGES = ("info", "fp32", "ptq", "qat", "deploy", "floor")
+# Layout options measured beside the published layout (x3): checkpoint stem -> (registry
+# name, label, the row's key suffix). ECBSR's PReLU as two ReLUs (mai_sr.models.ecbsr): the
+# same network, one int8 tensor per layer instead of two and its slopes in per-channel kernels.
+PAIR = ("PReLU as two ReLUs", "relu_pair")
+LAYOUTS = {"ECBSR_M4C16_x3": (("ecbsr_m4c16_relu_pair", *PAIR),),
+           "ECBSR_M4C32_x3": (("ecbsr_m4c32_relu_pair", *PAIR),),
+           "ECBSR_M6C40_x3": (("ecbsr_m6c40_relu_pair", *PAIR),)}
 
 
 def load_json(path: Path) -> dict:
@@ -80,14 +87,24 @@ def load_json(path: Path) -> dict:
 
 
 def checkpoints() -> list[dict]:
-    """The 33 main checkpoints with their paper row: x3 first (the INT8 columns)."""
+    """The 33 main checkpoints with their paper row, x3 first (the INT8 columns), each x3
+    checkpoint that has a layout option (:data:`LAYOUTS`) followed by a row of it: the same
+    checkpoint and paper figures, imported with ``--model`` into that layout."""
     with open(ZOO / "table2.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["checkpoint"]]
-    return sorted(rows, key=lambda r: (int(r["scale"]) != 3, int(r["scale"])))
+    found = []
+    for row in sorted(rows, key=lambda r: (int(r["scale"]) != 3, int(r["scale"]))):
+        found.append(row)
+        if int(row["scale"]) == 3:
+            found += [{**row, "model": f"{row['model']}, {label}", "layout": name,
+                       "suffix": suffix}
+                      for name, label, suffix in LAYOUTS.get(Path(row["checkpoint"]).stem, ())]
+    return found
 
 
 def stem(row: dict) -> str:
-    return Path(row["checkpoint"]).stem
+    """The key of a row: its checkpoint's stem, and its layout option's suffix if any."""
+    return Path(row["checkpoint"]).stem + (f"_{row['suffix']}" if row.get("suffix") else "")
 
 
 def mai_sr(*args: str) -> None:
@@ -105,8 +122,9 @@ def import_checkpoint(row: dict, work: Path) -> tuple[Path, str]:
     out = work / "weights" / f"{stem(row)}.weights.h5"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
+        layout = ["--model", row["layout"]] if row.get("layout") else []
         mai_sr("import", str(ZOO / "pretrained" / row["checkpoint"]), "--scale", row["scale"],
-               "--out", str(out))
+               *layout, "--out", str(out))
     return out, json.loads(Path(f"{out}.json").read_text())["model"]
 
 
@@ -163,8 +181,11 @@ def stage_info(row: dict, model: str) -> dict:
 
 
 def stage_fp32(row: dict, model: str, weights: Path, work: Path) -> dict:
-    imported = next((r for r in load_json(IMPORT_RESULTS).get("checkpoints", [])
-                     if r["checkpoint"] == row["checkpoint"]), None)
+    # zoo_import.py measured the published layout's Keras model; a layout option's FP32 is
+    # its TFLite file's, below
+    imported = None if row.get("layout") else next(
+        (r for r in load_json(IMPORT_RESULTS).get("checkpoints", [])
+         if r["checkpoint"] == row["checkpoint"]), None)
     keras_y = {s: v for s, v in (imported or {}).get("sets", {}).items()}
     scale = int(row["scale"])
     tflite = export(work / "fp32" / f"{stem(row)}.tflite", model, weights, scale, "fp32")
@@ -484,6 +505,26 @@ def stage_deploy(row: dict, work: Path) -> dict:
     found["vela_u85_ms"] = round(result["avg_ms"], 2)
     found["vela_u85_npu_op_percent"] = result["delegate"]["npu_op_percent"]
     found["vela_config"] = quoted_config("ethos-u85")
+    found["phones_ms"] = phone_estimates(fixed)
+    return found
+
+
+def phone_estimates(path: Path) -> dict:
+    """The phone profiles' latency estimates of a 360x640 INT8 file, in ms by profile (fitted
+    on the ETDS paper's Table 2 timings, ``benchmarks/phone_estimates.py``); a profile that
+    refuses the file gives its one-line reason instead."""
+    from mai_sr.device.estimate import estimate
+    from mai_sr.device.profiles import load_profile, profile_names
+    from mai_sr.errors import MaiSrError
+
+    found = {}
+    for name in profile_names():
+        if load_profile(name).engine == "synap":  # the SyNAP column already
+            continue
+        try:
+            found[name] = round(estimate(path, name).total_ms, 1)
+        except MaiSrError as exc:
+            found[name] = str(exc)
     return found
 
 
@@ -501,7 +542,9 @@ def measure(row: dict, args, results: dict) -> None:
         todo.append(("deploy", lambda: stage_deploy(row, args.work)))
     if scale in args.qat_scales:
         todo.append(("qat", lambda: stage_qat(row, model, weights, args.work, entry["fp32"])))
-        if model.startswith("etds"):
+        if row.get("layout"):
+            pass  # the floors bound the published layout's tensors
+        elif model.startswith("etds"):
             todo.append(("floor", lambda: stage_floor(row, model, weights)))
         elif model == "espcn":
             todo.append(("floor", lambda: stage_floor_espcn(row, model, weights)))
@@ -622,6 +665,36 @@ def deploy_table(results: dict) -> list[str]:
     return lines
 
 
+def layout_table(results: dict) -> list[str]:
+    """Each measured layout option beside its published layout: MACs, the QAT INT8 drop and
+    the latency estimates (SyNAP VS680, Vela U85, the phone profiles)."""
+    rows = [(e, results["checkpoints"].get(stem({**r, "layout": None, "suffix": None})))
+            for r, e in zip(sorted(checkpoints(), key=lambda r: int(r["scale"])),
+                            ordered(results)) if r.get("layout")]
+    rows = [(option, base) for option, base in rows if base and "deploy" in option]
+    if not rows:
+        return []
+    phones = sorted({p for option, base in rows for e in (option, base)
+                     for p in e.get("deploy", {}).get("phones_ms", {})})
+    lines = ["| model | MACs G | PTQ RGB drop | QAT RGB drop | SyNAP VS680 ms | Vela U85 ms | "
+             + " | ".join(f"{p} ms" for p in phones) + " |",
+             "|---|---|---|---|---|---|" + "---|" * len(phones)]
+    for option, base in rows:
+        for e in (base, option):
+            dep = e.get("deploy", {})
+            est = dep.get("phones_ms", {})
+            lines.append(
+                f"| {e['paper_model']} (`{e.get('model', '?')}`) | {e['info']['macs_g']:.2f} "
+                f"| {_drops(e, 'ptq', 'rgb')} | {_drops(e, 'qat', 'rgb')} "
+                f"| {dep.get('synap_vs680_ms', '–')} "
+                f"| {dep.get('vela_u85_ms', '–')} | "
+                + " | ".join(str(est.get(p, "not run")) if not isinstance(est.get(p), str)
+                             else "refused" for p in phones) + " |")
+    return ["Layout options beside their published layout (x3; the phone columns are the "
+            "fitted profiles' estimates, `mai-sr bench --runner sim`, fitted on the ETDS paper's Table 2 and validated by "
+            "leaving each architecture out, docs/simulators.md; estimates, not devices):", "", *lines, ""]
+
+
 def readme_body(results: dict) -> str:
     when = results.get("measured_under", {})
     return "\n".join([
@@ -639,7 +712,7 @@ def readme_body(results: dict) -> str:
         "rewrite, placed by Vela); OK, WARN (runs, slower than it should) or FAIL (ops off "
         "the NPU), with the finding codes. Times are estimates: the SyNAP simulator "
         "(VS680) and Vela (Ethos-U85, its default system config), not devices.", "",
-        *deploy_table(results), "", "Plot: `benchmarks/results/zoo.png` (PSNR vs the VS680 "
+        *deploy_table(results), "", *layout_table(results), "Plot: `benchmarks/results/zoo.png` (PSNR vs the VS680 "
         "estimate, x3; written by the script, not kept in the repository)."])
 
 
@@ -684,8 +757,9 @@ def floor_lines(results: dict) -> list[str]:
                          "has moved). The two-ReLU layout (PReLU_a(x) = relu(x) - a relu(-x), "
                          "both halves as channels of one ReLU tensor, the slopes in the next "
                          "conv: exact, one tensor per layer, every channel free to scale, "
-                         "about 4x the MACs of a hidden conv; not built by mai-sr) would at "
-                         "best cost:"}
+                         "about 4x the MACs of a hidden conv; built for ECBSR as the layout "
+                         "option `activation=\"relu_pair\"`, the rows \"PReLU as two ReLUs\" "
+                         "of the table) would at best cost:"}
     lines = []
     for label, text in intro.items():
         rows = [e for e in ordered(results) if "floor" in e and floor_drops(e["floor"])[0] == label]

@@ -644,12 +644,16 @@ def _add_import_parser(sub) -> argparse.ArgumentParser:
                        ".tflite) -> deploy-graph weights for export --weights and QAT",
                        epilog=_examples("mai-sr import ABPN_M4C28_x3.pth --model abpn --out "
                                         "abpn.weights.h5",
+                                        "mai-sr import ECBSR_M4C32_x3.pth --model "
+                                        "ecbsr_m4c32_relu_pair --out ecbsr.weights.h5",
                                         "mai-sr export abpn.tflite --model abpn --weights "
                                         "abpn.weights.h5"))
     p.add_argument("source", help="PyTorch checkpoint, SavedModel folder, Keras file or .tflite")
     p.add_argument("--model", choices=MODEL_NAMES, default=None,
                    help="target architecture (default: recognised from a PyTorch state dict "
-                        "of ESPCN, FSRCNN, ECBSR, ABPN or ETDS; needed for other files)")
+                        "of ESPCN, FSRCNN, ECBSR, ABPN or ETDS; needed for other files); a "
+                        "layout option of the recognised one (ecbsr_m4c32_relu_pair) rewrites "
+                        "it and checks that both compute the same")
     p.add_argument("--scale", type=int, choices=SCALES, default=None,
                    help="upscaling factor, for weights that do not hold it (FSRCNN's stride; "
                         "default: measured on the sanity gate)")

@@ -83,8 +83,9 @@ IMPORTED_QAT = {"teacher": "{stage:import}", "from_run": "{stage:import}",
 # (``benchmarks/qat_steps.py``, results in ``benchmarks/results/qat_steps.json``, which also
 # lists the weights tried that kept IMPORTED_QAT's steps). IMPORTED_QAT's 1,000 steps were
 # chosen on ABPN alone; these PReLU models were still improving at step 1,000.
-IMPORTED_QAT_STEPS = {"fsrcnn.etds_div2k": 12000, "ecbsr_m4c32.etds_div2k": 4000,
-                      "ecbsr_m6c40.etds_div2k": 12000}
+IMPORTED_QAT_STEPS = {"fsrcnn.etds_div2k": 12000, "ecbsr_m4c32.etds_div2k": 12000,
+                      "ecbsr_m6c40.etds_div2k": 12000,
+                      "ecbsr_m4c32_relu_pair.etds_div2k": 4000}
 
 
 def imported_qat(name: str) -> dict:

@@ -22,6 +22,9 @@ MODELS: dict[str, str] = {
     "ecbsr": "mai_sr.models.ecbsr",
     "ecbsr_m4c32": "mai_sr.models.ecbsr",
     "ecbsr_m6c40": "mai_sr.models.ecbsr",
+    "ecbsr_m4c16_relu_pair": "mai_sr.models.ecbsr",
+    "ecbsr_m4c32_relu_pair": "mai_sr.models.ecbsr",
+    "ecbsr_m6c40_relu_pair": "mai_sr.models.ecbsr",
     "espcn": "mai_sr.models.espcn",
     "etds": "mai_sr.models.etds",
     "etds_l": "mai_sr.models.etds",
@@ -46,12 +49,21 @@ SIZES: dict[str, dict] = {
     "ecbsr": {"blocks": 4, "channels": 16},
     "ecbsr_m4c32": {"blocks": 4, "channels": 32},
     "ecbsr_m6c40": {"blocks": 6, "channels": 40},
+    # the same three with each PReLU written as two ReLUs (mai_sr.models.ecbsr)
+    "ecbsr_m4c16_relu_pair": {"blocks": 4, "channels": 16, "activation": "relu_pair"},
+    "ecbsr_m4c32_relu_pair": {"blocks": 4, "channels": 32, "activation": "relu_pair"},
+    "ecbsr_m6c40_relu_pair": {"blocks": 6, "channels": 40, "activation": "relu_pair"},
     # Chao et al., CVPR 2023, Table 2: ETDS-T, -S, -M, -L
     "etds": {"blocks": 5, "channels": 16},
     "etds_s": {"blocks": 4, "channels": 32},
     "etds_m": {"blocks": 6, "channels": 32},
     "etds_l": {"blocks": 7, "channels": 48},
 }
+
+# Options that change how a network is laid out, not what it computes: a name whose SIZES
+# differ from another name's of the same module only in these keys is that network in another
+# layout, made from its weights by the module's ``relayout(source, target)``.
+LAYOUT_OPTIONS = ("activation",)
 
 # Upscaling factors every registered model builds, trains and exports at.
 SCALES = (2, 3, 4)
@@ -74,6 +86,17 @@ def check_scale(scale: int) -> int:
     if scale not in SCALES:
         raise MaiSrError(f"scale {scale!r} is not one of {', '.join(map(str, SCALES))}")
     return scale
+
+
+def published_layout(name: str) -> str | None:
+    """The registered name whose network `name` computes in another layout (see
+    :data:`LAYOUT_OPTIONS`), or None when `name` is a published layout itself."""
+    size = SIZES.get(check_model_name(name), {})
+    if not any(key in size for key in LAYOUT_OPTIONS):
+        return None
+    plain = {k: v for k, v in size.items() if k not in LAYOUT_OPTIONS}
+    return next((other for other in list_models() if other != name
+                 and MODELS[other] == MODELS[name] and SIZES.get(other) == plain), None)
 
 
 def model_module(name: str) -> ModuleType:

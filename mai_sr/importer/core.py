@@ -12,7 +12,7 @@ from mai_sr.errors import MaiSrError, first_line
 from mai_sr.importer.matcher import PIXEL_MAX, Fitted, fit, put_in_chain_order, source_scale
 from mai_sr.importer.source import CHANNEL_ORDERS, SourceNet
 from mai_sr.importer import zoo
-from mai_sr.registry import SCALES, check_scale
+from mai_sr.registry import SCALES, check_scale, published_layout
 
 CHANNEL_ORDER_CHOICES = ("auto", *CHANNEL_ORDERS)
 INPUT_RANGE_CHOICES = ("auto", "1", "255")
@@ -172,7 +172,9 @@ def import_weights(source, model: str | None = None, out=None, *,
     ETDS, and the ET forms of ABPN and ECBSR) is placed by its keys and shapes
     (:mod:`mai_sr.importer.zoo`); any other file needs `model`, the registry name of the
     deploy graph whose plain convs it fits (:mod:`mai_sr.importer.matcher`). A `model`
-    that names the recognised one also takes the recognised path. `channel_order`:
+    that names the recognised one also takes the recognised path, and so does one that is a
+    layout option of it (e.g. ``ecbsr_m4c32_relu_pair``), rewritten from it after the gate
+    and checked to compute the same (:func:`mai_sr.models.relayout`). `channel_order`:
     "auto" (the source framework's: CRD for PyTorch, DCR for TF files), "dcr" or "crd".
     `input_range`: "auto" (the range, [0, 1] or [0, 255], whose model scores higher on
     `gate_data`), "1" or "255". `scale`: for a source whose weights do not say it (FSRCNN's
@@ -195,12 +197,27 @@ def import_weights(source, model: str | None = None, out=None, *,
     elif model is None:
         raise MaiSrError(f"{source}: give --model: mai-sr recognises architectures from "
                          "PyTorch state dicts; for other formats name the deploy graph")
-    if placed is not None and model in (None, placed.model):
+    # a layout option of the recognised network: imported as published, then rewritten
+    layout_of = None if model is None else published_layout(model)
+    relaid = placed is not None and layout_of == placed.model
+    if placed is not None and layout_of is not None and not relaid:
+        raise MaiSrError(f"{source} holds {placed.architecture} (mai-sr {placed.model}); "
+                         f"--model {model} is a layout of {layout_of}")
+    recognised = placed is not None and (model in (None, placed.model) or relaid)
+    if recognised:
         deploy, fitted, gate = _import_recognised(placed, source, channel_order,
                                                   str(input_range), gate_data, scale)
         src_format, notes = "pytorch", list(placed.notes)
         if nesting:
             notes.append(f"state dict under {nesting!r}")
+        if relaid:
+            from mai_sr.models import relayout
+
+            check = [lr for lr, _ in _gate_pairs(gate_data, fitted.scale)]
+            deploy, worst = relayout(deploy, model, fitted.scale, check)
+            notes.append(f"laid out as {model}, the same network as {placed.model} "
+                         f"(largest output difference on the gate images {worst:.1e} grey "
+                         "levels)")
     else:
         from mai_sr.importer.torch_source import source_from_state_dict
 
@@ -209,7 +226,7 @@ def import_weights(source, model: str | None = None, out=None, *,
         deploy, fitted, gate = _import_chain(src, model, channel_order, str(input_range),
                                              gate_data, scale)
         src_format, notes = src.format, src.notes
-    name = placed.model if placed is not None and model in (None, placed.model) else model
+    name = placed.model if recognised and not relaid else model
     result = ImportResult(path=None if out is None else Path(out), model=name,
                           source=str(source), format=src_format, scale=fitted.scale,
                           conventions=fitted.conventions, gate=gate, notes=notes)

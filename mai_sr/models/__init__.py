@@ -25,12 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 from mai_sr.challenge import CHALLENGE_SCALE
 from mai_sr.errors import MaiSrError
-from mai_sr.registry import SIZES, check_scale, list_models, model_module
+from mai_sr.registry import SIZES, check_scale, list_models, model_module, published_layout
 
 if TYPE_CHECKING:
     from mai_sr._tf import keras
 
-__all__ = ["create_model", "collapse", "list_models", "custom_objects", "model_config"]
+__all__ = ["create_model", "collapse", "list_models", "custom_objects", "model_config",
+           "relayout"]
 
 
 def model_config(name: str, deploy: bool = False, **overrides) -> dict[str, Any]:
@@ -61,6 +62,34 @@ def create_model(name: str, scale: int = CHALLENGE_SCALE, deploy: bool = False, 
         return model_module(name).build(scale=scale, **config)
     except ValueError as exc:  # a bad option value, e.g. block="foo"
         raise MaiSrError(f"model {name}: {exc}") from None
+
+
+# relayout() checks the rewrite on real pixels: float32 sums taken in another order differ by
+# about 1e-4 grey levels (ECBSR-M4C32: 1.4e-4 on the gate images); a wrong rewrite is off by
+# whole grey levels.
+RELAYOUT_TOLERANCE = 1e-2
+
+
+def relayout(deploy: keras.Model, name: str, scale: int, check_lr) -> tuple[keras.Model, float]:
+    """(the deploy graph of `name`, a layout option (:func:`mai_sr.registry.published_layout`),
+    computing what `deploy`, a deploy graph of the published layout at `scale`, computes,
+    with the weights its module's ``relayout`` derives; the largest output difference on
+    `check_lr`, uint8 LR images HxWx3, in grey levels). MaiSrError when that difference is
+    above :data:`RELAYOUT_TOLERANCE`."""
+    import numpy as np
+
+    source = published_layout(name)
+    if source is None:
+        raise MaiSrError(f"model {name} is a published layout, not a layout option")
+    target = create_model(name, scale=scale, deploy=True)
+    model_module(name).relayout(deploy, target)
+    worst = max(float(np.abs(np.asarray(deploy(lr[None].astype(np.float32)))
+                             - np.asarray(target(lr[None].astype(np.float32)))).max())
+                for lr in check_lr)
+    if not worst <= RELAYOUT_TOLERANCE:
+        raise MaiSrError(f"model {name}: the rewritten network differs from {source} by "
+                         f"{worst:.3g} grey levels on the check images")
+    return target, worst
 
 
 def custom_objects() -> dict[str, type]:

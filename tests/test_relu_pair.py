@@ -1,0 +1,158 @@
+"""ECBSR's layout option ``activation="relu_pair"``: each PReLU written as two ReLUs,
+PReLU_a(z) = relu(z) - a relu(-z). The option is the same network as the published layout
+(checked against the published layout imported from the real checkpoints, which the torch
+tests check against the authors' PyTorch definitions), laid out for per-tensor INT8: one
+ReLU tensor per layer instead of a conv output and a PReLU output, and the slopes in
+per-channel-quantized kernels instead of one int8 range per layer. The INT8 check compares
+the two layouts' drops against the float network on Set5 (scikit-image's PSNR through
+mai-sr's scorer, as everywhere).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import SHARED_ARTIFACTS
+from mai_sr import registry
+from mai_sr.errors import MaiSrError
+
+ROOT = Path(__file__).resolve().parents[1]
+ZOO = SHARED_ARTIFACTS / "etds_zoo"
+PAIRS = {"ecbsr_m4c16_relu_pair": "ecbsr", "ecbsr_m4c32_relu_pair": "ecbsr_m4c32",
+         "ecbsr_m6c40_relu_pair": "ecbsr_m6c40"}
+
+
+def zoo_file(name: str) -> Path:
+    path = ZOO / "pretrained" / "ECBSR" / f"{name}.pth"
+    if not path.is_file():
+        pytest.skip(f"{path} not present")
+    return path
+
+
+def test_a_layout_option_names_the_network_it_computes():
+    assert {name: registry.published_layout(name) for name in PAIRS} == PAIRS
+    for name in ("ecbsr", "ecbsr_m6c40", "abpn", "etds_l"):
+        assert registry.published_layout(name) is None
+
+
+@pytest.mark.tf
+def test_the_option_writes_every_prelu_as_two_fused_relus():
+    from mai_sr._tf import keras
+    from mai_sr.models import create_model
+
+    plain = create_model("ecbsr_m6c40", deploy=True)
+    pair = create_model("ecbsr_m6c40_relu_pair", deploy=True)
+    assert not [layer for layer in pair.layers if isinstance(layer, keras.layers.PReLU)]
+    hidden = [layer for layer in plain.layers if isinstance(layer, keras.layers.PReLU)]
+    assert len(hidden) == 7
+    for i in range(1, 8):
+        conv = pair.get_layer(f"conv{i}")
+        assert conv.get_config()["activation"] == "relu"
+        assert conv.kernel.shape[-1] == 2 * plain.get_layer(f"conv{i}").kernel.shape[-1]
+    assert pair.get_layer("conv8").kernel.shape[-2:] == (80, 27)
+
+
+def load(model: str, weights: Path, scale: int):
+    from mai_sr.models import create_model
+
+    net = create_model(model, scale=scale, deploy=True)
+    net.load_weights(str(weights))
+    return net
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+@pytest.mark.parametrize("name, model", [("ECBSR_M4C16_x2", "ecbsr_m4c16_relu_pair"),
+                                         ("ECBSR_M6C40_x4", "ecbsr_m6c40_relu_pair")])
+def test_a_checkpoint_imports_into_the_option_as_the_same_network(tmp_path, shared_data, name,
+                                                                  model):
+    from mai_sr.data import iter_pairs
+    from mai_sr.importer import import_weights
+
+    nets = []
+    for target in (None, model):
+        out = tmp_path / f"{target}.weights.h5"
+        result = import_weights(zoo_file(name), target, out)
+        nets.append(load(result.model, out, result.scale))
+    assert result.model == model and result.scale == int(name[-1])
+    assert any(f"laid out as {model}" in note for note in result.notes)
+    lr = next(iter(iter_pairs(shared_data / "Set14", scale=result.scale))).lr
+    plain, pair = (np.asarray(net(lr[None].astype(np.float32))) for net in nets)
+    assert plain.std() > 10  # a real image, not a constant
+    assert np.abs(plain - pair).max() <= 1e-4 * 255
+
+
+@pytest.mark.tf
+def test_a_rewrite_that_computes_another_network_is_refused(monkeypatch):
+    from mai_sr.models import create_model, ecbsr, relayout
+
+    plain = create_model("ecbsr", scale=3, deploy=True)
+    lr = [np.random.default_rng(0).integers(0, 256, (20, 24, 3)).astype(np.uint8)]
+    pair, worst = relayout(plain, "ecbsr_m4c16_relu_pair", 3, lr)
+    assert worst <= 1e-2
+    original = ecbsr.relayout
+
+    def off_by_one_slope(source, target):
+        original(source, target)
+        kernel, bias = target.get_layer("conv2").get_weights()
+        kernel[:, :, 16:, :] *= 1.5  # the slopes of prelu1, half as large again
+        target.get_layer("conv2").set_weights([kernel, bias])
+
+    monkeypatch.setattr(ecbsr, "relayout", off_by_one_slope)
+    with pytest.raises(MaiSrError, match="differs from ecbsr by"):
+        relayout(plain, "ecbsr_m4c16_relu_pair", 3, lr)
+    with pytest.raises(MaiSrError, match="is a published layout"):
+        relayout(plain, "ecbsr", 3, lr)
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_relu_pairs_lose_less_in_int8_than_prelus(tmp_path, shared_data):
+    """PTQ of ECBSR-M4C16 x3 (``mai-sr export``'s default calibration, the builtin photos)
+    in both layouts: every tensor integer, and on Set5 the relu pairs lose under 0.05 dB RGB
+    against the float network and less than the PReLU layout loses (measured 0.023 against
+    0.083 dB, ``benchmarks/zoo.py``)."""
+    from mai_sr.data import iter_pairs
+    from mai_sr.metrics import psnr
+    from mai_sr.tflite.graph import read_graph
+    from mai_sr.tflite.runtime import TFLiteSR
+
+    def cli(*argv):
+        proc = subprocess.run([sys.executable, "-m", "mai_sr", *argv], cwd=ROOT,
+                              capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+
+    pairs = list(iter_pairs(shared_data / "Set5", scale=3))
+    drops = {}
+    for model in ("ecbsr", "ecbsr_m4c16_relu_pair"):
+        weights = tmp_path / f"{model}.weights.h5"
+        cli("import", str(zoo_file("ECBSR_M4C16_x3")), "--model", model, "--out", str(weights))
+        out = tmp_path / f"{model}.tflite"
+        cli("export", str(out), "--model", model, "--weights", str(weights), "--shape",
+            "24x32", "--dynamic")
+        dynamic = tmp_path / f"{model}_none.tflite"
+        graph = read_graph(dynamic)
+        assert {t.dtype for t in graph.tensors} <= {"int8", "uint8", "int32"}
+        assert ("PRELU" in {op.type for op in graph.ops}) == (model == "ecbsr")
+        net, int8 = load(model, weights, 3), TFLiteSR(dynamic)
+        fp32 = [np.clip(np.rint(np.asarray(net(p.lr[None].astype(np.float32)))[0]), 0, 255)
+                .astype(np.uint8) for p in pairs]
+        drops[model] = np.mean([psnr(f, p.hr, crop=3) - psnr(int8.upscale(p.lr), p.hr, crop=3)
+                                for f, p in zip(fp32, pairs)])
+    assert drops["ecbsr_m4c16_relu_pair"] <= 0.05
+    assert drops["ecbsr_m4c16_relu_pair"] < drops["ecbsr"] - 0.02
+
+
+def test_a_layout_of_another_size_is_one_line_naming_both(tmp_path):
+    from mai_sr.importer import import_weights
+
+    with pytest.raises(MaiSrError, match=r"holds ECBSR M4C16 x3.*\(mai-sr ecbsr\); --model "
+                                         r"ecbsr_m4c32_relu_pair is a layout of ecbsr_m4c32"):
+        import_weights(zoo_file("ECBSR_M4C16_x3"), "ecbsr_m4c32_relu_pair",
+                       tmp_path / "w.weights.h5")
+    assert not list(tmp_path.iterdir())
