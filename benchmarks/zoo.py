@@ -666,33 +666,34 @@ def deploy_table(results: dict) -> list[str]:
 
 
 def layout_table(results: dict) -> list[str]:
-    """Each measured layout option beside its published layout: MACs, the QAT INT8 drop and
-    the latency estimates (SyNAP VS680, Vela U85, the phone profiles)."""
-    rows = [(e, results["checkpoints"].get(stem({**r, "layout": None, "suffix": None})))
-            for r, e in zip(sorted(checkpoints(), key=lambda r: int(r["scale"])),
-                            ordered(results)) if r.get("layout")]
-    rows = [(option, base) for option, base in rows if base and "deploy" in option]
-    if not rows:
+    """Each measured layout option beside its published layout: MACs, the PTQ and QAT INT8
+    drops and the latency estimates (SyNAP VS680, Vela U85, the phone profiles)."""
+    found = results["checkpoints"]
+    pairs = [(found.get(Path(r["checkpoint"]).stem), found.get(stem(r)))
+             for r in checkpoints() if r.get("layout")]
+    pairs = [(base, option) for base, option in pairs if base and option and "deploy" in option]
+    if not pairs:
         return []
-    phones = sorted({p for option, base in rows for e in (option, base)
+    phones = sorted({p for pair in pairs for e in pair
                      for p in e.get("deploy", {}).get("phones_ms", {})})
+
+    def phone(estimates: dict, profile: str) -> str:
+        value = estimates.get(profile)
+        return "not run" if value is None else "refused" if isinstance(value, str) else str(value)
+
     lines = ["| model | MACs G | PTQ RGB drop | QAT RGB drop | SyNAP VS680 ms | Vela U85 ms | "
              + " | ".join(f"{p} ms" for p in phones) + " |",
              "|---|---|---|---|---|---|" + "---|" * len(phones)]
-    for option, base in rows:
-        for e in (base, option):
-            dep = e.get("deploy", {})
-            est = dep.get("phones_ms", {})
-            lines.append(
-                f"| {e['paper_model']} (`{e.get('model', '?')}`) | {e['info']['macs_g']:.2f} "
-                f"| {_drops(e, 'ptq', 'rgb')} | {_drops(e, 'qat', 'rgb')} "
-                f"| {dep.get('synap_vs680_ms', '–')} "
-                f"| {dep.get('vela_u85_ms', '–')} | "
-                + " | ".join(str(est.get(p, "not run")) if not isinstance(est.get(p), str)
-                             else "refused" for p in phones) + " |")
+    for e in (e for pair in pairs for e in pair):
+        dep = e.get("deploy", {})
+        lines.append(f"| {e['paper_model']} (`{e.get('model', '?')}`) | {e['info']['macs_g']:.2f} "
+                     f"| {_drops(e, 'ptq', 'rgb')} | {_drops(e, 'qat', 'rgb')} "
+                     f"| {dep.get('synap_vs680_ms', '–')} | {dep.get('vela_u85_ms', '–')} | "
+                     + " | ".join(phone(dep.get("phones_ms", {}), p) for p in phones) + " |")
     return ["Layout options beside their published layout (x3; the phone columns are the "
-            "fitted profiles' estimates, `mai-sr bench --runner sim`, fitted on the ETDS paper's Table 2 and validated by "
-            "leaving each architecture out, docs/simulators.md; estimates, not devices):", "", *lines, ""]
+            "fitted profiles' estimates, `mai-sr bench --runner sim`, fitted on the ETDS "
+            "paper's Table 2 and validated by leaving each architecture out, "
+            "docs/simulators.md; estimates, not devices):", "", *lines, ""]
 
 
 def readme_body(results: dict) -> str:
