@@ -74,10 +74,12 @@ TARGETS = ("vs680", "nnapi", "ethos-u85")
 RECIPE = {"weight": 0.5, "steps": 1000, "lr": 1e-4}
 STAGES = ("info", "fp32", "ptq", "qat", "deploy", "floor")
 # Layout options measured beside the published layout (x3): checkpoint stem -> (registry
-# name, label, the row's key suffix). ECBSR's PReLU as two ReLUs (mai_sr.models.ecbsr): the
-# same network, one int8 tensor per layer instead of two and its slopes in per-channel kernels.
+# name, label, the row's key suffix). FSRCNN's and ECBSR's PReLU as two ReLUs
+# (mai_sr.models.ecbsr): the same network, one int8 tensor per layer instead of two and its
+# slopes in per-channel kernels.
 PAIR = ("PReLU as two ReLUs", "relu_pair")
-LAYOUTS = {"ECBSR_M4C16_x3": (("ecbsr_m4c16_relu_pair", *PAIR),),
+LAYOUTS = {"FSRCNN_x3": (("fsrcnn_relu_pair", *PAIR),),
+           "ECBSR_M4C16_x3": (("ecbsr_m4c16_relu_pair", *PAIR),),
            "ECBSR_M4C32_x3": (("ecbsr_m4c32_relu_pair", *PAIR),),
            "ECBSR_M6C40_x3": (("ecbsr_m6c40_relu_pair", *PAIR),)}
 
@@ -758,8 +760,8 @@ def floor_lines(results: dict) -> list[str]:
                          "has moved). The two-ReLU layout (PReLU_a(x) = relu(x) - a relu(-x), "
                          "both halves as channels of one ReLU tensor, the slopes in the next "
                          "conv: exact, one tensor per layer, every channel free to scale, "
-                         "about 4x the MACs of a hidden conv; built for ECBSR as the layout "
-                         "option `activation=\"relu_pair\"`, the rows \"PReLU as two ReLUs\" "
+                         "about 4x the MACs of a hidden conv; built for FSRCNN and ECBSR as the "
+                         "layout option `activation=\"relu_pair\"`, the rows \"PReLU as two ReLUs\" "
                          "of the table) would at best cost:"}
     lines = []
     for label, text in intro.items():

@@ -31,6 +31,7 @@ MODELS: dict[str, str] = {
     "etds_m": "mai_sr.models.etds",
     "etds_s": "mai_sr.models.etds",
     "fsrcnn": "mai_sr.models.fsrcnn",
+    "fsrcnn_relu_pair": "mai_sr.models.fsrcnn",
     "ncnet": "mai_sr.models.ncnet",
     "scsrn": "mai_sr.models.scsrn",
     "xcat": "mai_sr.models.xcat",
@@ -49,7 +50,8 @@ SIZES: dict[str, dict] = {
     "ecbsr": {"blocks": 4, "channels": 16},
     "ecbsr_m4c32": {"blocks": 4, "channels": 32},
     "ecbsr_m6c40": {"blocks": 6, "channels": 40},
-    # the same three with each PReLU written as two ReLUs (mai_sr.models.ecbsr)
+    # FSRCNN and these three ECBSR with each PReLU written as two ReLUs (mai_sr.models.ecbsr)
+    "fsrcnn_relu_pair": {"activation": "relu_pair"},
     "ecbsr_m4c16_relu_pair": {"blocks": 4, "channels": 16, "activation": "relu_pair"},
     "ecbsr_m4c32_relu_pair": {"blocks": 4, "channels": 32, "activation": "relu_pair"},
     "ecbsr_m6c40_relu_pair": {"blocks": 6, "channels": 40, "activation": "relu_pair"},
@@ -96,7 +98,7 @@ def published_layout(name: str) -> str | None:
         return None
     plain = {k: v for k, v in size.items() if k not in LAYOUT_OPTIONS}
     return next((other for other in list_models() if other != name
-                 and MODELS[other] == MODELS[name] and SIZES.get(other) == plain), None)
+                 and MODELS[other] == MODELS[name] and SIZES.get(other, {}) == plain), None)
 
 
 def model_module(name: str) -> ModuleType:

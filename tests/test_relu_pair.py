@@ -1,5 +1,5 @@
-"""ECBSR's layout option ``activation="relu_pair"``: each PReLU written as two ReLUs,
-PReLU_a(z) = relu(z) - a relu(-z). The option is the same network as the published layout
+"""The layout option ``activation="relu_pair"`` of ECBSR and FSRCNN: each PReLU written as
+two ReLUs, PReLU_a(z) = relu(z) - a relu(-z). The option is the same network as the published layout
 (checked against the published layout imported from the real checkpoints, which the torch
 tests check against the authors' PyTorch definitions), laid out for per-tensor INT8: one
 ReLU tensor per layer instead of a conv output and a PReLU output, and the slopes in
@@ -24,11 +24,11 @@ from mai_sr.errors import MaiSrError
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = SHARED_ARTIFACTS / "etds_zoo"
 PAIRS = {"ecbsr_m4c16_relu_pair": "ecbsr", "ecbsr_m4c32_relu_pair": "ecbsr_m4c32",
-         "ecbsr_m6c40_relu_pair": "ecbsr_m6c40"}
+         "ecbsr_m6c40_relu_pair": "ecbsr_m6c40", "fsrcnn_relu_pair": "fsrcnn"}
 
 
 def zoo_file(name: str) -> Path:
-    path = ZOO / "pretrained" / "ECBSR" / f"{name}.pth"
+    path = ZOO / "pretrained" / name.split("_")[0] / f"{name}.pth"
     if not path.is_file():
         pytest.skip(f"{path} not present")
     return path
@@ -36,7 +36,7 @@ def zoo_file(name: str) -> Path:
 
 def test_a_layout_option_names_the_network_it_computes():
     assert {name: registry.published_layout(name) for name in PAIRS} == PAIRS
-    for name in ("ecbsr", "ecbsr_m6c40", "abpn", "etds_l"):
+    for name in ("ecbsr", "ecbsr_m6c40", "fsrcnn", "abpn", "etds_l"):
         assert registry.published_layout(name) is None
 
 
@@ -55,6 +55,9 @@ def test_the_option_writes_every_prelu_as_two_fused_relus():
         assert conv.get_config()["activation"] == "relu"
         assert conv.kernel.shape[-1] == 2 * plain.get_layer(f"conv{i}").kernel.shape[-1]
     assert pair.get_layer("conv8").kernel.shape[-2:] == (80, 27)
+    fsrcnn = create_model("fsrcnn_relu_pair", deploy=True)  # the transposed conv reads 2 x 56
+    assert not [layer for layer in fsrcnn.layers if isinstance(layer, keras.layers.PReLU)]
+    assert fsrcnn.get_layer("deconv").kernel.shape[-2:] == (3, 112)
 
 
 def load(model: str, weights: Path, scale: int):
@@ -68,7 +71,8 @@ def load(model: str, weights: Path, scale: int):
 @pytest.mark.tf
 @pytest.mark.slow
 @pytest.mark.parametrize("name, model", [("ECBSR_M4C16_x2", "ecbsr_m4c16_relu_pair"),
-                                         ("ECBSR_M6C40_x4", "ecbsr_m6c40_relu_pair")])
+                                         ("ECBSR_M6C40_x4", "ecbsr_m6c40_relu_pair"),
+                                         ("FSRCNN_x3", "fsrcnn_relu_pair")])
 def test_a_checkpoint_imports_into_the_option_as_the_same_network(tmp_path, shared_data, name,
                                                                   model):
     from mai_sr.data import iter_pairs

@@ -752,6 +752,34 @@ def weight_constraint(max_abs_weight):
 # graphs keep them, exactly as published; these are the pieces.
 
 
+def relu_pair_weights(prelu_net: keras.Model, pair_net: keras.Model,
+                      chain: list[tuple[str, str | None]]) -> None:
+    """Give `pair_net` the weights that make it compute `prelu_net` exactly, in place, for a
+    chain of (conv, its PReLU or None) layer names, the same names in both: in `pair_net`
+    each conv that has a PReLU in `prelu_net` is twice as wide with a fused ReLU.
+
+    PReLU_a(z) = relu(z) - a relu(-z): such a conv writes z and -z (kernel and -kernel), and
+    the next conv of the chain reads relu(z) with its kernel and relu(-z) with its kernel
+    times -a. Zero padding stays exact since relu(0) = PReLU(0) = 0. A transposed conv's
+    kernel is (h, w, out, in), a conv's (h, w, in, out).
+    """
+    slopes = None
+    for conv, activation in chain:
+        kernel, bias = prelu_net.get_layer(conv).get_weights()
+        inputs, outputs = (3, 2) if isinstance(prelu_net.get_layer(conv),
+                                               keras.layers.Conv2DTranspose) else (2, 3)
+        if slopes is not None:  # the previous layer's two halves
+            shape = [1, 1, 1, 1]
+            shape[inputs] = -1
+            kernel = np.concatenate([kernel, -slopes.reshape(shape) * kernel], axis=inputs)
+        slopes = None
+        if activation is not None:
+            kernel = np.concatenate([kernel, -kernel], axis=outputs)
+            bias = np.concatenate([bias, -bias])
+            slopes = prelu_net.get_layer(activation).get_weights()[0].reshape(-1)
+        pair_net.get_layer(conv).set_weights([kernel, bias])
+
+
 def prelu(name: str):
     """PyTorch's ``nn.PReLU(C)``: one learnt slope per channel (TFLite PRELU), initial 0.25
     as in PyTorch. PReLU(a * x) = a * PReLU(x) for a > 0, so a PReLU net, like a ReLU net,

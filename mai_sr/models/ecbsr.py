@@ -40,8 +40,8 @@ from __future__ import annotations
 
 from mai_sr._tf import keras
 from mai_sr.models.blocks import (conv_block, first_conv_args, hidden_conv_args,
-                                  last_conv_args, make_anchor, prelu, sr_head, sr_input,
-                                  weight_constraint)
+                                  last_conv_args, make_anchor, prelu, relu_pair_weights,
+                                  sr_head, sr_input, weight_constraint)
 
 DEFAULTS = dict(channels=16, blocks=4, block="ecb", activation="prelu", normalize=True,
                 max_abs_weight=None, input_size=None)
@@ -74,22 +74,8 @@ def build(scale: int = 3, *, channels: int, blocks: int, block: str, activation:
 
 def relayout(prelu_net: keras.Model, pair_net: keras.Model) -> None:
     """Give `pair_net` (a deploy graph with ``activation="relu_pair"``) the weights that make
-    it compute `prelu_net` (the same size and scale with PReLUs) exactly, in place.
-
-    PReLU_a(z) = relu(z) - a relu(-z): conv i writes z and -z (kernel and -kernel) through a
-    fused ReLU, and conv i + 1 reads relu(z) with its kernel and relu(-z) with its kernel
-    times -a. Zero padding stays exact since relu(0) = PReLU(0) = 0.
-    """
-    import numpy as np
-
+    it compute `prelu_net` (the same size and scale with PReLUs) exactly, in place
+    (:func:`~mai_sr.models.blocks.relu_pair_weights`)."""
     hidden = sum(1 for layer in prelu_net.layers if isinstance(layer, keras.layers.PReLU))
-    slopes = None
-    for i in range(1, hidden + 2):
-        kernel, bias = prelu_net.get_layer(f"conv{i}").get_weights()
-        if slopes is not None:  # the previous layer's two halves
-            kernel = np.concatenate([kernel, -slopes[None, None, :, None] * kernel], axis=2)
-        if i <= hidden:
-            kernel = np.concatenate([kernel, -kernel], axis=3)
-            bias = np.concatenate([bias, -bias])
-            slopes = prelu_net.get_layer(f"prelu{i}").get_weights()[0].reshape(-1)
-        pair_net.get_layer(f"conv{i}").set_weights([kernel, bias])
+    relu_pair_weights(prelu_net, pair_net, [(f"conv{i}", f"prelu{i}" if i <= hidden else None)
+                                            for i in range(1, hidden + 2)])

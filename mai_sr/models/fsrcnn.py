@@ -18,6 +18,12 @@ PReLU; four conv 3x3 12 -> 12, PReLU; conv 1x1 12 -> 56, PReLU; a 9x9 transposed
   does with them: TRANSPOSE_CONV ran on the CPU of one NNAPI phone in the ETDS paper's
   timings); nothing is substituted.
 
+Layout option ``activation="relu_pair"`` (``fsrcnn_relu_pair``): the same network with each
+PReLU written as two ReLUs, as ECBSR's option (:mod:`mai_sr.models.ecbsr` says why): every
+PReLU'd conv twice as wide with a fused ReLU, the next conv (the transposed conv last) taking
+the slopes into its kernel (:func:`relayout`). 2.1x the MACs at x3 (92.3 against 44.6 G at
+360x640, the transposed conv's zero taps counted).
+
 Parameters: 24,680 at every scale (the scale is only the stride; Chao et al., CVPR 2023,
 Table 2 lists 24.68 K). Training graph (``normalize=True``): first conv input x 1/255,
 transposed conv output x 255 (folded by collapse()).
@@ -27,18 +33,23 @@ from __future__ import annotations
 
 from mai_sr._tf import keras
 from mai_sr.models.blocks import (PIXEL_MAX, ClipByValue, KernelSupport, ScaledConv2DTranspose,
-                                  deconv_kernel_size, prelu, sized_conv, sr_input,
-                                  weight_constraint)
+                                  deconv_kernel_size, prelu, relu_pair_weights, sized_conv,
+                                  sr_input, weight_constraint)
 
-DEFAULTS = dict(features=56, shrink=12, mapping=4, deconv_kernel=9, normalize=True,
-                max_abs_weight=None, input_size=None)
+DEFAULTS = dict(features=56, shrink=12, mapping=4, deconv_kernel=9, activation="prelu",
+                normalize=True, max_abs_weight=None, input_size=None)
+# The two layouts of the hidden activations (ECBSR's option, mai_sr.models.ecbsr).
+ACTIVATIONS = ("prelu", "relu_pair")
 DEPLOY = dict(normalize=False)
 RECIPE: dict = {}
 
 
 def build(scale: int = 3, *, features: int, shrink: int, mapping: int, deconv_kernel: int,
-          normalize: bool, max_abs_weight, input_size) -> keras.Model:
+          activation: str, normalize: bool, max_abs_weight, input_size) -> keras.Model:
     """FSRCNN with ``DEFAULTS`` updated by the keyword arguments."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation={activation!r}; choose from {', '.join(ACTIVATIONS)}")
+    pair = activation == "relu_pair"
     constraint = weight_constraint(max_abs_weight)
     inp = sr_input(input_size)
     first = dict(input_scale=1.0 / PIXEL_MAX) if normalize else {}
@@ -46,8 +57,12 @@ def build(scale: int = 3, *, features: int, shrink: int, mapping: int, deconv_ke
     layers += [(shrink, 3, {})] * mapping + [(features, 1, {})]
     x = inp
     for i, (width, kernel, scales) in enumerate(layers, start=1):
-        x = sized_conv(width, kernel, f"conv{i}", constraint, **scales)(x)
-        x = prelu(f"prelu{i}")(x)
+        if pair:
+            x = sized_conv(2 * width, kernel, f"conv{i}", constraint, activation="relu",
+                           **scales)(x)
+        else:
+            x = sized_conv(width, kernel, f"conv{i}", constraint, **scales)(x)
+            x = prelu(f"prelu{i}")(x)
     size = deconv_kernel_size(deconv_kernel, scale)
     support = KernelSupport(deconv_kernel)
     deconv_args = dict(strides=scale, padding="same", name="deconv",
@@ -59,3 +74,13 @@ def build(scale: int = 3, *, features: int, shrink: int, mapping: int, deconv_ke
     else:
         x = keras.layers.Conv2DTranspose(3, size, **deconv_args)(x)
     return keras.Model(inp, ClipByValue(name="clip")(x), name="fsrcnn")
+
+
+def relayout(prelu_net: keras.Model, pair_net: keras.Model) -> None:
+    """Give `pair_net` (a deploy graph with ``activation="relu_pair"``) the weights that make
+    it compute `prelu_net` (the same scale with PReLUs) exactly, in place
+    (:func:`~mai_sr.models.blocks.relu_pair_weights`; the transposed conv reads the last
+    layer's two halves)."""
+    hidden = sum(1 for layer in prelu_net.layers if isinstance(layer, keras.layers.PReLU))
+    relu_pair_weights(prelu_net, pair_net, [(f"conv{i}", f"prelu{i}")
+                                            for i in range(1, hidden + 1)] + [("deconv", None)])
