@@ -389,8 +389,9 @@ def stage_floor_prelu(row: dict, model: str, weights: Path) -> dict:
     * ``two_relu``: PReLU_a(x) = relu(x) - a relu(-x), an exact rewrite in which each
       hidden conv writes both halves as channels of one ReLU tensor (its kernel and -kernel)
       and the next conv takes the slopes into its weights: one tensor per layer, every
-      channel free to scale, for 2x the channels (about 4x the MACs of a hidden conv). Not a
-      graph mai-sr builds: the bound says what such a variant could at best give.
+      channel free to scale, for 2x the channels (about 4x the MACs of a hidden conv). The
+      bound of the layout option ``activation="relu_pair"`` (``fsrcnn_relu_pair``,
+      ``ecbsr_m4c32_relu_pair``, ...), which the table measures as rows of its own.
 
     Ranges taken from the scored images themselves make both optimistic: lower bounds on
     the drop of any INT8 file of these weights in that layout, not of weights QAT has moved

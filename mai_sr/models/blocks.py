@@ -752,6 +752,19 @@ def weight_constraint(max_abs_weight):
 # graphs keep them, exactly as published; these are the pieces.
 
 
+# The layouts of a PReLU family's hidden activations (``activation=``): as published, or each
+# PReLU written as two ReLUs (:func:`relu_pair_weights`).
+PRELU_LAYOUTS = ("prelu", "relu_pair")
+
+
+def is_relu_pair(activation: str) -> bool:
+    """Whether `activation` (one of :data:`PRELU_LAYOUTS`) is the two-ReLU layout; a
+    ValueError (which ``create_model`` turns into MaiSrError) for any other value."""
+    if activation not in PRELU_LAYOUTS:
+        raise ValueError(f"activation={activation!r}; choose from {', '.join(PRELU_LAYOUTS)}")
+    return activation == "relu_pair"
+
+
 def relu_pair_weights(prelu_net: keras.Model, pair_net: keras.Model,
                       chain: list[tuple[str, str | None]]) -> None:
     """Give `pair_net` the weights that make it compute `prelu_net` exactly, in place, for a
@@ -765,9 +778,9 @@ def relu_pair_weights(prelu_net: keras.Model, pair_net: keras.Model,
     """
     slopes = None
     for conv, activation in chain:
-        kernel, bias = prelu_net.get_layer(conv).get_weights()
-        inputs, outputs = (3, 2) if isinstance(prelu_net.get_layer(conv),
-                                               keras.layers.Conv2DTranspose) else (2, 3)
+        layer = prelu_net.get_layer(conv)
+        kernel, bias = layer.get_weights()
+        inputs, outputs = (3, 2) if isinstance(layer, keras.layers.Conv2DTranspose) else (2, 3)
         if slopes is not None:  # the previous layer's two halves
             shape = [1, 1, 1, 1]
             shape[inputs] = -1

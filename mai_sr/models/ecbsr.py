@@ -31,22 +31,20 @@ once, and it stores a layer's slopes on one int8 range, where the turned channel
 of which cross-layer equalization scales to the tensor's range, and the slopes sit in conv
 kernels quantized per output channel. The price: hidden convs twice as wide on both sides,
 3.3x / 3.6x / 3.8x the MACs at x3 (M4C16 / M4C32 / M6C40; ``benchmarks/zoo.py`` measures
-both layouts). Never substituted: the
-published layout stays the default, and ``mai-sr lint`` sees what the option builds. Its
-training graph (``block="ecb"``) is a 2C-wide ReLU ECBSR, not tied to the two halves.
+both layouts). Never substituted: the published layout stays the default, and ``mai-sr
+lint`` sees what the option builds. Its training graph (``block="ecb"``) is a 2C-wide ReLU
+ECBSR, not tied to the two halves.
 """
 
 from __future__ import annotations
 
 from mai_sr._tf import keras
 from mai_sr.models.blocks import (conv_block, first_conv_args, hidden_conv_args,
-                                  last_conv_args, make_anchor, prelu, relu_pair_weights,
-                                  sr_head, sr_input, weight_constraint)
+                                  is_relu_pair, last_conv_args, make_anchor, prelu,
+                                  relu_pair_weights, sr_head, sr_input, weight_constraint)
 
 DEFAULTS = dict(channels=16, blocks=4, block="ecb", activation="prelu", normalize=True,
                 max_abs_weight=None, input_size=None)
-# The two layouts of the hidden activations (see the module docstring).
-ACTIVATIONS = ("prelu", "relu_pair")
 DEPLOY = dict(normalize=False, block="conv")
 RECIPE: dict = {}
 
@@ -54,9 +52,7 @@ RECIPE: dict = {}
 def build(scale: int = 3, *, channels: int, blocks: int, block: str, activation: str,
           normalize: bool, max_abs_weight, input_size) -> keras.Model:
     """ECBSR with ``DEFAULTS`` updated by the keyword arguments."""
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation={activation!r}; choose from {', '.join(ACTIVATIONS)}")
-    pair = activation == "relu_pair"
+    pair = is_relu_pair(activation)
     constraint = weight_constraint(max_abs_weight)
     inp = sr_input(input_size)
     x = inp

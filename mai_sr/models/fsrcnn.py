@@ -33,13 +33,11 @@ from __future__ import annotations
 
 from mai_sr._tf import keras
 from mai_sr.models.blocks import (PIXEL_MAX, ClipByValue, KernelSupport, ScaledConv2DTranspose,
-                                  deconv_kernel_size, prelu, relu_pair_weights, sized_conv,
-                                  sr_input, weight_constraint)
+                                  deconv_kernel_size, is_relu_pair, prelu, relu_pair_weights,
+                                  sized_conv, sr_input, weight_constraint)
 
 DEFAULTS = dict(features=56, shrink=12, mapping=4, deconv_kernel=9, activation="prelu",
                 normalize=True, max_abs_weight=None, input_size=None)
-# The two layouts of the hidden activations (ECBSR's option, mai_sr.models.ecbsr).
-ACTIVATIONS = ("prelu", "relu_pair")
 DEPLOY = dict(normalize=False)
 RECIPE: dict = {}
 
@@ -47,9 +45,7 @@ RECIPE: dict = {}
 def build(scale: int = 3, *, features: int, shrink: int, mapping: int, deconv_kernel: int,
           activation: str, normalize: bool, max_abs_weight, input_size) -> keras.Model:
     """FSRCNN with ``DEFAULTS`` updated by the keyword arguments."""
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation={activation!r}; choose from {', '.join(ACTIVATIONS)}")
-    pair = activation == "relu_pair"
+    pair = is_relu_pair(activation)
     constraint = weight_constraint(max_abs_weight)
     inp = sr_input(input_size)
     first = dict(input_scale=1.0 / PIXEL_MAX) if normalize else {}
