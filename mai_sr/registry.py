@@ -67,6 +67,11 @@ SIZES: dict[str, dict] = {
 # layout, made from its weights by the module's ``relayout(source, target)``.
 LAYOUT_OPTIONS = ("activation",)
 
+# Published networks another registered model can compute exactly (a larger net set to a
+# smaller one's function), so their weights start it: ``mai-sr import ABPN.pth --model scsrn``
+# embeds the checkpoint by the module's ``embed(source, target)``, to fine-tune from there.
+WARM_STARTS = {"scsrn": ("abpn",)}
+
 # Upscaling factors every registered model builds, trains and exports at.
 SCALES = (2, 3, 4)
 
@@ -99,6 +104,13 @@ def published_layout(name: str) -> str | None:
     plain = {k: v for k, v in size.items() if k not in LAYOUT_OPTIONS}
     return next((other for other in list_models() if other != name
                  and MODELS[other] == MODELS[name] and SIZES.get(other, {}) == plain), None)
+
+
+def computes_from(name: str) -> tuple[str, ...]:
+    """The registered names whose networks `name` can compute exactly: its published layout
+    (a layout option) or the published networks that start it (:data:`WARM_STARTS`)."""
+    layout = published_layout(name)
+    return (layout,) if layout is not None else WARM_STARTS.get(name, ())
 
 
 def model_module(name: str) -> ModuleType:

@@ -61,11 +61,10 @@ def test_the_option_writes_every_prelu_as_two_fused_relus():
 
 
 def load(model: str, weights: Path, scale: int):
-    from mai_sr.models import create_model
+    """The deploy graph of `model` with `weights`."""
+    from mai_sr.runs import load_deploy_weights
 
-    net = create_model(model, scale=scale, deploy=True)
-    net.load_weights(str(weights))
-    return net
+    return load_deploy_weights(weights, model, scale)
 
 
 @pytest.mark.tf
@@ -110,7 +109,7 @@ def test_a_rewrite_that_computes_another_network_is_refused(monkeypatch):
     monkeypatch.setattr(ecbsr, "relayout", off_by_one_slope)
     with pytest.raises(MaiSrError, match="differs from ecbsr by"):
         relayout(plain, "ecbsr_m4c16_relu_pair", 3, lr)
-    with pytest.raises(MaiSrError, match="is a published layout"):
+    with pytest.raises(MaiSrError, match="is a published layout, and no published network"):
         relayout(plain, "ecbsr", 3, lr)
 
 

@@ -12,7 +12,7 @@ from mai_sr.errors import MaiSrError, first_line
 from mai_sr.importer.matcher import PIXEL_MAX, Fitted, fit, put_in_chain_order, source_scale
 from mai_sr.importer.source import CHANNEL_ORDERS, SourceNet
 from mai_sr.importer import zoo
-from mai_sr.registry import SCALES, check_scale, published_layout
+from mai_sr.registry import SCALES, check_scale, computes_from, published_layout
 
 CHANNEL_ORDER_CHOICES = ("auto", *CHANNEL_ORDERS)
 INPUT_RANGE_CHOICES = ("auto", "1", "255")
@@ -173,8 +173,9 @@ def import_weights(source, model: str | None = None, out=None, *,
     (:mod:`mai_sr.importer.zoo`); any other file needs `model`, the registry name of the
     deploy graph whose plain convs it fits (:mod:`mai_sr.importer.matcher`). A `model`
     that names the recognised one also takes the recognised path, and so does one that is a
-    layout option of it (e.g. ``ecbsr_m4c32_relu_pair``), rewritten from it after the gate
-    and checked to compute the same (:func:`mai_sr.models.relayout`). `channel_order`:
+    layout option of it (e.g. ``ecbsr_m4c32_relu_pair``) or a larger network it starts
+    (``scsrn`` from ABPN-M4C28, :data:`mai_sr.registry.WARM_STARTS`), rewritten from it
+    after the gate and checked to compute the same (:func:`mai_sr.models.relayout`). `channel_order`:
     "auto" (the source framework's: CRD for PyTorch, DCR for TF files), "dcr" or "crd".
     `input_range`: "auto" (the range, [0, 1] or [0, 255], whose model scores higher on
     `gate_data`), "1" or "255". `scale`: for a source whose weights do not say it (FSRCNN's
@@ -197,12 +198,15 @@ def import_weights(source, model: str | None = None, out=None, *,
     elif model is None:
         raise MaiSrError(f"{source}: give --model: mai-sr recognises architectures from "
                          "PyTorch state dicts; for other formats name the deploy graph")
-    # a layout option of the recognised network: imported as published, then rewritten
+    # a layout option of the recognised network, or a larger one it starts: imported as
+    # published, then rewritten
     layout_of = None if model is None else published_layout(model)
-    relaid = placed is not None and layout_of == placed.model
-    if placed is not None and layout_of is not None and not relaid:
+    relaid = placed is not None and model is not None and placed.model in computes_from(model)
+    if placed is not None and model is not None and computes_from(model) and not relaid:
         raise MaiSrError(f"{source} holds {placed.architecture} (mai-sr {placed.model}); "
-                         f"--model {model} is a layout of {layout_of}")
+                         f"--model {model} is a layout of {layout_of}" if layout_of else
+                         f"{source} holds {placed.architecture} (mai-sr {placed.model}); "
+                         f"--model {model} starts only from {', '.join(computes_from(model))}")
     recognised = placed is not None and (model in (None, placed.model) or relaid)
     if recognised:
         deploy, fitted, gate = _import_recognised(placed, source, channel_order,
@@ -214,10 +218,10 @@ def import_weights(source, model: str | None = None, out=None, *,
             from mai_sr.models import relayout
 
             check = [lr for lr, _ in _gate_pairs(gate_data, fitted.scale)]
-            deploy, worst = relayout(deploy, model, fitted.scale, check)
-            notes.append(f"laid out as {model}, the same network as {placed.model} "
-                         f"(largest output difference on the gate images {worst:.1e} grey "
-                         "levels)")
+            deploy, worst = relayout(deploy, model, fitted.scale, check, source=placed.model)
+            how = ("laid out as" if layout_of else "embedded in")
+            notes.append(f"{how} {model}, computing {placed.model}'s network (largest output "
+                         f"difference on the gate images {worst:.1e} grey levels)")
     else:
         from mai_sr.importer.torch_source import source_from_state_dict
 

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from mai_sr.challenge import CHALLENGE_SCALE
 from mai_sr.errors import MaiSrError
-from mai_sr.registry import SIZES, check_scale, list_models, model_module, published_layout
+from mai_sr.registry import (SIZES, check_scale, computes_from, list_models, model_module,
+                             published_layout)
 
 if TYPE_CHECKING:
     from mai_sr._tf import keras
@@ -70,19 +71,28 @@ def create_model(name: str, scale: int = CHALLENGE_SCALE, deploy: bool = False, 
 RELAYOUT_TOLERANCE = 1e-2
 
 
-def relayout(deploy: keras.Model, name: str, scale: int, check_lr) -> tuple[keras.Model, float]:
-    """(the deploy graph of `name`, a layout option (:func:`mai_sr.registry.published_layout`),
-    computing what `deploy`, a deploy graph of the published layout at `scale`, computes,
-    with the weights its module's ``relayout`` derives; the largest output difference on
-    `check_lr`, uint8 LR images HxWx3, in grey levels). MaiSrError when that difference is
-    above :data:`RELAYOUT_TOLERANCE`."""
+def relayout(deploy: keras.Model, name: str, scale: int, check_lr,
+             source: str | None = None) -> tuple[keras.Model, float]:
+    """(the deploy graph of `name` at `scale` computing what `deploy`, a deploy graph of
+    `source` (default: the published layout of `name`), computes; the largest output
+    difference on `check_lr`, uint8 LR images HxWx3, in grey levels).
+
+    `name` is a layout option of `source` (:func:`mai_sr.registry.published_layout`; its
+    module's ``relayout`` derives the weights) or a larger network that starts from it
+    (:data:`mai_sr.registry.WARM_STARTS`; its module's ``embed``). MaiSrError when `name`
+    does not compute `source` or the difference is above :data:`RELAYOUT_TOLERANCE`.
+    """
     import numpy as np
 
-    source = published_layout(name)
-    if source is None:
-        raise MaiSrError(f"model {name} is a published layout, not a layout option")
+    layout = published_layout(name)
+    source = source or layout
+    if source is None or source not in computes_from(name):
+        raise MaiSrError(f"model {name} does not compute {source or 'another network'}: it "
+                         "is a published layout, and no published network starts it"
+                         if source is None else f"model {name} does not compute {source}")
     target = create_model(name, scale=scale, deploy=True)
-    model_module(name).relayout(deploy, target)
+    module = model_module(name)
+    (module.relayout if source == layout else module.embed)(deploy, target)
     worst = max(float(np.abs(np.asarray(deploy(lr[None].astype(np.float32)))
                              - np.asarray(target(lr[None].astype(np.float32)))).max())
                 for lr in check_lr)

@@ -392,6 +392,17 @@ class Collapsible(keras.layers.Layer):
         return _conv(self.filters, 3, self.name, self.kernel_constraint,
                      activation=self.activation)
 
+    def start_as_conv3(self, kernel: np.ndarray, bias: np.ndarray, others) -> None:
+        """Set the block to compute the 3x3 conv (`kernel`, `bias`, deploy units) with its
+        3x3 branch ``conv3`` alone (less the identity path) and the `others` branches at zero:
+        the ``start_from`` of blocks whose collapse adds branches into one 3x3 kernel."""
+        kernel = np.array(kernel, np.float32)
+        if self.use_identity:
+            kernel[1, 1] -= np.diag(self.identity_factor())
+        self.conv3.start_from(kernel, bias)
+        for conv in others:
+            conv.set_weights([np.zeros_like(w) for w in conv.get_weights()])
+
     def compute_output_shape(self, input_shape):
         return tf.TensorShape([*input_shape[:-1], self.filters])
 
@@ -438,6 +449,12 @@ class RepConv(Collapsible):
         if self.use_identity:
             kernel[1, 1] += np.diag(self.identity_factor())
         return kernel, b3 + b1
+
+    def start_from(self, kernel: np.ndarray, bias: np.ndarray) -> None:
+        """Set the block to compute the 3x3 conv (`kernel`, `bias`, deploy units): the 3x3
+        branch holds it less the identity, the 1x1 branch starts at zero (``train --init``
+        from deploy weights, e.g. SCSRN embedding published ABPN weights)."""
+        self.start_as_conv3(kernel, bias, (self.conv1,))
 
     def get_config(self):
         return {**super().get_config(), "identity": self.identity}
@@ -645,12 +662,8 @@ class EdgeOrientedBlock(Collapsible):
         """Set the block to compute the 3x3 conv (`kernel`, `bias`, deploy units): the 3x3
         branch holds it (less the identity), every other branch starts at zero (``train
         --init`` from deploy weights, e.g. the published collapsed ECBSR)."""
-        kernel = np.array(kernel, np.float32)
-        if self.use_identity:
-            kernel[1, 1] -= np.diag(self.identity_factor())
-        self.conv3.start_from(kernel, bias)
-        for conv in (self.expand, self.expand_conv3, *self.edge_inputs.values()):
-            conv.set_weights([np.zeros_like(w) for w in conv.get_weights()])
+        self.start_as_conv3(kernel, bias, (self.expand, self.expand_conv3,
+                                           *self.edge_inputs.values()))
         for weight in (*self.edge_scales.values(), *self.edge_biases.values()):
             weight.assign(np.zeros(weight.shape, np.float32))
 

@@ -24,14 +24,23 @@ No code was published; this is our reading of the report text and its Fig. 3:
   image scaled by 1/255 and the features as they are, and its output is scaled by 255; it
   starts as nearest-neighbour upscaling (nearest-conv kernel on the image's centre tap,
   :class:`~mai_sr.models.blocks.NearestTapInitializer`), SCSRN's implicit anchor.
+- Warm start from ABPN (:func:`embed`): SCSRN's seven convs can compute ABPN-M4C28's seven
+  exactly (ABPN's 28 -> 27 conv as the fifth block, its linear conv plus the anchor as the
+  output conv's feature and image taps), so published ABPN weights
+  (``mai-sr import ABPN_M4C28_x3.pth --model scsrn``) start SCSRN where ABPN is, with room
+  to grow (Chen, Goodfellow and Shlens, "Net2Net: Accelerating Learning via Knowledge
+  Transfer", ICLR 2016: a larger net initialised to compute a smaller one).
 """
 
 from __future__ import annotations
 
+import numpy as np
+
 from mai_sr._tf import keras
+from mai_sr.errors import MaiSrError
 from mai_sr.models.blocks import (PIXEL_MAX, NearestTapInitializer, conv_block,
-                                  first_conv_args, hidden_conv_args, sr_head, sr_input,
-                                  weight_constraint)
+                                  first_conv_args, hidden_conv_args, nearest_conv_kernel,
+                                  sr_head, sr_input, weight_constraint)
 
 DEFAULTS = dict(channels=32, blocks=5, block="repconv", clip="before_d2s", normalize=True,
                 max_abs_weight=None, input_size=None)
@@ -58,3 +67,44 @@ def build(scale: int = 3, *, channels: int, blocks: int, block: str, clip: str, 
                     kernel_initializer=NearestTapInitializer(scale)) if normalize else {}
     x = conv_block("conv", 3 * scale * scale, "conv_out", None, constraint, **out_args)(x)
     return keras.Model(inp, sr_head(x, scale, clip), name="scsrn")
+
+
+def embed(abpn_net: keras.Model, scsrn_net: keras.Model) -> None:
+    """Give `scsrn_net` (an SCSRN deploy graph) the weights that make it compute `abpn_net`
+    (an ABPN deploy graph of the same scale with at most as many channels and the same
+    number of convs), in place.
+
+    ABPN's conv1..conv5 become conv1, block1..block4, its ReLU conv to 3s^2 channels
+    block5, and its linear last conv the output conv's feature taps; the output conv's image
+    taps are the anchor (each output channel's colour at the centre tap: nearest-neighbour
+    upscaling after depth-to-space). Channels ABPN lacks start as copies of its first ones
+    with no weight out of them: a copy is alive (a zero channel would stay zero, since ReLU
+    passes no gradient at 0) and the output is unchanged. Raises MaiSrError when `abpn_net`
+    does not fit.
+    """
+    source = [layer for layer in abpn_net.layers
+              if isinstance(layer, keras.layers.Conv2D) and layer.name.startswith("conv")]
+    target = ([scsrn_net.get_layer("conv1")]
+              + [layer for layer in scsrn_net.layers if layer.name.startswith("block")]
+              + [scsrn_net.get_layer("conv_out")])
+    widths = [int(layer.kernel.shape[-1]) for layer in target]
+    if (len(source) != len(target)
+            or any(int(s.kernel.shape[-1]) > w for s, w in zip(source, widths))
+            or int(source[-1].kernel.shape[-1]) != widths[-1]):
+        shapes = " -> ".join(str(int(layer.kernel.shape[-1])) for layer in source)
+        raise MaiSrError(f"{abpn_net.name} ({shapes}) does not fit in {scsrn_net.name}'s "
+                         f"convs ({' -> '.join(map(str, widths))})")
+    scale = int(round(np.sqrt(widths[-1] / 3)))
+    for src, dst in zip(source, target):
+        kernel, bias = (np.asarray(w, np.float32) for w in src.get_weights())
+        reads, width = kernel.shape[2], kernel.shape[3]
+        new_kernel = np.zeros(dst.kernel.shape, np.float32)
+        if dst is target[-1]:  # reads [image, features]: the anchor, then ABPN's linear conv
+            new_kernel[:, :, 3:3 + reads] = kernel
+            new_kernel[1, 1, :3] += nearest_conv_kernel(scale)[0, 0]
+            new_bias = bias
+        else:  # output j >= width copies output j - width; nothing reads the copies yet
+            copies = np.arange(dst.kernel.shape[-1]) % width
+            new_kernel[:, :, :reads] = kernel[..., copies]
+            new_bias = bias[copies]
+        dst.set_weights([new_kernel, new_bias])
