@@ -60,13 +60,6 @@ def test_the_option_writes_every_prelu_as_two_fused_relus():
     assert fsrcnn.get_layer("deconv").kernel.shape[-2:] == (3, 112)
 
 
-def load(model: str, weights: Path, scale: int):
-    """The deploy graph of `model` with `weights`."""
-    from mai_sr.runs import load_deploy_weights
-
-    return load_deploy_weights(weights, model, scale)
-
-
 @pytest.mark.tf
 @pytest.mark.slow
 @pytest.mark.parametrize("name, model", [("ECBSR_M4C16_x2", "ecbsr_m4c16_relu_pair"),
@@ -76,12 +69,13 @@ def test_a_checkpoint_imports_into_the_option_as_the_same_network(tmp_path, shar
                                                                   model):
     from mai_sr.data import iter_pairs
     from mai_sr.importer import import_weights
+    from mai_sr.runs import load_deploy_weights
 
     nets = []
     for target in (None, model):
         out = tmp_path / f"{target}.weights.h5"
         result = import_weights(zoo_file(name), target, out)
-        nets.append(load(result.model, out, result.scale))
+        nets.append(load_deploy_weights(out, result.model, result.scale))
     assert result.model == model and result.scale == int(name[-1])
     assert any(f"laid out as {model}" in note for note in result.notes)
     lr = next(iter(iter_pairs(shared_data / "Set14", scale=result.scale))).lr
@@ -122,6 +116,7 @@ def test_relu_pairs_lose_less_in_int8_than_prelus(tmp_path, shared_data):
     0.083 dB, ``benchmarks/zoo.py``)."""
     from mai_sr.data import iter_pairs
     from mai_sr.metrics import psnr
+    from mai_sr.runs import load_deploy_weights
     from mai_sr.tflite.graph import read_graph
     from mai_sr.tflite.runtime import TFLiteSR
 
@@ -142,7 +137,7 @@ def test_relu_pairs_lose_less_in_int8_than_prelus(tmp_path, shared_data):
         graph = read_graph(dynamic)
         assert {t.dtype for t in graph.tensors} <= {"int8", "uint8", "int32"}
         assert ("PRELU" in {op.type for op in graph.ops}) == (model == "ecbsr")
-        net, int8 = load(model, weights, 3), TFLiteSR(dynamic)
+        net, int8 = load_deploy_weights(weights, model, 3), TFLiteSR(dynamic)
         fp32 = [np.clip(np.rint(np.asarray(net(p.lr[None].astype(np.float32)))[0]), 0, 255)
                 .astype(np.uint8) for p in pairs]
         drops[model] = np.mean([psnr(f, p.hr, crop=3) - psnr(int8.upscale(p.lr), p.hr, crop=3)

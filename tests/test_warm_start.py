@@ -39,25 +39,19 @@ def real_lr(shared_data, scale: int) -> np.ndarray:
     return next(iter(iter_pairs(shared_data / "Set14", scale=scale))).lr[None].astype(np.float32)
 
 
-def load(model: str, weights: Path, scale: int):
-    """The deploy graph of `model` with `weights`."""
-    from mai_sr.runs import load_deploy_weights
-
-    return load_deploy_weights(weights, model, scale)
-
-
 @pytest.mark.tf
 @pytest.mark.slow
 @pytest.mark.parametrize("scale", [2, 3])
 def test_abpn_weights_import_into_scsrn_as_the_same_network(tmp_path, shared_data, scale):
     from mai_sr.importer import import_weights
+    from mai_sr.runs import load_deploy_weights
 
     source = abpn_file(f"ABPN_M4C28_x{scale}")
     nets = []
     for model in (None, "scsrn"):
         out = tmp_path / f"{model}.weights.h5"
         result = import_weights(source, model, out)
-        nets.append(load(result.model, out, result.scale))
+        nets.append(load_deploy_weights(out, result.model, result.scale))
     assert (result.model, result.scale) == ("scsrn", scale)
     assert any("embedded in scsrn, computing abpn's network" in note for note in result.notes)
     lr = real_lr(shared_data, scale)
@@ -102,7 +96,7 @@ def test_embed_refuses_a_network_that_does_not_fit():
 def test_init_starts_scsrns_training_graph_at_the_abpn_network(tmp_path, shared_data):
     from mai_sr.importer import import_weights
     from mai_sr.models import collapse, create_model
-    from mai_sr.runs import init_training_graph
+    from mai_sr.runs import init_training_graph, load_deploy_weights
     from mai_sr.train.config import TrainConfig
 
     weights = tmp_path / "scsrn.weights.h5"
@@ -110,7 +104,7 @@ def test_init_starts_scsrns_training_graph_at_the_abpn_network(tmp_path, shared_
     train_net = create_model("scsrn", scale=3)  # RepConv blocks, [0, 1] units
     init_training_graph(train_net, "scsrn", 3, weights)
     lr = real_lr(shared_data, 3)
-    deploy = np.asarray(load("scsrn", weights, 3)(lr))
+    deploy = np.asarray(load_deploy_weights(weights, "scsrn", 3)(lr))
     assert np.abs(np.asarray(train_net(lr)) - deploy).max() <= 1e-3 * 255
     assert np.abs(np.asarray(collapse(train_net)(lr)) - deploy).max() <= 1e-3 * 255
     # Z6's first-layer clip would cut the imported kernels at step one: off unless asked for

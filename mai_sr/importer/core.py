@@ -203,10 +203,10 @@ def import_weights(source, model: str | None = None, out=None, *,
     layout_of = None if model is None else published_layout(model)
     relaid = placed is not None and model is not None and placed.model in computes_from(model)
     if placed is not None and model is not None and computes_from(model) and not relaid:
+        needs = (f"is a layout of {layout_of}" if layout_of
+                 else f"starts only from {', '.join(computes_from(model))}")
         raise MaiSrError(f"{source} holds {placed.architecture} (mai-sr {placed.model}); "
-                         f"--model {model} is a layout of {layout_of}" if layout_of else
-                         f"{source} holds {placed.architecture} (mai-sr {placed.model}); "
-                         f"--model {model} starts only from {', '.join(computes_from(model))}")
+                         f"--model {model} {needs}")
     recognised = placed is not None and (model in (None, placed.model) or relaid)
     if recognised:
         deploy, fitted, gate = _import_recognised(placed, source, channel_order,

@@ -86,10 +86,11 @@ def relayout(deploy: keras.Model, name: str, scale: int, check_lr,
 
     layout = published_layout(name)
     source = source or layout
-    if source is None or source not in computes_from(name):
-        raise MaiSrError(f"model {name} does not compute {source or 'another network'}: it "
-                         "is a published layout, and no published network starts it"
-                         if source is None else f"model {name} does not compute {source}")
+    if source is None:
+        raise MaiSrError(f"model {name} does not compute another network: it is a published "
+                         "layout, and no published network starts it")
+    if source not in computes_from(name):
+        raise MaiSrError(f"model {name} does not compute {source}")
     target = create_model(name, scale=scale, deploy=True)
     module = model_module(name)
     (module.relayout if source == layout else module.embed)(deploy, target)
