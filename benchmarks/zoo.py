@@ -76,12 +76,18 @@ STAGES = ("info", "fp32", "ptq", "qat", "deploy", "floor")
 # Layout options measured beside the published layout (x3): checkpoint stem -> (registry
 # name, label, the row's key suffix). FSRCNN's and ECBSR's PReLU as two ReLUs
 # (mai_sr.models.ecbsr): the same network, one int8 tensor per layer instead of two and its
-# slopes in per-channel kernels.
+# slopes in per-channel kernels. ETDS's image path carried twice (mai_sr.models.etds): the
+# same network, the copies dithered by half an int8 step.
 PAIR = ("PReLU as two ReLUs", "relu_pair")
+IMAGE_PAIR = ("image path twice", "image_pair")
 LAYOUTS = {"FSRCNN_x3": (("fsrcnn_relu_pair", *PAIR),),
            "ECBSR_M4C16_x3": (("ecbsr_m4c16_relu_pair", *PAIR),),
            "ECBSR_M4C32_x3": (("ecbsr_m4c32_relu_pair", *PAIR),),
-           "ECBSR_M6C40_x3": (("ecbsr_m6c40_relu_pair", *PAIR),)}
+           "ECBSR_M6C40_x3": (("ecbsr_m6c40_relu_pair", *PAIR),),
+           "ETDS_M5C16_x3": (("etds_image_pair", *IMAGE_PAIR),),
+           "ETDS_M4C32_x3": (("etds_s_image_pair", *IMAGE_PAIR),),
+           "ETDS_M6C32_x3": (("etds_m_image_pair", *IMAGE_PAIR),),
+           "ETDS_M7C48_x3": (("etds_l_image_pair", *IMAGE_PAIR),)}
 
 
 def load_json(path: Path) -> dict:
@@ -262,8 +268,10 @@ def mean_drops(exact: list, rounded: list, pairs: list, scale: int) -> dict:
 def stage_floor(row: dict, model: str, weights: Path) -> dict:
     """ETDS only: the drop (FP32 minus a partly rounded FP32 model, RGB) from rounding just
     its image path to 8 bits, each image channel of every hidden tensor on its own full
-    range (the best a per-tensor range can do for it), the clip-by-ReLU tensors on theirs,
-    everything else float. A lower bound on any INT8 form of the published computation."""
+    range (the best a per-tensor range can do for it), the clip-by-ReLU tensors on whole
+    grey levels in [0, 255] (as the INT8 file has them:
+    :func:`mai_sr.models.qat.quantize.is_pixel_clip`), everything else float. A lower bound
+    on any INT8 form of the published layout."""
     import numpy as np
 
     from mai_sr.data import iter_pairs
@@ -290,9 +298,8 @@ def stage_floor(row: dict, model: str, weights: Path) -> dict:
                 x[..., -3:] = np.round(x[..., -3:] / (peak / 255)) * (peak / 255)
         for conv in tail:
             x = np.array(conv(x))
-            if rounded:
-                step = 1.0 if conv is tail[-1] else x.max() / 255
-                x = np.round(x / step) * step
+            if rounded:  # whole grey levels in [0, 255], as the INT8 file has them
+                x = np.clip(np.round(x), 0, 255)
         sr = np.asarray(net.get_layer("depth_to_space")(x))[0]
         return np.clip(np.rint(sr), 0, 255).astype(np.uint8)
 
@@ -746,8 +753,11 @@ def floor_lines(results: dict) -> list[str]:
     intro = {
         "image path": "ETDS carries the image through every hidden tensor (its residual "
                       "stream): rounding only those channels to 8 bits, each on its own full "
-                      "range, the clip-by-ReLU tensors too, and nothing else, already costs "
-                      "(FP32, RGB, Set5 / Set14 / B100):",
+                      "range, the clip-by-ReLU tensors on whole grey levels as the INT8 file "
+                      "has them, and nothing else, already costs (FP32, RGB, Set5 / Set14 / "
+                      "B100; the layout option `image_extra=4`, the rows \"image path twice\" "
+                      "of the table, carries the image twice, green three times, and the "
+                      "quantizer offsets the copies so that they round on a finer grid):",
         "tanh layers": "ESPCN's tanh layers alone as TFLite's int8 TANH computes them (input "
                        "on one range per tensor, the best of a grid chosen on each test set "
                        "itself; output on the fixed 1/128 grid), nothing else rounded, "

@@ -30,6 +30,10 @@ MODELS: dict[str, str] = {
     "etds_l": "mai_sr.models.etds",
     "etds_m": "mai_sr.models.etds",
     "etds_s": "mai_sr.models.etds",
+    "etds_image_pair": "mai_sr.models.etds",
+    "etds_s_image_pair": "mai_sr.models.etds",
+    "etds_m_image_pair": "mai_sr.models.etds",
+    "etds_l_image_pair": "mai_sr.models.etds",
     "fsrcnn": "mai_sr.models.fsrcnn",
     "fsrcnn_relu_pair": "mai_sr.models.fsrcnn",
     "ncnet": "mai_sr.models.ncnet",
@@ -60,12 +64,17 @@ SIZES: dict[str, dict] = {
     "etds_s": {"blocks": 4, "channels": 32},
     "etds_m": {"blocks": 6, "channels": 32},
     "etds_l": {"blocks": 7, "channels": 48},
+    # these four with the image path carried twice, green three times (mai_sr.models.etds)
+    "etds_image_pair": {"blocks": 5, "channels": 16, "image_extra": 4},
+    "etds_s_image_pair": {"blocks": 4, "channels": 32, "image_extra": 4},
+    "etds_m_image_pair": {"blocks": 6, "channels": 32, "image_extra": 4},
+    "etds_l_image_pair": {"blocks": 7, "channels": 48, "image_extra": 4},
 }
 
 # Options that change how a network is laid out, not what it computes: a name whose SIZES
 # differ from another name's of the same module only in these keys is that network in another
 # layout, made from its weights by the module's ``relayout(source, target)``.
-LAYOUT_OPTIONS = ("activation",)
+LAYOUT_OPTIONS = ("activation", "image_extra")
 
 # Published networks another registered model can compute exactly (a larger net set to a
 # smaller one's function), so their weights start it: ``mai-sr import ABPN.pth --model scsrn``

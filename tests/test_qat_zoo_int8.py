@@ -45,10 +45,11 @@ def test_the_links_are_the_homogeneous_conv_pairs():
     fsrcnn = homogeneous_links(create_model("fsrcnn", deploy=True))
     assert fsrcnn == [Link(f"conv{i}", f"prelu{i}", f"conv{i + 1}") for i in range(1, 7)] \
         + [Link("conv7", "prelu7", "deconv")]
-    # ETDS: every ReLU conv feeds the next, the last one the clip conv
+    # ETDS: every ReLU conv feeds the next; the clip conv is fixed (-I, 255), so the last
+    # conv's channels, which it reads one to one, keep their scale
     etds = homogeneous_links(create_model("etds", deploy=True))
-    assert [(l.producer, l.consumer) for l in etds][-1] == ("conv7", "conv_clip")
-    assert all(l.prelu is None for l in etds) and len(etds) == 7
+    assert [(l.producer, l.consumer) for l in etds][-1] == ("conv6", "conv7")
+    assert all(l.prelu is None for l in etds) and len(etds) == 6
     # ABPN: the linear last conv feeds the anchor ADD, the anchor is frozen: no link
     abpn = homogeneous_links(create_model("abpn", deploy=True))
     assert [l.producer for l in abpn] == [f"conv{i}" for i in range(1, 7)]
@@ -263,3 +264,39 @@ def test_a_tensor_feeding_tanh_gets_the_range_that_fits_its_values(gain):
     assert tanh_error(qat) < (0.5 if gain < 1 else 1.01) * tanh_error(fixed)
     qat(_lr(9, (1, 16, 16, 3)) * 50, training=True)  # values far outside: no drift
     assert activation_ranges(qat) == activation_ranges(quantize_model(model, batches))
+
+
+def test_a_tensor_read_only_by_etds_clip_takes_the_pixel_range(tmp_path):
+    """ETDS's last conv writes ReLU(255 - y), read one to one by the fixed clip conv
+    ReLU(255 - x): the plan gives that tensor the fixed pixel range (values above 255 mean
+    y < 0, clipped to 0 anyway), and in the INT8 file it is on whole grey levels (scale 1,
+    zero point -128). A conv that merely looks alike but computes something else (one weight
+    off -1, another bias) keeps a range of its own."""
+    from mai_sr.export.convert import export
+    from mai_sr.models.qat.configs import PIXEL_RANGE
+    from mai_sr.models.qat.quantize import is_pixel_clip, plan_quantization
+    from mai_sr.tflite.graph import read_graph
+
+    model = create_model("etds", scale=3, deploy=True)
+    clip = model.get_layer("conv_clip")
+    assert is_pixel_clip(clip) and not clip.trainable
+    assert tuple(plan_quantization(model)["conv7"].output_range) == PIXEL_RANGE
+    kernel, bias = clip.get_weights()
+    clip.set_weights([kernel[:, :, ::-1, ::-1].copy(), bias])  # permuted: still a clip
+    assert is_pixel_clip(clip)
+    for changed in ([kernel * 0.99, bias], [kernel, bias - 1.0]):
+        clip.set_weights(changed)
+        assert not is_pixel_clip(clip)
+        assert plan_quantization(model)["conv7"].output_range is None
+    assert not is_pixel_clip(model.get_layer("conv2"))
+
+    model = create_model("etds", scale=3, deploy=True)
+    weights = tmp_path / "etds.weights.h5"
+    model.save_weights(str(weights))
+    out = tmp_path / "etds.tflite"
+    export(out, model="etds", weights=weights, shape=(16, 16), calib_n=4)
+    graph = read_graph(out)
+    clips = [op for op in graph.ops if op.type == "CONV_2D" and op.kernel == (1, 1)]
+    assert len(clips) == 1
+    fed = graph.tensors[clips[0].inputs[0]].quantization
+    assert fed.scales == (1.0,) and fed.zero_points == (-128,)

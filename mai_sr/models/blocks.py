@@ -853,6 +853,18 @@ class KernelSupport(keras.constraints.Constraint):
 
 
 @serializable
+class NegativeIdentity(keras.initializers.Initializer):
+    """A 1x1 kernel (1, 1, C_in, C_out) of -1 from input c to output c, 0 elsewhere: ETDS's
+    clip by ReLUs, ReLU(P - x) per channel with the bias P."""
+
+    def __call__(self, shape, dtype=None, **kwargs):
+        kernel = np.zeros(shape, np.float32)
+        channels = min(shape[2], shape[3])
+        kernel[0, 0, np.arange(channels), np.arange(channels)] = -1.0
+        return tf.constant(kernel, dtype=dtype or tf.float32)
+
+
+@serializable
 class DualStreamKernel(keras.constraints.Constraint):
     """Keep a conv on [features | residual] channels two streams: after each optimizer step,
     zero its kernel's block from the input features to the output's last `residual`
@@ -936,7 +948,7 @@ class ScaledConv2DTranspose(keras.layers.Conv2DTranspose):
 CUSTOM_OBJECTS = {cls.__name__: cls for cls in (
     ClipWeights, DepthToSpace, ClipByValue, ConcatAnchor, NearestConvAnchor, ScaledConv2D,
     NearestTapInitializer, RepConv, CollapsibleLinearBlock, HXBlock, Scale, KernelSupport,
-    ScaledConv2DTranspose, DualStreamKernel, EdgeOrientedBlock)}
+    ScaledConv2DTranspose, DualStreamKernel, EdgeOrientedBlock, NegativeIdentity)}
 
 # Training-graph layers that collapse() replaces by a plain Conv2D (deploy_layer + collapse).
 FOLDABLE = (ScaledConv2D, Collapsible, ScaledConv2DTranspose)

@@ -173,6 +173,61 @@ def equalize_channels(deploy_model, batches: Iterable) -> keras.Model:
     return model
 
 
+def _copy_groups(kernel: np.ndarray, bias: np.ndarray) -> list[list[int]]:
+    """Groups of two or more output channels of a conv that compute the same values
+    (identical kernel columns and biases), in channel order. Channels with an all-zero
+    kernel are left out: they hold a constant, which a finer grid does not help."""
+    groups: dict[bytes, list[int]] = {}
+    for c in range(kernel.shape[-1]):
+        if not kernel[..., c].any():
+            continue
+        key = np.ascontiguousarray(kernel[..., c]).tobytes() + bias[c:c + 1].tobytes()
+        groups.setdefault(key, []).append(c)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def dither_copies(model, batches: Iterable) -> int:
+    """Offset the copies of every channel a ReLU conv writes k times (ETDS's
+    ``image_extra`` layout option) by 0, 1/k, ..., (k-1)/k of its tensor's int8 step, and
+    take the offsets back out of the consuming conv's bias; in place, and returns how many
+    channels moved.
+
+    The consumer reads the k copies with 1/k of the weight each, so it reads their mean,
+    and the mean of round(x + j/k) over j is x rounded to a k-times finer step (Hermite's
+    identity: sum_j floor(y + j/k) = floor(k y)): copies that sit on the same grid in one
+    tensor carry k times the resolution of one. Undithered, they would round alike and add
+    nothing. Call it after :func:`equalize_channels` (which scales copies alike, since their
+    extents are equal): the step is the tensor's widest extent on `batches` / 255, as the
+    range calibration will find it. In float the network changes only where the offset
+    moves a value across ReLU's 0 (a copy whose pre-activation is in (-step, 0)) and at
+    the image border, where the consumer's zero padding lacks the offset: both by a
+    fraction of one int8 step.
+    """
+    moved = 0
+    batches = list(batches)
+    for link in homogeneous_links(model):
+        conv, consumer = model.get_layer(link.producer), model.get_layer(link.consumer)
+        if link.prelu is not None or isinstance(consumer, keras.layers.Conv2DTranspose):
+            continue  # no layout writes copies there
+        kernel, bias = conv.get_weights()
+        groups = _copy_groups(kernel, bias)
+        if not groups:
+            continue
+        step = float(_extents(model, link, batches)[0].max()) / 255.0
+        weights = consumer.get_weights()
+        consumer_bias = weights[1].astype(np.float64)
+        bias = bias.astype(np.float64)
+        for group in groups:
+            for j, c in enumerate(group[1:], start=1):
+                offset = step * j / len(group)
+                bias[c] += offset
+                consumer_bias -= weights[0][:, :, c, :].sum((0, 1)) * offset
+                moved += 1
+        conv.set_weights([kernel, bias.astype(kernel.dtype)])
+        consumer.set_weights([weights[0], consumer_bias.astype(weights[1].dtype)] + weights[2:])
+    return moved
+
+
 def _input_means(model, names: list[str], batches) -> dict[str, np.ndarray]:
     """Mean of each input channel of the layers `names` over `batches`."""
     probe = keras.Model(model.inputs, [model.get_layer(n).input for n in names])

@@ -124,6 +124,30 @@ def _graph(model) -> tuple[list, dict[str, list[str]], dict[str, list[str]]]:
     return model.layers, producers, consumers
 
 
+def is_pixel_clip(layer) -> bool:
+    """Whether `layer` is a 1x1 ReLU conv computing ReLU(255 - x) channel by channel (each
+    output reads one input with weight -1, no input is read twice, bias 255): ETDS's second
+    clip by ReLUs (Chao et al., "Equivalent Transformation and Dual Stream Network
+    Construction for Mobile Image Super-Resolution", CVPR 2023; its outputs in
+    depth-to-space order), fixed and never trained.
+
+    A tensor read only by such a conv takes the fixed pixel range [0, 255] in
+    :func:`plan_quantization`: it is ReLU(255 - y) for the output y, so a value above 255
+    stands for y < 0, which the clip sends to 0 anyway, and saturating it there changes
+    nothing. The step is then one grey level and the clip's -1 weights are exact on the int8
+    grid, so both roundings land on whole grey levels, as the float model's final one does;
+    a calibrated range ([0, 277] for ETDS-L) rounded y on two grids, 0.012 dB on Set5 for
+    ETDS-L's image-path layout option (PTQ)."""
+    if type(layer) is not keras.layers.Conv2D or tuple(layer.kernel_size) != (1, 1) or \
+            layer.activation is not keras.activations.relu or not layer.use_bias:
+        return False
+    kernel, bias = (np.asarray(w)[0, 0] if w.shape.rank == 4 else np.asarray(w)
+                    for w in layer.weights)
+    reads = kernel == -1.0
+    return bool(np.all(reads | (kernel == 0.0)) and np.all(reads.sum(0) == 1)
+                and np.all(reads.sum(1) <= 1) and np.all(bias == PIXEL_RANGE[1]))
+
+
 def plan_quantization(model) -> dict[str, object]:
     """Layer name -> the QuantizeConfig `quantize_model` gives it (input layers excluded).
 
@@ -173,6 +197,8 @@ def plan_quantization(model) -> dict[str, object]:
                 wanted.add(ACTIVATION_INPUT_RANGES[layer_by_name[c].get_config()["activation"]])
             elif roles[c] in ("clip", "concat"):
                 wanted.add(fixed[c])
+            elif is_pixel_clip(layer_by_name[c]) and len(consumers[name]) == 1:
+                wanted.add(PIXEL_RANGE)
             else:
                 wanted.add(None)
         return wanted.pop() if len(wanted) == 1 else None
@@ -299,21 +325,25 @@ def quantize_model(deploy_model, calibration: Iterable | None = None, *,
     `calibration` (float LR batches in [0, 255], e.g. a few dozen training crops), features
     feeding a fixed-range concat are first rescaled to fill that range
     (:func:`equalize_fixed_ranges`, SCSRN), the channels of every ReLU or PReLU link are
-    oriented and scaled to fill their tensors' ranges and the biases absorb the mean error
-    of the INT8 weights (:mod:`mai_sr.models.qat.equalize`; exact rewrites of the weights, the
-    graph is unchanged), and the activation ranges start from the data (:func:`calibrate`);
+    oriented and scaled to fill their tensors' ranges, copies of a channel are offset onto
+    interleaved grids (:func:`~mai_sr.models.qat.equalize.dither_copies`) and the biases
+    absorb the mean error of the INT8 weights (:mod:`mai_sr.models.qat.equalize`; rewrites of
+    the weights, exact in float but for the copies' offsets, the graph is unchanged), and the
+    activation ranges start from the data (:func:`calibrate`);
     pass it whenever data is at hand. `ranges` (:func:`activation_ranges` of a QAT model of
     this graph, e.g. a shipped ``NAME.qat.json``) are set instead, with no data: the QAT
     model those weights were saved from. Raises MaiSrError for a layer class without a
     QuantizeConfig, or for ranges of another graph.
     """
     if calibration is not None:
-        from mai_sr.models.qat.equalize import correct_biases, equalize_channels
+        from mai_sr.models.qat.equalize import (correct_biases, dither_copies,
+                                                equalize_channels)
         from mai_sr.models.qat.gptq import round_conv_weights
 
         calibration = list(calibration)
         deploy_model = equalize_fixed_ranges(deploy_model, calibration)
         deploy_model = equalize_channels(deploy_model, calibration)
+        dither_copies(deploy_model, calibration)
         round_conv_weights(deploy_model, calibration)
         # Also over the rounded layers, where it changes next to nothing (their weights sit
         # on the grid): skipping them there made the converter write the bias of ETDS-T's
