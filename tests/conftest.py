@@ -43,6 +43,31 @@ def link_images(folder: Path, shared_data: Path, names) -> Path:
     return folder
 
 
+def import_in_both_layouts(checkpoint: Path, model: str, folder: Path, shared_data: Path):
+    """The deploy nets `checkpoint` imports into (as placed, and with ``--model`` `model`, a
+    layout option), after checking both on a real Set14 image: the option says which layout
+    it is and computes the same network (to 1e-4 of the pixel range). Returns (plain, option,
+    import result of the option)."""
+    import numpy as np
+
+    from mai_sr.data import iter_pairs
+    from mai_sr.importer import import_weights
+    from mai_sr.runs import load_deploy_weights
+
+    nets = []
+    for target in (None, model):
+        out = folder / f"{target}.weights.h5"
+        result = import_weights(checkpoint, target, out)
+        nets.append(load_deploy_weights(out, result.model, result.scale))
+    assert result.model == model and result.scale == int(checkpoint.stem[-1])
+    assert any(f"laid out as {model}" in note for note in result.notes)
+    lr = next(iter(iter_pairs(shared_data / "Set14", scale=result.scale))).lr
+    plain, option = (np.asarray(net(lr[None].astype(np.float32))) for net in nets)
+    assert plain.std() > 10  # a real image, not a constant
+    assert np.abs(plain - option).max() <= 1e-4 * 255
+    return nets[0], nets[1], result
+
+
 @pytest.fixture(autouse=True)
 def _private_cache(monkeypatch, tmp_path_factory):
     """Tests never read or fill the user's ~/.cache/mai-sr (eval's bicubic baselines): one

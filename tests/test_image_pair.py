@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SHARED_ARTIFACTS
+from conftest import SHARED_ARTIFACTS, import_in_both_layouts
 from mai_sr import registry
 
 ZOO = SHARED_ARTIFACTS / "etds_zoo"
@@ -66,30 +66,16 @@ def test_the_option_widens_every_hidden_tensor_by_four_channels():
                                          ("ETDS_M7C48_x4", "etds_l_image_pair")])
 def test_a_checkpoint_imports_into_the_option_as_the_same_network(tmp_path, shared_data, name,
                                                                   model):
-    from mai_sr.data import iter_pairs
-    from mai_sr.importer import import_weights
-    from mai_sr.runs import load_deploy_weights
-
-    nets = []
-    for target in (None, model):
-        out = tmp_path / f"{target}.weights.h5"
-        result = import_weights(zoo_file(name), target, out)
-        nets.append(load_deploy_weights(out, result.model, result.scale))
-    assert result.model == model and result.scale == int(name[-1])
-    assert any(f"laid out as {model}" in note for note in result.notes)
-    lr = next(iter(iter_pairs(shared_data / "Set14", scale=result.scale))).lr
-    plain, pair = (np.asarray(net(lr[None].astype(np.float32))) for net in nets)
-    assert plain.std() > 10  # a real image, not a constant
-    assert np.abs(plain - pair).max() <= 1e-4 * 255
+    _, option, _ = import_in_both_layouts(zoo_file(name), model, tmp_path, shared_data)
     # the copies are copies (R, G, G, B): the kernel columns and biases of the image path
-    kernel, bias = nets[1].get_layer("conv3").get_weights()
+    kernel, bias = option.get_layer("conv3").get_weights()
     for copy, colour in zip(range(-4, 0), (-7, -6, -6, -5)):
         assert np.array_equal(kernel[..., copy], kernel[..., colour])
         assert bias[copy] == bias[colour]
 
 
 @pytest.mark.tf
-def test_dither_offsets_each_copy_by_half_a_step_and_the_consumer_takes_it_back(shared_data):
+def test_dither_puts_copies_on_interleaved_grids_and_the_consumer_takes_it_back(shared_data):
     """On ETDS-T's option with random weights: equalized, each hidden conv's copies of red
     and blue move by half the tensor's step (its widest channel / 255), the two of green by
     a third and two thirds, kernels stay; in float the network changes only by a fraction of

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SHARED_ARTIFACTS
+from conftest import SHARED_ARTIFACTS, import_in_both_layouts
 from mai_sr import registry
 from mai_sr.errors import MaiSrError
 
@@ -67,21 +67,7 @@ def test_the_option_writes_every_prelu_as_two_fused_relus():
                                          ("FSRCNN_x3", "fsrcnn_relu_pair")])
 def test_a_checkpoint_imports_into_the_option_as_the_same_network(tmp_path, shared_data, name,
                                                                   model):
-    from mai_sr.data import iter_pairs
-    from mai_sr.importer import import_weights
-    from mai_sr.runs import load_deploy_weights
-
-    nets = []
-    for target in (None, model):
-        out = tmp_path / f"{target}.weights.h5"
-        result = import_weights(zoo_file(name), target, out)
-        nets.append(load_deploy_weights(out, result.model, result.scale))
-    assert result.model == model and result.scale == int(name[-1])
-    assert any(f"laid out as {model}" in note for note in result.notes)
-    lr = next(iter(iter_pairs(shared_data / "Set14", scale=result.scale))).lr
-    plain, pair = (np.asarray(net(lr[None].astype(np.float32))) for net in nets)
-    assert plain.std() > 10  # a real image, not a constant
-    assert np.abs(plain - pair).max() <= 1e-4 * 255
+    import_in_both_layouts(zoo_file(name), model, tmp_path, shared_data)
 
 
 @pytest.mark.tf
