@@ -325,15 +325,18 @@ def cmd_models(args) -> int:
         _print_json({"architectures": list_models(), "weights": [asdict(w) for w in rows]})
         return 0
     print(f"architectures: {', '.join(list_models())}")
-    print(f"{'weights':<30} {'arch':<12} {'x':>1} {'source':<22} {'licence':<10} "
+    # columns as wide as their longest entry (layout options have long names)
+    name_w = max([len("weights")] + [len(w.name) for w in rows])
+    arch_w = max([len("arch")] + [len(w.architecture) for w in rows])
+    print(f"{'weights':<{name_w}} {'arch':<{arch_w}} {'x':>1} {'source':<22} {'licence':<10} "
           f"{'Set5 Y (pub.)':>13}")
     for w in rows:
         source = ("shipped" + (", zoo" if w.sha256 else "")) if w.shipped else "ETDS zoo"
         if w.default_for:
             source += ", default"
         y = (w.published_psnr_y or {}).get("Set5")
-        print(f"{w.name:<30} {w.architecture:<12} {w.scale:>1} {source:<22} {w.licence:<10} "
-              f"{'' if y is None else f'{y:.2f}':>13}")
+        print(f"{w.name:<{name_w}} {w.architecture:<{arch_w}} {w.scale:>1} {source:<22} "
+              f"{w.licence:<10} {'' if y is None else f'{y:.2f}':>13}")
     print("shipped: --pretrained NAME (default: what --pretrained ARCH means); "
           "zoo: mai-sr fetch NAME, then --weights/--teacher NAME")
     return 0

@@ -152,6 +152,9 @@ def test_models_lists_shipped_and_zoo_weights(capsys):
     assert main(["models"]) == 0
     listed = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:-1]}
     assert "shipped, zoo, default" in listed["abpn.etds_div2k"]
+    # one column per field, however long a layout option's name
+    assert len({line.index("Apache-2.0") for line in listed.values()
+                if "Apache-2.0" in line}) == 1
     assert "default" not in listed["abpn.mai_builtin"]
     if MIRROR.is_dir():
         assert "etds_l.etds_div2k" in weights
