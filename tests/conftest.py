@@ -43,6 +43,15 @@ def link_images(folder: Path, shared_data: Path, names) -> Path:
     return folder
 
 
+def zoo_checkpoint(name: str) -> Path:
+    """The ETDS zoo's published checkpoint `name` (``ECBSR_M4C16_x3``, ``ABPN_ET_M4C28_x3``:
+    under its family's folder), or a skip saying it is absent."""
+    path = SHARED_ARTIFACTS / "etds_zoo" / "pretrained" / name.split("_")[0] / f"{name}.pth"
+    if not path.is_file():
+        pytest.skip(f"{path} not present: put ../shared/artifacts beside the checkout")
+    return path
+
+
 def import_in_both_layouts(checkpoint: Path, model: str, folder: Path, shared_data: Path):
     """The deploy nets `checkpoint` imports into (as placed, and with ``--model`` `model`, a
     layout option), after checking both on a real Set14 image: the option says which layout

@@ -13,24 +13,15 @@ Set5 (scikit-image's PSNR through mai-sr's scorer), with and without the dither.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import SHARED_ARTIFACTS, import_in_both_layouts
+from conftest import import_in_both_layouts, zoo_checkpoint
 from mai_sr import registry
 
-ZOO = SHARED_ARTIFACTS / "etds_zoo"
 PAIRS = {"etds_image_pair": "etds", "etds_s_image_pair": "etds_s",
          "etds_m_image_pair": "etds_m", "etds_l_image_pair": "etds_l"}
-
-
-def zoo_file(name: str) -> Path:
-    path = ZOO / "pretrained" / "ETDS" / f"{name}.pth"
-    if not path.is_file():
-        pytest.skip(f"{path} not present")
-    return path
 
 
 def test_the_option_names_the_network_it_computes():
@@ -66,7 +57,7 @@ def test_the_option_widens_every_hidden_tensor_by_four_channels():
                                          ("ETDS_M7C48_x4", "etds_l_image_pair")])
 def test_a_checkpoint_imports_into_the_option_as_the_same_network(tmp_path, shared_data, name,
                                                                   model):
-    _, option, _ = import_in_both_layouts(zoo_file(name), model, tmp_path, shared_data)
+    _, option, _ = import_in_both_layouts(zoo_checkpoint(name), model, tmp_path, shared_data)
     # the copies are copies (R, G, G, B): the kernel columns and biases of the image path
     kernel, bias = option.get_layer("conv3").get_weights()
     for copy, colour in zip(range(-4, 0), (-7, -6, -6, -5)):
@@ -140,7 +131,7 @@ def test_dithered_image_pairs_lose_less_in_int8(tmp_path, shared_data, monkeypat
                           ("etds_image_pair", False)):
         weights = tmp_path / f"{model}.weights.h5"
         if not weights.exists():
-            import_weights(zoo_file("ETDS_M5C16_x3"), model, weights)
+            import_weights(zoo_checkpoint("ETDS_M5C16_x3"), model, weights)
         if not dither:
             monkeypatch.setattr(equalize, "dither_copies", lambda model, batches: 0)
         net = load_deploy_weights(weights, model, 3)

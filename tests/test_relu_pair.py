@@ -17,21 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SHARED_ARTIFACTS, import_in_both_layouts
+from conftest import import_in_both_layouts, zoo_checkpoint
 from mai_sr import registry
 from mai_sr.errors import MaiSrError
 
 ROOT = Path(__file__).resolve().parents[1]
-ZOO = SHARED_ARTIFACTS / "etds_zoo"
 PAIRS = {"ecbsr_m4c16_relu_pair": "ecbsr", "ecbsr_m4c32_relu_pair": "ecbsr_m4c32",
          "ecbsr_m6c40_relu_pair": "ecbsr_m6c40", "fsrcnn_relu_pair": "fsrcnn"}
-
-
-def zoo_file(name: str) -> Path:
-    path = ZOO / "pretrained" / name.split("_")[0] / f"{name}.pth"
-    if not path.is_file():
-        pytest.skip(f"{path} not present")
-    return path
 
 
 def test_a_layout_option_names_the_network_it_computes():
@@ -67,7 +59,7 @@ def test_the_option_writes_every_prelu_as_two_fused_relus():
                                          ("FSRCNN_x3", "fsrcnn_relu_pair")])
 def test_a_checkpoint_imports_into_the_option_as_the_same_network(tmp_path, shared_data, name,
                                                                   model):
-    import_in_both_layouts(zoo_file(name), model, tmp_path, shared_data)
+    import_in_both_layouts(zoo_checkpoint(name), model, tmp_path, shared_data)
 
 
 @pytest.mark.tf
@@ -115,7 +107,8 @@ def test_relu_pairs_lose_less_in_int8_than_prelus(tmp_path, shared_data):
     drops = {}
     for model in ("ecbsr", "ecbsr_m4c16_relu_pair"):
         weights = tmp_path / f"{model}.weights.h5"
-        cli("import", str(zoo_file("ECBSR_M4C16_x3")), "--model", model, "--out", str(weights))
+        cli("import", str(zoo_checkpoint("ECBSR_M4C16_x3")), "--model", model, "--out",
+            str(weights))
         out = tmp_path / f"{model}.tflite"
         cli("export", str(out), "--model", model, "--weights", str(weights), "--shape",
             "24x32", "--dynamic")
@@ -137,6 +130,6 @@ def test_a_layout_of_another_size_is_one_line_naming_both(tmp_path):
 
     with pytest.raises(MaiSrError, match=r"holds ECBSR M4C16 x3.*\(mai-sr ecbsr\); --model "
                                          r"ecbsr_m4c32_relu_pair is a layout of ecbsr_m4c32"):
-        import_weights(zoo_file("ECBSR_M4C16_x3"), "ecbsr_m4c32_relu_pair",
+        import_weights(zoo_checkpoint("ECBSR_M4C16_x3"), "ecbsr_m4c32_relu_pair",
                        tmp_path / "w.weights.h5")
     assert not list(tmp_path.iterdir())

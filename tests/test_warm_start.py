@@ -7,23 +7,14 @@ graph (re-parameterizable blocks), which must still compute the same network.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import SHARED_ARTIFACTS
+from conftest import zoo_checkpoint
 from mai_sr import registry
 from mai_sr.errors import MaiSrError
 
-ABPN = SHARED_ARTIFACTS / "etds_zoo" / "pretrained" / "ABPN"
-
-
-def abpn_file(name: str) -> Path:
-    path = ABPN / f"{name}.pth"
-    if not path.is_file():
-        pytest.skip(f"{path} not present")
-    return path
 
 
 def test_a_model_names_the_networks_it_computes():
@@ -46,7 +37,7 @@ def test_abpn_weights_import_into_scsrn_as_the_same_network(tmp_path, shared_dat
     from mai_sr.importer import import_weights
     from mai_sr.runs import load_deploy_weights
 
-    source = abpn_file(f"ABPN_M4C28_x{scale}")
+    source = zoo_checkpoint(f"ABPN_M4C28_x{scale}")
     nets = []
     for model in (None, "scsrn"):
         out = tmp_path / f"{model}.weights.h5"
@@ -71,12 +62,12 @@ def test_a_checkpoint_scsrn_cannot_start_from_gives_one_line(tmp_path):
     out = tmp_path / "w.weights.h5"
     with pytest.raises(MaiSrError, match=r"holds ABPN M6C40 .*; --model scsrn starts only "
                                          r"from abpn$"):
-        import_weights(abpn_file("ABPN_M6C40_x3"), "scsrn", out)
+        import_weights(zoo_checkpoint("ABPN_M6C40_x3"), "scsrn", out)
     # at x4 ABPN's ReLU conv to 3s^2 = 48 channels is wider than SCSRN's 32-channel block
     with pytest.raises(MaiSrError, match=r"^abpn \(28 -> 28 -> 28 -> 28 -> 28 -> 48 -> 48\) "
                                          r"does not fit in scsrn's convs \(32 -> 32 -> 32 -> "
                                          r"32 -> 32 -> 32 -> 48\)$"):
-        import_weights(abpn_file("ABPN_M4C28_x4"), "scsrn", out)
+        import_weights(zoo_checkpoint("ABPN_M4C28_x4"), "scsrn", out)
     assert not list(tmp_path.iterdir())
 
 
@@ -100,7 +91,7 @@ def test_init_starts_scsrns_training_graph_at_the_abpn_network(tmp_path, shared_
     from mai_sr.train.config import TrainConfig
 
     weights = tmp_path / "scsrn.weights.h5"
-    import_weights(abpn_file("ABPN_M4C28_x3"), "scsrn", weights)
+    import_weights(zoo_checkpoint("ABPN_M4C28_x3"), "scsrn", weights)
     train_net = create_model("scsrn", scale=3)  # RepConv blocks, [0, 1] units
     init_training_graph(train_net, "scsrn", 3, weights)
     lr = real_lr(shared_data, 3)

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 import crafted_files as crafted
-from conftest import SHARED_ARTIFACTS
+from conftest import SHARED_ARTIFACTS, zoo_checkpoint
 from mai_sr.errors import MaiSrError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,13 +34,6 @@ EXPECTED_NAME = {"ESPCN": "espcn", "FSRCNN": "fsrcnn", "ECBSR_M4C16": "ecbsr",
                  "ECBSR_M4C32": "ecbsr_m4c32", "ECBSR_M6C40": "ecbsr_m6c40",
                  "ABPN_M4C28": "abpn", "ABPN_M6C40": "abpn_m6c40", "ETDS_M5C16": "etds",
                  "ETDS_M4C32": "etds_s", "ETDS_M6C32": "etds_m", "ETDS_M7C48": "etds_l"}
-
-
-def zoo_file(name: str) -> Path:
-    matches = list(PRETRAINED.glob(f"*/{name}.pth"))
-    if not matches:
-        pytest.skip(f"{PRETRAINED} not present: put ../shared/artifacts beside the checkout")
-    return matches[0]
 
 
 def paper_row(checkpoint: str) -> dict:
@@ -80,14 +73,14 @@ def test_a_tampered_et_file_is_refused_in_one_line():
     from mai_sr.importer.torch_checkpoint import read_state_dict
     from mai_sr.importer.zoo import recognise
 
-    tensors, _ = read_state_dict(zoo_file("ABPN_ET_M4C28_x3"))
+    tensors, _ = read_state_dict(zoo_checkpoint("ABPN_ET_M4C28_x3"))
     tensors["backbone.2.0.weight"] = tensors["backbone.2.0.weight"].copy()
     tensors["backbone.2.0.weight"][-1, -1, 1, 1] = 0.9  # an image copy that no longer copies
     placed = recognise(tensors)
     with pytest.raises(MaiSrError, match="backbone.2.0: the ET form's image-copy channels are "
                                          "not the identity"):
         placed.convert(3, "crd", 1.0)
-    tensors, _ = read_state_dict(zoo_file("ECBSR_ET_M4C16_x2"))
+    tensors, _ = read_state_dict(zoo_checkpoint("ECBSR_ET_M4C16_x2"))
     tensors["backbone.6.0.bias"] = tensors["backbone.6.0.bias"] * 0.5
     with pytest.raises(MaiSrError, match="1x1 clip conv is not -I"):
         recognise(tensors).convert(2, "crd", 1.0)
@@ -198,7 +191,7 @@ def test_import_without_model_reaches_the_papers_set5(tmp_path, shared_data, nam
     from mai_sr.models import create_model
 
     out = tmp_path / "w.weights.h5"
-    result = import_weights(zoo_file(name), None, out)
+    result = import_weights(zoo_checkpoint(name), None, out)
     scale = int(name.rsplit("_x", 1)[1])
     assert (result.model, result.scale) == (EXPECTED_NAME[name.rsplit("_x", 1)[0]], scale)
     assert "recognised from the state dict" in result.conventions["architecture"]
@@ -223,7 +216,7 @@ def test_an_et_file_imports_as_its_plain_counterpart(tmp_path, shared_data, plai
     models = []
     for name in (plain, et):
         out = tmp_path / f"{name}.weights.h5"
-        result = import_weights(zoo_file(name), None, out)
+        result = import_weights(zoo_checkpoint(name), None, out)
         model = create_model(result.model, scale=result.scale, deploy=True)
         model.load_weights(str(out))
         models.append(model)
@@ -277,10 +270,10 @@ def test_an_etds_training_file_imports_as_the_published_inference_one(tmp_path, 
     from mai_sr.importer.torch_checkpoint import read_state_dict
     from mai_sr.models import create_model
 
-    published, _ = read_state_dict(zoo_file(name))
+    published, _ = read_state_dict(zoo_checkpoint(name))
     training = state_dict_file(tmp_path / f"{name}_training.pth", etds_training_form(published))
     models = []
-    for source in (zoo_file(name), training):
+    for source in (zoo_checkpoint(name), training):
         out = tmp_path / f"{source.stem}.weights.h5"
         result = import_weights(source, None, out)
         model = create_model(result.model, scale=result.scale, deploy=True)
@@ -298,12 +291,12 @@ def test_an_etds_training_file_imports_as_the_published_inference_one(tmp_path, 
 def test_fsrcnn_scale_is_measured_and_given(tmp_path):
     from mai_sr.importer import import_weights
 
-    result = import_weights(zoo_file("FSRCNN_x4"), None, None)
+    result = import_weights(zoo_checkpoint("FSRCNN_x4"), None, None)
     assert result.scale == 4 and "measured" in result.conventions["scale"]
     assert re.search(r"x2 -[\d.]+ dB, x3 -[\d.]+ dB, x4 \+", result.conventions["scale"])
-    assert import_weights(zoo_file("FSRCNN_x2"), None, None, scale=2).scale == 2
+    assert import_weights(zoo_checkpoint("FSRCNN_x2"), None, None, scale=2).scale == 2
     with pytest.raises(MaiSrError, match="--scale 3: .*ECBSR_M4C16_x2.pth holds an x2 ECBSR"):
-        import_weights(zoo_file("ECBSR_M4C16_x2"), None, None, scale=3)
+        import_weights(zoo_checkpoint("ECBSR_M4C16_x2"), None, None, scale=3)
 
 
 # ------------------------------------------------------------------ the written set
@@ -314,7 +307,7 @@ def imported(tmp_path_factory):
     from mai_sr.cli import main
 
     out = tmp_path_factory.mktemp("set") / "etds.weights.h5"
-    assert main(["import", str(zoo_file("ETDS_M5C16_x3")), "--out", str(out)]) == 0
+    assert main(["import", str(zoo_checkpoint("ETDS_M5C16_x3")), "--out", str(out)]) == 0
     return out
 
 
@@ -330,7 +323,7 @@ def test_the_record_holds_the_weights_hash_and_outputs_need_force(imported, caps
                                                                           imported.name)
     before = imported.read_bytes()
     capsys.readouterr()
-    assert main(["import", str(zoo_file("ETDS_M5C16_x3")), "--out", str(imported)]) == 2
+    assert main(["import", str(zoo_checkpoint("ETDS_M5C16_x3")), "--out", str(imported)]) == 2
     assert capsys.readouterr().err == (f"mai-sr import: error: {imported} exists; give --force "
                                        "to replace it (and its record)\n")
     assert imported.read_bytes() == before
@@ -372,7 +365,7 @@ def test_a_full_disk_leaves_neither_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Path, "write_bytes", write_bytes)
     with pytest.raises(MaiSrError) as info:
-        import_weights(zoo_file("ETDS_M5C16_x3"), None, out, force=True)
+        import_weights(zoo_checkpoint("ETDS_M5C16_x3"), None, out, force=True)
     assert str(info.value) == f"{out}.json: cannot write (No space left on device)"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.weights.h5", "w.weights.h5.json"]
     assert out.read_bytes() == b"older weights" and Path(f"{out}.json").read_text() == "{}"
