@@ -95,8 +95,9 @@ def build(scale: int = 3, *, channels: int, blocks: int, extra_channel, normaliz
           input_size) -> keras.Model:
     """ETDS (inference form, or its dual-stream training form) with ``DEFAULTS`` updated by
     the keyword arguments."""
-    channels += len(copy_colours(image_extra))  # the copies of the image path (docstring)
-    residual += image_extra
+    extra = len(copy_colours(image_extra))  # the image path's copies (docstring); checks it
+    channels += extra
+    residual += extra
     if dual_stream and not 3 <= residual < channels:
         raise ValueError(f"residual={residual}: the residual stream needs 3 to "
                          f"{channels - 1} of the {channels} channels")
