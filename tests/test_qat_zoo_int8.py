@@ -9,7 +9,7 @@ import pytest
 
 from conftest import SHARED_ARTIFACTS
 from mai_sr._tf import keras
-from mai_sr.models import create_model
+from mai_sr.models import collapse, create_model
 from mai_sr.models.qat.equalize import (Link, correct_biases, equalize_channels,
                                  homogeneous_links)
 
@@ -271,10 +271,12 @@ def test_a_tensor_read_only_by_etds_clip_takes_the_pixel_range(tmp_path):
     ReLU(255 - x): the plan gives that tensor the fixed pixel range (values above 255 mean
     y < 0, clipped to 0 anyway), and in the INT8 file it is on whole grey levels (scale 1,
     zero point -128). A conv that merely looks alike but computes something else (one weight
-    off -1, another bias) keeps a range of its own."""
+    off -1, another bias) keeps a range of its own. A deploy graph collapsed from the
+    training graph computes the same clip on the [0, 1] scale, and gets that scale's range."""
     from mai_sr.export.convert import export
     from mai_sr.models.qat.configs import PIXEL_RANGE
-    from mai_sr.models.qat.quantize import is_pixel_clip, plan_quantization
+    from mai_sr.models.qat.quantize import (is_pixel_clip, pixel_clip_gain,
+                                            plan_quantization)
     from mai_sr.tflite.graph import read_graph
 
     model = create_model("etds", scale=3, deploy=True)
@@ -284,19 +286,28 @@ def test_a_tensor_read_only_by_etds_clip_takes_the_pixel_range(tmp_path):
     kernel, bias = clip.get_weights()
     clip.set_weights([kernel[:, :, ::-1, ::-1].copy(), bias])  # permuted: still a clip
     assert is_pixel_clip(clip)
-    for changed in ([kernel * 0.99, bias], [kernel, bias - 1.0]):
+    one_off = kernel.copy()
+    one_off[0, 0, 0, 0] = -0.99
+    for changed in ([one_off, bias], [kernel, bias - 1.0]):
         clip.set_weights(changed)
         assert not is_pixel_clip(clip)
         assert plan_quantization(model)["conv7"].output_range is None
     assert not is_pixel_clip(model.get_layer("conv2"))
 
-    model = create_model("etds", scale=3, deploy=True)
-    weights = tmp_path / "etds.weights.h5"
-    model.save_weights(str(weights))
-    out = tmp_path / "etds.tflite"
-    export(out, model="etds", weights=weights, shape=(16, 16), calib_n=4)
-    graph = read_graph(out)
-    clips = [op for op in graph.ops if op.type == "CONV_2D" and op.kernel == (1, 1)]
-    assert len(clips) == 1
-    fed = graph.tensors[clips[0].inputs[0]].quantization
-    assert fed.scales == (1.0,) and fed.zero_points == (-128,)
+    # Collapsed from the training graph, whose hidden tensors are on the [0, 1] scale, the
+    # clip reads ReLU(255 - 255 x): the tensor it reads gets [0, 1], a step of 1/255.
+    collapsed = collapse(create_model("etds", scale=3))
+    assert pixel_clip_gain(collapsed.get_layer("conv_clip")) == 255.0
+    assert tuple(plan_quantization(collapsed)["conv7"].output_range) == (0.0, 1.0)
+
+    for deploy, step in ((create_model("etds", scale=3, deploy=True), 1.0),
+                         (collapsed, 1.0 / 255.0)):
+        weights = tmp_path / "etds.weights.h5"
+        deploy.save_weights(str(weights))
+        out = tmp_path / "etds.tflite"
+        export(out, model="etds", weights=weights, shape=(16, 16), calib_n=4)
+        graph = read_graph(out)
+        clips = [op for op in graph.ops if op.type == "CONV_2D" and op.kernel == (1, 1)]
+        assert len(clips) == 1
+        fed = graph.tensors[clips[0].inputs[0]].quantization
+        assert fed.scales == (pytest.approx(step),) and fed.zero_points == (-128,)

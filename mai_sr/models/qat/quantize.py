@@ -124,28 +124,38 @@ def _graph(model) -> tuple[list, dict[str, list[str]], dict[str, list[str]]]:
     return model.layers, producers, consumers
 
 
-def is_pixel_clip(layer) -> bool:
-    """Whether `layer` is a 1x1 ReLU conv computing ReLU(255 - x) channel by channel (each
-    output reads one input with weight -1, no input is read twice, bias 255): ETDS's second
-    clip by ReLUs (Chao et al., "Equivalent Transformation and Dual Stream Network
-    Construction for Mobile Image Super-Resolution", CVPR 2023; its outputs in
-    depth-to-space order), fixed and never trained.
+def pixel_clip_gain(layer) -> float | None:
+    """The gain a > 0 when `layer` is a 1x1 ReLU conv computing ReLU(255 - a x) channel by
+    channel (each output reads one input with weight -a, no input is read twice, bias 255),
+    else None: ETDS's second clip by ReLUs (Chao et al., "Equivalent Transformation and Dual
+    Stream Network Construction for Mobile Image Super-Resolution", CVPR 2023; its outputs
+    in depth-to-space order), fixed and never trained. a is 1 in the published form on
+    [0, 255] pixels, 255 in a deploy graph collapsed from mai-sr's training graph, whose
+    hidden tensors are on the [0, 1] scale.
 
-    A tensor read only by such a conv takes the fixed pixel range [0, 255] in
-    :func:`plan_quantization`: it is ReLU(255 - y) for the output y, so a value above 255
+    A tensor read only by such a conv takes the fixed range [0, 255 / a] in
+    :func:`plan_quantization`: it is (255 - y) / a for the output y, so a value above 255 / a
     stands for y < 0, which the clip sends to 0 anyway, and saturating it there changes
-    nothing. The step is then one grey level and the clip's -1 weights are exact on the int8
-    grid, so both roundings land on whole grey levels, as the float model's final one does;
-    a calibrated range ([0, 277] for ETDS-L) rounded y on two grids, 0.012 dB on Set5 for
-    ETDS-L's image-path layout option (PTQ)."""
+    nothing. Its step is then 1 / a, one grey level after the clip, and the clip's -a
+    weights are exact on the int8 grid, so both roundings land on whole grey levels, as the
+    float model's final one does; a calibrated range ([0, 277] for ETDS-L) rounded y on two
+    grids, 0.012 dB on Set5 for ETDS-L's image-path layout option (PTQ)."""
     if type(layer) is not keras.layers.Conv2D or tuple(layer.kernel_size) != (1, 1) or \
             layer.activation is not keras.activations.relu or not layer.use_bias:
-        return False
+        return None
     kernel, bias = (np.asarray(w)[0, 0] if w.shape.rank == 4 else np.asarray(w)
                     for w in layer.weights)
-    reads = kernel == -1.0
-    return bool(np.all(reads | (kernel == 0.0)) and np.all(reads.sum(0) == 1)
-                and np.all(reads.sum(1) <= 1) and np.all(bias == PIXEL_RANGE[1]))
+    gain = -float(kernel.min())
+    reads = kernel == -gain
+    if not (gain > 0 and np.all(reads | (kernel == 0.0)) and np.all(reads.sum(0) == 1)
+            and np.all(reads.sum(1) <= 1) and np.all(bias == PIXEL_RANGE[1])):
+        return None
+    return gain
+
+
+def is_pixel_clip(layer) -> bool:
+    """Whether `layer` is ETDS's clip ReLU(255 - a x) (:func:`pixel_clip_gain`)."""
+    return pixel_clip_gain(layer) is not None
 
 
 def plan_quantization(model) -> dict[str, object]:
@@ -198,7 +208,7 @@ def plan_quantization(model) -> dict[str, object]:
             elif roles[c] in ("clip", "concat"):
                 wanted.add(fixed[c])
             elif is_pixel_clip(layer_by_name[c]) and len(consumers[name]) == 1:
-                wanted.add(PIXEL_RANGE)
+                wanted.add((0.0, PIXEL_RANGE[1] / pixel_clip_gain(layer_by_name[c])))
             else:
                 wanted.add(None)
         return wanted.pop() if len(wanted) == 1 else None
