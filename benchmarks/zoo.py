@@ -77,9 +77,11 @@ STAGES = ("info", "fp32", "ptq", "qat", "deploy", "floor")
 # name, label, the row's key suffix). FSRCNN's and ECBSR's PReLU as two ReLUs
 # (mai_sr.models.ecbsr): the same network, one int8 tensor per layer instead of two and its
 # slopes in per-channel kernels. ETDS's image path carried twice (mai_sr.models.etds): the
-# same network, the copies dithered by half an int8 step.
+# same network, the copies dithered by half an int8 step; ETDS-L's also four times (blue
+# three times), the copies a quarter (blue a third) of a step apart.
 PAIR = ("PReLU as two ReLUs", "relu_pair")
 IMAGE_PAIR = ("image path twice", "image_pair")
+IMAGE_QUAD = ("image path four times", "image_quad")
 LAYOUTS = {"FSRCNN_x3": (("fsrcnn_relu_pair", *PAIR),),
            "ECBSR_M4C16_x3": (("ecbsr_m4c16_relu_pair", *PAIR),),
            "ECBSR_M4C32_x3": (("ecbsr_m4c32_relu_pair", *PAIR),),
@@ -87,7 +89,8 @@ LAYOUTS = {"FSRCNN_x3": (("fsrcnn_relu_pair", *PAIR),),
            "ETDS_M5C16_x3": (("etds_image_pair", *IMAGE_PAIR),),
            "ETDS_M4C32_x3": (("etds_s_image_pair", *IMAGE_PAIR),),
            "ETDS_M6C32_x3": (("etds_m_image_pair", *IMAGE_PAIR),),
-           "ETDS_M7C48_x3": (("etds_l_image_pair", *IMAGE_PAIR),)}
+           "ETDS_M7C48_x3": (("etds_l_image_pair", *IMAGE_PAIR),
+                             ("etds_l_image_quad", *IMAGE_QUAD))}
 
 
 def load_json(path: Path) -> dict:

@@ -34,6 +34,7 @@ MODELS: dict[str, str] = {
     "etds_s_image_pair": "mai_sr.models.etds",
     "etds_m_image_pair": "mai_sr.models.etds",
     "etds_l_image_pair": "mai_sr.models.etds",
+    "etds_l_image_quad": "mai_sr.models.etds",
     "fsrcnn": "mai_sr.models.fsrcnn",
     "fsrcnn_relu_pair": "mai_sr.models.fsrcnn",
     "ncnet": "mai_sr.models.ncnet",
@@ -69,6 +70,9 @@ SIZES: dict[str, dict] = {
     "etds_s_image_pair": {"blocks": 4, "channels": 32, "image_extra": 4},
     "etds_m_image_pair": {"blocks": 6, "channels": 32, "image_extra": 4},
     "etds_l_image_pair": {"blocks": 7, "channels": 48, "image_extra": 4},
+    # ETDS-L with its image path carried four times, blue three times: eight copies, so
+    # the width stays a multiple of 4 (56); chosen over four copies on held-out images
+    "etds_l_image_quad": {"blocks": 7, "channels": 48, "image_extra": 8},
 }
 
 # Options that change how a network is laid out, not what it computes: a name whose SIZES

@@ -21,7 +21,8 @@ from conftest import import_in_both_layouts, zoo_checkpoint
 from mai_sr import registry
 
 PAIRS = {"etds_image_pair": "etds", "etds_s_image_pair": "etds_s",
-         "etds_m_image_pair": "etds_m", "etds_l_image_pair": "etds_l"}
+         "etds_m_image_pair": "etds_m", "etds_l_image_pair": "etds_l",
+         "etds_l_image_quad": "etds_l"}
 
 
 def test_the_option_names_the_network_it_computes():
@@ -45,6 +46,10 @@ def test_the_option_widens_every_hidden_tensor_by_four_channels():
         widened_out = before[3] + (4 if i < 9 else 0)
         assert tuple(after) == (3, 3, widened_in, widened_out)
     assert all(pair.get_layer(f"conv{i}").kernel.shape[-1] % 4 == 0 for i in range(1, 10))
+    # four times (blue three times): eight more channels, 56 wide
+    assert copy_colours(8) == [0, 0, 0, 1, 1, 1, 2, 2]
+    quad = create_model("etds_l_image_quad", deploy=True)
+    assert quad.get_layer("conv2").kernel.shape[-2:] == (56, 56)
     # the training graph: a dual stream whose residual stream is seven channels wide
     train = create_model("etds_image_pair", scale=2)
     assert collapse(train).get_layer("conv2").kernel.shape[-2:] == (20, 20)

@@ -24,7 +24,7 @@ from mai_sr.report.cards import card_quality, validate_model_card
 # weights take 4.75 bytes per parameter in NAME.weights.h5 and each INT8 file 1.3-1.4. The
 # package's total follows the table: its weights' limits plus the tables and recipes. Sizes
 # per weight: 161 KiB (ecbsr.etds_div2k, 14 K parameters) to 2,253 KiB
-# (ecbsr_m6c40_relu_pair.etds_div2k, 368 K parameters); 12,404 KiB in all with 23 weights.
+# (ecbsr_m6c40_relu_pair.etds_div2k, 368 K parameters); 13,753 KiB in all with 24 weights.
 WEIGHT_BYTES_PER_PARAM = 8
 WEIGHT_FIXED_BYTES = 64 * 1024
 TABLES_LIMIT_BYTES = 128 * 1024      # shipped.json, zoo.json, recipes/
@@ -36,9 +36,10 @@ ZOO_SHIPPED = ("etds_l", "etds_m", "etds_s", "etds", "espcn", "ecbsr", "ecbsr_m4
                "ecbsr_m6c40", "abpn_m6c40", "fsrcnn",
                # ECBSR's layout option, the same networks with each PReLU as two ReLUs
                "ecbsr_m4c16_relu_pair", "ecbsr_m4c32_relu_pair", "ecbsr_m6c40_relu_pair",
-               # ETDS's, the same networks with the image path carried twice
+               # ETDS's, the same networks with the image path carried twice (ETDS-L's
+               # also four times)
                "etds_image_pair", "etds_s_image_pair", "etds_m_image_pair",
-               "etds_l_image_pair")
+               "etds_l_image_pair", "etds_l_image_quad")
 # The README's architectures: each must keep a shipped default.
 IN_THE_README = ("abpn", "ncnet", "scsrn", "xcat")
 # Each architecture's default, as decided: the DIV2K-trained weights where they are published.
