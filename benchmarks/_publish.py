@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import re
 import tempfile
@@ -28,6 +29,13 @@ def result_path(name: str) -> Path:
 
 
 DOCS = ROOT / "docs"
+
+
+def recorded(name: str) -> dict:
+    """The JSON result benchmark `name` wrote last, or {} before its first run (scripts that
+    merge new measurements into their earlier ones)."""
+    path = result_path(name)
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def update_readme(name: str, body: str) -> bool:

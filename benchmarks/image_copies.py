@@ -19,14 +19,13 @@ Writes ``benchmarks/results/image_copies.json`` (merged by size and count).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _publish import ROOT, add_write_readme, measured_under, publish, result_path  # noqa: E402
+from _publish import ROOT, add_write_readme, measured_under, publish, recorded  # noqa: E402
 
 DATA = Path(os.environ.get("MAI_SR_DATA", ROOT.parent / "shared" / "data"))
 ARTIFACTS = Path(os.environ.get("MAI_SR_ARTIFACTS", ROOT.parent / "shared" / "artifacts"))
@@ -116,8 +115,7 @@ def main() -> None:
     add_write_readme(parser)
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    path = result_path("image_copies")
-    results = json.loads(path.read_text()) if path.exists() else {}
+    results = recorded("image_copies")
     sizes = results.setdefault("sizes", {})
     counts = [int(c) for c in args.extra.split(",")]
     train_pairs, val_pairs = held_out_split()

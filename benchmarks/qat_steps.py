@@ -29,9 +29,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _publish import RESULTS, ROOT, add_write_readme, measured_under, publish  # noqa: E402
+from _publish import ROOT, add_write_readme, measured_under, publish, recorded  # noqa: E402
 
-OUT = RESULTS / "qat_steps.json"
 RUNS = ROOT / "benchmarks" / "out"
 TIE_DB = 0.002  # as benchmarks/qat_recipe.py: closer than this on validation is a tie
 
@@ -97,7 +96,7 @@ def main() -> None:
     add_write_readme(parser)
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    results = json.loads(OUT.read_text()) if OUT.exists() else {}
+    results = recorded("qat_steps")
     weights = results.setdefault("weights", {})
     from mai_sr.recipes import IMPORTED_QAT
 

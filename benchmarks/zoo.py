@@ -86,11 +86,15 @@ LAYOUTS = {"FSRCNN_x3": (("fsrcnn_relu_pair", *PAIR),),
            "ECBSR_M4C16_x3": (("ecbsr_m4c16_relu_pair", *PAIR),),
            "ECBSR_M4C32_x3": (("ecbsr_m4c32_relu_pair", *PAIR),),
            "ECBSR_M6C40_x3": (("ecbsr_m6c40_relu_pair", *PAIR),),
-           "ETDS_M5C16_x3": (("etds_image_pair", *IMAGE_PAIR),),
-           "ETDS_M4C32_x3": (("etds_s_image_pair", *IMAGE_PAIR),),
-           "ETDS_M6C32_x3": (("etds_m_image_pair", *IMAGE_PAIR),),
-           "ETDS_M7C48_x3": (("etds_l_image_pair", *IMAGE_PAIR),
-                             ("etds_l_image_quad", *IMAGE_QUAD))}
+           # ETDS's at every scale: PTQ at x2 and x4 is what `fetch` + `import` + `export`
+           # give a user, and the published layout loses most there
+           **{f"ETDS_{size}_x{scale}": layouts
+              for size, layouts in (("M5C16", (("etds_image_pair", *IMAGE_PAIR),)),
+                                    ("M4C32", (("etds_s_image_pair", *IMAGE_PAIR),)),
+                                    ("M6C32", (("etds_m_image_pair", *IMAGE_PAIR),)),
+                                    ("M7C48", (("etds_l_image_pair", *IMAGE_PAIR),
+                                               ("etds_l_image_quad", *IMAGE_QUAD))))
+              for scale in (2, 3, 4)}}
 
 
 def load_json(path: Path) -> dict:
@@ -98,7 +102,7 @@ def load_json(path: Path) -> dict:
 
 
 def checkpoints() -> list[dict]:
-    """The 33 main checkpoints with their paper row, x3 first (the INT8 columns), each x3
+    """The 33 main checkpoints with their paper row, x3 first (the INT8 columns), each
     checkpoint that has a layout option (:data:`LAYOUTS`) followed by a row of it: the same
     checkpoint and paper figures, imported with ``--model`` into that layout."""
     with open(ZOO / "table2.csv", newline="") as f:
@@ -106,10 +110,8 @@ def checkpoints() -> list[dict]:
     found = []
     for row in sorted(rows, key=lambda r: (int(r["scale"]) != 3, int(r["scale"]))):
         found.append(row)
-        if int(row["scale"]) == 3:
-            found += [{**row, "model": f"{row['model']}, {label}", "layout": name,
-                       "suffix": suffix}
-                      for name, label, suffix in LAYOUTS.get(Path(row["checkpoint"]).stem, ())]
+        found += [{**row, "model": f"{row['model']}, {label}", "layout": name, "suffix": suffix}
+                  for name, label, suffix in LAYOUTS.get(Path(row["checkpoint"]).stem, ())]
     return found
 
 
