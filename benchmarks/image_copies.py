@@ -96,7 +96,8 @@ def table(results: dict) -> str:
     sizes = results["sizes"]
     for size, entry in sorted(sizes.items(), key=lambda item: (SIZE_ORDER.index(item[0])
                                                                 if item[0] in SIZE_ORDER else 99)):
-        cells = "; ".join(f"{extra}: {run['ptq_val']:.3f} ({entry['fp32_val'] - run['ptq_val']:.3f})"
+        fp32 = entry["fp32_val"]
+        cells = "; ".join(f"{extra}: {run['ptq_val']:.3f} ({fp32 - run['ptq_val']:.3f})"
                           for extra, run in counts_of(entry).items())
         rows.append(f"| `{size}` | {entry['checkpoint']} | {entry['fp32_val']:.3f} | {cells} | "
                     f"{entry['chosen_extra']} |")
