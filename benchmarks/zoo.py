@@ -691,23 +691,26 @@ def layout_table(results: dict) -> list[str]:
         return []
     phones = sorted({p for pair in pairs for e in pair
                      for p in e.get("deploy", {}).get("phones_ms", {})})
+    # each published layout once, followed by its options (ETDS-L has two)
+    rows = list({id(e): e for pair in pairs for e in pair}.values())
 
     def phone(estimates: dict, profile: str) -> str:
         value = estimates.get(profile)
         return "not run" if value is None else "refused" if isinstance(value, str) else str(value)
 
-    lines = ["| model | MACs G | PTQ RGB drop | QAT RGB drop | SyNAP VS680 ms | Vela U85 ms | "
-             + " | ".join(f"{p} ms" for p in phones) + " |",
-             "|---|---|---|---|---|---|" + "---|" * len(phones)]
-    for e in (e for pair in pairs for e in pair):
+    lines = ["| model | scale | MACs G | PTQ RGB drop | QAT RGB drop | SyNAP VS680 ms | "
+             "Vela U85 ms | " + " | ".join(f"{p} ms" for p in phones) + " |",
+             "|---|---|---|---|---|---|---|" + "---|" * len(phones)]
+    for e in rows:
         dep = e.get("deploy", {})
-        lines.append(f"| {e['paper_model']} (`{e.get('model', '?')}`) | {e['info']['macs_g']:.2f} "
+        lines.append(f"| {e['paper_model']} (`{e.get('model', '?')}`) | x{e['scale']} "
+                     f"| {e['info']['macs_g']:.2f} "
                      f"| {_drops(e, 'ptq', 'rgb')} | {_drops(e, 'qat', 'rgb')} "
                      f"| {dep.get('synap_vs680_ms', '–')} | {dep.get('vela_u85_ms', '–')} | "
                      + " | ".join(phone(dep.get("phones_ms", {}), p) for p in phones) + " |")
-    return ["Layout options beside their published layout (x3; the phone columns are the "
-            "fitted profiles' estimates, `mai-sr bench --runner sim`, fitted on the ETDS "
-            "paper's Table 2 and validated by leaving each architecture out, "
+    return ["Layout options beside their published layout (QAT at x3 only; the phone columns "
+            "are the fitted profiles' estimates, `mai-sr bench --runner sim`, fitted on the "
+            "ETDS paper's Table 2 and validated by leaving each architecture out, "
             "docs/simulators.md; estimates, not devices):", "", *lines, ""]
 
 
