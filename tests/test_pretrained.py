@@ -24,7 +24,7 @@ from mai_sr.report.cards import card_quality, validate_model_card
 # weights take 4.75 bytes per parameter in NAME.weights.h5 and each INT8 file 1.3-1.4. The
 # package's total follows the table: its weights' limits plus the tables and recipes. Sizes
 # per weight: 161 KiB (ecbsr.etds_div2k, 14 K parameters) to 2,253 KiB
-# (ecbsr_m6c40_relu_pair.etds_div2k, 368 K parameters); 13,753 KiB in all with 24 weights.
+# (ecbsr_m6c40_relu_pair.etds_div2k, 368 K parameters); 14,275 KiB in all with 25 weights.
 WEIGHT_BYTES_PER_PARAM = 8
 WEIGHT_FIXED_BYTES = 64 * 1024
 TABLES_LIMIT_BYTES = 128 * 1024      # shipped.json, zoo.json, recipes/
@@ -34,8 +34,10 @@ GAIN_TARGET_DB = 1.2                 # target: INT8 PSNR - bicubic PSNR on Set14
 SHIPPED = [w["name"] for w in shipped_weights()]
 ZOO_SHIPPED = ("etds_l", "etds_m", "etds_s", "etds", "espcn", "ecbsr", "ecbsr_m4c32",
                "ecbsr_m6c40", "abpn_m6c40", "fsrcnn",
-               # ECBSR's layout option, the same networks with each PReLU as two ReLUs
+               # ECBSR's and FSRCNN's layout option, the same networks with each PReLU as two
+               # ReLUs
                "ecbsr_m4c16_relu_pair", "ecbsr_m4c32_relu_pair", "ecbsr_m6c40_relu_pair",
+               "fsrcnn_relu_pair",
                # ETDS's, the same networks with the image path carried twice (ETDS-L's
                # also four times)
                "etds_image_pair", "etds_s_image_pair", "etds_m_image_pair",
@@ -114,9 +116,11 @@ def test_card_describes_the_shipped_files_and_where_they_come_from(name):
 
 
 # Warnings a shipped file may carry: the published computation of its family, kept as
-# published (ESPCN's 5x5 and FSRCNN's 9x9 kernels); every other weight lints clean.
-PUBLISHED_FORM_WARNINGS = {"espcn": {"kernel"}, "fsrcnn": {"kernel"}}
-# FSRCNN's dynamic-shape file computes its transposed conv's output shape in the graph, on
+# published (ESPCN's 5x5 and FSRCNN's 9x9 kernels, which FSRCNN's two-ReLU layout keeps);
+# every other weight lints clean.
+PUBLISHED_FORM_WARNINGS = {"espcn": {"kernel"}, "fsrcnn": {"kernel"},
+                           "fsrcnn_relu_pair": {"kernel"}}
+# FSRCNN's dynamic-shape files compute the transposed conv's output shape in the graph, on
 # int32 shape data, which lint flags for the NPU targets; the fixed file (the one an NPU
 # runs) has no such op.
 SHAPE_OPS = {"SHAPE", "STRIDED_SLICE", "MUL", "PACK"}
@@ -129,7 +133,7 @@ def test_shipped_files_are_uint8_and_lint_as_their_card_says(name):
         path = pretrained_path(name, kind)
         report = lint_model(path)
         errors = [f for f in report.findings if f.severity == "error"]
-        if kind == "dynamic" and architecture(name) == "fsrcnn":
+        if kind == "dynamic" and architecture(name) in ("fsrcnn", "fsrcnn_relu_pair"):
             types = {row.index: row.type for row in report.rows}
             errors = [f for f in errors if types.get(f.op) not in SHAPE_OPS]
         assert not errors, [f.message for f in errors]
