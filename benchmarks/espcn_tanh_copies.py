@@ -23,18 +23,23 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _publish import ROOT, add_write_readme, publish  # noqa: E402
+import _held_out as held_out  # noqa: E402
+from _publish import add_write_readme, publish  # noqa: E402
 
-DATA = Path(os.environ.get("MAI_SR_DATA", ROOT.parent / "shared" / "data"))
-ARTIFACTS = Path(os.environ.get("MAI_SR_ARTIFACTS", ROOT.parent / "shared" / "artifacts"))
-CHECKPOINT = ARTIFACTS / "etds_zoo" / "pretrained" / "ESPCN" / "ESPCN_x3.pth"
-CALIBRATION_IMAGES = 16  # as the training loop's QAT stage (mai_sr.train.loop)
+CHECKPOINT = held_out.ARTIFACTS / "etds_zoo" / "pretrained" / "ESPCN" / "ESPCN_x3.pth"
 TANH_OUT_LEVELS = 128    # TFLite's int8 TANH output: scale 1/128, zero point 0
 TARGET_DB = 0.05
+
+
+def conv(kernels: dict, x, name: str):
+    """ESPCN's conv `name` (its float weights in `kernels`) on the batch `x`."""
+    from mai_sr._tf import tf
+
+    kernel, bias = kernels[name]
+    return tf.nn.conv2d(x, kernel, 1, "SAME") + bias
 
 
 def simulate(kernels: dict, lr, ranges, copies, rounded: bool):
@@ -43,10 +48,6 @@ def simulate(kernels: dict, lr, ranges, copies, rounded: bool):
     import numpy as np
 
     from mai_sr._tf import tf
-
-    def conv(x, name):
-        kernel, bias = kernels[name]
-        return tf.nn.conv2d(x, kernel, 1, "SAME") + bias
 
     def tanh_layer(z, bounds, k):
         if not rounded:
@@ -62,9 +63,9 @@ def simulate(kernels: dict, lr, ranges, copies, rounded: bool):
         return total / k
 
     x = tf.constant(lr[None].astype(np.float32))
-    a1 = tanh_layer(conv(x, "conv1"), ranges[0], copies[0])
-    a2 = tanh_layer(conv(a1, "conv2"), ranges[1], copies[1])
-    y = tf.nn.depth_to_space(tf.sigmoid(conv(a2, "conv3")) * 255.0, 3)
+    a1 = tanh_layer(conv(kernels, x, "conv1"), ranges[0], copies[0])
+    a2 = tanh_layer(conv(kernels, a1, "conv2"), ranges[1], copies[1])
+    y = tf.nn.depth_to_space(tf.sigmoid(conv(kernels, a2, "conv3")) * 255.0, 3)
     return np.clip(np.round(y.numpy()[0]), 0, 255).astype(np.uint8)
 
 
@@ -93,29 +94,19 @@ def main() -> None:
     import numpy as np
 
     from mai_sr._tf import tf
-    from mai_sr.importer import import_weights
     from mai_sr.metrics import psnr
-    from mai_sr.runs import load_deploy_weights
-    from mai_sr.train.config import TrainConfig
-    from mai_sr.train.loop import _load_data
 
-    config = TrainConfig(model="espcn", data=f"{DATA / 'T91'},{DATA / 'BSD200'}", patch=48,
-                         val_fraction=0.1)
-    train_pairs, val_pairs, _ = _load_data(config)
-    with tempfile.TemporaryDirectory() as tmp:
-        weights = Path(tmp) / "espcn.weights.h5"
-        import_weights(CHECKPOINT, "espcn", weights)
-        model = load_deploy_weights(weights, "espcn", 3)
+    train_pairs, val_pairs = held_out.split("espcn")
+    model = held_out.imported(CHECKPOINT, "espcn")
     kernels = {layer.name: [w.numpy() for w in layer.weights]
                for layer in model.layers if layer.name in ("conv1", "conv2", "conv3")}
     # Each tanh input's range: min/max over the calibration images, clipped where tanh is
     # within half an output step of +-1 (beyond it every input gives the end level anyway).
     saturated = float(np.arctanh(1 - 1 / (2 * TANH_OUT_LEVELS)))
     lows, highs = [np.inf, np.inf], [-np.inf, -np.inf]
-    for pair in train_pairs[:CALIBRATION_IMAGES]:
-        z1 = tf.nn.conv2d(pair.lr[None].astype(np.float32), kernels["conv1"][0], 1, "SAME") \
-            + kernels["conv1"][1]
-        z2 = tf.nn.conv2d(tf.tanh(z1), kernels["conv2"][0], 1, "SAME") + kernels["conv2"][1]
+    for batch in held_out.calibration(train_pairs):
+        z1 = conv(kernels, batch, "conv1")
+        z2 = conv(kernels, tf.tanh(z1), "conv2")
         for i, z in enumerate((z1, z2)):
             lows[i] = min(lows[i], float(tf.reduce_min(z)))
             highs[i] = max(highs[i], float(tf.reduce_max(z)))

@@ -21,52 +21,30 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _publish import ROOT, add_write_readme, measured_under, publish, recorded  # noqa: E402
+import _held_out as held_out  # noqa: E402
+from _publish import add_write_readme, measured_under, publish, recorded  # noqa: E402
 
-DATA = Path(os.environ.get("MAI_SR_DATA", ROOT.parent / "shared" / "data"))
-ARTIFACTS = Path(os.environ.get("MAI_SR_ARTIFACTS", ROOT.parent / "shared" / "artifacts"))
 TIE_DB = 0.002  # as benchmarks/qat_steps.py: closer than this on validation is a tie
 SIZE_ORDER = ("etds", "etds_s", "etds_m", "etds_l")  # ETDS-T, -S, -M, -L
-CALIBRATION_IMAGES = 16  # as the training loop's QAT stage (mai_sr.train.loop)
-
-
-def held_out_split():
-    """(training pairs, held-out pairs) of T91 + BSD200 as the shipped QAT recipes split
-    them (patch 48, a tenth held out)."""
-    from mai_sr.train.config import TrainConfig
-    from mai_sr.train.loop import _load_data
-
-    config = TrainConfig(model="etds", data=f"{DATA / 'T91'},{DATA / 'BSD200'}", patch=48,
-                         val_fraction=0.1)
-    train_pairs, val_pairs, _ = _load_data(config)
-    return train_pairs, val_pairs
 
 
 def measure(size: str, counts: list[int], train_pairs, val_pairs) -> dict:
     """Held-out PSNR of the published x3 checkpoint of ETDS `size` in float, and calibrated
     INT8 with each count of image-path copies."""
-    import numpy as np
-
     from mai_sr import registry
-    from mai_sr.importer import import_weights
     from mai_sr.models import create_model
     from mai_sr.models.etds import relayout
     from mai_sr.models.qat import quantize_model
-    from mai_sr.runs import load_deploy_weights
     from mai_sr.train.loop import _val_psnr
 
     shape = registry.SIZES[size]
-    checkpoint = (ARTIFACTS / "etds_zoo" / "pretrained" / "ETDS"
+    checkpoint = (held_out.ARTIFACTS / "etds_zoo" / "pretrained" / "ETDS"
                   / f"ETDS_M{shape['blocks']}C{shape['channels']}_x3.pth")
-    with tempfile.TemporaryDirectory() as tmp:
-        weights = Path(tmp) / "imported.weights.h5"
-        import_weights(checkpoint, size, weights)
-        plain = load_deploy_weights(weights, size, 3)
-    calibration = [p.lr[None].astype(np.float32) for p in train_pairs[:CALIBRATION_IMAGES]]
+    plain = held_out.imported(checkpoint, size)
+    calibration = held_out.calibration(train_pairs)
     entry = {"checkpoint": checkpoint.name, "fp32_val": round(_val_psnr(plain, val_pairs, 3), 4)}
     for extra in counts:
         option = create_model(f"{size}_image_pair", 3, deploy=True, image_extra=extra)
@@ -119,7 +97,7 @@ def main() -> None:
     results = recorded("image_copies")
     sizes = results.setdefault("sizes", {})
     counts = [int(c) for c in args.extra.split(",")]
-    train_pairs, val_pairs = held_out_split()
+    train_pairs, val_pairs = held_out.split("etds")
     for size in args.sizes.split(","):
         entry = sizes.setdefault(size, {})
         entry.update(measure(size, counts, train_pairs, val_pairs))

@@ -29,6 +29,9 @@ from mai_sr.train.session import (Progress, StopOnSignal, TrainingInterrupted, h
                                   is_chief, make_strategy, worker_lost_error)
 
 CHARBONNIER_EPS = 1e-3  # on images scaled to [0, 1]
+# Training images whose LR sides calibrate the QAT stage's start (quantize_model): enough
+# to find each tensor's range, few enough to keep the stage's start quick.
+QAT_CALIBRATION_IMAGES = 16
 
 
 def train_from_config(config: TrainConfig, resume: bool = False, quiet: bool = False, *,
@@ -275,8 +278,8 @@ def _qat_stage(run: RunWriter, strategy, train_pairs, val_pairs, stop, on_step,
             deploy.set_weights(deploy_weights)
         # Data lets quantize_model fit SCSRN's skip-concat features into the image's fixed
         # [0, 255] range and start the activation ranges from real values (mai_sr.models.qat).
-        model = quantize_model(deploy, calibration=[p.lr[None].astype(np.float32)
-                                                    for p in train_pairs[:16]])
+        model = quantize_model(deploy, calibration=[
+            p.lr[None].astype(np.float32) for p in train_pairs[:QAT_CALIBRATION_IMAGES]])
     result = _train_stage(run, "qat", model, strategy, train_pairs, val_pairs, stop, on_step)
     run.save_weights(model, QAT_WEIGHTS)
     run.log(f"qat: val PSNR {result['val_psnr']:.3f} dB (fake-quant Keras model)")

@@ -207,8 +207,9 @@ def plan_quantization(model) -> dict[str, object]:
                 wanted.add(ACTIVATION_INPUT_RANGES[layer_by_name[c].get_config()["activation"]])
             elif roles[c] in ("clip", "concat"):
                 wanted.add(fixed[c])
-            elif is_pixel_clip(layer_by_name[c]) and len(consumers[name]) == 1:
-                wanted.add((0.0, PIXEL_RANGE[1] / pixel_clip_gain(layer_by_name[c])))
+            elif len(consumers[name]) == 1 and \
+                    (gain := pixel_clip_gain(layer_by_name[c])) is not None:
+                wanted.add((0.0, PIXEL_RANGE[1] / gain))
             else:
                 wanted.add(None)
         return wanted.pop() if len(wanted) == 1 else None
