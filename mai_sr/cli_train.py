@@ -118,6 +118,9 @@ def _add_train_starting_points(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher-crop-data", default=None, metavar="SRC",
                    help="more images for --teacher-crops ('builtin', DIR or DIR,DIR); never "
                         "a test set")
+    p.add_argument("--hold-anchor-taps", action="store_true", default=None,
+                   help="SCSRN: hold the output conv's taps on the image at the "
+                        "nearest-neighbour anchor (exact in INT8), its feature taps in [-1, 1]")
     p.add_argument("--resume", action="store_true",
                    help="continue --out (default runs/latest) from its last checkpoint")
     p.add_argument("--recipe", default=None, metavar="FILE",

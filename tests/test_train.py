@@ -250,6 +250,52 @@ def test_weight_clip_hook_runs_after_every_step_of_both_stages(shared_data, tmp_
         assert largest_3x3_weight(free, relative) > 1e-4
 
 
+def test_hold_anchor_taps_is_scsrn_only(shared_data, tmp_path):
+    with pytest.raises(MaiSrError, match="--hold-anchor-taps: only SCSRN"):
+        tiny_config(shared_data, tmp_path, model="abpn", hold_anchor_taps=True)
+
+
+def int8_image_taps(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The int8 kernel (OHWI) of the conv that reads 35 channels in the INT8 file at `path`
+    (SCSRN's [image, features]) and its per-output-channel scales."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    # Without the default XNNPACK delegate, which takes the constant buffers it packs.
+    interpreter = Interpreter(str(path), experimental_op_resolver_type=(
+        OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
+    interpreter.allocate_tensors()
+    kernel = next(d for d in interpreter.get_tensor_details()
+                  if tuple(d["shape"]) == (27, 3, 3, 35) and d["dtype"] == np.int8)
+    return (interpreter.get_tensor(kernel["index"]),
+            kernel["quantization_parameters"]["scales"])
+
+
+@pytest.mark.slow
+def test_hold_anchor_taps_makes_scsrn_int8_anchor_exact(shared_data, tmp_path):
+    """Held, SCSRN's output conv reads the image through the nearest-neighbour kernel alone,
+    and the INT8 file stores it exactly: 127 steps (the channel's largest weight) at each
+    output channel's colour on the centre tap, 0 on every other image tap. Not held, the
+    learned taps are off that grid (the check can fail)."""
+    from mai_sr.export.convert import export
+    from mai_sr.models.blocks import nearest_conv_kernel
+
+    expected = np.zeros((27, 3, 3, 3), np.int8)
+    expected[:, 1, 1, :] = 127 * nearest_conv_kernel(3)[0, 0].T
+    taps = {}
+    for held in (True, False):
+        run = train_from_config(tiny_config(shared_data, tmp_path / f"held-{held}",
+                                            model="scsrn", steps=4, qat_steps=4,
+                                            weight_clip=False, hold_anchor_taps=held),
+                                quiet=True)
+        [path] = export(tmp_path / f"held-{held}.tflite", run=run, shape=(24, 24))
+        kernel, scales = int8_image_taps(path)
+        taps[held] = kernel[..., :3]
+        if held:
+            np.testing.assert_allclose(scales * 127, 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(taps[True], expected)
+    assert not np.array_equal(taps[False], expected)
+
+
 # ---------------------------------------------------------------- CLI, signals, kill
 
 

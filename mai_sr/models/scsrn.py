@@ -30,6 +30,10 @@ No code was published; this is our reading of the report text and its Fig. 3:
   (``mai-sr import ABPN_M4C28_x3.pth --model scsrn``) start SCSRN where ABPN is, with room
   to grow (Chen, Goodfellow and Shlens, "Net2Net: Accelerating Learning via Knowledge
   Transfer", ICLR 2016: a larger net initialised to compute a smaller one).
+- INT8 and the learned anchor: the output conv's image taps share each output channel's
+  int8 weight grid (step max |w| / 127, about 1/127 with a centre tap near 1), so small
+  learned deviations from the anchor are rounded by a whole step on pixels up to 255.
+  :func:`anchor_tap_hold` (``train --hold-anchor-taps``) keeps them at the exact anchor.
 """
 
 from __future__ import annotations
@@ -108,3 +112,55 @@ def embed(abpn_net: keras.Model, scsrn_net: keras.Model) -> None:
             new_kernel[:, :, :reads] = kernel[..., copies]
             new_bias = bias[copies]
         dst.set_weights([new_kernel, new_bias])
+
+
+def anchor_tap_hold(model):
+    """A function that puts the output conv of SCSRN `model` back on the anchor, in place:
+    its taps on the LR image become the nearest-neighbour kernel (each output channel's
+    colour at the centre tap, weight 1, every other image tap 0), its taps on the features
+    are clipped to [-1, 1]. Weights are in deploy units: the training graph's folded input
+    and output scales are divided out. Works on the training graph, the deploy graph and its
+    QAT form; the training loop calls it before the first step and after each one
+    (``--hold-anchor-taps``). Raises MaiSrError when `model` has no such conv.
+
+    Why: TFLite stores the conv's weights on a symmetric int8 grid per output channel, step
+    max |w| / 127. A learned image tap near 1 sets that step to about 1/127, and the
+    learned deviations of the other image taps (about 0.01 in the 24,000-step ETDS-L
+    distillation) are one step wide, each multiplying pixels up to 255: rounding those taps
+    alone cost 0.068 / 0.041 / 0.031 dB on Set5 / Set14 / B100, where no kernel of ABPN
+    cost more than 0.009 (``benchmarks/weight_grid.py``). Held at the anchor, the centre tap
+    1 is the channel's largest weight and sits on the grid (127 steps), and every other image
+    tap is 0: INT8 then adds the anchor exactly, as ABPN's fixed anchor op does, and the
+    features carry what the deviations did.
+    """
+    from mai_sr._tf import tf
+
+    try:
+        layer = model.get_layer("conv_out")
+    except ValueError:
+        try:
+            layer = model.get_layer("quant_conv_out").layer
+        except ValueError:
+            raise MaiSrError(f"{model.name}: no output conv 'conv_out' reading [image, "
+                             "features] (only SCSRN's holds anchor taps)") from None
+    kernel = next((v for v in model.trainable_variables
+                   if v.name.split(":")[0].endswith("conv_out/kernel")), None)
+    images = 3
+    if kernel is None or int(kernel.shape[2]) <= images:
+        raise MaiSrError(f"{model.name}: its output conv does not read [image, features]")
+    kh, kw, reads, outputs = (int(n) for n in kernel.shape)
+    scale = int(round(np.sqrt(outputs / images)))
+    folded = np.ones(reads, np.float32) * float(getattr(layer, "output_scale", 1.0))
+    folded *= np.asarray(getattr(layer, "input_scale", 1.0), np.float32)
+    anchor = np.zeros(kernel.shape, np.float32)
+    anchor[kh // 2, kw // 2, :images] = nearest_conv_kernel(scale, images)[0, 0]
+    anchor /= folded[None, None, :, None]
+    is_image = np.zeros(kernel.shape, bool)
+    is_image[:, :, :images] = True
+    bound = np.broadcast_to((1.0 / folded)[None, None, :, None], kernel.shape)
+    anchor, is_image, bound = (tf.constant(a) for a in (anchor, is_image, bound))
+
+    def hold():
+        kernel.assign(tf.where(is_image, anchor, tf.clip_by_value(kernel, -bound, bound)))
+
+    return hold

@@ -16,7 +16,7 @@ from pathlib import Path
 from mai_sr.challenge import CHALLENGE_SCALE
 from mai_sr.errors import MaiSrError
 from mai_sr.weights import SUFFIX, is_weights_file, weights_file_model, weights_record
-from mai_sr.registry import check_model_name, check_scale, model_module
+from mai_sr.registry import MODELS, check_model_name, check_scale, model_module
 from mai_sr.runs import FP32_DEPLOY_WEIGHTS, FP32_TRAIN_WEIGHTS, read_run_config, run_scale
 
 LOSSES = ("l1", "l2", "charbonnier")
@@ -103,6 +103,7 @@ class TrainConfig:
     teacher_crops: float = 0.0       # share of each batch from inputs only the teacher labels
     teacher_crop_data: str | None = None  # extra images for them (besides the training ones)
     weight_clip: bool | None = None  # Z6's mean +- k std clipping of first-layer kernels (per model)
+    hold_anchor_taps: bool = False   # SCSRN: output conv's image taps held at the exact anchor
     distribute: str = "none"
     val_every: int = 200
     ckpt_every: int = 200
@@ -234,6 +235,9 @@ class TrainConfig:
         if self.teacher_crop_data is not None and not self.teacher_crops:
             raise MaiSrError("--teacher-crop-data: needs --teacher-crops (the share of each "
                              "batch they fill)")
+        if self.hold_anchor_taps and MODELS[self.model] != "mai_sr.models.scsrn":
+            raise MaiSrError(f"--hold-anchor-taps: only SCSRN's output conv reads the image "
+                             f"(model {self.model})")
         if self.decay_every is not None and self.decay_every < 1:
             raise MaiSrError(f"decay_every: must be >= 1, got {self.decay_every!r}")
 

@@ -331,15 +331,25 @@ def per_example_loss(name: str):
     return loss
 
 
-def _weight_clip_hook(model, enabled: bool):
-    """Z6's weight clipping (``mai_sr.models.qat.apply_weight_clip``: the first-layer conv kernels,
-    the ones reading the RGB image, to their per-output-channel mean +- k std) as a function
-    to run after each step; None if off."""
-    if not enabled:
-        return None
-    from mai_sr.models.qat import apply_weight_clip
+def _after_step_hook(model, config):
+    """What runs after each optimizer step, as one function (None if nothing): Z6's weight
+    clipping (``mai_sr.models.qat.apply_weight_clip``: the first-layer conv kernels, the ones
+    reading the RGB image, to their per-output-channel mean +- k std) and SCSRN's anchor taps
+    (``mai_sr.models.scsrn.anchor_tap_hold``, run once now too)."""
+    hooks = []
+    if config.weight_clip:
+        from mai_sr.models.qat import apply_weight_clip
 
-    return lambda: apply_weight_clip(model)
+        hooks.append(lambda: apply_weight_clip(model))
+    if config.hold_anchor_taps:
+        from mai_sr.models.scsrn import anchor_tap_hold
+
+        hold = anchor_tap_hold(model)
+        hold()
+        hooks.append(hold)
+    if not hooks:
+        return None
+    return lambda: [hook() for hook in hooks]
 
 
 def load_teacher(teacher: str, model_name: str | None = None, scale: int | None = None):
@@ -461,7 +471,7 @@ def _train_stage(run: RunWriter, stage: str, model, strategy, train_pairs, val_p
         optimizer.build(model.trainable_variables)
     state, best_weights = resume_stage(run, stage, model, optimizer, steps)
     last_path, best_path = run.checkpoint(stage, "last"), run.checkpoint(stage, "best")
-    clip = _weight_clip_hook(model, config.weight_clip)
+    clip = _after_step_hook(model, config)
     teacher = None
     if config.teacher is not None:
         with strategy.scope():
