@@ -30,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _publish import RESULTS, ROOT  # noqa: E402
+from weight_grid import on_grid  # noqa: E402
 
 DATA = Path(os.environ.get("MAI_SR_DATA", ROOT.parent / "shared" / "data"))
 ARTIFACTS = Path(os.environ.get("MAI_SR_ARTIFACTS", ROOT.parent / "shared" / "artifacts"))
@@ -50,9 +51,7 @@ def simulate(convs, lr, ranges: dict | None, rounded: set):
     for layer in convs:
         kernel, bias = layer.get_weights()
         if ranges is not None:  # the kernel on its per-channel int8 grid, as the file has it
-            step = np.abs(kernel).max(axis=(0, 1, 2), keepdims=True) / 127
-            step[step == 0] = 1
-            kernel = np.round(kernel / step) * step
+            kernel = on_grid(kernel)
         x = tf.nn.relu(tf.nn.conv2d(x, kernel, 1, "SAME") + bias)
         # the clip conv has no range of its own: its output is the file's [0, 255] uint8
         # output, whose rounding is the final rint below

@@ -54,7 +54,7 @@ def on_grid(kernel, channels: slice = slice(None)):
     return rounded
 
 
-def concat_parts(model, layer) -> list[tuple[str, slice]]:
+def concat_parts(layer) -> list[tuple[str, slice]]:
     """(name, input-channel slice) of each tensor a concatenation feeds `layer`, else []."""
     producer = layer.input._keras_history[0] if hasattr(layer.input, "_keras_history") else None
     if type(producer).__name__ != "Concatenate":
@@ -85,18 +85,15 @@ def weights_file(spec: str, work: Path) -> tuple[str, str, Path]:
     return label, arch, path
 
 
-def int8_psnr(arch: str, weights: Path, pairs, work: Path) -> float:
-    """Mean RGB PSNR (crop 3) of the PTQ INT8 file `mai-sr export` writes from `weights`."""
-    import numpy as np
-
+def int8_runner(arch: str, weights: Path, work: Path):
+    """A LiteRT runner of the dynamic-shape PTQ INT8 file `mai-sr export` writes from
+    `weights` (written once per model, scored on every set)."""
     from mai_sr.export.convert import export
-    from mai_sr.metrics import psnr
     from mai_sr.tflite.runtime import TFLiteSR
 
     files = export(work / f"{arch}-{weights.stem}.tflite", model=arch, weights=weights,
                    scale=3, dynamic=True)
-    runner = TFLiteSR(files[-1])
-    return float(np.mean([psnr(runner.upscale(p.lr), p.hr, crop=3) for p in pairs]))
+    return TFLiteSR(files[-1])
 
 
 def measure(model, pairs) -> dict[str, float]:
@@ -116,7 +113,7 @@ def measure(model, pairs) -> dict[str, float]:
     for layer in convs:
         kernel, *rest = layer.get_weights()
         for label, channels in [(layer.name, slice(None))] + [
-                (f"{layer.name} <- {name}", part) for name, part in concat_parts(model, layer)]:
+                (f"{layer.name} <- {name}", part) for name, part in concat_parts(layer)]:
             layer.set_weights([on_grid(kernel, channels), *rest])
             found[label] = score()
         layer.set_weights([kernel, *rest])
@@ -130,7 +127,10 @@ def measure(model, pairs) -> dict[str, float]:
 
 
 def main(argv=None) -> int:
+    import numpy as np
+
     from mai_sr.data import load_pairs
+    from mai_sr.metrics import psnr
     from mai_sr.runs import load_deploy_weights
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -142,10 +142,12 @@ def main(argv=None) -> int:
         for spec in args.models:
             label, arch, weights = weights_file(spec, Path(tmp))
             model = load_deploy_weights(weights, arch, 3)
+            int8 = int8_runner(arch, weights, Path(tmp))
             for dataset in args.data.split(","):
                 pairs = load_pairs(str(DATA / dataset), scale=3)
                 found = measure(model, pairs)
-                found["int8 file (PTQ)"] = int8_psnr(arch, weights, pairs, Path(tmp))
+                found["int8 file (PTQ)"] = float(np.mean(
+                    [psnr(int8.upscale(p.lr), p.hr, crop=3) for p in pairs]))
                 found = {k: round(v, 4) for k, v in found.items()}
                 results.setdefault(label, {})[dataset] = found
                 base = found["float"]
