@@ -255,6 +255,33 @@ def test_hold_anchor_taps_is_scsrn_only(shared_data, tmp_path):
         tiny_config(shared_data, tmp_path, model="abpn", hold_anchor_taps=True)
 
 
+def test_anchor_tap_hold_keeps_the_qat_start_and_clips_in_fp32():
+    """Feature taps over 1 (as after a range equalization with gain below 1): the FP32 hold
+    clips them to [-1, 1]; the QAT hold (keep_start) leaves them, so the calibrated start is
+    unchanged; both put the image taps on the nearest-neighbour kernel."""
+    from mai_sr.models import create_model
+    from mai_sr.models.blocks import nearest_conv_kernel
+    from mai_sr.models.scsrn import anchor_tap_hold
+
+    rng = np.random.default_rng(0)
+    for keep_start in (False, True):
+        model = create_model("scsrn", scale=3, deploy=True)
+        layer = model.get_layer("conv_out")
+        kernel, bias = layer.get_weights()
+        kernel = rng.uniform(-3, 3, kernel.shape).astype(np.float32)
+        layer.set_weights([kernel, bias])
+        anchor_tap_hold(model, keep_start=keep_start)()
+        held = layer.get_weights()[0]
+        image_taps = np.zeros_like(held[:, :, :3])
+        image_taps[1, 1] = nearest_conv_kernel(3)[0, 0]
+        np.testing.assert_array_equal(held[:, :, :3], image_taps)
+        features = held[:, :, 3:]
+        if keep_start:
+            np.testing.assert_array_equal(features, kernel[:, :, 3:])
+        else:
+            np.testing.assert_array_equal(features, np.clip(kernel[:, :, 3:], -1, 1))
+
+
 def int8_image_taps(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """The int8 kernel (OHWI) of the conv that reads 35 channels in the INT8 file at `path`
     (SCSRN's [image, features]) and its per-output-channel scales."""
@@ -410,7 +437,8 @@ def test_a_run_being_trained_cannot_be_resumed_twice(reference_run, capsys):
     try:
         assert main(["train", "--out", str(reference_run), "--resume", "--quiet"]) == 2
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and f"pid {os.getpid()}" in err and "is training this run" in err
+        assert err.count("\n") == 1 and f"pid {os.getpid()}" in err
+        assert "is training this run" in err
     finally:
         lock.close()
     hold_run_lock(reference_run).close()  # released with its file: free again
@@ -603,8 +631,8 @@ def test_two_trainings_on_one_new_out_and_bad_seed_or_val_are_one_line(reference
 
 @pytest.mark.parametrize("tf_config, message", [
     ('[1, 2]', "must be a JSON object"),
-    ('{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, '
-     '"task": {"type": "worker", "index": "one"}}', 'task "index" must be a whole number'),
+    (('{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, '
+      '"task": {"type": "worker", "index": "one"}}'), 'task "index" must be a whole number'),
     ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 3}}',
      "task index 3 but the cluster has 1 worker(s)")])
 def test_malformed_tf_config_is_one_line(tf_config, message, tmp_path, capsys, monkeypatch):
@@ -720,8 +748,8 @@ def test_images_too_small_for_the_patch_are_one_summary_line(tmp_path):
         pairs = data.load_pairs(tmp_path, min_lr_size=64)
     assert [p.name for p in pairs] == ["big"]
     assert [str(w.message) for w in caught] == [
-        "skipped 8 of 9 images (small0, small1, small2, small3, small4 and 3 more): their "
-        "LR side is below 64 pixels at x3"]
+        ("skipped 8 of 9 images (small0, small1, small2, small3, small4 and 3 more): their "
+         "LR side is below 64 pixels at x3")]
 
 
 def test_train_help_states_the_defaults_of_the_config():

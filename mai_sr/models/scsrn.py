@@ -114,7 +114,7 @@ def embed(abpn_net: keras.Model, scsrn_net: keras.Model) -> None:
         dst.set_weights([new_kernel, new_bias])
 
 
-def anchor_tap_hold(model):
+def anchor_tap_hold(model, keep_start: bool = False):
     """A function that puts the output conv of SCSRN `model` back on the anchor, in place:
     its taps on the LR image become the nearest-neighbour kernel (each output channel's
     colour at the centre tap, weight 1, every other image tap 0), its taps on the features
@@ -122,6 +122,13 @@ def anchor_tap_hold(model):
     and output scales are divided out. Works on the training graph, the deploy graph and its
     QAT form; the training loop calls it before the first step and after each one
     (``--hold-anchor-taps``). Raises MaiSrError when `model` has no such conv.
+
+    `keep_start` (the QAT stage): each output channel's feature taps are clipped to the
+    larger of 1 and their largest magnitude in `model` now, so the first hold does not change
+    the function QAT starts from. PTQ and QAT rescale the features to the concatenation's
+    fixed range first (``equalize_fixed_ranges``), which divides their taps by the gain; a
+    gain below 1 (features peaking above 255) lifts held taps over 1, and clipping them
+    there would change the calibrated model before its first step.
 
     Why: TFLite stores the conv's weights on a symmetric int8 grid per output channel, step
     max |w| / 127. A learned image tap near 1 sets that step to about 1/127, and the
@@ -157,7 +164,12 @@ def anchor_tap_hold(model):
     anchor /= folded[None, None, :, None]
     is_image = np.zeros(kernel.shape, bool)
     is_image[:, :, :images] = True
-    bound = np.broadcast_to((1.0 / folded)[None, None, :, None], kernel.shape)
+    limit = np.ones(outputs, np.float32)
+    if keep_start:
+        start = np.abs(kernel.numpy()[:, :, images:]) * folded[None, None, images:, None]
+        limit = np.maximum(limit, start.max(axis=(0, 1, 2)))
+    bound = (1.0 / folded)[None, None, :, None] * limit[None, None, None, :]
+    bound = np.broadcast_to(bound, kernel.shape).astype(np.float32)
     anchor, is_image, bound = (tf.constant(a) for a in (anchor, is_image, bound))
 
     def hold():

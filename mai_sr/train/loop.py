@@ -331,11 +331,13 @@ def per_example_loss(name: str):
     return loss
 
 
-def _after_step_hook(model, config):
-    """What runs after each optimizer step, as one function (None if nothing): Z6's weight
-    clipping (``mai_sr.models.qat.apply_weight_clip``: the first-layer conv kernels, the ones
-    reading the RGB image, to their per-output-channel mean +- k std) and SCSRN's anchor taps
-    (``mai_sr.models.scsrn.anchor_tap_hold``, run once now too)."""
+def _after_step_hook(model, config, stage: str):
+    """What runs after each optimizer step of `stage`, as one function (None if nothing):
+    Z6's weight clipping (``mai_sr.models.qat.apply_weight_clip``: the first-layer conv
+    kernels, the ones reading the RGB image, to their per-output-channel mean +- k std) and
+    SCSRN's anchor taps (``mai_sr.models.scsrn.anchor_tap_hold``, run once now too; in QAT
+    its feature bound keeps the calibrated start). Called on the stage's start model, before
+    a checkpoint is resumed, so a resumed run holds to the same bound."""
     hooks = []
     if config.weight_clip:
         from mai_sr.models.qat import apply_weight_clip
@@ -344,7 +346,7 @@ def _after_step_hook(model, config):
     if config.hold_anchor_taps:
         from mai_sr.models.scsrn import anchor_tap_hold
 
-        hold = anchor_tap_hold(model)
+        hold = anchor_tap_hold(model, keep_start=stage == "qat")
         hold()
         hooks.append(hold)
     if not hooks:
@@ -469,9 +471,9 @@ def _train_stage(run: RunWriter, stage: str, model, strategy, train_pairs, val_p
     with strategy.scope():
         optimizer = keras.optimizers.Adam(learning_rate=schedule, jit_compile=False)
         optimizer.build(model.trainable_variables)
+    clip = _after_step_hook(model, config, stage)
     state, best_weights = resume_stage(run, stage, model, optimizer, steps)
     last_path, best_path = run.checkpoint(stage, "last"), run.checkpoint(stage, "best")
-    clip = _after_step_hook(model, config)
     teacher = None
     if config.teacher is not None:
         with strategy.scope():
