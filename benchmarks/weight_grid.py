@@ -1,8 +1,9 @@
 """Which kernels' int8 grids cost a deploy graph its PSNR: each Conv2D's kernel alone put on
 its per-channel int8 grid (symmetric, step max |w| / 127 per output channel, as TFLite
-stores it), every other kernel and every activation left in float. A conv that reads a
-concatenation is also split by input: its taps on each concatenated tensor on the grid
-alone (SCSRN's output conv reads [LR image, features]).
+stores it; a Conv2DTranspose's on one grid for the whole kernel, as TFLite's converter
+stores TRANSPOSE_CONV weights), every other kernel and every activation left in float. A
+conv that reads a concatenation is also split by input: its taps on each concatenated
+tensor on the grid alone (SCSRN's output conv reads [LR image, features]).
 
 What it is: a float simulation of weight rounding only, round to nearest. The exporter's
 PTQ rounds to the data and corrects biases, and QAT trains on the grid, so a shipped file
@@ -11,6 +12,7 @@ loses (the INT8 file of the same weights is scored for scale).
 
     python benchmarks/weight_grid.py          # ABPN-M4C28 x3 and the two SCSRN below
     python benchmarks/weight_grid.py scsrn=RUN/fp32/fp32/deploy.weights.h5 --data Set5
+    python benchmarks/weight_grid.py --fsrcnn  # FSRCNN x3, two ReLUs: transposed vs subpixel
 
 A model is ``[LABEL:]ARCH=WEIGHTS`` (Keras deploy weights) or
 ``[LABEL:]ARCH=CHECKPOINT.pth`` (imported first); results are kept by LABEL (default ARCH).
@@ -42,12 +44,19 @@ DEFAULTS = (f"abpn={ARTIFACTS / 'etds_zoo' / 'pretrained' / 'ABPN' / 'ABPN_M4C28
              f"{RECIPE_RUNS / 'scsrn.etds_l_distill_abpn_anchor' / 'anchor' / STAGE_WEIGHTS}"))
 
 
-def on_grid(kernel, channels: slice = slice(None)):
+FSRCNN_X3 = ARTIFACTS / "etds_zoo" / "pretrained" / "FSRCNN" / "FSRCNN_x3.pth"
+FSRCNN = (f"fsrcnn_relu_pair={FSRCNN_X3}", f"fsrcnn_relu_pair_subpixel={FSRCNN_X3}")
+GRID_LAYERS = ("Conv2D", "Conv2DTranspose")
+
+
+def on_grid(kernel, channels: slice = slice(None), per_tensor: bool = False):
     """`kernel` with its input `channels` on the per-output-channel int8 grid (the step is
-    the whole kernel's max |w| / 127: the other taps still set it)."""
+    the whole kernel's max |w| / 127: the other taps still set it), or with `per_tensor` on
+    one grid for the whole kernel."""
     import numpy as np
 
-    step = np.abs(kernel).max(axis=(0, 1, 2), keepdims=True) / 127
+    step = np.abs(kernel).max(axis=(0, 1, 2, 3) if per_tensor else (0, 1, 2),
+                              keepdims=True) / 127
     step[step == 0] = 1
     rounded = kernel.copy()
     rounded[:, :, channels] = (np.round(kernel / step) * step)[:, :, channels]
@@ -108,18 +117,19 @@ def measure(model, pairs) -> dict[str, float]:
                                                     .numpy()[0]), 0, 255).astype(np.uint8),
                                    p.hr, crop=3) for p in pairs]))
 
-    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
+    convs = [layer for layer in model.layers if type(layer).__name__ in GRID_LAYERS]
+    per_tensor = {layer.name: type(layer).__name__ == "Conv2DTranspose" for layer in convs}
     found = {"float": score()}
     for layer in convs:
         kernel, *rest = layer.get_weights()
         for label, channels in [(layer.name, slice(None))] + [
                 (f"{layer.name} <- {name}", part) for name, part in concat_parts(layer)]:
-            layer.set_weights([on_grid(kernel, channels), *rest])
+            layer.set_weights([on_grid(kernel, channels, per_tensor[layer.name]), *rest])
             found[label] = score()
         layer.set_weights([kernel, *rest])
     originals = [layer.get_weights() for layer in convs]
     for layer, (kernel, *rest) in zip(convs, originals):
-        layer.set_weights([on_grid(kernel), *rest])
+        layer.set_weights([on_grid(kernel, per_tensor=per_tensor[layer.name]), *rest])
     found["all kernels"] = score()
     for layer, weights in zip(convs, originals):
         layer.set_weights(weights)
@@ -134,12 +144,16 @@ def main(argv=None) -> int:
     from mai_sr.runs import load_deploy_weights
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("models", nargs="*", default=list(DEFAULTS), help="[LABEL:]ARCH=WEIGHTS")
+    parser.add_argument("models", nargs="*", help="[LABEL:]ARCH=WEIGHTS (default: the three "
+                        "above)")
+    parser.add_argument("--fsrcnn", action="store_true",
+                        help="FSRCNN x3's checkpoint in its two layouts with two ReLUs: the "
+                        "transposed conv (one weight grid) and the subpixel conv (27)")
     parser.add_argument("--data", default="Set5,Set14,B100", help="sets under ../shared/data")
     args = parser.parse_args(argv)
     results = json.loads(OUT.read_text()) if OUT.is_file() else {}
     with tempfile.TemporaryDirectory() as tmp:
-        for spec in args.models:
+        for spec in args.models or (FSRCNN if args.fsrcnn else DEFAULTS):
             label, arch, weights = weights_file(spec, Path(tmp))
             model = load_deploy_weights(weights, arch, 3)
             int8 = int8_runner(arch, weights, Path(tmp))

@@ -78,11 +78,16 @@ STAGES = ("info", "fp32", "ptq", "qat", "deploy", "floor")
 # (mai_sr.models.ecbsr): the same network, one int8 tensor per layer instead of two and its
 # slopes in per-channel kernels. ETDS's image path carried twice (mai_sr.models.etds): the
 # same network, the copies dithered by half an int8 step; ETDS-L's also four times (blue
-# three times), the copies a quarter (blue a third) of a step apart.
+# three times), the copies a quarter (blue a third) of a step apart. FSRCNN's transposed conv
+# also as a conv and depth-to-space (mai_sr.models.fsrcnn): an int8 weight grid per output
+# phase and colour instead of per colour, and no TRANSPOSE_CONV.
 PAIR = ("PReLU as two ReLUs", "relu_pair")
+PAIR_SUBPIXEL = ("PReLU as two ReLUs, transposed conv as conv + depth-to-space",
+                 "relu_pair_subpixel")
 IMAGE_PAIR = ("image path twice", "image_pair")
 IMAGE_QUAD = ("image path four times", "image_quad")
-LAYOUTS = {"FSRCNN_x3": (("fsrcnn_relu_pair", *PAIR),),
+LAYOUTS = {"FSRCNN_x3": (("fsrcnn_relu_pair", *PAIR),
+                         ("fsrcnn_relu_pair_subpixel", *PAIR_SUBPIXEL)),
            "ECBSR_M4C16_x3": (("ecbsr_m4c16_relu_pair", *PAIR),),
            "ECBSR_M4C32_x3": (("ecbsr_m4c32_relu_pair", *PAIR),),
            "ECBSR_M6C40_x3": (("ecbsr_m6c40_relu_pair", *PAIR),),
@@ -708,10 +713,13 @@ def layout_table(results: dict) -> list[str]:
                      f"| {_drops(e, 'ptq', 'rgb')} | {_drops(e, 'qat', 'rgb')} "
                      f"| {dep.get('synap_vs680_ms', '–')} | {dep.get('vela_u85_ms', '–')} | "
                      + " | ".join(phone(dep.get("phones_ms", {}), p) for p in phones) + " |")
-    return ["Layout options beside their published layout (QAT at x3 only; the phone columns "
-            "are the fitted profiles' estimates, `mai-sr bench --runner sim`, fitted on the "
-            "ETDS paper's Table 2 and validated by leaving each architecture out, "
-            "docs/simulators.md; estimates, not devices):", "", *lines, ""]
+    return [("Layout options beside their published layout (QAT at x3 only; the phone columns "
+             "are the fitted profiles' estimates, `mai-sr bench --runner sim`, fitted on the "
+             "ETDS paper's Table 2 and validated by leaving each architecture out, "
+             "docs/simulators.md; estimates, not devices; MACs as `mai-sr profile` and the "
+             "ETDS paper count them, a transposed conv's whole kernel at every HR pixel, "
+             "s^2 times what TFLite's TRANSPOSE_CONV computes over the LR pixels):"),
+            "", *lines, ""]
 
 
 def readme_body(results: dict) -> str:

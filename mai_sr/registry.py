@@ -37,6 +37,8 @@ MODELS: dict[str, str] = {
     "etds_l_image_quad": "mai_sr.models.etds",
     "fsrcnn": "mai_sr.models.fsrcnn",
     "fsrcnn_relu_pair": "mai_sr.models.fsrcnn",
+    "fsrcnn_subpixel": "mai_sr.models.fsrcnn",
+    "fsrcnn_relu_pair_subpixel": "mai_sr.models.fsrcnn",
     "ncnet": "mai_sr.models.ncnet",
     "scsrn": "mai_sr.models.scsrn",
     "xcat": "mai_sr.models.xcat",
@@ -57,6 +59,9 @@ SIZES: dict[str, dict] = {
     "ecbsr_m6c40": {"blocks": 6, "channels": 40},
     # FSRCNN and these three ECBSR with each PReLU written as two ReLUs (mai_sr.models.ecbsr)
     "fsrcnn_relu_pair": {"activation": "relu_pair"},
+    # FSRCNN's transposed conv as a conv and depth-to-space (mai_sr.models.fsrcnn)
+    "fsrcnn_subpixel": {"upsample": "subpixel"},
+    "fsrcnn_relu_pair_subpixel": {"activation": "relu_pair", "upsample": "subpixel"},
     "ecbsr_m4c16_relu_pair": {"blocks": 4, "channels": 16, "activation": "relu_pair"},
     "ecbsr_m4c32_relu_pair": {"blocks": 4, "channels": 32, "activation": "relu_pair"},
     "ecbsr_m6c40_relu_pair": {"blocks": 6, "channels": 40, "activation": "relu_pair"},
@@ -78,7 +83,7 @@ SIZES: dict[str, dict] = {
 # Options that change how a network is laid out, not what it computes: a name whose SIZES
 # differ from another name's of the same module only in these keys is that network in another
 # layout, made from its weights by the module's ``relayout(source, target)``.
-LAYOUT_OPTIONS = ("activation", "image_extra")
+LAYOUT_OPTIONS = ("activation", "image_extra", "upsample")
 
 # Published networks another registered model can compute exactly (a larger net set to a
 # smaller one's function), so their weights start it: ``mai-sr import ABPN.pth --model scsrn``

@@ -24,7 +24,7 @@ from mai_sr.report.cards import card_quality, validate_model_card
 # weights take 4.75 bytes per parameter in NAME.weights.h5 and each INT8 file 1.3-1.4. The
 # package's total follows the table: its weights' limits plus the tables and recipes. Sizes
 # per weight: 161 KiB (ecbsr.etds_div2k, 14 K parameters) to 2,253 KiB
-# (ecbsr_m6c40_relu_pair.etds_div2k, 368 K parameters); 14,275 KiB in all with 25 weights.
+# (ecbsr_m6c40_relu_pair.etds_div2k, 368 K parameters); 14,847 KiB in all with 26 weights.
 WEIGHT_BYTES_PER_PARAM = 8
 WEIGHT_FIXED_BYTES = 64 * 1024
 TABLES_LIMIT_BYTES = 128 * 1024      # shipped.json, zoo.json, recipes/
@@ -38,6 +38,8 @@ ZOO_SHIPPED = ("etds_l", "etds_m", "etds_s", "etds", "espcn", "ecbsr", "ecbsr_m4
                # ReLUs
                "ecbsr_m4c16_relu_pair", "ecbsr_m4c32_relu_pair", "ecbsr_m6c40_relu_pair",
                "fsrcnn_relu_pair",
+               # FSRCNN's with two ReLUs and its transposed conv as a conv and depth-to-space
+               "fsrcnn_relu_pair_subpixel",
                # ETDS's, the same networks with the image path carried twice (ETDS-L's
                # also four times)
                "etds_image_pair", "etds_s_image_pair", "etds_m_image_pair",
@@ -116,13 +118,14 @@ def test_card_describes_the_shipped_files_and_where_they_come_from(name):
 
 
 # Warnings a shipped file may carry: the published computation of its family, kept as
-# published (ESPCN's 5x5 and FSRCNN's 9x9 kernels, which FSRCNN's two-ReLU layout keeps);
-# every other weight lints clean.
+# published (ESPCN's 5x5 and FSRCNN's 5x5 and 9x9 kernels, which FSRCNN's two-ReLU layout
+# keeps; its subpixel layout keeps the 5x5 and moves the 9x9 taps into a 4x4 conv); every
+# other weight lints clean.
 PUBLISHED_FORM_WARNINGS = {"espcn": {"kernel"}, "fsrcnn": {"kernel"},
-                           "fsrcnn_relu_pair": {"kernel"}}
-# FSRCNN's dynamic-shape files compute the transposed conv's output shape in the graph, on
-# int32 shape data, which lint flags for the NPU targets; the fixed file (the one an NPU
-# runs) has no such op.
+                           "fsrcnn_relu_pair": {"kernel"}, "fsrcnn_relu_pair_subpixel": {"kernel"}}
+# FSRCNN's dynamic-shape files with a transposed conv compute its output shape in the graph,
+# on int32 shape data, which lint flags for the NPU targets; the fixed file (the one an NPU
+# runs) has no such op, nor has the subpixel layout's dynamic file.
 SHAPE_OPS = {"SHAPE", "STRIDED_SLICE", "MUL", "PACK"}
 
 
@@ -199,7 +202,8 @@ def test_bench_and_upscale_run_the_pretrained_models_offline(tmp_path, capsys):
     image = tmp_path / "in.png"
     from PIL import Image
 
-    Image.fromarray(np.random.default_rng(1).integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(image)
+    pixels = np.random.default_rng(1).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(image)
     assert main(["upscale", str(image), str(tmp_path / "out.png"), "--pretrained", "xcat",
                  "--quiet"]) == 0
     assert Image.open(tmp_path / "out.png").size == (120, 90)

@@ -908,6 +908,71 @@ def deconv_kernel_size(kernel: int, scale: int) -> int:
     return kernel + scale - 1
 
 
+def subpixel_taps(support: int, scale: int) -> tuple[int, list[tuple[int, int, int]]]:
+    """(K, [(t, r, j), ...]) along one axis: the 'same' Keras transposed conv of
+    :func:`deconv_kernel_size` (stride `scale`, nonzero taps only in the top-left `support`)
+    equals a 'same' K x K conv to `scale`^2 times the channels followed by depth-to-space,
+    whose tap j computes what the transposed conv's tap t adds to output phase r.
+
+    TF's transposed conv is the gradient of a 'same' strided conv, which pads
+    p = (k - s) // 2 before (k = the kernel side): tap t adds LR pixel q to HR pixel
+    o = s q + t - p. Writing o = s q' + r, the phase r = (t - p) mod s reads LR pixel
+    q = q' - (t - p - r) / s, an offset e = q - q' from the pixel the conv centres on. A
+    'same' K x K conv reads offsets -(K - 1) // 2 ... K - 1 - (K - 1) // 2, so K is the
+    smallest side covering every tap's e, and j = e + (K - 1) // 2. (x3: K = 4 for the 9-tap
+    FSRCNN deconv; phases 0 and 1 read offsets -1..1, phase 2 reads 0..2.)
+    """
+    before = (deconv_kernel_size(support, scale) - scale) // 2
+    offsets = [(t, (t - before) % scale, -((t - before) // scale)) for t in range(support)]
+    low = -min(e for _, _, e in offsets)
+    high = max(e for _, _, e in offsets)
+    # an odd side 2m + 1 reads m pixels each side, an even one 2m reads m - 1 before, m after
+    size = max(2 * low + 1, 2 * high)
+    return size, [(t, r, e + (size - 1) // 2) for t, r, e in offsets]
+
+
+def subpixel_from_transposed(kernel: np.ndarray, bias: np.ndarray, scale: int,
+                             support: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kernel, bias) of the conv of :func:`subpixel_taps` that, followed by depth-to-space
+    (channel (r_h s + r_w) C + c, TF's order), computes the transposed conv (`kernel`
+    (h, w, C, in), `bias`) exactly: each tap moved, none summed, so the products and sums
+    are the transposed conv's."""
+    size, taps = subpixel_taps(support, scale)
+    colours, inputs = kernel.shape[2], kernel.shape[3]
+    conv = np.zeros((size, size, inputs, scale * scale * colours), np.float32)
+    for th, rh, jh in taps:
+        for tw, rw, jw in taps:
+            first = (rh * scale + rw) * colours
+            conv[jh, jw, :, first:first + colours] = kernel[th, tw].T
+    return conv, np.tile(np.asarray(bias, np.float32), scale * scale)
+
+
+@serializable
+class SubpixelSupport(keras.constraints.Constraint):
+    """Zero every tap of a :func:`subpixel_from_transposed` conv that the transposed conv it
+    replaces has no tap for (after each optimizer step), so it keeps the published support
+    (the equivalent of :class:`KernelSupport`)."""
+
+    def __init__(self, support: int, scale: int, colours: int = 3):
+        self.support, self.scale, self.colours = int(support), int(scale), int(colours)
+
+    def mask(self) -> np.ndarray:
+        """(K, K, 1, scale^2 colours): 1 on the taps in the support."""
+        size, taps = subpixel_taps(self.support, self.scale)
+        mask = np.zeros((size, size, 1, self.scale ** 2 * self.colours), np.float32)
+        for _, rh, jh in taps:
+            for _, rw, jw in taps:
+                first = (rh * self.scale + rw) * self.colours
+                mask[jh, jw, :, first:first + self.colours] = 1.0
+        return mask
+
+    def __call__(self, w):
+        return w * self.mask()
+
+    def get_config(self):
+        return {"support": self.support, "scale": self.scale, "colours": self.colours}
+
+
 @serializable
 class ScaledConv2DTranspose(keras.layers.Conv2DTranspose):
     """A Conv2DTranspose with fixed factors on its input and its output (as
@@ -948,7 +1013,8 @@ class ScaledConv2DTranspose(keras.layers.Conv2DTranspose):
 CUSTOM_OBJECTS = {cls.__name__: cls for cls in (
     ClipWeights, DepthToSpace, ClipByValue, ConcatAnchor, NearestConvAnchor, ScaledConv2D,
     NearestTapInitializer, RepConv, CollapsibleLinearBlock, HXBlock, Scale, KernelSupport,
-    ScaledConv2DTranspose, DualStreamKernel, EdgeOrientedBlock, NegativeIdentity)}
+    SubpixelSupport, ScaledConv2DTranspose, DualStreamKernel, EdgeOrientedBlock,
+    NegativeIdentity)}
 
 # Training-graph layers that collapse() replaces by a plain Conv2D (deploy_layer + collapse).
 FOLDABLE = (ScaledConv2D, Collapsible, ScaledConv2DTranspose)
