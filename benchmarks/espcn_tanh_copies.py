@@ -34,6 +34,16 @@ TANH_OUT_LEVELS = 128    # TFLite's int8 TANH output: scale 1/128, zero point 0
 TARGET_DB = 0.05
 
 
+def split_and_kernels() -> tuple[list, list, dict]:
+    """(training pairs, held-out pairs, ESPCN x3's float conv weights by layer name): the
+    held-out split of T91 + BSD200 and the zoo checkpoint as ``mai-sr import`` reads it."""
+    train_pairs, val_pairs = held_out.split("espcn")
+    model = held_out.imported(CHECKPOINT, "espcn")
+    kernels = {layer.name: [w.numpy() for w in layer.weights]
+               for layer in model.layers if layer.name in ("conv1", "conv2", "conv3")}
+    return train_pairs, val_pairs, kernels
+
+
 def conv(kernels: dict, x, name: str):
     """ESPCN's conv `name` (its float weights in `kernels`) on the batch `x`."""
     from mai_sr._tf import tf
@@ -72,10 +82,10 @@ def simulate(kernels: dict, lr, ranges, copies, rounded: bool):
 def table(result: dict) -> str:
     """The docs table: every count of copies tried, its held-out PSNR, drop and MACs."""
     rows = result["rows"]
-    lines = ["Float simulation of ESPCN x3's two tanh layers rounded as TFLite's int8 TANH "
-             "(nothing else rounded), with k copies of each tanh's input on offset grids; "
-             f"held-out tenth of T91 + BSD200, RGB, crop 3; FP32 {result['fp32']:.3f} dB; "
-             "`python benchmarks/espcn_tanh_copies.py --write-readme`.", "",
+    lines = [("Float simulation of ESPCN x3's two tanh layers rounded as TFLite's int8 TANH "
+              "(nothing else rounded), with k copies of each tanh's input on offset grids; "
+              f"held-out tenth of T91 + BSD200, RGB, crop 3; FP32 {result['fp32']:.3f} dB; "
+              "`python benchmarks/espcn_tanh_copies.py --write-readme`."), "",
              "| copies (first x second tanh) | PSNR | drop | MACs vs published |",
              "|---|---|---|---|"]
     lines += [f"| {r['copies'][0]} x {r['copies'][1]} | {r['psnr']:.3f} | {r['drop']:.3f}"
@@ -96,10 +106,7 @@ def main() -> None:
     from mai_sr._tf import tf
     from mai_sr.metrics import psnr
 
-    train_pairs, val_pairs = held_out.split("espcn")
-    model = held_out.imported(CHECKPOINT, "espcn")
-    kernels = {layer.name: [w.numpy() for w in layer.weights]
-               for layer in model.layers if layer.name in ("conv1", "conv2", "conv3")}
+    train_pairs, val_pairs, kernels = split_and_kernels()
     # Each tanh input's range: min/max over the calibration images, clipped where tanh is
     # within half an output step of +-1 (beyond it every input gives the end level anyway).
     saturated = float(np.arctanh(1 - 1 / (2 * TANH_OUT_LEVELS)))

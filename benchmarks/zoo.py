@@ -80,13 +80,17 @@ STAGES = ("info", "fp32", "ptq", "qat", "deploy", "floor")
 # same network, the copies dithered by half an int8 step; ETDS-L's also four times (blue
 # three times), the copies a quarter (blue a third) of a step apart. FSRCNN's transposed conv
 # also as a conv and depth-to-space (mai_sr.models.fsrcnn): an int8 weight grid per output
-# phase and colour instead of per colour, and no TRANSPOSE_CONV.
+# phase and colour instead of one for the whole kernel, and no TRANSPOSE_CONV.
 PAIR = ("PReLU as two ReLUs", "relu_pair")
 PAIR_SUBPIXEL = ("PReLU as two ReLUs, transposed conv as conv + depth-to-space",
                  "relu_pair_subpixel")
+# ESPCN's tanh layers in groups of like range (mai_sr.models.espcn), each group's TANH on its
+# own input range.
+TANH_GROUPS = ("tanh layers in groups of like range", "tanh_groups")
 IMAGE_PAIR = ("image path twice", "image_pair")
 IMAGE_QUAD = ("image path four times", "image_quad")
-LAYOUTS = {"FSRCNN_x3": (("fsrcnn_relu_pair", *PAIR),
+LAYOUTS = {"ESPCN_x3": (("espcn_tanh_groups", *TANH_GROUPS),),
+           "FSRCNN_x3": (("fsrcnn_relu_pair", *PAIR),
                          ("fsrcnn_relu_pair_subpixel", *PAIR_SUBPIXEL)),
            "ECBSR_M4C16_x3": (("ecbsr_m4c16_relu_pair", *PAIR),),
            "ECBSR_M4C32_x3": (("ecbsr_m4c32_relu_pair", *PAIR),),

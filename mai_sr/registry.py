@@ -26,6 +26,7 @@ MODELS: dict[str, str] = {
     "ecbsr_m4c32_relu_pair": "mai_sr.models.ecbsr",
     "ecbsr_m6c40_relu_pair": "mai_sr.models.ecbsr",
     "espcn": "mai_sr.models.espcn",
+    "espcn_tanh_groups": "mai_sr.models.espcn",
     "etds": "mai_sr.models.etds",
     "etds_l": "mai_sr.models.etds",
     "etds_m": "mai_sr.models.etds",
@@ -59,6 +60,8 @@ SIZES: dict[str, dict] = {
     "ecbsr_m6c40": {"blocks": 6, "channels": 40},
     # FSRCNN and these three ECBSR with each PReLU written as two ReLUs (mai_sr.models.ecbsr)
     "fsrcnn_relu_pair": {"activation": "relu_pair"},
+    # ESPCN with each tanh layer's channels in groups of like range (mai_sr.models.espcn)
+    "espcn_tanh_groups": {"tanh_groups": [4, 2]},
     # FSRCNN's transposed conv as a conv and depth-to-space (mai_sr.models.fsrcnn)
     "fsrcnn_subpixel": {"upsample": "subpixel"},
     "fsrcnn_relu_pair_subpixel": {"activation": "relu_pair", "upsample": "subpixel"},
@@ -82,8 +85,9 @@ SIZES: dict[str, dict] = {
 
 # Options that change how a network is laid out, not what it computes: a name whose SIZES
 # differ from another name's of the same module only in these keys is that network in another
-# layout, made from its weights by the module's ``relayout(source, target)``.
-LAYOUT_OPTIONS = ("activation", "image_extra", "upsample")
+# layout, made from its weights by the module's ``relayout(source, target, images)`` (the
+# check images: ESPCN's groups are sorted by range on them; the other rewrites need none).
+LAYOUT_OPTIONS = ("activation", "image_extra", "upsample", "tanh_groups")
 
 # Published networks another registered model can compute exactly (a larger net set to a
 # smaller one's function), so their weights start it: ``mai-sr import ABPN.pth --model scsrn``

@@ -77,6 +77,50 @@ def import_in_both_layouts(checkpoint: Path, model: str, folder: Path, shared_da
     return nets[0], nets[1], result
 
 
+def ptq_drops_on_set5(checkpoint: Path, models, folder: Path, shared_data: Path,
+                      check_graph=None) -> dict:
+    """Per registry name in `models`: the Set5 RGB PSNR (crop 3) of the float deploy model
+    minus that of its PTQ file, both made from `checkpoint` by the CLI as a user would
+    (``mai-sr import --model NAME``, ``mai-sr export --dynamic`` with the default calibration,
+    the builtin photos), scored with scikit-image's PSNR through mai-sr's scorer. Every
+    tensor of each file is integer; `check_graph(name, graph)` sees each file's graph."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from mai_sr.data import iter_pairs
+    from mai_sr.metrics import psnr
+    from mai_sr.runs import load_deploy_weights
+    from mai_sr.tflite.graph import read_graph
+    from mai_sr.tflite.runtime import TFLiteSR
+
+    def cli(*argv):
+        proc = subprocess.run([sys.executable, "-m", "mai_sr", *argv], cwd=ROOT,
+                              capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+
+    pairs = list(iter_pairs(shared_data / "Set5", scale=3))
+    drops = {}
+    for model in models:
+        weights = folder / f"{model}.weights.h5"
+        cli("import", str(checkpoint), "--model", model, "--out", str(weights))
+        cli("export", str(folder / f"{model}.tflite"), "--model", model, "--weights",
+            str(weights), "--shape", "24x32", "--dynamic")
+        dynamic = folder / f"{model}_none.tflite"
+        graph = read_graph(dynamic)
+        assert {t.dtype for t in graph.tensors} <= {"int8", "uint8", "int32"}
+        if check_graph is not None:
+            check_graph(model, graph)
+        net, int8 = load_deploy_weights(weights, model, 3), TFLiteSR(dynamic)
+        fp32 = [np.clip(np.rint(np.asarray(net(p.lr[None].astype(np.float32)))[0]), 0, 255)
+                .astype(np.uint8) for p in pairs]
+        drops[model] = float(np.mean([psnr(f, p.hr, crop=3) - psnr(int8.upscale(p.lr), p.hr,
+                                                                     crop=3)
+                                      for f, p in zip(fp32, pairs)]))
+    return drops
+
+
 @pytest.fixture(autouse=True)
 def _private_cache(monkeypatch, tmp_path_factory):
     """Tests never read or fill the user's ~/.cache/mai-sr (eval's bicubic baselines): one

@@ -24,7 +24,7 @@ from mai_sr.report.cards import card_quality, validate_model_card
 # weights take 4.75 bytes per parameter in NAME.weights.h5 and each INT8 file 1.3-1.4. The
 # package's total follows the table: its weights' limits plus the tables and recipes. Sizes
 # per weight: 161 KiB (ecbsr.etds_div2k, 14 K parameters) to 2,253 KiB
-# (ecbsr_m6c40_relu_pair.etds_div2k, 368 K parameters); 14,847 KiB in all with 26 weights.
+# (ecbsr_m6c40_relu_pair.etds_div2k, 368 K parameters); 15,112 KiB in all with 27 weights.
 WEIGHT_BYTES_PER_PARAM = 8
 WEIGHT_FIXED_BYTES = 64 * 1024
 TABLES_LIMIT_BYTES = 128 * 1024      # shipped.json, zoo.json, recipes/
@@ -40,6 +40,8 @@ ZOO_SHIPPED = ("etds_l", "etds_m", "etds_s", "etds", "espcn", "ecbsr", "ecbsr_m4
                "fsrcnn_relu_pair",
                # FSRCNN's with two ReLUs and its transposed conv as a conv and depth-to-space
                "fsrcnn_relu_pair_subpixel",
+               # ESPCN's, the same network with each tanh layer's channels in groups
+               "espcn_tanh_groups",
                # ETDS's, the same networks with the image path carried twice (ETDS-L's
                # also four times)
                "etds_image_pair", "etds_s_image_pair", "etds_m_image_pair",
@@ -119,10 +121,11 @@ def test_card_describes_the_shipped_files_and_where_they_come_from(name):
 
 # Warnings a shipped file may carry: the published computation of its family, kept as
 # published (ESPCN's 5x5 and FSRCNN's 5x5 and 9x9 kernels, which FSRCNN's two-ReLU layout
-# keeps; its subpixel layout keeps the 5x5 and moves the 9x9 taps into a 4x4 conv); every
-# other weight lints clean.
+# keeps; its subpixel layout keeps the 5x5 and moves the 9x9 taps into a 4x4 conv; ESPCN's
+# tanh groups split its 5x5 conv into four); every other weight lints clean.
 PUBLISHED_FORM_WARNINGS = {"espcn": {"kernel"}, "fsrcnn": {"kernel"},
-                           "fsrcnn_relu_pair": {"kernel"}, "fsrcnn_relu_pair_subpixel": {"kernel"}}
+                           "fsrcnn_relu_pair": {"kernel"}, "fsrcnn_relu_pair_subpixel": {"kernel"},
+                           "espcn_tanh_groups": {"kernel"}}
 # FSRCNN's dynamic-shape files with a transposed conv compute its output shape in the graph,
 # on int32 shape data, which lint flags for the NPU targets; the fixed file (the one an NPU
 # runs) has no such op, nor has the subpixel layout's dynamic file.

@@ -46,7 +46,8 @@ def model_config(name: str, deploy: bool = False, **overrides) -> dict[str, Any]
     return {**module.DEFAULTS, **size, **(module.DEPLOY if deploy else {}), **overrides}
 
 
-def create_model(name: str, scale: int = CHALLENGE_SCALE, deploy: bool = False, **overrides) -> keras.Model:
+def create_model(name: str, scale: int = CHALLENGE_SCALE, deploy: bool = False,
+                 **overrides) -> keras.Model:
     """Build model ``name`` (see :func:`list_models`) at ``scale`` (2, 3 or 4).
 
     ``deploy=False`` gives the training graph (re-parameterizable blocks expanded, convs in
@@ -93,7 +94,10 @@ def relayout(deploy: keras.Model, name: str, scale: int, check_lr,
         raise MaiSrError(f"model {name} does not compute {source}")
     target = create_model(name, scale=scale, deploy=True)
     module = model_module(name)
-    (module.relayout if source == layout else module.embed)(deploy, target)
+    if source == layout:
+        module.relayout(deploy, target, images=check_lr)
+    else:
+        module.embed(deploy, target)
     worst = max(float(np.abs(np.asarray(deploy(lr[None].astype(np.float32)))
                              - np.asarray(target(lr[None].astype(np.float32)))).max())
                 for lr in check_lr)

@@ -68,7 +68,7 @@ def build(scale: int = 3, *, channels: int, blocks: int, block: str, activation:
     return keras.Model(inp, sr_head(x, scale, "before_d2s"), name="ecbsr")
 
 
-def relayout(prelu_net: keras.Model, pair_net: keras.Model) -> None:
+def relayout(prelu_net: keras.Model, pair_net: keras.Model, images=None) -> None:
     """Give `pair_net` (a deploy graph with ``activation="relu_pair"``) the weights that make
     it compute `prelu_net` (the same size and scale with PReLUs) exactly, in place
     (:func:`~mai_sr.models.blocks.relu_pair_weights`)."""

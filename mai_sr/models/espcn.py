@@ -14,6 +14,18 @@ tanh; conv 3x3 32 -> 3s^2; sub-pixel shuffle; sigmoid. On [0, 1] pixels. Here:
 - the 5x5 kernel, tanh and sigmoid stay: VS680-class NPUs run 3x3 convs and ReLUs best
   (``mai-sr lint`` says what each target does with them); nothing is substituted.
 
+Layout option ``tanh_groups=(g1, g2)`` (``espcn_tanh_groups``: (4, 2)): each tanh layer's
+conv split by output channels into g convs, each through its own tanh, concatenated (the
+same network; :func:`relayout` sorts the channels by their peak pre-activation on the check
+images, so each group's channels have like ranges). Why: TFLite's int8 TANH reads its input
+on one range per tensor, and ESPCN's channels peak anywhere from 0.5 to well past where tanh
+saturates, so one range rounds the narrow ones coarsely; a group is a tensor of its own,
+with its own fitted range (``fit_activation_inputs``). The tanh outputs all sit on TFLite's
+fixed 1/128 grid, so concatenating them is exact. The same MACs and weights, more ops; the
+groups of (4, 2) are 16 channels each (the multiple VS680-class NPUs map best). Chosen on
+the held-out tenth of T91 + BSD200 (``benchmarks/espcn_tanh_groups.py``, a float simulation
+of the two tanh layers' rounding, each group on its MSE-fitted symmetric range).
+
 Parameters: 26,800 / 31,131 / 37,200 at x2 / x3 / x4 (Chao et al., CVPR 2023, Table 2).
 Training graph (``normalize=True``): the first conv is a ScaledConv2D with input x 1/255,
 folded by collapse().
@@ -21,27 +33,81 @@ folded by collapse().
 
 from __future__ import annotations
 
+import numpy as np
+
 from mai_sr._tf import keras
 from mai_sr.models.blocks import (PIXEL_MAX, DepthToSpace, Scale, conv_block, sized_conv,
                                   sr_input, weight_constraint)
 
-DEFAULTS = dict(channels=(64, 32), normalize=True, max_abs_weight=None, input_size=None)
+DEFAULTS = dict(channels=(64, 32), tanh_groups=(1, 1), normalize=True, max_abs_weight=None,
+                input_size=None)
 DEPLOY = dict(normalize=False)
 RECIPE: dict = {}
 
 
-def build(scale: int = 3, *, channels, normalize: bool, max_abs_weight,
+def _tanh_layer(x, filters: int, kernel: int, layer: int, groups: int, constraint, **scales):
+    """conv{layer} and tanh{layer}; with `groups` > 1, conv{layer}_g1..g{groups} (each
+    filters / groups wide) through tanh{layer}_g1.. and concatenated as tanh{layer}."""
+    if groups == 1:
+        x = sized_conv(filters, kernel, f"conv{layer}", constraint, **scales)(x)
+        return keras.layers.Activation("tanh", name=f"tanh{layer}")(x)
+    if filters % groups:
+        raise ValueError(f"tanh_groups: {groups} groups do not split {filters} channels")
+    parts = [keras.layers.Activation("tanh", name=f"tanh{layer}_g{g}")(
+                 sized_conv(filters // groups, kernel, f"conv{layer}_g{g}", constraint,
+                            **scales)(x)) for g in range(1, groups + 1)]
+    return keras.layers.Concatenate(name=f"tanh{layer}")(parts)
+
+
+def build(scale: int = 3, *, channels, tanh_groups, normalize: bool, max_abs_weight,
           input_size) -> keras.Model:
     """ESPCN with ``DEFAULTS`` updated by the keyword arguments."""
     constraint = weight_constraint(max_abs_weight)
     inp = sr_input(input_size)
     # The deploy graph folds 1/255 into conv1's kernel, the training graph keeps the factor.
-    x = sized_conv(channels[0], 5, "conv1", constraint,
-              input_scale=1.0 / PIXEL_MAX if normalize else 1.0)(inp)
-    x = keras.layers.Activation("tanh", name="tanh1")(x)
-    x = conv_block("conv", channels[1], "conv2", None, constraint)(x)
-    x = keras.layers.Activation("tanh", name="tanh2")(x)
+    x = _tanh_layer(inp, channels[0], 5, 1, int(tanh_groups[0]), constraint,
+                    **({"input_scale": 1.0 / PIXEL_MAX} if normalize else {}))
+    x = _tanh_layer(x, channels[1], 3, 2, int(tanh_groups[1]), constraint)
     x = conv_block("conv", 3 * scale * scale, "conv3", None, constraint)(x)
     x = keras.layers.Activation("sigmoid", name="sigmoid")(x)
     x = Scale(PIXEL_MAX, name="to_pixels")(x)
     return keras.Model(inp, DepthToSpace(scale, name="depth_to_space")(x), name="espcn")
+
+
+def _group_convs(model: keras.Model, layer: int) -> list:
+    """The convs computing tanh layer `layer`'s input in `model`, in concatenation order."""
+    names = {lay.name for lay in model.layers}
+    if f"conv{layer}" in names:
+        return [model.get_layer(f"conv{layer}")]
+    found, g = [], 1
+    while f"conv{layer}_g{g}" in names:
+        found.append(model.get_layer(f"conv{layer}_g{g}"))
+        g += 1
+    return found
+
+
+def relayout(published: keras.Model, target: keras.Model, images=None) -> None:
+    """Give `target` (a deploy graph with ``tanh_groups``) the weights that make it compute
+    `published` (the same scale, one conv per tanh layer) exactly, in place: each tanh
+    layer's channels sorted by their peak |pre-activation| over `images` (uint8 LR images,
+    HxWx3; None or none: the published order) and dealt in that order to the groups, the
+    next conv's input rows permuted alike."""
+    order = []
+    for layer in (1, 2):
+        kernel, bias = published.get_layer(f"conv{layer}").get_weights()
+        if images:
+            probe = keras.Model(published.inputs, published.get_layer(f"conv{layer}").output)
+            peak = np.max([np.abs(np.asarray(probe(lr[None].astype(np.float32)))).max(
+                axis=(0, 1, 2)) for lr in images], axis=0)
+            order.append(np.argsort(peak, kind="stable"))
+        else:
+            order.append(np.arange(kernel.shape[-1]))
+        if layer == 2:  # reads layer 1's channels in their new order
+            kernel = kernel[:, :, order[0], :]
+        start = 0
+        for conv in _group_convs(target, layer):
+            picked = order[layer - 1][start:start + conv.filters]
+            conv.set_weights([kernel[..., picked], bias[picked]])
+            start += conv.filters
+    kernel, bias = published.get_layer("conv3").get_weights()
+    target.get_layer("conv3").set_weights([kernel[:, :, order[1], :], bias])

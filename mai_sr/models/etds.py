@@ -159,7 +159,7 @@ def _start_dual_stream(model, scale: int, blocks: int, residual: int, unit: floa
     last.set_weights([kernel, np.full_like(bias, unit)])
 
 
-def relayout(plain_net: keras.Model, copies_net: keras.Model) -> None:
+def relayout(plain_net: keras.Model, copies_net: keras.Model, images=None) -> None:
     """Give `copies_net` (a deploy graph with ``image_extra``) the weights that make it
     compute `plain_net` (the same size and scale as published) exactly, in place: every
     hidden conv's three image-path outputs (its last three channels, which read only the

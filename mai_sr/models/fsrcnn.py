@@ -101,7 +101,7 @@ def build(scale: int = 3, *, features: int, shrink: int, mapping: int, deconv_ke
     return keras.Model(inp, ClipByValue(name="clip")(x), name="fsrcnn")
 
 
-def relayout(published: keras.Model, target: keras.Model) -> None:
+def relayout(published: keras.Model, target: keras.Model, images=None) -> None:
     """Give `target` (a deploy graph in a layout option: two ReLUs, the subpixel conv, or
     both) the weights that make it compute `published` (the same scale, PReLUs and the
     transposed conv) exactly, in place: the two ReLUs by

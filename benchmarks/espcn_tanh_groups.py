@@ -1,0 +1,130 @@
+"""How many groups ESPCN's tanh layers take (the layout option ``tanh_groups``), chosen on
+held-out training images.
+
+TFLite's int8 TANH reads its input on one range per tensor; ESPCN's channels peak anywhere
+from about 0.5 to far past where tanh saturates, so one range rounds the narrow channels
+coarsely. The layout option splits each tanh layer's conv into g convs whose channels have
+like ranges (sorted by their peak |pre-activation|, dealt out in that order), each through
+its own tanh with its own input range. This is a float simulation of the two tanh layers
+alone, as the INT8 file rounds them and nothing else: each group's input on the symmetric
+range [-a, a] that ``fit_activation_inputs`` picks (least squared error of the int8 tanh
+over the calibration images' values), each output on TFLite's fixed 1/128 grid. PSNR (RGB,
+crop 3) on the held-out tenth of T91 + BSD200, the QAT recipes' validation images; the
+channels are sorted and the ranges fitted on the calibration images (training images), as
+the import and the QAT start do. The groups of each layer are equal, so the MACs do not
+change; only the number of ops does.
+
+    python benchmarks/espcn_tanh_groups.py [--groups 1x1,2x2,4x2,4x4,8x4,8x8] [--write-readme]
+
+Writes ``benchmarks/results/espcn_tanh_groups.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _held_out as held_out  # noqa: E402
+from _publish import add_write_readme, publish  # noqa: E402
+from espcn_tanh_copies import CHECKPOINT, conv, split_and_kernels  # noqa: E402
+
+FIT_SAMPLES = 200_000  # values per group the range fit measures its error on (as the QAT start)
+
+
+def group_bounds(pre_activations: list, groups: int, rng) -> list:
+    """Per channel, the fitted bound a of its group when the channels of `pre_activations`
+    (one array per calibration batch) are sorted by peak |value| and dealt into `groups`."""
+    import numpy as np
+
+    from mai_sr.models.qat.quantize import (ACTIVATION_INPUT_BOUNDS, _fake_quant,
+                                            _int8_activation)
+
+    channels = pre_activations[0].shape[-1]
+    peak = np.max([np.abs(z).reshape(-1, channels).max(0) for z in pre_activations], axis=0)
+    bounds = np.empty(channels)
+    for members in np.array_split(np.argsort(peak, kind="stable"), groups):
+        values = np.concatenate([z[..., members].reshape(-1) for z in pre_activations])
+        values = rng.choice(values, min(FIT_SAMPLES, values.size), replace=False)
+        values = values.astype(np.float64)
+        errors = [np.mean((_int8_activation("tanh", _fake_quant(values, -a, a))
+                           - np.tanh(values)) ** 2) for a in ACTIVATION_INPUT_BOUNDS]
+        bounds[members] = ACTIVATION_INPUT_BOUNDS[int(np.argmin(errors))]
+    return bounds
+
+
+def rounded_tanh(z, bounds):
+    """tanh of `z` (float, channels last) with channel c's input on [-bounds[c], bounds[c]]
+    and the output on TFLite's fixed grid."""
+    import numpy as np
+
+    step = 2 * bounds / 255
+    zero = np.round(bounds / step)
+    z_q = (np.clip(np.round(z / step) + zero, 0, 255) - zero) * step
+    return (np.clip(np.round(np.tanh(z_q) * 128), -128, 127) / 128).astype(np.float32)
+
+
+def table(result: dict) -> str:
+    """The docs table: every grouping tried, its held-out PSNR and drop."""
+    lines = [("Float simulation of ESPCN x3's two tanh layers rounded as TFLite's int8 TANH "
+              "(nothing else rounded), each layer's channels in g groups of like range, each "
+              "group on its own fitted input range; held-out tenth of T91 + BSD200, RGB, crop "
+              f"3; FP32 {result['fp32']:.3f} dB; `python benchmarks/espcn_tanh_groups.py "
+              "--write-readme`."), "",
+             "| groups (first x second tanh) | channels per group | PSNR | drop |",
+             "|---|---|---|---|"]
+    lines += [f"| {r['groups'][0]} x {r['groups'][1]} | {64 // r['groups'][0]} / "
+              f"{32 // r['groups'][1]} | {r['psnr']:.3f} | {r['drop']:.3f} |"
+              for r in result["rows"]]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--groups", default="1x1,2x2,4x2,4x4,8x4,8x8",
+                        help="groups of the first x the second tanh layer, comma-separated")
+    add_write_readme(parser)
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import numpy as np
+
+    from mai_sr._tf import tf
+    from mai_sr.metrics import psnr
+
+    train_pairs, val_pairs, kernels = split_and_kernels()
+    first = [conv(kernels, batch, "conv1").numpy() for batch in
+             held_out.calibration(train_pairs)]
+    second = [conv(kernels, np.tanh(z), "conv2").numpy() for z in first]
+
+    def mean_psnr(bounds=None) -> float:
+        found = []
+        for pair in val_pairs:
+            x = pair.lr[None].astype(np.float32)
+            if bounds is None:
+                a2 = tf.tanh(conv(kernels, tf.tanh(conv(kernels, x, "conv1")), "conv2"))
+            else:
+                a1 = rounded_tanh(conv(kernels, x, "conv1").numpy(), bounds[0])
+                a2 = rounded_tanh(conv(kernels, a1, "conv2").numpy(), bounds[1])
+            y = tf.nn.depth_to_space(tf.sigmoid(conv(kernels, a2, "conv3")) * 255.0, 3)
+            found.append(psnr(np.clip(np.round(y.numpy()[0]), 0, 255).astype(np.uint8),
+                              pair.hr, crop=3))
+        return float(np.mean(found))
+
+    fp32 = mean_psnr()
+    rows = []
+    for spec in args.groups.split(","):
+        g1, g2 = (int(g) for g in spec.split("x"))
+        rng = np.random.default_rng(0)
+        bounds = (group_bounds(first, g1, rng), group_bounds(second, g2, rng))
+        value = mean_psnr(bounds)
+        rows.append({"groups": [g1, g2], "psnr": round(value, 4), "drop": round(fp32 - value, 4),
+                     "bounds": [sorted({float(b) for b in layer}) for layer in bounds]})
+        print(f"groups {g1} x {g2}: {value:.3f} dB (drop {fp32 - value:.3f})", flush=True)
+    result = {"checkpoint": CHECKPOINT.name, "fp32": round(fp32, 4), "rows": rows}
+    publish("espcn_tanh_groups", result, table(result), write_readme=args.write_readme)
+
+
+if __name__ == "__main__":
+    main()
