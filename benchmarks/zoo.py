@@ -17,10 +17,11 @@ CVPR 2023 (figures of its Table 2 from ``table2.csv``). For each checkpoint:
 * ``qat`` (x3 by default): the shipped INT8 file of the checkpoint's weight where it ships
   (``mai_sr/pretrained``, x3: made by its recipe file, an import stage and then QAT with the
   same recipe on T91 + BSD200 with a tenth held out), scored like the PTQ file; else
-  ``mai-sr train --qat --from W --teacher W`` with the QAT recipe for imported weights (``benchmarks/qat_recipe.py``: teacher = the imported FP32 model,
-  distillation weight 0.5, 1000 steps, peak LR 1e-4, L2, batch 16, LR patch 48, seed 0) on
-  the training part of its split of T91 + BSD200 (every 10th image held out for
-  validation), then exported and scored as PTQ;
+  ``mai-sr train --qat --from W --teacher W`` with the QAT recipe for imported weights
+  (``benchmarks/qat_recipe.py``: teacher = the imported FP32 model, distillation weight 0.5,
+  1000 steps, peak LR 1e-4, L2, batch 16, LR patch 48, seed 0) on the training part of its
+  split of T91 + BSD200 (every 10th image held out for validation), then exported and scored
+  as PTQ;
 * ``deploy``: lint verdicts for the VS680 and NNAPI (``mai-sr lint --target``) on the
   360x640 INT8 file and for the Arm Ethos-U85 (Vela) on its ``export --target ethos-u85``
   rewrite, the SyNAP simulator's VS680 estimate and Vela's U85 estimate;
@@ -652,8 +653,8 @@ def _longer_qat() -> str:
 
 
 def quality_table(results: dict) -> list[str]:
-    lines = ["| model | × | FP32 Y, ours − paper | FP32 RGB (TFLite) | PTQ RGB drop | "
-             "PTQ Y drop | QAT RGB drop | QAT Y drop | QAT INT8 Y |",
+    lines = [("| model | × | FP32 Y, ours − paper | FP32 RGB (TFLite) | PTQ RGB drop | "
+              "PTQ Y drop | QAT RGB drop | QAT Y drop | QAT INT8 Y |"),
              "|---|---|---|---|---|---|---|---|---|"]
     for e in ordered(results):
         keras = e.get("fp32", {}).get("keras_y_vs_paper", {})
@@ -669,8 +670,9 @@ def quality_table(results: dict) -> list[str]:
 
 
 def deploy_table(results: dict) -> list[str]:
-    lines = ["| model | × | params (paper) | MACs G at 360×640 (paper) | VS680 | NNAPI | "
-             "Ethos-U85 | SyNAP VS680 ms | Vela U85 ms |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [("| model | × | params (paper) | MACs G at 360×640 (paper) | VS680 | NNAPI | "
+              "Ethos-U85 | SyNAP VS680 ms | Vela U85 ms |"),
+             "|---|---|---|---|---|---|---|---|---|"]
     for e in ordered(results):
         info, dep = e.get("info", {}), e.get("deploy")
 
@@ -683,8 +685,9 @@ def deploy_table(results: dict) -> list[str]:
         size = (f"{info['params']:,} ({info['paper_params_k']:.2f} K) | {info['macs_g']:.2f} "
                 f"({info['paper_macs_g']:.2f})") if info else "not run | not run"
         lines.append(
-            f"| {e['paper_model']} | {e['scale']} | {size} | {verdict('vs680')} | {verdict('nnapi')} | "
-            f"{verdict('ethos-u85')} | {dep.get('synap_vs680_ms') if dep else '–'} | "
+            f"| {e['paper_model']} | {e['scale']} | {size} | {verdict('vs680')} | "
+            f"{verdict('nnapi')} | {verdict('ethos-u85')} | "
+            f"{dep.get('synap_vs680_ms') if dep else '–'} | "
             f"{dep.get('vela_u85_ms') if dep else '–'} |")
     return lines
 
@@ -729,7 +732,7 @@ def layout_table(results: dict) -> list[str]:
 def readme_body(results: dict) -> str:
     when = results.get("measured_under", {})
     return "\n".join([
-        f"Measured {when.get('date', '?')[:10]} (load {when.get('load_avg_1min', '?')} on "
+        (f"Measured {when.get('date', '?')[:10]} (load {when.get('load_avg_1min', '?')} on "
         f"{when.get('cpus', '?')} CPUs) by `nice -n 10 python benchmarks/zoo.py "
         "--write-readme`; every model, not the best. PSNR triples are Set5 / Set14 / B100 "
         "(HR cropped to a multiple of the scale, border = scale). Drops are INT8 minus the "
@@ -738,13 +741,15 @@ def readme_body(results: dict) -> str:
         "file: the import, then the recipe for imported weights, teacher = the imported FP32 "
         f"model, weight 0.5, 1000 steps ({_longer_qat()}), LR 1e-4, L2, on T91 + BSD200 "
         "with a tenth held out, keeping the calibrated start when no QAT step validates "
-        "better on the held-out images); \"not run\": not measured at that scale.", "", *quality_table(results), "", *floor_lines(results),
-        "Lint verdicts on the 360×640 INT8 file (Ethos-U85: its `export --target ethos-u85` "
+        "better on the held-out images); \"not run\": not measured at that scale."), "",
+        *quality_table(results), "", *floor_lines(results),
+        ("Lint verdicts on the 360×640 INT8 file (Ethos-U85: its `export --target ethos-u85` "
         "rewrite, placed by Vela); OK, WARN (runs, slower than it should) or FAIL (ops off "
         "the NPU), with the finding codes. Times are estimates: the SyNAP simulator "
-        "(VS680) and Vela (Ethos-U85, its default system config), not devices.", "",
-        *deploy_table(results), "", *layout_table(results), "Plot: `benchmarks/results/zoo.png` (PSNR vs the VS680 "
-        "estimate, x3; written by the script, not kept in the repository)."])
+        "(VS680) and Vela (Ethos-U85, its default system config), not devices."), "",
+        *deploy_table(results), "", *layout_table(results),
+        ("Plot: `benchmarks/results/zoo.png` (PSNR vs the VS680 estimate, x3; written by the "
+         "script, not kept in the repository).")])
 
 
 def floor_drops(floor: dict) -> tuple[str, dict]:
@@ -792,8 +797,8 @@ def floor_lines(results: dict) -> list[str]:
                          "both halves as channels of one ReLU tensor, the slopes in the next "
                          "conv: exact, one tensor per layer, every channel free to scale, "
                          "about 4x the MACs of a hidden conv; built for FSRCNN and ECBSR as the "
-                         "layout option `activation=\"relu_pair\"`, the rows \"PReLU as two ReLUs\" "
-                         "of the table) would at best cost:"}
+                         "layout option `activation=\"relu_pair\"`, the rows \"PReLU as two "
+                         "ReLUs\" of the table) would at best cost:"}
     lines = []
     for label, text in intro.items():
         rows = [e for e in ordered(results) if "floor" in e and floor_drops(e["floor"])[0] == label]
