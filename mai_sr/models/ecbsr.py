@@ -71,7 +71,8 @@ def build(scale: int = 3, *, channels: int, blocks: int, block: str, activation:
 def relayout(prelu_net: keras.Model, pair_net: keras.Model, images=None) -> None:
     """Give `pair_net` (a deploy graph with ``activation="relu_pair"``) the weights that make
     it compute `prelu_net` (the same size and scale with PReLUs) exactly, in place
-    (:func:`~mai_sr.models.blocks.relu_pair_weights`)."""
+    (:func:`~mai_sr.models.blocks.relu_pair_weights`).
+    `images` (the check images ``relayout`` passes) are not needed here."""
     hidden = sum(1 for layer in prelu_net.layers if isinstance(layer, keras.layers.PReLU))
     relu_pair_weights(prelu_net, pair_net, [(f"conv{i}", f"prelu{i}" if i <= hidden else None)
                                             for i in range(1, hidden + 2)])

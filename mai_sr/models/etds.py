@@ -165,7 +165,8 @@ def relayout(plain_net: keras.Model, copies_net: keras.Model, images=None) -> No
     hidden conv's three image-path outputs (its last three channels, which read only the
     image path) are repeated after the features as :func:`copy_colours` lists them, and
     every conv reading them reads each of a colour's k copies with 1/k of the published
-    weights."""
+    weights.
+    `images` (the check images ``relayout`` passes) are not needed here."""
     for plain in plain_net.layers:
         if not (isinstance(plain, keras.layers.Conv2D) and plain.weights):
             continue

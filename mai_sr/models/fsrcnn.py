@@ -107,7 +107,8 @@ def relayout(published: keras.Model, target: keras.Model, images=None) -> None:
     transposed conv) exactly, in place: the two ReLUs by
     :func:`~mai_sr.models.blocks.relu_pair_weights` (the transposed conv reads the last
     layer's two halves), then the transposed conv moved into the subpixel conv by
-    :func:`~mai_sr.models.blocks.subpixel_from_transposed`."""
+    :func:`~mai_sr.models.blocks.subpixel_from_transposed`.
+    `images` (the check images ``relayout`` passes) are not needed here."""
     layers = {layer.name for layer in target.layers}
     hidden = sum(1 for layer in published.layers if isinstance(layer, keras.layers.PReLU))
     deconv = published.get_layer("deconv")
