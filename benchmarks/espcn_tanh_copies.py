@@ -52,6 +52,17 @@ def conv(kernels: dict, x, name: str):
     return tf.nn.conv2d(x, kernel, 1, "SAME") + bias
 
 
+def output_image(kernels: dict, second_tanh):
+    """The SR image (uint8 HxWx3) ESPCN makes from its second tanh layer's output (a batch of
+    one): conv3, sigmoid, x 255, depth-to-space, rounded to pixels."""
+    import numpy as np
+
+    from mai_sr._tf import tf
+
+    y = tf.nn.depth_to_space(tf.sigmoid(conv(kernels, second_tanh, "conv3")) * 255.0, 3)
+    return np.clip(np.round(y.numpy()[0]), 0, 255).astype(np.uint8)
+
+
 def simulate(kernels: dict, lr, ranges, copies, rounded: bool):
     """ESPCN on one LR image (float32 HxWx3 in [0, 255]) with the tanh layers rounded as the
     module docstring says (`copies` = (k1, k2) per tanh layer), or in float."""
@@ -75,8 +86,7 @@ def simulate(kernels: dict, lr, ranges, copies, rounded: bool):
     x = tf.constant(lr[None].astype(np.float32))
     a1 = tanh_layer(conv(kernels, x, "conv1"), ranges[0], copies[0])
     a2 = tanh_layer(conv(kernels, a1, "conv2"), ranges[1], copies[1])
-    y = tf.nn.depth_to_space(tf.sigmoid(conv(kernels, a2, "conv3")) * 255.0, 3)
-    return np.clip(np.round(y.numpy()[0]), 0, 255).astype(np.uint8)
+    return output_image(kernels, a2)
 
 
 def table(result: dict) -> str:

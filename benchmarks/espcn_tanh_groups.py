@@ -29,7 +29,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _held_out as held_out  # noqa: E402
 from _publish import add_write_readme, publish  # noqa: E402
-from espcn_tanh_copies import CHECKPOINT, conv, split_and_kernels  # noqa: E402
+from espcn_tanh_copies import (CHECKPOINT, conv, output_image,  # noqa: E402
+                               split_and_kernels)
 
 FIT_SAMPLES = 200_000  # values per group the range fit measures its error on (as the QAT start)
 
@@ -57,13 +58,10 @@ def group_bounds(pre_activations: list, groups: int, rng) -> list:
 
 def rounded_tanh(z, bounds):
     """tanh of `z` (float, channels last) with channel c's input on [-bounds[c], bounds[c]]
-    and the output on TFLite's fixed grid."""
-    import numpy as np
+    and the output on TFLite's fixed grid, as the QAT start's range fit rounds them."""
+    from mai_sr.models.qat.quantize import _fake_quant, _int8_activation
 
-    step = 2 * bounds / 255
-    zero = np.round(bounds / step)
-    z_q = (np.clip(np.round(z / step) + zero, 0, 255) - zero) * step
-    return (np.clip(np.round(np.tanh(z_q) * 128), -128, 127) / 128).astype(np.float32)
+    return _int8_activation("tanh", _fake_quant(z, -bounds, bounds)).astype("float32")
 
 
 def table(result: dict) -> str:
@@ -107,9 +105,7 @@ def main() -> None:
             else:
                 a1 = rounded_tanh(conv(kernels, x, "conv1").numpy(), bounds[0])
                 a2 = rounded_tanh(conv(kernels, a1, "conv2").numpy(), bounds[1])
-            y = tf.nn.depth_to_space(tf.sigmoid(conv(kernels, a2, "conv3")) * 255.0, 3)
-            found.append(psnr(np.clip(np.round(y.numpy()[0]), 0, 255).astype(np.uint8),
-                              pair.hr, crop=3))
+            found.append(psnr(output_image(kernels, a2), pair.hr, crop=3))
         return float(np.mean(found))
 
     fp32 = mean_psnr()

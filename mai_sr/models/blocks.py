@@ -955,19 +955,20 @@ class SubpixelSupport(keras.constraints.Constraint):
 
     def __init__(self, support: int, scale: int, colours: int = 3):
         self.support, self.scale, self.colours = int(support), int(scale), int(colours)
+        # The taps a transposed conv with every supported tap 1 moves into the conv; made
+        # once here, since the constraint runs after every optimizer step.
+        ones = np.zeros((deconv_kernel_size(support, scale),) * 2 + (self.colours, 1),
+                        np.float32)
+        ones[:self.support, :self.support] = 1.0
+        self._mask = subpixel_from_transposed(ones, np.zeros(self.colours), self.scale,
+                                              self.support)[0]
 
     def mask(self) -> np.ndarray:
         """(K, K, 1, scale^2 colours): 1 on the taps in the support."""
-        size, taps = subpixel_taps(self.support, self.scale)
-        mask = np.zeros((size, size, 1, self.scale ** 2 * self.colours), np.float32)
-        for _, rh, jh in taps:
-            for _, rw, jw in taps:
-                first = (rh * self.scale + rw) * self.colours
-                mask[jh, jw, :, first:first + self.colours] = 1.0
-        return mask
+        return self._mask
 
     def __call__(self, w):
-        return w * self.mask()
+        return w * self._mask
 
     def get_config(self):
         return {"support": self.support, "scale": self.scale, "colours": self.colours}
