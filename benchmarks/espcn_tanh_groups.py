@@ -14,7 +14,13 @@ channels are sorted and the ranges fitted on the calibration images (training im
 the import and the QAT start do. The groups of each layer are equal, so the MACs do not
 change; only the number of ops does.
 
-    python benchmarks/espcn_tanh_groups.py [--groups 1x1,2x2,4x2,4x4,8x4,8x8] [--write-readme]
+With ``--copies`` it also simulates the layout option ``tanh_copies`` on top of the groups
+chosen (4 x 2): each group's channels k times, the copies' inputs at centred fractions of
+their group's step, (j + 1/2) / k - 1/2, as ``dither_activation_copies`` sets them, and the
+next conv reading their mean.
+
+    python benchmarks/espcn_tanh_groups.py [--groups 1x1,2x2,4x2,4x4,8x4,8x8]
+        [--copies 1x1,2x1,2x2,4x1,4x2] [--write-readme]
 
 Writes ``benchmarks/results/espcn_tanh_groups.json``.
 """
@@ -64,6 +70,16 @@ def rounded_tanh(z, bounds):
     return _int8_activation("tanh", _fake_quant(z, -bounds, bounds)).astype("float32")
 
 
+def rounded_tanh_copies(z, bounds, copies: int):
+    """The mean of `copies` :func:`rounded_tanh` of `z`, the j-th input moved by
+    (j + 1/2) / copies - 1/2 of its channel's int8 step 2 bounds / 255."""
+    import numpy as np
+
+    step = 2 * bounds / 255.0
+    return np.mean([rounded_tanh(z + ((j + 0.5) / copies - 0.5) * step, bounds)
+                    for j in range(copies)], axis=0).astype("float32")
+
+
 def table(result: dict) -> str:
     """The docs table: every grouping tried, its held-out PSNR and drop."""
     lines = [("Float simulation of ESPCN x3's two tanh layers rounded as TFLite's int8 TANH "
@@ -76,6 +92,15 @@ def table(result: dict) -> str:
     lines += [f"| {r['groups'][0]} x {r['groups'][1]} | {64 // r['groups'][0]} / "
               f"{32 // r['groups'][1]} | {r['psnr']:.3f} | {r['drop']:.3f} |"
               for r in result["rows"]]
+    if result.get("copies_rows"):
+        g1, g2 = result["copies_groups"]
+        lines += ["", (f"With the groups {g1} x {g2} and each group's channels k times, the "
+                       "copies' inputs at centred fractions of their step (the layout option "
+                       "`tanh_copies`):"),
+                  "", "| copies (first x second tanh) | PSNR | drop | MACs vs published |",
+                  "|---|---|---|---|"]
+        lines += [f"| {r['copies'][0]} x {r['copies'][1]} | {r['psnr']:.3f} | {r['drop']:.3f} | "
+                  f"{r['macs_ratio']:.2f}x |" for r in result["copies_rows"]]
     return "\n".join(lines)
 
 
@@ -83,6 +108,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--groups", default="1x1,2x2,4x2,4x4,8x4,8x8",
                         help="groups of the first x the second tanh layer, comma-separated")
+    parser.add_argument("--copies", default="",
+                        help="copies of the first x the second tanh layer's groups, "
+                             "comma-separated, on the groups 4 x 2 (none by default)")
     add_write_readme(parser)
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -96,15 +124,17 @@ def main() -> None:
              held_out.calibration(train_pairs)]
     second = [conv(kernels, np.tanh(z), "conv2").numpy() for z in first]
 
-    def mean_psnr(bounds=None) -> float:
+    def mean_psnr(bounds=None, copies=(1, 1)) -> float:
         found = []
         for pair in val_pairs:
             x = pair.lr[None].astype(np.float32)
             if bounds is None:
                 a2 = tf.tanh(conv(kernels, tf.tanh(conv(kernels, x, "conv1")), "conv2"))
             else:
-                a1 = rounded_tanh(conv(kernels, x, "conv1").numpy(), bounds[0])
-                a2 = rounded_tanh(conv(kernels, a1, "conv2").numpy(), bounds[1])
+                a1 = rounded_tanh_copies(conv(kernels, x, "conv1").numpy(), bounds[0],
+                                         copies[0])
+                a2 = rounded_tanh_copies(conv(kernels, a1, "conv2").numpy(), bounds[1],
+                                         copies[1])
             found.append(psnr(output_image(kernels, a2), pair.hr, crop=3))
         return float(np.mean(found))
 
@@ -119,6 +149,21 @@ def main() -> None:
                      "bounds": [sorted({float(b) for b in layer}) for layer in bounds]})
         print(f"groups {g1} x {g2}: {value:.3f} dB (drop {fp32 - value:.3f})", flush=True)
     result = {"checkpoint": CHECKPOINT.name, "fp32": round(fp32, 4), "rows": rows}
+    if args.copies:
+        groups = (4, 2)
+        rng = np.random.default_rng(0)
+        bounds = (group_bounds(first, groups[0], rng), group_bounds(second, groups[1], rng))
+        result["copies_groups"], result["copies_rows"] = list(groups), []
+        for spec in args.copies.split(","):
+            k1, k2 = (int(k) for k in spec.split("x"))
+            value = mean_psnr(bounds, (k1, k2))
+            # MACs per LR pixel: conv1 5x5 3->64, conv2 3x3 64->32, conv3 3x3 32->27
+            macs = (75 * 64 * k1 + 9 * 64 * k1 * 32 * k2 + 9 * 32 * k2 * 27) / \
+                (75 * 64 + 9 * 64 * 32 + 9 * 32 * 27)
+            result["copies_rows"].append({"copies": [k1, k2], "psnr": round(value, 4),
+                                          "drop": round(fp32 - value, 4),
+                                          "macs_ratio": round(macs, 3)})
+            print(f"copies {k1} x {k2}: {value:.3f} dB (drop {fp32 - value:.3f})", flush=True)
     publish("espcn_tanh_groups", result, table(result), write_readme=args.write_readme)
 
 

@@ -85,14 +85,20 @@ STAGES = ("info", "fp32", "ptq", "qat", "deploy", "floor")
 PAIR = ("PReLU as two ReLUs", "relu_pair")
 PAIR_SUBPIXEL = ("PReLU as two ReLUs, transposed conv as conv + depth-to-space",
                  "relu_pair_subpixel")
+# ... and every hidden ReLU tensor written twice, the copies dithered by half an int8 step
+PAIR_SUBPIXEL_COPIES = (PAIR_SUBPIXEL[0] + ", every hidden tensor twice",
+                        "relu_pair_subpixel_copies")
 # ESPCN's tanh layers in groups of like range (mai_sr.models.espcn), each group's TANH on its
 # own input range.
 TANH_GROUPS = ("tanh layers in groups of like range", "tanh_groups")
+TANH_COPIES = (TANH_GROUPS[0] + ", each group twice", "tanh_copies")
 IMAGE_PAIR = ("image path twice", "image_pair")
 IMAGE_QUAD = ("image path four times", "image_quad")
-LAYOUTS = {"ESPCN_x3": (("espcn_tanh_groups", *TANH_GROUPS),),
+LAYOUTS = {"ESPCN_x3": (("espcn_tanh_groups", *TANH_GROUPS),
+                        ("espcn_tanh_copies", *TANH_COPIES)),
            "FSRCNN_x3": (("fsrcnn_relu_pair", *PAIR),
-                         ("fsrcnn_relu_pair_subpixel", *PAIR_SUBPIXEL)),
+                         ("fsrcnn_relu_pair_subpixel", *PAIR_SUBPIXEL),
+                         ("fsrcnn_relu_pair_subpixel_copies", *PAIR_SUBPIXEL_COPIES)),
            "ECBSR_M4C16_x3": (("ecbsr_m4c16_relu_pair", *PAIR),),
            "ECBSR_M4C32_x3": (("ecbsr_m4c32_relu_pair", *PAIR),),
            "ECBSR_M6C40_x3": (("ecbsr_m6c40_relu_pair", *PAIR),),

@@ -27,6 +27,7 @@ MODELS: dict[str, str] = {
     "ecbsr_m6c40_relu_pair": "mai_sr.models.ecbsr",
     "espcn": "mai_sr.models.espcn",
     "espcn_tanh_groups": "mai_sr.models.espcn",
+    "espcn_tanh_copies": "mai_sr.models.espcn",
     "etds": "mai_sr.models.etds",
     "etds_l": "mai_sr.models.etds",
     "etds_m": "mai_sr.models.etds",
@@ -40,6 +41,7 @@ MODELS: dict[str, str] = {
     "fsrcnn_relu_pair": "mai_sr.models.fsrcnn",
     "fsrcnn_subpixel": "mai_sr.models.fsrcnn",
     "fsrcnn_relu_pair_subpixel": "mai_sr.models.fsrcnn",
+    "fsrcnn_relu_pair_subpixel_copies": "mai_sr.models.fsrcnn",
     "ncnet": "mai_sr.models.ncnet",
     "scsrn": "mai_sr.models.scsrn",
     "xcat": "mai_sr.models.xcat",
@@ -62,9 +64,14 @@ SIZES: dict[str, dict] = {
     "fsrcnn_relu_pair": {"activation": "relu_pair"},
     # ESPCN with each tanh layer's channels in groups of like range (mai_sr.models.espcn)
     "espcn_tanh_groups": {"tanh_groups": [4, 2]},
+    # ... and each group's channels written twice, for quantization to dither
+    "espcn_tanh_copies": {"tanh_groups": [4, 2], "tanh_copies": [2, 2]},
     # FSRCNN's transposed conv as a conv and depth-to-space (mai_sr.models.fsrcnn)
     "fsrcnn_subpixel": {"upsample": "subpixel"},
     "fsrcnn_relu_pair_subpixel": {"activation": "relu_pair", "upsample": "subpixel"},
+    # the same with every hidden ReLU tensor written twice, for quantization to dither
+    "fsrcnn_relu_pair_subpixel_copies": {"activation": "relu_pair", "upsample": "subpixel",
+                                         "copies": [2] * 7},
     "ecbsr_m4c16_relu_pair": {"blocks": 4, "channels": 16, "activation": "relu_pair"},
     "ecbsr_m4c32_relu_pair": {"blocks": 4, "channels": 32, "activation": "relu_pair"},
     "ecbsr_m6c40_relu_pair": {"blocks": 6, "channels": 40, "activation": "relu_pair"},
@@ -87,7 +94,8 @@ SIZES: dict[str, dict] = {
 # differ from another name's of the same module only in these keys is that network in another
 # layout, made from its weights by the module's ``relayout(source, target, images)`` (the
 # check images: ESPCN's groups are sorted by range on them; the other rewrites need none).
-LAYOUT_OPTIONS = ("activation", "image_extra", "upsample", "tanh_groups")
+LAYOUT_OPTIONS = ("activation", "image_extra", "upsample", "tanh_groups", "tanh_copies",
+                  "copies")
 
 # Published networks another registered model can compute exactly (a larger net set to a
 # smaller one's function), so their weights start it: ``mai-sr import ABPN.pth --model scsrn``

@@ -21,9 +21,13 @@ from conftest import import_in_both_layouts, zoo_checkpoint
     # FSRCNN's transposed conv as a conv and depth-to-space (tests/test_fsrcnn_subpixel.py)
     ("FSRCNN_x2", "fsrcnn_subpixel"), ("FSRCNN_x3", "fsrcnn_relu_pair_subpixel"),
     ("FSRCNN_x4", "fsrcnn_relu_pair_subpixel"),
+    # ... with every hidden tensor written twice (tests/test_fsrcnn_copies.py)
+    ("FSRCNN_x3", "fsrcnn_relu_pair_subpixel_copies"),
     # ESPCN's tanh layers in groups (tests/test_espcn_tanh_groups.py)
     ("ESPCN_x2", "espcn_tanh_groups"), ("ESPCN_x3", "espcn_tanh_groups"),
-    ("ESPCN_x4", "espcn_tanh_groups")])
+    ("ESPCN_x4", "espcn_tanh_groups"),
+    # ... with each group's channels twice (tests/test_espcn_tanh_copies.py)
+    ("ESPCN_x3", "espcn_tanh_copies")])
 def test_a_checkpoint_imports_into_the_option_as_the_same_network(tmp_path, shared_data, name,
                                                                   model):
     import_in_both_layouts(zoo_checkpoint(name), model, tmp_path, shared_data)

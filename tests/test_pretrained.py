@@ -24,7 +24,7 @@ from mai_sr.report.cards import card_quality, validate_model_card
 # weights take 4.75 bytes per parameter in NAME.weights.h5 and each INT8 file 1.3-1.4. The
 # package's total follows the table: its weights' limits plus the tables and recipes. Sizes
 # per weight: 161 KiB (ecbsr.etds_div2k, 14 K parameters) to 2,253 KiB
-# (ecbsr_m6c40_relu_pair.etds_div2k, 368 K parameters); 15,112 KiB in all with 27 weights.
+# (ecbsr_m6c40_relu_pair.etds_div2k, 368 K parameters); 17,161 KiB in all with 29 weights.
 WEIGHT_BYTES_PER_PARAM = 8
 WEIGHT_FIXED_BYTES = 64 * 1024
 TABLES_LIMIT_BYTES = 128 * 1024      # shipped.json, zoo.json, recipes/
@@ -38,10 +38,12 @@ ZOO_SHIPPED = ("etds_l", "etds_m", "etds_s", "etds", "espcn", "ecbsr", "ecbsr_m4
                # ReLUs
                "ecbsr_m4c16_relu_pair", "ecbsr_m4c32_relu_pair", "ecbsr_m6c40_relu_pair",
                "fsrcnn_relu_pair",
-               # FSRCNN's with two ReLUs and its transposed conv as a conv and depth-to-space
-               "fsrcnn_relu_pair_subpixel",
-               # ESPCN's, the same network with each tanh layer's channels in groups
-               "espcn_tanh_groups",
+               # FSRCNN's with two ReLUs and its transposed conv as a conv and depth-to-space,
+               # and that with every hidden tensor written twice
+               "fsrcnn_relu_pair_subpixel", "fsrcnn_relu_pair_subpixel_copies",
+               # ESPCN's, the same network with each tanh layer's channels in groups, and
+               # with each group's channels twice
+               "espcn_tanh_groups", "espcn_tanh_copies",
                # ETDS's, the same networks with the image path carried twice (ETDS-L's
                # also four times)
                "etds_image_pair", "etds_s_image_pair", "etds_m_image_pair",
@@ -125,7 +127,8 @@ def test_card_describes_the_shipped_files_and_where_they_come_from(name):
 # tanh groups split its 5x5 conv into four); every other weight lints clean.
 PUBLISHED_FORM_WARNINGS = {"espcn": {"kernel"}, "fsrcnn": {"kernel"},
                            "fsrcnn_relu_pair": {"kernel"}, "fsrcnn_relu_pair_subpixel": {"kernel"},
-                           "espcn_tanh_groups": {"kernel"}}
+                           "fsrcnn_relu_pair_subpixel_copies": {"kernel"},
+                           "espcn_tanh_groups": {"kernel"}, "espcn_tanh_copies": {"kernel"}}
 # FSRCNN's dynamic-shape files with a transposed conv compute its output shape in the graph,
 # on int32 shape data, which lint flags for the NPU targets; the fixed file (the one an NPU
 # runs) has no such op, nor has the subpixel layout's dynamic file.

@@ -806,6 +806,28 @@ def relu_pair_weights(prelu_net: keras.Model, pair_net: keras.Model,
         pair_net.get_layer(conv).set_weights([kernel, bias])
 
 
+def copy_channel_weights(source: keras.Model, target: keras.Model, convs: list[str]) -> None:
+    """Give `target` the weights that make it compute `source` exactly, in place, where each
+    conv of `convs` (the same names in both, a chain) writes every channel of its `source`
+    counterpart k times (k = the ratio of their output widths, the copies appended as whole
+    blocks) and reads each of its input's copies with 1/k of the published weight (k from
+    the input widths). The mean of identical copies is the channel; what makes copies worth
+    their MACs is that quantization offsets them onto interleaved grids
+    (:func:`mai_sr.models.qat.equalize.dither_copies`). Conv2D kernels only (h, w, in, out).
+    """
+    for name in convs:
+        kernel, bias = (np.asarray(w, np.float64) for w in source.get_layer(name).get_weights())
+        wide = target.get_layer(name)
+        wide_in, wide_out = (int(d) for d in wide.get_weights()[0].shape[2:])
+        times_in, times_out = wide_in // kernel.shape[2], wide_out // kernel.shape[3]
+        if (times_in * kernel.shape[2], times_out * kernel.shape[3]) != (wide_in, wide_out):
+            raise ValueError(f"{name}: {wide_in}->{wide_out} channels do not copy "
+                             f"{kernel.shape[2]}->{kernel.shape[3]} a whole number of times")
+        kernel = np.concatenate([kernel / times_in] * times_in, axis=2)
+        wide.set_weights([np.concatenate([kernel] * times_out, axis=3).astype(np.float32),
+                          np.concatenate([bias] * times_out).astype(np.float32)])
+
+
 def prelu(name: str):
     """PyTorch's ``nn.PReLU(C)``: one learnt slope per channel (TFLite PRELU), initial 0.25
     as in PyTorch. PReLU(a * x) = a * PReLU(x) for a > 0, so a PReLU net, like a ReLU net,
