@@ -9,9 +9,14 @@ of a channel (``fsrcnn_relu_pair_subpixel_copies``) are one input in float, so i
 rounding error from one copy's weight to the other's; in INT8 the copies differ (offset by
 half a step), and the consumer then no longer reads their mean.
 
-    python benchmarks/ptq_rounding.py [--models fsrcnn_relu_pair_subpixel_copies,...]
+With ``--held-out`` it scores what a change of the rule would be chosen on instead: the
+calibrated fake-quant model a QAT stage starts from (calibrated on the training crops, as
+the QAT recipes do), on the held-out tenth of T91 + BSD200, never a test set.
 
-Writes ``benchmarks/results/ptq_rounding.json``.
+    python benchmarks/ptq_rounding.py [--models fsrcnn_relu_pair_subpixel_copies,...]
+        [--held-out]
+
+Writes ``benchmarks/results/ptq_rounding.json`` (``ptq_rounding_held_out.json``).
 """
 
 from __future__ import annotations
@@ -66,12 +71,45 @@ def drops(model: str, folder: Path, nearest: bool) -> dict:
     return found
 
 
+def held_out_psnr(model: str, nearest: bool) -> float:
+    """Held-out PSNR (RGB, crop 3) of the calibrated fake-quant model of `model` imported
+    from CHECKPOINT, as a QAT stage starts from it (its ``val PSNR ... at step 0``)."""
+    import mai_sr.models.qat.gptq as gptq
+    from mai_sr.models.qat.quantize import quantize_model
+    from mai_sr.scoring import Scoring, mean_psnr, score_pairs
+
+    train_pairs, val_pairs = held_out.split(model)
+    deploy = held_out.imported(CHECKPOINT, model)
+    fitted = gptq.round_conv_weights
+    if nearest:
+        gptq.round_conv_weights = lambda model, batches, layers=None: []
+    try:
+        quantized = quantize_model(deploy, held_out.calibration(train_pairs))
+    finally:
+        gptq.round_conv_weights = fitted
+    return round(mean_psnr(score_pairs(quantized, val_pairs,
+                                       Scoring(3, ssim=False, baseline=None))), 4)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="fsrcnn_relu_pair_subpixel,"
                                             "fsrcnn_relu_pair_subpixel_copies")
+    parser.add_argument("--held-out", action="store_true",
+                        help="score the calibrated fake-quant model on held-out training "
+                             "images instead of the INT8 files on the test sets")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.held_out:
+        rows = []
+        for model in args.models.split(","):
+            for nearest in (False, True):
+                rows.append({"model": model, "rounding": "nearest" if nearest else "fitted",
+                             "held_out_psnr": held_out_psnr(model, nearest)})
+                print(f"{model} {rows[-1]['rounding']}: {rows[-1]['held_out_psnr']:.3f} dB",
+                      flush=True)
+        publish("ptq_rounding_held_out", {"checkpoint": CHECKPOINT.name, "rows": rows})
+        return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models.split(","):

@@ -79,8 +79,9 @@ def test_the_dither_puts_each_second_copy_half_a_step_above_the_first(tmp_path, 
     """The real x3 checkpoint imported into the option, equalized and dithered on Set5 crops
     as the QAT start does on training crops: the second copy of every channel of every
     hidden tensor sits half of its tensor's int8 step (its widest channel / 255) above the
-    first, kernels stay, and in float the network moves by less than the widest step (at
-    ReLU's 0 and the border only)."""
+    first, kernels stay, and in float the network moves by less than the widest step (where
+    a copy is inactive its consumer's bias still takes the offset back, see
+    ``dither_copies``)."""
     from mai_sr.data import iter_pairs
     from mai_sr.importer import import_weights
     from mai_sr.models.qat.equalize import _extents, dither_copies, equalize_channels, \
@@ -107,5 +108,8 @@ def test_the_dither_puts_each_second_copy_half_a_step_above_the_first(tmp_path, 
         # the step measured after the copies upstream moved, so a hair wider than before
         np.testing.assert_allclose((bias[half:] - bias[:half]) / step, 0.5, atol=0.03)
     x = batches[0]
-    gap = np.abs(np.asarray(net(x)) - np.asarray(equalized(x))).max()
-    assert 0 < gap < max(steps.values())
+    gap = np.abs(np.asarray(net(x)) - np.asarray(equalized(x)))
+    assert 0 < gap.max() < max(steps.values())
+    # half of each two-ReLU tensor is 0, so the moved output is not rare: about a grey level
+    print(f"float output moved by {gap.mean():.3f} grey levels on average, {gap.max():.3f} max")
+    assert 0.2 < gap.mean() < 2.0
