@@ -501,14 +501,18 @@ def dither_activation_copies(deploy_model, batches: Iterable) -> int:
     """
     from mai_sr.models.qat.equalize import _copy_groups
 
+    plan = plan_quantization(deploy_model)
+    copies = {name: _copy_groups(*deploy_model.get_layer(name).get_weights())
+              for name, config in plan.items() if getattr(config, "activation_input", None)}
+    if not any(copies.values()):
+        return 0  # no copies (every published layout): nothing to fit the steps for
     moved = 0
-    for name, bound in _fitted_bounds(deploy_model, batches,
-                                      plan_quantization(deploy_model)).items():
-        layer = deploy_model.get_layer(name)
-        kernel, bias = layer.get_weights()
-        groups = _copy_groups(kernel, bias)
+    for name, bound in _fitted_bounds(deploy_model, batches, plan).items():
+        groups = copies[name]
         if not groups:
             continue
+        layer = deploy_model.get_layer(name)
+        kernel, bias = layer.get_weights()
         step = 2.0 * bound / 255.0
         bias = bias.astype(np.float64)
         for group in groups:
