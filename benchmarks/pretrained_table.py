@@ -601,7 +601,7 @@ def refresh_records(previous: dict) -> None:
 
 def write_recipes() -> list[Path]:
     """Rewrite the QAT stage of every recipe made of an import stage and a QAT stage from
-    :func:`mai_sr.recipes.imported_qat` (after IMPORTED_QAT or IMPORTED_QAT_STEPS changed)."""
+    :func:`mai_sr.recipes.imported_qat` (after IMPORTED_QAT or IMPORTED_QAT_CHANGES changed)."""
     from mai_sr.pretrained import RECIPES_DIR
     from mai_sr.recipes import imported_qat, read_recipe
 

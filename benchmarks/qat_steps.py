@@ -1,23 +1,26 @@
-"""Whether a longer QAT validates better, weight by weight: the QAT recipe for imported
-weights at its own steps against longer runs, on the held-out images its runs validate on.
+"""Whether a longer QAT (or one at a lower learning rate) validates better, weight by weight:
+the QAT recipe for imported weights at its own steps and LR against longer and slower runs, on
+the held-out images its runs validate on.
 
 The recipe for imported weights (``mai_sr.recipes.IMPORTED_QAT``) was chosen on one model
 (ABPN, ``benchmarks/qat_recipe.py``), where 1,000 steps and 300 were 0.01 dB apart. The zoo's
 PReLU models lose far more in INT8 and their validation PSNR was still rising at step 1,000,
-so each weight named here is trained again with each longer step count (same recipe
-otherwise, same seed; the cosine schedule spans the whole run, so a longer run is a run of
-its own, not a continuation) and the runs are compared on the held-out tenth of T91 +
-BSD200 (never a test set). Going up the counts, a longer run is chosen when it validates
-more than :data:`TIE_DB` above the one chosen so far; a chosen count goes into
-``mai_sr.recipes.IMPORTED_QAT_STEPS`` (then ``pretrained_table.py --write-recipes``,
-``--measure NAME --ship``). Every weight and count tried is reported, chosen or not.
+so each weight named here is trained again with each longer step count, and with
+``--lr`` each lower learning rate at every count (same recipe otherwise, same seed; the
+cosine schedule spans the whole run, so a longer run is a run of its own, not a
+continuation), and the runs are compared on the held-out tenth of T91 + BSD200 (never a test
+set). Going up the counts, and at each count from the recipe's LR down, a run is chosen when
+it validates more than :data:`TIE_DB` above the one chosen so far; a chosen setting goes
+into ``mai_sr.recipes.IMPORTED_QAT_CHANGES`` (then ``pretrained_table.py --write-recipes``,
+``--measure NAME --ship``). Every weight and setting tried is reported, chosen or not.
 
     python benchmarks/qat_steps.py fsrcnn.etds_div2k,ecbsr_m6c40.etds_div2k [--steps 4000,12000]
+    python benchmarks/qat_steps.py espcn_tanh_copies.etds_div2k --steps 4000 --lr 3e-5
 
-Runs go to ``benchmarks/out/qat_steps/NAME-STEPS`` (rerun to resume). Results:
-``benchmarks/results/qat_steps.json`` (merged by weight and count): a count already recorded
-there is not trained again unless ``--rerun`` is given (each run takes 10 to 90 minutes on
-2 cores).
+Runs go to ``benchmarks/out/qat_steps/NAME-STEPS`` (``NAME-STEPS-lrLR`` at another LR; rerun
+to resume). Results: ``benchmarks/results/qat_steps.json`` (merged by weight and setting): a
+setting already recorded there is not trained again unless ``--rerun`` is given (each run
+takes 5 to 90 minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -35,19 +38,29 @@ RUNS = ROOT / "benchmarks" / "out"
 TIE_DB = 0.002  # as benchmarks/qat_recipe.py: closer than this on validation is a tie
 
 
-def run_with_steps(name: str, steps: int) -> Path:
-    """The run folder of weight `name`'s recipe with `steps` QAT steps (the rest as shipped),
-    run or resumed in ``benchmarks/out/qat_steps/NAME-STEPS``."""
+def run_key(steps: int, lr: float) -> str:
+    """A run's key in the results and its run folder's suffix: ``qat_steps_STEPS`` at the
+    recipe's LR (the keys recorded before LRs were tried), ``qat_steps_STEPS_lr_LR`` else."""
+    from mai_sr.recipes import IMPORTED_QAT
+
+    return f"qat_steps_{steps}" + ("" if lr == IMPORTED_QAT["qat_lr"] else f"_lr_{lr:g}")
+
+
+def run_with(name: str, steps: int, lr: float) -> Path:
+    """The run folder of weight `name`'s recipe with `steps` QAT steps at learning rate `lr`
+    (the rest as IMPORTED_QAT), run or resumed in ``benchmarks/out/qat_steps/NAME-STEPS``
+    (``NAME-STEPS-lrLR`` at another LR than the recipe's)."""
     from mai_sr.pretrained import recipe_path
-    from mai_sr.recipes import run_recipe
+    from mai_sr.recipes import IMPORTED_QAT, run_recipe
 
     recipe = json.loads(recipe_path(name).read_text())
-    out = RUNS / "qat_steps" / f"{name}-{steps}"
+    suffix = "" if lr == IMPORTED_QAT["qat_lr"] else f"-lr{lr:g}"
+    out = RUNS / "qat_steps" / f"{name}-{steps}{suffix}"
     out.mkdir(parents=True, exist_ok=True)
     for stage in recipe["stages"]:
-        if "train" in stage:
-            stage["train"]["qat_steps"] = steps
-    recipe["name"] = f"{name}-qat{steps}"
+        if "train" in stage:  # from IMPORTED_QAT, not from a setting chosen earlier
+            stage["train"].update(qat_steps=steps, qat_lr=lr)
+    recipe["name"] = f"{name}-qat{steps}{suffix}"
     path = out / "recipe.in.json"
     path.write_text(json.dumps(recipe, indent=1) + "\n")
     run_recipe(path, out, quiet=True, tensorboard=False)
@@ -71,18 +84,19 @@ def validation(run: Path) -> dict:
     weights = run / "import" / IMPORTED
     fp32 = load_deploy_weights(weights, teacher_architecture(weights), config["scale"])
     return {"qat_val": round(summary["val_psnr"], 4), "best_step": summary["best_step"],
-            "steps": summary["steps"], "fp32_val": round(_val_psnr(fp32, val_pairs,
-                                                                   config["scale"]), 4)}
+            "steps": summary["steps"], "lr": config["qat_lr"],
+            "fp32_val": round(_val_psnr(fp32, val_pairs, config["scale"]), 4)}
 
 
-def choose(runs: dict[int, dict]) -> int:
-    """The step count chosen from `runs` (count -> validation): going up the counts, each one
-    that validates more than :data:`TIE_DB` above the count chosen so far replaces it."""
-    counts = sorted(runs)
-    chosen = counts[0]
-    for steps in counts[1:]:
-        if runs[steps]["qat_val"] > runs[chosen]["qat_val"] + TIE_DB:
-            chosen = steps
+def choose(runs: dict[tuple, dict]) -> tuple:
+    """The (steps, lr) chosen from `runs` ((steps, lr) -> validation): going up the counts,
+    and at each count from the highest LR down, each run that validates more than
+    :data:`TIE_DB` above the one chosen so far replaces it."""
+    settings = sorted(runs, key=lambda setting: (setting[0], -setting[1]))
+    chosen = settings[0]
+    for setting in settings[1:]:
+        if runs[setting]["qat_val"] > runs[chosen]["qat_val"] + TIE_DB:
+            chosen = setting
     return chosen
 
 
@@ -91,8 +105,11 @@ def main() -> None:
     parser.add_argument("names", help="shipped weight names, comma-separated")
     parser.add_argument("--steps", default="4000",
                         help="the longer QAT step counts, comma-separated (default 4000)")
+    parser.add_argument("--lr", default="",
+                        help="lower QAT learning rates to try at every count, comma-separated "
+                             "(default: the recipe's only)")
     parser.add_argument("--rerun", action="store_true",
-                        help="train every count again, even one recorded in the results")
+                        help="train every setting again, even one recorded in the results")
     add_write_readme(parser)
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -100,49 +117,64 @@ def main() -> None:
     weights = results.setdefault("weights", {})
     from mai_sr.recipes import IMPORTED_QAT
 
-    base = IMPORTED_QAT["qat_steps"]
-    counts = sorted({base, *(int(s) for s in args.steps.split(","))})
+    base = (IMPORTED_QAT["qat_steps"], IMPORTED_QAT["qat_lr"])
+    counts = sorted({base[0], *(int(s) for s in args.steps.split(","))})
+    lrs = [base[1], *(float(lr) for lr in args.lr.split(",") if lr)]
     for name in args.names.split(","):
         entry = weights.setdefault(name, {})
         for steps in counts:
-            if args.rerun or f"qat_steps_{steps}" not in entry:
-                entry[f"qat_steps_{steps}"] = validation(run_with_steps(name, steps))
+            for lr in lrs:
+                if args.rerun or run_key(steps, lr) not in entry:
+                    entry[run_key(steps, lr)] = validation(run_with(name, steps, lr))
         runs = recorded_runs(entry)
         chosen = choose(runs)
-        entry["chosen_steps"] = chosen
+        entry["chosen_steps"], entry["chosen_lr"] = chosen
         entry["gain_val"] = round(runs[chosen]["qat_val"] - runs[base]["qat_val"], 4)
         fp32 = runs[base]["fp32_val"]
         print(f"{name}: FP32 {fp32:.3f} dB on the held-out images; QAT " + ", ".join(
-            f"{steps} steps {run['qat_val']:.3f} (drop {fp32 - run['qat_val']:.3f})"
-            for steps, run in runs.items()) + f" -> {chosen} steps")
+            f"{steps} steps at LR {lr:g} {run['qat_val']:.3f} (drop {fp32 - run['qat_val']:.3f})"
+            for (steps, lr), run in runs.items())
+            + f" -> {chosen[0]} steps at LR {chosen[1]:g}")
     results["rule"] = (f"held-out tenth of T91 + BSD200 (the runs' own split); going up the "
-                       f"step counts, a longer run is chosen when it validates more than "
-                       f"{TIE_DB} dB above the count chosen so far")
+                       f"step counts, and at each count from the recipe's LR down, a run is "
+                       f"chosen when it validates more than {TIE_DB} dB above the one chosen "
+                       f"so far")
     results["measured_under"] = measured_under()
     publish("qat_steps", results, table(results), write_readme=args.write_readme)
 
 
-def recorded_runs(entry: dict) -> dict[int, dict]:
-    """A weight's recorded runs, by step count, shortest first."""
-    runs = {run["steps"]: run for key, run in entry.items() if key.startswith("qat_steps_")}
-    return dict(sorted(runs.items()))
+def recorded_runs(entry: dict) -> dict[tuple, dict]:
+    """A weight's recorded runs, by (steps, lr): shortest first, then from the highest LR
+    (runs recorded before LRs were tried ran at the recipe's)."""
+    from mai_sr.recipes import IMPORTED_QAT
+
+    runs = {(run["steps"], run.get("lr", IMPORTED_QAT["qat_lr"])): run
+            for key, run in entry.items() if key.startswith("qat_steps_")}
+    return dict(sorted(runs.items(), key=lambda item: (item[0][0], -item[0][1])))
 
 
 def table(results: dict) -> str:
-    """The docs table: every weight tried, its held-out PSNR at every step count tried and
-    the count chosen."""
-    rows = ["| weight | FP32 | QAT by steps: PSNR (best step) | chosen | gain over the recipe's "
-            "steps |", "|---|---|---|---|---|"]
+    """The docs table: every weight tried, its held-out PSNR at every setting tried and the
+    setting chosen."""
+    from mai_sr.recipes import IMPORTED_QAT
+
+    def setting(steps, lr):
+        return f"{steps}" + ("" if lr == IMPORTED_QAT["qat_lr"] else f" at LR {lr:g}")
+
+    rows = [("| weight | FP32 | QAT by steps: PSNR (best step) | chosen | gain over the "
+             "recipe's setting |"), "|---|---|---|---|---|"]
     for name, entry in sorted(results["weights"].items()):
         runs = recorded_runs(entry)
-        cells = "; ".join(f"{steps}: {run['qat_val']:.3f} ({run['best_step']})"
-                          for steps, run in runs.items())
+        cells = "; ".join(f"{setting(*key)}: {run['qat_val']:.3f} ({run['best_step']})"
+                          for key, run in runs.items())
+        chosen = setting(entry["chosen_steps"], entry.get("chosen_lr", IMPORTED_QAT["qat_lr"]))
         rows.append(f"| {name} | {next(iter(runs.values()))['fp32_val']:.3f} | {cells} | "
-                    f"{entry['chosen_steps']} | {entry['gain_val']:+.3f} |")
-    return "\n".join(["Held-out tenth of T91 + BSD200 (the QAT runs' own validation images), "
-                      "RGB PSNR in dB, crop 3; best step 0 = the calibrated start beat every "
-                      "QAT step; `python benchmarks/qat_steps.py NAMES --steps COUNTS "
-                      "--write-readme`.", "", *rows])
+                    f"{chosen} | {entry['gain_val']:+.3f} |")
+    legend = ("Held-out tenth of T91 + BSD200 (the QAT runs' own validation images), RGB "
+              f"PSNR in dB, crop 3; LR {IMPORTED_QAT['qat_lr']:g} (the recipe's) unless "
+              "stated; best step 0 = the calibrated start beat every QAT step; `python "
+              "benchmarks/qat_steps.py NAMES --steps COUNTS [--lr LRS] --write-readme`.")
+    return "\n".join([legend, "", *rows])
 
 
 if __name__ == "__main__":

@@ -649,12 +649,13 @@ def ordered(results: dict) -> list[dict]:
 
 
 def _longer_qat() -> str:
-    """The weights whose recipe runs more QAT steps, for the table's legend."""
-    from mai_sr.recipes import IMPORTED_QAT_STEPS
+    """The weights whose recipe runs other QAT steps or LR, for the table's legend."""
+    from mai_sr.recipes import IMPORTED_QAT_CHANGES
 
-    longer = ", ".join(f"{name.split('.')[0]} {steps}" for name, steps in
-                       sorted(IMPORTED_QAT_STEPS.items()))
-    return (f"{longer}: more steps validated better on the held-out images, "
+    longer = ", ".join(f"{name.split('.')[0]} {change['qat_steps']}"
+                       + (f" at LR {change['qat_lr']:g}" if "qat_lr" in change else "")
+                       for name, change in sorted(IMPORTED_QAT_CHANGES.items()))
+    return (f"{longer}: these validated better on the held-out images, "
             "`benchmarks/qat_steps.py`") if longer else "every weight"
 
 

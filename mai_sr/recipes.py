@@ -16,11 +16,11 @@ Placeholders in string values: ``{data}`` is the data root (``$MAI_SR_DATA``, el
 (``$MAI_SR_ARTIFACTS``, else ``../shared/artifacts``); ``{stage:NAME}`` is the run directory
 of an earlier stage, or the weights file of an earlier ``import`` stage (``{"name":
 "teacher", "import": {"source": "{artifacts}/...pth", "model": "etds_l"}}``: published
-weights through ``mai-sr import``); ``{recipe_dir}`` is the folder the recipe file is in. Stages run into
-``OUT/<stage name>``; a stage that finished is skipped and an interrupted one resumes, so
-``--recipe FILE --out DIR`` is also the way to continue after a kill. The runs are exact
-(checkpoints resume bit for bit), so the same recipe on the same machine and thread count
-makes the same weights (tested on a shortened recipe).
+weights through ``mai-sr import``); ``{recipe_dir}`` is the folder the recipe file is in.
+Stages run into ``OUT/<stage name>``; a stage that finished is skipped and an interrupted one
+resumes, so ``--recipe FILE --out DIR`` is also the way to continue after a kill. The runs are
+exact (checkpoints resume bit for bit), so the same recipe on the same machine and thread
+count makes the same weights (tested on a shortened recipe).
 
 :func:`recipe_hash` is the sha256 of the recipe's canonical JSON, recorded in each stage's
 ``recipe.json`` and in the model card of a shipped weight.
@@ -79,20 +79,23 @@ IMPORTED_QAT = {"teacher": "{stage:import}", "from_run": "{stage:import}",
                 # Z6's first-layer clip would cut the published kernels' outliers at step one
                 "weight_clip": False,
                 "data": "{data}/T91,{data}/BSD200", "val_fraction": 0.1, "val_every": 200}
-# QAT steps of the weights for which a longer QAT validated better on the same held-out split
-# (``benchmarks/qat_steps.py``, results in ``benchmarks/results/qat_steps.json``, which also
-# lists the weights tried that kept IMPORTED_QAT's steps). IMPORTED_QAT's 1,000 steps were
-# chosen on ABPN alone; these PReLU models were still improving at step 1,000.
-IMPORTED_QAT_STEPS = {"fsrcnn.etds_div2k": 12000, "ecbsr_m4c32.etds_div2k": 12000,
-                      "ecbsr_m6c40.etds_div2k": 12000,
-                      "ecbsr_m4c32_relu_pair.etds_div2k": 4000}
+# The QAT steps (and, for one weight, learning rate) of the weights for which another setting
+# validated better on the same held-out split (``benchmarks/qat_steps.py``, results in
+# ``benchmarks/results/qat_steps.json``, which also lists the weights tried that kept
+# IMPORTED_QAT's). IMPORTED_QAT's 1,000 steps and LR were chosen on ABPN alone; these PReLU
+# models were still improving at step 1,000, and ESPCN with tanh copies validated best with a
+# lower LR over more steps.
+IMPORTED_QAT_CHANGES = {"fsrcnn.etds_div2k": {"qat_steps": 12000},
+                        "ecbsr_m4c32.etds_div2k": {"qat_steps": 12000},
+                        "ecbsr_m6c40.etds_div2k": {"qat_steps": 12000},
+                        "ecbsr_m4c32_relu_pair.etds_div2k": {"qat_steps": 4000},
+                        "espcn_tanh_copies.etds_div2k": {"qat_steps": 4000, "qat_lr": 3e-05}}
 
 
 def imported_qat(name: str) -> dict:
     """The QAT stage of shipped weight `name` made from published weights: IMPORTED_QAT, with
-    its steps from :data:`IMPORTED_QAT_STEPS` where that names it."""
-    steps = IMPORTED_QAT_STEPS.get(name)
-    return {**IMPORTED_QAT, **({"qat_steps": steps} if steps else {})}
+    the steps and learning rate of :data:`IMPORTED_QAT_CHANGES` where that names it."""
+    return {**IMPORTED_QAT, **IMPORTED_QAT_CHANGES.get(name, {})}
 
 
 def read_recipe(path) -> dict:

@@ -127,11 +127,11 @@ def test_every_shipped_weight_has_its_recipe_and_the_imported_ones_share_one_qat
     """Each weight of mai_sr/pretrained/shipped.json names a recipe file called after it, that
     parses into stages; the recipes of published weights (an import stage, then QAT) all run
     the one QAT recipe, mai_sr.recipes.IMPORTED_QAT, so a change to it is one edit (and
-    `benchmarks/pretrained_table.py --write-recipes`), with the steps of IMPORTED_QAT_STEPS
-    where a longer QAT validated better (each such weight measured in
-    benchmarks/results/qat_steps.json)."""
+    `benchmarks/pretrained_table.py --write-recipes`), with the steps and LR of
+    IMPORTED_QAT_CHANGES where a longer or slower QAT validated better (each such weight
+    measured in benchmarks/results/qat_steps.json)."""
     from mai_sr.pretrained import RECIPES_DIR, recipe_path, shipped_weights
-    from mai_sr.recipes import IMPORTED_QAT, IMPORTED_QAT_STEPS, read_recipe, stage_configs
+    from mai_sr.recipes import IMPORTED_QAT, IMPORTED_QAT_CHANGES, read_recipe, stage_configs
 
     imported = []
     for weight in shipped_weights():
@@ -143,9 +143,9 @@ def test_every_shipped_weight_has_its_recipe_and_the_imported_ones_share_one_qat
         if "import" in recipe["stages"][0]:
             assert stages == ["import", "qat"]
             qat = dict(recipe["stages"][1]["train"])
-            assert qat.pop("qat_steps") == IMPORTED_QAT_STEPS.get(weight["name"],
-                                                                 IMPORTED_QAT["qat_steps"])
-            assert qat == {k: v for k, v in IMPORTED_QAT.items() if k != "qat_steps"}
+            changes = IMPORTED_QAT_CHANGES.get(weight["name"], {})
+            assert set(changes) <= {"qat_steps", "qat_lr"}
+            assert qat == {**IMPORTED_QAT, **changes}
             imported.append(weight["name"])
         # every stage expands: its options are TrainConfig fields, its references earlier stages
         assert [name for name, _, _ in stage_configs(path, RECIPES_DIR / "out")] == stages
@@ -156,15 +156,19 @@ def test_every_shipped_weight_has_its_recipe_and_the_imported_ones_share_one_qat
     assert "Set5" not in json.dumps(IMPORTED_QAT) and "B100" not in json.dumps(IMPORTED_QAT)
     assert IMPORTED_QAT["teacher"] == IMPORTED_QAT["from_run"] == "{stage:import}"
     measured = json.loads((ROOT / "benchmarks" / "results" / "qat_steps.json").read_text())
-    # each longer count shipped was measured (and, below, chosen by the rule)
-    assert set(IMPORTED_QAT_STEPS) <= set(imported) & set(measured["weights"])
-    # every recorded choice follows the stated rule: going up the counts tried, a longer run
-    # replaces the one chosen so far when it validates more than 0.002 dB above it
+    # each other setting shipped was measured (and, below, chosen by the rule)
+    assert set(IMPORTED_QAT_CHANGES) <= set(imported) & set(measured["weights"])
+    base = (IMPORTED_QAT["qat_steps"], IMPORTED_QAT["qat_lr"])
+    # every recorded choice follows the stated rule: going up the counts tried, and at each
+    # count from the recipe's LR down, a run replaces the one chosen so far when it validates
+    # more than 0.002 dB above it (runs recorded without an LR ran at the recipe's)
     for name, entry in measured["weights"].items():
-        runs = sorted((run["steps"], run["qat_val"]) for key, run in entry.items()
-                      if key.startswith("qat_steps_"))
+        runs = sorted(((run["steps"], -run.get("lr", base[1])), run["qat_val"])
+                      for key, run in entry.items() if key.startswith("qat_steps_"))
         chosen = runs[0]
         for run in runs[1:]:
             chosen = run if run[1] > chosen[1] + 0.002 else chosen
-        assert entry["chosen_steps"] == chosen[0], name
-        assert IMPORTED_QAT_STEPS.get(name, IMPORTED_QAT["qat_steps"]) == chosen[0], name
+        steps, lr = chosen[0][0], -chosen[0][1]
+        assert (entry["chosen_steps"], entry.get("chosen_lr", base[1])) == (steps, lr), name
+        shipped = {**dict(zip(("qat_steps", "qat_lr"), base)), **IMPORTED_QAT_CHANGES.get(name, {})}
+        assert (shipped["qat_steps"], shipped["qat_lr"]) == (steps, lr), name
