@@ -25,6 +25,7 @@ import argparse
 import os
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,11 +36,26 @@ CHECKPOINT = held_out.ARTIFACTS / "etds_zoo" / "pretrained" / "FSRCNN" / "FSRCNN
 SETS = ("Set5", "Set14", "B100")
 
 
+@contextmanager
+def weight_rounding(nearest: bool):
+    """Within it, with `nearest`, every conv kernel is rounded to its nearest int8 level:
+    ``mai_sr.models.qat.gptq.round_conv_weights`` does nothing (quantize_model imports it at
+    call time); the data-fitted rounding is back afterwards."""
+    import mai_sr.models.qat.gptq as gptq
+
+    fitted = gptq.round_conv_weights
+    if nearest:
+        gptq.round_conv_weights = lambda model, batches, layers=None: []
+    try:
+        yield
+    finally:
+        gptq.round_conv_weights = fitted
+
+
 def drops(model: str, folder: Path, nearest: bool) -> dict:
     """{set: FP32 minus INT8 PSNR} of `model` imported from CHECKPOINT and exported."""
     import numpy as np
 
-    import mai_sr.models.qat.gptq as gptq
     from mai_sr.cli import main as cli
     from mai_sr.data import iter_pairs
     from mai_sr.metrics import psnr
@@ -49,15 +65,10 @@ def drops(model: str, folder: Path, nearest: bool) -> dict:
     weights = folder / f"{model}.weights.h5"
     if not weights.exists():
         assert cli(["import", str(CHECKPOINT), "--model", model, "--out", str(weights)]) == 0
-    fitted = gptq.round_conv_weights
-    if nearest:  # quantize_model imports it at call time, so this run rounds to nearest
-        gptq.round_conv_weights = lambda model, batches, layers=None: []
-    try:
-        out = folder / f"{model}_{'nearest' if nearest else 'fitted'}.tflite"
+    out = folder / f"{model}_{'nearest' if nearest else 'fitted'}.tflite"
+    with weight_rounding(nearest):
         assert cli(["export", str(out), "--model", model, "--weights", str(weights),
                     "--shape", "24x32", "--dynamic", "--force"]) == 0
-    finally:
-        gptq.round_conv_weights = fitted
     net = load_deploy_weights(weights, model, 3)
     int8 = TFLiteSR(out.with_name(out.stem + "_none.tflite"))
     found = {}
@@ -74,19 +85,13 @@ def drops(model: str, folder: Path, nearest: bool) -> dict:
 def held_out_psnr(model: str, nearest: bool) -> float:
     """Held-out PSNR (RGB, crop 3) of the calibrated fake-quant model of `model` imported
     from CHECKPOINT, as a QAT stage starts from it (its ``val PSNR ... at step 0``)."""
-    import mai_sr.models.qat.gptq as gptq
     from mai_sr.models.qat.quantize import quantize_model
     from mai_sr.scoring import Scoring, mean_psnr, score_pairs
 
     train_pairs, val_pairs = held_out.split(model)
     deploy = held_out.imported(CHECKPOINT, model)
-    fitted = gptq.round_conv_weights
-    if nearest:
-        gptq.round_conv_weights = lambda model, batches, layers=None: []
-    try:
+    with weight_rounding(nearest):
         quantized = quantize_model(deploy, held_out.calibration(train_pairs))
-    finally:
-        gptq.round_conv_weights = fitted
     return round(mean_psnr(score_pairs(quantized, val_pairs,
                                        Scoring(3, ssim=False, baseline=None))), 4)
 

@@ -38,12 +38,25 @@ RUNS = ROOT / "benchmarks" / "out"
 TIE_DB = 0.002  # as benchmarks/qat_recipe.py: closer than this on validation is a tie
 
 
-def run_key(steps: int, lr: float) -> str:
-    """A run's key in the results and its run folder's suffix: ``qat_steps_STEPS`` at the
-    recipe's LR (the keys recorded before LRs were tried), ``qat_steps_STEPS_lr_LR`` else."""
+def other_lr(lr: float) -> str:
+    """`lr` as ``%g`` where it is not the recipe's QAT LR, else "": runs at the recipe's LR
+    keep the keys, folders and labels recorded before LRs were tried."""
     from mai_sr.recipes import IMPORTED_QAT
 
-    return f"qat_steps_{steps}" + ("" if lr == IMPORTED_QAT["qat_lr"] else f"_lr_{lr:g}")
+    return "" if lr == IMPORTED_QAT["qat_lr"] else f"{lr:g}"
+
+
+def setting_label(steps: int, lr: float) -> str:
+    """A QAT setting as tables print it: ``4000``, or ``4000 at LR 3e-05`` at another LR."""
+    tag = other_lr(lr)
+    return f"{steps}" + (f" at LR {tag}" if tag else "")
+
+
+def run_key(steps: int, lr: float) -> str:
+    """A run's key in the results: ``qat_steps_STEPS``, ``qat_steps_STEPS_lr_LR`` at another
+    LR than the recipe's."""
+    tag = other_lr(lr)
+    return f"qat_steps_{steps}" + (f"_lr_{tag}" if tag else "")
 
 
 def run_with(name: str, steps: int, lr: float) -> Path:
@@ -51,10 +64,10 @@ def run_with(name: str, steps: int, lr: float) -> Path:
     (the rest as IMPORTED_QAT), run or resumed in ``benchmarks/out/qat_steps/NAME-STEPS``
     (``NAME-STEPS-lrLR`` at another LR than the recipe's)."""
     from mai_sr.pretrained import recipe_path
-    from mai_sr.recipes import IMPORTED_QAT, run_recipe
+    from mai_sr.recipes import run_recipe
 
     recipe = json.loads(recipe_path(name).read_text())
-    suffix = "" if lr == IMPORTED_QAT["qat_lr"] else f"-lr{lr:g}"
+    suffix = f"-lr{other_lr(lr)}" if other_lr(lr) else ""
     out = RUNS / "qat_steps" / f"{name}-{steps}{suffix}"
     out.mkdir(parents=True, exist_ok=True)
     for stage in recipe["stages"]:
@@ -158,16 +171,14 @@ def table(results: dict) -> str:
     setting chosen."""
     from mai_sr.recipes import IMPORTED_QAT
 
-    def setting(steps, lr):
-        return f"{steps}" + ("" if lr == IMPORTED_QAT["qat_lr"] else f" at LR {lr:g}")
-
     rows = [("| weight | FP32 | QAT by steps: PSNR (best step) | chosen | gain over the "
              "recipe's setting |"), "|---|---|---|---|---|"]
     for name, entry in sorted(results["weights"].items()):
         runs = recorded_runs(entry)
-        cells = "; ".join(f"{setting(*key)}: {run['qat_val']:.3f} ({run['best_step']})"
+        cells = "; ".join(f"{setting_label(*key)}: {run['qat_val']:.3f} ({run['best_step']})"
                           for key, run in runs.items())
-        chosen = setting(entry["chosen_steps"], entry.get("chosen_lr", IMPORTED_QAT["qat_lr"]))
+        chosen = setting_label(entry["chosen_steps"],
+                               entry.get("chosen_lr", IMPORTED_QAT["qat_lr"]))
         rows.append(f"| {name} | {next(iter(runs.values()))['fp32_val']:.3f} | {cells} | "
                     f"{chosen} | {entry['gain_val']:+.3f} |")
     legend = ("Held-out tenth of T91 + BSD200 (the QAT runs' own validation images), RGB "

@@ -650,11 +650,12 @@ def ordered(results: dict) -> list[dict]:
 
 def _longer_qat() -> str:
     """The weights whose recipe runs other QAT steps or LR, for the table's legend."""
-    from mai_sr.recipes import IMPORTED_QAT_CHANGES
+    from mai_sr.recipes import IMPORTED_QAT_CHANGES, imported_qat
+    from qat_steps import setting_label
 
-    longer = ", ".join(f"{name.split('.')[0]} {change['qat_steps']}"
-                       + (f" at LR {change['qat_lr']:g}" if "qat_lr" in change else "")
-                       for name, change in sorted(IMPORTED_QAT_CHANGES.items()))
+    qats = {name: imported_qat(name) for name in sorted(IMPORTED_QAT_CHANGES)}
+    longer = ", ".join(f"{name.split('.')[0]} {setting_label(qat['qat_steps'], qat['qat_lr'])}"
+                       for name, qat in qats.items())
     return (f"{longer}: these validated better on the held-out images, "
             "`benchmarks/qat_steps.py`") if longer else "every weight"
 

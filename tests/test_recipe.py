@@ -131,7 +131,8 @@ def test_every_shipped_weight_has_its_recipe_and_the_imported_ones_share_one_qat
     IMPORTED_QAT_CHANGES where a longer or slower QAT validated better (each such weight
     measured in benchmarks/results/qat_steps.json)."""
     from mai_sr.pretrained import RECIPES_DIR, recipe_path, shipped_weights
-    from mai_sr.recipes import IMPORTED_QAT, IMPORTED_QAT_CHANGES, read_recipe, stage_configs
+    from mai_sr.recipes import (IMPORTED_QAT, IMPORTED_QAT_CHANGES, imported_qat, read_recipe,
+                                stage_configs)
 
     imported = []
     for weight in shipped_weights():
@@ -170,5 +171,5 @@ def test_every_shipped_weight_has_its_recipe_and_the_imported_ones_share_one_qat
             chosen = run if run[1] > chosen[1] + 0.002 else chosen
         steps, lr = chosen[0][0], -chosen[0][1]
         assert (entry["chosen_steps"], entry.get("chosen_lr", base[1])) == (steps, lr), name
-        shipped = {**dict(zip(("qat_steps", "qat_lr"), base)), **IMPORTED_QAT_CHANGES.get(name, {})}
+        shipped = imported_qat(name)
         assert (shipped["qat_steps"], shipped["qat_lr"]) == (steps, lr), name
