@@ -67,7 +67,8 @@ def run_with(name: str, steps: int, lr: float) -> Path:
     from mai_sr.recipes import run_recipe
 
     recipe = json.loads(recipe_path(name).read_text())
-    suffix = f"-lr{other_lr(lr)}" if other_lr(lr) else ""
+    tag = other_lr(lr)
+    suffix = f"-lr{tag}" if tag else ""
     out = RUNS / "qat_steps" / f"{name}-{steps}{suffix}"
     out.mkdir(parents=True, exist_ok=True)
     for stage in recipe["stages"]:
@@ -157,11 +158,8 @@ def main() -> None:
 
 
 def recorded_runs(entry: dict) -> dict[tuple, dict]:
-    """A weight's recorded runs, by (steps, lr): shortest first, then from the highest LR
-    (runs recorded before LRs were tried ran at the recipe's)."""
-    from mai_sr.recipes import IMPORTED_QAT
-
-    runs = {(run["steps"], run.get("lr", IMPORTED_QAT["qat_lr"])): run
+    """A weight's recorded runs, by (steps, lr): shortest first, then from the highest LR."""
+    runs = {(run["steps"], run["lr"]): run
             for key, run in entry.items() if key.startswith("qat_steps_")}
     return dict(sorted(runs.items(), key=lambda item: (item[0][0], -item[0][1])))
 
@@ -177,8 +175,7 @@ def table(results: dict) -> str:
         runs = recorded_runs(entry)
         cells = "; ".join(f"{setting_label(*key)}: {run['qat_val']:.3f} ({run['best_step']})"
                           for key, run in runs.items())
-        chosen = setting_label(entry["chosen_steps"],
-                               entry.get("chosen_lr", IMPORTED_QAT["qat_lr"]))
+        chosen = setting_label(entry["chosen_steps"], entry["chosen_lr"])
         rows.append(f"| {name} | {next(iter(runs.values()))['fp32_val']:.3f} | {cells} | "
                     f"{chosen} | {entry['gain_val']:+.3f} |")
     legend = ("Held-out tenth of T91 + BSD200 (the QAT runs' own validation images), RGB "
